@@ -1,0 +1,262 @@
+"""Benchmark the reviewer inbox on PostgreSQL with 10,000 and 100,000 pending requests.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl_inbox \
+        .venv/bin/python bench/inbox.py [--sizes 10000 100000] [--runs 200]
+
+Works in a throwaway database (`bench_<name>`, created and dropped by the run) through
+Django's test client, so the figures are server time: URL routing, middleware, the view, its
+queries and the template, without a network. Each page is measured beside a bare Django view
+(same middleware, no work) in the same run, and printed as p50/p95 and the ratio to it.
+Goals (issue 4): decide-and-load-next p50 <= 30 ms at 100,000 pending; a batch approval of
+1,000 requests in one POST <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory and slows everything down
+os.environ["ALLOWED_HOSTS"] = "testserver"
+# Webhook tasks go to a private queue (Redis, as in production, when REDIS_URL is set; else
+# the embedded filesystem broker in a temporary folder), removed at the end; no worker runs.
+BENCH_QUEUE = f"hitl-bench-inbox-{os.getpid()}"
+os.environ["CELERY_QUEUE"] = BENCH_QUEUE
+os.environ["HITL_VAR_DIR"] = tempfile.mkdtemp(prefix="hitl-bench-")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from reviews.models import Agent, Category, Decision, Queue, ReviewRequest  # noqa: E402
+
+HX = {"HTTP_HX_REQUEST": "true"}
+CUSTOMERS = ["Globex", "Initech", "Hooli", "Acme Corp", "Umbrella Health", "Pied Piper"]
+TIERS = ["standard", "standard", "startup", "enterprise"]
+
+
+def bare(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("bench/bare/", bare), path("", include("hitl.urls"))]
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def setup_people() -> tuple[User, Category, Agent]:
+    reviewers = Group.objects.get_or_create(name="reviewers")[0]
+    user = User.objects.create_user("bench-reviewer", password="x")
+    other = User.objects.create_user("bench-other", password="x")
+    for person in (user, other):
+        person.groups.add(reviewers)
+    leads = Queue.objects.create(name="Leads", slug="leads")
+    queue = Queue.objects.create(name="Support", slug="support", next_queue=leads)
+    queue.members.add(user, other)
+    category = Category.objects.create(
+        slug="refunds", name="Refunds", queue=queue, reversibility="irreversible"
+    )
+    agent = Agent.objects.create(name="bench-bot", webhook_url="http://127.0.0.1:9/hook")
+    return user, category, agent
+
+
+def request_row(n: int, rng: random.Random, user: User, category: Category, agent: Agent, now):
+    amount = round(rng.uniform(15, 15000), 2)
+    customer = rng.choice(CUSTOMERS)
+    return ReviewRequest(
+        agent=agent,
+        category=category,
+        queue=category.queue,
+        assignee_id=user.pk if rng.random() < 0.3 else None,
+        title=f"Refund {amount:,.2f} EUR to {customer}",
+        task="Decide on a refund.",
+        situation="The parcel was lost in transit.",
+        attempted=["Checked order history", "Checked refund policy"],
+        options=[{"key": "A", "label": "Refund in full"}, {"key": "B", "label": "Deny"}],
+        recommendation="Refund in full.",
+        recommended_option="A",
+        proposed_action={"action": "refund", "order_id": n, "amount": amount, "currency": "EUR"},
+        confidence=round(rng.uniform(0.3, 0.99), 2),
+        attributes={"amount": amount, "customer": customer, "customer_tier": rng.choice(TIERS)},
+        verdict="escalate",
+        fired_rules=[
+            {
+                "rule_id": 1,
+                "field": "confidence",
+                "operator": "lt",
+                "value": 0.7,
+                "reason": "confidence 0.5 is below 0.7",
+                "unevaluable": False,
+            }
+        ],
+        group_key=f"group{n % 40:02d}",
+        status="pending",
+        priority=rng.choice([0, 1, 1, 1, 2, 3]),
+        deadline=now + timedelta(minutes=rng.randint(5, 600)),
+    )
+
+
+def top_up(target: int, user: User, category: Category, agent: Agent, rng: random.Random) -> None:
+    have = ReviewRequest.objects.filter(status="pending").count()
+    now = timezone.now()
+    for start in range(have, target, 5000):
+        ReviewRequest.objects.bulk_create(
+            [
+                request_row(n, rng, user, category, agent, now)
+                for n in range(start, min(start + 5000, target))
+            ]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE reviews_reviewrequest")  # as autovacuum would have
+
+
+def add_precedents(user: User, category: Category, agent: Agent, rng: random.Random) -> None:
+    now = timezone.now()
+    rows = [request_row(n, rng, user, category, agent, now) for n in range(2000)]
+    for row in rows:
+        row.status, row.decided_at = "approved", now - timedelta(minutes=rng.randint(1, 10000))
+    ReviewRequest.objects.bulk_create(rows)
+    Decision.objects.bulk_create(
+        [Decision(request=r, decided_by=user, outcome="approved", channel="web") for r in rows]
+    )
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def timed(call, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        response = call()
+        out.append((time.perf_counter() - start) * 1000)
+        assert response.status_code in (200, 302), response.status_code
+    return out
+
+
+def summary(name: str, samples: list[float], base: float) -> str:
+    p50 = statistics.median(samples)
+    p95 = statistics.quantiles(samples, n=20)[-1] if len(samples) >= 20 else max(samples)
+    return f"  {name:<28} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms   x{p50 / base:6.1f} bare"
+
+
+def bench_size(size: int, runs: int, client: Client, people, rng: random.Random) -> dict:
+    user, category, agent = people
+    top_up(size, user, category, agent, rng)
+    pending = ReviewRequest.objects.filter(status="pending")
+    print(f"\n{pending.count():,} pending requests ({size:,} asked)")
+    pks = list(pending.order_by("?").values_list("pk", flat=True)[: runs * 2])
+
+    for _ in range(20):  # warm the connection, caches and templates
+        client.get("/bench/bare/")
+        client.get("/inbox/")
+    bare_ms = timed(lambda: client.get("/bench/bare/"), runs)
+    base = statistics.median(bare_ms)
+    print(summary("bare Django view", bare_ms, base))
+    print(summary("inbox page", timed(lambda: client.get("/inbox/"), max(runs // 2, 20)), base))
+    print(
+        summary("list refresh (poll)", timed(lambda: client.get("/inbox/poll/", **HX), runs), base)
+    )
+    it = iter(pks)
+    item_ms = timed(lambda: client.get(f"/inbox/{next(it)}/", **HX), runs)
+    print(summary("item partial", item_ms, base))
+    order = ("-priority", "deadline", "id")
+    decide_ms = []
+    for _ in range(runs):
+        # The reviewer decides the request at the top of their list; the view loads the next.
+        target = (
+            pending.filter(assignee=user).order_by(*order).first()
+            or pending.order_by(*order).first()
+        )
+        start = time.perf_counter()
+        response = client.post(f"/inbox/{target.pk}/decide/", {"outcome": "approve"}, **HX)
+        decide_ms.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200 and b'id="item"' in response.content
+    print(summary("decide and load next", decide_ms, base))
+
+    batch_s = []
+    for _ in range(3):
+        ids = list(pending.order_by("deadline").values_list("pk", flat=True)[:1000])
+        start = time.perf_counter()
+        response = client.post(
+            "/inbox/batch/", {"outcome": "approve", "ids": ",".join(map(str, ids))}, **HX
+        )
+        batch_s.append(time.perf_counter() - start)
+        assert response.status_code == 200 and f"{len(ids)} approved".encode() in response.content
+    print(f"  {'batch approve 1,000':<28} " + "  ".join(f"{s:.2f} s" for s in batch_s))
+    return {
+        "decide_p50": statistics.median(decide_ms),
+        "batch_median": statistics.median(batch_s),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("bench/inbox.py measures PostgreSQL: set DATABASE_URL=postgres://…")
+    broker = "Redis" if os.environ.get("REDIS_URL") else "the embedded filesystem broker"
+    print(f"PostgreSQL {connection.settings_dict['HOST']}, webhooks queued on {broker}")
+
+    db = settings.DATABASES["default"]
+    db["TEST"]["NAME"] = f"bench_{db['NAME']}"
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        plain_static = {
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }  # no collectstatic manifest needed to render pages here
+        with override_settings(ROOT_URLCONF=__name__, STORAGES=plain_static):
+            rng = random.Random(4)
+            people = setup_people()
+            add_precedents(*people, rng)
+            client = Client()
+            client.force_login(people[0])
+            results = {s: bench_size(s, args.runs, client, people, rng) for s in sorted(args.sizes)}
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        if os.environ.get("REDIS_URL"):
+            import redis
+
+            redis.Redis.from_url(os.environ["REDIS_URL"]).delete(
+                BENCH_QUEUE,
+                f"_kombu.binding.{BENCH_QUEUE}",
+                f"_kombu.binding_permanent.{BENCH_QUEUE}",
+            )
+
+    largest = max(results)
+    r = results[largest]
+    print(f"\nGoals at {largest:,} pending:")
+    print(
+        f"  decide and load next p50 {r['decide_p50']:.1f} ms (goal <= 30 ms): "
+        + ("met" if r["decide_p50"] <= 30 else "NOT met")
+    )
+    print(
+        f"  batch approve 1,000 {r['batch_median']:.2f} s (goal <= 1 s): "
+        + ("met" if r["batch_median"] <= 1 else "NOT met")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Take desktop (1366x900) and phone (390x844) screenshots of pages of a running server.
+
+    .venv/bin/python docs/screenshots.py --base http://127.0.0.1:8000 --user reviewer \
+        inbox=/inbox/ item=/inbox/42/
+
+Each NAME=PATH becomes docs/screenshots/NAME-desktop.png and NAME-phone.png. Uses Debian's
+Chromium through Playwright (no browser download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+SIZES = {"desktop": (1366, 900), "phone": (390, 844)}
+OUT = Path(__file__).resolve().parent / "screenshots"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--user", help="log in as this demo user first")
+    parser.add_argument("--password", default="hitl-demo")
+    parser.add_argument("--full-page", action="store_true")
+    parser.add_argument("shots", nargs="+", metavar="NAME=PATH")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for size, (width, height) in SIZES.items():
+            context = browser.new_context(
+                viewport={"width": width, "height": height},
+                device_scale_factor=1,
+                is_mobile=size == "phone",
+                has_touch=size == "phone",
+            )
+            page = context.new_page()
+            if args.user:
+                page.goto(f"{args.base}/login/")
+                page.fill("input[name=username]", args.user)
+                page.fill("input[name=password]", args.password)
+                page.click("button[type=submit]")
+                page.wait_for_load_state("networkidle")
+            for shot in args.shots:
+                name, path = shot.split("=", 1)
+                page.goto(args.base + path)
+                page.wait_for_load_state("networkidle")
+                target = OUT / f"{name}-{size}.png"
+                page.screenshot(path=str(target), full_page=args.full_page)
+                print(target)
+            context.close()
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

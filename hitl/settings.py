@@ -1,0 +1,298 @@
+"""Settings, read from the environment in one place.
+
+Every knob is an environment variable (see README "Configuration"). A bad value stops the
+process at start with a message naming the variable, rather than failing later.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("HITL_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false/1/0), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_secret(name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (for Docker/K8s secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env_str(name)
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE), or DEBUG=true for "
+            "local development."
+        )
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "ninja",  # serves the API docs page's Swagger UI from static files, not a CDN
+    "reviews",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "hitl.urls"
+WSGI_APPLICATION = "hitl.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "reviews.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# SQLite by default so a fresh clone runs with nothing installed; PostgreSQL via DATABASE_URL.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let web, worker and beat share one SQLite file without
+    # "database is locked" errors; IMMEDIATE makes write transactions take the lock up front.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+
+# Email: the console in development, SMTP when EMAIL_HOST is set.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HITL Review <hitl@localhost>")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport, an embedded
+# broker that needs no server, so `make run` works on a fresh machine.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+else:
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "data_folder_processed": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+    CELERY_RESULT_BACKEND = None
+# The cache holds the agent API's rate-limit counters, so every web process must share it:
+# Redis when REDIS_URL is set, else per-process memory (one process, as in `make run`).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "hitl",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "hitl")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a task whose worker dies mid-run is redelivered
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+HITL_SWEEP_SECONDS = env_int("HITL_SWEEP_SECONDS", 20)
+# Re-queue of webhook deliveries and reminders whose task was lost (broker down at commit).
+HITL_REQUEUE_SECONDS = env_int("HITL_REQUEUE_SECONDS", 60)
+# Workers and beat record a heartbeat this often; /health/ calls them dead after 3 missed.
+HITL_HEARTBEAT_SECONDS = env_int("HITL_HEARTBEAT_SECONDS", 30)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-overdue-requests": {
+        "task": "reviews.tasks.sweep_overdue_requests",
+        "schedule": timedelta(seconds=HITL_SWEEP_SECONDS),
+    },
+    "requeue-due-webhook-deliveries": {
+        "task": "reviews.tasks.requeue_due_deliveries",
+        "schedule": timedelta(seconds=HITL_REQUEUE_SECONDS),
+    },
+    "requeue-due-notifications": {
+        "task": "reviews.tasks.requeue_due_notifications",
+        "schedule": timedelta(seconds=HITL_REQUEUE_SECONDS),
+    },
+    "heartbeat": {
+        "task": "reviews.tasks.record_heartbeat",
+        "schedule": timedelta(seconds=HITL_HEARTBEAT_SECONDS),
+    },
+    # Metrics and the feedback loop (issue 7).
+    "roll-up-decisions": {
+        "task": "reviews.tasks.roll_up_decisions",
+        "schedule": timedelta(seconds=env_int("HITL_ROLLUP_SECONDS", 300)),
+    },
+    "sample-spot-checks": {
+        "task": "reviews.tasks.sample_spot_checks",
+        "schedule": timedelta(seconds=env_int("HITL_SAMPLING_SECONDS", 600)),
+    },
+}
+
+# Product knobs.
+HITL_DEFAULT_TIMEOUT_SECONDS = env_int("HITL_DEFAULT_TIMEOUT_SECONDS", 4 * 3600)
+# Overdue requests per sweep transaction: large enough that 100,000 take under a minute on
+# one worker (bench/sweep.py), small enough that a batch's row locks last well under a second.
+HITL_SWEEP_BATCH_SIZE = env_int("HITL_SWEEP_BATCH_SIZE", 1000)
+# Batch chains a sweep starts in parallel; each re-queues itself until nothing is left, and
+# SKIP LOCKED keeps them (and several workers) on disjoint rows. 0: one loop in the beat task.
+HITL_SWEEP_CHAINS = env_int("HITL_SWEEP_CHAINS", 2)
+# Remind the assignee once this share (percent) of the time to the deadline has passed; 0: off.
+HITL_REMINDER_PERCENT = env_int("HITL_REMINDER_PERCENT", 50)
+# A reviewer can undo a decision this long after making it; the agent hears of it only after.
+HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
+# Metrics and the feedback loop (issue 7): the bar for autonomy, and when to take it back.
+HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
+HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 300)
+HITL_REINSTATE_MIN_VERDICTS = env_int("HITL_REINSTATE_MIN_VERDICTS", 10)
+HITL_ADVICE_MIN_SAMPLE = env_int("HITL_ADVICE_MIN_SAMPLE", 50)
+HITL_PRECEDENT_ATTRIBUTES = env_list(
+    "HITL_PRECEDENT_ATTRIBUTES", "customer_tier,currency,vendor,environment,service,flag"
+)
+HITL_WEBHOOK_MAX_ATTEMPTS = env_int("HITL_WEBHOOK_MAX_ATTEMPTS", 8)
+HITL_WEBHOOK_BACKOFF_SECONDS = env_int("HITL_WEBHOOK_BACKOFF_SECONDS", 10)
+# Agent API: requests per agent per minute (0: no limit), and long-polls one web process
+# serves at once: by default three quarters of the Procfile's gunicorn threads (WEB_THREADS),
+# so waiting agents never take every thread.
+HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
+HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The filesystem broker has no host; kombu warns about it on every connection.
+    "loggers": {"kombu.connection": {"level": "ERROR"}},
+}

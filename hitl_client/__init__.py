@@ -1,0 +1,324 @@
+"""A small client for the HITL Review agent API. Standard library only.
+
+from hitl_client import Client, requires_approval
+
+client = Client("http://127.0.0.1:8000", "hitl_…")
+request = client.submit("refunds", "Refund 120 EUR", confidence=0.6,
+                        proposed_action={"order": 1042, "amount": 120})
+outcome = client.wait(request["id"])          # the request once a human has decided
+
+@requires_approval(category="refunds", client=client)
+def issue_refund(order: int, amount: int) -> None: ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "ApprovalTimeout",
+    "Cancelled",
+    "Client",
+    "HITLError",
+    "Rejected",
+    "requires_approval",
+]
+__version__ = "1.0.0"
+
+MAX_WAIT = 60  # the server's longest long-poll
+SETTLED = {"approved", "modified", "rejected", "auto_approved", "cancelled"}
+
+
+class HITLError(Exception):
+    """The API said no: `status`, `error` (a code), `detail` and per-field messages."""
+
+    def __init__(
+        self,
+        detail: str,
+        status: int | None = None,
+        error: str = "",
+        fields: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail, self.status, self.error, self.fields = detail, status, error, fields or {}
+
+
+class Rejected(HITLError):
+    """A human rejected the action; `reason` says why, `request` is the whole record."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        decision = request.get("decision") or {}
+        self.request, self.reason = request, decision.get("reason", "")
+        super().__init__(f"Rejected by {decision.get('decided_by', 'a reviewer')}: {self.reason}")
+
+
+class Cancelled(HITLError):
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        super().__init__("The request was cancelled.")
+
+
+class ApprovalTimeout(HITLError, TimeoutError):
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        super().__init__(f"No decision on request {request.get('id')} in time.")
+
+
+class Client:
+    """`Client(base_url, token)`; both default to the HITL_URL and HITL_TOKEN variables."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        retries: int = 3,
+        http_timeout: float = MAX_WAIT + 15,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("HITL_URL", "http://127.0.0.1:8000")).rstrip(
+            "/"
+        )
+        self.token = token or os.environ.get("HITL_TOKEN", "")
+        self.retries = retries
+        self.http_timeout = http_timeout
+
+    # --- transport ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call, retried on connection errors, 5xx and 429 (submissions carry an
+        Idempotency-Key, so a retried submission never makes a second request)."""
+        url = f"{self.base_url}/api/v1{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Accept": "application/json",
+            "User-Agent": f"hitl-client/{__version__}",
+            **({"Content-Type": "application/json"} if data is not None else {}),
+            **(headers or {}),
+        }
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=self.http_timeout) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                payload = _json_or_none(exc.read())
+                retryable = exc.code >= 500 or exc.code == 429
+                if not retryable or attempt == self.retries:
+                    raise _error_from(exc.code, payload) from None
+                delay = _retry_after(exc.headers.get("Retry-After"), attempt)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                if attempt == self.retries:
+                    raise HITLError(f"Cannot reach {self.base_url}: {exc}") from exc
+                delay = 0.5 * 2**attempt
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- the API --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        category: str,
+        title: str,
+        *,
+        proposed_action: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Submit a proposed action. Other fields: task, situation, attempted, options,
+        recommendation, recommended_option, confidence, attributes, priority, external_ref."""
+        body = {"category": category, "title": title, **fields}
+        if proposed_action is not None:
+            body["proposed_action"] = proposed_action
+        key = idempotency_key or str(uuid.uuid4())
+        return self.request("POST", "/requests", body, headers={"Idempotency-Key": key})
+
+    def get(self, request_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/requests/{request_id}")
+
+    def wait(self, request_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Long-poll until the request is decided or cancelled; ApprovalTimeout after
+        `timeout` seconds (None: wait as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            current = self.request(
+                "GET", f"/requests/{request_id}/wait", query={"timeout": min(left, MAX_WAIT)}
+            )
+            if current["status"] in SETTLED:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeout(current)
+
+    def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
+        return self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
+
+    def messages(self, request_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/requests/{request_id}/messages")
+
+    def answer(self, request_id: str, body: str) -> dict[str, Any]:
+        return self.request(
+            "POST", f"/requests/{request_id}/messages", {"kind": "answer", "body": body}
+        )
+
+    def revise(
+        self, request_id: str, proposed_action: dict[str, Any], body: str = ""
+    ) -> dict[str, Any]:
+        """Replace the proposed action; the reviewer decides on the new one."""
+        return self.request(
+            "POST",
+            f"/requests/{request_id}/messages",
+            {"kind": "revision", "body": body, "proposed_action": proposed_action},
+        )
+
+    def evaluate(
+        self,
+        category: str,
+        confidence: float | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Would this need a human? A dry run of the rules; nothing is stored."""
+        return self.request(
+            "POST",
+            "/evaluate",
+            {"category": category, "confidence": confidence, "attributes": attributes or {}},
+        )
+
+    def guidelines(self, category: str) -> dict[str, Any]:
+        return self.request("GET", "/guidelines", query={"category": category})
+
+    def interrupt(self, category: str, interrupt: dict[str, Any]) -> dict[str, Any]:
+        """Forward a LangGraph HumanInterrupt as it is."""
+        key = str(uuid.uuid4())
+        return self.request(
+            "POST",
+            "/interrupts",
+            {"category": category, **interrupt},
+            headers={"Idempotency-Key": key},
+        )
+
+    def interrupt_response(
+        self, request_id: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """LangGraph's HumanResponse ({type, args}) once a human answered; None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            answer = self.request(
+                "GET", f"/interrupts/{request_id}", query={"timeout": min(left, MAX_WAIT)}
+            )
+            if answer["response"] is not None:
+                return answer["response"]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+
+def requires_approval(
+    category: str,
+    *,
+    client: Client | None = None,
+    title: str | Callable[..., str] | None = None,
+    describe: Callable[..., dict[str, Any]] | None = None,
+    timeout: float | None = 3600,
+    cancel_on_timeout: bool = True,
+    exclude: tuple[str, ...] = ("self", "cls"),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Ask a human before the function runs.
+
+    The call's arguments (JSON-serialisable) are submitted as the proposed action. Approved
+    or auto-approved: the function runs with them; modified: with the human's values (merged
+    over the originals); rejected: `Rejected` with the reason; no decision within `timeout`
+    seconds: the request is withdrawn and `ApprovalTimeout` raised. `describe(**arguments)`
+    may return more submission fields: confidence, attributes, situation, options, ...
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            action = {k: v for k, v in bound.arguments.items() if k not in exclude}
+            fields = dict(describe(**action)) if describe else {}
+            heading = fields.pop("title", None) or (title(**action) if callable(title) else title)
+            api = client or Client()
+            created = api.submit(
+                category,
+                heading or f"{func.__name__}({_summary(action)})"[:300],
+                proposed_action=action,
+                **fields,
+            )
+            outcome = created
+            if created["status"] == "pending":
+                try:
+                    outcome = api.wait(created["id"], timeout=timeout)
+                except ApprovalTimeout:
+                    # Withdraw it; if a human decided at the last moment, the agent still
+                    # does not act, because it has stopped waiting.
+                    if cancel_on_timeout:
+                        with contextlib.suppress(HITLError):
+                            api.cancel(created["id"], reason="The agent stopped waiting.")
+                    raise
+            status = outcome["status"]
+            if status == "rejected":
+                raise Rejected(outcome)
+            if status == "cancelled":
+                raise Cancelled(outcome)
+            if status == "modified":
+                final = (outcome.get("decision") or {}).get("final_action") or {}
+                bound.arguments.update({k: v for k, v in final.items() if k in action})
+            return func(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _summary(action: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in action.items())
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _error_from(status: int, payload: Any) -> HITLError:
+    if isinstance(payload, dict):
+        return HITLError(
+            str(payload.get("detail", payload)),
+            status,
+            str(payload.get("error", "")),
+            payload.get("fields"),
+        )
+    return HITLError(f"HTTP {status}", status)
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    try:
+        return min(float(header), 60.0) if header else 0.5 * 2**attempt
+    except ValueError:
+        return 0.5 * 2**attempt

@@ -1,0 +1,384 @@
+"""Django admin for every model. State changes still go through reviews.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from . import rules as engine
+from . import services
+from .models import (
+    Agent,
+    AgentToken,
+    AuditEvent,
+    Category,
+    CategoryAutonomy,
+    DailyRollup,
+    Decision,
+    EscalationRule,
+    Guideline,
+    Heartbeat,
+    Message,
+    Notification,
+    PolicyVersion,
+    Queue,
+    ReviewerProfile,
+    ReviewerRollup,
+    ReviewRequest,
+    RollupCursor,
+    SpotCheckBatch,
+    SpotCheckItem,
+    SweepRun,
+    WebhookDelivery,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "next_queue", "member_count"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["members"]
+
+    @admin.display(description="members")
+    def member_count(self, obj: Queue) -> int:
+        return obj.members.count()
+
+
+class RuleInline(admin.TabularInline):
+    model = EscalationRule
+    extra = 0
+    fields = ["order", "field", "operator", "value", "enabled", "description"]
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "mode",
+        "reversibility",
+        "blast_radius",
+        "queue",
+        "timeout_seconds",
+        "timeout_action",
+        "sample_rate",
+    ]
+    list_filter = ["mode", "reversibility", "blast_radius", "queue"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [RuleInline]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:  # keep the policy history true when it is edited here too
+            from .policies import record_outside_change
+
+            record_outside_change(form.instance, by=request.user, note="Edited in Django admin.")
+
+
+@admin.register(EscalationRule)
+class EscalationRuleAdmin(admin.ModelAdmin):
+    list_display = ["summary", "category", "order", "enabled", "description"]
+    list_filter = ["enabled", "category"]
+
+    @admin.display(description="rule")
+    def summary(self, obj: EscalationRule) -> str:
+        return engine.rule_summary(obj)
+
+
+class TokenInline(admin.TabularInline):
+    model = AgentToken
+    extra = 0
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "is_active", "webhook_url", "created_at"]
+    list_filter = ["is_active"]
+    inlines = [TokenInline]
+    actions = ["issue_token"]
+
+    @admin.action(description="Issue a new API token (shown once)")
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            _, raw = AgentToken.issue(agent, name=f"admin {timezone.now():%Y-%m-%d %H:%M}")
+            self.message_user(
+                request,
+                f"New token for {agent.name} (copy it now, it is not shown again): {raw}",
+                messages.WARNING,
+            )
+
+
+@admin.register(AgentToken)
+class AgentTokenAdmin(admin.ModelAdmin):
+    list_display = ["agent", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["agent"]
+    readonly_fields = ["agent", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # issue tokens from the agent page, so the raw value is shown once
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[AgentToken]) -> None:
+        for token in queryset:
+            token.revoke()
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(ReviewerProfile)
+class ReviewerProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "away_until"]
+
+
+class DecisionInline(admin.StackedInline):
+    model = Decision
+    extra = 0
+    can_delete = False
+    readonly_fields = [f.name for f in Decision._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    readonly_fields = ["author_kind", "author", "kind", "body", "payload", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReviewRequest)
+class ReviewRequestAdmin(admin.ModelAdmin):
+    """Read-only: decisions are made in the inbox or through the service, never by editing."""
+
+    list_display = [
+        "id",
+        "title",
+        "category",
+        "status",
+        "assignee",
+        "priority",
+        "deadline",
+        "created_at",
+    ]
+    list_filter = ["status", "category", "queue", "agent"]
+    search_fields = ["title", "public_id", "external_ref", "idempotency_key"]
+    list_select_related = ["category", "assignee"]
+    readonly_fields = [f.name for f in ReviewRequest._meta.fields]
+    inlines = [DecisionInline, MessageInline]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["request", "outcome", "decided_by", "channel", "review_seconds", "created_at"]
+    list_filter = ["outcome", "channel"]
+    list_select_related = ["request", "decided_by"]
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ["request", "author_kind", "kind", "created_at"]
+    list_filter = ["author_kind", "kind"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_label", "verb", "request"]
+    list_filter = ["verb"]
+    search_fields = ["actor_label", "verb", "note"]
+    list_select_related = ["request"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "agent",
+        "event",
+        "state",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["state", "event", "agent"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    actions = ["resend"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    change_form_template = "admin/reviews/webhookdelivery/change_form.html"
+
+    @admin.action(description="Re-send selected deliveries")
+    def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        self._resend(ids)
+        self.message_user(request, f"Queued {len(ids)} deliveries for re-sending.")
+
+    def _resend(self, ids: list[int]) -> None:
+        WebhookDelivery.objects.filter(pk__in=ids).update(
+            state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        for delivery_id in ids:
+            services.enqueue_delivery(delivery_id)
+
+    def get_urls(self) -> list[URLPattern]:
+        resend_one = self.admin_site.admin_view(require_POST(self.resend_one))
+        return [
+            path("<int:delivery_id>/resend/", resend_one, name="reviews_webhookdelivery_resend"),
+            *super().get_urls(),
+        ]
+
+    def resend_one(self, request: HttpRequest, delivery_id: int) -> HttpResponse:
+        """The Re-send button on a delivery's page."""
+        delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
+        if not self.has_change_permission(request, delivery):
+            raise PermissionDenied
+        self._resend([delivery.pk])
+        self.message_user(request, "Queued the delivery for re-sending.")
+        return redirect("admin:reviews_webhookdelivery_change", delivery.pk)
+
+
+@admin.register(Guideline)
+class GuidelineAdmin(admin.ModelAdmin):
+    list_display = ["text", "category", "is_active", "created_by", "created_at"]
+    list_filter = ["category", "is_active"]
+    raw_id_fields = ["source_request"]
+
+
+# --- timeouts, reminders, liveness (issue 5) -------------------------------------------------
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "channel", "target", "request", "state", "attempts"]
+    list_filter = ["state", "kind", "channel"]
+    search_fields = ["target", "subject"]
+    raw_id_fields = ["request", "recipient"]
+
+
+@admin.register(SweepRun)
+class SweepRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at",
+        "finished_at",
+        "batches",
+        "decided",
+        "reassigned",
+        "escalated",
+        "handed_over",
+        "reminders",
+        "skipped",
+    ]
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "seen_at"]
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(ReadOnlyAdmin):
+    """History is written by the policy editor; restore a version there."""
+
+    list_display = ["category", "number", "created_by", "created_at", "note"]
+    list_filter = ["category"]
+    list_select_related = ["category", "created_by"]
+
+
+# --- metrics and the feedback loop (issue 7) ----------------------------------------------
+
+
+@admin.register(DailyRollup)
+class DailyRollupAdmin(ReadOnlyAdmin):
+    """Derived data: `manage.py rebuild_rollups` recreates it."""
+
+    list_display = ["day", "category", "agent", "rule_id", "total", "approved", "modified"]
+    list_filter = ["category", "agent"]
+    date_hierarchy = "day"
+
+
+@admin.register(ReviewerRollup)
+class ReviewerRollupAdmin(ReadOnlyAdmin):
+    list_display = ["day", "reviewer", "category", "decided", "approved", "rejected"]
+    list_filter = ["category"]
+
+
+@admin.register(RollupCursor)
+class RollupCursorAdmin(ReadOnlyAdmin):
+    list_display = ["name", "last_id", "last_run_at"]
+
+
+@admin.register(CategoryAutonomy)
+class CategoryAutonomyAdmin(admin.ModelAdmin):
+    """The bar and sample size are editable; switching modes happens on the autonomy page."""
+
+    list_display = ["category", "bar", "min_sample", "autonomous_since", "reinstated_at"]
+    fields = ["category", "bar", "min_sample", "autonomous_since", "switched_by", "reason",
+              "reinstated_at", "reinstated_reason"]  # fmt: skip
+    readonly_fields = ["autonomous_since", "switched_by", "reason", "reinstated_at",
+                       "reinstated_reason"]  # fmt: skip
+
+
+class SpotCheckItemInline(admin.TabularInline):
+    model = SpotCheckItem
+    extra = 0
+    can_delete = False
+    fields = ["request", "verdict", "correction", "reviewed_by", "reviewed_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SpotCheckBatch)
+class SpotCheckBatchAdmin(ReadOnlyAdmin):
+    list_display = ["category", "day", "created_at", "completed_at"]
+    list_filter = ["category"]
+    inlines = [SpotCheckItemInline]
+
+
+@admin.register(SpotCheckItem)
+class SpotCheckItemAdmin(ReadOnlyAdmin):
+    list_display = ["request", "batch", "verdict", "reviewed_by", "reviewed_at"]
+    list_filter = ["verdict"]
+    raw_id_fields = ["request"]

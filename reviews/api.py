@@ -1,0 +1,676 @@
+"""The agent API (/api/v1/): the only door agents use. Bearer token of an Agent, JSON in and out.
+
+Views are thin: they authenticate, look the request up for this agent (another agent's is a
+404), call reviews.services, and shape the answer. An agent never sees a human decision before
+its undo window has passed (`Decision.is_effective`): until then the request reads as pending.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from ninja import Header, NinjaAPI, Query
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
+from ninja.security import HttpBearer
+
+from . import services
+from .api_schemas import (
+    PRIORITIES,
+    CancelIn,
+    ErrorOut,
+    EvaluateIn,
+    EvaluateOut,
+    GuidelinesOut,
+    HumanResponse,
+    InterruptIn,
+    InterruptOut,
+    MessageIn,
+    MessageOut,
+    RequestOut,
+    SubmitIn,
+    Text,
+)
+from .longpoll import release_connection, watcher
+from .models import Agent, AgentToken, Category, Decision, Message, ReviewRequest, hash_token
+
+# Bodies above this are refused with 413 before they are parsed.
+MAX_BODY_BYTES = 256 * 1024
+# last_used_at is written at most this often per token, not on every call.
+TOKEN_TOUCH_SECONDS = 60
+MAX_WAIT_SECONDS = 60
+RATE_WINDOW_SECONDS = 60
+
+Status = ReviewRequest.Status
+DECIDED = {Status.APPROVED, Status.MODIFIED, Status.REJECTED, Status.AUTO_APPROVED}
+
+
+class ApiError(HttpError):
+    """An error answered as {"error", "detail", "fields"} with its status and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        fields: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, detail)
+        self.code, self.detail, self.fields, self.headers = code, detail, fields, headers or {}
+
+
+class StrictJSONParser(Parser):
+    def parse_body(self, request: HttpRequest) -> Any:
+        # NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them.
+        return json.loads(request.body, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# --- authentication and limits -------------------------------------------------------------
+
+
+class AgentBearer(HttpBearer):
+    """`Authorization: Bearer hitl_…`: an active token of an active agent."""
+
+    def __call__(self, request: HttpRequest) -> Agent | None:
+        check_body_size(request)
+        return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, token: str) -> Agent | None:
+        found = (
+            AgentToken.objects.select_related("agent")
+            .filter(token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True)
+            .first()
+        )
+        if found is None:
+            return None
+        now = timezone.now()
+        if found.last_used_at is None or (now - found.last_used_at).total_seconds() > (
+            TOKEN_TOUCH_SECONDS
+        ):
+            AgentToken.objects.filter(pk=found.pk).update(last_used_at=now)
+        throttle(found.agent)
+        return found.agent
+
+
+def check_body_size(request: HttpRequest) -> None:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES or (declared == 0 and len(request.body) > MAX_BODY_BYTES):
+        raise ApiError(
+            413, "payload_too_large", f"The body is over the limit of {MAX_BODY_BYTES} bytes."
+        )
+
+
+def throttle(agent: Agent) -> None:
+    """A fixed window per agent in the shared cache (Redis in production): atomic incr."""
+    limit = settings.HITL_API_RATE_LIMIT
+    if limit <= 0:
+        return
+    now = time.time()
+    window = int(now // RATE_WINDOW_SECONDS)
+    key = f"api-rate:{agent.pk}:{window}"
+    cache.add(key, 0, timeout=RATE_WINDOW_SECONDS * 2)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=RATE_WINDOW_SECONDS * 2)
+        count = 1
+    if count > limit:
+        retry = max(int((window + 1) * RATE_WINDOW_SECONDS - now) + 1, 1)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"More than {limit} requests a minute from this agent; retry in {retry} s.",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+api = NinjaAPI(
+    title="HITL Review agent API",
+    version="1",
+    description=(
+        "Submit proposed actions, wait for the human decision, converse with the reviewer. "
+        "Authenticate with `Authorization: Bearer <agent token>`. Bodies are JSON, at most "
+        f"{MAX_BODY_BYTES // 1024} KiB. Errors are `{{error, detail, fields}}`."
+    ),
+    urls_namespace="api",
+    auth=AgentBearer(),
+    parser=StrictJSONParser(),
+)
+IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=200)
+CATEGORY_QUERY = Query(..., min_length=1, max_length=100, description="Category slug.")
+ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+
+
+# --- errors --------------------------------------------------------------------------------
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    request: HttpRequest,
+    status: int,
+    code: str,
+    detail: str,
+    fields: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if fields:
+        body["fields"] = fields
+    response = api.create_response(request, body, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="hitl"'
+    return response
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(request, exc.status_code, exc.code, exc.detail, exc.fields, exc.headers)
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    status = exc.status_code
+    detail = str(exc)
+    if status == 401:
+        detail = "A valid bearer token is required (Authorization: Bearer <token>)."
+    return error_response(request, status, ERROR_CODES.get(status, "error"), detail)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, "not_found", str(exc) or "Not found.")
+
+
+@api.exception_handler(NinjaValidationError)
+def on_invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    for error in exc.errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        # ("body", "payload", "confidence") -> "confidence"; ("query", "timeout") -> "timeout"
+        if loc[:1] == ["body"]:
+            loc = loc[2:]
+        elif loc[:1] in (["query"], ["path"], ["header"]):
+            loc = loc[1:]
+        message = str(error.get("msg", "Invalid value."))
+        if error.get("type") == "extra_forbidden":
+            message = "Unknown field."
+        fields.setdefault(".".join(loc) or "body", []).append(message)
+    return error_response(request, 422, "invalid", "The request is invalid; see fields.", fields)
+
+
+@api.exception_handler(DjangoValidationError)
+def on_invalid_by_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    fields = exc.message_dict if hasattr(exc, "error_dict") else {"body": exc.messages}
+    return error_response(request, 422, "invalid", "The request is invalid; see fields.", fields)
+
+
+@api.exception_handler(services.IdempotencyConflict)
+def on_idempotency_conflict(
+    request: HttpRequest, exc: services.IdempotencyConflict
+) -> HttpResponse:
+    return error_response(
+        request, 409, "idempotency_conflict", str(exc), headers={"Location": url_of(exc.existing)}
+    )
+
+
+# --- shaping answers -------------------------------------------------------------------------
+
+
+def url_of(review: ReviewRequest) -> str:
+    return reverse("api:request_detail", kwargs={"request_id": review.public_id})
+
+
+def visible_decision(review: ReviewRequest) -> Decision | None:
+    """The decision the agent may see: none until the reviewer's undo window has passed."""
+    if review.status not in DECIDED:
+        return None
+    try:
+        decision = review.decision
+    except Decision.DoesNotExist:
+        return None
+    return decision if decision.is_effective() else None
+
+
+def agent_status(review: ReviewRequest) -> str:
+    if review.status in DECIDED and visible_decision(review) is None:
+        return Status.PENDING
+    return review.status
+
+
+def links(request: HttpRequest, review: ReviewRequest) -> dict[str, str]:
+    base = url_of(review)
+    return {
+        "self": request.build_absolute_uri(base),
+        "wait": request.build_absolute_uri(base + "/wait"),
+        "messages": request.build_absolute_uri(base + "/messages"),
+        "cancel": request.build_absolute_uri(base + "/cancel"),
+        "review": settings.SITE_URL + reverse("inbox_item", args=[review.pk]),
+    }
+
+
+def message_out(message: Message) -> dict[str, Any]:
+    if message.author_kind == Message.Author.REVIEWER and message.author_id:
+        name: str | None = message.author.get_username()
+    elif message.author_kind == Message.Author.AGENT:
+        name = message.request.agent.name
+    else:
+        name = None
+    return {
+        "id": message.pk,
+        "author": message.author_kind,
+        "author_name": name,
+        "kind": message.kind,
+        "body": message.body,
+        "payload": message.payload,
+        "created_at": message.created_at,
+    }
+
+
+def request_out(
+    request: HttpRequest, review: ReviewRequest, with_messages: bool = True
+) -> dict[str, Any]:
+    decision = visible_decision(review)
+    messages = (
+        [message_out(m) for m in review.messages.select_related("author", "request__agent")]
+        if with_messages
+        else []
+    )
+    return {
+        "id": review.public_id,
+        "external_ref": review.external_ref or None,
+        "status": agent_status(review),
+        "category": review.category.slug,
+        "title": review.title,
+        "proposed_action": review.proposed_action,
+        "confidence": review.confidence,
+        "verdict": review.verdict,
+        "fired_rules": review.fired_rules,
+        "queue": review.queue.slug if review.queue_id else None,
+        "assignee": review.assignee.get_username() if review.assignee_id else None,
+        "deadline": review.deadline,
+        "on_timeout": review.category.timeout_action,
+        "created_at": review.created_at,
+        "decision": services.decision_data(decision),
+        "messages": messages,
+        "links": links(request, review),
+    }
+
+
+def request_for_agent(agent: Agent, request_id: UUID) -> ReviewRequest:
+    """The agent's own request, or 404: another agent's request does not exist for it."""
+    found = (
+        ReviewRequest.objects.select_related(
+            "agent", "category", "queue", "assignee", "decision__decided_by"
+        )
+        .filter(agent=agent, public_id=request_id)
+        .first()
+    )
+    if found is None:
+        raise ApiError(404, "not_found", "No such request.")
+    return found
+
+
+def category_by_slug(slug: str, field: str = "category") -> Category:
+    category = Category.objects.select_related("queue").filter(slug=slug).first()
+    if category is None:
+        raise ApiError(
+            422,
+            "invalid",
+            "The request is invalid; see fields.",
+            {field: [f"Unknown category {slug!r}."]},
+        )
+    return category
+
+
+def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> ReviewRequest:
+    """Block up to `timeout` seconds for the agent-visible outcome; the request as it is then."""
+    if timeout <= 0 or agent_status(review) != Status.PENDING:
+        return review
+    release_connection()  # hold no database connection while blocked
+    woke = watcher.wait(review.pk, timeout)
+    if woke is None:  # this process is at its waiter cap: answer now, the client asks again
+        raise ApiError(
+            429,
+            "too_many_waiters",
+            "Too many agents are waiting on this server; retry in a second.",
+            headers={"Retry-After": "1"},
+        )
+    return request_for_agent(agent, review.public_id)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+@api.post(
+    "/requests",
+    tags=["Requests"],
+    response={201: RequestOut, 200: RequestOut, 409: ErrorOut, **ERRORS},
+    url_name="requests",
+    summary="Submit a proposed action",
+)
+def submit(
+    request: HttpRequest,
+    payload: SubmitIn,
+    idempotency_key: Text | None = IDEMPOTENCY_KEY,
+) -> tuple[int, dict[str, Any]]:
+    """Runs the rules: `pending` (a human decides; see fired_rules, queue, deadline) or
+    `auto_approved` (go ahead). An Idempotency-Key (header or field) makes a retry answer
+    200 with the same request; the same key with a different body is a 409."""
+    agent: Agent = request.auth
+    category = category_by_slug(payload.category)
+    submission = services.submit_request(
+        agent,
+        category=category,
+        title=payload.title,
+        task=payload.task,
+        situation=payload.situation,
+        attempted=payload.attempted,
+        options=[option.model_dump() for option in payload.options],
+        recommendation=payload.recommendation,
+        recommended_option=payload.recommended_option,
+        proposed_action=payload.proposed_action,
+        confidence=payload.confidence,
+        attributes=payload.attributes,
+        priority=PRIORITIES[payload.priority],
+        idempotency_key=idempotency_key or payload.idempotency_key,
+        external_ref=payload.external_ref,
+    )
+    if submission.created:
+        return 201, request_out(request, submission.request, with_messages=False)
+    return 200, request_out(request, request_for_agent(agent, submission.request.public_id))
+
+
+@api.get(
+    "/requests/{request_id}",
+    tags=["Requests"],
+    response={200: RequestOut, **ERRORS},
+    url_name="request_detail",
+    summary="A request: status, decision, messages",
+)
+def detail(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
+    return request_out(request, request_for_agent(request.auth, request_id))
+
+
+@api.get(
+    "/requests/{request_id}/wait",
+    tags=["Requests"],
+    response={200: RequestOut, **ERRORS},
+    url_name="request_wait",
+    summary="Long-poll until the request is decided",
+)
+def wait(
+    request: HttpRequest,
+    request_id: UUID,
+    timeout: int = Query(30, ge=0, le=MAX_WAIT_SECONDS),
+) -> dict[str, Any]:
+    """Answers as soon as the decision is final (or the request is cancelled), else with the
+    current state after `timeout` seconds (at most 60). Call it again to keep waiting."""
+    agent: Agent = request.auth
+    review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)
+    answer = request_out(request, review)
+    release_connection()
+    return answer
+
+
+@api.post(
+    "/requests/{request_id}/cancel",
+    tags=["Requests"],
+    response={200: RequestOut, 409: ErrorOut, **ERRORS},
+    url_name="request_cancel",
+    summary="Withdraw a pending request",
+)
+def cancel(
+    request: HttpRequest, request_id: UUID, payload: CancelIn | None = None
+) -> dict[str, Any]:
+    agent: Agent = request.auth
+    review = request_for_agent(agent, request_id)
+    try:
+        services.cancel_request(review.pk, agent=agent, reason=payload.reason if payload else "")
+    except services.TransitionError:
+        raise conflict(agent, review) from None
+    return request_out(request, request_for_agent(agent, request_id))
+
+
+def conflict(agent: Agent, review: ReviewRequest) -> ApiError:
+    # Do not let an error message reveal a decision still inside its undo window.
+    status = agent_status(request_for_agent(agent, review.public_id))
+    if status == Status.PENDING:
+        detail = "A reviewer is deciding this request right now; wait for the outcome."
+    else:
+        detail = f"The request is no longer pending (it is {status})."
+    return ApiError(409, "not_pending", detail)
+
+
+@api.get(
+    "/requests/{request_id}/messages",
+    tags=["Requests"],
+    response={200: list[MessageOut], **ERRORS},
+    url_name="request_messages",
+    summary="The thread with the reviewers",
+)
+def messages(request: HttpRequest, request_id: UUID) -> list[dict[str, Any]]:
+    review = request_for_agent(request.auth, request_id)
+    return [message_out(m) for m in review.messages.select_related("author", "request__agent")]
+
+
+@api.post(
+    "/requests/{request_id}/messages",
+    tags=["Requests"],
+    response={201: MessageOut, 409: ErrorOut, **ERRORS},
+    summary="Answer the reviewer, or revise the proposal",
+)
+def post_message(
+    request: HttpRequest, request_id: UUID, payload: MessageIn
+) -> tuple[int, dict[str, Any]]:
+    """`answer` or `comment` adds to the thread; `revision` replaces the proposed action with
+    `proposed_action` and the request stays with its reviewer, who decides on the new one."""
+    agent: Agent = request.auth
+    review = request_for_agent(agent, request_id)
+    if agent_status(review) != Status.PENDING:
+        raise conflict(agent, review)
+    if payload.kind == "revision":
+        if payload.proposed_action is None:
+            raise ApiError(
+                422,
+                "invalid",
+                "The request is invalid; see fields.",
+                {"proposed_action": ["A revision needs the new proposed action."]},
+            )
+        try:
+            message = services.revise_proposal(
+                review.pk, agent=agent, proposed_action=payload.proposed_action, body=payload.body
+            )
+        except services.TransitionError:
+            raise conflict(agent, review) from None
+    else:
+        if not payload.body.strip():
+            raise ApiError(
+                422, "invalid", "The request is invalid; see fields.", {"body": ["Say something."]}
+            )
+        message = services.post_message(
+            review,
+            author_kind=Message.Author.AGENT,
+            body=payload.body,
+            kind=payload.kind,
+            agent=agent,
+        )
+    message.request = review
+    return 201, message_out(message)
+
+
+# --- rules and guidelines ------------------------------------------------------------------------
+
+
+@api.post(
+    "/evaluate",
+    tags=["Rules and guidelines"],
+    response={200: EvaluateOut, **ERRORS},
+    summary="Dry run of the rules (nothing is stored)",
+)
+def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
+    category = category_by_slug(payload.category)
+    verdict = services.evaluate_for(category, payload.confidence, payload.attributes)
+    return {
+        "category": category.slug,
+        "mode": category.mode,
+        "verdict": verdict.outcome,
+        "needs_human": verdict.needs_human,
+        "fired_rules": [fired.as_dict() for fired in verdict.fired],
+    }
+
+
+@api.get(
+    "/guidelines",
+    tags=["Rules and guidelines"],
+    response={200: GuidelinesOut, **ERRORS},
+    summary="A category's guidelines, for the agent's prompt",
+)
+def guidelines(request: HttpRequest, category: Text = CATEGORY_QUERY) -> dict[str, Any]:
+    found = Category.objects.filter(slug=category).first()
+    if found is None:
+        raise ApiError(404, "not_found", f"Unknown category {category!r}.")
+    return {
+        "category": found.slug,
+        "name": found.name,
+        "text": found.guidelines,
+        "guidelines": list(
+            found.guideline_set.filter(is_active=True).values("id", "text", "created_at")
+        ),
+    }
+
+
+# --- LangGraph human interrupts ------------------------------------------------------------------
+
+
+def human_response(review: ReviewRequest) -> dict[str, Any] | None:
+    """The decision in LangGraph's HumanResponse shape; None while the human has not answered."""
+    status = agent_status(review)
+    if status in (Status.APPROVED, Status.AUTO_APPROVED):
+        return {"type": "accept", "args": None}
+    if status == Status.MODIFIED:
+        final = review.decision.final_action or {}
+        original = review.proposed_action
+        return {
+            "type": "edit",
+            "args": {
+                "action": final.get("action", original.get("action")),
+                "args": final["args"] if isinstance(final.get("args"), dict) else final,
+            },
+        }
+    if status == Status.REJECTED:
+        config = review.attributes.get("interrupt_config") or {}
+        if config.get("allow_respond", True):
+            return {"type": "response", "args": review.decision.reason}
+        return {"type": "ignore", "args": None}
+    if status == Status.CANCELLED:
+        return {"type": "ignore", "args": None}
+    return None
+
+
+def interrupt_out(request: HttpRequest, review: ReviewRequest) -> dict[str, Any]:
+    return {
+        "id": review.public_id,
+        "status": agent_status(review),
+        "response": human_response(review),
+        "answer_url": request.build_absolute_uri(
+            reverse("api:interrupt_answer", kwargs={"request_id": review.public_id})
+        ),
+        "links": links(request, review),
+    }
+
+
+@api.post(
+    "/interrupts",
+    tags=["LangGraph interrupts"],
+    response={201: InterruptOut, 200: InterruptOut, 409: ErrorOut, **ERRORS},
+    summary="Submit a LangGraph HumanInterrupt as it is",
+)
+def submit_interrupt(
+    request: HttpRequest,
+    payload: InterruptIn,
+    idempotency_key: Text | None = IDEMPOTENCY_KEY,
+) -> tuple[int, dict[str, Any]]:
+    """Takes `{action_request: {action, args}, config, description}` plus the category. The
+    reviewer sees `{action, args}` as the proposed action; read the answer from
+    GET /interrupts/{id} as `{type: accept | edit | response | ignore, args}`."""
+    agent: Agent = request.auth
+    category = category_by_slug(payload.category)
+    action = payload.action_request
+    description = payload.description or ""
+    title = payload.title or (description.strip().splitlines() or [action.action])[0][:300]
+    submission = services.submit_request(
+        agent,
+        category=category,
+        title=title,
+        task=f"LangGraph interrupt: {action.action}",
+        situation=description,
+        proposed_action={"action": action.action, "args": action.args},
+        confidence=payload.confidence,
+        attributes={**payload.attributes, "interrupt_config": payload.config.model_dump()},
+        idempotency_key=idempotency_key or payload.idempotency_key,
+    )
+    review = request_for_agent(agent, submission.request.public_id)
+    return (201 if submission.created else 200), interrupt_out(request, review)
+
+
+@api.get(
+    "/interrupts/{request_id}",
+    tags=["LangGraph interrupts"],
+    response={200: InterruptOut, **ERRORS},
+    url_name="interrupt_answer",
+    summary="The human's answer in LangGraph's HumanResponse shape (long-polls with timeout)",
+)
+def interrupt_answer(
+    request: HttpRequest,
+    request_id: UUID,
+    timeout: int = Query(0, ge=0, le=MAX_WAIT_SECONDS),
+) -> dict[str, Any]:
+    agent: Agent = request.auth
+    review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)
+    answer = interrupt_out(request, review)
+    release_connection()
+    return answer
+
+
+HumanResponse.model_rebuild()
+
+
+# --- outside the API: a bare view --------------------------------------------------------------
+
+
+@require_GET
+def ping(request: HttpRequest) -> JsonResponse:
+    """Liveness for agents and load balancers; also the benchmark's baseline."""
+    return JsonResponse({"ok": True})

@@ -1,0 +1,225 @@
+"""The agent API's request and response shapes (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, ConfigDict
+
+
+def clean_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, nor can UTF-8 hold a lone surrogate: refuse them here
+    # with a field-level message rather than fail at the database.
+    if "\x00" in value:
+        raise ValueError("Text must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Text must be valid Unicode (no lone surrogates).") from None
+    return value
+
+
+def clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            clean_text(key)
+            clean_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            clean_json(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
+PRIORITIES = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+PriorityName = Literal["low", "normal", "high", "urgent"]
+
+
+class In(Schema):
+    # Strict about what agents send: an unknown field is a typo the agent should hear about.
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptionIn(In):
+    key: Text = Field(..., min_length=1, max_length=50)
+    label: Text = Field("", max_length=200)
+
+
+class SubmitIn(In):
+    category: Text = Field(..., min_length=1, max_length=100, description="Category slug.")
+    title: Text = Field(..., min_length=1, max_length=300)
+    task: Text = Field("", max_length=20_000, description="What the agent was asked to do.")
+    situation: Text = Field("", max_length=20_000, description="Why it needs a human.")
+    attempted: list[Annotated[Text, Field(max_length=2_000)]] = Field(
+        default_factory=list, max_length=50, description="Steps already tried."
+    )
+    options: list[OptionIn] = Field(default_factory=list, max_length=20)
+    recommendation: Text = Field("", max_length=20_000)
+    recommended_option: Text = Field("", max_length=50)
+    proposed_action: JSONObject = Field(
+        default_factory=dict, description="What the agent will do once approved."
+    )
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    attributes: JSONObject = Field(
+        default_factory=dict, description="Key data points the rules read (amount, tier, ...)."
+    )
+    priority: PriorityName = "normal"
+    external_ref: Text = Field("", max_length=100, description="The agent's own id for it.")
+    idempotency_key: Text = Field(
+        "", max_length=200, description="Same as the Idempotency-Key header (which wins)."
+    )
+
+
+class EvaluateIn(In):
+    category: Text = Field(..., min_length=1, max_length=100)
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    attributes: JSONObject = Field(default_factory=dict)
+
+
+class CancelIn(In):
+    reason: Text = Field("", max_length=2_000)
+
+
+class MessageIn(In):
+    kind: Literal["answer", "comment", "revision"] = Field(
+        "answer", description="'revision' replaces the proposed action (send proposed_action)."
+    )
+    body: Text = Field("", max_length=20_000)
+    proposed_action: JSONObject | None = None
+
+
+class FiredRuleOut(Schema):
+    rule_id: int | None
+    field: str
+    operator: str
+    value: Any = None
+    reason: str
+    unevaluable: bool = False
+
+
+class DecisionOut(Schema):
+    outcome: Literal["approved", "modified", "rejected"]
+    final_action: dict[str, Any] | None = Field(
+        None, description="The action to take when the human modified it."
+    )
+    chosen_option: str | None
+    reason: str
+    decided_by: str = Field(..., description="A reviewer's username, or 'system'.")
+    channel: str
+    decided_at: datetime
+
+
+class MessageOut(Schema):
+    id: int
+    author: Literal["reviewer", "agent", "system"]
+    author_name: str | None
+    kind: str
+    body: str
+    payload: Any = None
+    created_at: datetime
+
+
+class Links(Schema):
+    self: str
+    wait: str
+    messages: str
+    cancel: str
+    review: str = Field(..., description="Where reviewers work on it.")
+
+
+class RequestOut(Schema):
+    id: UUID
+    external_ref: str | None
+    status: Literal["pending", "approved", "modified", "rejected", "auto_approved", "cancelled"]
+    category: str
+    title: str
+    proposed_action: dict[str, Any]
+    confidence: float | None
+    verdict: str = Field(..., description="gate, escalate or autonomous.")
+    fired_rules: list[FiredRuleOut]
+    queue: str | None
+    assignee: str | None
+    deadline: datetime | None
+    on_timeout: str = Field(..., description="What happens at the deadline.")
+    created_at: datetime
+    decision: DecisionOut | None = Field(
+        None, description="Present once the decision is final (after the reviewer's undo window)."
+    )
+    messages: list[MessageOut]
+    links: Links
+
+
+class EvaluateOut(Schema):
+    category: str
+    mode: str
+    verdict: str
+    needs_human: bool
+    fired_rules: list[FiredRuleOut]
+
+
+class GuidelineOut(Schema):
+    id: int
+    text: str
+    created_at: datetime
+
+
+class GuidelinesOut(Schema):
+    category: str
+    name: str
+    text: str = Field(..., description="The category's standing guidelines.")
+    guidelines: list[GuidelineOut] = Field(..., description="Active guidelines, newest first.")
+
+
+class ErrorOut(Schema):
+    error: str
+    detail: str
+    fields: dict[str, list[str]] | None = None
+
+
+# --- LangGraph human interrupt --------------------------------------------------------------
+
+
+class ActionRequest(In):
+    action: Text = Field(..., min_length=1, max_length=200)
+    args: JSONObject = Field(default_factory=dict)
+
+
+class InterruptConfig(In):
+    allow_accept: bool = True
+    allow_edit: bool = True
+    allow_respond: bool = True
+    allow_ignore: bool = True
+
+
+class InterruptIn(In):
+    """LangGraph's HumanInterrupt, plus where to route it."""
+
+    category: Text = Field(..., min_length=1, max_length=100)
+    action_request: ActionRequest
+    config: InterruptConfig = Field(default_factory=InterruptConfig)
+    description: Text | None = Field(None, max_length=20_000)
+    title: Text = Field("", max_length=300)
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    attributes: JSONObject = Field(default_factory=dict)
+    idempotency_key: Text = Field("", max_length=200)
+
+
+class HumanResponse(Schema):
+    type: Literal["accept", "edit", "response", "ignore"]
+    args: str | dict[str, Any] | None = None
+
+
+class InterruptOut(Schema):
+    id: UUID
+    status: str
+    response: HumanResponse | None = Field(
+        None, description="LangGraph's HumanResponse, once the human has answered."
+    )
+    answer_url: str = Field(..., description="GET it (with ?timeout=N) for the response.")
+    links: Links

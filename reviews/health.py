@@ -1,0 +1,102 @@
+"""Liveness of the parts that keep requests from hanging: database, broker, beat, workers.
+
+Beat and the workers record heartbeats (reviews.tasks); a part is alive when its last one is
+recent enough. /health/ (for load balancers and monitors) and /status/ (for admins) read this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from .models import Heartbeat
+
+
+@dataclass(frozen=True)
+class Part:
+    ok: bool
+    last_seen: datetime | None = None
+    detail: str = ""
+
+    def as_dict(self, now: datetime) -> dict:
+        age = round((now - self.last_seen).total_seconds(), 1) if self.last_seen else None
+        data: dict = {"ok": self.ok}
+        if self.last_seen:
+            data["last_seen"] = self.last_seen.isoformat()
+            data["age_seconds"] = age
+        if self.detail:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass(frozen=True)
+class Liveness:
+    database: Part
+    broker: Part
+    beat: Part
+    workers: Part
+    worker_list: list[tuple[str, datetime, bool]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in (self.database, self.broker, self.beat, self.workers))
+
+
+def beat_limit() -> timedelta:
+    """Beat publishes at least this often (its shortest schedule); dead after three misses."""
+    shortest = min(
+        settings.HITL_SWEEP_SECONDS, settings.HITL_HEARTBEAT_SECONDS, settings.HITL_REQUEUE_SECONDS
+    )
+    return timedelta(seconds=3 * shortest)
+
+
+def worker_limit() -> timedelta:
+    return timedelta(seconds=3 * settings.HITL_HEARTBEAT_SECONDS)
+
+
+def check_broker() -> Part:
+    if not settings.REDIS_URL:
+        return Part(True, detail="embedded filesystem broker")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        return Part(False, detail=f"Redis: {type(exc).__name__}")
+    return Part(True, detail="Redis")
+
+
+def liveness(now: datetime | None = None) -> Liveness:
+    now = now or timezone.now()
+    broker = check_broker()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        beats = dict(Heartbeat.objects.values_list("name", "seen_at"))
+    except DatabaseError as exc:
+        unknown = Part(False, detail="unknown: the database is down")
+        return Liveness(Part(False, detail=type(exc).__name__), broker, unknown, unknown)
+    beat_seen = beats.get("beat")
+    beat = Part(
+        beat_seen is not None and now - beat_seen <= beat_limit(),
+        beat_seen,
+        "" if beat_seen else "never seen",
+    )
+    workers = sorted(
+        ((name.removeprefix("worker:"), seen, now - seen <= worker_limit()))
+        for name, seen in beats.items()
+        if name.startswith("worker:")
+    )
+    latest = max((seen for _, seen, _ in workers), default=None)
+    alive = sum(1 for *_, ok in workers if ok)
+    return Liveness(
+        Part(True),
+        broker,
+        beat,
+        Part(alive > 0, latest, f"{alive} alive" if workers else "never seen"),
+        workers,
+    )

@@ -1,0 +1,659 @@
+"""What the rollups say: summaries, calibration, threshold advice, patterns, reviewers and
+autonomy readiness. Reads rollup rows (never all decisions); pure arithmetic where possible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from . import rules as engine
+from .models import (
+    Category,
+    CategoryAutonomy,
+    DailyRollup,
+    Decision,
+    EscalationRule,
+    ReviewerRollup,
+    SpotCheckItem,
+)
+from .rollups import CONF_BUCKETS, TIME_EDGES, day_bounds
+
+PERIODS = [7, 30, 90, 365]
+DEFAULT_PERIOD = 30
+# A reviewer who approves nearly everything this fast is probably not reading.
+RUBBER_STAMP_SECONDS = 5.0
+RUBBER_STAMP_APPROVE_SHARE = 0.97
+REJECT_EVERYTHING_SHARE = 0.9
+REVIEWER_MIN_DECISIONS = 20
+ROLLUP_FIELDS = [
+    "day",
+    "category_id",
+    "agent_id",
+    "rule_id",
+    "total",
+    "approved",
+    "modified",
+    "rejected",
+    "timed_out",
+    "auto_approved",
+    "review_hist",
+    "decision_hist",
+    "conf_n",
+    "conf_ok",
+    "conf_sum",
+]
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion; (0, 1) with no data."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def percentile(hist: list[int], q: float) -> float | None:
+    """The q-quantile of a TIME_EDGES histogram, interpolated linearly inside its bucket."""
+    n = sum(hist)
+    if n == 0:
+        return None
+    rank = q * n
+    seen = 0
+    for index, count in enumerate(hist):
+        if count and seen + count >= rank:
+            low = TIME_EDGES[index - 1] if index > 0 else 0
+            if index >= len(TIME_EDGES):
+                return float(low)  # open-ended last bucket: report its floor
+            high = TIME_EDGES[index]
+            return low + (high - low) * max(rank - seen, 0) / count
+        seen += count
+    return float(TIME_EDGES[-1])
+
+
+def share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def add_lists(target: list, source: list) -> list:
+    if len(target) < len(source):
+        target.extend([0] * (len(source) - len(target)))
+    for i, value in enumerate(source):
+        target[i] += value
+    return target
+
+
+# --- periods -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date  # inclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def dates(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(self.days)]
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        return day_bounds(self.start)[0], day_bounds(self.end)[1]
+
+
+def period_from(params: Any, today: date | None = None) -> Period:
+    """?days=7|30|90|365, or ?from=YYYY-MM-DD&to=YYYY-MM-DD; the last 30 days otherwise."""
+    today = today or timezone.localdate()
+    try:
+        start = date.fromisoformat(params.get("from", ""))
+        end = date.fromisoformat(params.get("to", "")) if params.get("to") else today
+        if start <= end and (end - start).days <= 3660:
+            return Period(start, end)
+    except ValueError:
+        pass
+    try:
+        days = int(params.get("days", DEFAULT_PERIOD))
+    except ValueError:
+        days = DEFAULT_PERIOD
+    days = days if days in PERIODS else DEFAULT_PERIOD
+    return Period(today - timedelta(days=days - 1), today)
+
+
+# --- summaries -----------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    approved: int = 0
+    modified: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    auto_approved: int = 0
+    review_hist: list[int] = field(default_factory=list)
+    decision_hist: list[int] = field(default_factory=list)
+    conf_n: list[int] = field(default_factory=list)
+    conf_ok: list[int] = field(default_factory=list)
+    conf_sum: list[float] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any]) -> Summary:
+        for name in ("total", "approved", "modified", "rejected", "timed_out", "auto_approved"):
+            setattr(self, name, getattr(self, name) + row[name])
+        for name in ("review_hist", "decision_hist", "conf_n", "conf_ok", "conf_sum"):
+            add_lists(getattr(self, name), row[name])
+        return self
+
+    @property
+    def human(self) -> int:
+        return self.approved + self.modified + self.rejected
+
+    @property
+    def escalated(self) -> int:
+        return self.total - self.auto_approved
+
+    @property
+    def escalation_rate(self) -> float | None:
+        return share(self.escalated, self.total)
+
+    def rate(self, name: str) -> float | None:
+        """Share of decisions that needed a human (escalated) with this outcome."""
+        return share(getattr(self, name), self.escalated)
+
+    @property
+    def review_p50(self) -> float | None:
+        return percentile(self.review_hist, 0.5)
+
+    @property
+    def review_p90(self) -> float | None:
+        return percentile(self.review_hist, 0.9)
+
+    @property
+    def decision_p50(self) -> float | None:
+        return percentile(self.decision_hist, 0.5)
+
+    @property
+    def decision_p90(self) -> float | None:
+        return percentile(self.decision_hist, 0.9)
+
+
+def rollup_rows(
+    period: Period,
+    category_id: int | None = None,
+    agent_id: int | None = None,
+    rule_id: int | None = DailyRollup.ALL_RULES,
+) -> list[dict[str, Any]]:
+    """Rollup rows of the period (one query); rule_id None: the rows of every rule."""
+    rows = DailyRollup.objects.filter(day__gte=period.start, day__lte=period.end)
+    if rule_id is not None:
+        rows = rows.filter(rule_id=rule_id)
+    else:
+        rows = rows.exclude(rule_id=DailyRollup.ALL_RULES)
+    if category_id:
+        rows = rows.filter(category_id=category_id)
+    if agent_id:
+        rows = rows.filter(agent_id=agent_id)
+    return list(rows.order_by().values(*ROLLUP_FIELDS))
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> Summary:
+    summary = Summary()
+    for row in rows:
+        summary.add(row)
+    return summary
+
+
+def group_by(rows: Iterable[dict[str, Any]], *keys: str) -> dict[Any, Summary]:
+    groups: dict[Any, Summary] = defaultdict(Summary)
+    for row in rows:
+        key = row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)
+        groups[key].add(row)
+    return dict(groups)
+
+
+def by_day(rows: Iterable[dict[str, Any]], period: Period) -> list[tuple[date, Summary]]:
+    days = group_by(rows, "day")
+    return [(day, days.get(day, Summary())) for day in period.dates()]
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class Bin:
+    low: float
+    high: float
+    n: int
+    ok: int
+    stated: float | None  # mean stated confidence
+
+    @property
+    def observed(self) -> float | None:
+        return share(self.ok, self.n)
+
+    @property
+    def label(self) -> str:
+        return f"{self.low:.1f} to {self.high:.1f}"
+
+
+def calibration_bins(summary: Summary) -> list[Bin]:
+    """The 20 stored confidence buckets merged into 10 bins of 0.1."""
+    step = CONF_BUCKETS // CALIBRATION_BINS
+    n, ok, total = (summary.conf_n or [0] * CONF_BUCKETS), summary.conf_ok, summary.conf_sum
+    bins = []
+    for b in range(CALIBRATION_BINS):
+        idx = range(b * step, (b + 1) * step)
+        count = sum(n[i] for i in idx if i < len(n))
+        good = sum(ok[i] for i in idx if i < len(ok))
+        stated = sum(total[i] for i in idx if i < len(total))
+        bins.append(
+            Bin(
+                b / CALIBRATION_BINS,
+                (b + 1) / CALIBRATION_BINS,
+                count,
+                good,
+                stated / count if count else None,
+            )
+        )
+    return bins
+
+
+def calibration_reading(bins: list[Bin], min_n: int = 20) -> str:
+    """One line: the agent's most common stated level against how often it was right there."""
+    populated = [b for b in bins if b.n >= min_n]
+    if not populated:
+        total = sum(b.n for b in bins)
+        return (
+            f"Not enough human decisions to judge calibration yet "
+            f"(n = {total:,}; {min_n} at one level needed)."
+        )
+    main = max(populated, key=lambda b: b.n)
+    stated, observed = main.stated or 0.0, main.observed or 0.0
+    low, high = wilson(main.ok, main.n)
+    if high < stated:
+        verdict = "overconfident"
+    elif low > stated:
+        verdict = "underconfident"
+    else:
+        verdict = "well calibrated"
+    return (
+        f"Says {stated:.0%}, right {observed:.0%} of the time at that level "
+        f"(n = {main.n:,}, 95% interval {low:.0%} to {high:.0%}): {verdict}."
+    )
+
+
+# --- threshold advice ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Advice:
+    rule: EscalationRule
+    kind: str  # "loosen", "keep", "watch", "insufficient"
+    text: str
+    n: int
+    suggested: float | None = None
+
+    @property
+    def summary(self) -> str:
+        return engine.rule_summary(self.rule)
+
+    @property
+    def editor_url(self) -> str:
+        """The policy editor (issue 6) with the change pre-filled; built by path on purpose."""
+        if self.rule.category_id is None:
+            return "/policies/"
+        url = f"/policies/{self.rule.category.slug}/edit/?rule={self.rule.pk}"
+        if self.suggested is not None:
+            url += f"&value={self.suggested:g}"
+        return url
+
+
+def _confidence_advice(rule: EscalationRule, s: Summary, bar: float, min_n: int) -> Advice | None:
+    """For `confidence below T`: the lowest lower threshold whose band [t, T) humans approved
+    unchanged at the bar, with enough decisions in the band."""
+    threshold = rule.value
+    width = 1 / CONF_BUCKETS
+    top = min(round(threshold / width), CONF_BUCKETS)  # buckets below the threshold
+    best: tuple[float, int, int] | None = None
+    n = ok = 0
+    for bucket in range(top - 1, -1, -1):
+        if bucket >= len(s.conf_n) or not s.conf_n[bucket]:
+            continue  # no evidence here: never suggest a band nobody decided on
+        n += s.conf_n[bucket]
+        ok += s.conf_ok[bucket]
+        if n >= min_n and ok / n >= bar:
+            best = (round(bucket * width, 2), n, ok)
+        elif n >= min_n:
+            break  # a lower band that humans often change: stop here
+    if best is None:
+        return None
+    value, n, ok = best
+    return Advice(
+        rule,
+        "loosen",
+        f"{ok / n:.1%} of {n:,} escalations with confidence ≥ {value:g} were approved "
+        f"unchanged: consider moving the threshold from {threshold:g} to {value:g}.",
+        n,
+        suggested=value,
+    )
+
+
+def threshold_advice(period: Period, category_id: int | None = None) -> list[Advice]:
+    """One piece of advice per enabled rule, with the sample it rests on."""
+    bar = settings.HITL_AUTONOMY_BAR
+    min_n = settings.HITL_ADVICE_MIN_SAMPLE
+    rules = EscalationRule.objects.filter(enabled=True).select_related("category")
+    if category_id:
+        rules = rules.filter(Q(category_id=category_id) | Q(category__isnull=True))
+    per_rule = group_by(rollup_rows(period, category_id, rule_id=None), "rule_id")
+    advice = []
+    for rule in rules.order_by("category__name", "order", "id"):
+        s = per_rule.get(rule.pk, Summary())
+        n = s.human
+        if n < min_n:
+            advice.append(
+                Advice(
+                    rule,
+                    "insufficient",
+                    f"Too few decisions to advise: n = {n:,} (needs {min_n}).",
+                    n,
+                )
+            )
+            continue
+        if (
+            rule.field == "confidence"
+            and rule.operator in ("lt", "lte")
+            and engine.is_number(rule.value)
+        ):
+            found = _confidence_advice(rule, s, bar, min_n)
+            if found is not None:
+                advice.append(found)
+                continue
+        approved, modified, rejected = s.approved / n, s.modified / n, s.rejected / n
+        if approved >= bar:
+            text = (
+                f"{approved:.1%} of {n:,} escalations by this rule were approved unchanged: "
+                "it sends routine work to people; consider narrowing it."
+            )
+            advice.append(Advice(rule, "loosen", text, n))
+        elif modified + rejected >= 0.2:
+            text = (
+                f"Modified {modified:.0%}, rejected {rejected:.0%} of {n:,}: about right, "
+                "people often change what it catches."
+            )
+            advice.append(Advice(rule, "keep", text, n))
+        else:
+            text = f"Approved unchanged {approved:.0%} of {n:,}: keep watching."
+            advice.append(Advice(rule, "watch", text, n))
+    return advice
+
+
+# --- patterns --------------------------------------------------------------------------------
+
+
+def describe_delta(proposed: Any, final: Any) -> list[str]:
+    """'amount lowered to 50%', 'note changed' … for a modification."""
+    if not isinstance(proposed, dict) or not isinstance(final, dict):
+        return ["action replaced"]
+    changes = []
+    for key in sorted(set(proposed) | set(final)):
+        before, after = proposed.get(key), final.get(key)
+        if before == after:
+            continue
+        if key not in final:
+            changes.append(f"{key} removed")
+        elif key not in proposed:
+            changes.append(f"{key} added")
+        elif engine.is_number(before) and engine.is_number(after) and before:
+            verb = "lowered" if after < before else "raised"
+            changes.append(f"{key} {verb} to {after / before:.0%}")
+        else:
+            changes.append(f"{key} changed")
+    return changes or ["no visible change"]
+
+
+@dataclass
+class Pattern:
+    category: Category
+    rule: EscalationRule | None
+    rule_id: int
+    n: int
+    modified: int
+    rejected: int
+    changes: list[tuple[str, int]] = field(default_factory=list)
+    reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def changed_share(self) -> float:
+        return (self.modified + self.rejected) / self.n if self.n else 0.0
+
+    @property
+    def rule_label(self) -> str:
+        if self.rule is not None:
+            return engine.rule_summary(self.rule)
+        return "any escalation" if self.rule_id == 0 else f"rule #{self.rule_id} (deleted)"
+
+
+def patterns(
+    period: Period, category_id: int | None = None, limit: int = 8, min_n: int = 10
+) -> list[Pattern]:
+    """Category/rule pairs people keep modifying or rejecting, most changed first, with the
+    commonest modifications and reasons read from their latest decisions (bounded)."""
+    rows = rollup_rows(period, category_id, rule_id=None)
+    groups = group_by(rows, "category_id", "rule_id")
+    ranked = sorted(
+        ((key, s) for key, s in groups.items() if s.human >= min_n and s.modified + s.rejected),
+        key=lambda item: (item[1].modified + item[1].rejected) / item[1].human,
+        reverse=True,
+    )[:limit]
+    categories = Category.objects.in_bulk({k[0] for k, _ in ranked})
+    rules = EscalationRule.objects.in_bulk({k[1] for k, _ in ranked})
+    start, end = period.bounds
+    found = []
+    for (cat_id, rule_id), s in ranked:
+        pattern = Pattern(
+            categories[cat_id], rules.get(rule_id), rule_id, s.human, s.modified, s.rejected
+        )
+        recent = (
+            Decision.objects.filter(
+                request__category_id=cat_id,
+                outcome__in=[Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED],
+                created_at__gte=start,
+                created_at__lt=end,
+            )
+            .exclude(channel=Decision.Channel.TIMEOUT)
+            .order_by("-created_at")
+            .values_list(
+                "outcome",
+                "final_action",
+                "reason",
+                "request__proposed_action",
+                "request__fired_rules",
+            )[:300]
+        )
+        changes: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for outcome, final, reason, proposed, fired in recent:
+            if not any(f.get("rule_id") == rule_id for f in fired or ()):
+                continue
+            if outcome == Decision.Outcome.MODIFIED:
+                changes.update(describe_delta(proposed, final))
+            if reason.strip():
+                reasons[reason.strip()[:140]] += 1
+        pattern.changes = changes.most_common(3)
+        pattern.reasons = reasons.most_common(3)
+        found.append(pattern)
+    return found
+
+
+# --- reviewers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ReviewerStats:
+    reviewer_id: int
+    username: str
+    decided: int
+    approved: int
+    modified: int
+    rejected: int
+    active_days: int
+    review_hist: list[int]
+
+    @property
+    def per_day(self) -> float:
+        return self.decided / self.active_days if self.active_days else 0.0
+
+    @property
+    def p50(self) -> float | None:
+        return percentile(self.review_hist, 0.5)
+
+    @property
+    def p90(self) -> float | None:
+        return percentile(self.review_hist, 0.9)
+
+    @property
+    def flag(self) -> str:
+        if self.decided < REVIEWER_MIN_DECISIONS:
+            return ""
+        p50 = self.p50
+        if (
+            self.approved / self.decided >= RUBBER_STAMP_APPROVE_SHARE
+            and p50 is not None
+            and p50 < RUBBER_STAMP_SECONDS
+        ):
+            return "rubber-stamping"
+        if self.rejected / self.decided >= REJECT_EVERYTHING_SHARE:
+            return "rejects everything"
+        return ""
+
+
+def reviewer_stats(period: Period, category_id: int | None = None) -> list[ReviewerStats]:
+    rows = ReviewerRollup.objects.filter(day__gte=period.start, day__lte=period.end)
+    if category_id:
+        rows = rows.filter(category_id=category_id)
+    stats: dict[int, ReviewerStats] = {}
+    days: dict[int, set[date]] = defaultdict(set)
+    for row in rows.order_by().values(
+        "reviewer_id",
+        "reviewer__username",
+        "day",
+        "decided",
+        "approved",
+        "modified",
+        "rejected",
+        "review_hist",
+    ):
+        s = stats.setdefault(
+            row["reviewer_id"],
+            ReviewerStats(row["reviewer_id"], row["reviewer__username"], 0, 0, 0, 0, 0, []),
+        )
+        s.decided += row["decided"]
+        s.approved += row["approved"]
+        s.modified += row["modified"]
+        s.rejected += row["rejected"]
+        add_lists(s.review_hist, row["review_hist"])
+        days[row["reviewer_id"]].add(row["day"])
+    for reviewer_id, s in stats.items():
+        s.active_days = len(days[reviewer_id])
+    return sorted(stats.values(), key=lambda s: -s.decided)
+
+
+# --- autonomy ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Readiness:
+    category: Category
+    autonomy: CategoryAutonomy
+    human_n: int
+    human_ok: int
+    sampled_n: int
+    sampled_ok: int
+
+    @property
+    def n(self) -> int:
+        return self.human_n + self.sampled_n
+
+    @property
+    def ok(self) -> int:
+        return self.human_ok + self.sampled_ok
+
+    @property
+    def accuracy(self) -> float | None:
+        return share(self.ok, self.n)
+
+    @property
+    def lower(self) -> float:
+        return wilson(self.ok, self.n)[0]
+
+    @property
+    def bar(self) -> float:
+        return self.autonomy.effective_bar
+
+    @property
+    def min_sample(self) -> int:
+        return self.autonomy.effective_min_sample
+
+    @property
+    def monitored(self) -> bool:
+        return self.category.sample_rate > 0
+
+    @property
+    def is_autonomous(self) -> bool:
+        return self.category.mode == Category.Mode.AUTONOMOUS
+
+    @property
+    def blockers(self) -> list[str]:
+        out = []
+        if self.n < self.min_sample:
+            out.append(f"sample {self.n:,} of {self.min_sample:,} needed")
+        if self.n and self.lower < self.bar:
+            out.append(f"lower bound {self.lower:.1%} below the {self.bar:.0%} bar")
+        if not self.monitored:
+            out.append("no periodic review (sample rate 0)")
+        return out
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+
+def readiness(period: Period) -> list[Readiness]:
+    """Per category: the agent's accuracy when judged by a person (approved unchanged among
+    human decisions, plus spot-check verdicts of human-free ones) and whether it meets the bar."""
+    human = group_by(rollup_rows(period), "category_id")
+    start, end = period.bounds
+    sampled = {
+        row["request__category_id"]: row
+        for row in SpotCheckItem.objects.filter(reviewed_at__gte=start, reviewed_at__lt=end)
+        .exclude(verdict="")
+        .values("request__category_id")
+        .annotate(n=Count("id"), ok=Count("id", filter=Q(verdict=SpotCheckItem.Verdict.CORRECT)))
+        .order_by()
+    }
+    autonomies = {a.category_id: a for a in CategoryAutonomy.objects.all()}
+    out = []
+    for category in Category.objects.order_by("name"):
+        s = human.get(category.pk, Summary())
+        checks = sampled.get(category.pk, {"n": 0, "ok": 0})
+        autonomy = autonomies.get(category.pk) or CategoryAutonomy(category=category)
+        out.append(Readiness(category, autonomy, s.human, s.approved, checks["n"], checks["ok"]))
+    return out

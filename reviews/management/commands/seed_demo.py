@@ -1,0 +1,562 @@
+"""Believable demo data: users, queues, the five categories with the seed's rules, agents,
+and a few hundred requests across every status. Safe to run again: it adds nothing twice."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from reviews import services
+from reviews.models import (
+    Agent,
+    AgentToken,
+    Category,
+    EscalationRule,
+    Queue,
+    ReviewRequest,
+    hash_token,
+)
+
+DEMO_PASSWORD = "hitl-demo"
+DEMO_TOKEN = "hitl_demo_support_bot_0123456789abcdef"
+
+USERS = [
+    # username, full name, role group, queues
+    ("reviewer", "Riley Reviewer", "reviewers", ["support"]),
+    ("reviewer2", "Sam Second", "reviewers", ["support", "finance"]),
+    ("lead", "Lee Lead", "reviewers", ["support-leads", "finance"]),
+    ("oncall", "Omar Oncall", "reviewers", ["platform", "trust-safety"]),
+    ("admin", "Ada Admin", "admins", []),
+    ("manager", "Max Manager", "managers", []),
+]
+
+QUEUES = [
+    ("support-leads", "Support leads", None),
+    ("support", "Customer support", "support-leads"),
+    ("finance", "Finance approvals", None),
+    ("platform", "Platform on-call", None),
+    ("trust-safety", "Trust & safety", None),
+]
+
+SEED_RULES = {
+    "refunds": [
+        ("confidence", "lt", 0.7, "Agent is not confident"),
+        ("amount", "gt", 10000, "Large refund"),
+        ("customer_tier", "in", ["enterprise", "strategic"], "Key account"),
+        ("policy_conflict", "is_true", None, "Outside written policy"),
+        ("no_matching_precedent", "is_true", None, "Nothing like it decided before"),
+    ],
+    "customer-email": [
+        ("confidence", "lt", 0.7, "Agent is not confident"),
+        ("customer_tier", "in", ["enterprise", "strategic"], "Key account"),
+        ("mentions_legal", "is_true", None, "Legal language in the thread"),
+    ],
+    "purchase-orders": [
+        ("amount", "gt", 10000, "Above the delegated spend limit"),
+        ("confidence", "lt", 0.7, "Agent is not confident"),
+        ("vendor_is_new", "is_true", None, "First order with this vendor"),
+    ],
+    "moderation": [
+        ("confidence", "lt", 0.5, "Borderline content"),
+    ],
+}
+
+CATEGORIES = [
+    {
+        "slug": "refunds",
+        "name": "Refunds",
+        "description": "Refunds and goodwill credits issued to customers.",
+        "guidelines": (
+            "Refunds past the 30-day window need evidence of damage or a service failure."
+        ),
+        "reversibility": "irreversible",
+        "blast_radius": "low",
+        "mode": "rules",
+        "queue": "support",
+        "timeout_seconds": 4 * 3600,
+        "timeout_action": "reassign",
+        "max_reassignments": 1,
+        "final_fallback": "reject",
+        "sample_rate": 0.1,
+    },
+    {
+        "slug": "customer-email",
+        "name": "Outbound customer email",
+        "description": "Emails the agent writes to customers on the company's behalf.",
+        "guidelines": "Never promise dates or credits in writing without a ticket reference.",
+        "reversibility": "irreversible",
+        "blast_radius": "medium",
+        "mode": "rules",
+        "queue": "support",
+        "timeout_seconds": 2 * 3600,
+        "timeout_action": "approve",
+        "max_reassignments": 0,
+        "final_fallback": "approve",
+        "sample_rate": 0.05,
+    },
+    {
+        "slug": "purchase-orders",
+        "name": "Purchase orders",
+        "description": "Orders placed with suppliers.",
+        "guidelines": "Orders above 10,000 need a second quote attached.",
+        "reversibility": "reversible",
+        "blast_radius": "medium",
+        "mode": "rules",
+        "queue": "finance",
+        "timeout_seconds": 24 * 3600,
+        "timeout_action": "reject",
+        "max_reassignments": 0,
+        "final_fallback": "reject",
+        "sample_rate": 0.05,
+    },
+    {
+        "slug": "prod-config",
+        "name": "Production configuration changes",
+        "description": "Feature flags, scaling limits and routing in production.",
+        "guidelines": "No changes during a freeze; every change names its rollback.",
+        "reversibility": "reversible",
+        "blast_radius": "high",
+        "mode": "gate",
+        "queue": "platform",
+        "timeout_seconds": 3600,
+        "timeout_action": "reassign",
+        "max_reassignments": 1,
+        "final_fallback": "reject",
+        "sample_rate": 0.0,
+    },
+    {
+        "slug": "moderation",
+        "name": "Content moderation",
+        "description": "Hiding or restoring user posts.",
+        "guidelines": "Hide first, ask later, for anything involving personal data.",
+        "reversibility": "reversible",
+        "blast_radius": "low",
+        "mode": "rules",
+        "queue": "trust-safety",
+        "timeout_seconds": 30 * 60,
+        "timeout_action": "approve",
+        "max_reassignments": 0,
+        "final_fallback": "approve",
+        "sample_rate": 0.2,
+    },
+]
+
+TIMEOUT_MINUTES = {c["slug"]: c["timeout_seconds"] // 60 for c in CATEGORIES}
+
+AGENTS = [
+    ("support-bot", ""),
+    ("procurement-agent", ""),
+    ("ops-agent", ""),
+    ("moderation-agent", ""),
+]
+
+CUSTOMERS = [
+    ("Northwind Traders", "enterprise"),
+    ("Acme Corp", "strategic"),
+    ("Globex", "standard"),
+    ("Initech", "standard"),
+    ("Umbrella Health", "enterprise"),
+    ("Hooli", "standard"),
+    ("Stark Logistics", "standard"),
+    ("Wayne Foods", "standard"),
+    ("Pied Piper", "startup"),
+    ("Soylent Co", "standard"),
+]
+VENDORS = ["Dell", "Staples", "Office Depot", "CloudCo", "Brightline Catering", "Atlas Freight"]
+REFUND_REASONS = [
+    ("arrived damaged", "Customer sent photos of a cracked casing."),
+    ("never delivered", "Carrier tracking shows the parcel lost in transit."),
+    ("duplicate charge", "Two identical charges on the same day."),
+    ("wrong size", "Customer received size M instead of L."),
+    ("late delivery", "Delivery arrived 9 days after the promised date."),
+]
+CONFIG_CHANGES = [
+    (
+        "Raise checkout-api max replicas from 12 to 20",
+        {"service": "checkout-api", "key": "max_replicas", "from": 12, "to": 20},
+    ),
+    (
+        "Enable feature flag new-pricing-page for 10% of traffic",
+        {"flag": "new-pricing-page", "rollout": 0.1},
+    ),
+    (
+        "Lower payment-gateway timeout from 30s to 10s",
+        {"service": "payment-gateway", "key": "timeout_s", "from": 30, "to": 10},
+    ),
+    (
+        "Route eu-west traffic to the standby region",
+        {"routing": "eu-west", "target": "eu-central-standby"},
+    ),
+]
+EMAIL_TOPICS = [
+    ("Apology for the delayed shipment", "delay"),
+    ("Answer to a billing question", "billing"),
+    ("Renewal reminder with a 5% loyalty discount", "renewal"),
+    ("Follow-up on a support ticket", "ticket"),
+]
+REJECT_REASONS = [
+    "Outside the refund policy",
+    "Needs more evidence",
+    "Wrong amount",
+    "Customer already compensated",
+]
+
+
+def refund_4521() -> dict[str, Any]:
+    """The refund request from the product seed."""
+    return {
+        "title": "Refund request #4521: damaged item on a 45-day-old order",
+        "external_ref": "refund-4521",
+        "task": "Decide on the customer's refund request for order #88213.",
+        "situation": (
+            "The order was delivered 45 days ago; our refund policy covers 30 days. The "
+            "customer reports the item arrived damaged and only noticed when unpacking it."
+        ),
+        "attempted": [
+            "Checked the order history: one prior order, no earlier refunds.",
+            "Checked the refund policy: 30-day window, exceptions for damaged goods.",
+            "Asked the customer for photos: no answer yet.",
+        ],
+        "options": [
+            {"key": "A", "label": "Deny: outside the 30-day window"},
+            {"key": "B", "label": "Approve as damaged goods"},
+            {"key": "C", "label": "Request photos before deciding"},
+        ],
+        "recommendation": "Request photos of the damage before deciding.",
+        "recommended_option": "C",
+        "proposed_action": {
+            "action": "send_message",
+            "order_id": 88213,
+            "template": "request_damage_photos",
+        },
+        "confidence": 0.55,
+        "attributes": {
+            "amount": 189.0,
+            "currency": "EUR",
+            "customer": "Globex",
+            "customer_tier": "standard",
+            "order_age_days": 45,
+            "policy_window_days": 30,
+            "policy_conflict": True,
+            "no_matching_precedent": False,
+        },
+        "priority": ReviewRequest.Priority.HIGH,
+    }
+
+
+class Command(BaseCommand):
+    help = "Create demo users, queues, categories, rules, agents and requests (idempotent)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--requests", type=int, default=300, help="How many requests.")
+        parser.add_argument("--quiet", action="store_true", help="Do not print the logins.")
+
+    def handle(self, *args: Any, requests: int, quiet: bool, **options: Any) -> None:
+        with transaction.atomic():
+            users = self.seed_people()
+            categories = self.seed_policies()
+            agents = self.seed_agents(users["admin"])
+        created = self.seed_requests(agents, categories, users, requests)
+        if not quiet:
+            self.print_logins(created)
+
+    # --- people and policies -------------------------------------------------------------
+
+    def seed_people(self) -> dict[str, User]:
+        queues: dict[str, Queue] = {}
+        for slug, name, _ in QUEUES:
+            queues[slug], _ = Queue.objects.get_or_create(slug=slug, defaults={"name": name})
+        for slug, _, next_slug in QUEUES:
+            if next_slug and queues[slug].next_queue_id is None:
+                queues[slug].next_queue = queues[next_slug]
+                queues[slug].save(update_fields=["next_queue"])
+        users = {}
+        for username, full_name, role, member_of in USERS:
+            first, last = full_name.split(" ", 1)
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={
+                    "first_name": first,
+                    "last_name": last,
+                    "email": f"{username}@example.com",
+                    "is_staff": role == "admins",
+                    "is_superuser": role == "admins",
+                },
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            user.groups.add(Group.objects.get(name=role))
+            for slug in member_of:
+                queues[slug].members.add(user)
+            users[username] = user
+        return users
+
+    def seed_policies(self) -> dict[str, Category]:
+        categories = {}
+        for spec in CATEGORIES:
+            spec = dict(spec)
+            queue = Queue.objects.get(slug=spec.pop("queue"))
+            category, created = Category.objects.get_or_create(
+                slug=spec["slug"], defaults={**spec, "queue": queue}
+            )
+            if created:
+                for order, (field, op, value, description) in enumerate(
+                    SEED_RULES.get(category.slug, []), start=1
+                ):
+                    rule = EscalationRule(
+                        category=category,
+                        field=field,
+                        operator=op,
+                        value=value,
+                        order=order * 10,
+                        description=description,
+                    )
+                    rule.full_clean()
+                    rule.save()
+            categories[category.slug] = category
+        return categories
+
+    def seed_agents(self, owner: User) -> dict[str, Agent]:
+        agents = {}
+        for name, webhook in AGENTS:
+            agents[name], _ = Agent.objects.get_or_create(
+                name=name, defaults={"owner": owner, "webhook_url": webhook}
+            )
+        if not AgentToken.objects.filter(token_hash=hash_token(DEMO_TOKEN)).exists():
+            AgentToken.issue(agents["support-bot"], name="demo", raw=DEMO_TOKEN)
+        return agents
+
+    # --- requests ----------------------------------------------------------------------
+
+    def seed_requests(
+        self,
+        agents: dict[str, Agent],
+        categories: dict[str, Category],
+        users: dict[str, User],
+        count: int,
+    ) -> int:
+        rng = random.Random(4521)
+        now = timezone.now()
+        created = 0
+        specs = [("refunds", refund_4521(), now - timedelta(minutes=12), None)]
+        for n in range(count):
+            slug = rng.choices(
+                ["refunds", "customer-email", "purchase-orders", "prod-config", "moderation"],
+                weights=[40, 20, 15, 8, 17],
+            )[0]
+            # Most of the history is decided; the newest fifth is still waiting for a human,
+            # inside its category's deadline so the demo inbox is not swept empty at start.
+            timeout_minutes = TIMEOUT_MINUTES[slug]
+            age = (
+                timedelta(minutes=rng.randint(2, max(3, int(timeout_minutes * 0.7))))
+                if n % 5 == 0
+                else timedelta(days=rng.uniform(0.2, 30))
+            )
+            outcome = (
+                None
+                if n % 5 == 0
+                else rng.choices(
+                    ["approved", "modified", "rejected", "timeout", "cancelled"],
+                    weights=[62, 14, 12, 6, 3],
+                )[0]
+            )
+            specs.append((slug, self.make_request(slug, rng), now - age, outcome))
+
+        reviewers = {slug: list(cat.queue.members.all()) for slug, cat in categories.items()}
+        agent_for = {
+            "refunds": "support-bot",
+            "customer-email": "support-bot",
+            "purchase-orders": "procurement-agent",
+            "prod-config": "ops-agent",
+            "moderation": "moderation-agent",
+        }
+        for index, (slug, spec, created_at, outcome) in enumerate(specs):
+            submission = services.submit_request(
+                agents[agent_for[slug]],
+                category=categories[slug],
+                idempotency_key=f"demo-{index}",
+                now=created_at,
+                **spec,
+            )
+            if not submission.created:
+                continue
+            created += 1
+            request = submission.request
+            if request.status != ReviewRequest.Status.PENDING or outcome is None:
+                continue
+            self.finish(request, outcome, created_at, rng, reviewers[slug] or [users["lead"]])
+        return created
+
+    def finish(
+        self,
+        request: ReviewRequest,
+        outcome: str,
+        created_at: datetime,
+        rng: random.Random,
+        reviewers: list[User],
+    ) -> None:
+        viewed = created_at + timedelta(minutes=rng.uniform(1, 90))
+        decided = viewed + timedelta(seconds=rng.lognormvariate(2.2, 0.8))
+        if outcome == "cancelled":
+            services.cancel_request(request.pk, agent=request.agent, reason="Customer withdrew.")
+            return
+        if outcome == "timeout":
+            # Walk the whole policy: reassign, escalate, then the final fallback.
+            for _ in range(5):
+                request.refresh_from_db()
+                if request.status != ReviewRequest.Status.PENDING:
+                    break
+                services.time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
+            return
+        services.record_first_view(request, now=viewed)
+        reviewer = request.assignee or rng.choice(reviewers)
+        kwargs: dict[str, Any] = {}
+        if outcome == "modified":
+            final = dict(request.proposed_action)
+            if "amount" in final:
+                final["amount"] = round(final["amount"] * rng.choice([0.5, 0.8]), 2)
+            else:
+                final["note"] = "Tone softened by reviewer"
+            kwargs["final_action"] = final
+        if outcome == "rejected":
+            kwargs["reason"] = rng.choice(REJECT_REASONS)
+        if request.options and outcome != "rejected":
+            kwargs["chosen_option"] = request.recommended_option or request.options[0]["key"]
+        services.decide_request(
+            request.pk, by=reviewer, outcome=outcome, channel="web", now=decided, **kwargs
+        )
+
+    def make_request(self, slug: str, rng: random.Random) -> dict[str, Any]:
+        customer, tier = rng.choice(CUSTOMERS)
+        confidence = round(min(max(rng.gauss(0.8, 0.13), 0.2), 0.99), 2)
+        if slug == "refunds":
+            # Many small, routine refunds alike enough to batch, some large or odd.
+            amount = round(
+                rng.choice([rng.uniform(15, 199), rng.uniform(15, 199), rng.uniform(200, 15000)]), 2
+            )
+            why, detail = rng.choice(REFUND_REASONS)
+            order = rng.randint(10000, 99999)
+            return {
+                "title": f"Refund {amount:,.2f} EUR to {customer}: {why}",
+                "task": f"Decide on a refund for order #{order}.",
+                "situation": f"{detail} Order placed {rng.randint(2, 60)} days ago.",
+                "attempted": ["Checked order history", "Checked refund policy"],
+                "options": [
+                    {"key": "A", "label": "Approve the full refund"},
+                    {"key": "B", "label": "Offer store credit instead"},
+                    {"key": "C", "label": "Deny"},
+                ],
+                "recommendation": "Approve the full refund.",
+                "recommended_option": "A",
+                "proposed_action": {
+                    "action": "refund",
+                    "order_id": order,
+                    "amount": amount,
+                    "currency": "EUR",
+                },
+                "confidence": confidence,
+                "attributes": {
+                    "amount": amount,
+                    "currency": "EUR",
+                    "customer": customer,
+                    "customer_tier": tier,
+                    "policy_conflict": rng.random() < 0.15,
+                    "no_matching_precedent": rng.random() < 0.2,
+                },
+            }
+        if slug == "customer-email":
+            subject, topic = rng.choice(EMAIL_TOPICS)
+            return {
+                "title": f"Email to {customer}: {subject}",
+                "task": f"Reply to {customer}'s latest message ({topic}).",
+                "situation": f"The customer wrote in about a {topic} issue two days ago.",
+                "options": [
+                    {"key": "A", "label": "Send as drafted"},
+                    {"key": "B", "label": "Send without the discount line"},
+                ],
+                "recommendation": "Send as drafted.",
+                "recommended_option": "A",
+                "proposed_action": {
+                    "action": "send_email",
+                    "to": f"contact@{customer.split()[0].lower()}.example",
+                    "subject": subject,
+                    "body": f"Dear {customer} team,\n\nThank you for your patience. …",
+                },
+                "confidence": confidence,
+                "attributes": {
+                    "customer": customer,
+                    "customer_tier": tier,
+                    "mentions_legal": rng.random() < 0.08,
+                },
+            }
+        if slug == "purchase-orders":
+            vendor = rng.choice(VENDORS)
+            amount = round(rng.choice([rng.uniform(300, 9000), rng.uniform(9000, 60000)]), 2)
+            stock = rng.choice(["laptops", "paper", "catering", "freight"])
+            return {
+                "title": f"Purchase order {amount:,.0f} USD with {vendor}",
+                "task": "Place the quarterly supplies order.",
+                "situation": f"Stock of {stock} is below the reorder point.",
+                "options": [
+                    {"key": "A", "label": f"Order from {vendor}"},
+                    {"key": "B", "label": "Get a second quote first"},
+                ],
+                "recommendation": f"Order from {vendor}.",
+                "recommended_option": "A",
+                "proposed_action": {
+                    "action": "create_po",
+                    "vendor": vendor,
+                    "amount": amount,
+                    "currency": "USD",
+                },
+                "confidence": confidence,
+                "attributes": {
+                    "amount": amount,
+                    "vendor": vendor,
+                    "vendor_is_new": rng.random() < 0.2,
+                },
+            }
+        if slug == "prod-config":
+            title, change = rng.choice(CONFIG_CHANGES)
+            return {
+                "title": title,
+                "task": "Keep checkout latency under its SLO.",
+                "situation": "p95 latency has been above 800 ms for 20 minutes.",
+                "attempted": ["Restarted two unhealthy pods"],
+                "recommendation": "Apply the change; roll back if errors rise.",
+                "proposed_action": {"action": "apply_config", **change},
+                "confidence": confidence,
+                "attributes": {"environment": "production", "rollback_plan": True},
+                "priority": ReviewRequest.Priority.URGENT,
+            }
+        post = rng.randint(100000, 999999)
+        return {
+            "title": f"Hide post {post}: suspected spam",
+            "task": "Keep the community forum free of spam.",
+            "situation": "The post links to a domain on the spam list.",
+            "options": [{"key": "A", "label": "Hide"}, {"key": "B", "label": "Keep visible"}],
+            "recommendation": "Hide the post.",
+            "recommended_option": "A",
+            "proposed_action": {"action": "hide_post", "post_id": post},
+            "confidence": confidence,
+            "attributes": {"reports": rng.randint(0, 12)},
+        }
+
+    def print_logins(self, created: int) -> None:
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS(f"Demo data ready ({created} new requests)."))
+        w(f"  Open http://127.0.0.1:8000 and log in with (password for all: {DEMO_PASSWORD}):")
+        w("    reviewer   a reviewer of the customer support queue")
+        w("    reviewer2  a reviewer of support and finance")
+        w("    admin      an admin (Django admin, escalation rules)")
+        w("    manager    a manager (metrics)")
+        w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
+        w("")

@@ -1,0 +1,909 @@
+"""The domain: agents, categories (action policies), rules, queues, requests and their trail.
+
+Only `reviews.services` changes a request's state; these models hold data and small helpers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from . import rules as engine
+
+
+class Queue(models.Model):
+    """A group of reviewers; overdue work escalates to `next_queue`."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="review_queues", blank=True
+    )
+    next_queue = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="escalated_from",
+        help_text="Where requests go after the last reassignment times out.",
+    )
+    chat_webhook_url = models.URLField(
+        blank=True, help_text="Optional Slack-compatible incoming webhook for reminders."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        seen = {self.pk}
+        nxt = self.next_queue
+        while nxt is not None:
+            if nxt.pk in seen:
+                raise ValidationError({"next_queue": "This escalation chain loops back on itself."})
+            seen.add(nxt.pk)
+            nxt = nxt.next_queue
+
+
+class Category(models.Model):
+    """An action policy: who reviews a kind of action, when, and what happens at the deadline."""
+
+    class Reversibility(models.TextChoices):
+        REVERSIBLE = "reversible", "Reversible"
+        IRREVERSIBLE = "irreversible", "Irreversible"
+
+    class BlastRadius(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    class Mode(models.TextChoices):
+        GATE = engine.GATE, "Gate: always a human"
+        RULES = engine.RULES, "Rules: a human when a rule fires"
+        AUTONOMOUS = engine.AUTONOMOUS, "Autonomous: sampled for periodic review"
+
+    class TimeoutAction(models.TextChoices):
+        APPROVE = "approve", "Auto-approve"
+        REJECT = "reject", "Auto-reject"
+        REASSIGN = "reassign", "Reassign, then escalate"
+
+    class Fallback(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    guidelines = models.TextField(
+        blank=True, help_text="Guidance for reviewers and agents (agents can fetch it)."
+    )
+    reversibility = models.CharField(
+        max_length=20, choices=Reversibility.choices, default=Reversibility.REVERSIBLE
+    )
+    blast_radius = models.CharField(
+        max_length=10, choices=BlastRadius.choices, default=BlastRadius.LOW
+    )
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.RULES)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="categories")
+    timeout_seconds = models.PositiveIntegerField(
+        default=4 * 3600, validators=[MinValueValidator(1)]
+    )
+    timeout_action = models.CharField(
+        max_length=20, choices=TimeoutAction.choices, default=TimeoutAction.REASSIGN
+    )
+    max_reassignments = models.PositiveSmallIntegerField(default=1)
+    final_fallback = models.CharField(
+        max_length=10, choices=Fallback.choices, default=Fallback.REJECT
+    )
+    sample_rate = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of human-free actions sampled for periodic review.",
+    )
+    mode_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why the mode differs from the one suggested by reversibility and blast radius.",
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(sample_rate__gte=0) & models.Q(sample_rate__lte=1),
+                name="category_sample_rate_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(timeout_seconds__gt=0), name="category_timeout_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def suggested_mode(self) -> str:
+        """Irreversible or high blast radius actions wait for a human."""
+        if (
+            self.reversibility == self.Reversibility.IRREVERSIBLE
+            or self.blast_radius == self.BlastRadius.HIGH
+        ):
+            return self.Mode.GATE
+        return self.Mode.RULES
+
+
+class EscalationRule(models.Model):
+    """One trigger: `field operator value`, for one category or (category empty) all."""
+
+    category = models.ForeignKey(
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="rules",
+        help_text="Empty: applies to every category.",
+    )
+    field = models.CharField(
+        max_length=100, help_text="'confidence' or an attribute name (dots for nesting)."
+    )
+    operator = models.CharField(
+        max_length=10,
+        choices=[(op, f"{op} ({engine.OPERATOR_LABELS[op]})") for op in sorted(engine.OPERATORS)],
+    )
+    value = models.JSONField(null=True, blank=True)
+    order = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        scope = self.category.slug if self.category_id else "all"
+        return f"[{scope}] {engine.rule_summary(self)}"
+
+    def clean(self) -> None:
+        try:
+            engine.validate_rule(self.field, self.operator, self.value)
+        except engine.RuleValidationError as exc:
+            raise ValidationError(exc.errors) from None
+
+    def as_engine_rule(self) -> engine.Rule:
+        return engine.Rule(self.field, self.operator, self.value, self.id, self.description)
+
+
+def _new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Agent(models.Model):
+    """An API client: a program that submits proposed actions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    is_active = models.BooleanField(default=True)
+    webhook_url = models.URLField(blank=True)
+    webhook_secret = models.CharField(max_length=100, default=_new_webhook_secret)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def hash_token(raw: str) -> str:
+    # Tokens are 256-bit random, so a fast hash is enough; a slow KDF protects low-entropy secrets.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class AgentToken(models.Model):
+    TOKEN_PREFIX = "hitl_"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, help_text="First characters, to recognise a token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.agent} / {self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(
+        cls, agent: Agent, name: str = "default", raw: str | None = None
+    ) -> tuple[AgentToken, str]:
+        """Create a token; the raw value is returned once and never stored."""
+        raw = raw or cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            agent=agent, name=name, prefix=raw[:12], token_hash=hash_token(raw)
+        )
+        return token, raw
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class ReviewerProfile(models.Model):
+    """Per-reviewer settings: away status keeps new work from landing on someone on leave."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviewer_profile"
+    )
+    away_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}"
+
+    @property
+    def is_away(self) -> bool:
+        return self.away_until is not None and self.away_until > timezone.now()
+
+
+class ReviewRequest(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        MODIFIED = "modified", "Modified"
+        REJECTED = "rejected", "Rejected"
+        AUTO_APPROVED = "auto_approved", "Auto-approved"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Priority(models.IntegerChoices):
+        LOW = 0, "Low"
+        NORMAL = 1, "Normal"
+        HIGH = 2, "High"
+        URGENT = 3, "Urgent"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="requests")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="requests")
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    payload_hash = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the submitted body, for idempotent retries."
+    )
+    external_ref = models.CharField(max_length=100, blank=True, help_text="The agent's own id.")
+    title = models.CharField(max_length=300)
+
+    # The escalation context, as the agent described it.
+    task = models.TextField(blank=True)
+    situation = models.TextField(blank=True)
+    attempted = models.JSONField(default=list, blank=True, help_text="Steps already tried.")
+    options = models.JSONField(default=list, blank=True, help_text="[{key, label}, …]")
+    recommendation = models.TextField(blank=True)
+    recommended_option = models.CharField(max_length=50, blank=True)
+    proposed_action = models.JSONField(default=dict, blank=True)
+    confidence = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+    )
+    attributes = models.JSONField(default=dict, blank=True)
+
+    # What the rule engine said, and under which version of the category's policy.
+    verdict = models.CharField(max_length=20, blank=True)
+    policy_version = models.ForeignKey(
+        "PolicyVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="requests",
+        help_text="The policy and rule set that evaluated this request.",
+    )
+    fired_rules = models.JSONField(default=list, blank=True)
+    group_key = models.CharField(max_length=32, blank=True, db_index=True)
+    # Similar past decisions share it (reviews.precedents): category, recommendation, key data.
+    precedent_key = models.CharField(max_length=32, blank=True, db_index=True)
+
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    queue = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_requests",
+    )
+    previous_assignees = models.JSONField(default=list, blank=True)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    deadline = models.DateTimeField(null=True, blank=True)
+    reassignment_count = models.PositiveSmallIntegerField(default=0)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    first_viewed_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="request_idempotency_key_unique_per_agent",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(confidence__isnull=True)
+                | (models.Q(confidence__gte=0) & models.Q(confidence__lte=1)),
+                name="request_confidence_between_0_and_1",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "deadline"], name="request_status_deadline"),
+            models.Index(fields=["status", "queue", "-priority"], name="request_inbox"),
+            # Each submission counts reviewers' pending load (services.pick_assignee).
+            models.Index(
+                fields=["assignee"],
+                condition=models.Q(status="pending"),
+                name="request_pending_by_assignee",
+            ),
+            # The inbox reads pending work in its display order (issue 4): a partial index
+            # walked in order stops after one page, however many requests are pending.
+            models.Index(
+                fields=["-priority", "deadline", "id"],
+                condition=models.Q(status="pending"),
+                name="inbox_pending_order",
+            ),
+            models.Index(
+                fields=["assignee", "-priority", "deadline", "id"],
+                condition=models.Q(status="pending"),
+                name="inbox_pending_mine",
+            ),
+            # Counts per queue and per group of alike requests, read from the index alone.
+            models.Index(
+                fields=["queue", "group_key", "assignee", "id"],
+                condition=models.Q(status="pending"),
+                name="inbox_pending_groups",
+            ),
+            # Precedents: the latest decided requests of a group.
+            models.Index(
+                fields=["group_key", "-decided_at"],
+                condition=models.Q(decided_at__isnull=False),
+                name="request_precedents",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def option_labels(self) -> dict[str, str]:
+        return {
+            str(o.get("key")): str(o.get("label", "")) for o in self.options if isinstance(o, dict)
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state an audit event records before and after a transition."""
+        return {
+            "status": self.status,
+            "queue": self.queue_id,
+            "assignee": self.assignee_id,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "reassignment_count": self.reassignment_count,
+            "escalation_level": self.escalation_level,
+            "proposed_action": self.proposed_action,
+        }
+
+
+class Decision(models.Model):
+    """The one decision on a request; the OneToOne makes a second one impossible."""
+
+    class Outcome(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        MODIFIED = "modified", "Modified"
+        REJECTED = "rejected", "Rejected"
+
+    class Channel(models.TextChoices):
+        WEB = "web", "Web"
+        BATCH = "batch", "Batch"
+        API = "api", "API"
+        TIMEOUT = "timeout", "Timeout"
+        EMAIL = "email", "Email link"
+        AUTO = "auto", "Rules (no human)"
+
+    request = models.OneToOneField(ReviewRequest, on_delete=models.CASCADE, related_name="decision")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Empty: the system (timeout or rules).",
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    final_action = models.JSONField(null=True, blank=True)
+    chosen_option = models.CharField(max_length=50, blank=True)
+    reason = models.TextField(blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    review_seconds = models.FloatField(
+        null=True, blank=True, help_text="From first view to decision."
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    effective_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When the agent is told: after the reviewer's undo window.",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} #{self.request_id} via {self.channel}"
+
+    def is_effective(self, now: datetime | None = None) -> bool:
+        """Whether the agent may see it (API, webhook): its undo window has passed."""
+        return self.effective_at <= (now or timezone.now())
+
+    @property
+    def decided_by_label(self) -> str:
+        if self.decided_by_id:
+            return self.decided_by.get_username()
+        return "system"
+
+
+class Message(models.Model):
+    """The thread between reviewers and the agent on one request."""
+
+    class Author(models.TextChoices):
+        REVIEWER = "reviewer", "Reviewer"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "System"
+
+    class Kind(models.TextChoices):
+        COMMENT = "comment", "Comment"
+        QUESTION = "question", "Question"
+        INSTRUCTIONS = "instructions", "New instructions"
+        ANSWER = "answer", "Answer"
+        REVISION = "revision", "Revised proposal"
+
+    request = models.ForeignKey(ReviewRequest, on_delete=models.CASCADE, related_name="messages")
+    author_kind = models.CharField(max_length=10, choices=Author.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.COMMENT)
+    body = models.TextField(blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.author_kind} {self.kind} on #{self.request_id}"
+
+
+class Guideline(models.Model):
+    """Written guidance for a category, often born from a decision; agents fetch it by API."""
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="guideline_set")
+    text = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source_request = models.ForeignKey(
+        "ReviewRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="guidelines",
+        help_text="The request whose decision prompted it.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class PolicyVersion(models.Model):
+    """One saved state of a category's policy and its rules: who, when, why, what changed.
+
+    `number` matches `Category.version` at the time; restoring a version saves a new one.
+    """
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField(help_text="The full policy and its rules, as saved.")
+    diff = models.JSONField(default=list, blank=True, help_text="Readable changes, one a line.")
+    note = models.TextField(help_text="Why it changed.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["category", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["category", "number"], name="policy_version_number_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} v{self.number}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("The audit log is append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("The audit log is append-only.")
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every transition. On PostgreSQL a trigger also refuses changes."""
+
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+    actor_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT)
+    actor_label = models.CharField(max_length=150)
+    verb = models.CharField(max_length=50, db_index=True)
+    request = models.ForeignKey(
+        ReviewRequest,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.verb}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise TypeError("The audit log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("The audit log is append-only.")
+
+
+class WebhookDelivery(models.Model):
+    """One signed POST to an agent's webhook, retried with backoff until it lands or gives up."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deliveries")
+    request = models.ForeignKey(
+        ReviewRequest, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.CharField(max_length=50)
+    url = models.URLField()
+    payload = models.JSONField()
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.agent} ({self.state})"
+
+
+# --- timeouts, reminders, liveness (issue 5) -------------------------------------------------
+
+
+class Notification(models.Model):
+    """A reminder to a reviewer (email, and the queue's chat webhook if it has one).
+
+    Recorded in the transaction that decides to remind and sent by a task after commit, so a
+    broker outage delays it (the periodic re-queue picks it up) but never loses it."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder", "Deadline reminder"
+        REASSIGNED = "reassigned", "Reassigned to you"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        CHAT = "chat", "Chat webhook"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    request = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, related_name="notifications"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    target = models.CharField(max_length=500, help_text="Email address or chat webhook URL.")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="notification_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.channel} for #{self.request_id} ({self.state})"
+
+
+class SweepRun(models.Model):
+    """One run of the timeout sweep: when it started and what its batches applied.
+
+    Batches run as separate tasks (possibly on several workers) and add to the counters with
+    F() updates; the run is finished when its last batch chain has found nothing left."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    cutoff = models.DateTimeField(help_text="Requests due by this instant are in this run.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    open_chains = models.PositiveSmallIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    decided = models.PositiveIntegerField(default=0)
+    reassigned = models.PositiveIntegerField(default=0)
+    escalated = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    handed_over = models.PositiveIntegerField(default=0, help_text="Away reviewers' items.")
+    reminders = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"sweep {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def applied(self) -> int:
+        return self.decided + self.reassigned + self.escalated
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a process: 'beat', or 'worker:<hostname>'."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def touch(cls, name: str, now: datetime | None = None) -> None:
+        cls.objects.update_or_create(name=name, defaults={"seen_at": now or timezone.now()})
+
+
+# --- metrics and the feedback loop (issue 7) --------------------------------------------
+# Rollups are derived data: `manage.py rebuild_rollups` recreates them from decisions.
+
+
+class DailyRollup(models.Model):
+    """Effective decisions of one day, category and agent, counted once so dashboards never
+    scan decisions. `rule_id` 0 counts every decision; any other value counts the decisions
+    of requests on which that rule fired (a request with two fired rules is in both)."""
+
+    ALL_RULES = 0
+
+    day = models.DateField()
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    # Not a foreign key: the history of a deleted rule stays readable.
+    rule_id = models.PositiveBigIntegerField(default=ALL_RULES)
+    total = models.PositiveIntegerField(default=0)
+    approved = models.PositiveIntegerField(default=0, help_text="Approved unchanged by a human.")
+    modified = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    timed_out = models.PositiveIntegerField(default=0)
+    auto_approved = models.PositiveIntegerField(default=0)
+    # Histograms over reviews.rollups.TIME_EDGES, and tallies over 20 confidence buckets.
+    review_hist = models.JSONField(default=list, help_text="First view to decision.")
+    decision_hist = models.JSONField(default=list, help_text="Creation to decision.")
+    conf_n = models.JSONField(default=list, help_text="Human decisions per confidence bucket.")
+    conf_ok = models.JSONField(default=list, help_text="Of those, approved unchanged.")
+    conf_sum = models.JSONField(default=list, help_text="Sum of stated confidence.")
+
+    class Meta:
+        ordering = ["-day", "category", "agent", "rule_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "category", "agent", "rule_id"], name="daily_rollup_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["rule_id", "day"], name="daily_rollup_rule_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.category_id}/{self.agent_id}/rule {self.rule_id}: {self.total}"
+
+
+class ReviewerRollup(models.Model):
+    """One reviewer's decisions of one day in one category."""
+
+    day = models.DateField()
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="+")
+    decided = models.PositiveIntegerField(default=0)
+    approved = models.PositiveIntegerField(default=0)
+    modified = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    review_hist = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-day", "reviewer"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "reviewer", "category"], name="reviewer_rollup_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="reviewer_rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} reviewer {self.reviewer_id}: {self.decided}"
+
+
+class RollupCursor(models.Model):
+    """How far a background job has read the decisions (by id), so the next run starts there."""
+
+    name = models.CharField(max_length=50, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_id}"
+
+
+class CategoryAutonomy(models.Model):
+    """A category's path to autonomy: its bar, when it went autonomous, and the way back."""
+
+    category = models.OneToOneField(Category, on_delete=models.CASCADE, related_name="autonomy")
+    bar = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Required accuracy; empty: HITL_AUTONOMY_BAR.",
+    )
+    min_sample = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Judged decisions needed; empty: HITL_AUTONOMY_MIN_SAMPLE."
+    )
+    autonomous_since = models.DateTimeField(null=True, blank=True)
+    switched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    reinstated_at = models.DateTimeField(null=True, blank=True)
+    reinstated_reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "category autonomy"
+
+    def __str__(self) -> str:
+        return f"autonomy of {self.category}"
+
+    @property
+    def effective_bar(self) -> float:
+        return self.bar if self.bar is not None else settings.HITL_AUTONOMY_BAR
+
+    @property
+    def effective_min_sample(self) -> int:
+        if self.min_sample is not None:
+            return self.min_sample
+        return settings.HITL_AUTONOMY_MIN_SAMPLE
+
+
+class SpotCheckBatch(models.Model):
+    """Human-free decisions of one category and day, sampled for periodic review."""
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="spot_batches")
+    day = models.DateField()
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["completed_at", "-day"]
+        verbose_name_plural = "spot-check batches"
+        constraints = [
+            models.UniqueConstraint(fields=["category", "day"], name="spot_batch_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.day}"
+
+
+class SpotCheckItem(models.Model):
+    """One sampled request and a reviewer's verdict on what was done without a human."""
+
+    class Verdict(models.TextChoices):
+        OPEN = "", "Not reviewed"
+        CORRECT = "correct", "Correct"
+        INCORRECT = "incorrect", "Incorrect"
+
+    batch = models.ForeignKey(SpotCheckBatch, on_delete=models.CASCADE, related_name="items")
+    request = models.OneToOneField(
+        ReviewRequest, on_delete=models.CASCADE, related_name="spot_check"
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, default="")
+    correction = models.TextField(blank=True, help_text="What should have been done instead.")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"spot check of #{self.request_id}: {self.verdict or 'open'}"

@@ -1,0 +1,597 @@
+"""Admins' writes and reads for policies: versioned saves and restores, the what-if preview,
+per-category figures, and the queue, reviewer and agent changes made from the admin pages.
+
+Like reviews.services, every write here is one transaction with an AuditEvent. A category's
+policy changes only through save_policy / restore_policy_version, which claim the category's
+`version` with a conditional UPDATE, so of two admins saving the same version one wins and
+the other is told (StalePolicy) instead of being silently overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from . import rules as engine
+from . import services
+from .models import (
+    Agent,
+    AgentToken,
+    Category,
+    Decision,
+    EscalationRule,
+    PolicyVersion,
+    Queue,
+    ReviewerProfile,
+    ReviewRequest,
+)
+from .services import audit
+
+# The policy fields a version records, in the order a diff lists them.
+POLICY_FIELDS = [
+    "name",
+    "description",
+    "guidelines",
+    "reversibility",
+    "blast_radius",
+    "mode",
+    "mode_reason",
+    "queue",
+    "timeout_seconds",
+    "timeout_action",
+    "max_reassignments",
+    "final_fallback",
+    "sample_rate",
+]
+LONG_TEXT_FIELDS = {"description", "guidelines"}
+RULE_FIELDS = ["field", "operator", "value", "enabled", "description"]
+
+# Decisions made by a person (the others are the rules and the deadline).
+HUMAN_CHANNELS = [
+    Decision.Channel.WEB,
+    Decision.Channel.BATCH,
+    Decision.Channel.API,
+    Decision.Channel.EMAIL,
+]
+
+# The preview replays at most this many recent requests, newest first: enough for a
+# week of a busy category, and it keeps the page answering within a second or so.
+PREVIEW_LIMIT = 20_000
+PREVIEW_DAYS_DEFAULT = 7
+PREVIEW_DAYS_MAX = 90
+
+
+class StalePolicy(Exception):
+    """Someone saved the category after the editor was opened; nothing was written."""
+
+    def __init__(self, category: Category, latest: PolicyVersion | None):
+        self.category = category
+        self.latest = latest
+        who = "another admin"
+        if latest is not None and latest.created_by_id:
+            who = latest.created_by.get_username()
+        super().__init__(
+            f"{who} saved version {category.version} of {category.name} while you were "
+            "editing. Nothing of yours was saved."
+        )
+
+
+class NothingChanged(Exception):
+    """The submitted policy is identical to the saved one."""
+
+
+# --- snapshots and diffs -------------------------------------------------------------------
+
+
+def rule_dict(rule: EscalationRule) -> dict[str, Any]:
+    return {"id": rule.pk, **{name: getattr(rule, name) for name in RULE_FIELDS}}
+
+
+def snapshot_of(category: Category, rules: Iterable[EscalationRule] | None = None) -> dict:
+    """The full policy and its rules (in evaluation order), as a version stores it."""
+    if rules is None:
+        rules = category.rules.order_by("order", "id")
+    policy = {name: getattr(category, name) for name in POLICY_FIELDS if name != "queue"}
+    policy["queue"] = category.queue_id
+    policy["queue_name"] = category.queue.name if category.queue_id else None
+    return {"policy": policy, "rules": [rule_dict(rule) for rule in rules]}
+
+
+def summary_of(rule: dict[str, Any]) -> str:
+    return engine.rule_summary(engine.Rule(rule["field"], rule["operator"], rule.get("value")))
+
+
+def _shown(name: str, value: Any) -> str:
+    if name == "timeout_seconds":
+        return duration(value)
+    if name == "sample_rate":
+        return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
+    if value in ("", None):
+        return "(empty)"
+    return str(value)
+
+
+def duration(seconds: int) -> str:
+    """3600 -> '1 h', 5400 -> '1 h 30 min', 45 -> '45 s'."""
+    if not isinstance(seconds, int):
+        return str(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    parts.append(f"{secs} s" if secs or not (hours or minutes) else "")
+    return " ".join(p for p in parts if p)
+
+
+def diff_snapshots(before: dict, after: dict) -> list[str]:
+    """Readable lines: 'Mode: rules → gate', 'Rule added: amount exceeds 5,000', …"""
+    lines: list[str] = []
+    old, new = before["policy"], after["policy"]
+    for name in POLICY_FIELDS:
+        label = name.replace("_", " ").capitalize()
+        if old.get(name) == new.get(name):
+            continue
+        if name in LONG_TEXT_FIELDS:
+            lines.append(f"{label} edited")
+        elif name == "queue":
+            lines.append(f"Queue: {old.get('queue_name')} → {new.get('queue_name')}")
+        else:
+            lines.append(f"{label}: {_shown(name, old.get(name))} → {_shown(name, new.get(name))}")
+
+    old_rules = {r["id"]: r for r in before["rules"] if r.get("id") is not None}
+    new_ids = {r.get("id") for r in after["rules"]}
+    for rule in after["rules"]:
+        was = old_rules.get(rule.get("id"))
+        if was is None:
+            state = "" if rule["enabled"] else " (disabled)"
+            lines.append(f"Rule added: {summary_of(rule)}{state}")
+            continue
+        if summary_of(was) != summary_of(rule):
+            lines.append(f"Rule changed: {summary_of(was)} → {summary_of(rule)}")
+        if was["enabled"] != rule["enabled"]:
+            verb = "enabled" if rule["enabled"] else "disabled"
+            lines.append(f"Rule {verb}: {summary_of(rule)}")
+        if was.get("description", "") != rule.get("description", ""):
+            lines.append(f"Rule description: {summary_of(rule)}: “{rule.get('description')}”")
+    for rule in before["rules"]:
+        if rule.get("id") not in new_ids:
+            lines.append(f"Rule removed: {summary_of(rule)}")
+    kept_before = [r["id"] for r in before["rules"] if r["id"] in new_ids]
+    kept_after = [r["id"] for r in after["rules"] if r.get("id") in old_rules]
+    if kept_before != kept_after:
+        order = ", ".join(summary_of(r) for r in after["rules"] if r.get("id") in old_rules)
+        lines.append(f"Rules reordered: {order}")
+    return lines
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def current_version_id(category: Category) -> int:
+    """The id of the version now in force; the first call records the policy as version 1.
+
+    Called by services.submit_request so every request names the rule set that judged it.
+    """
+    latest = (
+        PolicyVersion.objects.filter(category=category)
+        .order_by("-number")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if latest is not None:
+        return latest
+    return _baseline(category).pk
+
+
+def _baseline(category: Category) -> PolicyVersion:
+    # get_or_create survives a concurrent first call (unique category+number).
+    version, _ = PolicyVersion.objects.get_or_create(
+        category=category,
+        number=category.version,
+        defaults={
+            "snapshot": snapshot_of(category),
+            "note": "The policy as it was when versioning began.",
+        },
+    )
+    return version
+
+
+def latest_version(category: Category) -> PolicyVersion | None:
+    return (
+        PolicyVersion.objects.filter(category=category)
+        .select_related("created_by")
+        .order_by("-number")
+        .first()
+    )
+
+
+@dataclass
+class RuleInput:
+    """One rule as the editor submits it; `id` is None for a new rule."""
+
+    field: str
+    operator: str
+    value: Any = None
+    enabled: bool = True
+    description: str = ""
+    id: int | None = None
+
+
+def save_policy(
+    category_id: int,
+    *,
+    expected_version: int,
+    policy: dict[str, Any],
+    rules: list[RuleInput],
+    note: str,
+    by: AbstractBaseUser | None,
+) -> PolicyVersion:
+    """Save a category's policy and its whole rule set as a new version.
+
+    Raises StalePolicy if the category moved past `expected_version`, NothingChanged if the
+    result equals what is saved, ValidationError for bad values (nothing is written).
+    """
+    if not note.strip():
+        raise ValidationError({"note": "Say why you are changing the policy."})
+    with transaction.atomic():
+        current = Category.objects.select_related("queue").get(pk=category_id)
+        # Record where we start from before anything changes (the first save ever).
+        first_save = not PolicyVersion.objects.filter(category=current).exists()
+        if first_save and current.version == expected_version:
+            _baseline(current)
+        # The claim: of two admins saving the same version, only one UPDATE matches.
+        claimed = Category.objects.filter(pk=category_id, version=expected_version).update(
+            version=F("version") + 1
+        )
+        if claimed != 1:
+            current.refresh_from_db()
+            raise StalePolicy(current, latest_version(current))
+        before = snapshot_of(current)
+        current.version = expected_version + 1  # what the UPDATE above wrote
+        category, kept = _apply(current, policy, rules)
+        after = snapshot_of(category, kept)
+        changes = diff_snapshots(before, after)
+        if not changes:  # raising inside atomic() rolls the claim back too
+            raise NothingChanged("Nothing changed, so no new version was saved.")
+        version = PolicyVersion.objects.create(
+            category=category,
+            number=category.version,
+            snapshot=after,
+            diff=changes,
+            note=note.strip(),
+            created_by=by,
+        )
+        audit(
+            "policy.saved",
+            None,
+            by,
+            before={"category": category.slug, "version": expected_version, **before},
+            after={"category": category.slug, "version": category.version, **after},
+            note=note.strip(),
+        )
+    return version
+
+
+def restore_policy_version(
+    version_id: int, *, expected_version: int, note: str, by: AbstractBaseUser | None
+) -> PolicyVersion:
+    """Make an earlier version current again, as a new version (history is never rewritten)."""
+    old = PolicyVersion.objects.select_related("category").get(pk=version_id)
+    policy = dict(old.snapshot["policy"])
+    policy.pop("queue_name", None)
+    if not Queue.objects.filter(pk=policy.get("queue")).exists():
+        raise ValidationError(
+            {"queue": f"The queue of version {old.number} no longer exists; edit instead."}
+        )
+    rules = [
+        RuleInput(**{name: r.get(name) for name in [*RULE_FIELDS, "id"]})
+        for r in old.snapshot["rules"]
+    ]
+    reason = note.strip()
+    return save_policy(
+        old.category_id,
+        expected_version=expected_version,
+        policy=policy,
+        rules=rules,
+        note=f"Restored version {old.number}: {reason}" if reason else "",
+        by=by,
+    )
+
+
+def _apply(
+    category: Category, policy: dict[str, Any], rules: list[RuleInput]
+) -> tuple[Category, list[EscalationRule]]:
+    """Write the policy and make the category's rules exactly `rules`, in that order."""
+    for name in POLICY_FIELDS:
+        if name == "queue":
+            queue = policy["queue"]
+            category.queue_id = queue.pk if isinstance(queue, Queue) else queue
+        elif name in policy:
+            setattr(category, name, policy[name])
+    category.full_clean(exclude=["slug", "version"])
+    category.save()
+
+    existing = {rule.pk: rule for rule in category.rules.all()}
+    keep: list[EscalationRule] = []
+    for order, given in enumerate(rules):
+        rule = existing.get(given.id) if given.id is not None else None
+        if rule is None:
+            rule = EscalationRule(category=category)
+        rule.field, rule.operator, rule.value = given.field.strip(), given.operator, given.value
+        rule.enabled, rule.description, rule.order = given.enabled, given.description, order
+        rule.full_clean()
+        rule.save()
+        keep.append(rule)
+    kept_ids = {rule.pk for rule in keep}
+    EscalationRule.objects.filter(category=category).exclude(pk__in=kept_ids).delete()
+    return category, keep
+
+
+# --- preview ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    id: int
+    title: str
+    status: str
+    reasons: list[str]
+
+
+@dataclass
+class Preview:
+    """What a rule set would have done to a category's recent requests, against today's."""
+
+    days: int
+    since: datetime
+    total: int = 0
+    capped: bool = False
+    escalated_now: int = 0
+    escalated_then: int = 0
+    to_auto: int = 0
+    to_human: int = 0
+    # Of the requests that would no longer see a human: what the human actually did.
+    to_auto_outcomes: dict[str, int] = field(default_factory=dict)
+    risky: int = 0  # modified or rejected by a human, and would now pass without one
+    risky_examples: list[Example] = field(default_factory=list)
+    new_examples: list[Example] = field(default_factory=list)
+    rule_hits: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def auto_now(self) -> int:
+        return self.total - self.escalated_now
+
+    @property
+    def auto_then(self) -> int:
+        return self.total - self.escalated_then
+
+    @property
+    def changed(self) -> int:
+        return self.to_auto + self.to_human
+
+
+def global_rules() -> list[engine.Rule]:
+    rules = EscalationRule.objects.filter(category__isnull=True, enabled=True)
+    return [rule.as_engine_rule() for rule in rules.order_by("order", "id")]
+
+
+def preview_policy(
+    category: Category,
+    *,
+    mode: str,
+    rules: list[RuleInput],
+    days: int = PREVIEW_DAYS_DEFAULT,
+    now: datetime | None = None,
+    limit: int = PREVIEW_LIMIT,
+    examples: int = 8,
+) -> Preview:
+    """Replay the category's last `days` of requests through the saved rule set and the
+    edited one (pure engine, nothing written) and count where they disagree."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+    shared = global_rules()
+    saved = shared + [
+        r.as_engine_rule() for r in category.rules.filter(enabled=True).order_by("order", "id")
+    ]
+    edited = shared + [
+        engine.Rule(r.field, r.operator, r.value, r.id, r.description) for r in rules if r.enabled
+    ]
+    own = edited[len(shared) :]
+    hits = {_key(rule): 0 for rule in own}
+    rows = (
+        ReviewRequest.objects.filter(category=category, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list(
+            "id", "title", "status", "confidence", "attributes", "decision__outcome",
+            "decision__channel",
+        )[: limit + 1]
+    )  # fmt: skip
+    result = Preview(days=days, since=since)
+    human = {str(c) for c in HUMAN_CHANNELS}
+    for row in rows:
+        if result.total == limit:
+            result.capped = True
+            break
+        pk, title, status, confidence, attributes, outcome, channel = row
+        result.total += 1
+        was = engine.evaluate(category.mode, saved, confidence, attributes)
+        then = engine.evaluate(mode, edited, confidence, attributes)
+        for fired in then.fired:
+            if (key := _key(fired)) in hits:
+                hits[key] += 1
+        result.escalated_now += was.needs_human
+        result.escalated_then += then.needs_human
+        if was.needs_human and not then.needs_human:
+            result.to_auto += 1
+            by_human = channel in human
+            key = _outcome_key(status, outcome, by_human)
+            result.to_auto_outcomes[key] = result.to_auto_outcomes.get(key, 0) + 1
+            if by_human and outcome in (Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED):
+                result.risky += 1
+                if len(result.risky_examples) < examples:
+                    reasons = [f.reason for f in was.fired]
+                    result.risky_examples.append(Example(pk, title, outcome, reasons))
+        elif then.needs_human and not was.needs_human:
+            result.to_human += 1
+            if len(result.new_examples) < examples:
+                reasons = [f.reason for f in then.fired] or ["the mode always asks a human"]
+                result.new_examples.append(Example(pk, title, status, reasons))
+    result.rule_hits = [(engine.rule_summary(rule), hits[_key(rule)]) for rule in own]
+    return result
+
+
+def _key(rule: engine.Rule | engine.FiredRule) -> tuple:
+    # A fired rule names its rule by id, and new (unsaved) rules have none: match on content.
+    return (rule.rule_id if isinstance(rule, engine.FiredRule) else rule.id, rule.field,
+            rule.operator, repr(rule.value))  # fmt: skip
+
+
+def _outcome_key(status: str, outcome: str | None, by_human: bool) -> str:
+    if by_human and outcome:
+        return {"approved": "approved unchanged", "modified": "modified", "rejected": "rejected"}[
+            outcome
+        ]
+    if status == ReviewRequest.Status.PENDING:
+        return "still pending"
+    if status == ReviewRequest.Status.CANCELLED:
+        return "cancelled"
+    if status == ReviewRequest.Status.AUTO_APPROVED:
+        return "auto-approved"
+    return "timed out"
+
+
+# --- figures for the category list -----------------------------------------------------------
+
+
+def recent_figures(days: int = 30, now: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """Per category over the last `days`: volume, escalation and decision rates, timeouts.
+
+    One aggregate query for every category, whatever their number.
+    """
+    since = (now or timezone.now()) - timedelta(days=days)
+    human = Q(decision__channel__in=HUMAN_CHANNELS)
+    rows = (
+        ReviewRequest.objects.filter(created_at__gte=since)
+        .values("category_id")
+        .annotate(
+            volume=Count("id"),
+            escalated=Count("id", filter=Q(verdict__in=[engine.GATE, engine.ESCALATE])),
+            decided=Count("id", filter=human),
+            approved=Count("id", filter=human & Q(decision__outcome="approved")),
+            modified=Count("id", filter=human & Q(decision__outcome="modified")),
+            rejected=Count("id", filter=human & Q(decision__outcome="rejected")),
+            timeouts=Count("id", filter=Q(decision__channel=Decision.Channel.TIMEOUT)),
+        )
+        .order_by()
+    )
+    figures = {}
+    for row in rows:
+
+        def rate(n: int, of: int) -> float | None:
+            return n / of if of else None
+
+        figures[row["category_id"]] = {
+            **row,
+            "escalation_rate": rate(row["escalated"], row["volume"]),
+            "approved_rate": rate(row["approved"], row["decided"]),
+            "modified_rate": rate(row["modified"], row["decided"]),
+            "rejected_rate": rate(row["rejected"], row["decided"]),
+        }
+    return figures
+
+
+# --- queues, reviewers and agents ----------------------------------------------------------
+
+
+def _queue_state(queue: Queue) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "slug": queue.slug,
+        "next_queue": queue.next_queue_id,
+        "members": sorted(queue.members.values_list("username", flat=True)),
+        "chat_webhook_url": queue.chat_webhook_url,
+    }
+
+
+def save_queue(form: Any, *, by: AbstractBaseUser) -> Queue:
+    """Save a validated queue ModelForm (members included) with an audit event."""
+    with transaction.atomic():
+        before = _queue_state(Queue.objects.get(pk=form.instance.pk)) if form.instance.pk else None
+        queue = form.save()
+        audit("queue.saved", None, by, before=before, after=_queue_state(queue))
+    return queue
+
+
+def set_reviewer_away(
+    user: AbstractBaseUser, until: datetime | None, *, by: AbstractBaseUser
+) -> ReviewerProfile:
+    """An admin marks a reviewer away until a time (no new work for them), or back (None)."""
+    return services.set_away(user, until, by=by)
+
+
+def save_agent(form: Any, *, by: AbstractBaseUser) -> Agent:
+    with transaction.atomic():
+        created = form.instance.pk is None
+        agent = form.save()
+        audit(
+            "agent.created" if created else "agent.saved",
+            None,
+            by,
+            after={
+                "agent": agent.name,
+                "webhook_url": agent.webhook_url,
+                "is_active": agent.is_active,
+            },
+        )
+    return agent
+
+
+def issue_agent_token(agent: Agent, name: str, *, by: AbstractBaseUser) -> tuple[AgentToken, str]:
+    """A new API token; the raw value is returned once and only its hash is kept."""
+    with transaction.atomic():
+        token, raw = AgentToken.issue(agent, name=name.strip() or "default")
+        audit("agent.token_issued", None, by, after={"agent": agent.name, "prefix": token.prefix})
+    return token, raw
+
+
+def revoke_agent_token(token: AgentToken, *, by: AbstractBaseUser) -> AgentToken:
+    with transaction.atomic():
+        was_active = token.is_active
+        token.revoke()
+        if was_active:
+            audit(
+                "agent.token_revoked",
+                None,
+                by,
+                after={"agent": token.agent.name, "prefix": token.prefix},
+            )
+    return token
+
+
+def record_outside_change(category: Category, *, by: AbstractBaseUser | None, note: str) -> None:
+    """Version a change made outside the editor (Django admin), if it changed anything."""
+    with transaction.atomic():
+        category = Category.objects.select_related("queue").get(pk=category.pk)
+        latest = latest_version(category)
+        after = snapshot_of(category)
+        if latest is None or latest.snapshot == after:
+            return
+        changes = diff_snapshots(latest.snapshot, after)
+        Category.objects.filter(pk=category.pk).update(version=F("version") + 1)
+        category.refresh_from_db(fields=["version"])
+        PolicyVersion.objects.create(
+            category=category,
+            number=category.version,
+            snapshot=after,
+            diff=changes,
+            note=note,
+            created_by=by,
+        )
+        audit("policy.saved", None, by, before=latest.snapshot, after=after, note=note)

@@ -1,0 +1,305 @@
+"""Forms for the admins' pages: a category's policy, its rules (a formset), queues, agents.
+
+Rule values are typed as admins think of them ("0.7", "enterprise, strategic", "true") and
+parsed per operator; reviews.rules.validate_rule then names the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.validators import MinValueValidator
+from django.db.models import Q
+
+from . import rules as engine
+from .access import ADMINS, REVIEWERS
+from .models import Agent, Category, EscalationRule, Queue
+from .policies import (
+    POLICY_FIELDS,
+    PREVIEW_DAYS_DEFAULT,
+    PREVIEW_DAYS_MAX,
+    RuleInput,
+    duration,
+)
+
+OPERATOR_CHOICES = [(op, engine.OPERATOR_LABELS[op]) for op in engine.OPERATOR_LABELS]
+
+
+def parse_scalar(text: str) -> Any:
+    """'12' -> 12, '0.7' -> 0.7, 'true' -> True, '"12"' -> '12', anything else stays text."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return text[1:-1]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if engine.is_number(number) else text
+
+
+def parse_value(operator: str, text: str) -> Any:
+    """The rule value for what an admin typed, by operator."""
+    text = (text or "").strip()
+    if operator in engine.VALUELESS_OPERATORS:
+        return None if text == "" else parse_scalar(text)
+    if operator in engine.LIST_OPERATORS:
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+        return [parse_scalar(part) for part in text.split(",") if part.strip()]
+    if text == "":
+        return None
+    return parse_scalar(text)
+
+
+def value_for_input(value: Any) -> str:
+    """The inverse of parse_value, for showing a saved value in the form."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(value_for_input(v) for v in value)
+    if isinstance(value, str) and (value.lower() in ("true", "false") or _looks_numeric(value)):
+        return f'"{value}"'
+    return str(value)
+
+
+def _looks_numeric(value: Any) -> bool:
+    return isinstance(value, str) and parse_scalar(value) != value
+
+
+class PolicyForm(forms.ModelForm):
+    """A category's policy; `version` is the one the admin started from."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput)
+    days = forms.IntegerField(
+        label="Preview the last",
+        min_value=1,
+        max_value=PREVIEW_DAYS_MAX,
+        initial=PREVIEW_DAYS_DEFAULT,
+        required=False,
+        help_text="days",
+    )
+    note = forms.CharField(
+        label="Why this change",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required to save. Reviewers and auditors read it in the history.",
+    )
+
+    class Meta:
+        model = Category
+        fields = POLICY_FIELDS  # the form edits exactly what a version records
+        labels = {
+            "mode_reason": "Reason for overriding the suggested mode",
+            "timeout_seconds": "Timeout (seconds)",
+            "sample_rate": "Sample rate (0 to 1)",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "guidelines": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, saving: bool = False, **kwargs: Any):
+        # A preview may leave the override reason empty; a save may not.
+        self.saving = saving
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "timeout_seconds"
+        ].help_text = f"Now {duration(self.instance.timeout_seconds)}. 3600 is 1 h, 86400 is 1 day."
+        timeout = self.fields["timeout_seconds"]
+        # One clear message for zero and negatives alike (clean_timeout_seconds), not two.
+        timeout.validators = [v for v in timeout.validators if not isinstance(v, MinValueValidator)]
+        timeout.widget.attrs.update({"min": 1, "step": 1})
+        self.fields["sample_rate"].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
+        self.fields["queue"].empty_label = None
+
+    def clean_timeout_seconds(self) -> int:
+        value = self.cleaned_data["timeout_seconds"]
+        if value is None or value <= 0:
+            raise forms.ValidationError("A timeout must be at least 1 second.")
+        return value
+
+    def clean_sample_rate(self) -> float:
+        value = self.cleaned_data["sample_rate"]
+        if value is None or not 0 <= value <= 1:
+            raise forms.ValidationError("A sample rate is between 0 (none) and 1 (all).")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        suggested = suggested_mode(data.get("reversibility"), data.get("blast_radius"))
+        mode = data.get("mode")
+        if mode and suggested and mode != suggested:
+            if self.saving and not (data.get("mode_reason") or "").strip():
+                self.add_error(
+                    "mode_reason",
+                    f"{_mode_label(suggested)} is suggested for this reversibility and blast "
+                    f"radius; say why {_mode_label(mode).lower()} is right instead.",
+                )
+        elif mode:
+            data["mode_reason"] = ""
+        if data.get("days") is None:
+            data["days"] = PREVIEW_DAYS_DEFAULT
+        return data
+
+    def policy(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+def suggested_mode(reversibility: str | None, blast_radius: str | None) -> str | None:
+    if not reversibility or not blast_radius:
+        return None
+    return Category(reversibility=reversibility, blast_radius=blast_radius).suggested_mode
+
+
+def _mode_label(mode: str) -> str:
+    return {
+        Category.Mode.GATE: "Gate",
+        Category.Mode.RULES: "Rules",
+        Category.Mode.AUTONOMOUS: "Autonomous",
+    }.get(mode, mode)
+
+
+class RuleForm(forms.Form):
+    id = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    enabled = forms.BooleanField(required=False, initial=True, label="On")
+    field = forms.CharField(
+        max_length=100,
+        label="Field",
+        widget=forms.TextInput(attrs={"list": "rule-fields", "autocomplete": "off"}),
+    )
+    operator = forms.ChoiceField(choices=OPERATOR_CHOICES, label="Operator")
+    value = forms.CharField(
+        required=False,
+        label="Value",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    description = forms.CharField(max_length=200, required=False, label="Description")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        data["parsed_value"] = parse_value(data["operator"], data.get("value", ""))
+        try:
+            engine.validate_rule(data["field"].strip(), data["operator"], data["parsed_value"])
+        except engine.RuleValidationError as exc:
+            for name, message in exc.errors.items():
+                self.add_error(name if name in self.fields else None, message)
+        return data
+
+    def rule(self) -> RuleInput:
+        data = self.cleaned_data
+        return RuleInput(
+            field=data["field"].strip(),
+            operator=data["operator"],
+            value=data["parsed_value"],
+            enabled=data["enabled"],
+            description=data.get("description", ""),
+            id=data.get("id"),
+        )
+
+
+class BaseRuleFormSet(forms.BaseFormSet):
+    def __init__(self, *args: Any, category: Category, **kwargs: Any):
+        self.category = category
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        own = set(self.category.rules.values_list("pk", flat=True))
+        for form in self.forms:
+            if self._should_delete_form(form):
+                continue
+            rule_id = form.cleaned_data.get("id")
+            if rule_id is not None and rule_id not in own:
+                form.add_error(None, "This rule belongs to another category; reload the page.")
+
+    def rules(self) -> list[RuleInput]:
+        """The kept rules in the admin's order (ORDER, then position)."""
+        return [form.rule() for form in self.ordered_forms]
+
+
+RuleFormSet = forms.formset_factory(
+    RuleForm, formset=BaseRuleFormSet, extra=0, can_delete=True, can_order=True
+)
+
+
+def rule_initial(rule: EscalationRule, order: int) -> dict[str, Any]:
+    return {
+        "id": rule.pk,
+        "enabled": rule.enabled,
+        "field": rule.field,
+        "operator": rule.operator,
+        "value": value_for_input(rule.value),
+        "description": rule.description,
+        "ORDER": order,
+    }
+
+
+class QueueForm(forms.ModelForm):
+    class Meta:
+        model = Queue
+        fields = ["name", "slug", "next_queue", "members", "chat_webhook_url"]
+        labels = {"next_queue": "Escalates to", "chat_webhook_url": "Chat webhook URL"}
+        widgets = {"members": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        people = get_user_model().objects.filter(
+            Q(groups__name__in=[REVIEWERS, ADMINS]) | Q(pk__in=self._current_members())
+        )
+        self.fields["members"].queryset = people.distinct().order_by("username")
+        self.fields["members"].label_from_instance = lambda u: (
+            f"{u.get_full_name()} ({u.get_username()})" if u.get_full_name() else u.get_username()
+        )
+        others = Queue.objects.all()
+        if self.instance.pk:
+            others = others.exclude(pk=self.instance.pk)
+        self.fields["next_queue"].queryset = others
+        self.fields["next_queue"].empty_label = "Nowhere: the final fallback applies"
+
+    def _current_members(self) -> list[int]:
+        if not self.instance.pk:
+            return []
+        return list(self.instance.members.values_list("pk", flat=True))
+
+
+class AwayForm(forms.Form):
+    away_until = forms.DateTimeField(
+        required=False,
+        label="Away until",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+    )
+
+
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = ["name", "webhook_url", "is_active"]
+        labels = {"webhook_url": "Webhook URL", "is_active": "Active (may call the API)"}
+        help_texts = {"webhook_url": "Decisions are POSTed here, signed with the agent's secret."}
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        label="Token name",
+        help_text="Where it will be used, e.g. 'production' or 'staging'.",
+    )

@@ -1,0 +1,239 @@
+"""Roll decisions up per day, category, agent and rule (and per reviewer), so that metrics
+pages read a few hundred rollup rows instead of scanning every decision.
+
+A run recomputes whole days from the decisions, then replaces those days' rows: running it
+twice gives the same rows (idempotent), and a day is never half counted. Only effective
+decisions count (past their undo window), so an undone decision is never in a rollup.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import Max, Min, Q
+from django.utils import timezone
+
+from .models import DailyRollup, Decision, ReviewerRollup, RollupCursor
+
+# Histogram edges in seconds: bucket i holds values in [EDGES[i-1], EDGES[i]); the last bucket
+# is open-ended. Roughly logarithmic, from a one-second glance to a week-long wait.
+TIME_EDGES = [
+    1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800,
+    3600, 7200, 14400, 28800, 86400, 172800, 604800,
+]  # fmt: skip
+TIME_BUCKETS = len(TIME_EDGES) + 1
+CONF_BUCKETS = 20  # 0.05 wide: fine enough to suggest a threshold to the nearest 0.05
+HUMAN = {"approved": "approved", "modified": "modified", "rejected": "rejected"}
+CURSOR = "rollups"
+# A decision committed late (a long transaction) can carry an id below the cursor; decisions
+# created this recently are re-read on every run to catch them. Longer than the undo window.
+LATE_COMMIT_MARGIN = timedelta(minutes=10)
+
+
+def time_bucket(seconds: float) -> int:
+    return bisect.bisect_right(TIME_EDGES, max(seconds, 0.0))
+
+
+def conf_bucket(confidence: float) -> int:
+    return min(int(confidence * CONF_BUCKETS + 1e-9), CONF_BUCKETS - 1)
+
+
+@dataclass
+class Tally:
+    total: int = 0
+    approved: int = 0
+    modified: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    auto_approved: int = 0
+    review_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
+    decision_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
+    conf_n: list[int] = field(default_factory=lambda: [0] * CONF_BUCKETS)
+    conf_ok: list[int] = field(default_factory=lambda: [0] * CONF_BUCKETS)
+    conf_sum: list[float] = field(default_factory=lambda: [0.0] * CONF_BUCKETS)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    tz = timezone.get_current_timezone()
+    start = timezone.make_aware(datetime.combine(day, time.min), tz)
+    end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), tz)
+    return start, end
+
+
+def local_day(moment: datetime) -> date:
+    return timezone.localtime(moment).date()
+
+
+def _count(
+    tally: Tally,
+    outcome: str,
+    channel: str,
+    review_seconds: float | None,
+    wait_seconds: float,
+    confidence: float | None,
+) -> None:
+    tally.total += 1
+    if channel == Decision.Channel.AUTO:
+        tally.auto_approved += 1
+        return
+    tally.decision_hist[time_bucket(wait_seconds)] += 1
+    if channel == Decision.Channel.TIMEOUT:
+        tally.timed_out += 1
+        return
+    setattr(tally, HUMAN[outcome], getattr(tally, HUMAN[outcome]) + 1)
+    if review_seconds is not None:
+        tally.review_hist[time_bucket(review_seconds)] += 1
+    if confidence is not None:
+        bucket = conf_bucket(confidence)
+        tally.conf_n[bucket] += 1
+        tally.conf_ok[bucket] += outcome == Decision.Outcome.APPROVED
+        tally.conf_sum[bucket] += confidence
+
+
+def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[ReviewerRollup]]:
+    """The rollup rows of one day, from that day's effective decisions."""
+    start, end = day_bounds(day)
+    rows = (
+        Decision.objects.filter(created_at__gte=start, created_at__lt=end, effective_at__lte=cutoff)
+        .values_list(
+            "outcome",
+            "channel",
+            "review_seconds",
+            "created_at",
+            "decided_by_id",
+            "request__category_id",
+            "request__agent_id",
+            "request__created_at",
+            "request__confidence",
+            "request__fired_rules",
+        )
+        .order_by()
+    )
+    tallies: dict[tuple[int, int, int], Tally] = {}
+    reviewers: dict[tuple[int, int], Tally] = {}
+    for (
+        outcome,
+        channel,
+        review_seconds,
+        decided_at,
+        reviewer_id,
+        category_id,
+        agent_id,
+        created_at,
+        confidence,
+        fired,
+    ) in rows.iterator(chunk_size=5000):
+        wait = (decided_at - created_at).total_seconds()
+        rule_ids = {DailyRollup.ALL_RULES}
+        rule_ids.update(f["rule_id"] for f in fired or () if f.get("rule_id"))
+        for rule_id in rule_ids:
+            tally = tallies.setdefault((category_id, agent_id, rule_id), Tally())
+            _count(tally, outcome, channel, review_seconds, wait, confidence)
+        if reviewer_id and channel not in (Decision.Channel.AUTO, Decision.Channel.TIMEOUT):
+            tally = reviewers.setdefault((reviewer_id, category_id), Tally())
+            _count(tally, outcome, channel, review_seconds, wait, None)
+    daily = [
+        DailyRollup(
+            day=day,
+            category_id=category_id,
+            agent_id=agent_id,
+            rule_id=rule_id,
+            total=t.total,
+            approved=t.approved,
+            modified=t.modified,
+            rejected=t.rejected,
+            timed_out=t.timed_out,
+            auto_approved=t.auto_approved,
+            review_hist=t.review_hist,
+            decision_hist=t.decision_hist,
+            conf_n=t.conf_n,
+            conf_ok=t.conf_ok,
+            conf_sum=[round(x, 4) for x in t.conf_sum],
+        )
+        for (category_id, agent_id, rule_id), t in tallies.items()
+    ]
+    per_reviewer = [
+        ReviewerRollup(
+            day=day,
+            reviewer_id=reviewer_id,
+            category_id=category_id,
+            decided=t.approved + t.modified + t.rejected,
+            approved=t.approved,
+            modified=t.modified,
+            rejected=t.rejected,
+            review_hist=t.review_hist,
+        )
+        for (reviewer_id, category_id), t in reviewers.items()
+    ]
+    return daily, per_reviewer
+
+
+def replace_days(days: Iterable[date], cutoff: datetime) -> int:
+    """Recompute and replace the rows of `days`; the caller holds the cursor lock."""
+    count = 0
+    for day in sorted(set(days)):
+        daily, per_reviewer = compute_day(day, cutoff)
+        DailyRollup.objects.filter(day=day).delete()
+        ReviewerRollup.objects.filter(day=day).delete()
+        DailyRollup.objects.bulk_create(daily, batch_size=1000)
+        ReviewerRollup.objects.bulk_create(per_reviewer, batch_size=1000)
+        count += 1
+    return count
+
+
+def _lock_cursor() -> RollupCursor:
+    # One run at a time: a second run waits here rather than interleaving deletes and inserts.
+    RollupCursor.objects.get_or_create(name=CURSOR)
+    return RollupCursor.objects.select_for_update().get(name=CURSOR)
+
+
+def roll_up(now: datetime | None = None) -> int:
+    """Incremental run: recompute the days touched by decisions since the last run.
+
+    Returns the number of days recomputed. Safe to run twice or concurrently."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        cursor = _lock_cursor()
+        recent = cursor.last_run_at - LATE_COMMIT_MARGIN if cursor.last_run_at else None
+        touched = Q(id__gt=cursor.last_id)
+        if recent is not None:
+            touched |= Q(created_at__gte=recent)
+        new = list(Decision.objects.filter(touched).values_list("id", "created_at", "effective_at"))
+        days = {local_day(created) for _, created, effective in new if effective <= now}
+        # A decision still inside its undo window is counted by a later run: keep the cursor
+        # below it.
+        waiting = [pk for pk, _, effective in new if effective > now and pk > cursor.last_id]
+        newest = max((pk for pk, _, _ in new), default=cursor.last_id)
+        cursor.last_id = max(cursor.last_id, (min(waiting) - 1) if waiting else newest)
+        cursor.last_run_at = now
+        recomputed = replace_days(days, now)
+        cursor.save(update_fields=["last_id", "last_run_at"])
+    return recomputed
+
+
+def rebuild(now: datetime | None = None) -> int:
+    """Recompute every day that has decisions, and drop rows of days that have none."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        cursor = _lock_cursor()
+        bounds = Decision.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
+        DailyRollup.objects.all().delete()
+        ReviewerRollup.objects.all().delete()
+        days: list[date] = []
+        if bounds["first"] is not None:
+            day, last = local_day(bounds["first"]), local_day(bounds["last"])
+            while day <= last:
+                days.append(day)
+                day += timedelta(days=1)
+        newest = Decision.objects.filter(effective_at__gt=now).aggregate(m=Min("id"))["m"]
+        cursor.last_id = (
+            (newest - 1) if newest else (Decision.objects.aggregate(m=Max("id"))["m"] or 0)
+        )
+        cursor.last_run_at = now
+        replace_days(days, now)
+        cursor.save(update_fields=["last_id", "last_run_at"])
+    return len(days)

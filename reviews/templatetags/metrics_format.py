@@ -1,0 +1,42 @@
+"""Formatting for the metrics pages: durations and shares, with a dash for 'no data'."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """12 s, 3.5 min, 2.1 h, 1.5 d."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+@register.filter
+def pct(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def rate(summary, name: str) -> float | None:
+    """{{ summary|rate:"approved" }}: the share of escalated decisions with that outcome."""
+    return summary.rate(name)
+
+
+@register.filter
+def as_json(value) -> str:
+    """Pretty JSON for payloads (autoescaped by the template like any string)."""
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

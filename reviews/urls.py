@@ -1,0 +1,62 @@
+"""Human-facing pages. Each block belongs to one area's view module."""
+
+from django.urls import path
+
+from .views import audit, away, guidelines, home, inbox, metrics, policies, spot_checks, status
+
+urlpatterns = [
+    path("", home.start, name="start"),
+    # --- reviewer inbox -------------------------------------------------------------------
+    path("inbox/", inbox.inbox, name="inbox"),
+    path("inbox/poll/", inbox.poll, name="inbox_poll"),
+    path("inbox/batch/", inbox.batch, name="inbox_batch"),
+    path("inbox/group/<slug:key>/", inbox.group, name="inbox_group"),
+    path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
+    path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
+    path("inbox/<int:pk>/undo/", inbox.undo, name="inbox_undo"),
+    path("inbox/<int:pk>/reply/", inbox.reply, name="inbox_reply"),
+    # --- admin policies -------------------------------------------------------------------
+    path("policies/", policies.policy_list, name="policies"),
+    path("policies/queues/", policies.queue_list, name="queues"),
+    path("policies/queues/<int:pk>/", policies.queue_edit, name="queue_edit"),
+    path("policies/reviewers/<int:user_id>/away/", policies.reviewer_away, name="reviewer_away"),
+    path("policies/agents/", policies.agent_list, name="agents"),
+    path("policies/agents/<int:pk>/", policies.agent_detail, name="agent_detail"),
+    path("policies/agents/<int:pk>/tokens/", policies.agent_token_issue, name="agent_token_issue"),
+    path(
+        "policies/agents/<int:pk>/tokens/<int:token_id>/revoke/",
+        policies.agent_token_revoke,
+        name="agent_token_revoke",
+    ),
+    path("policies/<slug:slug>/edit/", policies.policy_edit, name="policy_edit"),
+    path("policies/<slug:slug>/versions/", policies.policy_versions, name="policy_versions"),
+    path(
+        "policies/<slug:slug>/versions/<int:number>/restore/",
+        policies.policy_restore,
+        name="policy_restore",
+    ),
+    # --- manager metrics ------------------------------------------------------------------
+    path("metrics/", metrics.overview, name="metrics"),
+    path("metrics/calibration/", metrics.calibration, name="metrics_calibration"),
+    path("metrics/advice/", metrics.advice, name="metrics_advice"),
+    path("metrics/patterns/", metrics.patterns, name="metrics_patterns"),
+    path("metrics/reviewers/", metrics.reviewers, name="metrics_reviewers"),
+    path("metrics/autonomy/", metrics.autonomy, name="metrics_autonomy"),
+    path(
+        "metrics/autonomy/<int:category_id>/switch/",
+        metrics.autonomy_switch,
+        name="metrics_autonomy_switch",
+    ),
+    path("metrics/export/decisions/", metrics.export_decisions, name="metrics_export"),
+    path("audit/", audit.audit_log, name="audit"),
+    path("audit/export/", audit.audit_export, name="audit_export"),
+    path("audit/requests/<int:request_id>/", audit.request_history, name="audit_request"),
+    path("spot-checks/", spot_checks.batch_list, name="spot_checks"),
+    path("spot-checks/<int:batch_id>/", spot_checks.batch_detail, name="spot_check_batch"),
+    path("spot-checks/items/<int:item_id>/", spot_checks.verdict, name="spot_check_verdict"),
+    path("requests/<int:request_id>/guideline/", guidelines.new_guideline, name="guideline_new"),
+    # --- operations status ----------------------------------------------------------------
+    path("status/", status.status, name="status"),
+    path("health/", status.health, name="health"),
+    path("away/", away.away, name="away"),
+]

@@ -1,0 +1,88 @@
+"""The audit trail for managers and admins (issue 7): search, a request's full history, and
+export. Read-only by construction: these views only ever GET."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from .. import exports, precedents
+from ..access import ADMINS, MANAGERS, role_required
+from ..models import AuditEvent, Category, ReviewRequest
+from .metrics import TABS
+
+PAGE = 100
+FILTERS = ["request", "agent", "actor", "category", "verb", "days", "from", "to"]
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def audit_log(request: HttpRequest) -> HttpResponse:
+    events = exports.audit_events(request.GET).select_related("request")
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        events = events.filter(pk__lt=int(before))
+    # Newest first, a page at a time by id (no COUNT over the whole log).
+    page = list(events.order_by("-id")[: PAGE + 1])
+    query = request.GET.copy()
+    query.pop("before", None)
+    return render(
+        request,
+        "audit/log.html",
+        {
+            "nav_active": "metrics",
+            "tabs": TABS,
+            "tab": "audit",
+            "events": page[:PAGE],
+            "older": page[PAGE - 1].pk if len(page) > PAGE else None,
+            "params": {name: request.GET.get(name, "") for name in FILTERS},
+            "categories": Category.objects.order_by("name").values_list("slug", "name"),
+            "query": query.urlencode(),
+        },
+    )
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
+    review = get_object_or_404(
+        ReviewRequest.objects.select_related("category", "agent", "queue", "assignee"),
+        pk=request_id,
+    )
+    decision = getattr(review, "decision", None)
+    timeline = [
+        (e.created_at, "audit", e)
+        for e in AuditEvent.objects.filter(request=review).select_related("actor_user")
+    ]
+    timeline += [(m.created_at, "message", m) for m in review.messages.select_related("author")]
+    timeline += [(d.created_at, "delivery", d) for d in review.deliveries.all()]
+    timeline.sort(key=lambda item: item[0])
+    return render(
+        request,
+        "audit/request.html",
+        {
+            "nav_active": "metrics",
+            "tabs": TABS,
+            "tab": "audit",
+            "review": review,
+            "decision": decision,
+            "timeline": timeline,
+            "precedents": precedents.for_request(review),
+            "spot_check": getattr(review, "spot_check", None),
+            "guidelines": review.guidelines.all(),
+        },
+    )
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def audit_export(request: HttpRequest) -> HttpResponse:
+    fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
+    rows = exports.audit_rows(exports.audit_events(request.GET))
+    body = exports.as_csv(rows, exports.AUDIT_COLUMNS) if fmt == "csv" else exports.as_jsonl(rows)
+    response = StreamingHttpResponse(
+        body, content_type="text/csv" if fmt == "csv" else "application/x-ndjson"
+    )
+    response["Content-Disposition"] = f'attachment; filename="audit.{fmt}"'
+    return response

@@ -1,0 +1,67 @@
+"""Away status: a reviewer on leave gets no new work and their open items move on (issue 5)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from .. import services
+from ..access import REVIEWERS, role_required
+from ..models import ReviewerProfile, ReviewRequest
+
+
+class AwayForm(forms.Form):
+    until = forms.DateTimeField(
+        label="Away until",
+        input_formats=["%Y-%m-%dT%H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Your time zone: " + settings.TIME_ZONE,
+    )
+
+    def clean_until(self) -> datetime:
+        until = self.cleaned_data["until"]
+        now = timezone.now()
+        if until <= now:
+            raise forms.ValidationError("Pick a time in the future.")
+        if until > now + timedelta(days=366):
+            raise forms.ValidationError("At most a year ahead.")
+        return until
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(REVIEWERS)
+def away(request: HttpRequest) -> HttpResponse:
+    profile = ReviewerProfile.objects.filter(user=request.user).first()
+    if request.method == "POST":
+        if "back" in request.POST:
+            services.set_away(request.user, None)
+            messages.success(request, "Welcome back: new items can be assigned to you again.")
+            return redirect("away")
+        form = AwayForm(request.POST)
+        if form.is_valid():
+            until = form.cleaned_data["until"]
+            services.set_away(request.user, until)
+            when = timezone.localtime(until).strftime("%a %d %b %Y, %H:%M")
+            messages.success(request, f"You are away until {when}.")
+            return redirect("away")
+    else:
+        tomorrow = timezone.localtime() + timedelta(days=1)
+        form = AwayForm(initial={"until": tomorrow.replace(hour=9, minute=0, second=0)})
+    open_items = ReviewRequest.objects.filter(
+        assignee=request.user, status=ReviewRequest.Status.PENDING
+    ).count()
+    context = {
+        "nav_active": "away",
+        "form": form,
+        "away_until": profile.away_until if profile and profile.is_away else None,
+        "open_items": open_items,
+        "sweep_seconds": settings.HITL_SWEEP_SECONDS,
+    }
+    return render(request, "timeouts/away.html", context, status=400 if form.errors else 200)

@@ -1,0 +1,46 @@
+"""Guidelines from a decision (issue 7): a reviewer of the request's queue, or an admin,
+writes guidance for its category; the decision it came from stays linked."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from .. import services
+from ..access import ADMINS, REVIEWERS, get_request_for_reviewer, has_role, role_required
+from ..models import ReviewRequest
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(REVIEWERS, ADMINS)
+def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
+    if has_role(request.user, ADMINS):
+        review = get_object_or_404(ReviewRequest.objects.select_related("category"), pk=request_id)
+    else:
+        review = get_request_for_reviewer(request.user, request_id)
+    decision = getattr(review, "decision", None)
+    error = ""
+    text = ""
+    if request.method == "POST":
+        text = request.POST.get("text", "")
+        try:
+            services.add_guideline(review.pk, by=request.user, text=text)
+        except ValidationError as exc:
+            error = "; ".join(exc.messages)
+        else:
+            messages.success(request, f"Guideline added to {review.category.name}.")
+            return redirect("guideline_new", request_id=review.pk)
+    return render(
+        request,
+        "metrics/guideline_form.html",
+        {
+            "review": review,
+            "decision": decision,
+            "error": error,
+            "text": text,
+            "existing": review.category.guideline_set.filter(is_active=True)[:20],
+        },
+    )

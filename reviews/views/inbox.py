@@ -1,0 +1,627 @@
+"""The reviewer inbox (issue 4): a list of pending work and one item at a time, decided by
+keyboard, tap or batch, with the thread to the agent and a few seconds to undo.
+
+Every view reads through reviews.access and writes through reviews.services. htmx requests
+get the fragment they target; plain requests get the whole page (or a redirect after a POST).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Min, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url, trigger_client_event
+
+from .. import rules as engine
+from .. import services
+from ..access import REVIEWERS, get_request_for_reviewer, requests_for_reviewer, role_required
+from ..models import Category, Decision, Message, Queue, ReviewRequest
+
+Status = ReviewRequest.Status
+Outcome = Decision.Outcome
+
+LIST_SIZE = 50  # rows in the list; the rest is a count and a search away
+GROUP_TABLE_SIZE = 1000  # rows a group table shows and a batch may decide at once
+BATCH_MAX = 1000
+PRECEDENTS_SHOWN = 5
+PRECEDENTS_COUNTED = 10
+REJECT_REASONS = [
+    "Outside policy",
+    "Needs more evidence",
+    "Wrong amount",
+    "Duplicate request",
+    "Too risky to automate",
+    "Customer already compensated",
+]
+REPLY_KINDS = {
+    Message.Kind.COMMENT: "Reply",
+    Message.Kind.QUESTION: "Question",
+    Message.Kind.INSTRUCTIONS: "New instructions",
+}
+OUTCOMES = {"approve": Outcome.APPROVED, "reject": Outcome.REJECTED, "modify": Outcome.MODIFIED}
+
+
+# --- reading the inbox ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    queue: str = ""
+    category: str = ""
+    who: str = ""  # "", "mine" or "unassigned"
+    q: str = ""
+
+    @classmethod
+    def from_data(cls, data: Any) -> Filters:
+        who = data.get("who", "")
+        return cls(
+            queue=data.get("queue", "")[:100],
+            category=data.get("category", "")[:100],
+            who=who if who in ("mine", "unassigned") else "",
+            q=data.get("q", "").strip()[:100],
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.queue or self.category or self.who or self.q)
+
+    def querystring(self) -> str:
+        return urlencode({k: v for k, v in self.__dict__.items() if v})
+
+
+def my_queue_ids(user: Any) -> list[int]:
+    # One small query instead of joining the membership table into every inbox query.
+    return list(Queue.objects.filter(members=user).values_list("id", flat=True))
+
+
+def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[ReviewRequest]:
+    qs = ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
+    if filters.queue:
+        qs = qs.filter(queue__slug=filters.queue)
+    if filters.category:
+        qs = qs.filter(category__slug=filters.category)
+    if filters.who == "mine":
+        qs = qs.filter(assignee=user)
+    elif filters.who == "unassigned":
+        qs = qs.filter(assignee__isnull=True)
+    if filters.q:
+        term = filters.q.lstrip("#")
+        match = Q(title__icontains=filters.q) | Q(external_ref__iexact=filters.q)
+        qs = qs.filter(match | Q(pk=int(term)) if term.isdigit() else match)
+    return qs
+
+
+INBOX_ORDER = ("-priority", "deadline", "id")
+
+
+def inbox_rows(user: Any, qs: QuerySet[ReviewRequest], limit: int) -> list[ReviewRequest]:
+    """Assigned-to-me first, then by priority and nearest deadline.
+
+    Two index-ordered reads (inbox_pending_mine, inbox_pending_order) rather than one sort
+    on a per-user expression, which would read every pending row."""
+    qs = qs.select_related("category", "assignee")
+    mine = list(qs.filter(assignee=user).order_by(*INBOX_ORDER)[:limit])
+    if len(mine) < limit:
+        rest = qs.exclude(assignee=user).order_by(*INBOX_ORDER)[: limit - len(mine)]
+        mine += list(rest)
+    return mine
+
+
+def next_item(
+    user: Any, queue_ids: list[int], filters: Filters, wanted: str, skip: int
+) -> ReviewRequest | None:
+    """The row the reviewer expects next (the one below in their list), else the top one."""
+    qs = (
+        pending(user, queue_ids, filters)
+        .exclude(pk=skip)
+        .select_related("category", "queue__next_queue", "agent", "assignee")
+    )
+    if wanted.isdigit():
+        hit = qs.filter(pk=int(wanted)).first()
+        if hit is not None:
+            return hit
+    rows = inbox_rows(user, qs, 1)
+    return rows[0] if rows else None
+
+
+def list_context(user: Any, filters: Filters) -> dict[str, Any]:
+    queue_ids = my_queue_ids(user)
+    qs = pending(user, queue_ids, filters)
+    rows = inbox_rows(user, qs, LIST_SIZE)
+    counts = {
+        c["queue_id"]: c
+        for c in ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
+        .values("queue_id")
+        .annotate(n=Count("*"), mine=Count("assignee", filter=Q(assignee=user)))
+    }
+    queues = list(Queue.objects.filter(pk__in=queue_ids).order_by("name"))
+    for queue in queues:
+        queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
+    total = sum(c["n"] for c in counts.values())
+    # Count by group key alone (an index-only scan of inbox_pending_groups); the labels come
+    # from one member of each group.
+    groups = list(
+        qs.exclude(group_key="")
+        .values("group_key")
+        .annotate(n=Count("*"), sample=Min("id"))
+        .filter(n__gte=2)
+        .order_by("-n")[:4]
+    )
+    samples = {
+        r.pk: r
+        for r in ReviewRequest.objects.filter(pk__in=[g["sample"] for g in groups])
+        .select_related("category")
+        .only("id", "fired_rules", "recommendation", "recommended_option", "category__name")
+    }
+    for g in groups:
+        sample = samples[g["sample"]]
+        g["category_name"] = sample.category.name
+        g["recommendation"] = sample.recommendation or sample.recommended_option
+        g["why"] = ", ".join(fired_summary(sample.fired_rules))
+    return {
+        "rows": rows,
+        "queues": queues,
+        "total": total,
+        "mine_total": sum(c["mine"] for c in counts.values()),
+        "shown_total": total if not filters.active else None,
+        "groups": groups,
+        "filters": filters,
+        "categories": Category.objects.filter(queue_id__in=queue_ids).order_by("name"),
+    }
+
+
+# --- one item -------------------------------------------------------------------------------
+
+
+def deadline_plan(req: ReviewRequest) -> list[str]:
+    """What the timeout sweep will do, step by step, mirroring services.time_out_request."""
+    policy = req.category
+    if policy.timeout_action == Category.TimeoutAction.APPROVE:
+        return ["auto-approved"]
+    if policy.timeout_action == Category.TimeoutAction.REJECT:
+        return ["auto-rejected"]
+    steps = []
+    left = max(policy.max_reassignments - req.reassignment_count, 0)
+    if left:
+        steps.append(
+            "reassigned to another reviewer" + (f" (up to {left} times)" if left > 1 else "")
+        )
+    next_queue = req.queue.next_queue if req.queue_id else None
+    if next_queue is not None:
+        steps.append(f"escalated to {next_queue.name}")
+    else:
+        steps.append(
+            "auto-approved (final fallback)"
+            if policy.final_fallback == Category.Fallback.APPROVE
+            else "auto-rejected (final fallback)"
+        )
+    return steps
+
+
+def fired_summary(fired_rules: list[Any]) -> list[str]:
+    """'amount exceeds 10,000' for each rule that fired: the rule, not this request's value."""
+    return [
+        engine.rule_summary(engine.Rule(f.get("field", "?"), f.get("operator", ""), f.get("value")))
+        for f in fired_rules
+        if isinstance(f, dict)
+    ]
+
+
+def display_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, (dict, list)) and not (
+        isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)
+    ):
+        return json.dumps(value, sort_keys=True)
+    return engine.format_value(value)
+
+
+def action_delta(before: Any, after: Any) -> list[dict[str, Any]]:
+    """Top-level differences between the agent's proposal and the human's final action."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
+    delta = []
+    for key in sorted(set(before) | set(after), key=lambda k: (k not in before, k)):
+        old, new = before.get(key), after.get(key)
+        if key not in after:
+            delta.append({"key": key, "before": display_value(old), "after": None})
+        elif key not in before:
+            delta.append({"key": key, "before": None, "after": display_value(new)})
+        elif old != new:
+            delta.append({"key": key, "before": display_value(old), "after": display_value(new)})
+    return delta
+
+
+def validate_final_action(proposed: Any, text: str) -> dict[str, Any]:
+    """The reviewer's edited action: a JSON object whose fields keep their kind."""
+    try:
+        final = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+    if not isinstance(final, dict):
+        raise ValidationError("The action must be a JSON object: {…}.")
+    if isinstance(proposed, dict):
+        for key, old in proposed.items():
+            new = final.get(key)
+            if key in final and new is not None and old is not None:
+                if engine.is_number(old) and not engine.is_number(new):
+                    raise ValidationError(f"“{key}” must stay a number.")
+                if isinstance(old, str) and not isinstance(new, str):
+                    raise ValidationError(f"“{key}” must stay text.")
+    return final
+
+
+def outcome_badge(outcome: str) -> str:
+    return {"approved": "ok", "modified": "warn", "rejected": "bad"}.get(outcome, "")
+
+
+def item_context(req: ReviewRequest, user: Any, **extra: Any) -> dict[str, Any]:
+    decision = (
+        Decision.objects.select_related("decided_by").filter(request=req).first()
+        if not req.is_pending
+        else None
+    )
+    recent = list(
+        ReviewRequest.objects.filter(
+            group_key=req.group_key,
+            decided_at__isnull=False,
+            queue_id__in=Queue.objects.filter(members=user).values("id"),
+        )
+        .exclude(pk=req.pk)
+        .select_related("decision__decided_by")
+        .defer("task", "situation", "attempted", "options", "attributes", "fired_rules")
+        .order_by("-decided_at")[:PRECEDENTS_COUNTED]
+        if req.group_key
+        else []
+    )
+    precedents = []
+    tally: dict[str, int] = {}
+    for past in recent:
+        past_decision = getattr(past, "decision", None)
+        outcome = past_decision.outcome if past_decision else past.status
+        tally[outcome] = tally.get(outcome, 0) + 1
+        if len(precedents) < PRECEDENTS_SHOWN:
+            precedents.append(
+                {
+                    "req": past,
+                    "decision": past_decision,
+                    "badge": outcome_badge(outcome),
+                    "label": past.get_status_display(),
+                    "delta": action_delta(past.proposed_action, past_decision.final_action)
+                    if past_decision and past_decision.final_action
+                    else [],
+                }
+            )
+    fired_fields = {f.get("field") for f in req.fired_rules if isinstance(f, dict)}
+    data_points = [
+        {
+            "key": key,
+            "label": str(key).replace("_", " ").capitalize(),
+            "value": display_value(value),
+            "fired": key in fired_fields,
+        }
+        for key, value in (req.attributes or {}).items()
+    ]
+    labels = req.option_labels
+    options = [
+        {"n": n, "key": key, "label": label, "recommended": key == req.recommended_option}
+        for n, (key, label) in enumerate(labels.items(), start=1)
+        if n <= 9
+    ]
+    thread = list(req.messages.select_related("author"))
+    return {
+        "req": req,
+        "decision": decision,
+        "decision_delta": action_delta(req.proposed_action, decision.final_action)
+        if decision and decision.final_action
+        else [],
+        "options": options,
+        "recommended_label": labels.get(req.recommended_option, ""),
+        "data_points": data_points,
+        "proposed_json": json.dumps(req.proposed_action, indent=2, ensure_ascii=False),
+        "precedents": precedents,
+        "precedent_tally": sorted(tally.items(), key=lambda kv: -kv[1]),
+        "precedent_count": len(recent),
+        "plan": deadline_plan(req) if req.is_pending else [],
+        "overdue": bool(req.deadline and req.deadline <= timezone.now()),
+        "thread": thread,
+        "reply_kinds": REPLY_KINDS.items(),
+        "reject_reasons": REJECT_REASONS,
+        **extra,
+    }
+
+
+def render_item(
+    request: HttpRequest, req: ReviewRequest, status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = item_context(req, request.user, **extra)
+    if request.htmx:
+        return render(request, "inbox/_item.html", context, status=status)
+    filters = Filters.from_data(request.GET)
+    return render(
+        request,
+        "inbox/page.html",
+        {**list_context(request.user, filters), **context, "nav_active": "inbox"},
+        status=status,
+    )
+
+
+# --- screens --------------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(REVIEWERS)
+def inbox(request: HttpRequest) -> HttpResponse:
+    filters = Filters.from_data(request.GET)
+    context = list_context(request.user, filters)
+    if request.htmx and request.htmx.target == "list":
+        return render(request, "inbox/_list.html", context)
+    return render(request, "inbox/page.html", {**context, "nav_active": "inbox"})
+
+
+@require_GET
+@role_required(REVIEWERS)
+def item(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_request_for_reviewer(request.user, pk)
+    if req.is_pending:
+        services.record_first_view(req)
+    return render_item(request, req)
+
+
+@require_GET
+@role_required(REVIEWERS)
+def poll(request: HttpRequest) -> HttpResponse:
+    """The list, refreshed every few seconds; says so if the open item was decided elsewhere."""
+    filters = Filters.from_data(request.GET)
+    context = list_context(request.user, filters)
+    current = request.GET.get("current", "")
+    if current.isdigit():
+        gone = (
+            requests_for_reviewer(request.user)
+            .filter(pk=int(current))
+            .exclude(status=Status.PENDING)
+            .select_related("decision__decided_by")
+            .first()
+        )
+        if gone is not None:
+            context["closed_notice"] = str(services.AlreadyDecided(gone))
+            context["closed_pk"] = gone.pk
+    return render(request, "inbox/_poll.html", context)
+
+
+@require_GET
+@role_required(REVIEWERS)
+def group(request: HttpRequest, key: str) -> HttpResponse:
+    """Pending requests alike enough to decide together, in a compact table."""
+    visible = requests_for_reviewer(request.user).filter(group_key=key)
+    rows = list(
+        visible.filter(status=Status.PENDING)
+        .select_related("category", "assignee")
+        .order_by(*INBOX_ORDER)[:GROUP_TABLE_SIZE]
+    )
+    if not rows and not visible.exists():
+        raise Http404("No such group.")
+    services.record_first_views([r.pk for r in rows])
+    columns: list[str] = []
+    if rows:
+        columns = [
+            k
+            for k, v in rows[0].attributes.items()
+            if not isinstance(v, (bool, dict, list)) and v is not None
+        ][:4]
+    for row in rows:
+        row.cells = [display_value(row.attributes.get(c, "")) for c in columns]
+    first = rows[0] if rows else None
+    amounts = [r.attributes["amount"] for r in rows if engine.is_number(r.attributes.get("amount"))]
+    context = {
+        "key": key,
+        "group_rows": rows,
+        "columns": columns,
+        "first": first,
+        "fired": fired_summary(first.fired_rules) if first else [],
+        "amount_range": (min(amounts), max(amounts)) if amounts else None,
+        "recommended_label": first.option_labels.get(first.recommended_option, "") if first else "",
+        "reject_reasons": REJECT_REASONS,
+    }
+    if request.htmx:
+        return render(request, "inbox/_group.html", context)
+    filters = Filters.from_data(request.GET)
+    return render(
+        request,
+        "inbox/page.html",
+        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "group"},
+    )
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@require_POST
+@role_required(REVIEWERS)
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_request_for_reviewer(request.user, pk)
+    outcome = OUTCOMES.get(request.POST.get("outcome", ""))
+    option = request.POST.get("option", "")
+    reason = request.POST.get("reason", "").strip()[:2000]
+    final_action = None
+    try:
+        if outcome is None:
+            raise ValidationError("Choose approve, modify or reject.")
+        if outcome == Outcome.MODIFIED:
+            final_action = validate_final_action(
+                req.proposed_action, request.POST.get("final_action", "")
+            )
+        decision = services.decide_request(
+            req.pk,
+            by=request.user,
+            outcome=outcome,
+            final_action=final_action,
+            chosen_option=option,
+            reason=reason,
+            channel=Decision.Channel.WEB,
+        )
+    except services.TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
+        req.refresh_from_db()
+        return _refused(request, req, str(exc), 409)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        return _refused(
+            request,
+            req,
+            error,
+            422,
+            modify_error=error if outcome == Outcome.MODIFIED else "",
+            modify_text=request.POST.get("final_action", ""),
+        )
+
+    filters = Filters.from_data(request.POST)
+    following = next_item(
+        request.user, my_queue_ids(request.user), filters, request.POST.get("next", ""), req.pk
+    )
+    verb = decision.get_outcome_display().lower()
+    if not request.htmx:
+        messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
+        target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
+        return redirect(target + (f"?{filters.querystring()}" if filters.active else ""))
+    if following is not None:
+        services.record_first_view(following)
+        context = item_context(following, request.user)
+    else:
+        context = {"req": None}
+    context.update(
+        toast={
+            "pk": req.pk,
+            "text": f"#{req.pk} {verb}",
+            "outcome": decision.outcome,
+            "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
+        },
+        removed_pk=req.pk,
+    )
+    response = render(request, "inbox/_decided.html", context)
+    url = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
+    return push_url(response, url + (f"?{filters.querystring()}" if filters.active else ""))
+
+
+def _refused(
+    request: HttpRequest, req: ReviewRequest, notice: str, status: int, **extra: Any
+) -> HttpResponse:
+    return render_item(request, req, status=status, notice=notice, **extra)
+
+
+@require_POST
+@role_required(REVIEWERS)
+def undo(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_request_for_reviewer(request.user, pk)
+    try:
+        req = services.undo_decision(req.pk, by=request.user)
+    except services.TransitionError as exc:
+        if not request.htmx:
+            messages.error(request, str(exc))
+            return redirect("inbox_item", pk=pk)
+        response = render(request, "inbox/_toast.html", {"toast": {"text": str(exc)}}, status=409)
+        response["HX-Retarget"] = "#toast"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    req = get_request_for_reviewer(request.user, pk)
+    if not request.htmx:
+        messages.success(request, f"#{pk} is pending again.")
+        return redirect("inbox_item", pk=pk)
+    services.record_first_view(req)
+    toast = {"text": f"Undone: #{pk} is pending again", "outcome": "info"}
+    response = render(
+        request, "inbox/_undone.html", {**item_context(req, request.user), "toast": toast}
+    )
+    push_url(response, reverse("inbox_item", args=[pk]))
+    return trigger_client_event(response, "inbox:refresh")
+
+
+@require_POST
+@role_required(REVIEWERS)
+def reply(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_request_for_reviewer(request.user, pk)
+    kind = request.POST.get("kind", Message.Kind.COMMENT)
+    body = request.POST.get("body", "").strip()
+    error = ""
+    if kind not in REPLY_KINDS:
+        error = "Choose reply, question or new instructions."
+    elif not body:
+        error = "Write something for the agent first."
+    elif len(body) > 5000:
+        error = "Keep it under 5,000 characters."
+    if not error:
+        services.post_message(
+            req, author_kind=Message.Author.REVIEWER, author=request.user, kind=kind, body=body
+        )
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("inbox_item", pk=pk)
+    context = {
+        "req": req,
+        "thread": list(req.messages.select_related("author")),
+        "reply_kinds": REPLY_KINDS.items(),
+        "reply_error": error,
+        "reply_body": body if error else "",
+        "reply_kind": kind,
+    }
+    return render(request, "inbox/_thread.html", context, status=422 if error else 200)
+
+
+@require_POST
+@role_required(REVIEWERS)
+def batch(request: HttpRequest) -> HttpResponse:
+    """One POST deciding many: each request gets its own Decision, AuditEvent and webhook."""
+    outcome = OUTCOMES.get(request.POST.get("outcome", ""))
+    reason = request.POST.get("reason", "").strip()[:2000]
+    try:
+        # One field per checkbox without JS; one comma-separated field from the JS, which
+        # keeps a 1,000-row batch under DATA_UPLOAD_MAX_NUMBER_FIELDS.
+        ids = sorted(
+            {int(pk) for v in request.POST.getlist("ids") for pk in v.split(",") if pk.strip()}
+        )
+    except ValueError:
+        ids = []
+    error = ""
+    if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+        error = "A batch is approved or rejected."
+    elif not ids:
+        error = "Select at least one request."
+    elif len(ids) > BATCH_MAX:
+        error = f"At most {BATCH_MAX:,} requests at once."
+    elif outcome == Outcome.REJECTED and not reason:
+        error = "Say why they are rejected; the agent reads this."
+    if error:
+        return render(request, "inbox/_batch_result.html", {"error": error}, status=422)
+    visible = set(
+        requests_for_reviewer(request.user).filter(pk__in=ids).values_list("pk", flat=True)
+    )
+    if len(visible) != len(ids):
+        raise Http404("Some of these requests are not in your queues.")
+
+    result = services.decide_requests_in_bulk(
+        ids, by=request.user, outcome=outcome, reason=reason, channel=Decision.Channel.BATCH
+    )
+    decided = result.decided
+    conflicts = [{"pk": pk, "message": message} for pk, message in result.conflicts]
+    verb = "approved" if outcome == Outcome.APPROVED else "rejected"
+    if not request.htmx:
+        messages.success(request, f"{len(decided)} {verb}; {len(conflicts)} already decided.")
+        return redirect("inbox")
+    response = render(
+        request,
+        "inbox/_batch_result.html",
+        {"decided": decided, "conflicts": conflicts, "verb": verb},
+    )
+    push_url(response, reverse("inbox"))
+    return trigger_client_event(response, "inbox:refresh")

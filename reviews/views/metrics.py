@@ -1,0 +1,242 @@
+"""Managers' metrics (issue 7): overview, calibration, threshold advice, patterns, reviewers,
+autonomy, and the decisions export. Every page reads rollups (reviews.insights), not decisions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import charts, exports, insights, services
+from ..access import ADMINS, MANAGERS, role_required
+from ..models import Agent, Category
+from ..templatetags.metrics_format import duration
+
+TABS = [
+    ("metrics", "Overview"),
+    ("metrics_calibration", "Calibration"),
+    ("metrics_advice", "Threshold advice"),
+    ("metrics_patterns", "Patterns"),
+    ("metrics_reviewers", "Reviewers"),
+    ("metrics_autonomy", "Autonomy"),
+    ("audit", "Audit trail"),
+]
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _context(request: HttpRequest, tab: str, **extra: Any) -> dict[str, Any]:
+    """Period and filters shared by every metrics page."""
+    period = insights.period_from(request.GET)
+    categories = list(Category.objects.order_by("name"))
+    agents = list(Agent.objects.order_by("name"))
+    category_id = _int(request.GET.get("category"))
+    agent_id = _int(request.GET.get("agent"))
+    query = request.GET.copy()
+    query.pop("days", None)
+    return {
+        "nav_active": "metrics",
+        "tabs": TABS,
+        "tab": tab,
+        "period": period,
+        "periods": insights.PERIODS,
+        "days": request.GET.get("days", "" if request.GET.get("from") else "30"),
+        "categories": categories,
+        "category_names": {c.pk: c.name for c in categories},
+        "agents": agents,
+        "agent_names": {a.pk: a.name for a in agents},
+        "category_id": category_id,
+        "agent_id": agent_id,
+        "filter_query": query.urlencode(),
+        "full_query": request.GET.urlencode(),
+        **extra,
+    }
+
+
+def _buckets(period: insights.Period) -> tuple[int, list[date]]:
+    """Days per chart bar: one for up to three months, a week beyond."""
+    size = 1 if period.days <= 92 else 7
+    return size, period.dates()[::size]
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def overview(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics")
+    period = ctx["period"]
+    rows = insights.rollup_rows(period, ctx["category_id"], ctx["agent_id"])
+    summary = insights.summarize(rows)
+    size, starts = _buckets(period)
+    grouped: dict[date, insights.Summary] = {}
+    for row in rows:
+        start = starts[(row["day"] - period.start).days // size]
+        grouped.setdefault(start, insights.Summary()).add(row)
+    buckets = [grouped.get(start, insights.Summary()) for start in starts]
+    labels = [d.strftime("%b %d") for d in starts]
+    volume = charts.stacked_bars(
+        "Decisions per " + ("day" if size == 1 else "week"),
+        labels,
+        [
+            ("approved", charts.COLORS["approved"], [b.approved for b in buckets]),
+            ("modified", charts.COLORS["modified"], [b.modified for b in buckets]),
+            ("rejected", charts.COLORS["rejected"], [b.rejected for b in buckets]),
+            ("timed out", charts.COLORS["timed_out"], [b.timed_out for b in buckets]),
+            ("auto-approved", charts.COLORS["auto_approved"], [b.auto_approved for b in buckets]),
+        ],
+    )
+    times = charts.lines(
+        "Review time (first view to decision)",
+        labels,
+        [
+            ("median", charts.COLORS["p50"], [b.review_p50 for b in buckets]),
+            ("90th percentile", charts.COLORS["p90"], [b.review_p90 for b in buckets]),
+        ],
+        fmt=duration,
+    )
+    escalation = charts.lines(
+        "Escalation rate",
+        labels,
+        [("escalated", charts.COLORS["modified"], [b.escalation_rate for b in buckets])],
+        fmt=lambda v: f"{v:.0%}",
+        max_value=1.0,
+    )
+    by_category = sorted(
+        insights.group_by(rows, "category_id").items(), key=lambda item: -item[1].total
+    )
+    by_agent = sorted(insights.group_by(rows, "agent_id").items(), key=lambda item: -item[1].total)
+    ctx.update(
+        summary=summary,
+        volume_chart=volume,
+        time_chart=times,
+        escalation_chart=escalation,
+        by_category=[(ctx["category_names"].get(k, k), s) for k, s in by_category],
+        by_agent=[(ctx["agent_names"].get(k, k), s) for k, s in by_agent],
+    )
+    return render(request, "metrics/overview.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def calibration(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics_calibration")
+    rows = insights.rollup_rows(ctx["period"], ctx["category_id"], ctx["agent_id"])
+    panels = []
+    for (agent_id, category_id), summary in sorted(
+        insights.group_by(rows, "agent_id", "category_id").items(),
+        key=lambda item: -item[1].human,
+    ):
+        if not summary.human:
+            continue
+        bins = insights.calibration_bins(summary)
+        name = f"{ctx['agent_names'].get(agent_id)} · {ctx['category_names'].get(category_id)}"
+        panels.append(
+            {
+                "title": name,
+                "reading": insights.calibration_reading(bins),
+                "chart": charts.reliability(f"Calibration of {name}", bins),
+                "bins": [b for b in bins if b.n],
+                "n": summary.human,
+            }
+        )
+    ctx["panels"] = panels
+    return render(request, "metrics/calibration.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def advice(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics_advice")
+    ctx["advice"] = insights.threshold_advice(ctx["period"], ctx["category_id"])
+    return render(request, "metrics/advice.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def patterns(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics_patterns")
+    ctx["patterns"] = insights.patterns(ctx["period"], ctx["category_id"])
+    return render(request, "metrics/patterns.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def reviewers(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics_reviewers")
+    stats = insights.reviewer_stats(ctx["period"], ctx["category_id"])
+    labels = ["<1s", *[f"<{duration(e)}" for e in insights.TIME_EDGES[1:]], "longer"]
+    combined: list[int] = []
+    for s in stats:
+        insights.add_lists(combined, s.review_hist)
+    cut = max((i for i, c in enumerate(combined) if c), default=0) + 2
+    ctx.update(
+        stats=stats,
+        chart=charts.histogram("Review time of all reviewers", labels[:cut], combined[:cut])
+        if combined
+        else None,
+        rubber_stamp_seconds=insights.RUBBER_STAMP_SECONDS,
+    )
+    return render(request, "metrics/reviewers.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def autonomy(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "metrics_autonomy")
+    if not request.GET.get("days") and not request.GET.get("from"):
+        ctx["period"] = insights.period_from({"days": "90"})
+        ctx["days"] = "90"
+    ctx["readiness"] = insights.readiness(ctx["period"])
+    return render(request, "metrics/autonomy.html", ctx)
+
+
+@require_POST
+@role_required(MANAGERS, ADMINS)
+def autonomy_switch(request: HttpRequest, category_id: int) -> HttpResponse:
+    category = get_object_or_404(Category, pk=category_id)
+    period = insights.period_from({"days": "90"})
+    state = next(r for r in insights.readiness(period) if r.category.pk == category.pk)
+    if not state.ready:
+        messages.error(request, f"{category.name} is not ready: {'; '.join(state.blockers)}.")
+        return redirect("metrics_autonomy")
+    try:
+        services.switch_to_autonomous(
+            category.pk, by=request.user, reason=request.POST.get("reason", "")
+        )
+    except (ValidationError, services.TransitionError) as exc:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, text)
+        return redirect("metrics_autonomy")
+    messages.success(
+        request, f"{category.name} now runs without a human; a sample goes to periodic review."
+    )
+    return redirect("metrics_autonomy")
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def export_decisions(request: HttpRequest) -> HttpResponse:
+    period = insights.period_from(request.GET)
+    fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
+    rows = exports.decision_rows(
+        period, _int(request.GET.get("category")), _int(request.GET.get("agent"))
+    )
+    body = (
+        exports.as_csv(rows, exports.DECISION_COLUMNS) if fmt == "csv" else exports.as_jsonl(rows)
+    )
+    response = StreamingHttpResponse(
+        body, content_type="text/csv" if fmt == "csv" else "application/x-ndjson"
+    )
+    name = f"decisions-{period.start}-{period.end}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

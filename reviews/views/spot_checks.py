@@ -1,0 +1,77 @@
+"""Periodic review (issue 7): reviewers work batches of sampled human-free decisions, marking
+each correct or incorrect with a correction. Verdicts feed autonomy and its reinstatement."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import services
+from ..access import REVIEWERS, get_spot_check_batch_for_reviewer, role_required
+from ..models import SpotCheckBatch, SpotCheckItem
+
+
+@require_GET
+@role_required(REVIEWERS)
+def batch_list(request: HttpRequest) -> HttpResponse:
+    batches = (
+        SpotCheckBatch.objects.filter(category__queue__members=request.user)
+        .select_related("category")
+        .annotate(
+            size=Count("items"),
+            open=Count("items", filter=Q(items__verdict="")),
+            wrong=Count("items", filter=Q(items__verdict=SpotCheckItem.Verdict.INCORRECT)),
+        )
+        .order_by("completed_at", "-day")[:100]
+    )
+    return render(
+        request, "spot_checks/list.html", {"nav_active": "spot_checks", "batches": batches}
+    )
+
+
+@require_GET
+@role_required(REVIEWERS)
+def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_spot_check_batch_for_reviewer(request.user, batch_id)
+    items = batch.items.select_related("request__agent", "reviewed_by")
+    return render(
+        request,
+        "spot_checks/batch.html",
+        {"nav_active": "spot_checks", "batch": batch, "items": items},
+    )
+
+
+@require_POST
+@role_required(REVIEWERS)
+def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
+    item = get_object_or_404(
+        SpotCheckItem.objects.select_related("batch", "request__agent", "reviewed_by"),
+        pk=item_id,
+    )
+    get_spot_check_batch_for_reviewer(request.user, item.batch_id)  # 404 outside their queues
+    error = ""
+    try:
+        item = services.record_spot_check(
+            item.pk,
+            by=request.user,
+            verdict=request.POST.get("verdict", ""),
+            correction=request.POST.get("correction", ""),
+        )
+    except ValidationError as exc:
+        error = "; ".join(exc.messages)
+    except services.TransitionError as exc:
+        error = str(exc)
+        item.refresh_from_db()
+    if request.htmx:
+        return render(
+            request,
+            "spot_checks/batch.html#item",
+            {"item": item, "error": error},
+        )
+    if error:
+        messages.error(request, error)
+    return redirect("spot_check_batch", batch_id=item.batch_id)

@@ -1,0 +1,85 @@
+"""Operations status: the timeout sweep, backlog, reminders, webhooks and liveness (issue 5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Min, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from ..access import ADMINS, role_required
+from ..health import liveness
+from ..models import Notification, ReviewRequest, SweepRun, WebhookDelivery
+
+
+@require_GET
+@role_required(ADMINS)
+def status(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    day_ago = now - timedelta(days=1)
+    backlog = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING).aggregate(
+        pending=Count("pk"),
+        overdue=Count("pk", filter=Q(deadline__lte=now)),
+        due_soon=Count("pk", filter=Q(deadline__gt=now, deadline__lte=now + timedelta(hours=1))),
+        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
+        oldest_overdue=Min("deadline", filter=Q(deadline__lte=now)),
+    )
+    reminders = Notification.objects.aggregate(
+        sent=Count("pk", filter=Q(state=Notification.State.SENT, sent_at__gte=day_ago)),
+        pending=Count("pk", filter=Q(state=Notification.State.PENDING)),
+        failed=Count("pk", filter=Q(state=Notification.State.FAILED, created_at__gte=day_ago)),
+    )
+    webhooks = WebhookDelivery.objects.aggregate(
+        pending=Count("pk", filter=Q(state=WebhookDelivery.State.PENDING)),
+        stuck=Count(
+            "pk",
+            filter=Q(
+                state=WebhookDelivery.State.PENDING,
+                next_attempt_at__lte=now - timedelta(minutes=5),
+            ),
+        ),
+        failed=Count("pk", filter=Q(state=WebhookDelivery.State.FAILED, created_at__gte=day_ago)),
+    )
+    last_run = SweepRun.objects.first()
+    # Most sweeps find nothing to do; list the ones that did something, or never finished.
+    runs = list(
+        SweepRun.objects.filter(
+            Q(batches__gt=0) | Q(reminders__gt=0) | Q(handed_over__gt=0) | Q(finished_at=None)
+        )[:10]
+    )
+    context = {
+        "nav_active": "status",
+        "now": now,
+        "backlog": backlog,
+        "reminders": reminders,
+        "webhooks": webhooks,
+        "runs": runs,
+        "last_run": last_run,
+        "live": liveness(now),
+    }
+    template = "timeouts/status.html#status-body" if request.htmx else "timeouts/status.html"
+    return render(request, template, context)
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """For load balancers and monitors: 200 when everything is alive, else 503. No login,
+    and nothing in it but liveness."""
+    now = timezone.now()
+    live = liveness(now)
+    body = {
+        "status": "ok" if live.ok else "degraded",
+        "checks": {
+            "database": live.database.as_dict(now),
+            "broker": live.broker.as_dict(now),
+            "beat": live.beat.as_dict(now),
+            "workers": live.workers.as_dict(now),
+        },
+        "time": now.isoformat(),
+    }
+    return JsonResponse(body, status=200 if live.ok else 503)

@@ -1,0 +1,383 @@
+// The reviewer inbox: keyboard shortcuts, selection for batches, live-list bookkeeping and
+// the undo countdown. Every shortcut clicks a visible button, so keys and taps share one path.
+(function () {
+  "use strict";
+
+  // 409 (already decided) and 422 (invalid input) carry a fragment that explains; show it.
+  htmx.config.responseHandling = [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "409|422", swap: true, error: false },
+    { code: "[45]..", swap: false, error: true },
+  ];
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const selected = new Set(); // ids chosen with x, kept across list refreshes
+  const wide = window.matchMedia("(min-width: 901px)");
+  let batchVerb = ""; // the confirmed batch's outcome (the clicked button loses focus to the dialog)
+
+  const rows = () => $$("#list .inbox-row");
+  const currentItem = () => $("#pane #item");
+  const currentPk = () => (currentItem() ? currentItem().dataset.pk : "");
+
+  function rowAfter(pk, step) {
+    const all = rows();
+    const index = all.findIndex((row) => row.dataset.pk === pk);
+    if (index === -1) return all[0];
+    return all[index + step];
+  }
+
+  function open(row) {
+    if (!row) return;
+    const link = $(".row-link", row);
+    htmx.process(link);
+    link.click();
+  }
+
+  function markActive() {
+    const pk = currentPk();
+    rows().forEach((row) => {
+      const on = row.dataset.pk === pk;
+      row.classList.toggle("is-active", on);
+      if (on) {
+        $(".row-link", row).setAttribute("aria-current", "true");
+        row.scrollIntoView({ block: "nearest" });
+      } else {
+        $(".row-link", row).removeAttribute("aria-current");
+      }
+      $(".row-check", row).checked = selected.has(row.dataset.pk);
+    });
+    document.body.classList.toggle("has-item", !!$("#pane .item"));
+  }
+
+  function syncSelection() {
+    const bar = $("#selection-bar");
+    if (!bar) return;
+    for (const pk of Array.from(selected)) {
+      if (!$("#row-" + pk)) selected.delete(pk); // decided, by us or by others
+    }
+    bar.hidden = selected.size === 0;
+    $("[data-selected-count]", bar).textContent = selected.size;
+    $$("input[name=ids]", bar).forEach((input) => input.remove());
+    selected.forEach((pk) => {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "ids";
+      input.value = pk;
+      bar.appendChild(input);
+    });
+  }
+
+  function toggleSelect(pk) {
+    if (!pk) return;
+    selected.has(pk) ? selected.delete(pk) : selected.add(pk);
+    markActive();
+    syncSelection();
+  }
+
+  function notice(text) {
+    const box = $("#live-notice");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(notice.timer);
+    notice.timer = setTimeout(() => (box.hidden = true), 4000);
+  }
+
+  // --- deadlines and the undo countdown ---------------------------------------------------
+
+  function untilText(ms) {
+    if (ms <= 0) return "overdue";
+    const min = Math.round(ms / 60000);
+    if (min < 1) return "< 1 min";
+    if (min < 60) return min + " min";
+    const h = Math.floor(min / 60);
+    if (h < 48) return h + " h " + (min % 60 ? (min % 60) + " min" : "");
+    return Math.round(h / 24) + " days";
+  }
+
+  function tickDeadlines() {
+    const now = Date.now();
+    $$("time[data-deadline]").forEach((el) => {
+      const ms = Date.parse(el.dataset.deadline) - now;
+      if (Number.isNaN(ms)) return;
+      const text = untilText(ms).trim();
+      el.textContent = el.classList.contains("big") && ms > 0 ? "in " + text : text;
+      el.classList.toggle("is-soon", ms > 0 && ms < 15 * 60000);
+      el.classList.toggle("is-overdue", ms <= 0);
+    });
+  }
+
+  function startCountdown() {
+    const count = $("#toast [data-countdown]");
+    const toast = $("#toast");
+    clearInterval(startCountdown.timer);
+    clearTimeout(startCountdown.hide);
+    if (!toast || !toast.classList.contains("is-shown")) return;
+    if (!count) {
+      startCountdown.hide = setTimeout(() => toast.classList.remove("is-shown"), 3000);
+      return;
+    }
+    let left = parseInt(count.dataset.countdown, 10);
+    startCountdown.timer = setInterval(() => {
+      left -= 1;
+      count.textContent = Math.max(left, 0) + "s";
+      if (left <= 0) {
+        clearInterval(startCountdown.timer);
+        const form = $("form", toast);
+        if (form) form.remove();
+        count.textContent = "sent to the agent";
+        startCountdown.hide = setTimeout(() => toast.classList.remove("is-shown"), 1500);
+      }
+    }, 1000);
+  }
+
+  // --- dialogs -------------------------------------------------------------------------------
+
+  function openDialog(id) {
+    const dialog = document.getElementById(id);
+    if (!dialog || dialog.open) return;
+    dialog.showModal();
+    const first = $("textarea, input[type=text]", dialog);
+    if (first) first.focus();
+    if (dialog.id === "modify-dialog" && !dialog.hasAttribute("data-open")) checkModify();
+    dialog.removeAttribute("data-open"); // keep the server's error until the next edit
+  }
+
+  function checkModify() {
+    const area = $("#modify-json");
+    if (!area) return;
+    const error = $("#modify-error");
+    const deltaBox = $("#modify-delta");
+    const submit = $("[data-modify-submit]");
+    let value;
+    try {
+      value = JSON.parse(area.value);
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw new Error("The action must be a JSON object: {…}.");
+      }
+    } catch (exc) {
+      error.textContent = exc instanceof SyntaxError ? "Not valid JSON: " + exc.message : exc.message;
+      area.setAttribute("aria-invalid", "true");
+      submit.disabled = true;
+      return;
+    }
+    error.textContent = "";
+    area.removeAttribute("aria-invalid");
+    submit.disabled = false;
+    const before = JSON.parse(area.dataset.original);
+    const keys = new Set([...Object.keys(before), ...Object.keys(value)]);
+    const lines = [];
+    keys.forEach((key) => {
+      const a = JSON.stringify(before[key]);
+      const b = JSON.stringify(value[key]);
+      if (a !== b) lines.push([key, key in before ? a : null, key in value ? b : null]);
+    });
+    deltaBox.replaceChildren();
+    if (!lines.length) {
+      deltaBox.innerHTML = '<span class="muted small">No change yet: saving approves as proposed.</span>';
+      return;
+    }
+    const list = document.createElement("ul");
+    list.className = "delta";
+    lines.forEach(([key, a, b]) => {
+      const li = document.createElement("li"); // textContent only: agent data stays text
+      const code = document.createElement("code");
+      code.textContent = key;
+      li.append(code, " ");
+      if (a !== null) li.append(Object.assign(document.createElement("del"), { textContent: a }));
+      li.append(" → ");
+      li.append(b === null ? Object.assign(document.createElement("em"), { textContent: "removed" })
+        : Object.assign(document.createElement("ins"), { textContent: b }));
+      list.appendChild(li);
+    });
+    deltaBox.appendChild(list);
+  }
+
+  // --- keyboard ------------------------------------------------------------------------------
+
+  function press(key) {
+    const button = $('[data-shortcut="' + key + '"]:not([disabled])');
+    if (!button || button.closest("[hidden]")) return false;
+    htmx.process(button.closest("form") || button); // a key can beat htmx's settle step
+    button.click();
+    return true;
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target.closest("input, textarea, select, [contenteditable]");
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && typing) {
+      const form = target.closest("form");
+      if (form) { event.preventDefault(); form.requestSubmit(); }
+      return;
+    }
+    if (event.key === "Enter" && !event.shiftKey && target.id === "reject-reason") {
+      event.preventDefault();
+      target.form.requestSubmit();
+      return;
+    }
+    if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ($("dialog[open]")) return; // Esc closes it natively
+    const key = event.key;
+    let handled = true;
+    if (key === "j") open(rowAfter(currentPk(), 1));
+    else if (key === "k") open(rowAfter(currentPk(), -1));
+    else if (key === "x") toggleSelect(currentPk() || (rows()[0] && rows()[0].dataset.pk));
+    else if (key === "?") openDialog("help-dialog");
+    else if (key === "/") $("#q").focus();
+    else if (key === "A") handled = press("A");
+    else if (/^[1-9aercu]$/.test(key)) handled = press(key);
+    else handled = false;
+    if (handled) event.preventDefault();
+  });
+
+  // --- clicks --------------------------------------------------------------------------------
+
+  document.addEventListener("click", (event) => {
+    const el = event.target.closest(
+      "[data-open-dialog], [data-close-dialog], [data-reason], [data-focus], [data-set-filter], [data-clear-selection]"
+    );
+    if (!el) return;
+    if (el.dataset.openDialog) openDialog(el.dataset.openDialog);
+    else if (el.hasAttribute("data-close-dialog")) el.closest("dialog").close();
+    else if (el.dataset.reason) {
+      const area = $("#reject-reason");
+      area.value = el.dataset.reason;
+      area.focus();
+    } else if (el.dataset.focus) {
+      const field = document.getElementById(el.dataset.focus);
+      field.scrollIntoView({ block: "center" });
+      field.focus();
+    } else if (el.hasAttribute("data-set-filter")) {
+      const form = $("#filters");
+      form.queue.value = "";
+      form.who.value = "";
+      const [name, value] = el.dataset.setFilter.split("=");
+      if (name) form[name].value = value;
+      htmx.trigger(form, "submit");
+    } else if (el.hasAttribute("data-clear-selection")) {
+      selected.clear();
+      markActive();
+      syncSelection();
+    }
+  });
+
+  document.addEventListener("change", (event) => {
+    const el = event.target;
+    if (el.classList.contains("row-check")) {
+      el.checked ? selected.add(el.value) : selected.delete(el.value);
+      syncSelection();
+    } else if (el.matches("[data-check-all]")) {
+      $$("#group-form input[name=ids]").forEach((box) => (box.checked = el.checked));
+    }
+    if (el.closest("#group-form")) {
+      const n = $$("#group-form input[name=ids]:checked").length;
+      $$("[data-group-count]").forEach((span) => (span.textContent = n));
+    }
+  });
+
+  document.addEventListener("input", (event) => {
+    if (event.target.id === "modify-json") checkModify();
+  });
+
+  // --- htmx lifecycle ------------------------------------------------------------------------
+
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    const path = event.detail.path;
+    const item = currentItem();
+    if (path.includes("/inbox/poll/") && item && item.dataset.pending === "1") {
+      event.detail.parameters.current = item.dataset.pk;
+    }
+    if (path.endsWith("/inbox/batch/")) {
+      if (batchVerb) event.detail.parameters.outcome = batchVerb;
+      // One field, not one per request: a 1,000-row batch stays under Django's field limit.
+      const ids = event.detail.elt.id === "selection-bar" ? [...selected]
+        : $$("#group-form input[name=ids]:checked").map((box) => box.value);
+      event.detail.parameters.ids = ids.join(",");
+    }
+    if (/\/decide\/$/.test(path)) {
+      const after = rowAfter(currentPk(), 1) || rowAfter(currentPk(), -1);
+      if (after && after.dataset.pk !== currentPk()) event.detail.parameters.next = after.dataset.pk;
+    }
+  });
+
+  // Batches confirm with the count, in our own dialog rather than window.confirm.
+  document.body.addEventListener("htmx:confirm", (event) => {
+    const form = event.detail.elt;
+    if (!form.matches || !form.matches("[data-confirm-batch]")) return;
+    const submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
+    const verb = (submitter && submitter.value) || form.dataset.confirmBatch || "approve";
+    const count = form.id === "selection-bar" ? selected.size : $$("input[name=ids]:checked", form).length;
+    event.preventDefault();
+    if (verb === "reject" && !$("#group-reason", form).value.trim()) {
+      $("#group-reason", form).focus();
+      notice("Give a reason to reject; the agent reads it.");
+      return;
+    }
+    if (!count) { notice("Select at least one request."); return; }
+    const dialog = $("#confirm-dialog");
+    const word = verb === "reject" ? "Reject" : "Approve";
+    $("#confirm-title", dialog).firstChild.textContent = word + " ";
+    $$("[data-confirm-count]", dialog).forEach((span) => (span.textContent = count));
+    const ok = $("[data-confirm-ok]", dialog);
+    ok.className = "btn " + (verb === "reject" ? "btn-reject btn-reject-solid" : "btn-approve");
+    ok.firstChild.textContent = word + " ";
+    dialog.returnValue = "";
+    dialog.addEventListener("close", function onClose() {
+      dialog.removeEventListener("close", onClose);
+      if (dialog.returnValue !== "ok") return;
+      batchVerb = verb;
+      event.detail.issueRequest(true);
+    });
+    dialog.showModal();
+  });
+
+  let before = new Set();
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.target.id === "list") before = new Set(rows().map((row) => row.dataset.pk));
+  });
+
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (target.id === "list" && event.detail.requestConfig.path.includes("/inbox/poll/")) {
+      const now = new Set(rows().map((row) => row.dataset.pk));
+      const gone = [...before].filter((pk) => !now.has(pk));
+      if (before.size) {
+        rows().forEach((row) => row.classList.toggle("is-new", !before.has(row.dataset.pk)));
+      }
+      if (gone.length) {
+        notice(gone.length === 1 ? "#" + gone[0] + " was decided elsewhere and left your list."
+          : gone.length + " requests were decided elsewhere and left your list.");
+      }
+    }
+    if (target.id === "pane") {
+      const dialog = $("dialog[data-open]", target);
+      if (dialog) openDialog(dialog.id);
+      if (!wide.matches) window.scrollTo(0, 0);
+    }
+    if (target.id === "toast") startCountdown();
+    markActive();
+    syncSelection();
+    tickDeadlines();
+  });
+
+  document.body.addEventListener("htmx:oobAfterSwap", (event) => {
+    if (event.detail.target.id === "toast") startCountdown();
+  });
+
+  // --- start ---------------------------------------------------------------------------------
+
+  // After htmx has wired up the page (its DOMContentLoaded handler was registered first).
+  document.addEventListener("DOMContentLoaded", () => {
+    markActive();
+    syncSelection();
+    tickDeadlines();
+    setInterval(tickDeadlines, 30000);
+    const dialog = $("dialog[data-open]");
+    if (dialog) openDialog(dialog.id);
+    if (wide.matches && $("#item-empty") && rows().length && !location.search.includes("q=")) {
+      open(rows()[0]); // on a laptop the first request opens at once; a phone shows the list
+    }
+  });
+})();

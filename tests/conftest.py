@@ -1,0 +1,326 @@
+"""Shared fixtures: fixed users, a queue and category, an agent; service gating for markers.
+
+Tests marked `postgres`, `redis` or `browser` skip with a reason when the service is absent,
+and fail instead when CI=true, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from reviews.models import Agent, AgentToken, Category, EscalationRule, Queue
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep the tests' filesystem-broker messages away from a `make run` worker's folder.
+    from hitl.celery import app
+
+    if str(app.conf.broker_url).startswith("filesystem"):
+        folder = Path(tempfile.mkdtemp(prefix="hitl-test-broker-"))
+        (folder / "processed").mkdir()
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "data_folder_processed": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+        }
+
+
+def redis_available() -> str | None:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return "needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"needs Redis at {url}: {exc}"
+    return None
+
+
+def missing_service(item: pytest.Item) -> str | None:
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        return "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl"
+    if item.get_closest_marker("redis") and (reason := redis_available()):
+        return reason
+    if item.get_closest_marker("browser") and not shutil.which(CHROMIUM):
+        return f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _require_services(request: pytest.FixtureRequest) -> None:
+    reason = missing_service(request.node)
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true and this test cannot run: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_files(settings) -> None:
+    # Production uses the hashed manifest built by collectstatic; tests serve from finders.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
+
+
+# --- people and policy --------------------------------------------------------------------
+
+
+def make_user(username: str, role: str, is_staff: bool = False) -> User:
+    user = User.objects.create_user(
+        username, f"{username}@example.com", "pw-" + username, is_staff=is_staff
+    )
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def alice(db) -> User:
+    """A reviewer of the support queue."""
+    return make_user("alice", "reviewers")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """A reviewer of another queue (finance)."""
+    return make_user("bob", "reviewers")
+
+
+@pytest.fixture
+def carol(db) -> User:
+    """A second reviewer of the support queue."""
+    return make_user("carol", "reviewers")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    user = make_user("ada", "admins", is_staff=True)
+    user.is_superuser = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def manager(db) -> User:
+    return make_user("max", "managers")
+
+
+@pytest.fixture
+def leads_queue(db) -> Queue:
+    return Queue.objects.create(name="Support leads", slug="support-leads")
+
+
+@pytest.fixture
+def support_queue(db, alice, carol, leads_queue) -> Queue:
+    queue = Queue.objects.create(name="Support", slug="support", next_queue=leads_queue)
+    queue.members.add(alice, carol)
+    return queue
+
+
+@pytest.fixture
+def finance_queue(db, bob) -> Queue:
+    queue = Queue.objects.create(name="Finance", slug="finance")
+    queue.members.add(bob)
+    return queue
+
+
+@pytest.fixture
+def refunds(db, support_queue) -> Category:
+    """A rules-mode category with the seed's five triggers."""
+    category = Category.objects.create(
+        slug="refunds",
+        name="Refunds",
+        reversibility="irreversible",
+        blast_radius="low",
+        mode="rules",
+        queue=support_queue,
+        timeout_seconds=3600,
+        timeout_action="reassign",
+        max_reassignments=1,
+        final_fallback="reject",
+    )
+    seed = [
+        ("confidence", "lt", 0.7),
+        ("amount", "gt", 10000),
+        ("customer_tier", "in", ["enterprise", "strategic"]),
+        ("policy_conflict", "is_true", None),
+        ("no_matching_precedent", "is_true", None),
+    ]
+    for order, (field, op, value) in enumerate(seed):
+        rule = EscalationRule(category=category, field=field, operator=op, value=value, order=order)
+        rule.full_clean()
+        rule.save()
+    return category
+
+
+@pytest.fixture
+def agent(db) -> Agent:
+    return Agent.objects.create(name="support-bot")
+
+
+@pytest.fixture
+def agent_token(agent) -> str:
+    _, raw = AgentToken.issue(agent)
+    return raw
+
+
+# Routine: no rule fires. The agent vouches for a precedent; else the server looks one up
+# (reviews.precedents) and, finding none in a fresh database, the seed's rule would fire.
+ROUTINE = {"amount": 120, "customer_tier": "standard", "no_matching_precedent": False}
+
+
+# --- a real Celery worker ------------------------------------------------------------------
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real `celery worker` process on Redis, reading the test database.
+
+    Tests using it must commit their data (transactional_db). The worker gets its own queue so
+    it never takes a `make run` worker's tasks, and is stopped before the database is flushed.
+    """
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from hitl.celery import app
+
+    db = connection.settings_dict
+    queue = f"hitl-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_CONN_MAX_AGE": "0",
+        "CELERY_QUEUE": queue,
+        "HITL_WEBHOOK_BACKOFF_SECONDS": "1",
+        "SECRET_KEY": "worker-test",
+    }
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the worker writes to it for its lifetime
+        prefix="celery-worker-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hitl",
+            "worker",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while b"ready." not in Path(log.name).read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("Celery worker did not start:\n" + Path(log.name).read_text()[-3000:])
+        time.sleep(0.2)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        app.conf.task_default_queue = previous
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
+    """Poll until predicate() is truthy; the value, or a failure after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+# --- a real browser ------------------------------------------------------------------------
+
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright; never a downloaded browser."""
+    if not shutil.which(CHROMIUM):
+        reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+        pytest.fail(reason) if IN_CI else pytest.skip(reason)
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # alongside it are still synchronous, so Django's async guard does not apply.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        yield browser
+        browser.close()
+
+
+def _browser_page(chromium, viewport: dict, mobile: bool):
+    context = chromium.new_context(viewport=viewport, is_mobile=mobile, has_touch=mobile)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    return context, page
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    """A desktop-sized page; `page.base` is the live server's URL."""
+    context, page = _browser_page(chromium, DESKTOP, mobile=False)
+    page.base = live_server.url
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def phone_page(chromium, live_server):
+    """A 390x844 touch page, like a phone."""
+    context, page = _browser_page(chromium, PHONE, mobile=True)
+    page.base = live_server.url
+    yield page
+    context.close()
+
+
+def log_in(page, username: str, password: str | None = None) -> None:
+    """Log in through the real login form (fixture users' password is 'pw-<username>')."""
+    page.goto(page.base + "/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password or f"pw-{username}")
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")

@@ -1,0 +1,147 @@
+"""The Python client and @requires_approval against a live test server."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from hitl_client import ApprovalTimeout, Client, HITLError, Rejected, requires_approval
+from reviews import services
+from reviews.models import ReviewRequest
+
+from .api_support import _no_rate_limit
+from .conftest import wait_for
+
+__all__ = ["_no_rate_limit"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# A reviewer decides in another thread while the client long-polls the live server: real
+# concurrent writers. SQLite's in-memory test database locks whole tables across threads
+# ("database table is locked"), so these run on PostgreSQL.
+concurrent = pytest.mark.postgres
+
+
+@pytest.fixture
+def client(live_server, agent_token, settings):
+    settings.HITL_UNDO_SECONDS = 0
+    return Client(live_server.url, agent_token, retries=0)
+
+
+def reviewer(decide):
+    """Decide the next pending request from another thread, as a person would."""
+
+    def run():
+        try:
+            request = wait_for(
+                lambda: ReviewRequest.objects.filter(status="pending").first(), timeout=15
+            )
+            decide(request)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@concurrent
+def test_submit_then_wait_returns_the_decision(client, refunds, alice):
+    created = client.submit(
+        "refunds", "Refund 120 EUR", confidence=0.4, proposed_action={"amount": 120}
+    )
+    assert created["status"] == "pending"
+    thread = reviewer(lambda r: services.decide_request(r.pk, by=alice, outcome="approved"))
+    outcome = client.wait(created["id"], timeout=20)
+    thread.join()
+    assert outcome["status"] == "approved"
+    assert outcome["decision"]["decided_by"] == "alice"
+
+
+def test_the_client_raises_with_the_servers_field_messages(client, refunds):
+    with pytest.raises(HITLError) as error:
+        client.submit("refunds", "Refund", confidence=3)
+    assert error.value.status == 422
+    assert "confidence" in error.value.fields
+
+
+def test_the_client_reads_guidelines_and_evaluates(client, refunds):
+    assert client.guidelines("refunds")["category"] == "refunds"
+    assert client.evaluate("refunds", 0.2, {"amount": 5})["needs_human"] is True
+
+
+@concurrent
+def test_the_decorator_runs_the_function_with_the_humans_modified_arguments(client, refunds, alice):
+    calls = []
+
+    @requires_approval(
+        "refunds",
+        client=client,
+        timeout=20,
+        describe=lambda order, amount, note: {"confidence": 0.3, "attributes": {"amount": amount}},
+    )
+    def refund(order: int, amount: int, note: str = "") -> str:
+        calls.append((order, amount, note))
+        return "refunded"
+
+    def halve(request):
+        assert request.proposed_action == {"order": 1042, "amount": 120, "note": ""}
+        services.decide_request(
+            request.pk,
+            by=alice,
+            outcome="modified",
+            final_action={"order": 1042, "amount": 60, "note": ""},
+        )
+
+    thread = reviewer(halve)
+    assert refund(1042, 120) == "refunded"
+    thread.join()
+    assert calls == [(1042, 60, "")]
+
+
+@concurrent
+def test_the_decorator_raises_rejected_with_the_reason(client, refunds, alice):
+    @requires_approval("refunds", client=client, timeout=20, title="Refund everything")
+    def refund_all(amount: int) -> None:
+        raise AssertionError("must not run")
+
+    thread = reviewer(
+        lambda r: services.decide_request(
+            r.pk, by=alice, outcome="rejected", reason="Far too much."
+        )
+    )
+    with pytest.raises(Rejected) as rejected:
+        refund_all(999999)
+    thread.join()
+    assert rejected.value.reason == "Far too much."
+
+
+def test_the_decorator_runs_at_once_when_no_rule_fires(client, refunds):
+    @requires_approval(
+        "refunds",
+        client=client,
+        describe=lambda amount: {
+            "confidence": 0.95,
+            "attributes": {
+                "amount": amount,
+                "customer_tier": "standard",
+                "no_matching_precedent": False,
+            },
+        },
+    )
+    def refund(amount: int) -> int:
+        return amount
+
+    assert refund(50) == 50
+    assert ReviewRequest.objects.get().status == "auto_approved"
+
+
+def test_the_decorator_gives_up_after_its_timeout_and_withdraws_the_request(client, refunds):
+    @requires_approval("refunds", client=client, timeout=1)
+    def refund(amount: int) -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(ApprovalTimeout):
+        refund(10)
+    assert ReviewRequest.objects.get().status == "cancelled"

@@ -1,0 +1,227 @@
+"""Periodic review, automatic reinstatement of the gate, and precedents at submission."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from reviews import sampling, services
+from reviews.models import AuditEvent, Category, SpotCheckBatch, SpotCheckItem
+
+from .conftest import ROUTINE
+
+pytestmark = pytest.mark.django_db
+
+
+def auto_approved(agent, category, count):
+    return [
+        services.submit_request(
+            agent, category=category, title=f"Refund {i}", confidence=0.95, attributes=ROUTINE
+        ).request
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def autonomous(refunds, manager):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=timezone.now())
+    refunds.refresh_from_db()
+    return refunds
+
+
+def test_it_samples_human_free_decisions_at_the_category_rate(agent, refunds):
+    refunds.sample_rate = 0.25
+    refunds.save()
+    requests = auto_approved(agent, refunds, 200)
+    sampled = sampling.sample()
+    expected = sum(sampling.is_sampled(r.public_id, 0.25) for r in requests)
+    assert sampled == expected
+    assert 25 <= sampled <= 75  # 50 expected; the draw is a hash, so this is deterministic
+    assert SpotCheckBatch.objects.filter(category=refunds).count() == 1
+
+
+def test_sampling_twice_samples_nothing_twice(agent, refunds):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    auto_approved(agent, refunds, 5)
+    assert sampling.sample() == 5
+    assert sampling.sample() == 0
+    assert SpotCheckItem.objects.count() == 5
+
+
+def test_human_decisions_are_not_sampled(agent, refunds, alice):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    pending = services.submit_request(
+        agent, category=refunds, title="x", confidence=0.1, attributes=ROUTINE
+    ).request
+    services.decide_request(pending.pk, by=alice, outcome="approved")
+    assert sampling.sample() == 0
+
+
+def test_sampled_accuracy_below_the_bar_puts_the_human_back(
+    agent, autonomous, alice, manager, django_capture_on_commit_callbacks
+):
+    auto_approved(agent, autonomous, 10)
+    sampling.sample()
+    items = list(SpotCheckItem.objects.order_by("id"))
+    for item in items[:8]:
+        services.record_spot_check(item.pk, by=alice, verdict="correct")
+    autonomous.refresh_from_db()
+    assert autonomous.mode == Category.Mode.AUTONOMOUS  # 8 of 8 so far
+    with django_capture_on_commit_callbacks(execute=True):
+        services.record_spot_check(items[8].pk, by=alice, verdict="incorrect", correction="Deny")
+        services.record_spot_check(items[9].pk, by=alice, verdict="incorrect", correction="Deny")
+    autonomous.refresh_from_db()
+    assert autonomous.mode == Category.Mode.GATE
+    event = AuditEvent.objects.get(verb="category.reinstated")
+    assert "80.0% over 10 spot checks" in event.note
+    assert event.actor_label == "system:monitoring"
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
+    assert "human is back" in mail.outbox[0].subject
+    # The next request waits for a person.
+    nxt = services.submit_request(agent, category=autonomous, title="y", attributes=ROUTINE)
+    assert nxt.request.status == "pending"
+
+
+def test_accuracy_at_the_bar_keeps_the_category_autonomous(agent, autonomous, alice):
+    auto_approved(agent, autonomous, 12)
+    sampling.sample()
+    for item in SpotCheckItem.objects.all():
+        services.record_spot_check(item.pk, by=alice, verdict="correct")
+    autonomous.refresh_from_db()
+    assert autonomous.mode == Category.Mode.AUTONOMOUS
+    assert SpotCheckBatch.objects.get().completed_at is not None
+
+
+def test_a_verdict_is_given_once(agent, autonomous, alice, carol):
+    auto_approved(agent, autonomous, 1)
+    sampling.sample()
+    item = SpotCheckItem.objects.get()
+    services.record_spot_check(item.pk, by=alice, verdict="correct")
+    with pytest.raises(services.TransitionError):
+        services.record_spot_check(item.pk, by=carol, verdict="incorrect", correction="No")
+
+
+def test_a_reviewer_works_a_batch_in_the_browser_pages(client, agent, autonomous, alice):
+    auto_approved(agent, autonomous, 2)
+    sampling.sample()
+    batch = SpotCheckBatch.objects.get()
+    client.force_login(alice)
+    assert "Refunds" in client.get(reverse("spot_checks")).content.decode()
+    assert client.get(reverse("spot_check_batch", args=[batch.pk])).status_code == 200
+    first = batch.items.order_by("id").first()
+    url = reverse("spot_check_verdict", args=[first.pk])
+    response = client.post(url, {"verdict": "incorrect"}, headers={"HX-Request": "true"})
+    assert "Say what should have been done instead" in response.content.decode()
+    response = client.post(
+        url,
+        {"verdict": "incorrect", "correction": "Offer store credit"},
+        headers={"HX-Request": "true"},
+    )
+    assert "badge-bad" in response.content.decode()
+    assert "<html" not in response.content.decode()  # just the item, for htmx
+    first.refresh_from_db()
+    assert (first.verdict, first.correction, first.reviewed_by) == (
+        "incorrect",
+        "Offer store credit",
+        alice,
+    )
+    assert client.get(url).status_code == 405
+
+
+def test_another_queue_s_reviewer_gets_404_and_a_manager_403(
+    client, agent, autonomous, bob, manager
+):
+    auto_approved(agent, autonomous, 1)
+    sampling.sample()
+    batch = SpotCheckBatch.objects.get()
+    item = batch.items.get()
+    client.force_login(bob)
+    assert client.get(reverse("spot_check_batch", args=[batch.pk])).status_code == 404
+    verdict_url = reverse("spot_check_verdict", args=[item.pk])
+    assert client.post(verdict_url, {"verdict": "correct"}).status_code == 404
+    client.force_login(manager)
+    assert client.get(reverse("spot_checks")).status_code == 403
+
+
+def test_spot_check_pages_take_a_few_queries(
+    client, agent, autonomous, alice, django_assert_max_num_queries
+):
+    auto_approved(agent, autonomous, 20)
+    sampling.sample()
+    batch = SpotCheckBatch.objects.get()
+    client.force_login(alice)
+    with django_assert_max_num_queries(8):
+        client.get(reverse("spot_checks"))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("spot_check_batch", args=[batch.pk]))
+
+
+def test_the_periodic_task_checks_autonomous_categories(agent, autonomous, alice):
+    from reviews.tasks import sample_spot_checks
+
+    auto_approved(agent, autonomous, 10)
+    sample_spot_checks()
+    for item in SpotCheckItem.objects.all():
+        # Verdicts recorded without the check (e.g. imported): the task is the safety net.
+        SpotCheckItem.objects.filter(pk=item.pk).update(
+            verdict="incorrect", reviewed_by=alice, reviewed_at=timezone.now()
+        )
+    sample_spot_checks()
+    autonomous.refresh_from_db()
+    assert autonomous.mode == Category.Mode.GATE
+
+
+# --- precedents -------------------------------------------------------------------------------
+
+NO_FLAG = {"amount": 120, "customer_tier": "standard"}
+
+
+def test_with_no_precedent_the_seed_rule_fires_though_the_agent_sent_no_flag(agent, refunds):
+    request = services.submit_request(
+        agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
+    ).request
+    assert request.status == "pending"
+    assert [f["field"] for f in request.fired_rules] == ["no_matching_precedent"]
+    assert request.attributes["matching_precedents"] == 0
+
+
+def test_a_human_precedent_lets_the_next_alike_request_through(agent, refunds, alice):
+    first = services.submit_request(
+        agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
+    ).request
+    services.decide_request(
+        first.pk, by=alice, outcome="approved", now=timezone.now() - timedelta(minutes=1)
+    )
+    second = services.submit_request(
+        agent, category=refunds, title="y", confidence=0.95, attributes={**NO_FLAG, "amount": 150}
+    ).request
+    assert second.attributes["matching_precedents"] == 1
+    assert second.status == "auto_approved"
+    from reviews.precedents import for_request
+
+    assert for_request(second).line == "1 similar: 1 approved"
+
+
+def test_a_different_tier_or_order_of_magnitude_is_not_a_precedent(agent, refunds, alice):
+    first = services.submit_request(
+        agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
+    ).request
+    services.decide_request(first.pk, by=alice, outcome="approved")
+    other = services.submit_request(
+        agent, category=refunds, title="y", confidence=0.95, attributes={**NO_FLAG, "amount": 5000}
+    ).request
+    assert other.attributes["matching_precedents"] == 0
+
+
+def test_the_agent_s_own_flag_wins(agent, refunds):
+    request = services.submit_request(
+        agent, category=refunds, title="x", confidence=0.95, attributes=ROUTINE
+    ).request
+    assert request.attributes["no_matching_precedent"] is False
+    assert request.status == "auto_approved"

@@ -1,0 +1,44 @@
+"""The demo data a newcomer meets with `make run`."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from reviews.management.commands.seed_demo import DEMO_TOKEN
+from reviews.models import Agent, AgentToken, Category, Decision, ReviewRequest, hash_token
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_believable_data_once(capsys):
+    call_command("seed_demo", requests=120)
+    out = capsys.readouterr().out
+    assert "reviewer" in out and "admin" in out and "manager" in out and DEMO_TOKEN in out
+
+    counts = (ReviewRequest.objects.count(), Decision.objects.count(), User.objects.count())
+    call_command("seed_demo", requests=120, quiet=True)
+    assert (ReviewRequest.objects.count(), Decision.objects.count(), User.objects.count()) == counts
+
+    assert set(Category.objects.values_list("slug", flat=True)) == {
+        "refunds",
+        "customer-email",
+        "purchase-orders",
+        "prod-config",
+        "moderation",
+    }
+    statuses = set(ReviewRequest.objects.values_list("status", flat=True))
+    assert {"pending", "approved", "modified", "rejected", "auto_approved"} <= statuses
+    assert Decision.objects.filter(channel="timeout").exists()
+    token = AgentToken.objects.get(token_hash=hash_token(DEMO_TOKEN))
+    assert token.agent == Agent.objects.get(name="support-bot")
+
+
+def test_it_includes_refund_4521_from_the_seed():
+    call_command("seed_demo", requests=0, quiet=True)
+    request = ReviewRequest.objects.get(external_ref="refund-4521")
+    assert request.status == "pending"
+    assert request.recommended_option == "C"
+    assert [o["key"] for o in request.options] == ["A", "B", "C"]
+    assert request.confidence < 0.7
+    assert "confidence 0.55 is below 0.7" in [f["reason"] for f in request.fired_rules]
+    assert request.attributes["order_age_days"] == 45

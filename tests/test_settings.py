@@ -1,0 +1,44 @@
+"""Settings come from the environment and refuse unsafe or malformed values at start."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def start_django(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "hitl.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
+    result = start_django(DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_it_starts_with_a_secret_key():
+    assert start_django(DEBUG="false", SECRET_KEY="s3cret").stdout.strip() == "started"
+
+
+def test_development_mode_needs_no_secret():
+    assert start_django(DEBUG="true").stdout.strip() == "started"
+
+
+def test_a_malformed_boolean_is_a_clear_error():
+    result = start_django(DEBUG="maybe")
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_without_redis_the_broker_is_embedded():
+    if os.environ.get("REDIS_URL"):
+        assert os.environ["REDIS_URL"] == settings.CELERY_BROKER_URL
+    else:
+        assert settings.CELERY_BROKER_URL == "filesystem://"

@@ -1,0 +1,172 @@
+"""Signed webhooks to a real HTTP receiver on 127.0.0.1: signature, retries, the cap, re-send."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from reviews import services
+from reviews.models import WebhookDelivery
+from reviews.tasks import deliver_webhook
+
+from .conftest import wait_for
+
+
+class Receiver:
+    """A local HTTP endpoint answering with the given status codes in turn (then the last)."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = list(codes)
+        self.calls: list[tuple[dict[str, str], bytes, float]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((dict(self.headers), body, time.monotonic()))
+                code = receiver.codes.pop(0) if len(receiver.codes) > 1 else receiver.codes[0]
+                self.send_response(code)
+                if code in (301, 302):
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/hitl"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def independently_verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What an agent's receiver does, written from the README rather than from our code."""
+    timestamp = headers["X-HITL-Timestamp"]
+    expected = hmac.new(
+        secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    fresh = abs(time.time() - int(timestamp)) < 300
+    return fresh and hmac.compare_digest("sha256=" + expected, headers["X-HITL-Signature"])
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_real_worker_retries_until_the_receiver_answers_and_every_post_is_signed(
+    celery_worker, settings, agent, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    with Receiver([500, 500, 200]) as receiver:
+        agent.webhook_url = receiver.url
+        agent.save()
+        request = services.submit_request(
+            agent, category=refunds, title="Refund", confidence=0.1
+        ).request
+        services.decide_request(request.pk, by=alice, outcome="rejected", reason="No photos.")
+
+        delivery = wait_for(
+            lambda: WebhookDelivery.objects.filter(
+                request=request, state=WebhookDelivery.State.SUCCEEDED
+            ).first(),
+            timeout=30,
+        )
+    assert delivery.attempts == 3
+    assert delivery.last_status_code == 200
+    assert len(receiver.calls) == 3
+    for headers, body, _ in receiver.calls:
+        assert independently_verified(agent.webhook_secret, headers, body)
+        assert headers["X-HITL-Event"] == "request.decided"
+    assert not independently_verified("another-secret", *receiver.calls[0][:2])
+    payload = json.loads(receiver.calls[-1][1])
+    assert payload["event"] == "request.decided"
+    assert payload["request"]["id"] == str(request.public_id)
+    assert payload["request"]["decision"]["outcome"] == "rejected"
+    assert payload["request"]["decision"]["reason"] == "No photos."
+    # Exponential backoff from HITL_WEBHOOK_BACKOFF_SECONDS=1: about 1 s, then about 2 s.
+    gaps = [b[2] - a[2] for a, b in zip(receiver.calls, receiver.calls[1:], strict=False)]
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9
+
+
+@pytest.mark.django_db
+def test_after_the_cap_a_delivery_is_failed_and_an_admin_can_re_send_it(
+    settings, agent, refunds, alice, admin_user, client
+):
+    settings.HITL_UNDO_SECONDS = 0
+    settings.HITL_WEBHOOK_MAX_ATTEMPTS = 2
+    with Receiver([503]) as receiver:
+        agent.webhook_url = receiver.url
+        agent.save()
+        request = services.submit_request(
+            agent, category=refunds, title="Refund", confidence=0.1
+        ).request
+        services.reassign_request(request.pk, reason="Alice is out.")
+        delivery = WebhookDelivery.objects.get(request=request, event="request.reassigned")
+        assert deliver_webhook(delivery.pk) == "pending"
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
+        assert deliver_webhook(delivery.pk) == "failed"
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("failed", 2, 503)
+    assert len(receiver.calls) == 2
+
+    client.force_login(admin_user)
+    listing = client.get("/admin/reviews/webhookdelivery/?state__exact=failed")
+    assert str(delivery.pk).encode() in listing.content
+    client.post(
+        "/admin/reviews/webhookdelivery/",
+        {"action": "resend", "_selected_action": [delivery.pk]},
+    )
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("pending", 0)
+
+
+@pytest.mark.django_db
+def test_a_client_error_is_not_retried_and_a_redirect_is_not_followed(agent, refunds):
+    for code in (404, 302):
+        with Receiver([code]) as receiver:
+            agent.webhook_url = receiver.url
+            agent.save()
+            request = services.submit_request(
+                agent, category=refunds, title=f"r{code}", confidence=0.1
+            ).request
+            services.reassign_request(request.pk)
+            delivery = WebhookDelivery.objects.get(request=request)
+            assert deliver_webhook(delivery.pk) == "failed"
+        assert len(receiver.calls) == 1
+
+
+@pytest.mark.django_db
+def test_a_failed_deliverys_page_has_a_re_send_button(agent, refunds, admin_user, alice, client):
+    agent.webhook_url = "http://127.0.0.1:9/unreachable"
+    agent.save()
+    request = services.submit_request(agent, category=refunds, title="r", confidence=0.1).request
+    services.reassign_request(request.pk)
+    delivery = WebhookDelivery.objects.get(request=request)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(state="failed", attempts=8)
+    resend = f"/admin/reviews/webhookdelivery/{delivery.pk}/resend/"
+
+    client.force_login(alice)  # not staff: the admin sends them to its login page
+    assert client.post(resend).status_code == 302
+    assert WebhookDelivery.objects.get(pk=delivery.pk).state == "failed"
+
+    client.force_login(admin_user)
+    page = client.get(f"/admin/reviews/webhookdelivery/{delivery.pk}/change/")
+    assert resend.encode() in page.content
+    assert client.get(resend).status_code == 405
+    response = client.post(resend)
+    assert response.status_code == 302
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("pending", 0)
