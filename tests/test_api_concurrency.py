@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from reviews import services
+from reviews.longpoll import watcher
 from reviews.models import ReviewRequest
 
 from .api_support import AgentClient, _no_rate_limit, escalated
@@ -116,7 +117,11 @@ def test_a_hundred_waiters_hold_no_database_connections_and_all_wake(
         )
 
     threads = [in_thread(waiter, public_id) for public_id in ids]
-    time.sleep(2)  # every waiter is blocked now
+    # A slow machine may take a while to start 100 threads; count only once all are blocked.
+    deadline = time.monotonic() + 30
+    while watcher.waiting < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watcher.waiting == 100
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         open_connections = cursor.fetchone()[0]
