@@ -79,3 +79,37 @@ def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> 
         .distinct(),
         pk=batch_id,
     )
+
+
+def open_second_reviews_for(user: AbstractBaseUser) -> Any:
+    """The blind second reviews given to this reviewer, still in one of their queues and
+    shown now (the first decision's undo window has passed), not yet answered."""
+    from django.utils import timezone
+
+    from .models import SecondReview
+
+    return SecondReview.objects.filter(
+        reviewer=user,
+        outcome="",
+        visible_from__lte=timezone.now(),
+        request__queue__in=user.review_queues.all(),
+    )
+
+
+def get_second_review_for_reviewer(user: AbstractBaseUser, review_id: int) -> Any:
+    """A second review given to this user on a request of one of their queues, else 404.
+
+    Answered ones stay readable to their reviewer (to say it was already answered); nobody
+    else, not even the first decider, ever gets it."""
+    from django.utils import timezone
+
+    from .models import SecondReview
+
+    return get_object_or_404(
+        SecondReview.objects.filter(
+            reviewer=user,
+            visible_from__lte=timezone.now(),
+            request__queue__in=user.review_queues.all(),
+        ).select_related("request__category", "request__queue", "request__agent"),
+        pk=review_id,
+    )

@@ -81,6 +81,7 @@ class CategoryAdmin(admin.ModelAdmin):
         "timeout_seconds",
         "timeout_action",
         "sample_rate",
+        "second_review_rate",
     ]
     list_filter = ["mode", "reversibility", "blast_radius", "queue"]
     prepopulated_fields = {"slug": ["name"]}

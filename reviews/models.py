@@ -111,6 +111,12 @@ class Category(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of human-free actions sampled for periodic review.",
     )
+    second_review_rate = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of human decisions shown blind to a second reviewer, to measure "
+        "agreement. The first decision still rules.",
+    )
     mode_reason = models.CharField(
         max_length=300,
         blank=True,
@@ -126,6 +132,10 @@ class Category(models.Model):
             models.CheckConstraint(
                 condition=models.Q(sample_rate__gte=0) & models.Q(sample_rate__lte=1),
                 name="category_sample_rate_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(second_review_rate__gte=0) & models.Q(second_review_rate__lte=1),
+                name="category_second_review_rate_between_0_and_1",
             ),
             models.CheckConstraint(
                 condition=models.Q(timeout_seconds__gt=0), name="category_timeout_positive"
@@ -907,3 +917,55 @@ class SpotCheckItem(models.Model):
 
     def __str__(self) -> str:
         return f"spot check of #{self.request_id}: {self.verdict or 'open'}"
+
+
+class SecondReview(models.Model):
+    """A blind second opinion on a human decision: a measurement of agreement between
+    reviewers, never a decision. The first decision rules; nothing here reaches the agent."""
+
+    Outcome = Decision.Outcome
+
+    request = models.OneToOneField(
+        ReviewRequest, on_delete=models.CASCADE, related_name="second_review"
+    )
+    # Undoing the first decision deletes it, and this review with it: nothing left to measure.
+    decision = models.OneToOneField(
+        Decision, on_delete=models.CASCADE, related_name="second_review"
+    )
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="+")
+    first_reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_outcome = models.CharField(max_length=10, choices=Decision.Outcome.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="second_reviews"
+    )
+    outcome = models.CharField(
+        max_length=10, choices=Decision.Outcome.choices, blank=True, default=""
+    )
+    final_action = models.JSONField(null=True, blank=True)
+    chosen_option = models.CharField(max_length=50, blank=True)
+    reason = models.TextField(blank=True)
+    agrees = models.BooleanField(null=True, help_text="Same outcome as the first decision.")
+    actions_match = models.BooleanField(
+        null=True, help_text="Same outcome and the same final action (and option)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Shown to the second reviewer once the first decision is final (its undo window passed).
+    visible_from = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["visible_from", "id"]
+        indexes = [
+            # A reviewer's open second reviews, oldest first (the inbox tab and its count).
+            models.Index(
+                fields=["reviewer", "visible_from", "id"],
+                condition=models.Q(outcome=""),
+                name="second_review_open",
+            ),
+            models.Index(fields=["decided_at"], name="second_review_decided"),
+        ]
+
+    def __str__(self) -> str:
+        return f"second review of #{self.request_id}: {self.outcome or 'open'}"

@@ -50,6 +50,7 @@ POLICY_FIELDS = [
     "max_reassignments",
     "final_fallback",
     "sample_rate",
+    "second_review_rate",
 ]
 LONG_TEXT_FIELDS = {"description", "guidelines"}
 RULE_FIELDS = ["field", "operator", "value", "enabled", "description"]
@@ -112,7 +113,7 @@ def summary_of(rule: dict[str, Any]) -> str:
 def _shown(name: str, value: Any) -> str:
     if name == "timeout_seconds":
         return duration(value)
-    if name == "sample_rate":
+    if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
     if value in ("", None):
         return "(empty)"

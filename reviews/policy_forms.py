@@ -106,6 +106,7 @@ class PolicyForm(forms.ModelForm):
             "mode_reason": "Reason for overriding the suggested mode",
             "timeout_seconds": "Timeout (seconds)",
             "sample_rate": "Sample rate (0 to 1)",
+            "second_review_rate": "Second review rate (0 to 1)",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -123,7 +124,8 @@ class PolicyForm(forms.ModelForm):
         # One clear message for zero and negatives alike (clean_timeout_seconds), not two.
         timeout.validators = [v for v in timeout.validators if not isinstance(v, MinValueValidator)]
         timeout.widget.attrs.update({"min": 1, "step": 1})
-        self.fields["sample_rate"].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
+        for rate in ("sample_rate", "second_review_rate"):
+            self.fields[rate].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
         self.fields["queue"].empty_label = None
 
     def clean_timeout_seconds(self) -> int:
@@ -136,6 +138,12 @@ class PolicyForm(forms.ModelForm):
         value = self.cleaned_data["sample_rate"]
         if value is None or not 0 <= value <= 1:
             raise forms.ValidationError("A sample rate is between 0 (none) and 1 (all).")
+        return value
+
+    def clean_second_review_rate(self) -> float:
+        value = self.cleaned_data["second_review_rate"]
+        if value is None or not 0 <= value <= 1:
+            raise forms.ValidationError("A second review rate is between 0 (none) and 1 (all).")
         return value
 
     def clean(self) -> dict[str, Any]:

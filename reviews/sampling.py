@@ -20,8 +20,10 @@ CURSOR = "sampling"
 BATCH_SIZE = 2000
 
 
-def is_sampled(public_id: UUID, rate: float) -> bool:
-    draw = int(hashlib.sha256(str(public_id).encode()).hexdigest()[:12], 16) / 16**12
+def is_sampled(public_id: UUID, rate: float, salt: str = "") -> bool:
+    """A draw in [0, 1) from the request's id: 1.0 always samples, 0 never. A `salt` makes an
+    independent draw (second reviews are not tied to periodic review's sample)."""
+    draw = int(hashlib.sha256(f"{salt}{public_id}".encode()).hexdigest()[:12], 16) / 16**12
     return draw < rate
 
 

@@ -35,6 +35,7 @@ def editor_data(
         "max_reassignments": category.max_reassignments,
         "final_fallback": category.final_fallback,
         "sample_rate": category.sample_rate,
+        "second_review_rate": category.second_review_rate,
         "days": 7,
         "note": "",
         "action": action,

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,8 +24,25 @@ from django_htmx.http import push_url, trigger_client_event
 
 from .. import rules as engine
 from .. import services
-from ..access import REVIEWERS, get_request_for_reviewer, requests_for_reviewer, role_required
-from ..models import Category, Decision, Message, Queue, ReviewRequest
+from ..access import (
+    REVIEWERS,
+    get_request_for_reviewer,
+    get_second_review_for_reviewer,
+    get_spot_check_batch_for_reviewer,
+    open_second_reviews_for,
+    requests_for_reviewer,
+    role_required,
+)
+from ..models import (
+    Category,
+    Decision,
+    Message,
+    Queue,
+    ReviewRequest,
+    SecondReview,
+    SpotCheckBatch,
+    SpotCheckItem,
+)
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -54,21 +71,29 @@ OUTCOMES = {"approve": Outcome.APPROVED, "reject": Outcome.REJECTED, "modify": O
 # --- reading the inbox ---------------------------------------------------------------------
 
 
+# The kinds of work the inbox lists: pending requests, blind second reviews, and batches of
+# periodic review (spot checks); one list, switched by tab, so review work is all in one place.
+TABS = ("", "second", "spot")
+
+
 @dataclass(frozen=True)
 class Filters:
     queue: str = ""
     category: str = ""
     who: str = ""  # "", "mine" or "unassigned"
     q: str = ""
+    tab: str = ""  # one of TABS; not a filter of the requests themselves
 
     @classmethod
     def from_data(cls, data: Any) -> Filters:
         who = data.get("who", "")
+        tab = data.get("tab", "")
         return cls(
             queue=data.get("queue", "")[:100],
             category=data.get("category", "")[:100],
             who=who if who in ("mine", "unassigned") else "",
             q=data.get("q", "").strip()[:100],
+            tab=tab if tab in TABS else "",
         )
 
     @property
@@ -134,10 +159,75 @@ def next_item(
     return rows[0] if rows else None
 
 
+def second_reviews(user: Any, filters: Filters) -> QuerySet[SecondReview]:
+    """The reviewer's open second reviews, narrowed by the inbox's search and filters."""
+    qs = open_second_reviews_for(user)
+    if filters.queue:
+        qs = qs.filter(request__queue__slug=filters.queue)
+    if filters.category:
+        qs = qs.filter(request__category__slug=filters.category)
+    if filters.q:
+        term = filters.q.lstrip("#")
+        match = Q(request__title__icontains=filters.q) | Q(request__external_ref__iexact=filters.q)
+        qs = qs.filter(match | Q(request_id=int(term)) if term.isdigit() else match)
+    return qs
+
+
+def open_spot_checks(queue_ids: list[int]) -> QuerySet[SpotCheckItem]:
+    return SpotCheckItem.objects.filter(verdict="", batch__category__queue_id__in=queue_ids)
+
+
+def _count(qs: QuerySet) -> Subquery:
+    # COUNT as a plain function, not an aggregate: no GROUP BY, one row, usable as a subquery.
+    return Subquery(qs.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n"))
+
+
+def work_counts(user: Any, queue_ids: list[int]) -> dict[str, int]:
+    """Open second reviews and spot checks for the tabs' badges, in one query."""
+    # Any one row carries the two subqueries; with no queue at all there is no work either.
+    counts = (
+        Queue.objects.annotate(
+            second_total=_count(open_second_reviews_for(user)),
+            spot_total=_count(open_spot_checks(queue_ids)),
+        )
+        .values("second_total", "spot_total")
+        .first()
+    )
+    return counts or {"second_total": 0, "spot_total": 0}
+
+
+def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, Any]:
+    """The list of the second-review or spot-check tab."""
+    if filters.tab == "second":
+        rows = list(
+            second_reviews(user, filters)
+            .select_related("request__category")
+            .defer(*(f"request__{name}" for name in HEAVY_FIELDS))
+            .order_by("visible_from", "id")[:LIST_SIZE]
+        )
+        return {"second_rows": rows}
+    batches = (
+        SpotCheckBatch.objects.filter(category__queue_id__in=queue_ids, completed_at__isnull=True)
+        .select_related("category")
+        .annotate(open=Count("items", filter=Q(items__verdict="")), size=Count("items"))
+        .filter(open__gt=0)
+    )
+    if filters.category:
+        batches = batches.filter(category__slug=filters.category)
+    return {"spot_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
+
+
+# What a list row never shows: the agent's long texts stay in the database.
+HEAVY_FIELDS = ("task", "situation", "attempted", "options", "attributes", "proposed_action")
+
+
 def list_context(user: Any, filters: Filters) -> dict[str, Any]:
     queue_ids = my_queue_ids(user)
     qs = pending(user, queue_ids, filters)
-    rows = inbox_rows(user, qs, LIST_SIZE)
+    work = work_counts(user, queue_ids)
+    if filters.tab:
+        work.update(work_rows(user, queue_ids, filters))
+    rows = inbox_rows(user, qs, LIST_SIZE) if not filters.tab else []
     counts = {
         c["queue_id"]: c
         for c in ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
@@ -150,12 +240,16 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
     total = sum(c["n"] for c in counts.values())
     # Count by group key alone (an index-only scan of inbox_pending_groups); the labels come
     # from one member of each group.
-    groups = list(
-        qs.exclude(group_key="")
-        .values("group_key")
-        .annotate(n=Count("*"), sample=Min("id"))
-        .filter(n__gte=2)
-        .order_by("-n")[:4]
+    groups = (
+        list(
+            qs.exclude(group_key="")
+            .values("group_key")
+            .annotate(n=Count("*"), sample=Min("id"))
+            .filter(n__gte=2)
+            .order_by("-n")[:4]
+        )
+        if not filters.tab
+        else []
     )
     samples = {
         r.pk: r
@@ -177,6 +271,7 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
         "groups": groups,
         "filters": filters,
         "categories": Category.objects.filter(queue_id__in=queue_ids).order_by("name"),
+        **work,
     }
 
 
@@ -266,10 +361,14 @@ def outcome_badge(outcome: str) -> str:
     return {"approved": "ok", "modified": "warn", "rejected": "bad"}.get(outcome, "")
 
 
-def item_context(req: ReviewRequest, user: Any, **extra: Any) -> dict[str, Any]:
+def item_context(
+    req: ReviewRequest, user: Any, blind: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """What the item pane shows. `blind` (a second review) leaves out the request's own
+    decision and who made it; the rest is exactly what the first reviewer saw."""
     decision = (
         Decision.objects.select_related("decided_by").filter(request=req).first()
-        if not req.is_pending
+        if not req.is_pending and not blind
         else None
     )
     recent = list(
@@ -338,6 +437,7 @@ def item_context(req: ReviewRequest, user: Any, **extra: Any) -> dict[str, Any]:
         "thread": thread,
         "reply_kinds": REPLY_KINDS.items(),
         "reject_reasons": REJECT_REASONS,
+        "blind": blind,
         **extra,
     }
 
@@ -625,3 +725,130 @@ def batch(request: HttpRequest) -> HttpResponse:
     )
     push_url(response, reverse("inbox"))
     return trigger_client_event(response, "inbox:refresh")
+
+
+# --- second reviews (blind) and periodic review, worked in the inbox -------------------------
+
+
+def second_context(review: SecondReview, user: Any, **extra: Any) -> dict[str, Any]:
+    return item_context(review.request, user, blind=True, review=review, **extra)
+
+
+def render_second(
+    request: HttpRequest, review: SecondReview, status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = second_context(review, request.user, **extra)
+    if request.htmx:
+        return render(request, "inbox/_second_item.html", context, status=status)
+    filters = Filters.from_data({**request.GET.dict(), "tab": "second"})
+    return render(
+        request,
+        "inbox/page.html",
+        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "second"},
+        status=status,
+    )
+
+
+def next_second_review(user: Any, filters: Filters, wanted: str, skip: int) -> SecondReview | None:
+    """The second review below the one just answered in the list, else the oldest open one."""
+    qs = (
+        second_reviews(user, filters)
+        .exclude(pk=skip)
+        .select_related("request__category", "request__queue", "request__agent")
+    )
+    wanted = wanted.removeprefix("s")
+    if wanted.isdigit():
+        hit = qs.filter(pk=int(wanted)).first()
+        if hit is not None:
+            return hit
+    return qs.order_by("visible_from", "id").first()
+
+
+@require_GET
+@role_required(REVIEWERS)
+def second_item(request: HttpRequest, pk: int) -> HttpResponse:
+    """One request as its first reviewer saw it, without their decision: a blind opinion."""
+    review = get_second_review_for_reviewer(request.user, pk)
+    return render_second(request, review)
+
+
+@require_POST
+@role_required(REVIEWERS)
+def second_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """Record the second opinion; the request, its decision and the agent are left alone."""
+    review = get_second_review_for_reviewer(request.user, pk)
+    outcome = OUTCOMES.get(request.POST.get("outcome", ""))
+    final_action = None
+    try:
+        if outcome is None:
+            raise ValidationError("Choose approve, modify or reject.")
+        if outcome == Outcome.MODIFIED:
+            final_action = validate_final_action(
+                review.request.proposed_action, request.POST.get("final_action", "")
+            )
+        review = services.record_second_review(
+            review.pk,
+            by=request.user,
+            outcome=outcome,
+            final_action=final_action,
+            chosen_option=request.POST.get("option", ""),
+            reason=request.POST.get("reason", "").strip()[:2000],
+        )
+    except services.TransitionError as exc:  # answered already: nothing changed
+        review.refresh_from_db()
+        return render_second(request, review, status=409, notice=str(exc))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        return render_second(
+            request,
+            review,
+            status=422,
+            notice=error,
+            modify_error=error if outcome == Outcome.MODIFIED else "",
+            modify_text=request.POST.get("final_action", ""),
+        )
+
+    filters = Filters.from_data({**request.POST.dict(), "tab": "second"})
+    following = next_second_review(request.user, filters, request.POST.get("next", ""), review.pk)
+    text = (
+        f"Second opinion on #{review.request_id} recorded ({review.get_outcome_display().lower()})"
+    )
+    if not request.htmx:
+        messages.success(request, text + ".")
+        if following is not None:
+            return redirect("inbox_second", pk=following.pk)
+        return redirect(reverse("inbox") + "?tab=second")
+    if following is not None:
+        context = second_context(following, request.user)
+    else:
+        context = {"req": None, "second_done": True}
+    context.update(toast={"text": text, "outcome": review.outcome}, removed_pk=f"s{review.pk}")
+    response = render(request, "inbox/_second_decided.html", context)
+    url = (
+        reverse("inbox_second", args=[following.pk])
+        if following
+        else reverse("inbox") + "?tab=second"
+    )
+    push_url(response, url)
+    return trigger_client_event(response, "inbox:refresh")
+
+
+@require_GET
+@role_required(REVIEWERS)
+def spot_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """A periodic-review batch in the inbox pane: mark each sampled decision correct or not."""
+    batch = get_spot_check_batch_for_reviewer(request.user, batch_id)
+    items = list(batch.items.select_related("request__agent", "reviewed_by"))
+    context = {
+        "batch": batch,
+        "items": items,
+        "open_count": sum(1 for item in items if not item.verdict),
+    }
+    if request.htmx:
+        return render(request, "inbox/_spot_batch.html", context)
+    filters = Filters.from_data({**request.GET.dict(), "tab": "spot"})
+    return render(
+        request,
+        "inbox/page.html",
+        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "spot"},
+    )

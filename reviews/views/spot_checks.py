@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
 
 from .. import services
 from ..access import REVIEWERS, get_spot_check_batch_for_reviewer, role_required
@@ -67,11 +68,13 @@ def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
         error = str(exc)
         item.refresh_from_db()
     if request.htmx:
-        return render(
+        response = render(
             request,
             "spot_checks/batch.html#item",
             {"item": item, "error": error},
         )
+        # The inbox, where batches are worked too, refreshes its counts.
+        return trigger_client_event(response, "inbox:refresh")
     if error:
         messages.error(request, error)
     return redirect("spot_check_batch", batch_id=item.batch_id)

@@ -18,6 +18,8 @@
   let batchVerb = ""; // the confirmed batch's outcome (the clicked button loses focus to the dialog)
 
   const rows = () => $$("#list .inbox-row");
+  // Which list is showing: "" pending requests, "second" second reviews, "spot" periodic review.
+  const listTab = () => { const nav = $("#list [data-tab]"); return nav ? nav.dataset.tab : ""; };
   const currentItem = () => $("#pane #item");
   const currentPk = () => (currentItem() ? currentItem().dataset.pk : "");
 
@@ -46,7 +48,8 @@
       } else {
         $(".row-link", row).removeAttribute("aria-current");
       }
-      $(".row-check", row).checked = selected.has(row.dataset.pk);
+      const box = $(".row-check", row); // second reviews and spot checks are not batched
+      if (box) box.checked = selected.has(row.dataset.pk);
     });
     document.body.classList.toggle("has-item", !!$("#pane .item"));
   }
@@ -70,7 +73,7 @@
   }
 
   function toggleSelect(pk) {
-    if (!pk) return;
+    if (!pk || !$("#row-" + pk + " .row-check")) return;
     selected.has(pk) ? selected.delete(pk) : selected.add(pk);
     markActive();
     syncSelection();
@@ -253,6 +256,7 @@
       const form = $("#filters");
       form.queue.value = "";
       form.who.value = "";
+      form.tab.value = ""; // a chip of the requests' list brings that list back
       const [name, value] = el.dataset.setFilter.split("=");
       if (name) form[name].value = value;
       htmx.trigger(form, "submit");
@@ -340,7 +344,7 @@
 
   document.body.addEventListener("htmx:afterSwap", (event) => {
     const target = event.detail.target;
-    if (target.id === "list" && event.detail.requestConfig.path.includes("/inbox/poll/")) {
+    if (target.id === "list" && event.detail.requestConfig.path.includes("/inbox/poll/") && !listTab()) {
       const now = new Set(rows().map((row) => row.dataset.pk));
       const gone = [...before].filter((pk) => !now.has(pk));
       if (before.size) {
