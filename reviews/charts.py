@@ -201,3 +201,50 @@ def histogram(
     return stacked_bars(
         title, labels, [("decisions", COLORS["bar"], counts)], width=width, height=height
     )
+
+
+def rate_bars(
+    title: str,
+    rows: Sequence[tuple[str, float | None, float, float, int]],
+    width: int = 640,
+    bar_h: int = 22,
+) -> SafeString:
+    """A horizontal bar per row (label, rate, low, high, n): the rate with its confidence
+    interval as a whisker, and n beside it. Rates are 0..1; a row without data has no bar."""
+    left, right, top = 150, 70, 22
+    plot_w = width - left - right
+    height = top + len(rows) * (bar_h + 10) + 8
+    body = []
+    for i in range(5):
+        frac = i / 4
+        x = left + plot_w * frac
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{height - 6}" stroke="#eef0f3"/>'
+            f'<text x="{x:.1f}" y="{top - 8}" text-anchor="middle" {FONT}>{frac:.0%}</text>'
+        )
+    for i, (label, rate, low, high, n) in enumerate(rows):
+        y = top + i * (bar_h + 10) + 4
+        short = label if len(label) <= 22 else label[:21] + "…"
+        body.append(
+            f'<text x="{left - 8}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end" {FONT}>'
+            f"{escape(short)}</text>"
+        )
+        if rate is None:
+            body.append(
+                f'<text x="{left + 4}" y="{y + bar_h / 2 + 4:.1f}" {FONT}>no verdicts yet</text>'
+            )
+            continue
+        mid = y + bar_h / 2
+        body.append(
+            f'<rect x="{left}" y="{y}" width="{plot_w * rate:.1f}" height="{bar_h}" rx="3" '
+            f'fill="{COLORS["bar"]}" opacity="0.85"><title>{escape(label)}: {rate:.1%} '
+            f"(95% interval {low:.1%} to {high:.1%}, n = {n:,})</title></rect>"
+            f'<line x1="{left + plot_w * low:.1f}" x2="{left + plot_w * high:.1f}" y1="{mid:.1f}" '
+            f'y2="{mid:.1f}" stroke="#1b1f24" stroke-width="1.5"/>'
+            f'<line x1="{left + plot_w * low:.1f}" x2="{left + plot_w * low:.1f}" '
+            f'y1="{mid - 5:.1f}" y2="{mid + 5:.1f}" stroke="#1b1f24" stroke-width="1.5"/>'
+            f'<line x1="{left + plot_w * high:.1f}" x2="{left + plot_w * high:.1f}" '
+            f'y1="{mid - 5:.1f}" y2="{mid + 5:.1f}" stroke="#1b1f24" stroke-width="1.5"/>'
+            f'<text x="{left + plot_w + 6}" y="{mid + 4:.1f}" {FONT}>{rate:.0%} · n={n:,}</text>'
+        )
+    return _svg(width, height, title, body)

@@ -1444,7 +1444,11 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
         others = [pk for pk in load if pk != decision.decided_by_id]
         if not others:
             continue
-        reviewer_id = min(others, key=lambda pk: (load[pk], pk))
+        # Equal loads (everyone caught up) are broken by a draw per request, not by id, so
+        # the work spreads over the whole queue instead of landing on its oldest member.
+        reviewer_id = min(
+            others, key=lambda pk: (load[pk], payload_hash({"r": str(request.public_id), "u": pk}))
+        )
         load[reviewer_id] += 1
         reviews.append(
             SecondReview(

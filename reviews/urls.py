@@ -45,6 +45,7 @@ urlpatterns = [
     path("metrics/patterns/", metrics.patterns, name="metrics_patterns"),
     path("metrics/reviewers/", metrics.reviewers, name="metrics_reviewers"),
     path("metrics/autonomy/", metrics.autonomy, name="metrics_autonomy"),
+    path("metrics/agreement/", metrics.agreement, name="metrics_agreement"),
     path(
         "metrics/autonomy/<int:category_id>/switch/",
         metrics.autonomy_switch,

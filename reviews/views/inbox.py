@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -177,9 +178,12 @@ def open_spot_checks(queue_ids: list[int]) -> QuerySet[SpotCheckItem]:
     return SpotCheckItem.objects.filter(verdict="", batch__category__queue_id__in=queue_ids)
 
 
-def _count(qs: QuerySet) -> Subquery:
+def _count(qs: QuerySet) -> Coalesce:
     # COUNT as a plain function, not an aggregate: no GROUP BY, one row, usable as a subquery.
-    return Subquery(qs.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n"))
+    # An empty `__in` (no queues) compiles to no subquery at all, hence NULL, hence Coalesce.
+    return Coalesce(
+        Subquery(qs.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")), 0
+    )
 
 
 def work_counts(user: Any, queue_ids: list[int]) -> dict[str, int]:

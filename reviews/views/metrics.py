@@ -25,6 +25,7 @@ TABS = [
     ("metrics_patterns", "Patterns"),
     ("metrics_reviewers", "Reviewers"),
     ("metrics_autonomy", "Autonomy"),
+    ("metrics_agreement", "Agreement"),
     ("audit", "Audit trail"),
 ]
 
@@ -198,6 +199,25 @@ def autonomy(request: HttpRequest) -> HttpResponse:
         ctx["days"] = "90"
     ctx["readiness"] = insights.readiness(ctx["period"])
     return render(request, "metrics/autonomy.html", ctx)
+
+
+@require_GET
+@role_required(MANAGERS, ADMINS)
+def agreement(request: HttpRequest) -> HttpResponse:
+    """How often a blind second reviewer agrees with the first decision, per category and
+    reviewer, with a 95% lower bound; the first decision always stood."""
+    ctx = _context(request, "metrics_agreement")
+    report = insights.agreement(ctx["period"], ctx["category_id"])
+    ctx.update(
+        report=report,
+        chart=charts.rate_bars(
+            "Agreement per category, with 95% intervals",
+            [(a.label, a.rate, a.lower, a.upper, a.n) for a in report.by_category],
+        )
+        if report.by_category
+        else None,
+    )
+    return render(request, "metrics/agreement.html", ctx)
 
 
 @require_POST
