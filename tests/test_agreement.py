@@ -129,7 +129,11 @@ def test_the_inbox_shows_second_reviews_with_their_count(client, carol, review):
     assert "Refund 120 EUR to Initech" in listed.content.decode()
 
 
-def test_the_second_reviewer_sees_the_request_but_not_the_first_decision(client, carol, review):
+def test_the_second_reviewer_sees_the_request_but_not_the_first_decision(
+    client, agent, alice, carol, review
+):
+    earlier = submit(agent, review.category)  # alike, decided before: a precedent, unnamed
+    decide(earlier, alice, ago=timedelta(minutes=30))
     client.force_login(carol)
     for response in (
         client.get(reverse("inbox_second", args=[review.pk])),
@@ -142,6 +146,7 @@ def test_the_second_reviewer_sees_the_request_but_not_the_first_decision(client,
         assert "alice" not in page  # who decided
         assert "FIRST-REVIEWER-REASON" not in page and "Rejected" not in page  # what and why
         assert "decided-" not in page and "assigned to" not in page
+        assert "1 approved" in page and "a reviewer" in page  # the precedent, unnamed
         assert 'data-shortcut="a"' in page and 'data-shortcut="r"' in page
         assert 'data-shortcut="e"' in page and 'data-shortcut="c"' not in page  # no reply
 
@@ -360,11 +365,11 @@ def test_the_agreement_page_reads_the_same_number_of_queries_for_few_or_many(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    dave = make_user("dave", "reviewers")
-    sampled.queue.members.add(dave)
     client.force_login(manager)
     url = reverse("metrics_agreement")
     agreement_fixture(agent, sampled, alice, carol, [("approved", "approved")])
+    dave = make_user("dave", "reviewers")
+    sampled.queue.members.add(dave)
     with CaptureQueriesContext(connection) as few:
         response = client.get(url)
     assert response.status_code == 200 and "100.0%" in response.content.decode()

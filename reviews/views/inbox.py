@@ -375,13 +375,16 @@ def item_context(
         if not req.is_pending and not blind
         else None
     )
+    alike = ReviewRequest.objects.filter(
+        group_key=req.group_key,
+        decided_at__isnull=False,
+        queue_id__in=Queue.objects.filter(members=user).values("id"),
+    )
+    if blind and req.decided_at:
+        # What the first reviewer had to go on: nothing decided after them, no names.
+        alike = alike.filter(decided_at__lt=req.decided_at)
     recent = list(
-        ReviewRequest.objects.filter(
-            group_key=req.group_key,
-            decided_at__isnull=False,
-            queue_id__in=Queue.objects.filter(members=user).values("id"),
-        )
-        .exclude(pk=req.pk)
+        alike.exclude(pk=req.pk)
         .select_related("decision__decided_by")
         .defer("task", "situation", "attempted", "options", "attributes", "fired_rules")
         .order_by("-decided_at")[:PRECEDENTS_COUNTED]
