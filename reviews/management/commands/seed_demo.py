@@ -20,6 +20,7 @@ from reviews.models import (
     EscalationRule,
     Queue,
     ReviewRequest,
+    SecondReview,
     hash_token,
 )
 
@@ -84,6 +85,7 @@ CATEGORIES = [
         "max_reassignments": 1,
         "final_fallback": "reject",
         "sample_rate": 0.1,
+        "second_review_rate": 0.35,
     },
     {
         "slug": "customer-email",
@@ -99,6 +101,7 @@ CATEGORIES = [
         "max_reassignments": 0,
         "final_fallback": "approve",
         "sample_rate": 0.05,
+        "second_review_rate": 0.4,
     },
     {
         "slug": "purchase-orders",
@@ -114,6 +117,7 @@ CATEGORIES = [
         "max_reassignments": 0,
         "final_fallback": "reject",
         "sample_rate": 0.05,
+        "second_review_rate": 0.4,
     },
     {
         "slug": "prod-config",
@@ -129,6 +133,7 @@ CATEGORIES = [
         "max_reassignments": 1,
         "final_fallback": "reject",
         "sample_rate": 0.0,
+        "second_review_rate": 0.1,
     },
     {
         "slug": "moderation",
@@ -144,6 +149,7 @@ CATEGORIES = [
         "max_reassignments": 0,
         "final_fallback": "approve",
         "sample_rate": 0.2,
+        "second_review_rate": 0.1,
     },
 ]
 
@@ -392,7 +398,47 @@ class Command(BaseCommand):
             if request.status != ReviewRequest.Status.PENDING or outcome is None:
                 continue
             self.finish(request, outcome, created_at, rng, reviewers[slug] or [users["lead"]])
+        if created:
+            self.answer_second_reviews(rng, now)
         return created
+
+    def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
+        """Give most sampled second reviews a verdict, agreeing most of the time (less so on
+        customer email, where tone is a matter of taste); leave each reviewer a few to do."""
+        agree_rate = {"refunds": 0.88, "customer-email": 0.74, "purchase-orders": 0.94}
+        reviews = list(
+            SecondReview.objects.filter(outcome="")
+            .select_related("request__category", "decision")
+            .order_by("-visible_from")
+        )
+        left: dict[int, int] = {}
+        for review in reviews:
+            left[review.reviewer_id] = left.get(review.reviewer_id, 0) + 1
+            if left[review.reviewer_id] <= 4:
+                continue  # the newest few wait in the reviewer's inbox
+            request, first = review.request, review.decision
+            if rng.random() < agree_rate.get(request.category.slug, 0.9):
+                outcome = first.outcome
+            else:
+                others = [o for o in ("approved", "modified", "rejected") if o != first.outcome]
+                outcome = rng.choice(others)
+            kwargs: dict[str, Any] = {}
+            if outcome == "modified":
+                final = dict(first.final_action or request.proposed_action)
+                if first.final_action is None or rng.random() < 0.4:
+                    if "amount" in final:
+                        final["amount"] = round(final["amount"] * rng.choice([0.5, 0.7]), 2)
+                    else:
+                        final["note"] = "Shorter, and no promise of a date"
+                kwargs["final_action"] = final
+            elif outcome == "rejected":
+                kwargs["reason"] = rng.choice(REJECT_REASONS)
+            elif request.options:
+                kwargs["chosen_option"] = first.chosen_option or request.options[0]["key"]
+            answered = review.visible_from + timedelta(minutes=rng.uniform(5, 600))
+            services.record_second_review(
+                review.pk, by=review.reviewer, outcome=outcome, now=min(answered, now), **kwargs
+            )
 
     def finish(
         self,
