@@ -206,12 +206,12 @@ def histogram(
 def rate_bars(
     title: str,
     rows: Sequence[tuple[str, float | None, float, float, int]],
-    width: int = 640,
-    bar_h: int = 22,
+    width: int = 1000,
+    bar_h: int = 18,
 ) -> SafeString:
     """A horizontal bar per row (label, rate, low, high, n): the rate with its confidence
     interval as a whisker, and n beside it. Rates are 0..1; a row without data has no bar."""
-    left, right, top = 150, 70, 22
+    left, right, top = 210, 110, 22
     plot_w = width - left - right
     height = top + len(rows) * (bar_h + 10) + 8
     body = []
@@ -224,7 +224,7 @@ def rate_bars(
         )
     for i, (label, rate, low, high, n) in enumerate(rows):
         y = top + i * (bar_h + 10) + 4
-        short = label if len(label) <= 22 else label[:21] + "…"
+        short = label if len(label) <= 32 else label[:31] + "…"
         body.append(
             f'<text x="{left - 8}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end" {FONT}>'
             f"{escape(short)}</text>"
