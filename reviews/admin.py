@@ -34,6 +34,7 @@ from .models import (
     ReviewerRollup,
     ReviewRequest,
     RollupCursor,
+    SecondReview,
     SpotCheckBatch,
     SpotCheckItem,
     SweepRun,
@@ -383,3 +384,13 @@ class SpotCheckItemAdmin(ReadOnlyAdmin):
     list_display = ["request", "batch", "verdict", "reviewed_by", "reviewed_at"]
     list_filter = ["verdict"]
     raw_id_fields = ["request"]
+
+
+@admin.register(SecondReview)
+class SecondReviewAdmin(ReadOnlyAdmin):
+    """Blind second opinions are measurements: readable here, changed only by their reviewer."""
+
+    list_display = ["request", "category", "first_reviewer", "first_outcome", "reviewer",
+                    "outcome", "agrees", "actions_match", "decided_at"]  # fmt: skip
+    list_filter = ["category", "agrees", "outcome"]
+    raw_id_fields = ["request", "decision"]

@@ -415,3 +415,11 @@ def test_admins_set_the_second_review_rate_in_the_policy_editor(client, admin_us
     assert "Second review rate: 0% → 20%" in version.diff
     bad = editor_data(refunds, action="save", note="Too much", second_review_rate=1.5)
     assert "between 0 (none) and 1 (all)" in client.post(url, bad).content.decode()
+
+
+def test_managers_see_the_second_opinion_in_the_request_history(client, carol, manager, review):
+    services.record_second_review(review.pk, by=carol, outcome="rejected", reason="Too risky")
+    client.force_login(manager)
+    page = client.get(reverse("audit_request", args=[review.request_id])).content.decode()
+    assert "Second review" in page and "Rejected by carol: agrees" in page
+    assert "second_review.rejected" in page

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from .. import exports, precedents
 from ..access import ADMINS, MANAGERS, role_required
-from ..models import AuditEvent, Category, ReviewRequest
+from ..models import AuditEvent, Category, ReviewRequest, SecondReview
 from .metrics import TABS
 
 PAGE = 100
@@ -70,6 +70,9 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
             "timeline": timeline,
             "precedents": precedents.for_request(review),
             "spot_check": getattr(review, "spot_check", None),
+            "second_review": SecondReview.objects.filter(request=review)
+            .select_related("reviewer")
+            .first(),
             "guidelines": review.guidelines.all(),
         },
     )
