@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -31,7 +31,6 @@ from .models import (
     AuditEvent,
     Category,
     Decision,
-    EscalationRule,
     Message,
     Notification,
     Queue,
@@ -39,6 +38,7 @@ from .models import (
     ReviewRequest,
     WebhookDelivery,
 )
+from .rulebook import rulebook_for
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,22 @@ def audit(
     after: dict[str, Any] | None = None,
     note: str = "",
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
-        verb=verb,
-        request=request,
-        before=before,
-        after=after,
-        note=note,
-        **_actor_fields(actor),
+    event = audit_event(verb, request, actor, before, after, note)
+    event.save()
+    return event
+
+
+def audit_event(
+    verb: str,
+    request: ReviewRequest | None,
+    actor: Actor,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    note: str = "",
+) -> AuditEvent:
+    """An unsaved audit event, for writers that insert several in one statement."""
+    return AuditEvent(
+        verb=verb, request=request, before=before, after=after, note=note, **_actor_fields(actor)
     )
 
 
@@ -186,19 +195,10 @@ def enqueue_delivery(delivery_id: int, not_before: datetime | None = None) -> No
         log.warning("could not queue webhook delivery %s; it stays pending", delivery_id)
 
 
-def rules_for(category: Category) -> list[EscalationRule]:
-    return list(
-        EscalationRule.objects.filter(
-            Q(category=category) | Q(category__isnull=True), enabled=True
-        ).order_by("order", "id")
-    )
-
-
 def evaluate_for(
     category: Category, confidence: float | None, attributes: dict[str, Any]
 ) -> engine.Verdict:
-    rules = [rule.as_engine_rule() for rule in rules_for(category)]
-    return engine.evaluate(category.mode, rules, confidence, attributes)
+    return engine.evaluate(category.mode, rulebook_for(category).rules, confidence, attributes)
 
 
 def group_key_for(category: Category, recommendation: str, fired: list[dict[str, Any]]) -> str:
@@ -300,18 +300,13 @@ def submit_request(
             "external_ref": external_ref,
         }
     )
-    if idempotency_key:
-        existing = _existing_for_key(agent, idempotency_key, fingerprint)
-        if existing is not None:
-            return Submission(existing, created=False)
-
+    # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
+    # not looked up first: the first try of every submission pays no extra query.
     now = now or timezone.now()
-    from .policies import current_version_id  # policies builds on this module
-
-    policy_version_id = current_version_id(category)
+    rulebook = rulebook_for(category)
     precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
     precedents.annotate(attributes, precedent_key)  # only the flags the agent did not send
-    verdict = evaluate_for(category, confidence, attributes)
+    verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
         agent=agent,
@@ -330,7 +325,7 @@ def submit_request(
         confidence=confidence,
         attributes=attributes,
         verdict=verdict.outcome,
-        policy_version_id=policy_version_id,
+        policy_version_id=rulebook.policy_version_id,
         fired_rules=fired,
         group_key=group_key_for(category, recommended_option or recommendation, fired),
         precedent_key=precedent_key,
@@ -348,7 +343,7 @@ def submit_request(
     try:
         with transaction.atomic():
             request.save()
-            audit("submitted", request, agent, after=request.snapshot())
+            events = [audit_event("submitted", request, agent, after=request.snapshot())]
             if not verdict.needs_human:
                 Decision.objects.create(
                     request=request,
@@ -359,7 +354,10 @@ def submit_request(
                     created_at=now,
                     effective_at=now,
                 )
-                audit("auto_approved", request, "system:rules", after=request.snapshot())
+                events.append(
+                    audit_event("auto_approved", request, "system:rules", after=request.snapshot())
+                )
+            AuditEvent.objects.bulk_create(events)
     except IntegrityError:
         # A concurrent retry with the same key won the insert; answer with its request.
         if idempotency_key:
