@@ -8,6 +8,7 @@ checking the row count: of racing callers, one matches the row and the others ma
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,9 +20,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import precedents
@@ -216,23 +216,32 @@ def pick_assignee(queue: Queue | None, exclude: list[int] | tuple[int, ...] = ()
     """The least-loaded active, present member of the queue who has not had the request."""
     if queue is None:
         return None
-    now = timezone.now()
-    # Count pending work only (a partial index serves it), not every request ever assigned.
-    pending = (
-        ReviewRequest.objects.filter(assignee=OuterRef("pk"), status=Status.PENDING)
-        .order_by()
-        .values("assignee")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return (
-        queue.members.filter(is_active=True)
-        .exclude(pk__in=list(exclude))
-        .exclude(reviewer_profile__away_until__gt=now)
-        .annotate(load=Coalesce(Subquery(pending), 0))
-        .order_by("load", "pk")
-        .first()
-    )
+    # One plain statement: every escalated submission runs it, and the ORM's version of this
+    # subquery cost more CPU to compile than the database spent answering it.
+    params: list[Any] = [queue.pk, connection.ops.adapt_datetimefield_value(timezone.now())]
+    skip = ""
+    if exclude:
+        skip = f"AND u.id NOT IN ({', '.join(['%s'] * len(exclude))})"
+        params.extend(exclude)
+    params.append(Status.PENDING)
+    sql = _least_loaded_member_sql().format(skip=skip)
+    found = list(get_user_model().objects.raw(sql, params))
+    return found[0] if found else None
+
+
+@functools.cache
+def _least_loaded_member_sql() -> str:
+    return f"""
+    SELECT u.* FROM {get_user_model()._meta.db_table} u
+    JOIN {Queue.members.through._meta.db_table} m ON m.user_id = u.id AND m.queue_id = %s
+    LEFT JOIN {ReviewerProfile._meta.db_table} p ON p.user_id = u.id
+    WHERE u.is_active AND (p.away_until IS NULL OR p.away_until <= %s) {{skip}}
+    ORDER BY (
+        SELECT COUNT(*) FROM {ReviewRequest._meta.db_table} r
+        WHERE r.assignee_id = u.id AND r.status = %s
+    ), u.id
+    LIMIT 1
+"""
 
 
 def _validate_submission(options: list[Any], recommended_option: str, confidence: Any) -> None:
