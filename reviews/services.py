@@ -103,15 +103,9 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
     return {"actor_label": actor or "system"}
 
 
-def audit(
-    verb: str,
-    request: ReviewRequest | None,
-    actor: Actor,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    note: str = "",
-) -> AuditEvent:
-    event = audit_event(verb, request, actor, before, after, note)
+def audit(verb: str, request: ReviewRequest | None, actor: Actor, **details: Any) -> AuditEvent:
+    """Record a transition now; `details` are audit_event's before, after and note."""
+    event = audit_event(verb, request, actor, **details)
     event.save()
     return event
 
