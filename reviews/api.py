@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from ninja import Header, NinjaAPI, Query
+from ninja import Status as WithStatus
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
@@ -384,7 +385,7 @@ def submit(
     request: HttpRequest,
     payload: SubmitIn,
     idempotency_key: Text | None = IDEMPOTENCY_KEY,
-) -> tuple[int, dict[str, Any]]:
+) -> WithStatus[dict[str, Any]]:
     """Runs the rules: `pending` (a human decides; see fired_rules, queue, deadline) or
     `auto_approved` (go ahead). An Idempotency-Key (header or field) makes a retry answer
     200 with the same request; the same key with a different body is a 409."""
@@ -408,8 +409,10 @@ def submit(
         external_ref=payload.external_ref,
     )
     if submission.created:
-        return 201, request_out(request, submission.request, with_messages=False)
-    return 200, request_out(request, request_for_agent(agent, submission.request.public_id))
+        return WithStatus(201, request_out(request, submission.request, with_messages=False))
+    return WithStatus(
+        200, request_out(request, request_for_agent(agent, submission.request.public_id))
+    )
 
 
 @api.get(
@@ -493,7 +496,7 @@ def messages(request: HttpRequest, request_id: UUID) -> list[dict[str, Any]]:
 )
 def post_message(
     request: HttpRequest, request_id: UUID, payload: MessageIn
-) -> tuple[int, dict[str, Any]]:
+) -> WithStatus[dict[str, Any]]:
     """`answer` or `comment` adds to the thread; `revision` replaces the proposed action with
     `proposed_action` and the request stays with its reviewer, who decides on the new one."""
     agent: Agent = request.auth
@@ -527,7 +530,7 @@ def post_message(
             agent=agent,
         )
     message.request = review
-    return 201, message_out(message)
+    return WithStatus(201, message_out(message))
 
 
 # --- rules and guidelines ------------------------------------------------------------------------
@@ -621,7 +624,7 @@ def submit_interrupt(
     request: HttpRequest,
     payload: InterruptIn,
     idempotency_key: Text | None = IDEMPOTENCY_KEY,
-) -> tuple[int, dict[str, Any]]:
+) -> WithStatus[dict[str, Any]]:
     """Takes `{action_request: {action, args}, config, description}` plus the category. The
     reviewer sees `{action, args}` as the proposed action; read the answer from
     GET /interrupts/{id} as `{type: accept | edit | response | ignore, args}`."""
@@ -642,7 +645,7 @@ def submit_interrupt(
         idempotency_key=idempotency_key or payload.idempotency_key,
     )
     review = request_for_agent(agent, submission.request.public_id)
-    return (201 if submission.created else 200), interrupt_out(request, review)
+    return WithStatus(201 if submission.created else 200, interrupt_out(request, review))
 
 
 @api.get(

@@ -8,6 +8,7 @@ checking the row count: of racing callers, one matches the row and the others ma
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,8 +20,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -32,7 +33,6 @@ from .models import (
     AuditEvent,
     Category,
     Decision,
-    EscalationRule,
     Message,
     Notification,
     Queue,
@@ -41,6 +41,7 @@ from .models import (
     SecondReview,
     WebhookDelivery,
 )
+from .rulebook import rulebook_for
 from .sampling import is_sampled
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,14 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
     return {"actor_label": actor or "system"}
 
 
-def audit(
+def audit(verb: str, request: ReviewRequest | None, actor: Actor, **details: Any) -> AuditEvent:
+    """Record a transition now; `details` are audit_event's before, after and note."""
+    event = audit_event(verb, request, actor, **details)
+    event.save()
+    return event
+
+
+def audit_event(
     verb: str,
     request: ReviewRequest | None,
     actor: Actor,
@@ -114,13 +122,9 @@ def audit(
     after: dict[str, Any] | None = None,
     note: str = "",
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
-        verb=verb,
-        request=request,
-        before=before,
-        after=after,
-        note=note,
-        **_actor_fields(actor),
+    """An unsaved audit event, for writers that insert several in one statement."""
+    return AuditEvent(
+        verb=verb, request=request, before=before, after=after, note=note, **_actor_fields(actor)
     )
 
 
@@ -189,19 +193,10 @@ def enqueue_delivery(delivery_id: int, not_before: datetime | None = None) -> No
         log.warning("could not queue webhook delivery %s; it stays pending", delivery_id)
 
 
-def rules_for(category: Category) -> list[EscalationRule]:
-    return list(
-        EscalationRule.objects.filter(
-            Q(category=category) | Q(category__isnull=True), enabled=True
-        ).order_by("order", "id")
-    )
-
-
 def evaluate_for(
     category: Category, confidence: float | None, attributes: dict[str, Any]
 ) -> engine.Verdict:
-    rules = [rule.as_engine_rule() for rule in rules_for(category)]
-    return engine.evaluate(category.mode, rules, confidence, attributes)
+    return engine.evaluate(category.mode, rulebook_for(category).rules, confidence, attributes)
 
 
 def group_key_for(category: Category, recommendation: str, fired: list[dict[str, Any]]) -> str:
@@ -219,23 +214,32 @@ def pick_assignee(queue: Queue | None, exclude: list[int] | tuple[int, ...] = ()
     """The least-loaded active, present member of the queue who has not had the request."""
     if queue is None:
         return None
-    now = timezone.now()
-    # Count pending work only (a partial index serves it), not every request ever assigned.
-    pending = (
-        ReviewRequest.objects.filter(assignee=OuterRef("pk"), status=Status.PENDING)
-        .order_by()
-        .values("assignee")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return (
-        queue.members.filter(is_active=True)
-        .exclude(pk__in=list(exclude))
-        .exclude(reviewer_profile__away_until__gt=now)
-        .annotate(load=Coalesce(Subquery(pending), 0))
-        .order_by("load", "pk")
-        .first()
-    )
+    # One plain statement: every escalated submission runs it, and the ORM's version of this
+    # subquery cost more CPU to compile than the database spent answering it.
+    params: list[Any] = [queue.pk, connection.ops.adapt_datetimefield_value(timezone.now())]
+    skip = ""
+    if exclude:
+        skip = f"AND u.id NOT IN ({', '.join(['%s'] * len(exclude))})"
+        params.extend(exclude)
+    params.append(Status.PENDING)
+    sql = _least_loaded_member_sql().format(skip=skip)
+    found = list(get_user_model().objects.raw(sql, params))
+    return found[0] if found else None
+
+
+@functools.cache
+def _least_loaded_member_sql() -> str:
+    return f"""
+    SELECT u.* FROM {get_user_model()._meta.db_table} u
+    JOIN {Queue.members.through._meta.db_table} m ON m.user_id = u.id AND m.queue_id = %s
+    LEFT JOIN {ReviewerProfile._meta.db_table} p ON p.user_id = u.id
+    WHERE u.is_active AND (p.away_until IS NULL OR p.away_until <= %s) {{skip}}
+    ORDER BY (
+        SELECT COUNT(*) FROM {ReviewRequest._meta.db_table} r
+        WHERE r.assignee_id = u.id AND r.status = %s
+    ), u.id
+    LIMIT 1
+"""
 
 
 def _validate_submission(options: list[Any], recommended_option: str, confidence: Any) -> None:
@@ -303,18 +307,13 @@ def submit_request(
             "external_ref": external_ref,
         }
     )
-    if idempotency_key:
-        existing = _existing_for_key(agent, idempotency_key, fingerprint)
-        if existing is not None:
-            return Submission(existing, created=False)
-
+    # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
+    # not looked up first: the first try of every submission pays no extra query.
     now = now or timezone.now()
-    from .policies import current_version_id  # policies builds on this module
-
-    policy_version_id = current_version_id(category)
+    rulebook = rulebook_for(category)
     precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
     precedents.annotate(attributes, precedent_key)  # only the flags the agent did not send
-    verdict = evaluate_for(category, confidence, attributes)
+    verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
         agent=agent,
@@ -333,7 +332,7 @@ def submit_request(
         confidence=confidence,
         attributes=attributes,
         verdict=verdict.outcome,
-        policy_version_id=policy_version_id,
+        policy_version_id=rulebook.policy_version_id,
         fired_rules=fired,
         group_key=group_key_for(category, recommended_option or recommendation, fired),
         precedent_key=precedent_key,
@@ -351,7 +350,7 @@ def submit_request(
     try:
         with transaction.atomic():
             request.save()
-            audit("submitted", request, agent, after=request.snapshot())
+            events = [audit_event("submitted", request, agent, after=request.snapshot())]
             if not verdict.needs_human:
                 Decision.objects.create(
                     request=request,
@@ -362,7 +361,10 @@ def submit_request(
                     created_at=now,
                     effective_at=now,
                 )
-                audit("auto_approved", request, "system:rules", after=request.snapshot())
+                events.append(
+                    audit_event("auto_approved", request, "system:rules", after=request.snapshot())
+                )
+            AuditEvent.objects.bulk_create(events)
     except IntegrityError:
         # A concurrent retry with the same key won the insert; answer with its request.
         if idempotency_key:

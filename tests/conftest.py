@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 
+from reviews import rulebook
 from reviews.models import Agent, AgentToken, Category, EscalationRule, Queue
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -66,6 +67,12 @@ def _require_services(request: pytest.FixtureRequest) -> None:
         if IN_CI:
             pytest.fail(f"CI=true and this test cannot run: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rulebooks() -> None:
+    # A rolled-back test can leave a category id and stamp that the next test's rows reuse.
+    rulebook.forget_all()
 
 
 @pytest.fixture(autouse=True)

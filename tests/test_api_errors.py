@@ -152,11 +152,23 @@ def test_an_unknown_request_is_a_404_and_a_malformed_id_a_422(api, refunds):
     assert api.get("/api/v1/requests/42").status_code == 422
 
 
-def test_the_wrong_method_is_a_405(api, refunds):
+def test_the_wrong_method_is_a_405_in_json_naming_the_allowed_ones(api, refunds):
     created = api.post_json("/api/v1/requests", escalated()).json()
-    assert api.delete(f"/api/v1/requests/{created['id']}").status_code == 405
-    assert api.get("/api/v1/evaluate").status_code == 405
-    assert api.put("/api/v1/requests").status_code == 405
+    for response in (
+        api.delete(f"/api/v1/requests/{created['id']}"),
+        api.get("/api/v1/evaluate"),
+        api.put("/api/v1/requests"),
+    ):
+        assert response.status_code == 405
+        assert response.json()["error"] == "method_not_allowed"
+        assert response["Allow"]
+    assert "POST" in api.get("/api/v1/evaluate").json()["detail"]
+
+
+def test_a_path_with_no_endpoint_is_a_404_in_json(api):
+    response = api.get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
 
 
 def test_a_wait_longer_than_60_seconds_is_refused(api, refunds):
