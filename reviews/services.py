@@ -157,11 +157,15 @@ def webhook_payload(
 
 
 def queue_webhook(
-    request: ReviewRequest, event: str, not_before: datetime | None = None
+    request: ReviewRequest,
+    event: str,
+    not_before: datetime | None = None,
+    decision: Decision | None = None,
 ) -> WebhookDelivery | None:
     """Record a delivery in this transaction; hand it to Celery once the transaction commits.
 
-    `not_before` holds it back (a decision's undo window)."""
+    `not_before` holds it back (a decision's undo window); `decision` spares reading back the
+    one the caller has just written."""
     agent = request.agent
     if not agent.webhook_url:
         return None
@@ -170,7 +174,7 @@ def queue_webhook(
         request=request,
         event=event,
         url=agent.webhook_url,
-        payload=webhook_payload(request, event),
+        payload=webhook_payload(request, event, decision),
         next_attempt_at=not_before or timezone.now(),
     )
     transaction.on_commit(lambda: enqueue_delivery(delivery.pk, not_before))
@@ -412,7 +416,10 @@ def decide_request(
     now = now or timezone.now()
 
     with transaction.atomic():
-        request = ReviewRequest.objects.select_related("agent", "category").get(pk=request_id)
+        # The webhook payload names the queue and the assignee: read them now, not one by one.
+        request = ReviewRequest.objects.select_related(
+            "agent", "category", "queue", "assignee"
+        ).get(pk=request_id)
         if chosen_option and chosen_option not in request.option_labels:
             raise ValidationError({"chosen_option": f"{chosen_option!r} is not an option."})
         if outcome == Outcome.MODIFIED and final_action == request.proposed_action:
@@ -447,7 +454,9 @@ def decide_request(
             after={**request.snapshot(), "decision": decision_data(decision)},
             note=reason,
         )
-        queue_webhook(request, "request.decided", not_before=decision.effective_at)
+        queue_webhook(
+            request, "request.decided", not_before=decision.effective_at, decision=decision
+        )
     return decision
 
 
