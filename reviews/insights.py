@@ -299,6 +299,55 @@ def calibration_reading(bins: list[Bin], min_n: int = 20) -> str:
     )
 
 
+CALIBRATION_HINT_DAYS = 90
+CALIBRATION_HINT_MIN_N = 20
+
+
+@dataclass(frozen=True)
+class CalibrationHint:
+    """How often the agent was right at the confidence it states on one request."""
+
+    stated: float
+    bin: Bin
+
+    @property
+    def enough(self) -> bool:
+        return self.bin.n >= CALIBRATION_HINT_MIN_N
+
+    @property
+    def band(self) -> str:
+        return f"{self.bin.low * 100:.0f}\u2013{self.bin.high * 100:.0f}%"  # an en dash
+
+    @property
+    def text(self) -> str:
+        if not self.enough:
+            return f"too few decisions to judge (n={self.bin.n:,} at {self.band})"
+        return f"right {self.bin.observed:.0%} of the time at {self.band} (n={self.bin.n:,})"
+
+
+def calibration_hint(
+    category_id: int, agent_id: int, confidence: float | None, today: date | None = None
+) -> CalibrationHint | None:
+    """For the item view: one query over at most CALIBRATION_HINT_DAYS rollup rows of this
+    agent in this category, so it costs the same however many decisions there are."""
+    if confidence is None:
+        return None
+    today = today or timezone.localdate()
+    rows = DailyRollup.objects.filter(
+        category_id=category_id,
+        agent_id=agent_id,
+        rule_id=DailyRollup.ALL_RULES,
+        day__gt=today - timedelta(days=CALIBRATION_HINT_DAYS),
+    ).values("conf_n", "conf_ok", "conf_sum")
+    summary = Summary()
+    for row in rows:
+        for name in ("conf_n", "conf_ok", "conf_sum"):
+            add_lists(getattr(summary, name), row[name])
+    bins = calibration_bins(summary)
+    index = min(int(confidence * CALIBRATION_BINS + 1e-9), CALIBRATION_BINS - 1)
+    return CalibrationHint(confidence, bins[max(index, 0)])
+
+
 # --- threshold advice ------------------------------------------------------------------------
 
 

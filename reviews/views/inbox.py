@@ -25,8 +25,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
+from .. import insights, services
 from .. import rules as engine
-from .. import services
 from ..access import REVIEWERS, get_request_for_reviewer, requests_for_reviewer, role_required
 from ..models import Category, Decision, Message, Queue, ReviewRequest
 
@@ -34,6 +34,11 @@ Status = ReviewRequest.Status
 Outcome = Decision.Outcome
 
 LIST_SIZE = 50  # rows in the list; the rest is a count and a search away
+# What a list row never shows: not read (nor JSON-decoded) for the 50 rows of every poll.
+LIST_DEFERRED = (
+    "task", "situation", "attempted", "options", "proposed_action", "attributes",
+    "fired_rules", "recommendation", "payload_hash",
+)  # fmt: skip
 GROUP_TABLE_SIZE = 1000  # rows a group table shows and a batch may decide at once
 BATCH_MAX = 1000
 PRECEDENTS_SHOWN = 5
@@ -210,7 +215,7 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
     queues = list(Queue.objects.filter(members=user).order_by("name"))
     queue_ids = [queue.pk for queue in queues]
     qs = pending(user, queue_ids, filters)
-    rows = inbox_rows(user, qs, LIST_SIZE)
+    rows = inbox_rows(user, qs.defer(*LIST_DEFERRED), LIST_SIZE)
     counts = pending_counts(user, queue_ids)
     for queue in queues:
         queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
@@ -380,6 +385,7 @@ def item_context(req: ReviewRequest, user: Any, **extra: Any) -> dict[str, Any]:
         "precedents": precedents,
         "precedent_tally": sorted(tally.items(), key=lambda kv: -kv[1]),
         "precedent_count": len(recent),
+        "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": deadline_plan(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,
