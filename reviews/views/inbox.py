@@ -229,6 +229,7 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
         "groups": group_summaries(user, queue_ids, filters, qs, total),
         "filters": filters,
         "categories": Category.objects.filter(queue_id__in=queue_ids).order_by("name"),
+        "reject_reasons": REJECT_REASONS,  # the selection's reject dialog
     }
 
 
