@@ -1228,13 +1228,15 @@ def switch_to_autonomous(
 ) -> Category:
     """A manager lets a category run without a human (sampled for periodic review)."""
     from .models import CategoryAutonomy
+    from .policies import record_switch, version_before_switch
 
     if not reason.strip():
         raise ValidationError({"reason": "Say why this category can run without a human."})
     now = now or timezone.now()
     with transaction.atomic():
-        category = Category.objects.get(pk=category_id)
+        category = Category.objects.select_related("queue").get(pk=category_id)
         before = _category_snapshot(category)
+        previous = version_before_switch(category)
         # The claim: only one switch wins, and never on an already autonomous category.
         claimed = (
             Category.objects.filter(pk=category_id)
@@ -1244,6 +1246,7 @@ def switch_to_autonomous(
         if claimed != 1:
             raise TransitionError(f"{category.name} is already autonomous.")
         category.refresh_from_db()
+        record_switch(category, previous, by=by, note=reason.strip())
         CategoryAutonomy.objects.update_or_create(
             category=category,
             defaults={
@@ -1270,17 +1273,22 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
 
     Returns False when the category was not autonomous (someone got there first)."""
     from .models import CategoryAutonomy
+    from .policies import record_switch, version_before_switch
 
     now = now or timezone.now()
     with transaction.atomic():
-        category = Category.objects.get(pk=category_id)
+        category = Category.objects.select_related("queue").get(pk=category_id)
         before = _category_snapshot(category)
+        if category.mode != Category.Mode.AUTONOMOUS:
+            return False  # spare the baseline version below; the claim decides races
+        previous = version_before_switch(category)
         claimed = Category.objects.filter(pk=category_id, mode=Category.Mode.AUTONOMOUS).update(
             mode=Category.Mode.GATE, version=F("version") + 1, updated_at=now
         )
         if claimed != 1:
             return False
         category.refresh_from_db()
+        record_switch(category, previous, by=None, note=f"Reinstated automatically: {reason}")
         CategoryAutonomy.objects.update_or_create(
             category=category, defaults={"reinstated_at": now, "reinstated_reason": reason}
         )
