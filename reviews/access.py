@@ -64,7 +64,9 @@ def requests_for_reviewer(user: AbstractBaseUser) -> Any:
 def get_request_for_reviewer(user: AbstractBaseUser, request_id: int) -> ReviewRequest:
     """The request if it is in one of the user's queues, else 404 (never 403: no leak)."""
     return get_object_or_404(
-        requests_for_reviewer(user).select_related("category", "queue", "agent", "assignee"),
+        requests_for_reviewer(user).select_related(
+            "category", "queue__next_queue", "agent", "assignee"
+        ),
         pk=request_id,
     )
 

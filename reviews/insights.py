@@ -299,6 +299,55 @@ def calibration_reading(bins: list[Bin], min_n: int = 20) -> str:
     )
 
 
+CALIBRATION_HINT_DAYS = 90
+CALIBRATION_HINT_MIN_N = 20
+
+
+@dataclass(frozen=True)
+class CalibrationHint:
+    """How often the agent was right at the confidence it states on one request."""
+
+    stated: float
+    bin: Bin
+
+    @property
+    def enough(self) -> bool:
+        return self.bin.n >= CALIBRATION_HINT_MIN_N
+
+    @property
+    def band(self) -> str:
+        return f"{self.bin.low * 100:.0f}\u2013{self.bin.high * 100:.0f}%"  # an en dash
+
+    @property
+    def text(self) -> str:
+        if not self.enough:
+            return f"too few decisions to judge (n={self.bin.n:,} at {self.band})"
+        return f"right {self.bin.observed:.0%} of the time at {self.band} (n={self.bin.n:,})"
+
+
+def calibration_hint(
+    category_id: int, agent_id: int, confidence: float | None, today: date | None = None
+) -> CalibrationHint | None:
+    """For the item view: one query over at most CALIBRATION_HINT_DAYS rollup rows of this
+    agent in this category, so it costs the same however many decisions there are."""
+    if confidence is None:
+        return None
+    today = today or timezone.localdate()
+    rows = DailyRollup.objects.filter(
+        category_id=category_id,
+        agent_id=agent_id,
+        rule_id=DailyRollup.ALL_RULES,
+        day__gt=today - timedelta(days=CALIBRATION_HINT_DAYS),
+    ).values("conf_n", "conf_ok", "conf_sum")
+    summary = Summary()
+    for row in rows:
+        for name in ("conf_n", "conf_ok", "conf_sum"):
+            add_lists(getattr(summary, name), row[name])
+    bins = calibration_bins(summary)
+    index = min(int(confidence * CALIBRATION_BINS + 1e-9), CALIBRATION_BINS - 1)
+    return CalibrationHint(confidence, bins[max(index, 0)])
+
+
 # --- threshold advice ------------------------------------------------------------------------
 
 
@@ -355,6 +404,103 @@ def _confidence_advice(rule: EscalationRule, s: Summary, bar: float, min_n: int)
     )
 
 
+# Attribute values are not rolled up: numeric-rule advice reads the most recent human
+# decisions of the period, at most this many, in one query for every such rule.
+ATTRIBUTE_ADVICE_SAMPLE = 10_000
+
+
+def _is_attribute_threshold(rule: EscalationRule) -> bool:
+    return (
+        rule.field != "confidence"
+        and rule.operator in engine.NUMERIC_OPERATORS
+        and engine.is_number(rule.value)
+    )
+
+
+def _attribute_samples(
+    rules: list[EscalationRule], period: Period, category_id: int | None
+) -> dict[int, list[tuple[float, bool]]]:
+    """Per rule: (its attribute's value, approved unchanged) of the escalations it fired on."""
+    wanted = {rule.pk: rule for rule in rules}
+    start, end = period.bounds
+    decisions = Decision.objects.filter(
+        created_at__gte=start,
+        created_at__lt=end,
+        effective_at__lte=timezone.now(),  # as in the rollups: an undone decision never counts
+        channel__in=[Decision.Channel.WEB, Decision.Channel.BATCH, Decision.Channel.EMAIL],
+    )
+    if category_id:
+        decisions = decisions.filter(request__category_id=category_id)
+    rows = decisions.order_by("-created_at").values_list(
+        "outcome", "request__fired_rules", "request__attributes"
+    )[:ATTRIBUTE_ADVICE_SAMPLE]
+    samples: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for outcome, fired, attributes in rows:
+        for hit in fired or ():
+            rule = wanted.get(hit.get("rule_id")) if isinstance(hit, dict) else None
+            if rule is None or hit.get("unevaluable"):
+                continue
+            value = engine.lookup(attributes or {}, None, rule.field)
+            if engine.is_number(value):
+                samples[rule.pk].append((float(value), outcome == Decision.Outcome.APPROVED))
+    return samples
+
+
+def _band(values: list[tuple[float, bool]], rule: EscalationRule, limit: float) -> list[bool]:
+    """Outcomes of the escalations a threshold moved to `limit` would no longer send."""
+    keep = {
+        "gt": lambda v: v <= limit,  # amount > 500 raised to 700: 500 < amount <= 700 goes
+        "gte": lambda v: v < limit,
+        "lt": lambda v: v >= limit,
+        "lte": lambda v: v > limit,
+    }[rule.operator]
+    return [ok for value, ok in values if keep(value)]
+
+
+def _round_threshold(value: float, towards: float) -> float:
+    """A threshold a person would type: two significant figures, rounded towards the old one."""
+    if value == 0:
+        return 0.0
+    step = 10 ** (math.floor(math.log10(abs(value))) - 1)
+    rounded = (math.floor if towards < value else math.ceil)(value / step) * step
+    return float(f"{rounded:.12g}")
+
+
+def _attribute_advice(
+    rule: EscalationRule, values: list[tuple[float, bool]], bar: float, min_n: int
+) -> Advice | None:
+    """For `amount > T` (or below T): the furthest threshold whose band between T and it
+    humans approved unchanged at the bar, with enough escalations in the band."""
+    raising = rule.operator in ("gt", "gte")
+    ordered = sorted(values, key=lambda vo: vo[0], reverse=not raising)
+    best = None
+    ok = 0
+    for n, (value, approved) in enumerate(ordered, start=1):  # nearest the old one first
+        ok += approved
+        if n >= min_n and ok / n >= bar:
+            best = value
+        elif n >= min_n:
+            break  # further out, people change what the rule catches: stop here
+    if best is None:
+        return None
+    suggested = _round_threshold(best, rule.value)
+    band = _band(values, rule, suggested)
+    if suggested == rule.value or len(band) < min_n or sum(band) / len(band) < bar:
+        suggested, band = best, _band(values, rule, best)
+    n, ok = len(band), sum(band)
+    within = {"gt": "≤", "gte": "<", "lt": "≥", "lte": ">"}[rule.operator]
+    verb = "raising" if raising else "lowering"
+    old, new = engine.format_value(rule.value), engine.format_value(suggested)
+    return Advice(
+        rule,
+        "loosen",
+        f"{ok / n:.1%} of {n:,} escalations with {rule.field} {within} {new} were approved "
+        f"unchanged: consider {verb} the threshold from {old} to {new}.",
+        n,
+        suggested=suggested,
+    )
+
+
 def threshold_advice(period: Period, category_id: int | None = None) -> list[Advice]:
     """One piece of advice per enabled rule, with the sample it rests on."""
     bar = settings.HITL_AUTONOMY_BAR
@@ -363,8 +509,15 @@ def threshold_advice(period: Period, category_id: int | None = None) -> list[Adv
     if category_id:
         rules = rules.filter(Q(category_id=category_id) | Q(category__isnull=True))
     per_rule = group_by(rollup_rows(period, category_id, rule_id=None), "rule_id")
+    rules = list(rules.order_by("category__name", "order", "id"))
+    numeric = [
+        rule
+        for rule in rules
+        if _is_attribute_threshold(rule) and per_rule.get(rule.pk, Summary()).human >= min_n
+    ]
+    samples = _attribute_samples(numeric, period, category_id) if numeric else {}
     advice = []
-    for rule in rules.order_by("category__name", "order", "id"):
+    for rule in rules:
         s = per_rule.get(rule.pk, Summary())
         n = s.human
         if n < min_n:
@@ -383,6 +536,11 @@ def threshold_advice(period: Period, category_id: int | None = None) -> list[Adv
             and engine.is_number(rule.value)
         ):
             found = _confidence_advice(rule, s, bar, min_n)
+            if found is not None:
+                advice.append(found)
+                continue
+        if rule.pk in samples:
+            found = _attribute_advice(rule, samples[rule.pk], bar, min_n)
             if found is not None:
                 advice.append(found)
                 continue

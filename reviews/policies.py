@@ -596,3 +596,25 @@ def record_outside_change(category: Category, *, by: AbstractBaseUser | None, no
             created_by=by,
         )
         audit("policy.saved", None, by, before=latest.snapshot, after=after, note=note)
+
+
+def version_before_switch(category: Category) -> PolicyVersion:
+    """The version in force before services switches a category's mode (recorded now if the
+    policy was never versioned). Call inside the switch's transaction, before the update."""
+    return latest_version(category) or _baseline(category)
+
+
+def record_switch(
+    category: Category, previous: PolicyVersion, *, by: AbstractBaseUser | None, note: str
+) -> PolicyVersion:
+    """Version a mode switch made outside the editor (the autonomy switch, the automatic
+    reinstatement) under the number the switch gave the category, so the history shows it."""
+    after = snapshot_of(category)
+    return PolicyVersion.objects.create(
+        category=category,
+        number=category.version,
+        snapshot=after,
+        diff=diff_snapshots(previous.snapshot, after),
+        note=note,
+        created_by=by,
+    )

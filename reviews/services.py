@@ -164,11 +164,15 @@ def webhook_payload(
 
 
 def queue_webhook(
-    request: ReviewRequest, event: str, not_before: datetime | None = None
+    request: ReviewRequest,
+    event: str,
+    not_before: datetime | None = None,
+    decision: Decision | None = None,
 ) -> WebhookDelivery | None:
     """Record a delivery in this transaction; hand it to Celery once the transaction commits.
 
-    `not_before` holds it back (a decision's undo window)."""
+    `not_before` holds it back (a decision's undo window); `decision` spares reading back the
+    one the caller has just written."""
     agent = request.agent
     if not agent.webhook_url:
         return None
@@ -177,7 +181,7 @@ def queue_webhook(
         request=request,
         event=event,
         url=agent.webhook_url,
-        payload=webhook_payload(request, event),
+        payload=webhook_payload(request, event, decision),
         next_attempt_at=not_before or timezone.now(),
     )
     transaction.on_commit(lambda: enqueue_delivery(delivery.pk, not_before))
@@ -417,7 +421,10 @@ def decide_request(
     now = now or timezone.now()
 
     with transaction.atomic():
-        request = ReviewRequest.objects.select_related("agent", "category").get(pk=request_id)
+        # The webhook payload names the queue and the assignee: read them now, not one by one.
+        request = ReviewRequest.objects.select_related(
+            "agent", "category", "queue", "assignee"
+        ).get(pk=request_id)
         if chosen_option and chosen_option not in request.option_labels:
             raise ValidationError({"chosen_option": f"{chosen_option!r} is not an option."})
         if outcome == Outcome.MODIFIED and final_action == request.proposed_action:
@@ -452,7 +459,9 @@ def decide_request(
             after={**request.snapshot(), "decision": decision_data(decision)},
             note=reason,
         )
-        queue_webhook(request, "request.decided", not_before=decision.effective_at)
+        queue_webhook(
+            request, "request.decided", not_before=decision.effective_at, decision=decision
+        )
         sample_second_reviews([decision], now=now)
     return decision
 
@@ -1230,13 +1239,15 @@ def switch_to_autonomous(
 ) -> Category:
     """A manager lets a category run without a human (sampled for periodic review)."""
     from .models import CategoryAutonomy
+    from .policies import record_switch, version_before_switch
 
     if not reason.strip():
         raise ValidationError({"reason": "Say why this category can run without a human."})
     now = now or timezone.now()
     with transaction.atomic():
-        category = Category.objects.get(pk=category_id)
+        category = Category.objects.select_related("queue").get(pk=category_id)
         before = _category_snapshot(category)
+        previous = version_before_switch(category)
         # The claim: only one switch wins, and never on an already autonomous category.
         claimed = (
             Category.objects.filter(pk=category_id)
@@ -1246,6 +1257,7 @@ def switch_to_autonomous(
         if claimed != 1:
             raise TransitionError(f"{category.name} is already autonomous.")
         category.refresh_from_db()
+        record_switch(category, previous, by=by, note=reason.strip())
         CategoryAutonomy.objects.update_or_create(
             category=category,
             defaults={
@@ -1272,17 +1284,22 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
 
     Returns False when the category was not autonomous (someone got there first)."""
     from .models import CategoryAutonomy
+    from .policies import record_switch, version_before_switch
 
     now = now or timezone.now()
     with transaction.atomic():
-        category = Category.objects.get(pk=category_id)
+        category = Category.objects.select_related("queue").get(pk=category_id)
         before = _category_snapshot(category)
+        if category.mode != Category.Mode.AUTONOMOUS:
+            return False  # spare the baseline version below; the claim decides races
+        previous = version_before_switch(category)
         claimed = Category.objects.filter(pk=category_id, mode=Category.Mode.AUTONOMOUS).update(
             mode=Category.Mode.GATE, version=F("version") + 1, updated_at=now
         )
         if claimed != 1:
             return False
         category.refresh_from_db()
+        record_switch(category, previous, by=None, note=f"Reinstated automatically: {reason}")
         CategoryAutonomy.objects.update_or_create(
             category=category, defaults={"reinstated_at": now, "reinstated_reason": reason}
         )

@@ -132,11 +132,46 @@ def test_select_with_x_then_shift_a_approves_the_selection(page, three):
     expect(page.locator(f"#row-{first.pk}")).to_have_count(0)
 
 
+def test_select_with_x_then_shift_r_rejects_the_selection_with_a_reason(page, three):
+    first, second, third = three
+    open_inbox(page)
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
+    page.keyboard.press("x")
+    expect(page.locator("[data-selected-count]")).to_have_text("2")
+    page.keyboard.press("Shift+R")
+    dialog = page.locator("#batch-reject-dialog")
+    expect(dialog).to_contain_text("Reject 2 selected requests?")
+    expect(page.locator("#batch-reject-reason")).to_be_focused()
+    dialog.get_by_role("button", name="Outside policy").click()
+    page.keyboard.press("Enter")
+    expect(page.locator("#batch-result")).to_contain_text("2 rejected")
+    expect(dialog).to_be_hidden()
+    assert {status(first), status(second), status(third)} == {"rejected", "pending"}
+    decisions = Decision.objects.filter(channel="batch")
+    assert sorted(decisions.values_list("reason", flat=True)) == ["Outside policy"] * 2
+    expect(page.locator(f"#row-{second.pk}")).to_have_count(0)
+    expect(page.locator("#selection-bar")).to_be_hidden()
+
+
+def test_rejecting_the_selection_can_be_cancelled(page, three):
+    open_inbox(page)
+    page.keyboard.press("x")
+    page.get_by_role("button", name="Reject selected").click()
+    dialog = page.locator("#batch-reject-dialog")
+    expect(dialog).to_contain_text("Reject 1 selected requests?")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert not Decision.objects.exists()
+
+
 def test_the_help_lists_every_shortcut(page, three):
     open_inbox(page)
     page.keyboard.press("?")
     expect(page.locator("#help-dialog")).to_be_visible()
     expect(page.locator("#help-dialog")).to_contain_text("Approve all selected")
+    expect(page.locator("#help-dialog")).to_contain_text("Reject all selected, with a reason")
     page.keyboard.press("Escape")
     expect(page.locator("#help-dialog")).to_be_hidden()
 

@@ -118,6 +118,44 @@ def test_similar_requests_are_offered_as_a_group(client, alice, agent, refunds):
     assert "confidence is below 0.7" in content
 
 
+@pytest.fixture
+def large_backlog(monkeypatch):
+    """Pretend a handful of requests is a large backlog, with a cache of its own (clearing
+    the shared one would flush the Redis database the Celery broker may share)."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from reviews.views import inbox
+
+    monkeypatch.setattr(inbox, "COUNTS_CACHE_FROM", 3)
+    monkeypatch.setattr(inbox, "cache", LocMemCache("inbox-counts-test", {}))
+
+
+def test_a_large_backlog_is_counted_once_every_few_seconds(
+    client, alice, agent, refunds, large_backlog
+):
+    for _ in range(3):
+        submit(agent, refunds)
+    as_user(client, alice)
+    first = client.get(reverse("inbox")).content.decode()
+    submit(agent, refunds)
+    with CaptureQueriesContext(connection) as ctx:
+        again = client.get(reverse("inbox")).content.decode()
+    assert not any("COUNT(" in q["sql"] for q in ctx.captured_queries)
+    # The counts and groups lag behind for a few seconds; the rows themselves never do.
+    assert 'Support <span class="chip-n">3</span>' in first
+    assert 'Support <span class="chip-n">3</span>' in again
+    assert '<span class="group-n">3</span>' in again
+    assert again.count('class="inbox-row') == 4
+
+
+def test_a_small_backlog_is_counted_exactly_every_time(client, alice, agent, refunds):
+    submit(agent, refunds)
+    as_user(client, alice).get(reverse("inbox"))
+    submit(agent, refunds)
+    content = client.get(reverse("inbox")).content.decode()
+    assert 'Support <span class="chip-n">2</span>' in content
+
+
 # --- one item -------------------------------------------------------------------------------
 
 

@@ -7,12 +7,15 @@ get the fragment they target; plain requests get the whole page (or a redirect a
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -23,8 +26,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
+from .. import insights, services
 from .. import rules as engine
-from .. import services
 from ..access import (
     REVIEWERS,
     get_request_for_reviewer,
@@ -49,6 +52,11 @@ Status = ReviewRequest.Status
 Outcome = Decision.Outcome
 
 LIST_SIZE = 50  # rows in the list; the rest is a count and a search away
+# What a list row never shows: not read (nor JSON-decoded) for the 50 rows of every poll.
+LIST_DEFERRED = (
+    "task", "situation", "attempted", "options", "proposed_action", "attributes",
+    "fired_rules", "recommendation", "payload_hash",
+)  # fmt: skip
 GROUP_TABLE_SIZE = 1000  # rows a group table shows and a batch may decide at once
 BATCH_MAX = 1000
 PRECEDENTS_SHOWN = 5
@@ -206,7 +214,7 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
         rows = list(
             second_reviews(user, filters)
             .select_related("request__category")
-            .defer(*(f"request__{name}" for name in HEAVY_FIELDS))
+            .defer(*(f"request__{name}" for name in LIST_DEFERRED))
             .order_by("visible_from", "id")[:LIST_SIZE]
         )
         return {"second_rows": rows}
@@ -221,61 +229,98 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
     return {"spot_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
 
 
-# What a list row never shows: the agent's long texts stay in the database.
-HEAVY_FIELDS = ("task", "situation", "attempted", "options", "attributes", "proposed_action")
+# Counting is the one read that grows with the backlog: the counts per queue and the groups
+# of alike requests scan every pending row of the reviewer's queues (about 20 ms each at
+# 100,000). Above this many pending, their result is kept for a few seconds, so the page and
+# its 8-second poll stop paying for it; a small backlog is always counted exactly.
+COUNTS_CACHE_FROM = 2000
+COUNTS_CACHE_SECONDS = 5
 
 
-def list_context(user: Any, filters: Filters) -> dict[str, Any]:
-    queue_ids = my_queue_ids(user)
-    qs = pending(user, queue_ids, filters)
-    work = work_counts(user, queue_ids)
-    if filters.tab:
-        work.update(work_rows(user, queue_ids, filters))
-    rows = inbox_rows(user, qs, LIST_SIZE) if not filters.tab else []
-    counts = {
-        c["queue_id"]: c
-        for c in ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
-        .values("queue_id")
-        .annotate(n=Count("*"), mine=Count("assignee", filter=Q(assignee=user)))
-    }
-    queues = list(Queue.objects.filter(pk__in=queue_ids).order_by("name"))
-    for queue in queues:
-        queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
-    total = sum(c["n"] for c in counts.values())
-    # Count by group key alone (an index-only scan of inbox_pending_groups); the labels come
-    # from one member of each group.
-    groups = (
-        list(
+def _cached_if_large(key: str, compute: Callable[[], tuple[Any, int]]) -> Any:
+    """compute() returns (value, pending rows it looked at); keep the value if that was many."""
+    value = cache.get(key)
+    if value is None:
+        value, scanned = compute()
+        if scanned >= COUNTS_CACHE_FROM:
+            cache.set(key, value, COUNTS_CACHE_SECONDS)
+    return value
+
+
+def _counts_key(user: Any, queue_ids: list[int], part: str, extra: str = "") -> str:
+    digest = hashlib.sha1(f"{sorted(queue_ids)}|{extra}".encode()).hexdigest()[:16]
+    return f"inbox:{part}:{user.pk}:{digest}"
+
+
+def pending_counts(user: Any, queue_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Pending requests per queue, and how many of them are assigned to the user."""
+
+    def compute() -> tuple[dict[int, dict[str, int]], int]:
+        counts = {
+            c["queue_id"]: {"n": c["n"], "mine": c["mine"]}
+            for c in ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
+            .values("queue_id")
+            .annotate(n=Count("*"), mine=Count("assignee", filter=Q(assignee=user)))
+        }
+        return counts, sum(c["n"] for c in counts.values())
+
+    return _cached_if_large(_counts_key(user, queue_ids, "counts"), compute)
+
+
+def group_summaries(
+    user: Any, queue_ids: list[int], filters: Filters, qs: QuerySet[ReviewRequest], total: int
+) -> list[dict[str, Any]]:
+    """The four largest groups of alike pending requests, labelled from one member each."""
+
+    def compute() -> tuple[list[dict[str, Any]], int]:
+        # Count by group key alone (an index-only scan of inbox_pending_groups).
+        groups = list(
             qs.exclude(group_key="")
             .values("group_key")
             .annotate(n=Count("*"), sample=Min("id"))
             .filter(n__gte=2)
             .order_by("-n")[:4]
         )
-        if not filters.tab
-        else []
-    )
-    samples = {
-        r.pk: r
-        for r in ReviewRequest.objects.filter(pk__in=[g["sample"] for g in groups])
-        .select_related("category")
-        .only("id", "fired_rules", "recommendation", "recommended_option", "category__name")
-    }
-    for g in groups:
-        sample = samples[g["sample"]]
-        g["category_name"] = sample.category.name
-        g["recommendation"] = sample.recommendation or sample.recommended_option
-        g["why"] = ", ".join(fired_summary(sample.fired_rules))
+        samples = {
+            r.pk: r
+            for r in ReviewRequest.objects.filter(pk__in=[g["sample"] for g in groups])
+            .select_related("category")
+            .only("id", "fired_rules", "recommendation", "recommended_option", "category__name")
+        }
+        for g in groups:
+            sample = samples[g["sample"]]
+            g["category_name"] = sample.category.name
+            g["recommendation"] = sample.recommendation or sample.recommended_option
+            g["why"] = ", ".join(fired_summary(sample.fired_rules))
+        return groups, total  # the scan covers (at most) every pending row of these queues
+
+    key = _counts_key(user, queue_ids, "groups", filters.querystring())
+    return _cached_if_large(key, compute)
+
+
+def list_context(user: Any, filters: Filters) -> dict[str, Any]:
+    queues = list(Queue.objects.filter(members=user).order_by("name"))
+    queue_ids = [queue.pk for queue in queues]
+    qs = pending(user, queue_ids, filters)
+    work = work_counts(user, queue_ids)
+    if filters.tab:
+        work.update(work_rows(user, queue_ids, filters))
+    rows = inbox_rows(user, qs.defer(*LIST_DEFERRED), LIST_SIZE) if not filters.tab else []
+    counts = pending_counts(user, queue_ids)
+    for queue in queues:
+        queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
+    total = sum(c["n"] for c in counts.values())
     return {
         "rows": rows,
         "queues": queues,
         "total": total,
         "mine_total": sum(c["mine"] for c in counts.values()),
         "shown_total": total if not filters.active else None,
-        "groups": groups,
+        "groups": group_summaries(user, queue_ids, filters, qs, total) if not filters.tab else [],
         "filters": filters,
         "categories": Category.objects.filter(queue_id__in=queue_ids).order_by("name"),
         **work,
+        "reject_reasons": REJECT_REASONS,  # the selection's reject dialog
     }
 
 
@@ -439,6 +484,7 @@ def item_context(
         "precedents": precedents,
         "precedent_tally": sorted(tally.items(), key=lambda kv: -kv[1]),
         "precedent_count": len(recent),
+        "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": deadline_plan(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,

@@ -141,6 +141,9 @@
     const dialog = document.getElementById(id);
     if (!dialog || dialog.open) return;
     dialog.showModal();
+    if (dialog.id === "batch-reject-dialog") {
+      $$("[data-batch-count]", dialog).forEach((span) => (span.textContent = selected.size));
+    }
     const first = $("textarea, input[type=text]", dialog);
     if (first) first.focus();
     if (dialog.id === "modify-dialog" && !dialog.hasAttribute("data-open")) checkModify();
@@ -215,7 +218,7 @@
       if (form) { event.preventDefault(); form.requestSubmit(); }
       return;
     }
-    if (event.key === "Enter" && !event.shiftKey && target.id === "reject-reason") {
+    if (event.key === "Enter" && !event.shiftKey && target.matches("#reject-reason, [data-enter-submits]")) {
       event.preventDefault();
       target.form.requestSubmit();
       return;
@@ -229,7 +232,7 @@
     else if (key === "x") toggleSelect(currentPk() || (rows()[0] && rows()[0].dataset.pk));
     else if (key === "?") openDialog("help-dialog");
     else if (key === "/") $("#q").focus();
-    else if (key === "A") handled = press("A");
+    else if (key === "A" || key === "R") handled = press(key); // shift: the selection
     else if (/^[1-9aercu]$/.test(key)) handled = press(key);
     else handled = false;
     if (handled) event.preventDefault();
@@ -245,7 +248,7 @@
     if (el.dataset.openDialog) openDialog(el.dataset.openDialog);
     else if (el.hasAttribute("data-close-dialog")) el.closest("dialog").close();
     else if (el.dataset.reason) {
-      const area = $("#reject-reason");
+      const area = $("textarea[name=reason]", el.closest("form"));
       area.value = el.dataset.reason;
       area.focus();
     } else if (el.dataset.focus) {
@@ -294,9 +297,10 @@
       event.detail.parameters.current = item.dataset.pk;
     }
     if (path.endsWith("/inbox/batch/")) {
-      if (batchVerb) event.detail.parameters.outcome = batchVerb;
+      const elt = event.detail.elt;
+      if (batchVerb && elt.matches("[data-confirm-batch]")) event.detail.parameters.outcome = batchVerb;
       // One field, not one per request: a 1,000-row batch stays under Django's field limit.
-      const ids = event.detail.elt.id === "selection-bar" ? [...selected]
+      const ids = elt.matches("#selection-bar, [data-batch-selection]") ? [...selected]
         : $$("#group-form input[name=ids]:checked").map((box) => box.value);
       event.detail.parameters.ids = ids.join(",");
     }
@@ -335,6 +339,14 @@
       event.detail.issueRequest(true);
     });
     dialog.showModal();
+  });
+
+  // The batch reject dialog is its own confirmation (it states the count); close it once sent.
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    const form = event.detail.elt;
+    if (!form.matches || !form.matches("[data-batch-selection]") || !event.detail.successful) return;
+    form.reset();
+    form.closest("dialog").close();
   });
 
   let before = new Set();
