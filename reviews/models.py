@@ -404,6 +404,13 @@ class ReviewRequest(models.Model):
                 condition=models.Q(decided_at__isnull=False),
                 name="request_precedents",
             ),
+            # Precedent memory (reviews/precedents.py): the people-decided requests alike, for
+            # every submission; auto-approved and pending ones, the bulk, are not in it.
+            models.Index(
+                fields=["precedent_key", "-decided_at"],
+                condition=models.Q(status__in=["approved", "modified", "rejected"]),
+                name="request_people_precedents",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -208,6 +208,32 @@ def test_a_human_precedent_lets_the_next_alike_request_through(agent, refunds, a
     assert for_request(second).line == "1 similar: 1 approved"
 
 
+def test_precedents_count_people_s_decisions_only_and_stop_at_the_cap(
+    agent, refunds, alice, monkeypatch
+):
+    from reviews import precedents
+
+    monkeypatch.setattr(precedents, "MATCHING_PRECEDENTS_CAP", 2)
+    alike = {**NO_FLAG, "no_matching_precedent": False}  # let these through without a person
+    for title in ("auto 1", "auto 2"):
+        services.submit_request(agent, category=refunds, title=title, confidence=0.95,
+                                attributes=dict(alike))  # fmt: skip
+    probe = services.submit_request(
+        agent, category=refunds, title="probe", confidence=0.95, attributes={**NO_FLAG}
+    ).request
+    assert probe.attributes["matching_precedents"] == 0  # auto-approved ones are not precedents
+    for title in ("a", "b", "c"):
+        pending = services.submit_request(
+            agent, category=refunds, title=title, confidence=0.5, attributes=dict(NO_FLAG)
+        ).request
+        services.decide_request(pending.pk, by=alice, outcome="approved")
+    capped = services.submit_request(
+        agent, category=refunds, title="capped", confidence=0.95, attributes={**NO_FLAG}
+    ).request
+    assert capped.attributes["matching_precedents"] == 2
+    assert capped.status == "auto_approved"
+
+
 def test_a_different_tier_or_order_of_magnitude_is_not_a_precedent(agent, refunds, alice):
     first = services.submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
