@@ -5,7 +5,15 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from reviews.management.commands.seed_demo import DEMO_TOKEN
-from reviews.models import Agent, AgentToken, Category, Decision, ReviewRequest, hash_token
+from reviews.models import (
+    Agent,
+    AgentToken,
+    Category,
+    DailyRollup,
+    Decision,
+    ReviewRequest,
+    hash_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +39,9 @@ def test_it_creates_believable_data_once(capsys):
     assert Decision.objects.filter(channel="timeout").exists()
     token = AgentToken.objects.get(token_hash=hash_token(DEMO_TOKEN))
     assert token.agent == Agent.objects.get(name="support-bot")
+    # The metrics pages read rollups: the demo history is rolled up before anyone looks.
+    rolled_up = DailyRollup.objects.filter(rule_id=DailyRollup.ALL_RULES)
+    assert sum(rolled_up.values_list("total", flat=True)) == Decision.objects.count()
 
 
 def test_it_includes_refund_4521_from_the_seed():

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from reviews import services
+from reviews import rollups, sampling, services
 from reviews.models import (
     Agent,
     AgentToken,
@@ -269,6 +269,10 @@ class Command(BaseCommand):
             categories = self.seed_policies()
             agents = self.seed_agents(users["admin"])
         created = self.seed_requests(agents, categories, users, requests)
+        # What beat would do within minutes, done now: the metrics pages and the periodic
+        # review tab show the demo history on the first visit.
+        rollups.roll_up()
+        sampling.sample()
         if not quiet:
             self.print_logins(created)
 
