@@ -115,20 +115,24 @@ def start_gunicorn(env: dict[str, str], args: argparse.Namespace) -> subprocess.
     raise SystemExit("gunicorn did not answer within 30 s")
 
 
-def server_cpu_seconds(master: int) -> float:
-    """User + system CPU of gunicorn's master and workers so far (Linux /proc), so the figures
-    can be read apart from whatever else the machine is doing."""
+def cpu_seconds(master: int) -> tuple[float, float]:
+    """User + system CPU so far (Linux /proc) of gunicorn's master and workers, and of the
+    PostgreSQL processes on this machine, so the figures can be read apart from whatever else
+    the machine is doing and the database's share of each request is seen."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    server = database = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            head, tail = stat.read_text().rsplit(")", 1)
         except OSError:
             continue
-        pid, ppid = int(stat.parent.name), int(fields[1])
+        fields = tail.split()
+        pid, ppid, used = int(stat.parent.name), int(fields[1]), int(fields[11]) + int(fields[12])
         if pid == master or ppid == master:
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / ticks
+            server += used
+        elif head.endswith("(postgres"):
+            database += used
+    return server / ticks, database / ticks
 
 
 def submission(i: int) -> bytes:
@@ -194,13 +198,22 @@ def run(
     return time.perf_counter() - started, latencies, errors[0]
 
 
-def measured(server: subprocess.Popen, *run_args) -> tuple[float, list[float], int, float]:
-    before = server_cpu_seconds(server.pid)
+def measured(server: subprocess.Popen, *run_args) -> tuple[float, list[float], int, float, float]:
+    server_before, database_before = cpu_seconds(server.pid)
     seconds, latencies, errors = run(*run_args)
-    return seconds, latencies, errors, server_cpu_seconds(server.pid) - before
+    server_after, database_after = cpu_seconds(server.pid)
+    return (
+        seconds,
+        latencies,
+        errors,
+        server_after - server_before,
+        database_after - database_before,
+    )
 
 
-def figures(name: str, seconds: float, latencies: list[float], errors: int, cpu: float) -> dict:
+def figures(
+    name: str, seconds: float, latencies: list[float], errors: int, cpu: float, db_cpu: float
+) -> dict:
     ordered = sorted(latencies)
     result = {
         "name": name,
@@ -210,11 +223,13 @@ def figures(name: str, seconds: float, latencies: list[float], errors: int, cpu:
         "p95": ordered[int(len(ordered) * 0.95) - 1] * 1000,
         "errors": errors,
         "cpu_ms": cpu / len(ordered) * 1000,
+        "db_cpu_ms": db_cpu / len(ordered) * 1000,
     }
     print(
         f"{name:<26} {result['n']:>5} req {result['rps']:>7.0f} req/s  "
         f"p50 {result['p50']:>6.1f} ms  p95 {result['p95']:>6.1f} ms  "
-        f"server CPU {result['cpu_ms']:>5.2f} ms/req  errors {errors}"
+        f"CPU/req server {result['cpu_ms']:>5.2f} ms, PostgreSQL {result['db_cpu_ms']:>5.2f} ms  "
+        f"errors {errors}"
     )
     return result
 

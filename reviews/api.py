@@ -26,7 +26,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
-from . import services
+from . import lookups, services
 from .api_schemas import (
     PRIORITIES,
     CancelIn,
@@ -93,20 +93,17 @@ class AgentBearer(HttpBearer):
         return super().__call__(request)
 
     def authenticate(self, request: HttpRequest, token: str) -> Agent | None:
-        found = (
-            AgentToken.objects.select_related("agent")
-            .filter(token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True)
-            .first()
-        )
+        found = lookups.agent_for_token(hash_token(token))
         if found is None:
             return None
+        agent, used = found
         now = timezone.now()
-        if found.last_used_at is None or (now - found.last_used_at).total_seconds() > (
+        if used.last_used_at is None or (now - used.last_used_at).total_seconds() > (
             TOKEN_TOUCH_SECONDS
         ):
-            AgentToken.objects.filter(pk=found.pk).update(last_used_at=now)
-        throttle(found.agent)
-        return found.agent
+            AgentToken.objects.filter(pk=used.pk).update(last_used_at=now)
+        throttle(agent)
+        return agent
 
 
 def check_body_size(request: HttpRequest) -> None:
@@ -344,7 +341,7 @@ def request_for_agent(agent: Agent, request_id: UUID) -> ReviewRequest:
 
 
 def category_by_slug(slug: str, field: str = "category") -> Category:
-    category = Category.objects.select_related("queue").filter(slug=slug).first()
+    category = lookups.category_with_queue(slug)
     if category is None:
         raise ApiError(
             422,

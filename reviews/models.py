@@ -494,6 +494,16 @@ class Decision(models.Model):
         return "system"
 
 
+# Decisions a person made (the others came from the rules or the deadline): what precedents
+# and agreement figures are built from.
+PEOPLE_CHANNELS = [
+    Decision.Channel.WEB,
+    Decision.Channel.BATCH,
+    Decision.Channel.API,
+    Decision.Channel.EMAIL,
+]
+
+
 class Message(models.Model):
     """The thread between reviewers and the agent on one request."""
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from . import rules as engine
 from . import services
 from .models import (
+    PEOPLE_CHANNELS,
     Agent,
     AgentToken,
     Category,
@@ -54,14 +55,6 @@ POLICY_FIELDS = [
 ]
 LONG_TEXT_FIELDS = {"description", "guidelines"}
 RULE_FIELDS = ["field", "operator", "value", "enabled", "description"]
-
-# Decisions made by a person (the others are the rules and the deadline).
-HUMAN_CHANNELS = [
-    Decision.Channel.WEB,
-    Decision.Channel.BATCH,
-    Decision.Channel.API,
-    Decision.Channel.EMAIL,
-]
 
 # The preview replays at most this many recent requests, newest first: enough for a
 # week of a busy category, and it keeps the page answering within a second or so.
@@ -415,7 +408,7 @@ def preview_policy(
         )[: limit + 1]
     )  # fmt: skip
     result = Preview(days=days, since=since)
-    human = {str(c) for c in HUMAN_CHANNELS}
+    human = {str(c) for c in PEOPLE_CHANNELS}
     for row in rows:
         if result.total == limit:
             result.capped = True
@@ -477,7 +470,7 @@ def recent_figures(days: int = 30, now: datetime | None = None) -> dict[int, dic
     One aggregate query for every category, whatever their number.
     """
     since = (now or timezone.now()) - timedelta(days=days)
-    human = Q(decision__channel__in=HUMAN_CHANNELS)
+    human = Q(decision__channel__in=PEOPLE_CHANNELS)
     rows = (
         ReviewRequest.objects.filter(created_at__gte=since)
         .values("category_id")

@@ -14,16 +14,11 @@ from typing import Any
 
 from django.conf import settings
 
+from . import lookups
 from . import rules as engine
-from .models import Category, Decision, ReviewRequest
+from .models import PEOPLE_CHANNELS, Category, Decision, ReviewRequest
 
 DECIDED_BY_OUTCOME = ["approved", "modified", "rejected"]
-HUMAN_CHANNELS = [
-    Decision.Channel.WEB,
-    Decision.Channel.BATCH,
-    Decision.Channel.API,
-    Decision.Channel.EMAIL,
-]
 
 
 def amount_band(value: Any) -> str | None:
@@ -51,7 +46,7 @@ def human_decided(key: str) -> Any:
     # The status test is implied by a person's decision; it lets the partial index
     # request_people_precedents skip the auto-approved and pending requests alike.
     return ReviewRequest.objects.filter(
-        precedent_key=key, status__in=DECIDED_BY_OUTCOME, decision__channel__in=HUMAN_CHANNELS
+        precedent_key=key, status__in=DECIDED_BY_OUTCOME, decision__channel__in=PEOPLE_CHANNELS
     ).order_by("-decided_at")
 
 
@@ -66,7 +61,7 @@ def annotate(attributes: dict[str, Any], key: str) -> dict[str, Any]:
     unless the agent sent them."""
     if "matching_precedents" in attributes and "no_matching_precedent" in attributes:
         return attributes
-    count = human_decided(key).order_by()[:MATCHING_PRECEDENTS_CAP].count()
+    count = lookups.people_decided_count(key, MATCHING_PRECEDENTS_CAP)
     attributes.setdefault("matching_precedents", count)
     attributes.setdefault("no_matching_precedent", count == 0)
     return attributes
