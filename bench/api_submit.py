@@ -7,7 +7,8 @@ and prints requests/s, p50/p95 latency and the ratio.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl_api .venv/bin/python bench/api_submit.py
 
-Options: --port 8101 --workers 2 --threads 8 --concurrency 4 --submissions 2000. It adds a
+Options: --port 8101 --workers 2 --threads 8 --concurrency 4 --submissions 2000 --rounds 3
+(each round sends that many of each; the median round of each load is compared). It adds a
 `bench` agent, queue and category to that database (kept: the audit log is append-only) and
 cancels the bench requests an earlier run left pending.
 """
@@ -39,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument("--submissions", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each load")
     return parser.parse_args()
 
 
@@ -234,6 +236,10 @@ def figures(
     return result
 
 
+def median_round(rounds: list[dict]) -> dict:
+    return sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+
+
 def main() -> None:
     args = parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
@@ -257,26 +263,41 @@ def main() -> None:
         )
         run(args.port, args.concurrency, args.warmup, "POST", "/api/v1/requests", submission)
         run(args.port, args.concurrency, args.warmup, "GET", "/api/v1/ping")
-        submit = figures(
-            "POST /api/v1/requests",
-            *measured(
-                server,
-                args.port,
-                args.concurrency,
-                args.submissions,
-                "POST",
-                "/api/v1/requests",
-                submission,
-            ),
-        )
-        bare = figures(
-            "GET /api/v1/ping (bare)",
-            *measured(server, args.port, args.concurrency, args.submissions, "GET", "/api/v1/ping"),
-        )
+        # Rounds alternate the two loads, and the median round of each is compared: a shared
+        # virtual machine's speed drifts by a fifth between minutes, alike for both.
+        submits, bares = [], []
+        for _ in range(args.rounds):
+            submits.append(
+                figures(
+                    "POST /api/v1/requests",
+                    *measured(
+                        server,
+                        args.port,
+                        args.concurrency,
+                        args.submissions,
+                        "POST",
+                        "/api/v1/requests",
+                        submission,
+                    ),
+                )
+            )
+            bares.append(
+                figures(
+                    "GET /api/v1/ping (bare)",
+                    *measured(
+                        server, args.port, args.concurrency, args.submissions, "GET", "/api/v1/ping"
+                    ),
+                )
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
+    submit, bare = median_round(submits), median_round(bares)
     ratio = submit["rps"] / bare["rps"]
+    print(
+        f"median rounds: submissions {submit['rps']:.0f}/s, p50 {submit['p50']:.1f} ms, "
+        f"p95 {submit['p95']:.1f} ms; bare {bare['rps']:.0f}/s, p50 {bare['p50']:.1f} ms"
+    )
     print(f"submissions/s as a share of the bare view's: {ratio:.0%}")
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(

@@ -329,12 +329,12 @@ class ReviewRequest(models.Model):
         help_text="The policy and rule set that evaluated this request.",
     )
     fired_rules = models.JSONField(default=list, blank=True)
-    group_key = models.CharField(max_length=32, blank=True, db_index=True)
+    group_key = models.CharField(max_length=32, blank=True)
     # Similar past decisions share it (reviews.precedents): category, recommendation, key data.
-    precedent_key = models.CharField(max_length=32, blank=True, db_index=True)
+    precedent_key = models.CharField(max_length=32, blank=True)
 
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+        max_length=20, choices=Status.choices, default=Status.PENDING
     )
     queue = models.ForeignKey(
         Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
@@ -371,10 +371,13 @@ class ReviewRequest(models.Model):
                 name="request_confidence_between_0_and_1",
             ),
         ]
+        # Every index is paid for on each submission's insert, so none repeats another's
+        # leading columns: status, group_key and precedent_key have no index of their own.
         indexes = [
             models.Index(fields=["status", "deadline"], name="request_status_deadline"),
             models.Index(fields=["status", "queue", "-priority"], name="request_inbox"),
-            # Each submission counts reviewers' pending load (services.pick_assignee).
+            # Each submission counts reviewers' pending load (services.pick_assignee): the
+            # narrowest index for it, which the planner prefers to inbox_pending_mine.
             models.Index(
                 fields=["assignee"],
                 condition=models.Q(status="pending"),
