@@ -333,9 +333,7 @@ class ReviewRequest(models.Model):
     # Similar past decisions share it (reviews.precedents): category, recommendation, key data.
     precedent_key = models.CharField(max_length=32, blank=True)
 
-    status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING
-    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     queue = models.ForeignKey(
         Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
     )

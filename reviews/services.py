@@ -724,16 +724,34 @@ def timeout_outcome(request: ReviewRequest) -> str | None:
     return Outcome.APPROVED if action == "approve" else Outcome.REJECTED
 
 
+def deadline_steps(request: ReviewRequest) -> list[str]:
+    """What the timeout sweep will do, step by step, as time_out_request walks them: shown
+    on the request ("Then: …") and, its first step, in reminders."""
+    policy = request.category
+    if policy.timeout_action == Category.TimeoutAction.APPROVE:
+        return ["auto-approved"]
+    if policy.timeout_action == Category.TimeoutAction.REJECT:
+        return ["auto-rejected"]
+    steps = []
+    left = max(policy.max_reassignments - request.reassignment_count, 0)
+    if left:
+        steps.append(
+            "reassigned to another reviewer" + (f" (up to {left} times)" if left > 1 else "")
+        )
+    next_queue = request.queue.next_queue if request.queue_id else None
+    if next_queue is not None:
+        steps.append(f"escalated to {next_queue.name}")
+    elif policy.final_fallback == Category.Fallback.APPROVE:
+        steps.append("auto-approved (final fallback)")
+    else:
+        steps.append("auto-rejected (final fallback)")
+    return steps
+
+
 def deadline_consequence(request: ReviewRequest) -> str:
-    """What happens when the deadline passes, in words (emails, chat, the inbox)."""
-    outcome = timeout_outcome(request)
-    if outcome == Outcome.APPROVED:
-        return "it is approved automatically"
-    if outcome == Outcome.REJECTED:
-        return "it is rejected automatically"
-    if request.reassignment_count < request.category.max_reassignments:
-        return "it is reassigned to another reviewer"
-    return f"it is escalated to {request.queue.next_queue.name}"
+    """The next step at the deadline, in words for emails and chat."""
+    step, _, _ = deadline_steps(request)[0].partition(" (")
+    return f"it is {step}"
 
 
 def overdue_claim(cutoff: datetime, limit: int) -> list[int]:
@@ -1252,7 +1270,12 @@ def switch_to_autonomous(
         claimed = (
             Category.objects.filter(pk=category_id)
             .exclude(mode=Category.Mode.AUTONOMOUS)
-            .update(mode=Category.Mode.AUTONOMOUS, version=F("version") + 1, updated_at=now)
+            .update(
+                mode=Category.Mode.AUTONOMOUS,
+                mode_reason=_mode_reason(category, Category.Mode.AUTONOMOUS, reason.strip()),
+                version=F("version") + 1,
+                updated_at=now,
+            )
         )
         if claimed != 1:
             raise TransitionError(f"{category.name} is already autonomous.")
@@ -1279,6 +1302,13 @@ def switch_to_autonomous(
     return category
 
 
+def _mode_reason(category: Category, mode: str, reason: str) -> str:
+    """The policy's "why not the suggested mode", as the policy editor keeps it: empty when
+    the mode is the suggested one."""
+    limit = Category._meta.get_field("mode_reason").max_length
+    return "" if mode == category.suggested_mode else reason[:limit]
+
+
 def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None) -> bool:
     """Put a human back in front of an autonomous category and tell the managers.
 
@@ -1294,7 +1324,12 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
             return False  # spare the baseline version below; the claim decides races
         previous = version_before_switch(category)
         claimed = Category.objects.filter(pk=category_id, mode=Category.Mode.AUTONOMOUS).update(
-            mode=Category.Mode.GATE, version=F("version") + 1, updated_at=now
+            mode=Category.Mode.GATE,
+            mode_reason=_mode_reason(
+                category, Category.Mode.GATE, f"Reinstated automatically: {reason}"
+            ),
+            version=F("version") + 1,
+            updated_at=now,
         )
         if claimed != 1:
             return False

@@ -56,3 +56,26 @@ def test_a_reinstatement_that_loses_the_race_saves_no_version(refunds, manager):
     count = PolicyVersion.objects.filter(category=refunds).count()
     assert not services.reinstate_gate(refunds.pk, reason="second")
     assert PolicyVersion.objects.filter(category=refunds).count() == count
+
+
+def test_the_policy_says_why_its_mode_is_not_the_suggested_one(refunds, manager):
+    assert refunds.suggested_mode == Category.Mode.GATE  # refunds are irreversible
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="99.6% approved for 90 days")
+    refunds.refresh_from_db()
+    assert refunds.mode_reason == "99.6% approved for 90 days"
+    assert versions(refunds)[-1].snapshot["policy"]["mode_reason"] == refunds.mode_reason
+
+    services.reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
+    refunds.refresh_from_db()
+    assert (refunds.mode, refunds.mode_reason) == (Category.Mode.GATE, "")  # the suggested one
+
+
+def test_a_gate_the_policy_would_not_suggest_keeps_the_reinstatement_s_reason(refunds, manager):
+    Category.objects.filter(pk=refunds.pk).update(
+        reversibility=Category.Reversibility.REVERSIBLE, blast_radius=Category.BlastRadius.LOW
+    )
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    services.reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
+    refunds.refresh_from_db()
+    assert refunds.suggested_mode == Category.Mode.RULES
+    assert refunds.mode_reason == "Reinstated automatically: Sampled accuracy 80.0% is below 99%"

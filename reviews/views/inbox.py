@@ -327,31 +327,6 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
 # --- one item -------------------------------------------------------------------------------
 
 
-def deadline_plan(req: ReviewRequest) -> list[str]:
-    """What the timeout sweep will do, step by step, mirroring services.time_out_request."""
-    policy = req.category
-    if policy.timeout_action == Category.TimeoutAction.APPROVE:
-        return ["auto-approved"]
-    if policy.timeout_action == Category.TimeoutAction.REJECT:
-        return ["auto-rejected"]
-    steps = []
-    left = max(policy.max_reassignments - req.reassignment_count, 0)
-    if left:
-        steps.append(
-            "reassigned to another reviewer" + (f" (up to {left} times)" if left > 1 else "")
-        )
-    next_queue = req.queue.next_queue if req.queue_id else None
-    if next_queue is not None:
-        steps.append(f"escalated to {next_queue.name}")
-    else:
-        steps.append(
-            "auto-approved (final fallback)"
-            if policy.final_fallback == Category.Fallback.APPROVE
-            else "auto-rejected (final fallback)"
-        )
-    return steps
-
-
 def fired_summary(fired_rules: list[Any]) -> list[str]:
     """'amount exceeds 10,000' for each rule that fired: the rule, not this request's value."""
     return [
@@ -485,7 +460,7 @@ def item_context(
         "precedent_tally": sorted(tally.items(), key=lambda kv: -kv[1]),
         "precedent_count": len(recent),
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
-        "plan": deadline_plan(req) if req.is_pending else [],
+        "plan": services.deadline_steps(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,
         "reply_kinds": REPLY_KINDS.items(),
