@@ -268,12 +268,12 @@ def agent_status(review: ReviewRequest) -> str:
 
 
 def links(request: HttpRequest, review: ReviewRequest) -> dict[str, str]:
-    base = url_of(review)
+    base = request.build_absolute_uri(url_of(review))
     return {
-        "self": request.build_absolute_uri(base),
-        "wait": request.build_absolute_uri(base + "/wait"),
-        "messages": request.build_absolute_uri(base + "/messages"),
-        "cancel": request.build_absolute_uri(base + "/cancel"),
+        "self": base,
+        "wait": base + "/wait",
+        "messages": base + "/messages",
+        "cancel": base + "/cancel",
         "review": settings.SITE_URL + reverse("inbox_item", args=[review.pk]),
     }
 
