@@ -405,8 +405,10 @@ def _confidence_advice(rule: EscalationRule, s: Summary, bar: float, min_n: int)
 
 
 # Attribute values are not rolled up: numeric-rule advice reads the most recent human
-# decisions of the period, at most this many, in one query for every such rule.
-ATTRIBUTE_ADVICE_SAMPLE = 10_000
+# decisions of the period, at most this many, in one query for every such rule. 10,000 took
+# 300 ms a page load on a slow machine, mostly decoding the JSON of each row; 3,000 still
+# gives a band near the threshold its HITL_ADVICE_MIN_SAMPLE many times over.
+ATTRIBUTE_ADVICE_SAMPLE = 3_000
 
 
 def _is_attribute_threshold(rule: EscalationRule) -> bool:
