@@ -578,7 +578,8 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
 @require_POST
 @role_required(REVIEWERS)
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
-    req = get_request_for_reviewer(request.user, pk)
+    # decide_request reads the request again with what it needs; a refusal re-reads it whole.
+    req = get_request_for_reviewer(request.user, pk, only=("proposed_action",))
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")
     reason = request.POST.get("reason", "").strip()[:2000]
@@ -600,13 +601,12 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             channel=Decision.Channel.WEB,
         )
     except services.TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
-        req.refresh_from_db()
-        return _refused(request, req, str(exc), 409)
+        return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 409)
     except ValidationError as exc:
         error = " ".join(exc.messages)
         return _refused(
             request,
-            req,
+            get_request_for_reviewer(request.user, pk),
             error,
             422,
             modify_error=error if outcome == Outcome.MODIFIED else "",
