@@ -56,38 +56,42 @@ def _one(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+def _two(
+    first: _Columns, second: _Columns, tables: str, params: list[Any]
+) -> tuple[Any, Any] | None:
+    """Instances of two models read from one joined row, or None when there is no row."""
+    row = _one(f"SELECT {first.select}, {second.select} {tables}", params)
+    if row is None:
+        return None
+    split = len(first.names)
+    return first.instance(row[:split]), second.instance(row[split:])
+
+
 def agent_for_token(token_hash: str) -> tuple[Agent, AgentToken] | None:
     """The active agent and its unrevoked token (id and last use only) for a token hash."""
-    agent = _columns(Agent, "a")
-    token = _columns(AgentToken, "t")
-    row = _one(
-        f"SELECT {agent.select}, {token.select}"
-        f" FROM {AgentToken._meta.db_table} t JOIN {Agent._meta.db_table} a ON a.id = t.agent_id"
+    return _two(
+        _columns(Agent, "a"),
+        _columns(AgentToken, "t"),
+        f"FROM {AgentToken._meta.db_table} t JOIN {Agent._meta.db_table} a ON a.id = t.agent_id"
         " WHERE t.token_hash = %s AND t.revoked_at IS NULL AND a.is_active = %s",
         [token_hash, True],
     )
-    if row is None:
-        return None
-    split = len(agent.names)
-    return agent.instance(row[:split]), token.instance(row[split:])
 
 
 def category_with_queue(slug: str) -> Category | None:
     """The category by slug, its queue loaded (the API answers with the queue's slug)."""
-    category = _columns(Category, "c")
-    queue = _columns(Queue, "q")
-    row = _one(
-        f"SELECT {category.select}, {queue.select}"
-        f" FROM {Category._meta.db_table} c JOIN {Queue._meta.db_table} q ON q.id = c.queue_id"
+    found = _two(
+        _columns(Category, "c"),
+        _columns(Queue, "q"),
+        f"FROM {Category._meta.db_table} c JOIN {Queue._meta.db_table} q ON q.id = c.queue_id"
         " WHERE c.slug = %s",
         [slug],
     )
-    if row is None:
+    if found is None:
         return None
-    split = len(category.names)
-    found = category.instance(row[:split])
-    found.queue = queue.instance(row[split:])
-    return found
+    category, queue = found
+    category.queue = queue
+    return category
 
 
 def people_decided_count(precedent_key: str, cap: int) -> int:
