@@ -474,15 +474,24 @@ def render_item(
     request: HttpRequest, req: ReviewRequest, status: int = 200, **extra: Any
 ) -> HttpResponse:
     context = item_context(req, request.user, **extra)
+    return render_pane(request, "inbox/_item.html", context, status=status)
+
+
+def render_pane(
+    request: HttpRequest,
+    partial: str,
+    context: dict[str, Any],
+    pane: str = "",
+    tab: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """One pane of the inbox: the partial alone for htmx, else the whole page around it, its
+    list on `tab` (the work tab the pane belongs to)."""
     if request.htmx:
-        return render(request, "inbox/_item.html", context, status=status)
-    filters = Filters.from_data(request.GET)
-    return render(
-        request,
-        "inbox/page.html",
-        {**list_context(request.user, filters), **context, "nav_active": "inbox"},
-        status=status,
-    )
+        return render(request, partial, context, status=status)
+    filters = Filters.from_data({**request.GET.dict(), "tab": tab} if tab else request.GET)
+    page = {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": pane}
+    return render(request, "inbox/page.html", page, status=status)
 
 
 # --- screens --------------------------------------------------------------------------------
@@ -562,14 +571,7 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
         "recommended_label": first.option_labels.get(first.recommended_option, "") if first else "",
         "reject_reasons": REJECT_REASONS,
     }
-    if request.htmx:
-        return render(request, "inbox/_group.html", context)
-    filters = Filters.from_data(request.GET)
-    return render(
-        request,
-        "inbox/page.html",
-        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "group"},
-    )
+    return render_pane(request, "inbox/_group.html", context, pane="group")
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -766,14 +768,8 @@ def render_second(
     request: HttpRequest, review: SecondReview, status: int = 200, **extra: Any
 ) -> HttpResponse:
     context = second_context(review, request.user, **extra)
-    if request.htmx:
-        return render(request, "inbox/_second_item.html", context, status=status)
-    filters = Filters.from_data({**request.GET.dict(), "tab": "second"})
-    return render(
-        request,
-        "inbox/page.html",
-        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "second"},
-        status=status,
+    return render_pane(
+        request, "inbox/_second_item.html", context, pane="second", tab="second", status=status
     )
 
 
@@ -872,11 +868,4 @@ def spot_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
         "items": items,
         "open_count": sum(1 for item in items if not item.verdict),
     }
-    if request.htmx:
-        return render(request, "inbox/_spot_batch.html", context)
-    filters = Filters.from_data({**request.GET.dict(), "tab": "spot"})
-    return render(
-        request,
-        "inbox/page.html",
-        {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": "spot"},
-    )
+    return render_pane(request, "inbox/_spot_batch.html", context, pane="spot", tab="spot")
