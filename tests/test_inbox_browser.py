@@ -114,14 +114,19 @@ def test_reply_sends_a_message_to_the_agent(page, three):
     assert status(three[0]) == "pending"
 
 
-def test_select_with_x_then_shift_a_approves_the_selection(page, three):
-    first, second, third = three
+def select_the_first_two(page, second) -> None:
+    """x on the first request, j down to the second, x again: two selected, by keyboard."""
     open_inbox(page)
     page.keyboard.press("x")
     page.keyboard.press("j")
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
     page.keyboard.press("x")
     expect(page.locator("[data-selected-count]")).to_have_text("2")
+
+
+def test_select_with_x_then_shift_a_approves_the_selection(page, three):
+    first, second, third = three
+    select_the_first_two(page, second)
     page.keyboard.press("Shift+A")
     confirm = page.locator("#confirm-dialog")
     expect(confirm).to_contain_text("Approve 2 requests?")
@@ -134,12 +139,7 @@ def test_select_with_x_then_shift_a_approves_the_selection(page, three):
 
 def test_select_with_x_then_shift_r_rejects_the_selection_with_a_reason(page, three):
     first, second, third = three
-    open_inbox(page)
-    page.keyboard.press("x")
-    page.keyboard.press("j")
-    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
-    page.keyboard.press("x")
-    expect(page.locator("[data-selected-count]")).to_have_text("2")
+    select_the_first_two(page, second)
     page.keyboard.press("Shift+R")
     dialog = page.locator("#batch-reject-dialog")
     expect(dialog).to_contain_text("Reject 2 selected requests?")
