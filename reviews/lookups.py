@@ -13,7 +13,16 @@ from typing import Any
 
 from django.db import connection, models
 
-from .models import PEOPLE_CHANNELS, Agent, AgentToken, Category, Decision, Queue, ReviewRequest
+from .models import (
+    OUTCOME_STATUSES,
+    PEOPLE_CHANNELS,
+    Agent,
+    AgentToken,
+    Category,
+    Decision,
+    Queue,
+    ReviewRequest,
+)
 
 
 @dataclass(frozen=True)
@@ -97,14 +106,13 @@ def category_with_queue(slug: str) -> Category | None:
 def people_decided_count(precedent_key: str, cap: int) -> int:
     """How many requests with this precedent key a person decided, counting no further than
     `cap`. The status test lets the partial index request_people_precedents answer it."""
-    statuses = list(Decision.Outcome.values)  # approved, modified, rejected: the request status
     channels = [str(c) for c in PEOPLE_CHANNELS]
     row = _one(
         "SELECT COUNT(*) FROM (SELECT 1"
         f" FROM {ReviewRequest._meta.db_table} r"
         f" JOIN {Decision._meta.db_table} d ON d.request_id = r.id"
-        f" WHERE r.precedent_key = %s AND r.status IN ({', '.join(['%s'] * len(statuses))})"
+        f" WHERE r.precedent_key = %s AND r.status IN ({', '.join(['%s'] * len(OUTCOME_STATUSES))})"
         f" AND d.channel IN ({', '.join(['%s'] * len(channels))}) LIMIT %s) AS found",
-        [precedent_key, *statuses, *channels, cap],
+        [precedent_key, *OUTCOME_STATUSES, *channels, cap],
     )
     return row[0]

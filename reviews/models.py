@@ -495,6 +495,9 @@ class Decision(models.Model):
         return "system"
 
 
+# The request statuses an approve, modify or reject leaves (equal to the outcomes' values).
+OUTCOME_STATUSES = list(Decision.Outcome.values)
+
 # Decisions a person made (the others came from the rules or the deadline): what precedents
 # and agreement figures are built from.
 PEOPLE_CHANNELS = [

@@ -16,9 +16,7 @@ from django.conf import settings
 
 from . import lookups
 from . import rules as engine
-from .models import PEOPLE_CHANNELS, Category, Decision, ReviewRequest
-
-DECIDED_BY_OUTCOME = ["approved", "modified", "rejected"]
+from .models import OUTCOME_STATUSES, PEOPLE_CHANNELS, Category, Decision, ReviewRequest
 
 
 def amount_band(value: Any) -> str | None:
@@ -46,7 +44,7 @@ def human_decided(key: str) -> Any:
     # The status test is implied by a person's decision; it lets the partial index
     # request_people_precedents skip the auto-approved and pending requests alike.
     return ReviewRequest.objects.filter(
-        precedent_key=key, status__in=DECIDED_BY_OUTCOME, decision__channel__in=PEOPLE_CHANNELS
+        precedent_key=key, status__in=OUTCOME_STATUSES, decision__channel__in=PEOPLE_CHANNELS
     ).order_by("-decided_at")
 
 

@@ -362,6 +362,16 @@ def action_delta(before: Any, after: Any) -> list[dict[str, Any]]:
     return delta
 
 
+def posted_final_action(outcome: str | None, proposed: Any, text: str) -> dict[str, Any] | None:
+    """What a decide form asks for beyond its outcome: the edited action when modifying, else
+    None. Raises ValidationError for a missing outcome or an edit that does not hold."""
+    if outcome is None:
+        raise ValidationError("Choose approve, modify or reject.")
+    if outcome != Outcome.MODIFIED:
+        return None
+    return validate_final_action(proposed, text)
+
+
 def validate_final_action(proposed: Any, text: str) -> dict[str, Any]:
     """The reviewer's edited action: a JSON object whose fields keep their kind."""
     try:
@@ -585,14 +595,10 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")
     reason = request.POST.get("reason", "").strip()[:2000]
-    final_action = None
     try:
-        if outcome is None:
-            raise ValidationError("Choose approve, modify or reject.")
-        if outcome == Outcome.MODIFIED:
-            final_action = validate_final_action(
-                req.proposed_action, request.POST.get("final_action", "")
-            )
+        final_action = posted_final_action(
+            outcome, req.proposed_action, request.POST.get("final_action", "")
+        )
         decision = services.decide_request(
             req.pk,
             by=request.user,
@@ -802,14 +808,10 @@ def second_decide(request: HttpRequest, pk: int) -> HttpResponse:
     """Record the second opinion; the request, its decision and the agent are left alone."""
     review = get_second_review_for_reviewer(request.user, pk)
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
-    final_action = None
     try:
-        if outcome is None:
-            raise ValidationError("Choose approve, modify or reject.")
-        if outcome == Outcome.MODIFIED:
-            final_action = validate_final_action(
-                review.request.proposed_action, request.POST.get("final_action", "")
-            )
+        final_action = posted_final_action(
+            outcome, review.request.proposed_action, request.POST.get("final_action", "")
+        )
         review = services.record_second_review(
             review.pk,
             by=request.user,
