@@ -62,13 +62,21 @@ def requests_for_reviewer(user: AbstractBaseUser) -> Any:
 
 
 def get_request_for_reviewer(
-    user: AbstractBaseUser, request_id: int, only: tuple[str, ...] = ()
+    user: AbstractBaseUser,
+    request_id: int,
+    only: tuple[str, ...] = (),
+    queue_ids: list[int] | None = None,
 ) -> ReviewRequest:
     """The request if it is in one of the user's queues, else 404 (never 403: no leak).
 
     With `only`, just those fields and nothing related: for an action that reads the request
-    again itself, the access check costs a small query instead of a six-table join."""
-    visible = requests_for_reviewer(user)
+    again itself, the access check costs a small query instead of a six-table join.
+    `queue_ids`, the user's queues when the caller has read them already, spares the join
+    through the membership table."""
+    if queue_ids is not None:
+        visible = ReviewRequest.objects.filter(queue_id__in=queue_ids)
+    else:
+        visible = requests_for_reviewer(user)
     if only:
         return get_object_or_404(visible.only(*only), pk=request_id)
     return get_object_or_404(

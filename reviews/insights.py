@@ -333,16 +333,22 @@ def calibration_hint(
     if confidence is None:
         return None
     today = today or timezone.localdate()
-    rows = DailyRollup.objects.filter(
-        category_id=category_id,
-        agent_id=agent_id,
-        rule_id=DailyRollup.ALL_RULES,
-        day__gt=today - timedelta(days=CALIBRATION_HINT_DAYS),
-    ).values("conf_n", "conf_ok", "conf_sum")
+    # No order: the sums don't need one, and the default ordering joins two tables.
+    rows = (
+        DailyRollup.objects.filter(
+            category_id=category_id,
+            agent_id=agent_id,
+            rule_id=DailyRollup.ALL_RULES,
+            day__gt=today - timedelta(days=CALIBRATION_HINT_DAYS),
+        )
+        .order_by()
+        .values_list("conf_n", "conf_ok", "conf_sum")
+    )
     summary = Summary()
-    for row in rows:
-        for name in ("conf_n", "conf_ok", "conf_sum"):
-            add_lists(getattr(summary, name), row[name])
+    for conf_n, conf_ok, conf_sum in rows:
+        add_lists(summary.conf_n, conf_n)
+        add_lists(summary.conf_ok, conf_ok)
+        add_lists(summary.conf_sum, conf_sum)
     bins = calibration_bins(summary)
     index = min(int(confidence * CALIBRATION_BINS + 1e-9), CALIBRATION_BINS - 1)
     return CalibrationHint(confidence, bins[max(index, 0)])

@@ -395,6 +395,64 @@ def outcome_badge(outcome: str) -> str:
     return {"approved": "ok", "modified": "warn", "rejected": "bad"}.get(outcome, "")
 
 
+PRECEDENT_FIELDS = (
+    "pk",
+    "title",
+    "status",
+    "decided_at",
+    "proposed_action",
+    "decision__id",
+    "decision__outcome",
+    "decision__final_action",
+    "decision__reason",
+    "decision__decided_by__username",
+)
+
+
+def past_alike(
+    req: ReviewRequest, user: Any, blind: bool = False
+) -> tuple[list[dict[str, Any]], list[tuple[str, int]], int]:
+    """The latest decided requests of the same group in the reviewer's queues: the few shown
+    (newest first), the tally of outcomes over PRECEDENTS_COUNTED, and how many were counted.
+
+    Plain values rather than models: this runs on every item view, next to each decision."""
+    if not req.group_key:
+        return [], [], 0
+    alike = ReviewRequest.objects.filter(
+        group_key=req.group_key,
+        decided_at__isnull=False,
+        queue_id__in=Queue.objects.filter(members=user).values("id"),
+    )
+    if blind and req.decided_at:
+        # What the first reviewer had to go on: nothing decided after them, no names.
+        alike = alike.filter(decided_at__lt=req.decided_at)
+    recent = alike.exclude(pk=req.pk).order_by("-decided_at")[:PRECEDENTS_COUNTED]
+    shown = []
+    tally: dict[str, int] = {}
+    for past in recent.values(*PRECEDENT_FIELDS):
+        decided = past["decision__id"] is not None
+        outcome = past["decision__outcome"] if decided else past["status"]
+        tally[outcome] = tally.get(outcome, 0) + 1
+        if len(shown) < PRECEDENTS_SHOWN:
+            final_action = past["decision__final_action"]
+            shown.append(
+                {
+                    "pk": past["pk"],
+                    "title": past["title"],
+                    "decided_at": past["decided_at"],
+                    "decided": decided,
+                    "decided_by": past["decision__decided_by__username"] or "system",
+                    "reason": past["decision__reason"] or "",
+                    "badge": outcome_badge(outcome),
+                    "label": Status(past["status"]).label,
+                    "delta": action_delta(past["proposed_action"], final_action)
+                    if final_action
+                    else [],
+                }
+            )
+    return shown, sorted(tally.items(), key=lambda kv: -kv[1]), sum(tally.values())
+
+
 def item_context(
     req: ReviewRequest, user: Any, blind: bool = False, **extra: Any
 ) -> dict[str, Any]:
@@ -405,40 +463,7 @@ def item_context(
         if not req.is_pending and not blind
         else None
     )
-    alike = ReviewRequest.objects.filter(
-        group_key=req.group_key,
-        decided_at__isnull=False,
-        queue_id__in=Queue.objects.filter(members=user).values("id"),
-    )
-    if blind and req.decided_at:
-        # What the first reviewer had to go on: nothing decided after them, no names.
-        alike = alike.filter(decided_at__lt=req.decided_at)
-    recent = list(
-        alike.exclude(pk=req.pk)
-        .select_related("decision__decided_by")
-        .defer("task", "situation", "attempted", "options", "attributes", "fired_rules")
-        .order_by("-decided_at")[:PRECEDENTS_COUNTED]
-        if req.group_key
-        else []
-    )
-    precedents = []
-    tally: dict[str, int] = {}
-    for past in recent:
-        past_decision = getattr(past, "decision", None)
-        outcome = past_decision.outcome if past_decision else past.status
-        tally[outcome] = tally.get(outcome, 0) + 1
-        if len(precedents) < PRECEDENTS_SHOWN:
-            precedents.append(
-                {
-                    "req": past,
-                    "decision": past_decision,
-                    "badge": outcome_badge(outcome),
-                    "label": past.get_status_display(),
-                    "delta": action_delta(past.proposed_action, past_decision.final_action)
-                    if past_decision and past_decision.final_action
-                    else [],
-                }
-            )
+    precedents, tally, counted = past_alike(req, user, blind)
     fired_fields = {f.get("field") for f in req.fired_rules if isinstance(f, dict)}
     data_points = [
         {
@@ -467,8 +492,8 @@ def item_context(
         "data_points": data_points,
         "proposed_json": json.dumps(req.proposed_action, indent=2, ensure_ascii=False),
         "precedents": precedents,
-        "precedent_tally": sorted(tally.items(), key=lambda kv: -kv[1]),
-        "precedent_count": len(recent),
+        "precedent_tally": tally,
+        "precedent_count": counted,
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": services.deadline_steps(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
@@ -591,7 +616,8 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
 @role_required(REVIEWERS)
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     # decide_request reads the request again with what it needs; a refusal re-reads it whole.
-    req = get_request_for_reviewer(request.user, pk, only=("proposed_action",))
+    queue_ids = my_queue_ids(request.user)
+    req = get_request_for_reviewer(request.user, pk, only=("proposed_action",), queue_ids=queue_ids)
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")
     reason = request.POST.get("reason", "").strip()[:2000]
@@ -622,9 +648,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         )
 
     filters = Filters.from_data(request.POST)
-    following = next_item(
-        request.user, my_queue_ids(request.user), filters, request.POST.get("next", ""), req.pk
-    )
+    following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req.pk)
     verb = decision.get_outcome_display().lower()
     if not request.htmx:
         messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
