@@ -230,11 +230,15 @@ def test_it_shows_precedents_of_the_same_group_with_their_outcomes(
         by=carol,
         outcome="modified",
         final_action={"action": "refund", "amount": 60, "currency": "EUR"},
+        reason="Half now, <b>half</b> later",
     )
     req = submit(agent, refunds)
     content = as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
-    assert "An earlier refund" in content
+    precedents = content[content.index('class="precedent-list"') :]
+    assert f'href="{reverse("inbox_item", args=[past.pk])}">An earlier refund</a>' in precedents
     assert "1 modified" in content
+    assert ">Modified</span>" in precedents and "carol ·" in precedents
+    assert "“Half now, &lt;b&gt;half&lt;/b&gt; later”" in precedents
     assert "<code>amount</code> 120 → 60" in content
 
 
