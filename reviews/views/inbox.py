@@ -411,7 +411,7 @@ PRECEDENT_FIELDS = (
 
 def past_alike(
     req: ReviewRequest, user: Any, blind: bool = False
-) -> tuple[list[dict[str, Any]], list[tuple[str, int]], int]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The latest decided requests of the same group in the reviewer's queues: the few shown
     (newest first), the tally of outcomes over PRECEDENTS_COUNTED, and how many were counted.
 
@@ -450,7 +450,9 @@ def past_alike(
                     else [],
                 }
             )
-    return shown, sorted(tally.items(), key=lambda kv: -kv[1]), sum(tally.values())
+    ranked = sorted(tally.items(), key=lambda kv: -kv[1])
+    counts = [{"outcome": o, "n": n, "badge": outcome_badge(o)} for o, n in ranked]
+    return shown, counts, sum(tally.values())
 
 
 def item_context(
