@@ -204,9 +204,14 @@ def as_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> Iterator[str]:
         yield writer.writerow([_cell(row.get(column)) for column in columns])
 
 
+# A spreadsheet runs a cell starting with one of these as a formula; it also drops a leading
+# tab or line break and then reads the formula after it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # a spreadsheet would run agent text starting with = as a formula
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from reviews import services
-from reviews.models import AuditEvent, Guideline
+from reviews.models import AuditEvent, Guideline, ReviewRequest
 
 from .metrics_helpers import decided
 
@@ -53,6 +53,19 @@ def test_the_csv_export_has_a_header_and_defuses_formulas(client, manager, some)
     rows = list(csv.DictReader(io.StringIO(body(response))))
     assert len(rows) == 3
     assert next(r for r in rows if r["outcome"] == "modified")["reason"] == "'=HYPERLINK(evil)"
+
+
+@pytest.mark.parametrize("lead", ["\t", "\r", "\n"])
+def test_the_csv_export_defuses_formulas_behind_a_tab_or_line_break(
+    client, manager, agent, refunds, alice, lead
+):
+    situation = f"{lead}=HYPERLINK(evil)"  # agent text, kept as the agent sent it
+    request = decided(agent, refunds, "rejected", by=alice)
+    ReviewRequest.objects.filter(pk=request.pk).update(situation=situation)
+    client.force_login(manager)
+    response = client.get(reverse("metrics_export"), {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(body(response), newline="")))
+    assert [r["situation"] for r in rows] == ["'" + situation]
 
 
 def test_the_export_filters_by_agent_and_leaves_out_undoable_decisions(
