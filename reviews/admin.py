@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
+from axes.admin import AccessFailureLogAdmin as AxesAccessFailureLogAdmin
+from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -13,8 +17,8 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from . import logins, services
 from . import rules as engine
-from . import services
 from .models import (
     Agent,
     AgentToken,
@@ -394,3 +398,37 @@ class SecondReviewAdmin(ReadOnlyAdmin):
                     "outcome", "agrees", "actions_match", "decided_at"]  # fmt: skip
     list_filter = ["category", "agrees", "outcome"]
     raw_id_fields = ["request", "decision"]
+
+
+# --- login throttling (django-axes) ------------------------------------------------------
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(AxesAccessAttemptAdmin):
+    """Failed logins still counting; deleting them is the unlock, audited as login.unlocked."""
+
+    actions = ["unlock"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Unlock: clear the selected failed logins")
+    def unlock(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        count = logins.unlock_logins(queryset, by=request.user)
+        self.message_user(request, f"Cleared {count} failed-login record(s).")
+
+    def delete_model(self, request: HttpRequest, obj: AccessAttempt) -> None:
+        logins.unlock_logins(AccessAttempt.objects.filter(pk=obj.pk), by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        logins.unlock_logins(queryset, by=request.user)
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnlyAdmin, AxesAccessLogAdmin):
+    pass
+
+
+@admin.register(AccessFailureLog)
+class AccessFailureLogAdmin(ReadOnlyAdmin, AxesAccessFailureLogAdmin):
+    pass

@@ -6,4 +6,4 @@ class ReviewsConfig(AppConfig):
     verbose_name = "Reviews"
 
     def ready(self) -> None:
-        from . import rulebook  # noqa: F401  (connects the signals that keep it current)
+        from . import logins, rulebook  # noqa: F401  (connect their signal receivers)
