@@ -311,6 +311,9 @@ class ReviewRequest(models.Model):
     recommendation = models.TextField(blank=True)
     recommended_option = models.CharField(max_length=50, blank=True)
     proposed_action = models.JSONField(default=dict, blank=True)
+    # Counts the agent's revisions: every decision names the version its reviewer saw, and a
+    # decision on an older one is refused (reviews.proposals).
+    proposal_version = models.PositiveIntegerField(default=1)
     confidence = models.FloatField(
         null=True,
         blank=True,
@@ -437,6 +440,7 @@ class ReviewRequest(models.Model):
             "reassignment_count": self.reassignment_count,
             "escalation_level": self.escalation_level,
             "proposed_action": self.proposed_action,
+            "proposal_version": self.proposal_version,
         }
 
 
@@ -477,6 +481,11 @@ class Decision(models.Model):
         default=timezone.now,
         help_text="When the agent is told: after the reviewer's undo window.",
     )
+    proposal_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version of the proposal this decision is on."
+    )
+    # The decisions of one batch share it, so the batch is undone as a unit.
+    batch_id = models.UUIDField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import precedents
+from . import precedents, proposals
 from . import rules as engine
 from .access import REVIEWERS
 from .models import (
@@ -65,23 +66,51 @@ class TransitionError(Exception):
     """A transition that cannot happen in the request's current state."""
 
 
+def settled_by(request: ReviewRequest) -> str:
+    """'approved by carol', 'rejected by the deadline', 'cancelled by the agent': what settled
+    a request that is no longer pending, and who or what did it."""
+    decision = getattr(request, "decision", None)
+    if decision is not None:
+        if decision.decided_by_id:
+            who = decision.decided_by.get_username()
+        elif decision.channel == Channel.TIMEOUT:
+            who = "the deadline"
+        else:
+            who = "the rules"
+        return f"{decision.get_outcome_display().lower()} by {who}"
+    if request.status == Status.CANCELLED:
+        return "cancelled by the agent"
+    if request.status == Status.AUTO_APPROVED:
+        return "approved by the rules"
+    return request.get_status_display().lower()
+
+
 class AlreadyDecided(TransitionError):
     def __init__(self, request: ReviewRequest):
         self.request = request
         decision = getattr(request, "decision", None)
-        if decision is not None:
-            when = timezone.localtime(decision.created_at).strftime("%Y-%m-%d %H:%M:%S")
-            message = (
-                f"Already {decision.get_outcome_display().lower()} by "
-                f"{decision.decided_by_label} at {when}."
-            )
-        else:
-            message = f"Already {request.get_status_display().lower()}."
-        super().__init__(message)
+        when = decision.created_at if decision is not None else request.decided_at
+        message = f"Already {settled_by(request)}"
+        if when is not None:
+            message += f" at {timezone.localtime(when).strftime('%Y-%m-%d %H:%M:%S')}"
+        super().__init__(message + ".")
 
 
 class StateChanged(TransitionError):
     """The request changed (reassigned, revised, decided) between reading and writing it."""
+
+
+class StaleProposal(TransitionError):
+    """A decision on a version of the proposal that the agent has since revised."""
+
+    def __init__(self, request: ReviewRequest, seen: int):
+        self.request = request
+        self.seen = seen
+        self.delta = proposals.changes_since(request, seen)
+        super().__init__(
+            f"The agent revised its proposal after you saw it (version {seen} → "
+            f"{request.proposal_version}): {proposals.delta_text(self.delta)}."
+        )
 
 
 class IdempotencyConflict(Exception):
@@ -139,6 +168,7 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
         "decided_by": decision.decided_by_label,
         "channel": decision.channel,
         "decided_at": decision.created_at.isoformat(),
+        "proposal_version": decision.proposal_version,
     }
 
 
@@ -386,6 +416,15 @@ def _existing_for_key(agent: Agent, key: str, fingerprint: str) -> ReviewRequest
     return existing
 
 
+def _refused_claim(request_id: int, version: int | None) -> TransitionError:
+    """Why a decision's claim matched nothing: decided meanwhile, or revised since seen."""
+    if version is not None:
+        current = ReviewRequest.objects.filter(pk=request_id).first()
+        if current is not None and current.is_pending and current.proposal_version != version:
+            return StaleProposal(current, version)
+    return _not_pending(request_id)
+
+
 def _not_pending(request_id: int) -> TransitionError:
     request = ReviewRequest.objects.select_related("decision__decided_by").get(pk=request_id)
     if request.status == Status.PENDING:
@@ -404,11 +443,14 @@ def decide_request(
     channel: str = Channel.WEB,
     now: datetime | None = None,
     due_by: datetime | None = None,
+    version: int | None = None,
 ) -> Decision:
     """Approve, modify or reject a pending request. Raises AlreadyDecided for the losers.
 
-    `due_by` is for the timeout sweep: decide only if the deadline has really passed by then,
-    so a reassignment that just moved the deadline is not overridden.
+    `version` is the version of the proposal the person was shown; every channel a person
+    decides through passes it, and a decision on an older one raises StaleProposal and
+    changes nothing. `due_by` is for the timeout sweep: decide only if the deadline has really
+    passed by then, so a reassignment that just moved the deadline is not overridden.
     """
     if outcome not in OUTCOME_STATUS:
         raise ValidationError({"outcome": f"Unknown outcome {outcome!r}."})
@@ -433,9 +475,12 @@ def decide_request(
         claim = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING)
         if due_by is not None:
             claim = claim.filter(deadline__lte=due_by)
-        # The claim: of concurrent deciders, only one UPDATE finds the row still pending.
+        if version is not None:
+            claim = claim.filter(proposal_version=version)
+        # The claim: of concurrent deciders, only one UPDATE finds the row still pending, and
+        # only while the proposal is still the version the person saw.
         if claim.update(status=OUTCOME_STATUS[outcome], decided_at=now) != 1:
-            raise _not_pending(request_id)
+            raise _refused_claim(request_id, version)
         request.status, request.decided_at = OUTCOME_STATUS[outcome], now
         review_seconds = _review_seconds(request, now)
         undo_window = settings.HITL_UNDO_SECONDS if by and channel in HUMAN_CHANNELS else 0
@@ -450,6 +495,7 @@ def decide_request(
             review_seconds=review_seconds,
             created_at=now,
             effective_at=now + timedelta(seconds=undo_window),
+            proposal_version=request.proposal_version,
         )
         audit(
             f"decided.{outcome}",
@@ -481,6 +527,8 @@ def undo_decision(
             raise TransitionError("Only the reviewer who decided can undo it.")
         if decision.is_effective(now):
             raise TransitionError("Too late to undo: the agent has already been told.")
+        if decision.batch_id is not None:
+            raise TransitionError("This was decided in a batch: undo the batch as a whole.")
         request = decision.request
         before = request.snapshot()
         # Claim: only while the request still carries this very decision.
@@ -885,6 +933,7 @@ def record_decisions(
     channel: str,
     reason: str,
     now: datetime,
+    batch_id: uuid.UUID | None = None,
 ) -> list[Decision]:
     """Write what decide_request writes, for many requests already claimed by the caller:
     one Decision, AuditEvent and webhook delivery each, in a few set-based statements."""
@@ -905,6 +954,8 @@ def record_decisions(
                 review_seconds=_review_seconds(request, now),
                 created_at=now,
                 effective_at=effective_at,
+                proposal_version=request.proposal_version,
+                batch_id=batch_id,
             )
         )
     Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision
@@ -1147,8 +1198,9 @@ def revise_proposal(
 ) -> Message:
     """The agent replaces its proposed action on a pending request; the reviewer decides on it.
 
-    Nothing else is re-evaluated: rules read the confidence and attributes, which a revision
-    does not change, and the request keeps its queue, reviewer and deadline.
+    The new proposal gets the next version, so a decision on the old one is refused. Nothing is
+    re-evaluated and the status never changes: a revision stays with a human, with its queue,
+    reviewer and deadline, however harmless the rules would find it.
     """
     if not isinstance(proposed_action, dict):
         raise ValidationError({"proposed_action": "A revised proposal is an object."})
@@ -1157,19 +1209,29 @@ def revise_proposal(
         request = ReviewRequest.objects.get(pk=request_id, agent=agent)
         before = request.snapshot()
         previous = request.proposed_action
-        # The claim: a revision lands only on a request no one has decided meanwhile.
-        claimed = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING).update(
-            proposed_action=proposed_action
-        )
+        # The claim: a revision lands only on a request no one has decided meanwhile, and on
+        # the version it read, so two revisions racing each get a version of their own.
+        claimed = ReviewRequest.objects.filter(
+            pk=request_id, status=Status.PENDING, proposal_version=request.proposal_version
+        ).update(proposed_action=proposed_action, proposal_version=F("proposal_version") + 1)
         if claimed != 1:
+            if ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING).exists():
+                raise StateChanged("The proposal changed meanwhile; send the revision again.")
             raise _not_pending(request_id)
         request.proposed_action = proposed_action
+        request.proposal_version += 1
+        changes = proposals.action_delta(previous, proposed_action)
         message = Message.objects.create(
             request=request,
             author_kind=Message.Author.AGENT,
             kind=Message.Kind.REVISION,
             body=body,
-            payload={"proposed_action": proposed_action, "previous": previous},
+            payload={
+                "proposed_action": proposed_action,
+                "previous": previous,
+                "version": request.proposal_version,
+                "changes": changes,
+            },
             created_at=now,
         )
         audit(
@@ -1177,7 +1239,7 @@ def revise_proposal(
             request,
             agent,
             before=before,
-            after={**request.snapshot(), "message": message.pk},
+            after={**request.snapshot(), "message": message.pk, "changes": changes},
             note=body,
         )
     return message
@@ -1195,6 +1257,7 @@ def record_first_views(request_ids: list[int], now: datetime | None = None) -> N
 class BulkDecision:
     decided: list[Decision]
     conflicts: list[tuple[int, str]]  # (request id, why it was left alone)
+    batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
 
 
 def decide_requests_in_bulk(
@@ -1205,12 +1268,14 @@ def decide_requests_in_bulk(
     reason: str = "",
     channel: str = Channel.BATCH,
     now: datetime | None = None,
+    versions: dict[int, int] | None = None,
 ) -> BulkDecision:
     """Approve or reject many pending requests at once (a reviewer's batch).
 
     Each request gets its own Decision, AuditEvent and webhook, exactly as decide_request gives
     one, but in a handful of queries instead of ten per request. Requests that are no longer
-    pending are left alone and reported with AlreadyDecided's message.
+    pending are left alone and reported with AlreadyDecided's message; so are those whose
+    proposal is no longer the version in `versions` (what the person saw), with what changed.
     """
     if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
         raise ValidationError({"outcome": "A batch is approved or rejected."})
@@ -1228,20 +1293,77 @@ def decide_requests_in_bulk(
             .filter(pk__in=ids, status=Status.PENDING)
             .order_by("pk")
         )
+        stale = []
+        if versions is not None:
+            stale = [r for r in rows if r.proposal_version != versions.get(r.pk)]
+            rows = [r for r in rows if r.proposal_version == versions.get(r.pk)]
         claimed = [r.pk for r in rows]
         # The claim: the rows are locked and pending, so the conditional UPDATE takes them all.
         if claimed and ReviewRequest.objects.filter(pk__in=claimed, status=Status.PENDING).update(
             status=status, decided_at=now
         ) != len(claimed):
             raise StateChanged("Some requests changed meanwhile; nothing was decided.")
+        batch_id = uuid.uuid4() if rows else None
         decisions = record_decisions(
-            rows, outcome=outcome, by=by, channel=channel, reason=reason, now=now
+            rows,
+            outcome=outcome,
+            by=by,
+            channel=channel,
+            reason=reason,
+            now=now,
+            batch_id=batch_id,
         )
-    left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed)).select_related(
+    stale_ids = {r.pk for r in stale}
+    left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - stale_ids).select_related(
         "decision__decided_by"
     )
-    conflicts = sorted((r.pk, str(AlreadyDecided(r))) for r in left)
-    return BulkDecision(decisions, conflicts)
+    conflicts = [(r.pk, str(AlreadyDecided(r))) for r in left]
+    conflicts += [(r.pk, str(StaleProposal(r, versions.get(r.pk, 0)))) for r in stale if versions]
+    return BulkDecision(decisions, sorted(conflicts), batch_id)
+
+
+def undo_batch(
+    batch_id: uuid.UUID, *, by: AbstractBaseUser, now: datetime | None = None
+) -> list[ReviewRequest]:
+    """Take back one's own batch inside its undo window, as a unit: every request of it is
+    pending again, or none is."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        decisions = list(
+            Decision.objects.select_related("request").filter(batch_id=batch_id).order_by("pk")
+        )
+        if not decisions:
+            raise TransitionError("There is no batch to undo.")
+        if any(d.decided_by_id != by.pk for d in decisions):
+            raise TransitionError("Only the reviewer who decided can undo it.")
+        if any(d.is_effective(now) for d in decisions):
+            raise TransitionError("Too late to undo: the agents have already been told.")
+        requests = [d.request for d in decisions]
+        befores = [r.snapshot() for r in requests]
+        # Claim: only while every request still carries this batch's decision.
+        claimed = ReviewRequest.objects.filter(
+            pk__in=[r.pk for r in requests],
+            status=OUTCOME_STATUS[decisions[0].outcome],
+            decided_at=decisions[0].created_at,
+        ).update(status=Status.PENDING, decided_at=None)
+        if claimed != len(requests):
+            raise StateChanged("Some of these requests changed meanwhile; nothing was undone.")
+        WebhookDelivery.objects.filter(
+            request__in=requests, event="request.decided", state=WebhookDelivery.State.PENDING
+        ).update(state=WebhookDelivery.State.CANCELLED)
+        # Second reviews sampled on these decisions go with them (not yet shown to anyone).
+        Decision.objects.filter(pk__in=[d.pk for d in decisions]).delete()
+        events = []
+        for request, before, decision in zip(requests, befores, decisions, strict=True):
+            request.status, request.decided_at = Status.PENDING, None
+            after = {
+                **request.snapshot(),
+                "undone": decision_data(decision),
+                "batch": str(batch_id),
+            }
+            events.append(audit_event("decision.undone", request, by, before=before, after=after))
+        AuditEvent.objects.bulk_create(events)
+    return requests
 
 
 # --- metrics and the feedback loop (issue 7) -------------------------------------------

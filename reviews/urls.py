@@ -17,6 +17,7 @@ urlpatterns = [
     path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
     path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
     path("inbox/<int:pk>/undo/", inbox.undo, name="inbox_undo"),
+    path("inbox/batch/<uuid:batch_id>/undo/", inbox.undo_batch, name="inbox_undo_batch"),
     path("inbox/<int:pk>/reply/", inbox.reply, name="inbox_reply"),
     # --- admin policies -------------------------------------------------------------------
     path("policies/", policies.policy_list, name="policies"),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 from django.contrib import messages
 from django.core.cache import cache
@@ -47,6 +48,7 @@ from ..models import (
     SpotCheckBatch,
     SpotCheckItem,
 )
+from ..proposals import action_delta, changes_since, display_value, parse_version
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -336,32 +338,6 @@ def fired_summary(fired_rules: list[Any]) -> list[str]:
     ]
 
 
-def display_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, (dict, list)) and not (
-        isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)
-    ):
-        return json.dumps(value, sort_keys=True)
-    return engine.format_value(value)
-
-
-def action_delta(before: Any, after: Any) -> list[dict[str, Any]]:
-    """Top-level differences between the agent's proposal and the human's final action."""
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return []
-    delta = []
-    for key in sorted(set(before) | set(after), key=lambda k: (k not in before, k)):
-        old, new = before.get(key), after.get(key)
-        if key not in after:
-            delta.append({"key": key, "before": display_value(old), "after": None})
-        elif key not in before:
-            delta.append({"key": key, "before": None, "after": display_value(new)})
-        elif old != new:
-            delta.append({"key": key, "before": display_value(old), "after": display_value(new)})
-    return delta
-
-
 def posted_final_action(outcome: str | None, proposed: Any, text: str) -> dict[str, Any] | None:
     """What a decide form asks for beyond its outcome: the edited action when modifying, else
     None. Raises ValidationError for a missing outcome or an edit that does not hold."""
@@ -556,22 +532,58 @@ def item(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @role_required(REVIEWERS)
 def poll(request: HttpRequest) -> HttpResponse:
-    """The list, refreshed every few seconds; says so if the open item was decided elsewhere."""
+    """The list, refreshed every few seconds. It says so when the open item was settled or
+    revised meanwhile, and which of the rows the reviewer had in view someone else settled."""
     filters = Filters.from_data(request.GET)
     context = list_context(request.user, filters)
-    current = request.GET.get("current", "")
-    if current.isdigit():
-        gone = (
+    current = _posted_id(request.GET.get("current", ""))
+    if current is not None:
+        open_item = (
             requests_for_reviewer(request.user)
-            .filter(pk=int(current))
-            .exclude(status=Status.PENDING)
+            .filter(pk=current)
             .select_related("decision__decided_by")
             .first()
         )
-        if gone is not None:
-            context["closed_notice"] = str(services.AlreadyDecided(gone))
-            context["closed_pk"] = gone.pk
+        seen = parse_version(request.GET.get("current_version"))
+        if open_item is not None and not open_item.is_pending:
+            context["closed_notice"] = str(services.AlreadyDecided(open_item))
+            context["closed_pk"] = open_item.pk
+        elif open_item is not None and seen is not None and seen != open_item.proposal_version:
+            context["revised"] = open_item
+            context["revised_delta"] = changes_since(open_item, seen)
+    shown = {pk for pk in map(_posted_id, request.GET.get("shown", "").split(",")[:LIST_SIZE])}
+    left = shown - {row.pk for row in context["rows"]} - {None, current}
+    context["settled_notice"] = settled_elsewhere(request.user, left)
     return render(request, "inbox/_poll.html", context)
+
+
+def _posted_id(raw: str) -> int | None:
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+def settled_elsewhere(user: Any, ids: set[int]) -> str:
+    """The notice for rows that left the reviewer's view because another actor (a colleague,
+    the deadline, the agent) settled them. Rows the reviewer settled, and rows still pending
+    that merely moved out of the first page or out of the filter, say nothing."""
+    if not ids:
+        return ""
+    gone = [
+        r
+        for r in requests_for_reviewer(user)
+        .filter(pk__in=ids)
+        .exclude(status=Status.PENDING)
+        .select_related("decision__decided_by")
+        .order_by("pk")
+        if getattr(r, "decision", None) is None or r.decision.decided_by_id != user.pk
+    ]
+    if not gone:
+        return ""
+    if len(gone) == 1:
+        return f"#{gone[0].pk} was {services.settled_by(gone[0])} and left your list."
+    parts = [f"#{r.pk} {services.settled_by(r)}" for r in gone[:3]]
+    more = f", and {len(gone) - 3} more" if len(gone) > 3 else ""
+    return f"{len(gone)} requests left your list: {', '.join(parts)}{more}."
 
 
 @require_GET
@@ -623,6 +635,9 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")
     reason = request.POST.get("reason", "").strip()[:2000]
+    version = parse_version(request.POST.get("version"))
+    if version is None:  # a page from before versions, or a hand-made POST: show what is there
+        return _refused(request, get_request_for_reviewer(request.user, pk), OUTDATED_PAGE, 409)
     try:
         final_action = posted_final_action(
             outcome, req.proposed_action, request.POST.get("final_action", "")
@@ -635,6 +650,11 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             chosen_option=option,
             reason=reason,
             channel=Decision.Channel.WEB,
+            version=version,
+        )
+    except services.StaleProposal as exc:  # the page showed an older proposal: show this one
+        return _refused(
+            request, get_request_for_reviewer(request.user, pk), str(exc), 409, changes=exc.delta
         )
     except services.TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
         return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 409)
@@ -663,9 +683,9 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         context = {"req": None}
     context.update(
         toast={
-            "pk": req.pk,
             "text": f"#{req.pk} {verb}",
             "outcome": decision.outcome,
+            "undo_url": reverse("inbox_undo", args=[req.pk]),
             "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
         },
         removed_pk=req.pk,
@@ -673,6 +693,12 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     response = render(request, "inbox/_decided.html", context)
     url = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
     return push_url(response, url + (f"?{filters.querystring()}" if filters.active else ""))
+
+
+OUTDATED_PAGE = (
+    "This page did not say which version of the proposal you decided on, so nothing was "
+    "decided. Here is the current one."
+)
 
 
 def _refused(
@@ -691,10 +717,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
         if not request.htmx:
             messages.error(request, str(exc))
             return redirect("inbox_item", pk=pk)
-        response = render(request, "inbox/_toast.html", {"toast": {"text": str(exc)}}, status=409)
-        response["HX-Retarget"] = "#toast"
-        response["HX-Reswap"] = "outerHTML"
-        return response
+        return _toast_only(request, str(exc), 409)
     req = get_request_for_reviewer(request.user, pk)
     if not request.htmx:
         messages.success(request, f"#{pk} is pending again.")
@@ -740,31 +763,44 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "inbox/_thread.html", context, status=422 if error else 200)
 
 
+def posted_batch(values: list[str]) -> dict[int, int] | None:
+    """The requests of a batch with the version of each that the reviewer saw: `pk:version`
+    tokens, comma-separated (one field from the JS) or one per checkbox; None if malformed."""
+    chosen: dict[int, int] = {}
+    for token in (t.strip() for v in values for t in v.split(",")):
+        if not token:
+            continue
+        pk, _, version = token.partition(":")
+        request_id, seen = _posted_id(pk), parse_version(version)
+        if request_id is None or seen is None:
+            return None
+        chosen[request_id] = seen
+    return chosen
+
+
 @require_POST
 @role_required(REVIEWERS)
 def batch(request: HttpRequest) -> HttpResponse:
     """One POST deciding many: each request gets its own Decision, AuditEvent and webhook."""
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     reason = request.POST.get("reason", "").strip()[:2000]
-    try:
-        # One field per checkbox without JS; one comma-separated field from the JS, which
-        # keeps a 1,000-row batch under DATA_UPLOAD_MAX_NUMBER_FIELDS.
-        ids = sorted(
-            {int(pk) for v in request.POST.getlist("ids") for pk in v.split(",") if pk.strip()}
-        )
-    except ValueError:
-        ids = []
+    # One field per checkbox without JS; one comma-separated field from the JS, which keeps a
+    # 1,000-row batch under DATA_UPLOAD_MAX_NUMBER_FIELDS.
+    chosen = posted_batch(request.POST.getlist("ids"))
     error = ""
     if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
         error = "A batch is approved or rejected."
-    elif not ids:
+    elif chosen is None:
+        error = "This page is out of date: reload it, then select again."
+    elif not chosen:
         error = "Select at least one request."
-    elif len(ids) > BATCH_MAX:
+    elif len(chosen) > BATCH_MAX:
         error = f"At most {BATCH_MAX:,} requests at once."
     elif outcome == Outcome.REJECTED and not reason:
         error = "Say why they are rejected; the agent reads this."
     if error:
         return render(request, "inbox/_batch_result.html", {"error": error}, status=422)
+    ids = sorted(chosen)
     visible = set(
         requests_for_reviewer(request.user).filter(pk__in=ids).values_list("pk", flat=True)
     )
@@ -772,21 +808,76 @@ def batch(request: HttpRequest) -> HttpResponse:
         raise Http404("Some of these requests are not in your queues.")
 
     result = services.decide_requests_in_bulk(
-        ids, by=request.user, outcome=outcome, reason=reason, channel=Decision.Channel.BATCH
+        ids,
+        by=request.user,
+        outcome=outcome,
+        reason=reason,
+        channel=Decision.Channel.BATCH,
+        versions=chosen,
     )
     decided = result.decided
     conflicts = [{"pk": pk, "message": message} for pk, message in result.conflicts]
     verb = "approved" if outcome == Outcome.APPROVED else "rejected"
     if not request.htmx:
-        messages.success(request, f"{len(decided)} {verb}; {len(conflicts)} already decided.")
+        messages.success(request, f"{len(decided)} {verb}; {len(conflicts)} left as they were.")
         return redirect("inbox")
-    response = render(
-        request,
-        "inbox/_batch_result.html",
-        {"decided": decided, "conflicts": conflicts, "verb": verb},
-    )
+    context = {
+        "decided": decided,
+        "conflicts": conflicts,
+        "verb": verb,
+        "toast": batch_toast(result, verb),
+    }
+    response = render(request, "inbox/_batch_result.html", context)
     push_url(response, reverse("inbox"))
     return trigger_client_event(response, "inbox:refresh")
+
+
+def batch_toast(result: services.BulkDecision, verb: str) -> dict[str, Any]:
+    """The toast after a batch names the batch, and its Undo takes the whole batch back. It
+    replaces any earlier toast, so U can never reach a decision older than this one."""
+    if not result.decided:
+        return {"text": f"Nothing {verb}", "outcome": "info"}
+    ids = [d.request_id for d in result.decided]
+    named = ", ".join(f"#{pk}" for pk in ids[:3])
+    if len(ids) > 3:
+        named += f" and {len(ids) - 3} more"
+    effective_at = result.decided[0].effective_at
+    return {
+        "text": f"{len(ids)} {verb} ({named})",
+        "outcome": result.decided[0].outcome,
+        "undo_url": reverse("inbox_undo_batch", args=[result.batch_id]),
+        "seconds": max(round((effective_at - timezone.now()).total_seconds()), 0),
+    }
+
+
+@require_POST
+@role_required(REVIEWERS)
+def undo_batch(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+    """Take a batch back as a whole, within its undo window."""
+    try:
+        undone = services.undo_batch(batch_id, by=request.user)
+        error = ""
+    except services.TransitionError as exc:
+        undone, error = [], str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, f"{len(undone)} requests are pending again.")
+        return redirect("inbox")
+    if error:
+        return _toast_only(request, error, 409)
+    toast = {"text": f"Undone: {len(undone)} requests are pending again", "outcome": "info"}
+    response = render(request, "inbox/_batch_result.html", {"undone": undone, "toast": toast})
+    push_url(response, reverse("inbox"))
+    return trigger_client_event(response, "inbox:refresh")
+
+
+def _toast_only(request: HttpRequest, text: str, status: int) -> HttpResponse:
+    response = render(request, "inbox/_toast.html", {"toast": {"text": text}}, status=status)
+    response["HX-Retarget"] = "#toast"
+    response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 # --- second reviews (blind) and periodic review, worked in the inbox -------------------------

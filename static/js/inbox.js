@@ -13,7 +13,9 @@
 
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
-  const selected = new Set(); // ids chosen with x, kept across list refreshes
+  // Requests chosen with x, kept across list refreshes: id -> the version of its proposal when
+  // chosen, which the batch sends so that a request revised since then is left alone.
+  const selected = new Map();
   const wide = window.matchMedia("(min-width: 901px)");
   let batchVerb = ""; // the confirmed batch's outcome (the clicked button loses focus to the dialog)
 
@@ -57,24 +59,25 @@
   function syncSelection() {
     const bar = $("#selection-bar");
     if (!bar) return;
-    for (const pk of Array.from(selected)) {
+    for (const pk of Array.from(selected.keys())) {
       if (!$("#row-" + pk)) selected.delete(pk); // decided, by us or by others
     }
     bar.hidden = selected.size === 0;
     $("[data-selected-count]", bar).textContent = selected.size;
     $$("input[name=ids]", bar).forEach((input) => input.remove());
-    selected.forEach((pk) => {
+    selected.forEach((version, pk) => {
       const input = document.createElement("input");
       input.type = "hidden";
       input.name = "ids";
-      input.value = pk;
+      input.value = pk + ":" + version;
       bar.appendChild(input);
     });
   }
 
   function toggleSelect(pk) {
-    if (!pk || !$("#row-" + pk + " .row-check")) return;
-    selected.has(pk) ? selected.delete(pk) : selected.add(pk);
+    const row = pk && $("#row-" + pk);
+    if (!row || !$(".row-check", row)) return;
+    selected.has(pk) ? selected.delete(pk) : selected.set(pk, row.dataset.version);
     markActive();
     syncSelection();
   }
@@ -233,7 +236,7 @@
     else if (key === "?") openDialog("help-dialog");
     else if (key === "/") $("#q").focus();
     else if (key === "A" || key === "R") handled = press(key); // shift: the selection
-    else if (/^[1-9aercu]$/.test(key)) handled = press(key);
+    else if (/^[1-9aercuv]$/.test(key)) handled = press(key);
     else handled = false;
     if (handled) event.preventDefault();
   });
@@ -273,7 +276,8 @@
   document.addEventListener("change", (event) => {
     const el = event.target;
     if (el.classList.contains("row-check")) {
-      el.checked ? selected.add(el.value) : selected.delete(el.value);
+      const row = el.closest(".inbox-row");
+      el.checked ? selected.set(row.dataset.pk, row.dataset.version) : selected.delete(row.dataset.pk);
       syncSelection();
     } else if (el.matches("[data-check-all]")) {
       $$("#group-form input[name=ids]").forEach((box) => (box.checked = el.checked));
@@ -293,14 +297,21 @@
   document.body.addEventListener("htmx:configRequest", (event) => {
     const path = event.detail.path;
     const item = currentItem();
-    if (path.includes("/inbox/poll/") && item && item.dataset.pending === "1") {
-      event.detail.parameters.current = item.dataset.pk;
+    if (path.includes("/inbox/poll/")) {
+      if (item && item.dataset.pending === "1") {
+        event.detail.parameters.current = item.dataset.pk;
+        // Ask whether the proposal on screen is still the current one, until we have been told.
+        if (!$("#pane-notice[data-revised]")) event.detail.parameters.current_version = item.dataset.version;
+      }
+      // The rows in view: the server names those another actor settled since the last look.
+      if (!listTab()) event.detail.parameters.shown = rows().map((row) => row.dataset.pk).join(",");
     }
     if (path.endsWith("/inbox/batch/")) {
       const elt = event.detail.elt;
       if (batchVerb && elt.matches("[data-confirm-batch]")) event.detail.parameters.outcome = batchVerb;
       // One field, not one per request: a 1,000-row batch stays under Django's field limit.
-      const ids = elt.matches("#selection-bar, [data-batch-selection]") ? [...selected]
+      const ids = elt.matches("#selection-bar, [data-batch-selection]")
+        ? [...selected].map(([pk, version]) => pk + ":" + version)
         : $$("#group-form input[name=ids]:checked").map((box) => box.value);
       event.detail.parameters.ids = ids.join(",");
     }
@@ -357,15 +368,12 @@
   document.body.addEventListener("htmx:afterSwap", (event) => {
     const target = event.detail.target;
     if (target.id === "list" && event.detail.requestConfig.path.includes("/inbox/poll/") && !listTab()) {
-      const now = new Set(rows().map((row) => row.dataset.pk));
-      const gone = [...before].filter((pk) => !now.has(pk));
       if (before.size) {
         rows().forEach((row) => row.classList.toggle("is-new", !before.has(row.dataset.pk)));
       }
-      if (gone.length) {
-        notice(gone.length === 1 ? "#" + gone[0] + " was decided elsewhere and left your list."
-          : gone.length + " requests were decided elsewhere and left your list.");
-      }
+      // Only the server knows who settled a row that left: it names those settled by others.
+      const settled = $("#list [data-settled-notice]");
+      if (settled) notice(settled.dataset.settledNotice);
     }
     if (target.id === "pane") {
       const dialog = $("dialog[data-open]", target);
