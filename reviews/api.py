@@ -312,6 +312,7 @@ def request_out(
         "category": review.category.slug,
         "title": review.title,
         "proposed_action": review.proposed_action,
+        "proposal_version": review.proposal_version,
         "confidence": review.confidence,
         "verdict": review.verdict,
         "fired_rules": review.fired_rules,

@@ -113,6 +113,9 @@ class DecisionOut(Schema):
     decided_by: str = Field(..., description="A reviewer's username, or 'system'.")
     channel: str
     decided_at: datetime
+    proposal_version: int | None = Field(
+        None, description="The version of the proposal the decision is on."
+    )
 
 
 class MessageOut(Schema):
@@ -140,6 +143,9 @@ class RequestOut(Schema):
     category: str
     title: str
     proposed_action: dict[str, Any]
+    proposal_version: int = Field(
+        ..., description="1, plus one for each revision; decisions name the version they are on."
+    )
     confidence: float | None
     verdict: str = Field(..., description="gate, escalate or autonomous.")
     fired_rules: list[FiredRuleOut]

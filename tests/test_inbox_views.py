@@ -246,7 +246,9 @@ def test_opening_an_item_starts_the_review_clock(client, alice, pending):
     as_user(client, alice).get(reverse("inbox_item", args=[pending.pk]), **HX)
     pending.refresh_from_db()
     assert pending.first_viewed_at is not None
-    client.post(reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve"}, **HX)
+    client.post(
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "approve"}, **HX
+    )
     assert Decision.objects.get(request=pending).review_seconds is not None
 
 
@@ -271,7 +273,9 @@ def test_approving_loads_the_next_item_and_offers_an_undo(client, alice, agent, 
     first = submit(agent, refunds, title="First one")
     second = submit(agent, refunds, title="Second one")
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[first.pk]), {"outcome": "approve", "next": second.pk}, **HX
+        reverse("inbox_decide", args=[first.pk]),
+        {"version": 1, "outcome": "approve", "next": second.pk},
+        **HX,
     )
     assert response.status_code == 200
     content = response.content.decode()
@@ -287,7 +291,7 @@ def test_approving_loads_the_next_item_and_offers_an_undo(client, alice, agent, 
 
 def test_deciding_the_last_item_shows_an_empty_inbox(client, alice, pending):
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve"}, **HX
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "approve"}, **HX
     )
     assert b"Nothing is waiting for you" in response.content
     assert response["HX-Push-Url"] == reverse("inbox")
@@ -296,7 +300,7 @@ def test_deciding_the_last_item_shows_an_empty_inbox(client, alice, pending):
 def test_a_plain_form_post_redirects_to_the_next_item(client, alice, agent, refunds):
     first, second = submit(agent, refunds), submit(agent, refunds)
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[first.pk]), {"outcome": "approve"}
+        reverse("inbox_decide", args=[first.pk]), {"version": 1, "outcome": "approve"}
     )
     assert response.status_code == 302
     assert response["Location"] == reverse("inbox_item", args=[second.pk])
@@ -304,14 +308,18 @@ def test_a_plain_form_post_redirects_to_the_next_item(client, alice, agent, refu
 
 def test_choosing_an_option_records_it(client, alice, pending):
     as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve", "option": "B"}, **HX
+        reverse("inbox_decide", args=[pending.pk]),
+        {"version": 1, "outcome": "approve", "option": "B"},
+        **HX,
     )
     assert Decision.objects.get(request=pending).chosen_option == "B"
 
 
 def test_an_unknown_option_is_refused(client, alice, pending):
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve", "option": "Z"}, **HX
+        reverse("inbox_decide", args=[pending.pk]),
+        {"version": 1, "outcome": "approve", "option": "Z"},
+        **HX,
     )
     assert response.status_code == 422
     assert not Decision.objects.filter(request=pending).exists()
@@ -320,11 +328,11 @@ def test_an_unknown_option_is_refused(client, alice, pending):
 def test_rejecting_needs_a_reason(client, alice, pending):
     as_user(client, alice)
     url = reverse("inbox_decide", args=[pending.pk])
-    response = client.post(url, {"outcome": "reject", "reason": "  "}, **HX)
+    response = client.post(url, {"version": 1, "outcome": "reject", "reason": "  "}, **HX)
     assert response.status_code == 422
     assert b"Say why it is rejected" in response.content
     assert ReviewRequest.objects.get(pk=pending.pk).status == "pending"
-    client.post(url, {"outcome": "reject", "reason": "Outside policy"}, **HX)
+    client.post(url, {"version": 1, "outcome": "reject", "reason": "Outside policy"}, **HX)
     decision = Decision.objects.get(request=pending)
     assert (decision.outcome, decision.reason) == ("rejected", "Outside policy")
 
@@ -333,7 +341,7 @@ def test_modifying_stores_the_final_action_and_shows_the_delta(client, alice, pe
     final = {"action": "refund", "amount": 60, "currency": "EUR"}
     as_user(client, alice).post(
         reverse("inbox_decide", args=[pending.pk]),
-        {"outcome": "modify", "final_action": json.dumps(final)},
+        {"version": 1, "outcome": "modify", "final_action": json.dumps(final)},
         **HX,
     )
     decision = Decision.objects.get(request=pending)
@@ -353,7 +361,7 @@ def test_modifying_stores_the_final_action_and_shows_the_delta(client, alice, pe
 def test_an_invalid_modification_is_refused_with_the_reason(client, alice, pending, text, message):
     response = as_user(client, alice).post(
         reverse("inbox_decide", args=[pending.pk]),
-        {"outcome": "modify", "final_action": text},
+        {"version": 1, "outcome": "modify", "final_action": text},
         **HX,
     )
     assert response.status_code == 422
@@ -364,7 +372,7 @@ def test_an_invalid_modification_is_refused_with_the_reason(client, alice, pendi
 
 def test_an_unknown_outcome_is_refused(client, alice, pending):
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "maybe"}, **HX
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "maybe"}, **HX
     )
     assert response.status_code == 422
 
@@ -375,7 +383,9 @@ def test_deciding_what_another_reviewer_decided_says_so_and_changes_nothing(
     services.decide_request(pending.pk, by=carol, outcome="approved")
     events = AuditEvent.objects.count()
     response = as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "reject", "reason": "No"}, **HX
+        reverse("inbox_decide", args=[pending.pk]),
+        {"version": 1, "outcome": "reject", "reason": "No"},
+        **HX,
     )
     assert response.status_code == 409
     assert "Already approved by carol at" in response.content.decode()
@@ -389,7 +399,7 @@ def test_deciding_what_another_reviewer_decided_says_so_and_changes_nothing(
 
 def test_undo_inside_the_window_makes_the_request_pending_again(client, alice, pending):
     as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve"}, **HX
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "approve"}, **HX
     )
     response = client.post(reverse("inbox_undo", args=[pending.pk]), **HX)
     assert response.status_code == 200
@@ -402,7 +412,7 @@ def test_undo_inside_the_window_makes_the_request_pending_again(client, alice, p
 def test_undo_after_the_window_is_refused(client, alice, pending, settings):
     settings.HITL_UNDO_SECONDS = 0
     as_user(client, alice).post(
-        reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve"}, **HX
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "approve"}, **HX
     )
     response = client.post(reverse("inbox_undo", args=[pending.pk]), **HX)
     assert response.status_code == 409
@@ -457,7 +467,7 @@ def test_the_group_table_shows_its_members_with_key_fields(client, alice, agent,
     content = response.content.decode()
     assert response.status_code == 200
     assert "3 \u00d7 Refunds" in content and "customer_tier" in content
-    assert all(f'name="ids" value="{r.pk}" checked' in content for r in reqs)
+    assert all(f'name="ids" value="{r.pk}:1" checked' in content for r in reqs)
     assert all(ReviewRequest.objects.get(pk=r.pk).first_viewed_at for r in reqs)
 
 
@@ -466,7 +476,7 @@ def test_a_batch_decides_each_request_with_its_own_decision_and_audit(
 ):
     reqs = [submit(agent, refunds) for _ in range(3)]
     response = as_user(client, alice).post(
-        reverse("inbox_batch"), {"outcome": "approve", "ids": [r.pk for r in reqs]}, **HX
+        reverse("inbox_batch"), {"outcome": "approve", "ids": [f"{r.pk}:1" for r in reqs]}, **HX
     )
     assert response.status_code == 200
     assert b"3 approved" in response.content
@@ -478,7 +488,7 @@ def test_a_batch_skips_and_reports_what_someone_else_decided(client, alice, caro
     one, two = submit(agent, refunds), submit(agent, refunds)
     services.decide_request(two.pk, by=carol, outcome="rejected", reason="Dup")
     response = as_user(client, alice).post(
-        reverse("inbox_batch"), {"outcome": "approve", "ids": [one.pk, two.pk]}, **HX
+        reverse("inbox_batch"), {"outcome": "approve", "ids": [f"{one.pk}:1", f"{two.pk}:1"]}, **HX
     )
     content = response.content.decode()
     assert "1 approved" in content
@@ -488,12 +498,14 @@ def test_a_batch_skips_and_reports_what_someone_else_decided(client, alice, caro
 
 def test_a_batch_reject_needs_a_reason(client, alice, pending):
     response = as_user(client, alice).post(
-        reverse("inbox_batch"), {"outcome": "reject", "ids": [pending.pk]}, **HX
+        reverse("inbox_batch"), {"outcome": "reject", "ids": [f"{pending.pk}:1"]}, **HX
     )
     assert response.status_code == 422
     assert not Decision.objects.exists()
     client.post(
-        reverse("inbox_batch"), {"outcome": "reject", "ids": [pending.pk], "reason": "No"}, **HX
+        reverse("inbox_batch"),
+        {"outcome": "reject", "ids": [f"{pending.pk}:1"], "reason": "No"},
+        **HX,
     )
     assert Decision.objects.get(request=pending).reason == "No"
 
@@ -506,7 +518,8 @@ def test_a_batch_without_requests_or_with_a_modification_is_refused(client, alic
 
 def test_a_batch_with_a_request_of_another_queue_is_a_404(client, alice, pending, finance_request):
     response = as_user(client, alice).post(
-        reverse("inbox_batch"), {"outcome": "approve", "ids": [pending.pk, finance_request.pk]}
+        reverse("inbox_batch"),
+        {"outcome": "approve", "ids": [f"{pending.pk}:1", f"{finance_request.pk}:1"]},
     )
     assert response.status_code == 404
     assert not Decision.objects.exists()
@@ -588,7 +601,9 @@ def test_forms_are_csrf_protected(alice, pending):
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
-    response = client.post(reverse("inbox_decide", args=[pending.pk]), {"outcome": "approve"})
+    response = client.post(
+        reverse("inbox_decide", args=[pending.pk]), {"version": 1, "outcome": "approve"}
+    )
     assert response.status_code == 403
     assert ReviewRequest.objects.get(pk=pending.pk).status == "pending"
 
@@ -651,7 +666,9 @@ def test_query_counts_stay_the_same_with_10_or_1000_pending(
 
     def decide_next():
         target = ReviewRequest.objects.filter(status="pending").exclude(pk=pending.pk).first()
-        return client.post(reverse("inbox_decide", args=[target.pk]), {"outcome": "approve"}, **HX)
+        return client.post(
+            reverse("inbox_decide", args=[target.pk]), {"version": 1, "outcome": "approve"}, **HX
+        )
 
     make_pending(pending, 9)
     small = {name: count_queries(call) for name, call in pages.items()}
@@ -672,7 +689,9 @@ def test_a_batch_queues_one_held_back_webhook_per_request(client, alice, agent, 
     agent.save()
     reqs = [submit(agent, refunds) for _ in range(2)]
     as_user(client, alice).post(
-        reverse("inbox_batch"), {"outcome": "approve", "ids": f"{reqs[0].pk},{reqs[1].pk}"}, **HX
+        reverse("inbox_batch"),
+        {"outcome": "approve", "ids": f"{reqs[0].pk}:1,{reqs[1].pk}:1"},
+        **HX,
     )
     for req in reqs:
         delivery = WebhookDelivery.objects.get(request=req, event="request.decided")
