@@ -117,6 +117,7 @@ def test_it_shows_the_decision_with_who_and_when_once_effective(api, refunds, al
         "decided_by": "alice",
         "channel": "web",
         "decided_at": body["decision"]["decided_at"],
+        "proposal_version": 1,
     }
 
 
