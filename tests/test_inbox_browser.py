@@ -196,7 +196,9 @@ def test_an_item_decided_by_someone_else_says_so(page, three, carol):
     services.decide_request(first.pk, by=carol, outcome="approved")
     page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")  # the 8 s poll, now
     expect(page.locator("#pane-notice")).to_contain_text("Already approved by carol at")
-    expect(page.locator("#live-notice")).to_contain_text(f"#{first.pk} was decided elsewhere")
+    expect(page.locator("#live-notice")).to_contain_text(
+        f"#{first.pk} was approved by carol and left your list."
+    )
     page.locator("#pane [data-shortcut=r]").click()
     page.locator("#reject-reason").fill("Too late")
     page.keyboard.press("Enter")

@@ -552,7 +552,7 @@ def poll(request: HttpRequest) -> HttpResponse:
             context["revised"] = open_item
             context["revised_delta"] = changes_since(open_item, seen)
     shown = {pk for pk in map(_posted_id, request.GET.get("shown", "").split(",")[:LIST_SIZE])}
-    left = shown - {row.pk for row in context["rows"]} - {None, current}
+    left = shown - {row.pk for row in context["rows"]} - {None}
     context["settled_notice"] = settled_elsewhere(request.user, left)
     return render(request, "inbox/_poll.html", context)
 
