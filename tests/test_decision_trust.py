@@ -45,11 +45,12 @@ def test_the_item_shows_the_version_and_its_forms_send_it(client, alice, small_r
     content = as_user(client, alice).get(reverse("inbox_item", args=[small_refund.pk])).content
     page = content.decode()
     assert 'data-version="1"' in page
-    assert page.count('name="version" value="1"') == 3  # approve, reject, modify
+    # Approve, reject, modify, and each option's approve button.
+    assert page.count('name="version" value="1"') == 3 + len(small_refund.options)
     revise(small_refund, 10000)
     page = client.get(reverse("inbox_item", args=[small_refund.pk])).content.decode()
     assert "Revised · v2" in page
-    assert page.count('name="version" value="2"') == 3
+    assert page.count('name="version" value="2"') == 3 + len(small_refund.options)
 
 
 def test_approving_a_version_the_agent_has_since_revised_is_refused_with_the_diff(
