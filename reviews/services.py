@@ -107,10 +107,12 @@ class StaleProposal(TransitionError):
         self.request = request
         self.seen = seen
         self.delta = proposals.changes_since(request, seen)
-        super().__init__(
-            f"The agent revised its proposal after you saw it (version {seen} → "
-            f"{request.proposal_version}): {proposals.delta_text(self.delta)}."
+        # The headline for a page that lists the changes below it; the message says them too.
+        self.headline = (
+            f"The agent revised its proposal after you saw it "
+            f"(version {seen} → {request.proposal_version})."
         )
+        super().__init__(f"{self.headline[:-1]}: {proposals.delta_text(self.delta)}.")
 
 
 class IdempotencyConflict(Exception):

@@ -654,7 +654,11 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except services.StaleProposal as exc:  # the page showed an older proposal: show this one
         return _refused(
-            request, get_request_for_reviewer(request.user, pk), str(exc), 409, changes=exc.delta
+            request,
+            get_request_for_reviewer(request.user, pk),
+            exc.headline,
+            409,
+            changes=exc.delta,
         )
     except services.TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
         return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 409)
