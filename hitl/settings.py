@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "reviews.middleware.api_errors_as_json",
+    "reviews.middleware.DatabaseBusyMiddleware",
     # Last, so it turns a refused login into the login page with the lockout message.
     "axes.middleware.AxesMiddleware",
 ]
@@ -131,10 +132,26 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }
+# On PostgreSQL each process keeps a pool of at most DATABASE_POOL_MAX_SIZE connections that
+# its threads share, so gunicorn's 64 threads per process never mean 64 connections (README
+# "Production" has the sizing formula). A thread that waits DATABASE_POOL_TIMEOUT seconds for
+# one gets a 503 (reviews.middleware). 0 turns the pool off (e.g. behind PgBouncer), and then
+# DATABASE_CONN_MAX_AGE applies.
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 10)
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        # One connection stays open; the rest open under load and close after an idle minute.
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+        "max_idle": 60,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and beat share one SQLite file without
     # "database is locked" errors; IMMEDIATE makes write transactions take the lock up front.
@@ -305,6 +322,11 @@ HITL_WEBHOOK_BACKOFF_SECONDS = env_int("HITL_WEBHOOK_BACKOFF_SECONDS", 10)
 # so waiting agents never take every thread.
 HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
 HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
+# One agent's share of those: a quarter by default, so until four agents each hold their whole
+# share, any other agent can still wait.
+HITL_API_MAX_WAITERS_PER_AGENT = env_int(
+    "HITL_API_MAX_WAITERS_PER_AGENT", max(HITL_API_MAX_WAITERS // 4, 1)
+)
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,16 @@
 """Keep the agent API's promise that every error is JSON, also where Django or django-ninja
-answer before any API code runs: a path with no endpoint (404) or the wrong method (405)."""
+answer before any API code runs: a path with no endpoint (404) or the wrong method (405); and
+answer an exhausted database connection pool with 503, never 500."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 PLAIN_ERRORS = {
@@ -35,3 +40,48 @@ def api_errors_as_json(get_response: Callable[[HttpRequest], HttpResponse]) -> C
         return json_response
 
     return middleware
+
+
+# A request that waited the whole pool timeout found every connection of its process busy;
+# requests hold one for milliseconds, so the backlog is gone within seconds (or the retry
+# lands on a less busy process).
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when the database connection pool had no connection to give within its timeout."""
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # SQLite-only installs: there is no pool
+        return False
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
+
+
+class DatabaseBusyMiddleware:
+    """Answer 503 with Retry-After, not 500, when a thread cannot get a database connection in
+    time (JSON for the agent API): the server is overloaded, the request was not wrong."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not pool_exhausted(exc):
+            return None
+        log.warning("no database connection within the pool timeout for %s", request.path)
+        retry = str(BUSY_RETRY_AFTER_SECONDS)
+        if request.path.startswith(API_PREFIX):
+            response: HttpResponse = JsonResponse(
+                {"error": "unavailable", "detail": f"The server is busy; retry in {retry} s."},
+                status=503,
+            )
+        else:
+            response = HttpResponse(
+                f"The server is busy. Try again in {retry} seconds.",
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+        response["Retry-After"] = retry
+        return response
