@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import os
+import random
 import time
 import urllib.error
 import urllib.parse
@@ -49,9 +50,11 @@ class HITLError(Exception):
         status: int | None = None,
         error: str = "",
         fields: dict[str, list[str]] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail, self.status, self.error, self.fields = detail, status, error, fields or {}
+        self.retry_after = retry_after  # seconds, from a 429's or 503's Retry-After
 
 
 class Rejected(HITLError):
@@ -102,9 +105,11 @@ class Client:
         body: dict[str, Any] | None = None,
         query: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        retry_429: bool = True,
     ) -> Any:
-        """One API call, retried on connection errors, 5xx and 429 (submissions carry an
-        Idempotency-Key, so a retried submission never makes a second request)."""
+        """One API call, retried on connection errors, 5xx and (unless retry_429 is off) 429
+        (submissions carry an Idempotency-Key, so a retried submission never makes a second
+        request)."""
         url = f"{self.base_url}/api/v1{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -123,9 +128,9 @@ class Client:
                     return json.loads(response.read() or b"null")
             except urllib.error.HTTPError as exc:
                 payload = _json_or_none(exc.read())
-                retryable = exc.code >= 500 or exc.code == 429
+                retryable = exc.code >= 500 or (exc.code == 429 and retry_429)
                 if not retryable or attempt == self.retries:
-                    raise _error_from(exc.code, payload) from None
+                    raise _error_from(exc.code, payload, exc.headers.get("Retry-After")) from None
                 delay = _retry_after(exc.headers.get("Retry-After"), attempt)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt == self.retries:
@@ -161,14 +166,33 @@ class Client:
         `timeout` seconds (None: wait as long as it takes)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
-            current = self.request(
-                "GET", f"/requests/{request_id}/wait", query={"timeout": min(left, MAX_WAIT)}
-            )
+            current = self._long_poll(f"/requests/{request_id}/wait", deadline)
+            if current is None:  # refused a wait slot until the deadline: read the state
+                current = self.get(request_id)
             if current["status"] in SETTLED:
                 return current
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
+
+    def _long_poll(self, path: str, deadline: float | None) -> Any:
+        """One long-poll of at most MAX_WAIT seconds. A 429 (this agent's share of the server's
+        wait slots, or the server's, is taken) is no failure of the wait: ask again after its
+        Retry-After, with a little jitter so an agent's refused loops do not return in step.
+        None when the deadline passes first."""
+        while True:
+            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            try:
+                return self.request(
+                    "GET", path, query={"timeout": min(left, MAX_WAIT)}, retry_429=False
+                )
+            except HITLError as exc:
+                if exc.status != 429:
+                    raise
+                pause = (exc.retry_after or 1.0) + random.uniform(0, 0.5)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    time.sleep(max(deadline - time.monotonic(), 0))
+                    return None
+                time.sleep(pause)
 
     def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
         return self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
@@ -223,10 +247,9 @@ class Client:
         """LangGraph's HumanResponse ({type, args}) once a human answered; None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
-            answer = self.request(
-                "GET", f"/interrupts/{request_id}", query={"timeout": min(left, MAX_WAIT)}
-            )
+            answer = self._long_poll(f"/interrupts/{request_id}", deadline)
+            if answer is None:
+                answer = self.request("GET", f"/interrupts/{request_id}", query={"timeout": 0})
             if answer["response"] is not None:
                 return answer["response"]
             if deadline is not None and time.monotonic() >= deadline:
@@ -306,19 +329,27 @@ def _json_or_none(raw: bytes) -> Any:
         return None
 
 
-def _error_from(status: int, payload: Any) -> HITLError:
+def _error_from(status: int, payload: Any, retry_after: str | None = None) -> HITLError:
+    seconds = _seconds(retry_after)
     if isinstance(payload, dict):
         return HITLError(
             str(payload.get("detail", payload)),
             status,
             str(payload.get("error", "")),
             payload.get("fields"),
+            seconds,
         )
-    return HITLError(f"HTTP {status}", status)
+    return HITLError(f"HTTP {status}", status, retry_after=seconds)
+
+
+def _seconds(header: str | None) -> float | None:
+    """Retry-After in seconds, at most a minute (this server never asks for longer)."""
+    try:
+        return min(max(float(header), 0.0), 60.0) if header else None
+    except ValueError:
+        return None
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
-    try:
-        return min(float(header), 60.0) if header else 0.5 * 2**attempt
-    except ValueError:
-        return 0.5 * 2**attempt
+    seconds = _seconds(header)
+    return 0.5 * 2**attempt if seconds is None else seconds

@@ -43,7 +43,7 @@ from .api_schemas import (
     SubmitIn,
     Text,
 )
-from .longpoll import release_connection, watcher
+from .longpoll import Refusal, release_connection, watcher
 from .models import Agent, AgentToken, Category, Decision, Message, ReviewRequest, hash_token
 
 # Bodies above this are refused with 413 before they are parsed.
@@ -358,14 +358,22 @@ def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> Rev
     if timeout <= 0 or agent_status(review) != Status.PENDING:
         return review
     release_connection()  # hold no database connection while blocked
-    woke = watcher.wait(review.pk, timeout)
-    if woke is None:  # this process is at its waiter cap: answer now, the client asks again
-        raise ApiError(
-            429,
-            "too_many_waiters",
-            "Too many agents are waiting on this server; retry in a second.",
-            headers={"Retry-After": "1"},
-        )
+    outcome = watcher.wait(review.pk, agent.pk, timeout)
+    if isinstance(outcome, Refusal):  # answer now; the client asks again after Retry-After
+        retry = outcome.retry_after
+        if outcome.limit == "agent":
+            code, detail = (
+                "agent_wait_share",
+                f"This agent already holds its share of waits on this server ({outcome.cap}, "
+                f"HITL_API_MAX_WAITERS_PER_AGENT); one of them ends within {retry} s.",
+            )
+        else:
+            code, detail = (
+                "too_many_waiters",
+                f"This server already serves as many waits as it may ({outcome.cap}, "
+                f"HITL_API_MAX_WAITERS); one of them ends within {retry} s.",
+            )
+        raise ApiError(429, code, detail, headers={"Retry-After": str(retry)})
     return request_for_agent(agent, review.public_id)
 
 

@@ -1,15 +1,17 @@
 """The Python client and @requires_approval against a live test server."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection
 
 from hitl_client import ApprovalTimeout, Client, HITLError, Rejected, requires_approval
 from reviews import services
+from reviews.longpoll import watcher
 from reviews.models import ReviewRequest
 
-from .api_support import _no_rate_limit
+from .api_support import AgentClient, _no_rate_limit
 from .conftest import wait_for
 
 __all__ = ["_no_rate_limit"]
@@ -145,3 +147,38 @@ def test_the_decorator_gives_up_after_its_timeout_and_withdraws_the_request(clie
     with pytest.raises(ApprovalTimeout):
         refund(10)
     assert ReviewRequest.objects.get().status == "cancelled"
+
+
+@concurrent
+def test_a_wait_refused_a_slot_waits_out_retry_after_and_still_gets_the_decision(
+    client, settings, agent_token, refunds, alice
+):
+    settings.HITL_API_MAX_WAITERS = 1
+    first = client.submit("refunds", "Refund 10 EUR", confidence=0.4)
+    second = client.submit("refunds", "Refund 20 EUR", confidence=0.4)
+    first_pk, second_pk = (
+        ReviewRequest.objects.get(public_id=created["id"]).pk for created in (first, second)
+    )
+
+    def another_loop_holds_the_only_slot():
+        try:
+            AgentClient(agent_token).get(f"/api/v1/requests/{first['id']}/wait?timeout=2")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=another_loop_holds_the_only_slot)
+    holder.start()
+    wait_for(lambda: watcher.waiting == 1, timeout=10, interval=0.02)
+    reviewer = threading.Timer(
+        0.5, lambda: services.decide_request(second_pk, by=alice, outcome="approved")
+    )
+    reviewer.start()
+    started = time.monotonic()
+    # The server answers 429 with Retry-After (about 2 s, when the holder's wait ends); the
+    # client, which retries nothing else here (retries=0), asks again then instead of failing.
+    outcome = client.wait(second["id"], timeout=20)
+    holder.join()
+    reviewer.join()
+    assert outcome["status"] == "approved"
+    assert 1 <= time.monotonic() - started < 5
+    assert ReviewRequest.objects.get(pk=first_pk).status == "pending"

@@ -9,7 +9,7 @@ from django.db import connection
 
 from reviews import services
 from reviews.longpoll import watcher
-from reviews.models import ReviewRequest
+from reviews.models import Agent, AgentToken, ReviewRequest
 
 from .api_support import AgentClient, _no_rate_limit, escalated
 
@@ -97,7 +97,53 @@ def test_a_process_at_its_waiter_cap_asks_the_agent_to_come_back(settings, agent
     response = api.get(f"/api/v1/requests/{created['id']}/wait?timeout=5")
     assert response.status_code == 429
     assert response.json()["error"] == "too_many_waiters"
-    assert response["Retry-After"] == "1"
+    assert "HITL_API_MAX_WAITERS)" in response.json()["detail"]
+    assert response["Retry-After"] == "1"  # nobody holds a slot that could free
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_holding_its_share_of_waits_cannot_starve_another(
+    settings, agent_token, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    share = settings.HITL_API_MAX_WAITERS_PER_AGENT  # the default: a quarter of the slots
+    assert share < settings.HITL_API_MAX_WAITERS
+    greedy = AgentClient(agent_token)
+    held = [submit(greedy, title=f"held {i}")["id"] for i in range(share)]
+    extra = submit(greedy, title="one more")["id"]
+    other = AgentClient(AgentToken.issue(Agent.objects.create(name="billing-bot"))[1])
+    theirs = submit(other, title="theirs")["id"]
+    answers = {}
+
+    def hold(public_id):
+        answers[public_id] = AgentClient(agent_token).get(
+            f"/api/v1/requests/{public_id}/wait?timeout=30"
+        )
+
+    started = time.monotonic()
+    threads = [in_thread(hold, public_id) for public_id in held]
+    deadline = time.monotonic() + 30
+    while watcher.waiting < share and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watcher.waiting == share
+
+    refused = greedy.get(f"/api/v1/requests/{extra}/wait?timeout=30")
+    served = other.get(f"/api/v1/requests/{theirs}/wait?timeout=1")
+
+    assert served.status_code == 200 and served.json()["status"] == "pending"
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "agent_wait_share"
+    assert f"share of waits on this server ({share}," in refused.json()["detail"]
+    # Honest: the greedy agent's first wait ends 30 s after it started, freeing a slot.
+    retry_after = int(refused["Retry-After"])
+    assert 30 - (time.monotonic() - started) - 1 <= retry_after <= 30
+    for pk in ReviewRequest.objects.filter(public_id__in=held).values_list("pk", flat=True):
+        services.decide_request(pk, by=alice, outcome="approved", channel="batch")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert {answer.status_code for answer in answers.values()} == {200}
+    assert watcher.waiting == 0
 
 
 @pytest.mark.postgres
@@ -105,7 +151,7 @@ def test_a_process_at_its_waiter_cap_asks_the_agent_to_come_back(settings, agent
 def test_a_hundred_waiters_hold_no_database_connections_and_all_wake(
     settings, agent_token, refunds, alice
 ):
-    settings.HITL_API_MAX_WAITERS = 200
+    settings.HITL_API_MAX_WAITERS = settings.HITL_API_MAX_WAITERS_PER_AGENT = 200
     settings.HITL_UNDO_SECONDS = 0
     api = AgentClient(agent_token)
     ids = [submit(api, title=f"r{i}")["id"] for i in range(100)]
@@ -125,8 +171,11 @@ def test_a_hundred_waiters_hold_no_database_connections_and_all_wake(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         open_connections = cursor.fetchone()[0]
-    # This test's own connection and the watcher's, not one per waiter.
-    assert open_connections <= 5
+    # Every connection of this process comes from its pool, and the blocked waiters hold none
+    # of them: only this test's own and, mid-look, the watcher's are taken.
+    assert open_connections <= settings.DATABASE_POOL_MAX_SIZE
+    stats = connection.pool.get_stats()
+    assert stats["pool_size"] - stats["pool_available"] <= 2
     decided = time.monotonic()
     for pk in ReviewRequest.objects.filter(public_id__in=ids).values_list("pk", flat=True):
         services.decide_request(pk, by=alice, outcome="approved", channel="batch")
