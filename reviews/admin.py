@@ -1,4 +1,6 @@
-"""Django admin for every model. State changes still go through reviews.services."""
+"""Django admin for every model, with no unaudited write: each model's admin either calls the
+audited service for its writes, audits adds, changes and deletes in the admin's own
+transaction (AuditedAdmin), or is read-only."""
 
 from __future__ import annotations
 
@@ -8,16 +10,23 @@ from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
 from axes.admin import AccessFailureLogAdmin as AxesAccessFailureLogAdmin
 from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import logins, services
+from . import logins, policies, services
 from . import rules as engine
 from .models import (
     Agent,
@@ -46,6 +55,68 @@ from .models import (
 )
 
 
+def _inline_changes(formsets: list[Any]) -> list[dict[str, Any]]:
+    """What the change form's inline rows added, changed and deleted (set once they are saved)."""
+    changes = []
+    for formset in formsets:
+        added = [services.admin_snapshot(obj) for obj in getattr(formset, "new_objects", [])]
+        changed = [
+            {"row": str(obj), "fields": sorted(fields), "now": services.admin_snapshot(obj)}
+            for obj, fields in getattr(formset, "changed_objects", [])
+        ]
+        deleted = [str(obj) for obj in getattr(formset, "deleted_objects", [])]
+        if added or changed or deleted:
+            changes.append(
+                {
+                    "model": formset.model._meta.label_lower,
+                    "added": added,
+                    "changed": changed,
+                    "deleted": deleted,
+                }
+            )
+    return changes
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Each add, change (inline rows included) and delete writes admin.added, admin.changed or
+    admin.deleted with the row before and after. Django runs the change form and the delete
+    view inside transaction.atomic, so the write and its event commit together."""
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        if change:
+            stored = type(obj)._default_manager.get(pk=obj.pk)
+            obj._audit_before = services.admin_snapshot(stored)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        after = services.admin_snapshot(form.instance)
+        if inlines := _inline_changes(formsets):
+            after["inlines"] = inlines
+        services.record_admin_write(
+            "changed" if change else "added",
+            form.instance,
+            by=request.user,
+            before=getattr(form.instance, "_audit_before", None),
+            after=after,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        with transaction.atomic():
+            before = services.admin_snapshot(obj)
+            services.record_admin_write("deleted", obj, by=request.user, before=before)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # The bulk "Delete selected" action; unlike the delete view it runs outside a
+        # transaction of Django's, hence this one.
+        with transaction.atomic():
+            for obj in queryset:
+                before = services.admin_snapshot(obj)
+                services.record_admin_write("deleted", obj, by=request.user, before=before)
+            super().delete_queryset(request, queryset)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -58,10 +129,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(AuditedAdmin):
+    """Saved by policies.save_queue (queue.saved, members included), as the queue page does."""
+
     list_display = ["name", "slug", "next_queue", "member_count"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["members"]
+
+    def save_model(self, request: HttpRequest, obj: Queue, form: Any, change: bool) -> None:
+        policies.save_queue(form, by=request.user)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # save_queue saved the members with its audit event; a queue has no inline rows
 
     @admin.display(description="members")
     def member_count(self, obj: Queue) -> int:
@@ -75,7 +154,7 @@ class RuleInline(admin.TabularInline):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(AuditedAdmin):
     list_display = [
         "name",
         "slug",
@@ -92,16 +171,20 @@ class CategoryAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [RuleInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Autonomy is switched on the autonomy page, which checks the evidence and records why.
+        return ["mode"] if obj is not None else []
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if change:  # keep the policy history true when it is edited here too
-            from .policies import record_outside_change
-
-            record_outside_change(form.instance, by=request.user, note="Edited in Django admin.")
+            policies.record_outside_change(
+                form.instance, by=request.user, note="Edited in Django admin."
+            )
 
 
 @admin.register(EscalationRule)
-class EscalationRuleAdmin(admin.ModelAdmin):
+class EscalationRuleAdmin(AuditedAdmin):
     list_display = ["summary", "category", "order", "enabled", "description"]
     list_filter = ["enabled", "category"]
 
@@ -122,21 +205,31 @@ class TokenInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(AuditedAdmin):
     list_display = ["name", "owner", "is_active", "webhook_url", "created_at"]
     list_filter = ["is_active"]
     inlines = [TokenInline]
     actions = ["issue_token"]
 
     @admin.action(description="Issue a new API token (shown once)")
-    def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
-        for agent in queryset:
-            _, raw = AgentToken.issue(agent, name=f"admin {timezone.now():%Y-%m-%d %H:%M}")
-            self.message_user(
-                request,
-                f"New token for {agent.name} (copy it now, it is not shown again): {raw}",
-                messages.WARNING,
-            )
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse:
+        name = f"admin {timezone.now():%Y-%m-%d %H:%M}"
+        issued = [
+            (agent, policies.issue_agent_token(agent, name, by=request.user)[1])
+            for agent in queryset
+        ]
+        # The raw value goes in this one response (never cached: admin views send no-store),
+        # never in a message (a cookie) or a log.
+        return TemplateResponse(
+            request,
+            "admin/reviews/agent/issued_tokens.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New API tokens",
+                "opts": self.model._meta,
+                "issued": issued,
+            },
+        )
 
 
 @admin.register(AgentToken)
@@ -149,16 +242,37 @@ class AgentTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # issue tokens from the agent page, so the raw value is shown once
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # nothing to edit: revoke instead
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a revoked token stays on record
+
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[AgentToken]) -> None:
-        for token in queryset:
-            token.revoke()
-        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+        tokens = list(queryset.select_related("agent"))
+        for token in tokens:
+            policies.revoke_agent_token(token, by=request.user)
+        self.message_user(request, f"Revoked {len(tokens)} token(s).")
 
 
 @admin.register(ReviewerProfile)
-class ReviewerProfileAdmin(admin.ModelAdmin):
+class ReviewerProfileAdmin(AuditedAdmin):
+    """Away status is set by services.set_away (reviewer.away / reviewer.back)."""
+
     list_display = ["user", "away_until"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["user"] if obj is not None else []
+
+    def save_model(
+        self, request: HttpRequest, obj: ReviewerProfile, form: Any, change: bool
+    ) -> None:
+        profile = services.set_away(obj.user, obj.away_until, by=request.user)
+        obj.pk = profile.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # set_away wrote the only field and its audit event
 
 
 class DecisionInline(admin.StackedInline):
@@ -205,6 +319,9 @@ class ReviewRequestAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -249,23 +366,28 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     actions = ["resend"]
 
+    change_form_template = "admin/reviews/webhookdelivery/change_form.html"
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    change_form_template = "admin/reviews/webhookdelivery/change_form.html"
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a record of what was sent; Re-send is the one thing to do with it
 
-    @admin.action(description="Re-send selected deliveries")
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def may_resend(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("reviews.change_webhookdelivery")
+
+    @admin.action(description="Re-send selected deliveries", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        self._resend(ids)
-        self.message_user(request, f"Queued {len(ids)} deliveries for re-sending.")
+        count = services.resend_deliveries(ids, by=request.user)
+        self.message_user(request, f"Queued {count} deliveries for re-sending.")
 
-    def _resend(self, ids: list[int]) -> None:
-        WebhookDelivery.objects.filter(pk__in=ids).update(
-            state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=timezone.now()
-        )
-        for delivery_id in ids:
-            services.enqueue_delivery(delivery_id)
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return self.may_resend(request)
 
     def get_urls(self) -> list[URLPattern]:
         resend_one = self.admin_site.admin_view(require_POST(self.resend_one))
@@ -277,15 +399,15 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def resend_one(self, request: HttpRequest, delivery_id: int) -> HttpResponse:
         """The Re-send button on a delivery's page."""
         delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
-        if not self.has_change_permission(request, delivery):
+        if not self.may_resend(request):
             raise PermissionDenied
-        self._resend([delivery.pk])
+        services.resend_deliveries([delivery.pk], by=request.user)
         self.message_user(request, "Queued the delivery for re-sending.")
         return redirect("admin:reviews_webhookdelivery_change", delivery.pk)
 
 
 @admin.register(Guideline)
-class GuidelineAdmin(admin.ModelAdmin):
+class GuidelineAdmin(AuditedAdmin):
     list_display = ["text", "category", "is_active", "created_by", "created_at"]
     list_filter = ["category", "is_active"]
     raw_id_fields = ["source_request"]
@@ -355,7 +477,7 @@ class RollupCursorAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CategoryAutonomy)
-class CategoryAutonomyAdmin(admin.ModelAdmin):
+class CategoryAutonomyAdmin(AuditedAdmin):
     """The bar and sample size are editable; switching modes happens on the autonomy page."""
 
     list_display = ["category", "bar", "min_sample", "autonomous_since", "reinstated_at"]
@@ -431,4 +553,40 @@ class AccessLogAdmin(ReadOnlyAdmin, AxesAccessLogAdmin):
 
 @admin.register(AccessFailureLog)
 class AccessFailureLogAdmin(ReadOnlyAdmin, AxesAccessFailureLogAdmin):
+    pass
+
+
+# --- people (django.contrib.auth) --------------------------------------------------------
+# Who is an admin, a reviewer or a manager is a group membership: an auditor cares who
+# changed it, so users and groups are audited like everything else.
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(AuditedAdmin, DjangoUserAdmin):
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        with transaction.atomic():
+            user = self.get_object(request, unquote(id))
+            before = user.password if user is not None else None
+            response = super().user_change_password(request, id, form_url)
+            if user is not None:
+                user.refresh_from_db(fields=["password"])
+                if user.password != before:
+                    services.record_admin_write(
+                        "password_changed",
+                        user,
+                        by=request.user,
+                        before={"username": user.get_username()},
+                        after={"usable_password": user.has_usable_password()},
+                    )
+        return response
+
+
+@admin.register(Group)
+class GroupAdmin(AuditedAdmin, DjangoGroupAdmin):
     pass

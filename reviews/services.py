@@ -1756,3 +1756,74 @@ def add_guideline(request_id: int, *, by: AbstractBaseUser, text: str) -> Any:
         )
         audit("guideline.created", request, by, after={"guideline": guideline.pk, "text": text})
     return guideline
+
+
+# --- writes made in Django admin -----------------------------------------------------------
+
+# Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.
+SECRET_FIELDS = {"password", "token_hash", "webhook_secret"}
+
+
+def admin_snapshot(obj: Any) -> dict[str, Any]:
+    """A JSON-safe picture of a row as Django admin edits it: its fields (secrets as a
+    fingerprint) and its many-to-many links, by name."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    state: dict[str, Any] = {}
+    for field in obj._meta.concrete_fields:
+        value = getattr(obj, field.attname)
+        if field.name in SECRET_FIELDS and value:
+            value = "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
+        state[field.name] = value
+    if obj.pk is not None:
+        for field in obj._meta.many_to_many:
+            state[field.name] = sorted(str(linked) for linked in getattr(obj, field.name).all())
+    return json.loads(json.dumps(state, cls=DjangoJSONEncoder))
+
+
+def record_admin_write(
+    action: str,
+    obj: Any,
+    *,
+    by: AbstractBaseUser,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Audit an add, change or delete made in Django admin, inside the admin's transaction,
+    for models whose admin has no more specific service to call."""
+    return audit(
+        f"admin.{action}",
+        None,
+        by,
+        before=before,
+        after=after,
+        note=f"{obj._meta.label_lower} {obj.pk}: {obj}"[:500],
+    )
+
+
+def resend_deliveries(delivery_ids: list[int], *, by: AbstractBaseUser) -> int:
+    """Queue webhook deliveries again from their first attempt (an admin's Re-send)."""
+    with transaction.atomic():
+        deliveries = list(
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .filter(pk__in=delivery_ids)
+            .select_related("request")
+        )
+        ids = [delivery.pk for delivery in deliveries]
+        WebhookDelivery.objects.filter(pk__in=ids).update(
+            state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        for delivery in deliveries:
+            audit(
+                "webhook.resent",
+                delivery.request,
+                by,
+                before={
+                    "delivery": delivery.pk,
+                    "state": delivery.state,
+                    "attempts": delivery.attempts,
+                },
+                after={"delivery": delivery.pk, "state": WebhookDelivery.State.PENDING},
+            )
+        transaction.on_commit(lambda: enqueue_deliveries(ids))
+    return len(ids)

@@ -44,18 +44,3 @@ def test_the_audit_log_cannot_be_edited_in_the_admin(client, admin_user, demo):
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.verb != "forged"
-
-
-def test_an_admin_issues_a_token_shown_once(client, admin_user, agent):
-    from reviews.models import AgentToken, hash_token
-
-    client.force_login(admin_user)
-    response = client.post(
-        reverse("admin:reviews_agent_changelist"),
-        {"action": "issue_token", "_selected_action": [agent.pk]},
-        follow=True,
-    )
-    text = next(str(m) for m in response.context["messages"])
-    raw = text.rsplit(": ", 1)[1]
-    assert raw.startswith("hitl_")
-    assert AgentToken.objects.get(agent=agent).token_hash == hash_token(raw)
