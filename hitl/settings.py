@@ -146,8 +146,9 @@ DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        # One connection stays open; the rest open under load and close after an idle minute.
-        "min_size": 1,
+        # Opened on demand (a minimum of 1 would open a second one when the first request
+        # races the pool's own opening) and closed after an idle minute.
+        "min_size": 0,
         "max_size": DATABASE_POOL_MAX_SIZE,
         "timeout": DATABASE_POOL_TIMEOUT,
         "max_idle": 60,

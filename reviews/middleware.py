@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from psycopg_pool import PoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ BUSY_RETRY_AFTER_SECONDS = 2
 
 def pool_exhausted(exc: BaseException) -> bool:
     """True when the database connection pool had no connection to give within its timeout."""
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # SQLite-only installs: there is no pool
-        return False
     return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
 
 
