@@ -445,7 +445,9 @@ def wait(
     timeout: int = Query(30, ge=0, le=MAX_WAIT_SECONDS),
 ) -> dict[str, Any]:
     """Answers as soon as the decision is final (or the request is cancelled), else with the
-    current state after `timeout` seconds (at most 60). Call it again to keep waiting."""
+    current state after `timeout` seconds (at most 60). Call it again to keep waiting. A 429
+    says no wait slot is free now: `agent_wait_share` (this agent already holds its share of
+    the server's waits) or `too_many_waiters` (the server's); call again after Retry-After."""
     agent: Agent = request.auth
     review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)
     answer = request_out(request, review)
