@@ -4,6 +4,7 @@ Every knob is an environment variable (see README "Configuration"). A bad value 
 process at start with a message naming the variable, rather than failing later.
 """
 
+import contextlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -231,6 +232,16 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # A publish from a web request (after commit) gives up quickly when Redis is down: the
+    # work is a due row in PostgreSQL, and beat's dispatch hands it out once Redis is back.
+    CELERY_BROKER_CONNECTION_TIMEOUT = 2
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2}
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    }
 else:
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
@@ -246,12 +257,21 @@ else:
     CELERY_RESULT_BACKEND = None
 # The cache holds the agent API's rate-limit counters, so every web process must share it:
 # Redis when REDIS_URL is set, else per-process memory (one process, as in `make run`).
+# Redis is an accelerator: the cache fails open (a miss, no rate limit) while it is down, and
+# a dead Redis costs each request at most HITL_REDIS_TIMEOUT_SECONDS, then nothing for
+# HITL_REDIS_RETRY_SECONDS (hitl/redis_outage.py).
+HITL_REDIS_TIMEOUT_SECONDS = env_float("HITL_REDIS_TIMEOUT_SECONDS", 0.5)
+HITL_REDIS_RETRY_SECONDS = env_float("HITL_REDIS_RETRY_SECONDS", 5)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "hitl.redis_outage.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "hitl",
+            "OPTIONS": {
+                "socket_connect_timeout": HITL_REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": HITL_REDIS_TIMEOUT_SECONDS,
+            },
         }
     }
 else:
@@ -263,9 +283,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat opens its schedule file before any hook of ours runs; var/ is not in a fresh checkout.
+with contextlib.suppress(OSError):  # a read-only disk: beat then names the file it cannot open
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 HITL_SWEEP_SECONDS = env_int("HITL_SWEEP_SECONDS", 20)
-# Re-queue of webhook deliveries and reminders whose task was lost (broker down at commit).
-HITL_REQUEUE_SECONDS = env_int("HITL_REQUEUE_SECONDS", 60)
+# Webhook deliveries and reminders are due-time rows in PostgreSQL: beat's dispatch hands
+# the due ones to workers this often (so a decision's webhook leaves at most this long after
+# its undo window closes). No worker ever holds a delayed message: the pinned Celery/kombu
+# exits when Redis drops while it holds one.
+HITL_DISPATCH_SECONDS = env_float("HITL_DISPATCH_SECONDS", 1)
+# Rows per dispatch tick and kind; a dispatched row comes back if its task has not started
+# within the lease (a message lost with Redis).
+HITL_DISPATCH_BATCH_SIZE = env_int("HITL_DISPATCH_BATCH_SIZE", 500)
+HITL_DISPATCH_LEASE_SECONDS = env_int("HITL_DISPATCH_LEASE_SECONDS", 60)
 # Workers and beat record a heartbeat this often; /health/ calls them dead after 3 missed.
 HITL_HEARTBEAT_SECONDS = env_int("HITL_HEARTBEAT_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
@@ -273,13 +303,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviews.tasks.sweep_overdue_requests",
         "schedule": timedelta(seconds=HITL_SWEEP_SECONDS),
     },
-    "requeue-due-webhook-deliveries": {
-        "task": "reviews.tasks.requeue_due_deliveries",
-        "schedule": timedelta(seconds=HITL_REQUEUE_SECONDS),
-    },
-    "requeue-due-notifications": {
-        "task": "reviews.tasks.requeue_due_notifications",
-        "schedule": timedelta(seconds=HITL_REQUEUE_SECONDS),
+    "dispatch-due-work": {
+        "task": "reviews.tasks.dispatch_due_work",
+        "schedule": timedelta(seconds=HITL_DISPATCH_SECONDS),
+        # A tick that waited longer than the next one is worthless: drop it, never pile up.
+        "options": {"expires": max(HITL_DISPATCH_SECONDS * 5, 10)},
     },
     "heartbeat": {
         "task": "reviews.tasks.record_heartbeat",

@@ -1,4 +1,4 @@
-"""Liveness of the parts that keep requests from hanging: database, broker, beat, workers.
+"""Liveness of the parts that keep requests from hanging: database, broker, cache, beat, workers.
 
 Beat and the workers record heartbeats (reviews.tasks); a part is alive when its last one is
 recent enough. /health/ (for load balancers and monitors) and /status/ (for admins) read this.
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
@@ -39,18 +40,31 @@ class Liveness:
     broker: Part
     beat: Part
     workers: Part
+    cache: Part = field(default_factory=lambda: Part(True))
     worker_list: list[tuple[str, datetime, bool]] = field(default_factory=list)
+
+    def parts(self) -> dict[str, Part]:
+        return {
+            "database": self.database,
+            "broker": self.broker,
+            "cache": self.cache,
+            "beat": self.beat,
+            "workers": self.workers,
+        }
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in (self.database, self.broker, self.beat, self.workers))
+        return all(p.ok for p in self.parts().values())
+
+    @property
+    def failing(self) -> list[str]:
+        return [name for name, part in self.parts().items() if not part.ok]
 
 
 def beat_limit() -> timedelta:
-    """Beat publishes at least this often (its shortest schedule); dead after three misses."""
-    shortest = min(
-        settings.HITL_SWEEP_SECONDS, settings.HITL_HEARTBEAT_SECONDS, settings.HITL_REQUEUE_SECONDS
-    )
+    """Beat records a heartbeat at least this often (it publishes its dispatch tick every
+    second, but records at most every half heartbeat); dead after three misses."""
+    shortest = min(settings.HITL_SWEEP_SECONDS, settings.HITL_HEARTBEAT_SECONDS)
     return timedelta(seconds=3 * shortest)
 
 
@@ -70,16 +84,29 @@ def check_broker() -> Part:
     return Part(True, detail="Redis")
 
 
+def check_cache() -> Part:
+    """The shared cache (rate limits, inbox counts). It fails open, so down is degraded."""
+    ping = getattr(cache, "ping", None)
+    if ping is None:
+        return Part(True, detail="per-process memory")
+    if not ping():
+        return Part(False, detail="Redis unreachable: no rate limits, inbox counts not cached")
+    return Part(True, detail="Redis")
+
+
 def liveness(now: datetime | None = None) -> Liveness:
     now = now or timezone.now()
     broker = check_broker()
+    shared_cache = check_cache()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         beats = dict(Heartbeat.objects.values_list("name", "seen_at"))
     except DatabaseError as exc:
         unknown = Part(False, detail="unknown: the database is down")
-        return Liveness(Part(False, detail=type(exc).__name__), broker, unknown, unknown)
+        return Liveness(
+            Part(False, detail=type(exc).__name__), broker, unknown, unknown, shared_cache
+        )
     beat_seen = beats.get("beat")
     beat = Part(
         beat_seen is not None and now - beat_seen <= beat_limit(),
@@ -98,5 +125,6 @@ def liveness(now: datetime | None = None) -> Liveness:
         broker,
         beat,
         Part(alive > 0, latest, f"{alive} alive" if workers else "never seen"),
+        shared_cache,
         workers,
     )

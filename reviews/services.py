@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from hitl.redis_outage import BROKER
 
 from . import precedents, proposals
 from . import rules as engine
@@ -220,13 +223,27 @@ def queue_webhook(
     return delivery
 
 
+def publish(send: Callable[[], object]) -> None:
+    """Hand due work to the broker after commit. The work is already a due row in PostgreSQL,
+    so with the broker down this gives up at once (and skips the broker for a few seconds);
+    beat's dispatch_due_work sends the rows once it is back."""
+    if BROKER.skipping():
+        return
+    try:
+        send()
+    except Exception as exc:
+        BROKER.failed(exc)
+        return
+    BROKER.recovered()
+
+
 def enqueue_delivery(delivery_id: int, not_before: datetime | None = None) -> None:
+    """Queue a delivery that is due now; one held back (the undo window) is left to
+    dispatch_due_work, so no worker ever holds a delayed message."""
     from .tasks import deliver_webhook
 
-    try:
-        deliver_webhook.apply_async((delivery_id,), eta=not_before)
-    except Exception:  # broker down: the delivery row stays pending and is re-queued later
-        log.warning("could not queue webhook delivery %s; it stays pending", delivery_id)
+    if not_before is None or not_before <= timezone.now():
+        publish(lambda: deliver_webhook.delay(delivery_id))
 
 
 def evaluate_for(
@@ -995,14 +1012,13 @@ def record_decisions(
 
 
 def enqueue_deliveries(delivery_ids: list[int], not_before: datetime | None = None) -> None:
-    """One broker message for a batch's deliveries; a worker fans them out, so neither the
-    sweep nor a reviewer's batch waits on the broker once per request."""
+    """One broker message for a batch's due deliveries; a worker fans them out, so neither
+    the sweep nor a reviewer's batch waits on the broker once per request. Held-back ones
+    are left to dispatch_due_work, as in enqueue_delivery."""
     from .tasks import deliver_webhooks
 
-    try:
-        deliver_webhooks.delay(delivery_ids, not_before.isoformat() if not_before else None)
-    except Exception:  # broker down: the rows stay pending and requeue_due_deliveries finds them
-        log.warning("could not queue %s webhook deliveries; they stay pending", len(delivery_ids))
+    if not_before is None or not_before <= timezone.now():
+        publish(lambda: deliver_webhooks.delay(delivery_ids))
 
 
 def inbox_item_url(request_id: int) -> str:
@@ -1083,10 +1099,7 @@ def enqueue_notifications(notification_ids: list[int]) -> None:
     from .tasks import send_notification
 
     for notification_id in notification_ids:
-        try:
-            send_notification.delay(notification_id)
-        except Exception:  # broker down: the row stays pending; the periodic re-queue sends it
-            log.warning("could not queue notification %s; it stays pending", notification_id)
+        publish(lambda pk=notification_id: send_notification.delay(pk))
 
 
 def remind_request(request_id: int, *, now: datetime | None = None) -> bool:

@@ -13,9 +13,11 @@ from celery import shared_task
 from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from hitl.redis_outage import BROKER
 
 from . import services, webhooks
 from .models import Heartbeat, Notification, SweepRun, WebhookDelivery
@@ -29,19 +31,24 @@ def backoff_seconds(attempts: int) -> int:
 
 
 @shared_task
-def deliver_webhook(delivery_id: int) -> str:
+def deliver_webhook(delivery_id: int, attempts: int | None = None) -> str:
+    """One attempt at a delivery. `attempts` is what the dispatch saw when it claimed the row;
+    without it (a delivery queued the moment it was due) the row must be due now."""
     delivery = WebhookDelivery.objects.select_related("agent").filter(pk=delivery_id).first()
     if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
         return "skipped"
-    if delivery.next_attempt_at > timezone.now() + timedelta(seconds=1):
-        return "not-due"
-    # Claim this attempt: a duplicate task (re-queue, redelivery) finds attempts moved on.
+    if attempts is None:
+        if delivery.next_attempt_at > timezone.now() + timedelta(seconds=1):
+            return "not-due"
+        attempts = delivery.attempts
+    # Claim this attempt: a duplicate task (dispatched twice, redelivered) finds attempts
+    # moved on and sends nothing. A worker dying mid-attempt leaves it due again in 5 minutes.
     claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, state=WebhookDelivery.State.PENDING, attempts=delivery.attempts
+        pk=delivery_id, state=WebhookDelivery.State.PENDING, attempts=attempts
     ).update(attempts=F("attempts") + 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
     if claimed != 1:
         return "skipped"
-    attempts = delivery.attempts + 1
+    attempts += 1
     result = webhooks.send(
         delivery.url, delivery.agent.webhook_secret, delivery.payload, delivery.pk
     )
@@ -49,6 +56,7 @@ def deliver_webhook(delivery_id: int) -> str:
     if result.ok:
         state, next_at = WebhookDelivery.State.SUCCEEDED, now
     elif result.retryable and attempts < settings.HITL_WEBHOOK_MAX_ATTEMPTS:
+        # The retry is a due time in the row; dispatch_due_work sends it then.
         state, next_at = (
             WebhookDelivery.State.PENDING,
             now + timedelta(seconds=backoff_seconds(attempts)),
@@ -65,9 +73,7 @@ def deliver_webhook(delivery_id: int) -> str:
     )
     if owned != 1:
         return "superseded"
-    if state == WebhookDelivery.State.PENDING:
-        deliver_webhook.apply_async((delivery_id,), countdown=backoff_seconds(attempts))
-    elif state == WebhookDelivery.State.FAILED:
+    if state == WebhookDelivery.State.FAILED:
         log.warning(
             "webhook delivery %s failed after %s attempts: %s",
             delivery_id,
@@ -78,21 +84,42 @@ def deliver_webhook(delivery_id: int) -> str:
 
 
 @shared_task
-def requeue_due_deliveries(limit: int = 500) -> int:
-    """Pick up deliveries whose task was lost (broker down at commit, worker killed)."""
-    return _requeue_due(WebhookDelivery, deliver_webhook, limit)
+def dispatch_due_work() -> dict[str, int]:
+    """Beat's frequent tick: hand each due webhook delivery and reminder to a worker now.
+
+    Due times live in PostgreSQL, never in a delayed broker message, so a Redis outage loses
+    nothing: the rows wait, and the first tick after Redis returns sends them."""
+    return {
+        "webhooks": dispatch_due(WebhookDelivery, deliver_webhook),
+        "notifications": dispatch_due(Notification, send_notification),
+    }
 
 
-def _requeue_due(model: type, task: Any, limit: int) -> int:
-    """Queue `task` again for each pending row of `model` that is due; returns how many."""
-    due = model.objects.filter(
-        state=model.State.PENDING, next_attempt_at__lte=timezone.now()
-    ).values_list("pk", flat=True)[:limit]
-    count = 0
-    for pk in due:
-        task.delay(pk)
-        count += 1
-    return count
+def dispatch_due(model: type[WebhookDelivery] | type[Notification], task: Any) -> int:
+    """Claim up to a batch of due pending rows of `model` and queue `task` for each; returns
+    how many were queued. Two ticks at once claim disjoint rows (SKIP LOCKED); a claimed row
+    is leased (its due time moves past the lease) so the next ticks leave it to its task."""
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.HITL_DISPATCH_LEASE_SECONDS)
+    with transaction.atomic():
+        due = list(
+            model.objects.select_for_update(skip_locked=True)
+            .filter(state=model.State.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", "attempts")[: settings.HITL_DISPATCH_BATCH_SIZE]
+        )
+        model.objects.filter(pk__in=[pk for pk, _ in due]).update(next_attempt_at=lease_until)
+    for sent, (pk, attempts) in enumerate(due):
+        try:
+            task.delay(pk, attempts)
+        except Exception as exc:  # the broker went away mid-tick: the rest are due again now
+            BROKER.failed(exc)
+            unsent = [row_pk for row_pk, _ in due[sent:]]
+            model.objects.filter(pk__in=unsent, next_attempt_at=lease_until).update(
+                next_attempt_at=now
+            )
+            return sent
+    return len(due)
 
 
 # --- the timeout sweep (issue 5) ---------------------------------------------------------
@@ -183,12 +210,11 @@ def run_sweep_batch(run_id: int) -> tuple[bool, dict[str, int]]:
 
 
 @shared_task
-def deliver_webhooks(delivery_ids: list[int], not_before: str | None = None) -> int:
-    """Fan a batch's webhook deliveries (a sweep batch, a reviewer's batch) out to one task
-    each, held until `not_before` (the undo window); lost messages are re-queued anyway."""
-    eta = datetime.fromisoformat(not_before) if not_before else None
+def deliver_webhooks(delivery_ids: list[int]) -> int:
+    """Fan a batch's due webhook deliveries (a sweep batch, a reviewer's batch) out to one
+    task each, so the batch's transaction publishes one message, not one per request."""
     for delivery_id in delivery_ids:
-        deliver_webhook.apply_async((delivery_id,), eta=eta)
+        deliver_webhook.delay(delivery_id)
     return len(delivery_ids)
 
 
@@ -222,17 +248,22 @@ def _send(note: Notification) -> tuple[bool, bool, str]:
 
 
 @shared_task
-def send_notification(notification_id: int) -> str:
+def send_notification(notification_id: int, attempts: int | None = None) -> str:
+    """One attempt at a reminder; `attempts` as in deliver_webhook."""
     note = Notification.objects.filter(pk=notification_id).first()
     if note is None or note.state != Notification.State.PENDING:
         return "skipped"
+    if attempts is None:
+        if note.next_attempt_at > timezone.now() + timedelta(seconds=1):
+            return "not-due"
+        attempts = note.attempts
     # Claim this attempt, as deliver_webhook does: a duplicate task finds attempts moved on.
     claimed = Notification.objects.filter(
-        pk=notification_id, state=Notification.State.PENDING, attempts=note.attempts
+        pk=notification_id, state=Notification.State.PENDING, attempts=attempts
     ).update(attempts=F("attempts") + 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
     if claimed != 1:
         return "skipped"
-    attempts = note.attempts + 1
+    attempts += 1
     sent, retryable, error = _send(note)
     now = timezone.now()
     if sent:
@@ -245,25 +276,19 @@ def send_notification(notification_id: int) -> str:
     else:
         state, next_at = Notification.State.FAILED, now
         log.warning("notification %s failed after %s attempts: %s", note.pk, attempts, error)
+    # A retry is a due time in the row, sent by dispatch_due_work.
     Notification.objects.filter(pk=notification_id).update(
         state=state, next_attempt_at=next_at, last_error=error, sent_at=now if sent else None
     )
-    if state == Notification.State.PENDING:
-        send_notification.apply_async((notification_id,), countdown=backoff_seconds(attempts))
     return state
 
 
-@shared_task
-def requeue_due_notifications(limit: int = 500) -> int:
-    """Pick up reminders whose task was lost (broker down at commit, worker killed)."""
-    return _requeue_due(Notification, send_notification, limit)
-
-
 # --- liveness --------------------------------------------------------------------------------
-# Beat records a heartbeat whenever it publishes a task (from beat's own process, so it says
-# beat is alive even when no worker is). Each worker records one when it starts, after the
-# tasks it runs (at most every half heartbeat interval), and on the periodic record_heartbeat
-# task, which reaches idle workers too. /health/ and /status/ read them.
+# Beat records a heartbeat when it publishes a task, at most every half heartbeat interval
+# (from beat's own process, so it says beat is alive even when no worker is). Each worker
+# records one when it starts, after the tasks it runs (at most every half heartbeat
+# interval), and on the periodic record_heartbeat task, which reaches idle workers too.
+# /health/ and /status/ read them.
 
 _in_beat = False
 _last_recorded: dict[str, float] = {}
@@ -286,8 +311,14 @@ def _beat_started(sender: object = None, **kwargs: object) -> None:
 
 @before_task_publish.connect
 def _beat_publishing(sender: object = None, **kwargs: object) -> None:
-    if _in_beat:
-        _record("beat")
+    # Beat publishes every dispatch tick (a second): record at most every half heartbeat.
+    if not _in_beat:
+        return
+    now = time.monotonic()
+    if now - _last_recorded.get("beat", float("-inf")) < settings.HITL_HEARTBEAT_SECONDS / 2:
+        return
+    _last_recorded["beat"] = now
+    _record("beat")
 
 
 @worker_ready.connect
@@ -301,7 +332,7 @@ def _worker_ran_a_task(sender: object = None, task: object = None, **kwargs: obj
     if _in_beat or not hostname:
         return
     now = time.monotonic()
-    if now - _last_recorded.get(hostname, 0.0) < settings.HITL_HEARTBEAT_SECONDS / 2:
+    if now - _last_recorded.get(hostname, float("-inf")) < settings.HITL_HEARTBEAT_SECONDS / 2:
         return
     _last_recorded[hostname] = now
     _record(f"worker:{hostname}")
