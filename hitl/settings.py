@@ -278,8 +278,15 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "hitl")
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True  # a task whose worker dies mid-run is redelivered
+# A worker holds no unacknowledged message it could be caught with: the pinned celery/kombu
+# 5.7.0 worker exits ("'NoneType' object has no attribute 'hostname'") when Redis drops while
+# it holds one (a delayed message, a prefetched one, or a running task's acknowledged late).
+# So tasks are acknowledged as they start, and a worker fetches only when a process is free.
+# Nothing is lost with a message: every task's work is a row in PostgreSQL that the next
+# sweep or dispatch tick finds again (see HITL_DISPATCH_LEASE_SECONDS).
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_DISABLE_PREFETCH = bool(REDIS_URL)  # Celery supports it on Redis only
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -143,7 +143,7 @@ def test_with_redis_down_work_goes_on_and_everything_catches_up_once_it_is_back(
         redis_server.url,
         queue,
         HITL_SWEEP_SECONDS="2",
-        HITL_REQUEUE_SECONDS="2",
+        HITL_DISPATCH_SECONDS="1",
         HITL_HEARTBEAT_SECONDS="2",
         HITL_UNDO_SECONDS="0",
         HITL_SWEEP_CHAINS="1",

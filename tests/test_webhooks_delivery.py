@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import timezone
 
 from reviews import services
 from reviews.models import WebhookDelivery
@@ -64,13 +66,29 @@ def independently_verified(secret: str, headers: dict[str, str], body: bytes) ->
     return fresh and hmac.compare_digest("sha256=" + expected, headers["X-HITL-Signature"])
 
 
+@contextlib.contextmanager
+def beat_stopped(beat):
+    try:
+        yield beat
+    finally:
+        beat.stop()
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_a_real_worker_retries_until_the_receiver_answers_and_every_post_is_signed(
+def test_a_real_worker_and_beat_retry_until_the_receiver_answers_and_every_post_is_signed(
     celery_worker, settings, agent, refunds, alice
 ):
+    from hitl.celery import app
+
+    from .timeouts_support import process_env, start_beat
+
     settings.HITL_UNDO_SECONDS = 0
-    with Receiver([500, 500, 200]) as receiver:
+    # Retries are due times in the row: beat's dispatch tick hands them to the worker.
+    beat = start_beat(
+        process_env(app.conf.broker_url, app.conf.task_default_queue, HITL_DISPATCH_SECONDS="1")
+    )
+    with beat_stopped(beat), Receiver([500, 500, 200]) as receiver:
         agent.webhook_url = receiver.url
         agent.save()
         request = services.submit_request(
@@ -170,3 +188,39 @@ def test_a_failed_deliverys_page_has_a_re_send_button(agent, refunds, admin_user
     assert response.status_code == 302
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts) == ("pending", 0)
+
+
+@pytest.mark.django_db
+def test_dispatch_hands_each_due_delivery_out_once_and_a_duplicate_task_sends_nothing(
+    settings, agent, refunds, alice
+):
+    from reviews.tasks import dispatch_due
+
+    settings.HITL_UNDO_SECONDS = 30
+    with Receiver([200]) as receiver:
+        agent.webhook_url = receiver.url
+        agent.save()
+        requests = [
+            services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+            for i in range(3)
+        ]
+        for request in requests:
+            services.decide_request(request.pk, by=alice, outcome="approved")
+        held, *due = WebhookDelivery.objects.filter(event="request.decided").order_by("pk")
+        # The first stays inside its undo window; the others' windows have closed.
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(
+            next_attempt_at=timezone.now()
+        )
+
+        assert dispatch_due(WebhookDelivery, deliver_webhook) == 2
+        assert dispatch_due(WebhookDelivery, deliver_webhook) == 0  # leased to their tasks
+        # The task runs; a duplicate of its message (a second dispatch) finds it sent.
+        assert deliver_webhook(due[0].pk, 0) == "succeeded"
+        assert deliver_webhook(due[0].pk, 0) == "skipped"
+        # A task whose message was lost: once the lease ends, the row is dispatched again.
+        WebhookDelivery.objects.filter(pk=due[1].pk).update(next_attempt_at=timezone.now())
+        assert dispatch_due(WebhookDelivery, deliver_webhook) == 1
+        assert deliver_webhook(due[1].pk, 0) == "succeeded"
+    assert len(receiver.calls) == 2
+    held.refresh_from_db()
+    assert (held.state, held.attempts) == ("pending", 0)
