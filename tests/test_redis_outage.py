@@ -165,7 +165,9 @@ def test_with_redis_stopped_every_door_answers_and_health_says_degraded(
         reviewer = log_in(base, "alice")
         for path in ("/inbox/", f"/inbox/{pks[0]}/", "/inbox/poll/", "/"):
             assert timed(reviewer.get, base + path).status_code == 200, path
-        decided = timed(reviewer.post, f"{base}/inbox/{pks[0]}/decide/", {"outcome": "approve"})
+        decided = timed(
+            reviewer.post, f"{base}/inbox/{pks[0]}/decide/", {"outcome": "approve", "version": 1}
+        )
         assert decided.status_code == 200
         assert ReviewRequest.objects.get(pk=pks[0]).status == "approved"
         undone = timed(reviewer.post, f"{base}/inbox/{pks[0]}/undo/")
@@ -174,10 +176,14 @@ def test_with_redis_stopped_every_door_answers_and_health_says_degraded(
         batch = timed(
             reviewer.post,
             base + "/inbox/batch/",
-            {"outcome": "approve", "ids": ",".join(str(pk) for pk in pks[1:4])},
+            {"outcome": "approve", "ids": ",".join(f"{pk}:1" for pk in pks[1:4])},
         )
         assert batch.status_code == 200
         assert Decision.objects.filter(request_id__in=pks[1:4], channel="batch").count() == 3
+        batch_id = Decision.objects.get(request_id=pks[1]).batch_id
+        undone = timed(reviewer.post, f"{base}/inbox/batch/{batch_id}/undo/")
+        assert undone.status_code == 200
+        assert not Decision.objects.filter(request_id__in=pks[1:4]).exists()
         agent_view = timed(
             requests.get, f"{base}/api/v1/requests/{submitted[0]}", headers=agent_headers
         )
