@@ -1,0 +1,243 @@
+"""A fresh deploy: each Procfile process starts from a clean `git clone` with only the
+environment the README's "Production" section documents, and does its job.
+
+Real everything: a clone of this repository in a temporary folder (no var/, no staticfiles/),
+a new empty PostgreSQL database, our own redis-server on its own port, and the Procfile's
+commands run as written by a shell (gunicorn kept small through its documented knobs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from django.db import connection
+
+from .timeouts_support import ROOT, OwnRedis, Sink, free_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+BIN = Path(sys.executable).parent  # the project's virtualenv: python, gunicorn, celery
+
+
+def procfile(folder: Path) -> dict[str, str]:
+    lines = (folder / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if re.match(r"^\w+: ", line))
+
+
+class Process:
+    def __init__(self, name: str, command: str, cwd: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.log = Path(tempfile.mkstemp(prefix=f"hitl-fresh-{name}-", suffix=".log")[1])
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # gunicorn's and celery's children stop with them
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=10)
+
+
+def wait_until(predicate, what: str, processes: list[Process], timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    logs = "\n".join(f"--- {p.name}:\n{p.output()[-2500:]}" for p in processes)
+    pytest.fail(f"{what}: not within {timeout} s\n{logs}")
+
+
+@pytest.fixture
+def fresh_database():
+    """A new, empty database on the test server; dropped afterwards."""
+    settings = connection.settings_dict
+    name = f"hitl_fresh_{uuid.uuid4().hex[:8]}"
+    admin = (
+        f"host={settings['HOST']} port={settings['PORT']} user={settings['USER']} dbname=postgres"
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_environment(
+    fresh_database,
+):
+    checkout = Path(tempfile.mkdtemp(prefix="hitl-fresh-clone-"))
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout / "app")], check=True)
+    app = checkout / "app"
+    assert not (app / "var").exists() and not (app / "staticfiles").exists()
+    redis_server = OwnRedis(free_port())
+    redis_server.start()
+    port = free_port()
+    # README "Production": DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL; the
+    # platform adds PORT and the process sizes; PATH finds the virtualenv's commands.
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "DEBUG": "false",
+        "SECRET_KEY": "fresh-clone-" + uuid.uuid4().hex,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": fresh_database,
+        "REDIS_URL": redis_server.url,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "2",
+        "WORKER_CONCURRENCY": "1",
+    }
+    commands = procfile(app)
+    assert set(commands) == {"release", "web", "worker", "beat"}
+    sink = Sink()
+    processes: list[Process] = []
+    try:
+        build = subprocess.run(
+            ["python", "manage.py", "collectstatic", "--noinput"],
+            cwd=app,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert build.returncode == 0, build.stderr[-3000:]
+        release = subprocess.run(
+            ["bash", "-c", commands["release"]], cwd=app, env=env, capture_output=True, text=True
+        )
+        assert release.returncode == 0, release.stdout[-2000:] + release.stderr[-3000:]
+
+        processes = [Process(name, commands[name], app, env) for name in ("web", "worker", "beat")]
+        base = f"http://127.0.0.1:{port}"
+
+        def health() -> dict | None:
+            try:
+                response = requests.get(base + "/health/", timeout=5)
+            except requests.RequestException:
+                return None
+            return response.json() if response.status_code == 200 else None
+
+        # Everything alive: the database, Redis, beat's heartbeat and a worker's.
+        wait_until(lambda: (h := health()) and h["status"] == "ok", "/health/ ok", processes, 90)
+        assert (app / "var" / "celerybeat-schedule").exists() or list(
+            (app / "var").glob("celerybeat-schedule*")
+        )
+
+        # Beat publishes and the worker consumes: a decision's webhook leaves after the undo
+        # window by beat's dispatch tick, run on the worker.
+        setup = subprocess.run(
+            [
+                "python",
+                "manage.py",
+                "shell",
+                "-c",
+                "from reviews.models import Agent, AgentToken\n"
+                f"agent = Agent.objects.create(name='fresh', webhook_url='{sink.url}/hook')\n"
+                "print(AgentToken.issue(agent)[1])\n",
+            ],
+            cwd=app,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert setup.returncode == 0, setup.stderr[-3000:]
+        token = setup.stdout.split()[-1]
+        headers = {"Authorization": f"Bearer {token}"}
+        # No rule or category yet: a fresh install still answers the agent (a clear 4xx).
+        response = requests.post(
+            base + "/api/v1/requests", json={"category": "refunds", "title": "t"}, headers=headers
+        )
+        assert response.status_code == 422, response.text
+        decide = subprocess.run(
+            [
+                "python",
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.contrib.auth.models import Group, User\n"
+                "from reviews import services\n"
+                "from reviews.models import Agent, Category, Queue\n"
+                "alice = User.objects.create_user('alice', 'alice@example.com', 'pw')\n"
+                "alice.groups.add(Group.objects.get_or_create(name='reviewers')[0])\n"
+                "queue = Queue.objects.create(name='Support', slug='support')\n"
+                "queue.members.add(alice)\n"
+                "Category.objects.create(slug='refunds', name='Refunds', mode='gate',"
+                " queue=queue, timeout_seconds=3600)\n",
+            ],
+            cwd=app,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert decide.returncode == 0, decide.stderr[-3000:]
+        submitted = requests.post(
+            base + "/api/v1/requests",
+            json={"category": "refunds", "title": "Refund 120 EUR"},
+            headers=headers,
+        )
+        assert submitted.status_code == 201, submitted.text
+        request_id = submitted.json()["id"]
+        decided = subprocess.run(
+            [
+                "python",
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.contrib.auth.models import User\n"
+                "from reviews import services\n"
+                "from reviews.models import ReviewRequest\n"
+                f"req = ReviewRequest.objects.get(public_id='{request_id}')\n"
+                "services.decide_request(req.pk, by=User.objects.get(username='alice'),"
+                " outcome='approved')\n",
+            ],
+            cwd=app,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert decided.returncode == 0, decided.stderr[-3000:]
+        wait_until(
+            lambda: any(r["json"]["request"]["id"] == request_id for r in sink.received),
+            "the decision's webhook",
+            processes,
+            60,
+        )
+        waited = requests.get(f"{base}/api/v1/requests/{request_id}", headers=headers)
+        assert waited.json()["status"] == "approved"
+        for process in processes:
+            assert process.alive(), f"{process.name} exited:\n{process.output()[-3000:]}"
+        assert "dispatch-due-work" in processes[2].output() or "dispatch_due_work" in (
+            processes[2].output()
+        )
+    finally:
+        for process in processes:
+            process.stop()
+        redis_server.kill()
+        sink.close()
+        shutil.rmtree(checkout, ignore_errors=True)
