@@ -101,10 +101,14 @@ def dispatch_due(model: type[WebhookDelivery] | type[Notification], task: Any) -
     is leased (its due time moves past the lease) so the next ticks leave it to its task."""
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.HITL_DISPATCH_LEASE_SECONDS)
+    pending_due = model.objects.filter(state=model.State.PENDING, next_attempt_at__lte=now)
+    # Most ticks find nothing: a plain indexed read, so an idle tick takes no lock (on
+    # SQLite every transaction here would take the database's write lock).
+    if not pending_due.exists():
+        return 0
     with transaction.atomic():
         due = list(
-            model.objects.select_for_update(skip_locked=True)
-            .filter(state=model.State.PENDING, next_attempt_at__lte=now)
+            pending_due.select_for_update(skip_locked=True)
             .order_by("next_attempt_at")
             .values_list("pk", "attempts")[: settings.HITL_DISPATCH_BATCH_SIZE]
         )
@@ -210,9 +214,11 @@ def run_sweep_batch(run_id: int) -> tuple[bool, dict[str, int]]:
 
 
 @shared_task
-def deliver_webhooks(delivery_ids: list[int]) -> int:
+def deliver_webhooks(delivery_ids: list[int], not_before: str | None = None) -> int:
     """Fan a batch's due webhook deliveries (a sweep batch, a reviewer's batch) out to one
-    task each, so the batch's transaction publishes one message, not one per request."""
+    task each, so the batch's transaction publishes one message, not one per request.
+    (`not_before` is ignored: messages from before dispatch_due_work carry it, and a
+    delivery not yet due answers "not-due" and waits for its dispatch tick.)"""
     for delivery_id in delivery_ids:
         deliver_webhook.delay(delivery_id)
     return len(delivery_ids)
