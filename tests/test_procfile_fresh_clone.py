@@ -99,7 +99,6 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
     app = checkout / "app"
     assert not (app / "var").exists() and not (app / "staticfiles").exists()
     redis_server = OwnRedis(free_port())
-    redis_server.start()
     port = free_port()
     # README "Production": DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL; the
     # platform adds PORT and the process sizes; PATH finds the virtualenv's commands.
@@ -120,6 +119,7 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
     sink = Sink()
     processes: list[Process] = []
     try:
+        redis_server.start()
         build = subprocess.run(
             ["python", "manage.py", "collectstatic", "--noinput"],
             cwd=app,

@@ -55,6 +55,15 @@ SUBMISSION = {
 }
 
 
+@pytest.fixture
+def own_redis():
+    """Our own redis-server on a free port, killed for sure at the end."""
+    server = OwnRedis(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
 def start_web(env: dict[str, str]) -> tuple[Proc, str]:
     """gunicorn with the Procfile's worker class, small: one process, four threads."""
     port = free_port()
@@ -118,13 +127,12 @@ def timed(call, *args, **kwargs) -> requests.Response:
 
 
 def test_with_redis_stopped_every_door_answers_and_health_says_degraded(
-    agent, refunds, alice, admin_user
+    agent, refunds, alice, admin_user, own_redis
 ):
     _, token = AgentToken.issue(agent)
     agent.webhook_url = "http://127.0.0.1:9/hook"  # never reached: nothing is published
     agent.save()
-    redis_server = OwnRedis(free_port())
-    redis_server.start()
+    redis_server = own_redis
     env = process_env(
         redis_server.url,
         "hitl-unused",
@@ -223,7 +231,6 @@ def test_with_redis_stopped_every_door_answers_and_health_says_degraded(
         assert " 500 " not in log and "Traceback" not in log, log[-3000:]
     finally:
         web.stop()
-        redis_server.kill()
 
 
 class SlowReceiver:
@@ -262,7 +269,7 @@ def webhook_counts(sink: Sink) -> Counter:
 
 
 def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survives(
-    agent, refunds, alice
+    agent, refunds, alice, own_redis
 ):
     refunds.timeout_action = "reject"
     refunds.save()
@@ -273,8 +280,7 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
     agent.save()
     slow = SlowReceiver(delay=4)
     slow_agent = Agent.objects.create(name="slow-bot", webhook_url=slow.url)
-    redis_server = OwnRedis(free_port())
-    redis_server.start()
+    redis_server = own_redis
     queue = "hitl-outage"
     env = process_env(
         redis_server.url,
@@ -388,6 +394,5 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
     finally:
         beat.stop()
         worker.stop()
-        redis_server.kill()
         sink.close()
         slow.close()
