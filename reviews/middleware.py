@@ -82,3 +82,18 @@ class DatabaseBusyMiddleware:
             )
         response["Retry-After"] = retry
         return response
+
+
+def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:
+    """Send CONTENT_SECURITY_POLICY on every response that has none of its own: scripts and
+    styles only from our static files (no inline code, no eval), nothing framed or embedded.
+    Django 5.2 has no CSP support of its own, and with nothing inline left no nonce is needed,
+    so this is all it takes."""
+    from django.conf import settings
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+    return middleware
