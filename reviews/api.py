@@ -7,7 +7,6 @@ its undo window has passed (`Decision.is_effective`): until then the request rea
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from uuid import UUID
@@ -26,7 +25,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
-from . import lookups, services
+from . import lookups, services, validation
 from .api_schemas import (
     PRIORITIES,
     CancelIn,
@@ -74,12 +73,9 @@ class ApiError(HttpError):
 
 class StrictJSONParser(Parser):
     def parse_body(self, request: HttpRequest) -> Any:
-        # NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them.
-        return json.loads(request.body, parse_constant=_refuse_constant)
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+        # NaN, Infinity and numbers overflowing to infinity are refused here (a 400 whose
+        # detail says why, see on_http_error); the fields' types check the rest.
+        return validation.loads(request.body)
 
 
 # --- authentication and limits -------------------------------------------------------------
@@ -201,6 +197,8 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     status = exc.status_code
     detail = str(exc)
+    if isinstance(exc.__cause__, validation.InvalidInput):  # django-ninja's "Cannot parse"
+        detail = f"The body is not JSON this API accepts: {exc.__cause__}"
     if status == 401:
         detail = "A valid bearer token is required (Authorization: Bearer <token>)."
     return error_response(request, status, ERROR_CODES.get(status, "error"), detail)
@@ -601,8 +599,9 @@ def human_response(review: ReviewRequest) -> dict[str, Any] | None:
             },
         }
     if status == Status.REJECTED:
-        config = review.attributes.get("interrupt_config") or {}
-        if config.get("allow_respond", True):
+        # Only /interrupts writes this key, but an agent may send attributes of its own.
+        config = review.attributes.get("interrupt_config")
+        if not isinstance(config, dict) or config.get("allow_respond", True):
             return {"type": "response", "args": review.decision.reason}
         return {"type": "ignore", "args": None}
     if status == Status.CANCELLED:

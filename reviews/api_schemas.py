@@ -9,41 +9,20 @@ from uuid import UUID
 from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict
 
+from .validation import check_json, check_text
 
-def clean_text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, nor can UTF-8 hold a lone surrogate: refuse them here
-    # with a field-level message rather than fail at the database.
-    if "\x00" in value:
-        raise ValueError("Text must not contain NUL characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode (no lone surrogates).") from None
-    return value
-
-
-def clean_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            clean_text(key)
-            clean_json(item)
-    elif isinstance(value, list):
-        for item in value:
-            clean_json(item)
-    return value
-
-
-Text = Annotated[str, AfterValidator(clean_text)]
-JSONObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
+# Checked by the same rules as the web's input (reviews.validation): storable text, finite
+# numbers, nesting at most MAX_JSON_DEPTH deep.
+Text = Annotated[str, AfterValidator(check_text)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 PRIORITIES = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 PriorityName = Literal["low", "normal", "high", "urgent"]
 
 
 class In(Schema):
-    # Strict about what agents send: an unknown field is a typo the agent should hear about.
-    model_config = ConfigDict(extra="forbid")
+    # Strict about what agents send: an unknown field is a typo the agent should hear about,
+    # and a number sent as "0.5" or true is a bug in the agent, not something to guess at.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class OptionIn(In):

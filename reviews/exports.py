@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .insights import Period, describe_delta
 from .models import AuditEvent, Decision
+from .validation import parse_id
 
 CHUNK = 2000
 
@@ -134,8 +135,8 @@ def audit_events(params: Any) -> Any:
 
     events = AuditEvent.objects.all()
     if ref := params.get("request", "").strip():
-        if ref.isdigit():
-            events = events.filter(request_id=int(ref))
+        if (request_id := parse_id(ref)) is not None:
+            events = events.filter(request_id=request_id)
         else:
             events = events.filter(
                 Q(request__public_id__iexact=ref) if _is_uuid(ref) else Q(request__external_ref=ref)

@@ -1,6 +1,7 @@
 """Keep the agent API's promise that every error is JSON, also where Django or django-ninja
 answer before any API code runs: a path with no endpoint (404) or the wrong method (405); and
-answer an exhausted database connection pool with 503, never 500."""
+answer an exhausted database connection pool with 503, never 500; and refuse people's input
+that cannot be stored before a view sees it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from collections.abc import Callable
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from psycopg_pool import PoolTimeout
+
+from . import validation
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +102,44 @@ def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse])
         return response
 
     return middleware
+
+
+class RefuseUnstorableInput:
+    """People's door: a query string or form with text the database cannot store (a NUL
+    character) is refused with a message and a 422 before any view reads or writes it.
+
+    A process_view hook, placed after CSRF and authentication, so a forged POST is still a 403
+    and the page knows who is looking. The agent API checks its own input (reviews.api_schemas).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, *args: object) -> HttpResponse | None:
+        if request.path.startswith(API_PREFIX):
+            return None
+        problem = validation.unstorable_params(request.GET.lists())
+        if problem is None and request.method == "POST":
+            problem = validation.unstorable_params(request.POST.lists())
+        if problem is None:
+            return None
+        text = f"{problem} Nothing was saved; remove it and try again."
+        if getattr(request, "htmx", False):
+            # The inbox swaps a 422's fragment; its toast says what happened.
+            response = render(
+                request,
+                "inbox/_toast.html",
+                {"toast": {"text": text, "outcome": "info"}},
+                status=422,
+            )
+            response["HX-Retarget"] = "#toast"
+            response["HX-Reswap"] = "outerHTML"
+            return response
+        referer = request.META.get("HTTP_REFERER", "")
+        back = request.path if request.method == "GET" else "/"
+        if url_has_allowed_host_and_scheme(referer, {request.get_host()}):
+            back = referer
+        return render(request, "input_refused.html", {"problem": text, "back": back}, status=422)

@@ -81,6 +81,6 @@ def changes_since(request: ReviewRequest, version: int) -> list[dict[str, Any]]:
 def parse_version(raw: Any) -> int | None:
     """A version posted by a form: a positive integer, else None."""
     text = str(raw or "").strip()
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # "²".isdigit() is true
         return None
     return int(text) or None

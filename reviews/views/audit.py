@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from .. import exports, precedents
+from .. import exports, precedents, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..models import AuditEvent, Category, ReviewRequest, SecondReview
 from .metrics import TABS
@@ -21,8 +21,8 @@ FILTERS = ["request", "agent", "actor", "category", "verb", "days", "from", "to"
 def audit_log(request: HttpRequest) -> HttpResponse:
     events = exports.audit_events(request.GET).select_related("request")
     before = request.GET.get("before", "")
-    if before.isdigit():
-        events = events.filter(pk__lt=int(before))
+    if (before_pk := validation.parse_id(before)) is not None:
+        events = events.filter(pk__lt=before_pk)
     # Newest first, a page at a time by id (no COUNT over the whole log).
     page = list(events.order_by("-id")[: PAGE + 1])
     query = request.GET.copy()

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from .. import insights, services
+from .. import insights, services, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
@@ -131,9 +131,9 @@ def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[Revie
     elif filters.who == "unassigned":
         qs = qs.filter(assignee__isnull=True)
     if filters.q:
-        term = filters.q.lstrip("#")
+        term = validation.parse_id(filters.q.lstrip("#"))
         match = Q(title__icontains=filters.q) | Q(external_ref__iexact=filters.q)
-        qs = qs.filter(match | Q(pk=int(term)) if term.isdigit() else match)
+        qs = qs.filter(match if term is None else match | Q(pk=term))
     return qs
 
 
@@ -162,8 +162,8 @@ def next_item(
         .exclude(pk=skip)
         .select_related("category", "queue__next_queue", "agent", "assignee")
     )
-    if wanted.isdigit():
-        hit = qs.filter(pk=int(wanted)).first()
+    if (wanted_pk := validation.parse_id(wanted)) is not None:
+        hit = qs.filter(pk=wanted_pk).first()
         if hit is not None:
             return hit
     rows = inbox_rows(user, qs, 1)
@@ -178,9 +178,9 @@ def second_reviews(user: Any, filters: Filters) -> QuerySet[SecondReview]:
     if filters.category:
         qs = qs.filter(request__category__slug=filters.category)
     if filters.q:
-        term = filters.q.lstrip("#")
+        term = validation.parse_id(filters.q.lstrip("#"))
         match = Q(request__title__icontains=filters.q) | Q(request__external_ref__iexact=filters.q)
-        qs = qs.filter(match | Q(request_id=int(term)) if term.isdigit() else match)
+        qs = qs.filter(match if term is None else match | Q(request_id=term))
     return qs
 
 
@@ -351,9 +351,9 @@ def posted_final_action(outcome: str | None, proposed: Any, text: str) -> dict[s
 def validate_final_action(proposed: Any, text: str) -> dict[str, Any]:
     """The reviewer's edited action: a JSON object whose fields keep their kind."""
     try:
-        final = json.loads(text)
-    except ValueError as exc:
-        raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+        final = validation.parse_json(text)
+    except validation.InvalidInput as exc:
+        raise ValidationError(str(exc)) from None
     if not isinstance(final, dict):
         raise ValidationError("The action must be a JSON object: {…}.")
     if isinstance(proposed, dict):
@@ -558,8 +558,7 @@ def poll(request: HttpRequest) -> HttpResponse:
 
 
 def _posted_id(raw: str) -> int | None:
-    raw = raw.strip()
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    return validation.parse_id(raw.strip())
 
 
 def settled_elsewhere(user: Any, ids: set[int]) -> str:
@@ -908,8 +907,8 @@ def next_second_review(user: Any, filters: Filters, wanted: str, skip: int) -> S
         .select_related("request__category", "request__queue", "request__agent")
     )
     wanted = wanted.removeprefix("s")
-    if wanted.isdigit():
-        hit = qs.filter(pk=int(wanted)).first()
+    if (wanted_pk := validation.parse_id(wanted)) is not None:
+        hit = qs.filter(pk=wanted_pk).first()
         if hit is not None:
             return hit
     return qs.order_by("visible_from", "id").first()

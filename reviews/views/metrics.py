@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import charts, exports, insights, services
+from .. import charts, exports, insights, services, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..models import Agent, Category
 from ..templatetags.metrics_format import duration
@@ -31,10 +31,7 @@ TABS = [
 
 
 def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
+    return validation.parse_id(value or "")
 
 
 def _context(request: HttpRequest, tab: str, **extra: Any) -> dict[str, Any]:
