@@ -256,6 +256,21 @@ def test_filters_and_exports_never_fail_on_odd_values(client, world, alice, admi
                 assert response.status_code < 500, (url, name, value, response.status_code)
 
 
+def test_the_decide_and_batch_forms_refuse_odd_ids_and_versions(client, world, alice):
+    client.force_login(alice)
+    pk = world["pending"].pk
+    before = row_counts()
+    for value in ODD_FILTER_VALUES:
+        for url, data in [
+            (reverse("inbox_decide", args=[pk]), {"outcome": "approve", "version": value}),
+            (reverse("inbox_batch"), {"outcome": "approve", "ids": value}),
+            (reverse("inbox_batch"), {"outcome": "approve", "ids": f"{pk}:{value}"}),
+        ]:
+            response = client.post(url, data, **HX)
+            assert 400 <= response.status_code < 500, (url, data, response.status_code)
+            assert row_counts() == before, (url, data)
+
+
 MODIFY_CORPUS = {
     **{
         name: '{"action": "refund", "amount": ' + raw + "}" for name, raw in BAD_JSON_VALUES.items()
@@ -273,7 +288,7 @@ def test_the_modify_form_refuses_bad_json_with_a_message_in_the_dialog(client, w
     url = reverse("inbox_decide", args=[pending.pk])
     before = row_counts()
     for name, text in MODIFY_CORPUS.items():
-        data = {"outcome": "modify", "final_action": text}
+        data = {"outcome": "modify", "version": pending.proposal_version, "final_action": text}
         response = client.post(url, data, **(HX if htmx else {}))
         assert response.status_code == 422, (name, response.status_code)
         content = response.content.decode()
@@ -289,7 +304,8 @@ def test_the_modify_messages_say_what_is_wrong(client, world, alice):
     url = reverse("inbox_decide", args=[world["pending"].pk])
 
     def error(text: str) -> str:
-        return client.post(url, {"outcome": "modify", "final_action": text}, **HX).content.decode()
+        data = {"outcome": "modify", "version": 1, "final_action": text}
+        return client.post(url, data, **HX).content.decode()
 
     assert "numbers must be finite" in error('{"amount": 1e400}')
     assert "numbers must be finite" in error('{"amount": NaN}')
@@ -314,7 +330,7 @@ def test_valid_json_still_modifies(client, world, alice):
     final = {"action": "refund", "amount": 60, "currency": "EUR", "lines": [[1, {"a": None}]]}
     response = client.post(
         reverse("inbox_decide", args=[world["pending"].pk]),
-        {"outcome": "modify", "final_action": json.dumps(final)},
+        {"outcome": "modify", "version": 1, "final_action": json.dumps(final)},
         **HX,
     )
     assert response.status_code == 200
