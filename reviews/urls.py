@@ -15,6 +15,7 @@ urlpatterns = [
     path("inbox/second/<int:pk>/decide/", inbox.second_decide, name="inbox_second_decide"),
     path("inbox/spot-checks/<int:batch_id>/", inbox.spot_batch, name="inbox_spot_batch"),
     path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
+    path("inbox/<int:pk>/raw.json", inbox.item_raw, name="inbox_item_raw"),
     path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
     path("inbox/<int:pk>/undo/", inbox.undo, name="inbox_undo"),
     path("inbox/batch/<uuid:batch_id>/undo/", inbox.undo_batch, name="inbox_undo_batch"),

@@ -8,7 +8,7 @@ get the fragment they target; plain requests get the whole page (or a redirect a
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -49,6 +49,7 @@ from ..models import (
     SpotCheckItem,
 )
 from ..proposals import action_delta, changes_since, display_value, parse_version
+from ..templatetags.inbox_tags import json_preview, json_text
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -62,6 +63,7 @@ LIST_DEFERRED = (
 GROUP_TABLE_SIZE = 1000  # rows a group table shows and a batch may decide at once
 BATCH_MAX = 1000
 PRECEDENTS_SHOWN = 5
+DATA_POINTS_SHOWN = 40  # key data shown on the item; the rest is in its raw JSON
 PRECEDENTS_COUNTED = 10
 REJECT_REASONS = [
     "Outside policy",
@@ -443,6 +445,7 @@ def item_context(
     )
     precedents, tally, counted = past_alike(req, user, blind)
     fired_fields = {f.get("field") for f in req.fired_rules if isinstance(f, dict)}
+    attributes = req.attributes or {}
     data_points = [
         {
             "key": key,
@@ -450,8 +453,11 @@ def item_context(
             "value": display_value(value),
             "fired": key in fired_fields,
         }
-        for key, value in (req.attributes or {}).items()
+        for key, value in itertools.islice(attributes.items(), DATA_POINTS_SHOWN)
     ]
+    # The one full copy of the action is the Modify form's text; the read-only view is a
+    # preview, collapsed with a link to the raw JSON once it is long.
+    action_preview, action_cut = json_preview(req.proposed_action)
     labels = req.option_labels
     options = [
         {"n": n, "key": key, "label": label, "recommended": key == req.recommended_option}
@@ -468,7 +474,10 @@ def item_context(
         "options": options,
         "recommended_label": labels.get(req.recommended_option, ""),
         "data_points": data_points,
-        "proposed_json": json.dumps(req.proposed_action, indent=2, ensure_ascii=False),
+        "data_points_hidden": max(len(attributes) - DATA_POINTS_SHOWN, 0),
+        "action_json": json_text(req.proposed_action),
+        "action_preview": action_preview,
+        "action_cut": action_cut,
         "precedents": precedents,
         "precedent_tally": tally,
         "precedent_count": counted,
@@ -527,6 +536,15 @@ def item(request: HttpRequest, pk: int) -> HttpResponse:
     if req.is_pending:
         services.record_first_view(req)
     return render_item(request, req)
+
+
+@require_GET
+@role_required(REVIEWERS)
+def item_raw(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the agent sent for the reviewer to weigh, whole, for a payload too big to show."""
+    req = get_request_for_reviewer(request.user, pk)
+    data = {"proposed_action": req.proposed_action, "attributes": req.attributes}
+    return JsonResponse(data, json_dumps_params={"ensure_ascii": False})
 
 
 @require_GET

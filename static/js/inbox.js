@@ -174,7 +174,9 @@
     error.textContent = "";
     area.removeAttribute("aria-invalid");
     submit.disabled = false;
-    const before = JSON.parse(area.dataset.original);
+    // The proposal as served: the textarea's own initial text, or after a refused edit the
+    // copy kept beside it (the page carries the action once otherwise).
+    const before = JSON.parse(area.dataset.original ?? area.defaultValue);
     const keys = new Set([...Object.keys(before), ...Object.keys(value)]);
     const lines = [];
     keys.forEach((key) => {
