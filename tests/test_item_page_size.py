@@ -145,3 +145,13 @@ def test_a_small_action_is_shown_whole_without_a_raw_link(client, agent_token, r
     page = client.get(reverse("inbox_item", args=[review.pk]), **HX).content.decode()
     assert "&quot;amount&quot;: 120" in page
     assert reverse("inbox_item_raw", args=[review.pk]) not in page
+
+
+def test_the_audit_page_of_a_big_request_shows_it_whole_in_bounded_size(
+    client, agent_token, refunds, admin_user
+):
+    review, _ = submit_big(AgentClient(agent_token), "deep and wide", attributes_too=False)
+    client.force_login(admin_user)
+    page = client.get(reverse("audit_request", args=[review.pk])).content.decode()
+    assert len(page) < PAGE_LIMIT
+    assert page.count("0, 0, 0") > 1000  # whole, not a preview

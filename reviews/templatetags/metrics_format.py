@@ -36,7 +36,8 @@ def rate(summary, name: str) -> float | None:
 
 @register.filter
 def as_json(value) -> str:
-    """Pretty JSON for payloads (autoescaped by the template like any string)."""
-    import json
+    """JSON for payloads, whole, indented only while short so a page stays proportional to
+    the payload (autoescaped by the template like any string)."""
+    from .inbox_tags import json_text
 
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return json_text(value)
