@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -128,15 +129,17 @@ class RefuseUnstorableInput:
             return None
         text = f"{problem} Nothing was saved; remove it and try again."
         if getattr(request, "htmx", False):
-            # The inbox swaps a 422's fragment; its toast says what happened.
-            response = render(
-                request,
-                "inbox/_toast.html",
-                {"toast": {"text": text, "outcome": "info"}},
-                status=422,
-            )
-            response["HX-Retarget"] = "#toast"
-            response["HX-Reswap"] = "outerHTML"
+            # Said where the reviewer looks: the inbox's toast, else the page's alert region
+            # (static/js/htmx-errors.js swaps a refusal that names its target).
+            if urlsplit(request.htmx.current_url or "").path.startswith("/inbox/"):
+                template, context = "inbox/_toast.html", {"toast": {"text": text}}
+                target, swap = "#toast", "outerHTML"
+            else:
+                template, context = "_page_alert.html", {"text": text}
+                target, swap = "#page-alert", "innerHTML"
+            response = render(request, template, context, status=422)
+            response["HX-Retarget"] = target
+            response["HX-Reswap"] = swap
             return response
         referer = request.META.get("HTTP_REFERER", "")
         back = request.path if request.method == "GET" else "/"

@@ -323,3 +323,14 @@ def test_the_notice_names_no_request_of_another_queue(client, alice, bob, agent,
     elsewhere = submit(agent, orders, title="Order 900 laptops")
     services.decide_request(elsewhere.pk, by=bob, outcome="approved", version=1)
     assert settled_notice(poll(as_user(client, alice), [elsewhere])) == ""
+
+
+def test_a_revision_of_thousands_of_keys_lists_a_bounded_difference(client, alice, small_refund):
+    services.revise_proposal(
+        small_refund.pk, agent=small_refund.agent, proposed_action={f"k{n}": n for n in range(5000)}
+    )
+    response = decide(as_user(client, alice), small_refund, version=1)
+    page = response.content.decode()
+    assert response.status_code == 409
+    assert page.count("<ins>") <= 20
+    assert "and 4982 more changes" in page  # 5,000 added and amount, action removed

@@ -47,3 +47,16 @@ def test_the_editor_fits_a_phone(phone_page, admin_user, refunds):
     phone_page.goto(phone_page.base + "/policies/refunds/edit/")
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
     assert phone_page.get_by_role("button", name="Preview").bounding_box()["height"] >= 44
+
+
+def test_a_refused_preview_says_why_on_the_page(page, admin_user, refunds):
+    # A NUL character cannot be stored: the server refuses it with a 422, which htmx would
+    # otherwise drop in silence.
+    log_in(page, "ada")
+    page.goto(page.base + "/policies/refunds/edit/")
+    page.evaluate("document.querySelector('#id_mode_reason').value = 'bad\\u0000reason'")
+    page.get_by_role("button", name="Preview").click()
+    alert = page.locator("#page-alert")
+    alert.get_by_text("Nothing was saved").wait_for()
+    assert "NUL characters" in alert.inner_text()
+    assert PolicyVersion.objects.filter(category=refunds).count() <= 1
