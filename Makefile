@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+# Test-only JavaScript (axe-core for the accessibility test), pinned in package-lock.json.
+NPM_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
 .PHONY: run test install migrate seed lint format bench clean
 
@@ -13,7 +15,13 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP)
+# Without npm the install goes on and the accessibility test skips (fails with CI=true).
+$(NPM_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $(NPM_STAMP); \
+	else echo "npm not found: the accessibility test will skip (apt-get install npm)"; fi
+
+install: $(STAMP) $(NPM_STAMP)
 
 # Web, Celery worker and Celery beat on http://127.0.0.1:8000 with SQLite and the embedded
 # filesystem broker; Ctrl-C stops all three.
@@ -38,4 +46,4 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) var db.sqlite3 staticfiles .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules var db.sqlite3 staticfiles .pytest_cache .ruff_cache .hypothesis

@@ -20,6 +20,7 @@ from reviews.models import Agent, AgentToken, Category, EscalationRule, Queue
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +58,9 @@ def missing_service(item: pytest.Item) -> str | None:
         return reason
     if item.get_closest_marker("browser") and not shutil.which(CHROMIUM):
         return f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+    if item.get_closest_marker("axe") and not AXE.is_file():
+        step = "run `make install`" if shutil.which("npm") else "install npm, then `make install`"
+        return f"needs axe-core in node_modules: {step} (it runs npm ci)"
     return None
 
 
