@@ -117,9 +117,14 @@ def refresh_list(page) -> None:
         page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
 
 
-def open_dialog(audit: Audit, key: str, dialog: str) -> None:
+def open_dialog(audit: Audit, opener: str, dialog: str) -> None:
+    """Open a dialog with its button (or its key, for help), check it, close it with Esc."""
     page = audit.page
-    page.keyboard.press(key)
+    if len(opener) == 1:
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.keyboard.press(opener)
+    else:
+        page.locator(opener).click()
     expect(page.locator(dialog)).to_be_visible()
     audit.check(f"/inbox/ {dialog}")
     page.keyboard.press("Escape")
@@ -166,8 +171,8 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
             page.locator(".row-link").first.click()
         expect(page.locator("#pane #item")).to_be_visible()
         audit.check("/inbox/ with an item open")
-        open_dialog(audit, "r", "#reject-dialog")
-        open_dialog(audit, "e", "#modify-dialog")
+        open_dialog(audit, ".actionbar [data-open-dialog=reject-dialog]", "#reject-dialog")
+        open_dialog(audit, ".actionbar [data-open-dialog=modify-dialog]", "#modify-dialog")
         open_dialog(audit, "?", "#help-dialog")
 
         pk = int(page.locator("#pane #item").get_attribute("data-pk"))
