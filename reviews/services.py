@@ -1224,6 +1224,15 @@ def revise_proposal(
         request = ReviewRequest.objects.get(pk=request_id, agent=agent)
         before = request.snapshot()
         previous = request.proposed_action
+        if proposed_action == previous and request.is_pending:
+            # A retried revision, or one that changes nothing: it must not outdate what the
+            # reviewer is looking at. The revision that made this version answers for it.
+            latest = request.messages.filter(kind=Message.Kind.REVISION).order_by("-pk").first()
+            if latest is not None:
+                return latest
+            raise ValidationError(
+                {"proposed_action": "This is the proposal as submitted; nothing to revise."}
+            )
         # The claim: a revision lands only on a request no one has decided meanwhile, and on
         # the version it read, so two revisions racing each get a version of their own.
         claimed = ReviewRequest.objects.filter(

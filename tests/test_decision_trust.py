@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -334,3 +335,31 @@ def test_a_revision_of_thousands_of_keys_lists_a_bounded_difference(client, alic
     assert response.status_code == 409
     assert page.count("<ins>") <= 20
     assert "and 4982 more changes" in page  # 5,000 added and amount, action removed
+
+
+def test_a_revision_that_changes_nothing_does_not_outdate_the_open_page(small_refund):
+    first = revise(small_refund, 10000)
+    again = revise(small_refund, 10000)  # a retried call, say
+    small_refund.refresh_from_db()
+    assert small_refund.proposal_version == 2
+    assert again.pk == first.pk
+    unrevised = submit(small_refund.agent, small_refund.category)
+    with pytest.raises(ValidationError, match="nothing to revise"):
+        services.revise_proposal(
+            unrevised.pk, agent=unrevised.agent, proposed_action=unrevised.proposed_action
+        )
+    unrevised.refresh_from_db()
+    assert unrevised.proposal_version == 1
+
+
+def test_the_open_item_gets_no_notice_for_the_reviewers_own_decision(
+    client, alice, carol, agent, refunds
+):
+    mine, theirs = (submit(agent, refunds, title=f"Refund {n}") for n in range(2))
+    services.decide_request(mine.pk, by=alice, outcome="approved", version=1)
+    services.decide_request(theirs.pk, by=carol, outcome="approved", version=1)
+    as_user(client, alice)
+    own = client.get(reverse("inbox_poll"), {"current": mine.pk}, **HX).content.decode()
+    assert 'id="pane-notice"' not in own
+    other = client.get(reverse("inbox_poll"), {"current": theirs.pk}, **HX).content.decode()
+    assert "Already approved by carol" in other

@@ -150,3 +150,15 @@ def test_rows_that_only_move_out_of_view_raise_no_notice(page, agent, refunds, a
         f"#{shown} was rejected by carol and left your list."
     )
     assert len(reqs) == 51
+
+
+def test_the_undo_countdown_runs_out_and_takes_the_undo_away(page, small_refund, settings):
+    # The first decision's toast replaces one that was never shown: it must still count down.
+    log_in(page, "alice")
+    page.keyboard.press("a")
+    toast = page.locator("#toast")
+    expect(toast).to_contain_text(f"#{small_refund.pk} approved")
+    expect(toast).to_contain_text(
+        "sent to the agent", timeout=settings.HITL_UNDO_SECONDS * 1000 + 4000
+    )
+    expect(toast.get_by_role("button", name="Undo")).to_have_count(0)

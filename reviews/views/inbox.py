@@ -563,7 +563,10 @@ def poll(request: HttpRequest) -> HttpResponse:
             .first()
         )
         seen = parse_version(request.GET.get("current_version"))
-        if open_item is not None and not open_item.is_pending:
+        settled_by_me = getattr(open_item, "decision", None) is not None and (
+            open_item.decision.decided_by_id == request.user.pk
+        )
+        if open_item is not None and not open_item.is_pending and not settled_by_me:
             context["closed_notice"] = str(services.AlreadyDecided(open_item))
             context["closed_pk"] = open_item.pk
         elif open_item is not None and seen is not None and seen != open_item.proposal_version:

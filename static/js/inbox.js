@@ -119,7 +119,10 @@
     const toast = $("#toast");
     clearInterval(startCountdown.timer);
     clearTimeout(startCountdown.hide);
-    if (!toast || !toast.classList.contains("is-shown")) return;
+    // Read the content, not the class: right after an out-of-band swap htmx still shows the
+    // old toast's attributes (it settles them a moment later), hidden if that one had hidden.
+    if (!toast || !$(".toast-text", toast)) return;
+    toast.classList.add("is-shown");
     if (!count) {
       startCountdown.hide = setTimeout(() => toast.classList.remove("is-shown"), 3000);
       return;
@@ -220,7 +223,10 @@
     const typing = target.closest("input, textarea, select, [contenteditable]");
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && typing) {
       const form = target.closest("form");
-      if (form) { event.preventDefault(); form.requestSubmit(); }
+      if (!form) return;
+      event.preventDefault();
+      // The same gate as the button: an edit the check refuses is not sent.
+      if (!$("[type=submit][disabled]", form)) form.requestSubmit();
       return;
     }
     if (event.key === "Enter" && !event.shiftKey && target.matches("#reject-reason, [data-enter-submits]")) {
@@ -391,6 +397,19 @@
   document.body.addEventListener("htmx:oobAfterSwap", (event) => {
     if (event.detail.target.id === "toast") startCountdown();
   });
+
+  // A notice about the open item (settled or revised elsewhere) that arrives after the reviewer
+  // has moved on to another item is about a request no longer on screen: drop it.
+  document.body.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const fragment = event.detail.fragment;
+    const el = fragment && (fragment.firstElementChild || fragment);
+    const about = el && el.dataset && (el.dataset.closed || el.dataset.revised);
+    if (about && about !== currentPk()) event.detail.shouldSwap = false;
+  });
+
+  // htmx applies a swapped element's own attributes only once it settles, so the list's
+  // highlight of the open row is set again then.
+  document.body.addEventListener("htmx:afterSettle", markActive);
 
   // --- start ---------------------------------------------------------------------------------
 
