@@ -70,8 +70,9 @@ def audit_lockout(sender: Any, request: HttpRequest, username: str, ip_address: 
     )
 
 
-def unlock_logins(attempts: QuerySet[AccessAttempt], *, by: AbstractBaseUser) -> int:
-    """An admin clears failed-login records (unlocking that account or address), audited."""
+def unlock_logins(attempts: QuerySet[AccessAttempt], *, by: AbstractBaseUser | str) -> int:
+    """An admin clears failed-login records (unlocking that account or address), audited; `by`
+    is the admin, or a label such as "console:unlock_logins" for the server's console."""
     with transaction.atomic():
         rows = list(attempts.select_for_update())
         for attempt in rows:

@@ -1,11 +1,13 @@
 """Login throttling: per account and per client address, a lockout page, an audited unlock."""
 
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 from axes.models import AccessAttempt
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from reviews.models import AuditEvent
@@ -184,3 +186,25 @@ def test_a_reviewer_gets_no_unlock_page(client, alice):
     response = client.get(reverse("admin:axes_accessattempt_changelist"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_an_admin_locked_out_by_a_shared_address_unlocks_from_the_console(
+    client, alice, admin_user
+):
+    for attempt in range(LIMIT):  # a colleague behind the same address
+        log_in(client, "alice", f"guess-{attempt}", address="10.0.0.7")
+    assert log_in(client, "ada", "pw-ada", address="10.0.0.7").status_code == 429
+
+    out = io.StringIO()
+    call_command("unlock_logins", address="10.0.0.7", stdout=out)
+    assert "each is in the audit log" in out.getvalue()
+
+    assert not AccessAttempt.objects.filter(ip_address="10.0.0.7").exists()
+    event = AuditEvent.objects.filter(verb="login.unlocked").first()
+    assert event.actor_label.startswith("console:")
+    assert log_in(client, "ada", "pw-ada", address="10.0.0.7").status_code == 302
+
+
+def test_the_console_unlock_says_what_to_unlock():
+    with pytest.raises(CommandError, match="Say what to unlock"):
+        call_command("unlock_logins")
