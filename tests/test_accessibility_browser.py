@@ -23,6 +23,7 @@ from reviews.models import (
 )
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
+from .test_csp_browser import METRICS_PAGES
 from .test_inbox_views import submit
 
 pytestmark = [
@@ -254,14 +255,6 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
     log_in(audit.page, "manager", DEMO_PASSWORD)
     for size in SIZES:
         audit.resize(size)
-        for path in [
-            "/metrics/",
-            "/metrics/calibration/",
-            "/metrics/advice/",
-            "/metrics/patterns/",
-            "/metrics/reviewers/",
-            "/metrics/agreement/",
-            "/metrics/autonomy/",
-        ]:
+        for path in METRICS_PAGES:
             audit.visit(path)
     audit.assert_clean()

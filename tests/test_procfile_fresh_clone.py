@@ -118,20 +118,20 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
     assert set(commands) == {"release", "web", "worker", "beat"}
     sink = Sink()
     processes: list[Process] = []
+
+    def run(*args: str) -> str:
+        """A one-off command in the clone, as a platform or an operator runs it."""
+        done = subprocess.run(list(args), cwd=app, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return done.stdout
+
+    def shell(code: str) -> str:
+        return run("python", "manage.py", "shell", "-c", code)
+
     try:
         redis_server.start()
-        build = subprocess.run(
-            ["python", "manage.py", "collectstatic", "--noinput"],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert build.returncode == 0, build.stderr[-3000:]
-        release = subprocess.run(
-            ["bash", "-c", commands["release"]], cwd=app, env=env, capture_output=True, text=True
-        )
-        assert release.returncode == 0, release.stdout[-2000:] + release.stderr[-3000:]
+        run("python", "manage.py", "collectstatic", "--noinput")
+        run("bash", "-c", commands["release"])
 
         processes = [Process(name, commands[name], app, env) for name in ("web", "worker", "beat")]
         base = f"http://127.0.0.1:{port}"
@@ -151,51 +151,27 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
 
         # Beat publishes and the worker consumes: a decision's webhook leaves after the undo
         # window by beat's dispatch tick, run on the worker.
-        setup = subprocess.run(
-            [
-                "python",
-                "manage.py",
-                "shell",
-                "-c",
-                "from reviews.models import Agent, AgentToken\n"
-                f"agent = Agent.objects.create(name='fresh', webhook_url='{sink.url}/hook')\n"
-                "print(AgentToken.issue(agent)[1])\n",
-            ],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert setup.returncode == 0, setup.stderr[-3000:]
-        token = setup.stdout.split()[-1]
+        token = shell(
+            "from reviews.models import Agent, AgentToken\n"
+            f"agent = Agent.objects.create(name='fresh', webhook_url='{sink.url}/hook')\n"
+            "print(AgentToken.issue(agent)[1])\n"
+        ).split()[-1]
         headers = {"Authorization": f"Bearer {token}"}
         # No rule or category yet: a fresh install still answers the agent (a clear 4xx).
         response = requests.post(
             base + "/api/v1/requests", json={"category": "refunds", "title": "t"}, headers=headers
         )
         assert response.status_code == 422, response.text
-        decide = subprocess.run(
-            [
-                "python",
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.contrib.auth.models import Group, User\n"
-                "from reviews import services\n"
-                "from reviews.models import Agent, Category, Queue\n"
-                "alice = User.objects.create_user('alice', 'alice@example.com', 'pw')\n"
-                "alice.groups.add(Group.objects.get_or_create(name='reviewers')[0])\n"
-                "queue = Queue.objects.create(name='Support', slug='support')\n"
-                "queue.members.add(alice)\n"
-                "Category.objects.create(slug='refunds', name='Refunds', mode='gate',"
-                " queue=queue, timeout_seconds=3600)\n",
-            ],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
+        shell(
+            "from django.contrib.auth.models import Group, User\n"
+            "from reviews.models import Category, Queue\n"
+            "alice = User.objects.create_user('alice', 'alice@example.com', 'pw')\n"
+            "alice.groups.add(Group.objects.get_or_create(name='reviewers')[0])\n"
+            "queue = Queue.objects.create(name='Support', slug='support')\n"
+            "queue.members.add(alice)\n"
+            "Category.objects.create(slug='refunds', name='Refunds', mode='gate',"
+            " queue=queue, timeout_seconds=3600)\n"
         )
-        assert decide.returncode == 0, decide.stderr[-3000:]
         submitted = requests.post(
             base + "/api/v1/requests",
             json={"category": "refunds", "title": "Refund 120 EUR"},
@@ -203,25 +179,14 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         )
         assert submitted.status_code == 201, submitted.text
         request_id = submitted.json()["id"]
-        decided = subprocess.run(
-            [
-                "python",
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.contrib.auth.models import User\n"
-                "from reviews import services\n"
-                "from reviews.models import ReviewRequest\n"
-                f"req = ReviewRequest.objects.get(public_id='{request_id}')\n"
-                "services.decide_request(req.pk, by=User.objects.get(username='alice'),"
-                " outcome='approved')\n",
-            ],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
+        shell(
+            "from django.contrib.auth.models import User\n"
+            "from reviews import services\n"
+            "from reviews.models import ReviewRequest\n"
+            f"req = ReviewRequest.objects.get(public_id='{request_id}')\n"
+            "services.decide_request(req.pk, by=User.objects.get(username='alice'),"
+            " outcome='approved')\n"
         )
-        assert decided.returncode == 0, decided.stderr[-3000:]
         wait_until(
             lambda: any(r["json"]["request"]["id"] == request_id for r in sink.received),
             "the decision's webhook",
@@ -230,11 +195,10 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         )
         waited = requests.get(f"{base}/api/v1/requests/{request_id}", headers=headers)
         assert waited.json()["status"] == "approved"
+        # That webhook was held for the undo window, so only beat's dispatch tick, run on the
+        # worker, could have sent it: beat publishes and the worker consumes.
         for process in processes:
             assert process.alive(), f"{process.name} exited:\n{process.output()[-3000:]}"
-        assert "dispatch-due-work" in processes[2].output() or "dispatch_due_work" in (
-            processes[2].output()
-        )
     finally:
         for process in processes:
             process.stop()
