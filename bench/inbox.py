@@ -7,7 +7,7 @@ Works in a throwaway database (`bench_<name>`, created and dropped by the run) t
 Django's test client, so the figures are server time: URL routing, middleware, the view, its
 queries and the template, without a network. Each page is measured beside a bare Django view
 (same middleware, no work) in the same run, and printed as p50/p95 and the ratio to it.
-Goals (issue 4): decide-and-load-next p50 <= 30 ms at 100,000 pending; a batch approval of
+Goals: decide-and-load-next p50 <= 30 ms at 100,000 pending; a batch approval of
 1,000 requests in one POST <= 1 s.
 """
 

@@ -336,7 +336,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviews.tasks.record_heartbeat",
         "schedule": timedelta(seconds=HITL_HEARTBEAT_SECONDS),
     },
-    # Metrics and the feedback loop (issue 7).
+    # Metrics and the feedback loop.
     "roll-up-decisions": {
         "task": "reviews.tasks.roll_up_decisions",
         "schedule": timedelta(seconds=env_int("HITL_ROLLUP_SECONDS", 300)),
@@ -359,7 +359,7 @@ HITL_SWEEP_CHAINS = env_int("HITL_SWEEP_CHAINS", 2)
 HITL_REMINDER_PERCENT = env_int("HITL_REMINDER_PERCENT", 50)
 # A reviewer can undo a decision this long after making it; the agent hears of it only after.
 HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
-# Metrics and the feedback loop (issue 7): the bar for autonomy, and when to take it back.
+# Metrics and the feedback loop: the bar for autonomy, and when to take it back.
 HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
 HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 300)
 HITL_REINSTATE_MIN_VERDICTS = env_int("HITL_REINSTATE_MIN_VERDICTS", 10)

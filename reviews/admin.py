@@ -413,7 +413,7 @@ class GuidelineAdmin(AuditedAdmin):
     raw_id_fields = ["source_request"]
 
 
-# --- timeouts, reminders, liveness (issue 5) -------------------------------------------------
+# --- timeouts, reminders, liveness -------------------------------------------------
 
 
 @admin.register(Notification)
@@ -453,7 +453,7 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
     list_select_related = ["category", "created_by"]
 
 
-# --- metrics and the feedback loop (issue 7) ----------------------------------------------
+# --- metrics and the feedback loop ----------------------------------------------
 
 
 @admin.register(DailyRollup)

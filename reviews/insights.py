@@ -371,7 +371,7 @@ class Advice:
 
     @property
     def editor_url(self) -> str:
-        """The policy editor (issue 6) with the change pre-filled; built by path on purpose."""
+        """The policy editor with the change pre-filled; built by path on purpose."""
         if self.rule.category_id is None:
             return "/policies/"
         url = f"/policies/{self.rule.category.slug}/edit/?rule={self.rule.pk}"

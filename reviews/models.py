@@ -384,7 +384,7 @@ class ReviewRequest(models.Model):
                 condition=models.Q(status="pending"),
                 name="request_pending_by_assignee",
             ),
-            # The inbox reads pending work in its display order (issue 4): a partial index
+            # The inbox reads pending work in its display order: a partial index
             # walked in order stops after one page, however many requests are pending.
             models.Index(
                 fields=["-priority", "deadline", "id"],
@@ -684,7 +684,7 @@ class WebhookDelivery(models.Model):
         return f"{self.event} → {self.agent} ({self.state})"
 
 
-# --- timeouts, reminders, liveness (issue 5) -------------------------------------------------
+# --- timeouts, reminders, liveness -------------------------------------------------
 
 
 class Notification(models.Model):
@@ -786,7 +786,7 @@ class Heartbeat(models.Model):
         cls.objects.update_or_create(name=name, defaults={"seen_at": now or timezone.now()})
 
 
-# --- metrics and the feedback loop (issue 7) --------------------------------------------
+# --- metrics and the feedback loop --------------------------------------------
 # Rollups are derived data: `manage.py rebuild_rollups` recreates them from decisions.
 
 

@@ -769,7 +769,7 @@ def post_message(
     return message
 
 
-# --- timeouts in batches, reminders, away hand-over (issue 5) ----------------------------
+# --- timeouts in batches, reminders, away hand-over ----------------------------
 #
 # The sweep calls these. `time_out_batch` is the bulk twin of `time_out_request`: it claims a
 # bounded batch of overdue rows and decides the ones whose policy decides directly with a
@@ -1390,7 +1390,7 @@ def undo_batch(
     return requests
 
 
-# --- metrics and the feedback loop (issue 7) -------------------------------------------
+# --- metrics and the feedback loop -------------------------------------------
 # Category mode switches (autonomy and its reinstatement) and spot-check verdicts.
 
 
@@ -1591,7 +1591,7 @@ def record_spot_check(
     return item
 
 
-# --- reviewer agreement (issue 7) ------------------------------------------------------------
+# --- reviewer agreement ------------------------------------------------------------
 # A share of human decisions goes, blind, to a second reviewer of the same queue. Their verdict
 # is a measurement: it never touches the request, its decision, the agent or its webhooks.
 

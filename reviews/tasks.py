@@ -126,7 +126,7 @@ def dispatch_due(model: type[WebhookDelivery] | type[Notification], task: Any) -
     return len(due)
 
 
-# --- the timeout sweep (issue 5) ---------------------------------------------------------
+# --- the timeout sweep ---------------------------------------------------------
 
 
 @shared_task(bind=True)
@@ -355,7 +355,7 @@ def record_heartbeat(self) -> str:
     return name
 
 
-# --- metrics and the feedback loop (issue 7) ----------------------------------------------
+# --- metrics and the feedback loop ----------------------------------------------
 
 
 @shared_task

@@ -1,4 +1,4 @@
-"""The audit trail for managers and admins (issue 7): search, a request's full history, and
+"""The audit trail for managers and admins: search, a request's full history, and
 export. Read-only by construction: these views only ever GET."""
 
 from __future__ import annotations

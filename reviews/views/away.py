@@ -1,4 +1,4 @@
-"""Away status: a reviewer on leave gets no new work and their open items move on (issue 5)."""
+"""Away status: a reviewer on leave gets no new work and their open items move on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Guidelines from a decision (issue 7): a reviewer of the request's queue, or an admin,
+"""Guidelines from a decision: a reviewer of the request's queue, or an admin,
 writes guidance for its category; the decision it came from stays linked."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reviewer inbox (issue 4): a list of pending work and one item at a time, decided by
+"""The reviewer inbox: a list of pending work and one item at a time, decided by
 keyboard, tap or batch, with the thread to the agent and a few seconds to undo.
 
 Every view reads through reviews.access and writes through reviews.services. htmx requests

@@ -1,4 +1,4 @@
-"""Managers' metrics (issue 7): overview, calibration, threshold advice, patterns, reviewers,
+"""Managers' metrics: overview, calibration, threshold advice, patterns, reviewers,
 autonomy, and the decisions export. Every page reads rollups (reviews.insights), not decisions.
 """
 

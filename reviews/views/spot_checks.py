@@ -1,4 +1,4 @@
-"""Periodic review (issue 7): reviewers work batches of sampled human-free decisions, marking
+"""Periodic review: reviewers work batches of sampled human-free decisions, marking
 each correct or incorrect with a correction. Verdicts feed autonomy and its reinstatement."""
 
 from __future__ import annotations

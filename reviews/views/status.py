@@ -1,4 +1,4 @@
-"""Operations status: the timeout sweep, backlog, reminders, webhooks and liveness (issue 5)."""
+"""Operations status: the timeout sweep, backlog, reminders, webhooks and liveness."""
 
 from __future__ import annotations
 
