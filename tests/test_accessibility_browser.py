@@ -56,6 +56,26 @@ def demo(db):
         category=decided.category, day=timezone.localdate()
     )
     SpotCheckItem.objects.create(batch=batch, request=decided)
+    # A second review waiting for the reviewer: the seed draws whom each one goes to.
+    reviewer = decided.category.queue.members.get(username="reviewer")
+    if not SecondReview.objects.filter(reviewer=reviewer, outcome="").exists():
+        first = (
+            ReviewRequest.objects.filter(category__queue__members=reviewer, second_review=None)
+            .exclude(decision=None)
+            .exclude(decision__decided_by=reviewer)
+            .exclude(decision__decided_by=None)
+            .select_related("decision")
+            .first()
+        )
+        SecondReview.objects.create(
+            request=first,
+            decision=first.decision,
+            category=first.category,
+            first_reviewer=first.decision.decided_by,
+            first_outcome=first.decision.outcome,
+            reviewer=reviewer,
+            visible_from=timezone.now(),
+        )
     for n in range(4):  # rows enough for a batch at each size
         submit(Agent.objects.get(name="support-bot"), decided.category, title=f"Refund {n}")
 
