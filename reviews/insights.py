@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from .models import (
+    PEOPLE_CHANNELS,
     Category,
     CategoryAutonomy,
     DailyRollup,
@@ -440,17 +441,17 @@ def _attribute_samples(
     if category_id:
         decisions = decisions.filter(request__category_id=category_id)
     rows = decisions.order_by("-created_at").values_list(
-        "outcome", "request__fired_rules", "request__attributes"
+        "as_proposed", "request__fired_rules", "request__attributes"
     )[:ATTRIBUTE_ADVICE_SAMPLE]
     samples: dict[int, list[tuple[float, bool]]] = defaultdict(list)
-    for outcome, fired, attributes in rows:
+    for as_proposed, fired, attributes in rows:
         for hit in fired or ():
             rule = wanted.get(hit.get("rule_id")) if isinstance(hit, dict) else None
             if rule is None or hit.get("unevaluable"):
                 continue
             value = engine.lookup(attributes or {}, None, rule.field)
             if engine.is_number(value):
-                samples[rule.pk].append((float(value), outcome == Decision.Outcome.APPROVED))
+                samples[rule.pk].append((float(value), as_proposed))
     return samples
 
 
@@ -595,6 +596,11 @@ def describe_delta(proposed: Any, final: Any) -> list[str]:
     return changes or ["no visible change"]
 
 
+def option_change(recommended: str, chosen: str) -> str:
+    """'option B instead of A': what a person chose over the agent's recommendation."""
+    return f"option {chosen} instead of {recommended}"
+
+
 @dataclass
 class Pattern:
     category: Category
@@ -637,30 +643,35 @@ def patterns(
         pattern = Pattern(
             categories[cat_id], rules.get(rule_id), rule_id, s.human, s.modified, s.rejected
         )
+        # Changed by a person: modified, rejected, or approved with another option.
         recent = (
             Decision.objects.filter(
                 request__category_id=cat_id,
-                outcome__in=[Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED],
+                as_proposed=False,
+                channel__in=PEOPLE_CHANNELS,
                 created_at__gte=start,
                 created_at__lt=end,
             )
-            .exclude(channel=Decision.Channel.TIMEOUT)
             .order_by("-created_at")
             .values_list(
                 "outcome",
                 "final_action",
+                "chosen_option",
                 "reason",
                 "request__proposed_action",
+                "request__recommended_option",
                 "request__fired_rules",
             )[:300]
         )
         changes: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
-        for outcome, final, reason, proposed, fired in recent:
-            if not any(f.get("rule_id") == rule_id for f in fired or ()):
+        for outcome, final, chosen, reason, proposed, recommended, fired in recent:
+            if rule_id and not any(f.get("rule_id") == rule_id for f in fired or ()):
                 continue
             if outcome == Decision.Outcome.MODIFIED:
                 changes.update(describe_delta(proposed, final))
+            if chosen and recommended and chosen != recommended:
+                changes[option_change(recommended, chosen)] += 1
             if reason.strip():
                 reasons[reason.strip()[:140]] += 1
         pattern.changes = changes.most_common(3)

@@ -486,6 +486,11 @@ class Decision(models.Model):
     )
     # The decisions of one batch share it, so the batch is undone as a unit.
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
+    as_proposed = models.BooleanField(
+        default=False,
+        help_text="Approved unchanged with the recommended option (or with no options): "
+        "the agent was right. What calibration, readiness, advice and precedents count.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -502,6 +507,22 @@ class Decision(models.Model):
         if self.decided_by_id:
             return self.decided_by.get_username()
         return "system"
+
+
+def accepts_proposal(outcome: str, chosen_option: str, recommended_option: str) -> bool:
+    """Whether a decision took what the agent proposed: approved, and with the option it
+    recommended. Approving a different option is a correction, counted as a modification."""
+    if outcome != Decision.Outcome.APPROVED:
+        return False
+    return not chosen_option or not recommended_option or chosen_option == recommended_option
+
+
+def judged_outcome(outcome: str, as_proposed: bool) -> str:
+    """The outcome as evidence of the agent's accuracy: an approval of another option than
+    the recommended one counts as a modification."""
+    if outcome == Decision.Outcome.APPROVED and not as_proposed:
+        return Decision.Outcome.MODIFIED
+    return outcome
 
 
 # The request statuses an approve, modify or reject leaves (equal to the outcomes' values).

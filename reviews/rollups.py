@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
-from .models import DailyRollup, Decision, ReviewerRollup, RollupCursor
+from .models import DailyRollup, Decision, ReviewerRollup, RollupCursor, judged_outcome
 
 # Histogram edges in seconds: bucket i holds values in [EDGES[i-1], EDGES[i]); the last bucket
 # is open-ended. Roughly logarithmic, from a one-second glance to a week-long wait.
@@ -71,6 +71,7 @@ def local_day(moment: datetime) -> date:
 def _count(
     tally: Tally,
     outcome: str,
+    as_proposed: bool,
     channel: str,
     review_seconds: float | None,
     wait_seconds: float,
@@ -84,13 +85,14 @@ def _count(
     if channel == Decision.Channel.TIMEOUT:
         tally.timed_out += 1
         return
-    setattr(tally, HUMAN[outcome], getattr(tally, HUMAN[outcome]) + 1)
+    judged = HUMAN[judged_outcome(outcome, as_proposed)]
+    setattr(tally, judged, getattr(tally, judged) + 1)
     if review_seconds is not None:
         tally.review_hist[time_bucket(review_seconds)] += 1
     if confidence is not None:
         bucket = conf_bucket(confidence)
         tally.conf_n[bucket] += 1
-        tally.conf_ok[bucket] += outcome == Decision.Outcome.APPROVED
+        tally.conf_ok[bucket] += as_proposed
         tally.conf_sum[bucket] += confidence
 
 
@@ -101,6 +103,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         Decision.objects.filter(created_at__gte=start, created_at__lt=end, effective_at__lte=cutoff)
         .values_list(
             "outcome",
+            "as_proposed",
             "channel",
             "review_seconds",
             "created_at",
@@ -117,6 +120,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
     reviewers: dict[tuple[int, int], Tally] = {}
     for (
         outcome,
+        as_proposed,
         channel,
         review_seconds,
         decided_at,
@@ -132,10 +136,10 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         rule_ids.update(f["rule_id"] for f in fired or () if f.get("rule_id"))
         for rule_id in rule_ids:
             tally = tallies.setdefault((category_id, agent_id, rule_id), Tally())
-            _count(tally, outcome, channel, review_seconds, wait, confidence)
+            _count(tally, outcome, as_proposed, channel, review_seconds, wait, confidence)
         if reviewer_id and channel not in (Decision.Channel.AUTO, Decision.Channel.TIMEOUT):
             tally = reviewers.setdefault((reviewer_id, category_id), Tally())
-            _count(tally, outcome, channel, review_seconds, wait, None)
+            _count(tally, outcome, as_proposed, channel, review_seconds, wait, None)
     daily = [
         DailyRollup(
             day=day,

@@ -44,6 +44,7 @@ from .models import (
     ReviewRequest,
     SecondReview,
     WebhookDelivery,
+    accepts_proposal,
 )
 from .rulebook import rulebook_for
 from .sampling import is_sampled
@@ -413,6 +414,7 @@ def submit_request(
                     reason="No escalation rule fired.",
                     created_at=now,
                     effective_at=now,
+                    as_proposed=True,
                 )
                 events.append(
                     audit_event("auto_approved", request, "system:rules", after=request.snapshot())
@@ -515,6 +517,7 @@ def decide_request(
             created_at=now,
             effective_at=now + timedelta(seconds=undo_window),
             proposal_version=request.proposal_version,
+            as_proposed=accepts_proposal(outcome, chosen_option, request.recommended_option),
         )
         audit(
             f"decided.{outcome}",
@@ -975,6 +978,8 @@ def record_decisions(
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,
                 batch_id=batch_id,
+                # A batch approves each request with its recommended option.
+                as_proposed=outcome == Outcome.APPROVED,
             )
         )
     Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision

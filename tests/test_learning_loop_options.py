@@ -1,0 +1,113 @@
+""" "Right" means the agent's proposal was taken: approved unchanged with the option it
+recommended. Simulated with a known truth: an agent that recommends option A at 0.9 where
+people choose B 30% of the time is right about 70% of the time, and every figure says so."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from reviews import insights, rollups, services
+from reviews.models import Decision
+
+from .conftest import ROUTINE
+
+pytestmark = pytest.mark.django_db
+
+OPTIONS = [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Store credit"}]
+TRUE_ACCURACY = 0.7
+
+
+def simulate(agent, category, by, n: int = 200, seed: int = 7) -> int:
+    """n escalations recommending A at 0.9; people take B with probability 0.3. Returns how
+    many were decided as proposed."""
+    rng = random.Random(seed)
+    at = timezone.now() - timedelta(days=1)
+    right = 0
+    for i in range(n):
+        request = services.submit_request(
+            agent,
+            category=category,
+            title=f"Refund {i}",
+            confidence=0.9,
+            attributes={**ROUTINE, "policy_conflict": True},
+            proposed_action={"action": "refund", "amount": 40},
+            options=OPTIONS,
+            recommended_option="A",
+            now=at,
+        ).request
+        option = "A" if rng.random() < TRUE_ACCURACY else "B"
+        right += option == "A"
+        services.decide_request(request.pk, by=by, outcome="approved", chosen_option=option, now=at)
+    return right
+
+
+def test_approving_another_option_is_not_the_agent_being_right(agent, refunds, alice):
+    right = simulate(agent, refunds, alice)
+    rollups.rebuild()
+    assert Decision.objects.filter(as_proposed=True).count() == right
+    period = insights.period_from({"days": "7"})
+    summary = insights.summarize(insights.rollup_rows(period, refunds.pk, agent.pk))
+    # Option changes count as modifications, so no figure reads 100% approved unchanged.
+    assert (summary.approved, summary.modified) == (right, 200 - right)
+
+    bins = insights.calibration_bins(summary)
+    top = bins[9]
+    assert top.n == 200 and top.ok == right
+    low, high = insights.wilson(top.ok, top.n)
+    assert low <= TRUE_ACCURACY <= high  # the truth is inside the page's interval
+    reading = insights.calibration_reading(bins)
+    assert f"right {right / 200:.0%}" in reading and "overconfident" in reading
+
+    readiness = {r.category.pk: r for r in insights.readiness(period)}[refunds.pk]
+    assert (readiness.human_ok, readiness.human_n) == (right, 200)
+
+
+def test_patterns_show_which_option_people_choose_instead(agent, refunds, alice):
+    right = simulate(agent, refunds, alice)
+    rollups.rebuild()
+    found = insights.patterns(insights.period_from({"days": "7"}), refunds.pk)
+    assert found, "a rule whose escalations people often change is a pattern"
+    assert ("option B instead of A", 200 - right) in found[0].changes
+
+
+def test_approving_the_recommended_option_or_none_is_right(agent, refunds, alice):
+    request = services.submit_request(
+        agent,
+        category=refunds,
+        title="Refund",
+        confidence=0.9,
+        attributes={**ROUTINE, "policy_conflict": True},
+        proposed_action={"action": "refund", "amount": 40},
+        options=OPTIONS,
+        recommended_option="A",
+    ).request
+    decision = services.decide_request(request.pk, by=alice, outcome="approved")
+    assert decision.as_proposed  # no option named: the recommended one
+    batch = [
+        services.submit_request(
+            agent,
+            category=refunds,
+            title=f"Refund {i}",
+            confidence=0.9,
+            attributes={**ROUTINE, "policy_conflict": True},
+            proposed_action={"action": "refund", "amount": 40},
+            options=OPTIONS,
+            recommended_option="B",
+        ).request.pk
+        for i in range(2)
+    ]
+    result = services.decide_requests_in_bulk(batch, by=alice, outcome="approved")
+    assert all(d.as_proposed for d in result.decided)
+    modified = services.submit_request(
+        agent,
+        category=refunds,
+        title="Refund",
+        attributes={**ROUTINE, "policy_conflict": True},
+        proposed_action={"action": "refund", "amount": 40},
+    ).request
+    decision = services.decide_request(
+        modified.pk, by=alice, outcome="modified", final_action={"amount": 20}
+    )
+    assert not decision.as_proposed
