@@ -111,3 +111,14 @@ def test_approving_the_recommended_option_or_none_is_right(agent, refunds, alice
         modified.pk, by=alice, outcome="modified", final_action={"amount": 20}
     )
     assert not decision.as_proposed
+
+
+def test_the_calibration_page_says_how_often_the_agent_was_really_right(
+    client, agent, refunds, alice, manager
+):
+    right = simulate(agent, refunds, alice)
+    rollups.rebuild()
+    client.force_login(manager)
+    page = client.get("/metrics/calibration/", {"days": "7"}).content.decode()
+    assert f"{right / 200:.0%}" in page
+    assert "right 100%" not in page
