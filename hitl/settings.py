@@ -361,7 +361,9 @@ HITL_REMINDER_PERCENT = env_int("HITL_REMINDER_PERCENT", 50)
 HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
 # Metrics and the feedback loop: the bar for autonomy, and when to take it back.
 HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
-HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 300)
+# The bar itself sets the least sample that can show it (381 decisions at 99% with no error;
+# reviews.insights.zero_error_sample). This asks for more than that; 0: the bar's own minimum.
+HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 0)
 HITL_REINSTATE_MIN_VERDICTS = env_int("HITL_REINSTATE_MIN_VERDICTS", 10)
 HITL_ADVICE_MIN_SAMPLE = env_int("HITL_ADVICE_MIN_SAMPLE", 50)
 HITL_PRECEDENT_ATTRIBUTES = env_list(

@@ -12,10 +12,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from . import rules as engine
+from .figures import pct_bar, pct_vs
 from .models import (
     PEOPLE_CHANNELS,
     Category,
@@ -754,40 +755,89 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
 
 
 # --- autonomy ----------------------------------------------------------------------------------
+# Switching a category to autonomous hands over its escalations: the requests a person decides
+# today. Its rule auto-approvals already run without one. So readiness is measured on people's
+# decisions on the category's escalations, and only since its last switch or reinstatement:
+# after the gate came back, the decisions before it must not make the category "ready" again.
+# Periodic review of auto-approvals is another population, shown beside it, never pooled.
+
+# A category that never switched is judged on its escalations of this many days.
+READINESS_DAYS = 90
+
+
+def zero_error_sample(bar: float, z: float = 1.96) -> int | None:
+    """The fewest decisions whose 95% Wilson lower bound reaches `bar` with no error at all:
+    fewer can never show the bar (381 for 99%, 73 for 95%). None for a bar of 100%."""
+    if bar >= 1:
+        return None
+    # With no error the lower bound is n / (n + z²); solve for n, then settle float rounding.
+    n = max(1, math.ceil(bar * z * z / (1 - bar)))
+    while n > 1 and wilson(n - 1, n - 1, z)[0] >= bar:
+        n -= 1
+    while wilson(n, n, z)[0] < bar:
+        n += 1
+    return n
+
+
+def _short_date(moment: datetime) -> str:
+    local = timezone.localtime(moment)
+    return f"{local.day} {local:%b %Y}"
 
 
 @dataclass
 class Readiness:
     category: Category
     autonomy: CategoryAutonomy
-    human_n: int
-    human_ok: int
-    sampled_n: int
+    since: datetime  # the evidence window starts here
+    since_reason: str  # "reinstated", "switched to autonomous", or "" (the last READINESS_DAYS)
+    human_n: int  # escalations decided by people in the window
+    human_ok: int  # of those, approved as proposed
+    timed_out: int  # escalations the deadline decided: no one's judgement, not counted
+    sampled_n: int  # periodic review of actions taken without a person (not in the bound)
     sampled_ok: int
 
     @property
     def n(self) -> int:
-        return self.human_n + self.sampled_n
+        return self.human_n
 
     @property
     def ok(self) -> int:
-        return self.human_ok + self.sampled_ok
+        return self.human_ok
 
     @property
     def accuracy(self) -> float | None:
-        return share(self.ok, self.n)
+        return share(self.human_ok, self.human_n)
 
     @property
     def lower(self) -> float:
-        return wilson(self.ok, self.n)[0]
+        return wilson(self.human_ok, self.human_n)[0]
+
+    @property
+    def sampled_accuracy(self) -> float | None:
+        return share(self.sampled_ok, self.sampled_n)
 
     @property
     def bar(self) -> float:
         return self.autonomy.effective_bar
 
     @property
-    def min_sample(self) -> int:
-        return self.autonomy.effective_min_sample
+    def statistical_min(self) -> int | None:
+        return zero_error_sample(self.bar)
+
+    @property
+    def min_sample(self) -> int | None:
+        """The larger of what the bar needs with no errors and the category's own minimum
+        (which therefore only binds when it asks for more)."""
+        needed = self.statistical_min
+        if needed is None:
+            return None
+        return max(needed, self.autonomy.effective_min_sample)
+
+    @property
+    def min_reason(self) -> str:
+        if self.min_sample is not None and self.min_sample > (self.statistical_min or 0):
+            return "the category's minimum"
+        return f"the fewest that can show {pct_bar(self.bar)} with no errors"
 
     @property
     def monitored(self) -> bool:
@@ -798,12 +848,46 @@ class Readiness:
         return self.category.mode == Category.Mode.AUTONOMOUS
 
     @property
+    def window(self) -> str:
+        if self.since_reason:
+            return f"since {_short_date(self.since)} ({self.since_reason} then)"
+        return f"in the last {READINESS_DAYS} days (never switched)"
+
+    @property
+    def evidence(self) -> str:
+        """What the bound rests on, in one sentence a manager can check."""
+        noun = "escalation" if self.human_n == 1 else "escalations"
+        text = f"{self.human_n:,} {noun} decided by people {self.window}"
+        if self.human_n:
+            text += (
+                f"; {pct_vs(self.accuracy or 0.0, self.bar)} taken as proposed, lower bound "
+                f"{pct_vs(self.lower, self.bar)}"
+            )
+        return text
+
+    @property
+    def sampled(self) -> str:
+        if not self.sampled_n:
+            return "none checked in this window (not part of the bound)"
+        return (
+            f"{self.sampled_n:,} checked, {self.sampled_accuracy:.1%} correct "
+            "(not part of the bound)"
+        )
+
+    @property
     def blockers(self) -> list[str]:
         out = []
-        if self.n < self.min_sample:
-            out.append(f"sample {self.n:,} of {self.min_sample:,} needed")
-        if self.n and self.lower < self.bar:
-            out.append(f"lower bound {self.lower:.1%} below the {self.bar:.0%} bar")
+        if self.min_sample is None:
+            out.append(f"no sample can show a {pct_bar(self.bar)} bar")
+        elif self.human_n < self.min_sample:
+            out.append(
+                f"{self.human_n:,} decided escalations, {self.min_sample:,} needed "
+                f"({self.min_reason})"
+            )
+        if self.human_n and self.lower < self.bar:
+            out.append(
+                f"lower bound {pct_vs(self.lower, self.bar)} below the {pct_bar(self.bar)} bar"
+            )
         if not self.monitored:
             out.append("no periodic review (sample rate 0)")
         return out
@@ -813,26 +897,102 @@ class Readiness:
         return not self.blockers
 
 
-def readiness(period: Period) -> list[Readiness]:
-    """Per category: the agent's accuracy when judged by a person (approved unchanged among
-    human decisions, plus spot-check verdicts of human-free ones) and whether it meets the bar."""
-    human = group_by(rollup_rows(period), "category_id")
-    start, end = period.bounds
-    sampled = {
-        row["request__category_id"]: row
-        for row in SpotCheckItem.objects.filter(reviewed_at__gte=start, reviewed_at__lt=end)
+def evidence_start(autonomy: CategoryAutonomy | None, now: datetime) -> tuple[datetime, str]:
+    """Where a category's readiness evidence starts: its last switch or reinstatement, or
+    READINESS_DAYS whole days back if it never switched."""
+    marks = []
+    if autonomy is not None:
+        marks = [
+            (moment, reason)
+            for moment, reason in (
+                (autonomy.reinstated_at, "reinstated"),
+                (autonomy.autonomous_since, "switched to autonomous"),
+            )
+            if moment is not None
+        ]
+    if marks:
+        return max(marks, key=lambda mark: mark[0])
+    first = timezone.localtime(now).date() - timedelta(days=READINESS_DAYS - 1)
+    return day_bounds(first)[0], ""
+
+
+def readiness(now: datetime | None = None, category_id: int | None = None) -> list[Readiness]:
+    """Per category, over its own window (not the page's period): people's decisions on its
+    escalations, approved as proposed, against its bar; and, apart, its periodic review.
+
+    Three queries whatever the window: whole days from the rollups, the window's first
+    (partial) day from that day's decisions, and the spot checks."""
+    now = now or timezone.now()
+    categories = list(Category.objects.order_by("name"))
+    if category_id is not None:
+        categories = [c for c in categories if c.pk == category_id]
+    if not categories:
+        return []
+    autonomies = {a.category_id: a for a in CategoryAutonomy.objects.all()}
+    starts = {c.pk: evidence_start(autonomies.get(c.pk), now) for c in categories}
+    whole_days, first_day, checks = Q(), Q(), Q()
+    for pk, (since, _) in starts.items():
+        day = timezone.localtime(since).date()
+        whole_days |= Q(category_id=pk, day__gt=day)
+        first_day |= Q(
+            request__category_id=pk, created_at__gte=since, created_at__lt=day_bounds(day)[1]
+        )
+        checks |= Q(request__category_id=pk, request__created_at__gte=since)
+    tallies: dict[int, Counter] = defaultdict(Counter)
+    for row in (
+        DailyRollup.objects.filter(whole_days, rule_id=DailyRollup.ALL_RULES)
+        .order_by()
+        .values("category_id")
+        .annotate(
+            n=Sum(F("approved") + F("modified") + F("rejected")),
+            ok=Sum("approved"),
+            timed_out=Sum("timed_out"),
+        )
+    ):
+        tallies[row["category_id"]].update(
+            {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
+        )
+    people = Q(channel__in=PEOPLE_CHANNELS)
+    for row in (
+        Decision.objects.filter(first_day, effective_at__lte=now)
+        .order_by()
+        .values("request__category_id")
+        .annotate(
+            n=Count("id", filter=people),
+            ok=Count("id", filter=people & Q(as_proposed=True)),
+            timed_out=Count("id", filter=Q(channel=Decision.Channel.TIMEOUT)),
+        )
+    ):
+        tallies[row["request__category_id"]].update(
+            {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
+        )
+    for row in (
+        SpotCheckItem.objects.filter(checks)
         .exclude(verdict="")
+        .order_by()
         .values("request__category_id")
         .annotate(n=Count("id"), ok=Count("id", filter=Q(verdict=SpotCheckItem.Verdict.CORRECT)))
-        .order_by()
-    }
-    autonomies = {a.category_id: a for a in CategoryAutonomy.objects.all()}
+    ):
+        tallies[row["request__category_id"]].update(
+            {"checked_n": row["n"], "checked_ok": row["ok"]}
+        )
     out = []
-    for category in Category.objects.order_by("name"):
-        s = human.get(category.pk, Summary())
-        checks = sampled.get(category.pk, {"n": 0, "ok": 0})
-        autonomy = autonomies.get(category.pk) or CategoryAutonomy(category=category)
-        out.append(Readiness(category, autonomy, s.human, s.approved, checks["n"], checks["ok"]))
+    for category in categories:
+        t = tallies[category.pk]
+        since, reason = starts[category.pk]
+        out.append(
+            Readiness(
+                category=category,
+                autonomy=autonomies.get(category.pk) or CategoryAutonomy(category=category),
+                since=since,
+                since_reason=reason,
+                human_n=t["n"],
+                human_ok=t["ok"],
+                timed_out=t["timed_out"],
+                sampled_n=t["checked_n"],
+                sampled_ok=t["checked_ok"],
+            )
+        )
     return out
 
 

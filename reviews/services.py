@@ -1530,6 +1530,7 @@ def _tell_managers_of_reinstatement(category: Category, reason: str) -> None:
 def check_autonomous_accuracy(category_id: int, now: datetime | None = None) -> bool:
     """Reinstate the gate when the sampled accuracy since the category went autonomous is
     confidently below its bar (the Wilson upper bound is under it). True if reinstated."""
+    from .figures import pct_bar, pct_vs
     from .insights import wilson
     from .models import CategoryAutonomy, SpotCheckItem
 
@@ -1550,8 +1551,8 @@ def check_autonomous_accuracy(category_id: int, now: datetime | None = None) -> 
     if high >= bar:
         return False
     reason = (
-        f"Sampled accuracy {ok / n:.1%} over {n} spot checks (at best {high:.1%}) is below "
-        f"the {bar:.0%} bar."
+        f"Sampled accuracy {pct_vs(ok / n, bar)} over {n} spot checks (at best "
+        f"{pct_vs(high, bar)}) is below the {pct_bar(bar)} bar."
     )
     return reinstate_gate(category_id, reason=reason, now=now)
 

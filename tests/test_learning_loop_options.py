@@ -60,7 +60,7 @@ def test_approving_another_option_is_not_the_agent_being_right(agent, refunds, a
     reading = insights.calibration_reading(bins)
     assert f"right {right / 200:.0%}" in reading and "overconfident" in reading
 
-    readiness = {r.category.pk: r for r in insights.readiness(period)}[refunds.pk]
+    (readiness,) = insights.readiness(category_id=refunds.pk)
     assert (readiness.human_ok, readiness.human_n) == (right, 200)
 
 

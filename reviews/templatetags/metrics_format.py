@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from .. import figures
+
 register = template.Library()
 
 
@@ -26,6 +28,20 @@ def pct(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
     return f"{value * 100:.{int(digits)}f}%"
+
+
+@register.filter(name="pct_vs")
+def pct_vs_filter(value: float | None, bar: float) -> str:
+    """{{ r.lower|pct_vs:r.bar }}: a share that never prints equal to the bar it is set
+    against unless it is (reviews.figures.pct_vs)."""
+    if value is None:
+        return "-"
+    return figures.pct_vs(value, bar)
+
+
+@register.filter(name="pct_bar")
+def pct_bar_filter(bar: float) -> str:
+    return figures.pct_bar(bar)
 
 
 @register.filter

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import charts, exports, insights, services, validation
+from .. import charts, exports, figures, insights, services, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..models import Agent, Category
 from ..templatetags.metrics_format import duration
@@ -190,11 +190,14 @@ def reviewers(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(MANAGERS, ADMINS)
 def autonomy(request: HttpRequest) -> HttpResponse:
+    """Readiness per category over its own window (since its last switch or reinstatement),
+    not the period picker's: the picker cannot make a category look ready."""
     ctx = _context(request, "metrics_autonomy")
-    if not request.GET.get("days") and not request.GET.get("from"):
-        ctx["period"] = insights.period_from({"days": "90"})
-        ctx["days"] = "90"
-    ctx["readiness"] = insights.readiness(ctx["period"])
+    states = insights.readiness()
+    ctx.update(
+        readiness=states,
+        counts_note=figures.counts_note("autonomy", sum(r.timed_out for r in states)),
+    )
     return render(request, "metrics/autonomy.html", ctx)
 
 
@@ -221,8 +224,7 @@ def agreement(request: HttpRequest) -> HttpResponse:
 @role_required(MANAGERS, ADMINS)
 def autonomy_switch(request: HttpRequest, category_id: int) -> HttpResponse:
     category = get_object_or_404(Category, pk=category_id)
-    period = insights.period_from({"days": "90"})
-    state = next(r for r in insights.readiness(period) if r.category.pk == category.pk)
+    (state,) = insights.readiness(category_id=category.pk)
     if not state.ready:
         messages.error(request, f"{category.name} is not ready: {'; '.join(state.blockers)}.")
         return redirect("metrics_autonomy")

@@ -1,0 +1,80 @@
+"""How figures are worded: a share stated against a bar, and what each metrics page counts.
+
+One place for both, so the pages, the services' messages and the docs say the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Decimals tried, in turn, until a share and its bar print differently.
+MAX_DIGITS = 4
+
+
+def pct_bar(bar: float) -> str:
+    """A bar as set: 99%, 99.5%, 99.95% (no trailing zeros)."""
+    for digits in range(MAX_DIGITS + 1):
+        if abs(round(bar * 100, digits) - bar * 100) < 1e-9:
+            return f"{bar * 100:.{digits}f}%"
+    return f"{bar * 100:.{MAX_DIGITS}f}%"
+
+
+def pct_vs(value: float, bar: float, digits: int = 1) -> str:
+    """`value` as a percentage that never prints equal to `bar` unless it is equal.
+
+    98.996% against a 99% bar prints 98.996%, not 99.0%: a figure said to be below a bar must
+    read below it. Rounding keeps the order, so adding decimals until the two differ is
+    enough; past MAX_DIGITS the last digit is cut towards the value's side of the bar."""
+    if math.isclose(value, bar, rel_tol=0, abs_tol=1e-12):
+        return f"{value * 100:.{digits}f}%"
+    shown_bar = bar * 100
+    for places in range(digits, MAX_DIGITS + 1):
+        if round(value * 100, places) != round(shown_bar, places):
+            return f"{value * 100:.{places}f}%"
+    scale = 10**MAX_DIGITS
+    cut = math.floor if value < bar else math.ceil
+    return f"{cut(value * 100 * scale) / scale:.{MAX_DIGITS}f}%"
+
+
+# --- what each page counts --------------------------------------------------------------------
+
+RIGHT = "“right” = approved as proposed (unchanged, with the recommended option)"
+
+
+def timed_out_note(timed_out: int) -> str:
+    """Timeouts are no one's judgement of the agent: said, never silently dropped."""
+    noun = "decision" if timed_out == 1 else "decisions"
+    return f"{timed_out:,} timed-out {noun} (no one's judgement: not counted)"
+
+
+COUNTS = {
+    "overview": (
+        "Decisions that took effect in the period (after the undo window), by the day they "
+        "were made; the escalation rate is over requests submitted in the period, by the day "
+        "they were submitted, counting those still waiting. Outcome shares are of escalated "
+        "decisions; “unchanged” = approved as proposed"
+    ),
+    "calibration": (
+        f"Decisions by people in the period on requests with a stated confidence; {RIGHT}"
+    ),
+    "advice": f"Decisions by people in the period on each rule's escalations; {RIGHT}",
+    "patterns": (
+        "Decisions by people in the period; changed = modified, rejected or approved with "
+        "another option"
+    ),
+    "reviewers": "Decisions each person made in the period (after the undo window)",
+    "agreement": (
+        "Blind second opinions given in the period on decisions people made; timed-out "
+        "decisions get none"
+    ),
+    "autonomy": (
+        "Per category, since its last switch or reinstatement: escalations decided by people, "
+        f"{RIGHT}. Periodic review of actions taken without a person is shown beside it, "
+        "never pooled into the bound"
+    ),
+}
+
+
+def counts_note(page: str, timed_out: int) -> str:
+    """The one line a metrics page shows under its title: what it counts, and its timeouts."""
+    return f"What this counts: {COUNTS[page]}. {timed_out_note(timed_out)}."

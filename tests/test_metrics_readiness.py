@@ -1,0 +1,173 @@
+"""Readiness for autonomy is measured on the population autonomy hands over: people's decisions
+on the category's escalations, since its last switch or reinstatement, against its own bar.
+Periodic review of rule auto-approvals is shown beside it and never pooled into the bound."""
+
+import html
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reviews import figures, insights, rollups, sampling, services
+from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
+
+from .conftest import ROUTINE
+from .known_truth import bulk, spot_checks
+
+pytestmark = pytest.mark.django_db
+
+
+def local(days_ago: int, hour: int):
+    """A local time `days_ago` days back at `hour` o'clock."""
+    today = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=days_ago)).replace(hour=hour)
+
+
+def state_of(category, **kwargs):
+    (state,) = insights.readiness(category_id=category.pk, **kwargs)
+    return state
+
+
+def test_escalations_right_975_percent_are_not_ready_however_many_spot_checks_agree(
+    agent, refunds, alice
+):
+    bulk(agent, refunds, ["right"] * 390 + ["wrong"] * 10, at=local(3, 10), by=alice)
+    spot_checks(agent, refunds, correct=5000, at=local(2, 10))
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert (state.human_ok, state.human_n) == (390, 400)
+    assert (state.sampled_ok, state.sampled_n) == (5000, 5000)  # shown, apart
+    # Pooled, as the page used to, the spot checks would have carried it over the bar.
+    assert insights.wilson(390 + 5000, 400 + 5000)[0] >= 0.99
+    assert state.lower < 0.99 and not state.ready
+    assert "400 escalations decided by people in the last 90 days" in state.evidence
+    assert "97.5% taken as proposed" in state.evidence
+    assert "5,000 checked, 100.0% correct (not part of the bound)" in state.sampled
+
+
+def test_escalations_that_meet_the_bar_are_ready(agent, refunds, alice):
+    bulk(agent, refunds, ["right"] * 600, at=local(3, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert state.ready and state.lower >= 0.99
+
+
+def test_after_a_reinstatement_old_decisions_do_not_make_the_category_ready_again(
+    client, agent, refunds, alice, manager
+):
+    bulk(agent, refunds, ["right"] * 3000, at=local(12, 10), by=alice)
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=local(10, 9))
+    reinstated = local(5, 12)
+    services.reinstate_gate(refunds.pk, reason="Sampled accuracy fell", now=reinstated)
+    # Decided the same day, an hour before and after the gate came back.
+    bulk(agent, refunds, ["right"] * 50, at=reinstated - timedelta(hours=1), by=alice)
+    bulk(agent, refunds, ["right"] * 45 + ["wrong"] * 5, at=reinstated + timedelta(hours=1))
+    bulk(agent, refunds, ["right"] * 95 + ["wrong"] * 5, at=local(3, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert (state.human_ok, state.human_n) == (140, 150)
+    assert state.since == reinstated and not state.ready
+    assert f"since {reinstated.day} {reinstated:%b %Y} (reinstated then)" in state.evidence
+    # All of it pooled would have looked ready: the old decisions swamp the new ones.
+    assert insights.wilson(3000 + 50 + 140, 3000 + 50 + 150)[0] >= 0.99
+
+    client.force_login(manager)
+    page = client.get(reverse("metrics_autonomy")).content.decode()
+    assert "150 escalations decided by people since" in page
+    assert "Switch to autonomous" not in page
+    client.post(reverse("metrics_autonomy_switch", args=[refunds.pk]), {"reason": "old numbers"})
+    refunds.refresh_from_db()
+    assert refunds.mode == Category.Mode.GATE
+
+
+def test_readiness_does_not_follow_the_period_picker(client, agent, refunds, alice, manager):
+    bulk(agent, refunds, ["right"] * 20, at=local(40, 10), by=alice)
+    bulk(agent, refunds, ["right"] * 10, at=local(1, 10), by=alice)
+    rollups.rebuild()
+    client.force_login(manager)
+    for days in ("7", "365"):
+        page = client.get(reverse("metrics_autonomy"), {"days": days}).content.decode()
+        assert "30 escalations decided by people in the last 90 days" in page
+
+
+def test_the_minimum_sample_is_the_fewest_that_can_show_the_bar(agent, refunds, alice, settings):
+    assert insights.zero_error_sample(0.99) == 381
+    assert insights.zero_error_sample(0.95) == 73
+    assert insights.zero_error_sample(1.0) is None
+    bulk(agent, refunds, ["right"] * 380, at=local(2, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert state.min_sample == 381 and not state.ready
+    assert "380 decided escalations, 381 needed (the fewest that can show 99% with no errors)" in (
+        state.blockers
+    )
+    bulk(agent, refunds, ["right"], at=local(2, 10), by=alice)
+    rollups.rebuild()
+    assert state_of(refunds).ready  # 381 without an error: the bound reaches 99%
+
+
+def test_a_category_minimum_above_the_bar_s_own_binds(agent, refunds, alice):
+    CategoryAutonomy.objects.create(category=refunds, min_sample=1000)
+    bulk(agent, refunds, ["right"] * 600, at=local(2, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert state.lower >= 0.99 and not state.ready
+    assert state.blockers == ["600 decided escalations, 1,000 needed (the category's minimum)"]
+
+
+def test_the_category_s_own_bar_is_used(agent, refunds, alice):
+    CategoryAutonomy.objects.create(category=refunds, bar=0.9)
+    bulk(agent, refunds, ["right"] * 190 + ["wrong"] * 10, at=local(2, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert state.bar == 0.9 and state.ready  # 95% of 200: lower bound 91.0%
+
+
+def test_timed_out_escalations_are_shown_and_not_counted(client, agent, refunds, alice, manager):
+    bulk(agent, refunds, ["right"] * 8 + ["timeout"] * 12, at=local(2, 10), by=alice)
+    rollups.rebuild()
+    state = state_of(refunds)
+    assert (state.human_n, state.timed_out) == (8, 12)
+    client.force_login(manager)
+    page = html.unescape(client.get(reverse("metrics_autonomy")).content.decode())
+    assert "12 in the same window (no one's judgement: not counted)" in page
+    assert "12 timed-out decisions (no one's judgement: not counted)" in page
+
+
+def test_a_share_below_the_bar_never_prints_equal_to_it():
+    assert figures.pct_vs(0.98996, 0.99) == "98.996%"
+    assert figures.pct_vs(0.99004, 0.99) == "99.004%"
+    assert figures.pct_vs(0.989999999, 0.99) == "98.9999%"
+    assert figures.pct_vs(0.975, 0.99) == "97.5%"
+    assert figures.pct_vs(0.99, 0.99) == "99.0%"
+    assert figures.pct_bar(0.99) == "99%" and figures.pct_bar(0.995) == "99.5%"
+    # A sample whose lower bound is just under 99% says so in every digit it prints.
+    assert 0.98995 < insights.wilson(871, 874)[0] < 0.99  # 99.0% to one decimal
+    blocker = next(b for b in _blockers(871, 874) if b.startswith("lower bound"))
+    assert blocker == "lower bound 98.996% below the 99% bar"
+
+
+def _blockers(ok: int, n: int) -> list[str]:
+    category = Category(name="x", sample_rate=0.1)
+    return insights.Readiness(
+        category, CategoryAutonomy(category=category), timezone.now(), "", n, ok, 0, 0, 0
+    ).blockers
+
+
+def test_the_reinstatement_note_never_says_at_best_the_bar(agent, refunds, alice, manager):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    refunds.refresh_from_db()
+    for i in range(55):
+        services.submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
+    sampling.sample()
+    items = list(SpotCheckItem.objects.order_by("id"))
+    for item in items[:53]:
+        services.record_spot_check(item.pk, by=alice, verdict="correct")
+    for item in items[53:]:
+        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+    # 53 of 55: the upper bound is 98.997%, which one decimal would print as the bar itself.
+    note = AuditEvent.objects.get(verb="category.reinstated").note
+    assert "(at best 98.997%) is below the 99% bar" in note
