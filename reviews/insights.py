@@ -26,6 +26,7 @@ from .models import (
     EscalationRule,
     ReviewerRollup,
     SpotCheckItem,
+    SubmissionRollup,
 )
 from .rollups import CONF_BUCKETS, TIME_EDGES, day_bounds
 
@@ -167,14 +168,12 @@ class Summary:
 
     @property
     def escalated(self) -> int:
+        """Decisions on escalated requests: by people or by the deadline. (The escalation
+        rate is over submissions: see Submissions.)"""
         return self.total - self.auto_approved
 
-    @property
-    def escalation_rate(self) -> float | None:
-        return share(self.escalated, self.total)
-
     def rate(self, name: str) -> float | None:
-        """Share of decisions that needed a human (escalated) with this outcome."""
+        """Share of decisions on escalated requests with this outcome."""
         return share(getattr(self, name), self.escalated)
 
     @property
@@ -194,6 +193,48 @@ class Summary:
         return percentile(self.decision_hist, 0.9)
 
 
+@dataclass
+class Submissions:
+    """Requests submitted in a period and how many the rules sent to a person, by the day of
+    submission: pending ones count, and a request decided next month is still this period's."""
+
+    submitted: int = 0
+    escalated: int = 0
+
+    def add(self, row: dict[str, Any]) -> Submissions:
+        self.submitted += row["submitted"]
+        self.escalated += row["escalated"]
+        return self
+
+    @property
+    def rate(self) -> float | None:
+        return share(self.escalated, self.submitted)
+
+
+def submission_rows(
+    period: Period, category_id: int | None = None, agent_id: int | None = None
+) -> list[dict[str, Any]]:
+    rows = SubmissionRollup.objects.filter(day__gte=period.start, day__lte=period.end)
+    if category_id:
+        rows = rows.filter(category_id=category_id)
+    if agent_id:
+        rows = rows.filter(agent_id=agent_id)
+    return list(rows.order_by().values("day", "category_id", "agent_id", "submitted", "escalated"))
+
+
+def submissions_by(rows: Iterable[dict[str, Any]], key: str | None = None) -> Any:
+    """All rows as one Submissions, or {key value: Submissions}."""
+    if key is None:
+        total = Submissions()
+        for row in rows:
+            total.add(row)
+        return total
+    groups: dict[Any, Submissions] = defaultdict(Submissions)
+    for row in rows:
+        groups[row[key]].add(row)
+    return dict(groups)
+
+
 def rollup_rows(
     period: Period,
     category_id: int | None = None,
@@ -211,6 +252,18 @@ def rollup_rows(
     if agent_id:
         rows = rows.filter(agent_id=agent_id)
     return list(rows.order_by().values(*ROLLUP_FIELDS))
+
+
+def timed_out(period: Period, category_id: int | None = None, agent_id: int | None = None) -> int:
+    """Decisions the deadline made in the period: for the pages that count only people's."""
+    rows = DailyRollup.objects.filter(
+        day__gte=period.start, day__lte=period.end, rule_id=DailyRollup.ALL_RULES
+    )
+    if category_id:
+        rows = rows.filter(category_id=category_id)
+    if agent_id:
+        rows = rows.filter(agent_id=agent_id)
+    return rows.order_by().aggregate(n=Sum("timed_out"))["n"] or 0
 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> Summary:

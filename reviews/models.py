@@ -876,6 +876,31 @@ class ReviewerRollup(models.Model):
         return f"{self.day} reviewer {self.reviewer_id}: {self.decided}"
 
 
+class SubmissionRollup(models.Model):
+    """Requests submitted on one day, per category and agent, and how many the rules sent to
+    a person: the escalation rate by the day of submission, pending requests included (the
+    decision rollups only know a request once it is decided)."""
+
+    day = models.DateField()
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    submitted = models.PositiveIntegerField(default=0)
+    escalated = models.PositiveIntegerField(
+        default=0, help_text="Sent to a person by the rules at submission."
+    )
+
+    class Meta:
+        ordering = ["-day", "category", "agent"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "category", "agent"], name="submission_rollup_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.category_id}/{self.agent_id}: {self.escalated}/{self.submitted}"
+
+
 class RollupCursor(models.Model):
     """How far a background job has read the decisions (by id), so the next run starts there."""
 

@@ -1,5 +1,6 @@
-"""Roll decisions up per day, category, agent and rule (and per reviewer), so that metrics
-pages read a few hundred rollup rows instead of scanning every decision.
+"""Roll decisions up per day, category, agent and rule (and per reviewer), and submissions up
+per day, category and agent, so that metrics pages read a few hundred rollup rows instead of
+scanning every decision or request.
 
 A run recomputes whole days from the decisions, then replaces those days' rows: running it
 twice gives the same rows (idempotent), and a day is never half counted. Only effective
@@ -14,10 +15,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import DailyRollup, Decision, ReviewerRollup, RollupCursor, judged_outcome
+from . import rules as engine
+from .models import (
+    DailyRollup,
+    Decision,
+    ReviewerRollup,
+    ReviewRequest,
+    RollupCursor,
+    SubmissionRollup,
+    judged_outcome,
+)
 
 # Histogram edges in seconds: bucket i holds values in [EDGES[i-1], EDGES[i]); the last bucket
 # is open-ended. Roughly logarithmic, from a one-second glance to a week-long wait.
@@ -29,6 +40,9 @@ TIME_BUCKETS = len(TIME_EDGES) + 1
 CONF_BUCKETS = 20  # 0.05 wide: fine enough to suggest a threshold to the nearest 0.05
 HUMAN = {"approved": "approved", "modified": "modified", "rejected": "rejected"}
 CURSOR = "rollups"
+SUBMISSIONS_CURSOR = "submissions"
+# A request is escalated when the rules sent it to a person at submission; it stays so.
+ESCALATED = Q(verdict__in=[engine.GATE, engine.ESCALATE])
 # A decision committed late (a long transaction) can carry an id below the cursor; decisions
 # created this recently are re-read on every run to catch them. Longer than the undo window.
 LATE_COMMIT_MARGIN = timedelta(minutes=10)
@@ -189,10 +203,80 @@ def replace_days(days: Iterable[date], cutoff: datetime) -> int:
     return count
 
 
-def _lock_cursor() -> RollupCursor:
+def _lock_cursor(name: str = CURSOR) -> RollupCursor:
     # One run at a time: a second run waits here rather than interleaving deletes and inserts.
-    RollupCursor.objects.get_or_create(name=CURSOR)
-    return RollupCursor.objects.select_for_update().get(name=CURSOR)
+    RollupCursor.objects.get_or_create(name=name)
+    return RollupCursor.objects.select_for_update().get(name=name)
+
+
+def compute_submission_day(day: date) -> list[SubmissionRollup]:
+    """The submission rows of one day: one grouped count over that day's requests (indexed
+    by created_at), whatever became of them since."""
+    start, end = day_bounds(day)
+    rows = (
+        ReviewRequest.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .values("category_id", "agent_id")
+        .annotate(submitted=Count("id"), escalated=Count("id", filter=ESCALATED))
+    )
+    return [SubmissionRollup(day=day, **row) for row in rows]
+
+
+def replace_submission_days(days: Iterable[date]) -> int:
+    """Recompute and replace the submission rows of `days`; the caller holds its cursor."""
+    count = 0
+    for day in sorted(set(days)):
+        rows = compute_submission_day(day)
+        SubmissionRollup.objects.filter(day=day).delete()
+        SubmissionRollup.objects.bulk_create(rows, batch_size=1000)
+        count += 1
+    return count
+
+
+def roll_up_submissions(now: datetime) -> int:
+    """Recompute the days of requests submitted since the last run (the caller's transaction).
+    A request's day, category, agent and escalation never change, so new ids (and recent
+    late commits) are all there is to read."""
+    cursor = _lock_cursor(SUBMISSIONS_CURSOR)
+    touched = Q(id__gt=cursor.last_id)
+    if cursor.last_run_at:
+        touched |= Q(created_at__gte=cursor.last_run_at - LATE_COMMIT_MARGIN)
+    new = ReviewRequest.objects.filter(touched).order_by()
+    days = set(
+        new.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values_list("day", flat=True)
+        .distinct()
+    )
+    cursor.last_id = max(cursor.last_id, new.aggregate(m=Max("id"))["m"] or 0)
+    cursor.last_run_at = now
+    recomputed = replace_submission_days(days)
+    cursor.save(update_fields=["last_id", "last_run_at"])
+    return recomputed
+
+
+def rebuild_submissions(now: datetime) -> int:
+    cursor = _lock_cursor(SUBMISSIONS_CURSOR)
+    bounds = ReviewRequest.objects.aggregate(
+        first=Min("created_at"), last=Max("created_at"), newest=Max("id")
+    )
+    SubmissionRollup.objects.all().delete()
+    days = _days_between(bounds["first"], bounds["last"])
+    replace_submission_days(days)
+    cursor.last_id = bounds["newest"] or 0
+    cursor.last_run_at = now
+    cursor.save(update_fields=["last_id", "last_run_at"])
+    return len(days)
+
+
+def _days_between(first: datetime | None, last: datetime | None) -> list[date]:
+    if first is None or last is None:
+        return []
+    day, end = local_day(first), local_day(last)
+    days = []
+    while day <= end:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 def roll_up(now: datetime | None = None) -> int:
@@ -216,23 +300,20 @@ def roll_up(now: datetime | None = None) -> int:
         cursor.last_run_at = now
         recomputed = replace_days(days, now)
         cursor.save(update_fields=["last_id", "last_run_at"])
+        roll_up_submissions(now)
     return recomputed
 
 
 def rebuild(now: datetime | None = None) -> int:
-    """Recompute every day that has decisions, and drop rows of days that have none."""
+    """Recompute every day that has decisions or submissions, and drop rows of days that
+    have none."""
     now = now or timezone.now()
     with transaction.atomic():
         cursor = _lock_cursor()
         bounds = Decision.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
         DailyRollup.objects.all().delete()
         ReviewerRollup.objects.all().delete()
-        days: list[date] = []
-        if bounds["first"] is not None:
-            day, last = local_day(bounds["first"]), local_day(bounds["last"])
-            while day <= last:
-                days.append(day)
-                day += timedelta(days=1)
+        days = _days_between(bounds["first"], bounds["last"])
         newest = Decision.objects.filter(effective_at__gt=now).aggregate(m=Min("id"))["m"]
         cursor.last_id = (
             (newest - 1) if newest else (Decision.objects.aggregate(m=Max("id"))["m"] or 0)
@@ -240,4 +321,5 @@ def rebuild(now: datetime | None = None) -> int:
         cursor.last_run_at = now
         replace_days(days, now)
         cursor.save(update_fields=["last_id", "last_run_at"])
+        rebuild_submissions(now)
     return len(days)

@@ -74,7 +74,8 @@ def test_each_page_reads_rollups_in_a_few_queries(
 def test_the_overview_shows_outcomes_times_and_charts(client, manager, history):
     client.force_login(manager)
     page = client.get(reverse("metrics"), {"days": "7"}).content.decode()
-    assert "21</span>" in page  # decisions
+    assert "95%</span>" in page and "20 of 21 requests submitted" in page  # escalated
+    assert "(21 decisions in all)" in page
     assert "<svg" in page and "Decisions per day" in page
     assert "median review time" in page
     assert "Refunds" in page and "support-bot" in page

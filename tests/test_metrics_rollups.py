@@ -65,7 +65,10 @@ def test_it_derives_median_and_90th_percentile_review_times(known, refunds):
     # Review times 5, 10, 20, 40, 100, 100: median between 20 and 40, p90 near 100.
     assert 15 <= summary.review_p50 <= 45
     assert 60 <= summary.review_p90 <= 120
-    assert summary.escalation_rate == pytest.approx(7 / 9)
+    submissions = insights.submissions_by(
+        insights.submission_rows(insights.period_from({"days": "7"}))
+    )
+    assert submissions.rate == pytest.approx(7 / 9)
 
 
 def test_it_rolls_up_per_reviewer(known, alice, carol):

@@ -74,13 +74,20 @@ def overview(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics")
     period = ctx["period"]
     rows = insights.rollup_rows(period, ctx["category_id"], ctx["agent_id"])
+    submitted = insights.submission_rows(period, ctx["category_id"], ctx["agent_id"])
     summary = insights.summarize(rows)
     size, starts = _buckets(period)
+
+    def bucket(day: date) -> date:
+        return starts[(day - period.start).days // size]
+
     grouped: dict[date, insights.Summary] = {}
     for row in rows:
-        start = starts[(row["day"] - period.start).days // size]
-        grouped.setdefault(start, insights.Summary()).add(row)
+        grouped.setdefault(bucket(row["day"]), insights.Summary()).add(row)
     buckets = [grouped.get(start, insights.Summary()) for start in starts]
+    by_submission_day: dict[date, insights.Submissions] = {}
+    for row in submitted:
+        by_submission_day.setdefault(bucket(row["day"]), insights.Submissions()).add(row)
     labels = [d.strftime("%b %d") for d in starts]
     volume = charts.stacked_bars(
         "Decisions per " + ("day" if size == 1 else "week"),
@@ -103,25 +110,52 @@ def overview(request: HttpRequest) -> HttpResponse:
         fmt=duration,
     )
     escalation = charts.lines(
-        "Escalation rate",
+        "Escalation rate (escalated / submitted, by day of submission)",
         labels,
-        [("escalated", charts.COLORS["modified"], [b.escalation_rate for b in buckets])],
+        [
+            (
+                "escalated",
+                charts.COLORS["modified"],
+                [by_submission_day.get(start, insights.Submissions()).rate for start in starts],
+            )
+        ],
         fmt=lambda v: f"{v:.0%}",
         max_value=1.0,
     )
-    by_category = sorted(
-        insights.group_by(rows, "category_id").items(), key=lambda item: -item[1].total
-    )
-    by_agent = sorted(insights.group_by(rows, "agent_id").items(), key=lambda item: -item[1].total)
     ctx.update(
         summary=summary,
+        submissions=insights.submissions_by(submitted),
         volume_chart=volume,
         time_chart=times,
         escalation_chart=escalation,
-        by_category=[(ctx["category_names"].get(k, k), s) for k, s in by_category],
-        by_agent=[(ctx["agent_names"].get(k, k), s) for k, s in by_agent],
+        by_category=_breakdown(rows, submitted, "category_id", ctx["category_names"]),
+        by_agent=_breakdown(rows, submitted, "agent_id", ctx["agent_names"]),
+        counts_note=figures.counts_note("overview", summary.timed_out),
     )
     return render(request, "metrics/overview.html", ctx)
+
+
+def _breakdown(
+    rows: list[dict[str, Any]], submitted: list[dict[str, Any]], key: str, names: dict
+) -> list[tuple[Any, insights.Summary, insights.Submissions]]:
+    """Per category or agent: its decisions and its submissions, busiest first."""
+    decisions = insights.group_by(rows, key)
+    submissions = insights.submissions_by(submitted, key)
+    keys = sorted(
+        set(decisions) | set(submissions),
+        key=lambda k: (
+            -submissions.get(k, insights.Submissions()).submitted,
+            -decisions.get(k, insights.Summary()).total,
+        ),
+    )
+    return [
+        (
+            names.get(k, k),
+            decisions.get(k, insights.Summary()),
+            submissions.get(k, insights.Submissions()),
+        )
+        for k in keys
+    ]
 
 
 @require_GET
