@@ -19,6 +19,15 @@ def pct_bar(bar: float) -> str:
     return f"{bar * 100:.{MAX_DIGITS}f}%"
 
 
+def places_apart(value: float, other: float, digits: int = 1) -> int:
+    """The fewest decimals (at least `digits`, at most MAX_DIGITS) at which two different
+    shares print differently as percentages."""
+    for places in range(digits, MAX_DIGITS + 1):
+        if round(value * 100, places) != round(other * 100, places):
+            return places
+    return MAX_DIGITS
+
+
 def pct_vs(value: float, bar: float, digits: int = 1) -> str:
     """`value` as a percentage that never prints equal to `bar` unless it is equal.
 
@@ -27,10 +36,9 @@ def pct_vs(value: float, bar: float, digits: int = 1) -> str:
     enough; past MAX_DIGITS the last digit is cut towards the value's side of the bar."""
     if math.isclose(value, bar, rel_tol=0, abs_tol=1e-12):
         return f"{value * 100:.{digits}f}%"
-    shown_bar = bar * 100
-    for places in range(digits, MAX_DIGITS + 1):
-        if round(value * 100, places) != round(shown_bar, places):
-            return f"{value * 100:.{places}f}%"
+    places = places_apart(value, bar, digits)
+    if round(value * 100, places) != round(bar * 100, places):
+        return f"{value * 100:.{places}f}%"
     scale = 10**MAX_DIGITS
     cut = math.floor if value < bar else math.ceil
     return f"{cut(value * 100 * scale) / scale:.{MAX_DIGITS}f}%"

@@ -16,7 +16,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from . import rules as engine
-from .figures import pct_bar, pct_vs
+from .figures import pct_bar, pct_vs, places_apart
 from .models import (
     PEOPLE_CHANNELS,
     Category,
@@ -330,28 +330,49 @@ def calibration_bins(summary: Summary) -> list[Bin]:
     return bins
 
 
+def _against(stated: float, low: float, high: float) -> tuple[str, int]:
+    """The verdict of an interval against a stated confidence, and the decimals at which
+    the figures must print so that "overconfident" never reads "says 90%, at most 90%"."""
+    if high < stated:
+        return "overconfident", places_apart(high, stated, 0)
+    if low > stated:
+        return "underconfident", places_apart(low, stated, 0)
+    return "well calibrated", 0
+
+
 def calibration_reading(bins: list[Bin], min_n: int = 20) -> str:
-    """One line: the agent's most common stated level against how often it was right there."""
-    populated = [b for b in bins if b.n >= min_n]
-    if not populated:
-        total = sum(b.n for b in bins)
+    """One line over all the decisions with a stated confidence: the mean stated confidence
+    against how often the agent was right, with its 95% interval; then the 0.1 bins whose own
+    interval misses their stated level (the chart shows every bin)."""
+    n = sum(b.n for b in bins)
+    if n < min_n:
         return (
             f"Not enough human decisions to judge calibration yet "
-            f"(n = {total:,}; {min_n} at one level needed)."
+            f"(n = {n:,}; {min_n} with a stated confidence needed)."
         )
-    main = max(populated, key=lambda b: b.n)
-    stated, observed = main.stated or 0.0, main.observed or 0.0
-    low, high = wilson(main.ok, main.n)
-    if high < stated:
-        verdict = "overconfident"
-    elif low > stated:
-        verdict = "underconfident"
-    else:
-        verdict = "well calibrated"
-    return (
-        f"Says {stated:.0%}, right {observed:.0%} of the time at that level "
-        f"(n = {main.n:,}, 95% interval {low:.0%} to {high:.0%}): {verdict}."
+    ok = sum(b.ok for b in bins)
+    stated = sum((b.stated or 0.0) * b.n for b in bins) / n
+    low, high = wilson(ok, n)
+    verdict, places = _against(stated, low, high)
+    text = (
+        f"Says {stated * 100:.{places}f}%, right {ok / n * 100:.{places}f}% of the time "
+        f"(all {n:,} decisions with a stated confidence; 95% interval "
+        f"{low * 100:.{places}f}% to {high * 100:.{places}f}%): {verdict}."
     )
+    off = []
+    for b in bins:
+        if b.n < min_n or b.n == n or b.stated is None:
+            continue  # too few to say, or the headline already is this bin
+        b_low, b_high = wilson(b.ok, b.n)
+        b_verdict, b_places = _against(b.stated, b_low, b_high)
+        if b_verdict != "well calibrated":
+            off.append(
+                f"{b.label}: says {b.stated * 100:.{b_places}f}%, right "
+                f"{(b.observed or 0.0) * 100:.{b_places}f}% (n = {b.n:,}, {b_verdict})"
+            )
+    if off:
+        text += " Off in " + "; ".join(off) + "."
+    return text
 
 
 CALIBRATION_HINT_DAYS = 90

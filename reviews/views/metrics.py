@@ -181,7 +181,10 @@ def calibration(request: HttpRequest) -> HttpResponse:
                 "n": summary.human,
             }
         )
-    ctx["panels"] = panels
+    ctx.update(
+        panels=panels,
+        counts_note=figures.counts_note("calibration", insights.summarize(rows).timed_out),
+    )
     return render(request, "metrics/calibration.html", ctx)
 
 
@@ -190,6 +193,9 @@ def calibration(request: HttpRequest) -> HttpResponse:
 def advice(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_advice")
     ctx["advice"] = insights.threshold_advice(ctx["period"], ctx["category_id"])
+    ctx["counts_note"] = figures.counts_note(
+        "advice", insights.timed_out(ctx["period"], ctx["category_id"])
+    )
     return render(request, "metrics/advice.html", ctx)
 
 
@@ -198,6 +204,9 @@ def advice(request: HttpRequest) -> HttpResponse:
 def patterns(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_patterns")
     ctx["patterns"] = insights.patterns(ctx["period"], ctx["category_id"])
+    ctx["counts_note"] = figures.counts_note(
+        "patterns", insights.timed_out(ctx["period"], ctx["category_id"])
+    )
     return render(request, "metrics/patterns.html", ctx)
 
 
@@ -217,6 +226,9 @@ def reviewers(request: HttpRequest) -> HttpResponse:
         if combined
         else None,
         rubber_stamp_seconds=insights.RUBBER_STAMP_SECONDS,
+        counts_note=figures.counts_note(
+            "reviewers", insights.timed_out(ctx["period"], ctx["category_id"])
+        ),
     )
     return render(request, "metrics/reviewers.html", ctx)
 
@@ -244,6 +256,9 @@ def agreement(request: HttpRequest) -> HttpResponse:
     report = insights.agreement(ctx["period"], ctx["category_id"])
     ctx.update(
         report=report,
+        counts_note=figures.counts_note(
+            "agreement", insights.timed_out(ctx["period"], ctx["category_id"])
+        ),
         chart=charts.rate_bars(
             "Agreement per category, with 95% intervals",
             [(a.label, a.rate, a.lower, a.upper, a.n) for a in report.by_category],
