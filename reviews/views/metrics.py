@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import charts, exports, figures, insights, services, validation
 from ..access import ADMINS, MANAGERS, role_required
+from ..advice import threshold_advice
 from ..models import Agent, Category
 from ..templatetags.metrics_format import duration
 
@@ -192,7 +194,10 @@ def calibration(request: HttpRequest) -> HttpResponse:
 @role_required(MANAGERS, ADMINS)
 def advice(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_advice")
-    ctx["advice"] = insights.threshold_advice(ctx["period"], ctx["category_id"])
+    ctx["advice"] = threshold_advice(ctx["period"], ctx["category_id"])
+    ctx["bar_label"] = figures.pct_bar(settings.HITL_AUTONOMY_BAR)
+    ctx["needed"] = insights.zero_error_sample(settings.HITL_AUTONOMY_BAR)
+    ctx["min_n"] = settings.HITL_ADVICE_MIN_SAMPLE
     ctx["counts_note"] = figures.counts_note(
         "advice", insights.timed_out(ctx["period"], ctx["category_id"])
     )
