@@ -52,15 +52,14 @@ RIGHT = "“right” = approved as proposed (unchanged, with the recommended opt
 def timed_out_note(timed_out: int) -> str:
     """Timeouts are no one's judgement of the agent: said, never silently dropped."""
     noun = "decision" if timed_out == 1 else "decisions"
-    return f"{timed_out:,} timed-out {noun} (no one's judgement: not counted)"
+    return f"{timed_out:,} timed-out {noun}: no one's judgement, never counted as right or wrong"
 
 
 COUNTS = {
     "overview": (
-        "Decisions that took effect in the period (after the undo window), by the day they "
-        "were made; the escalation rate is over requests submitted in the period, by the day "
-        "they were submitted, counting those still waiting. Outcome shares are of escalated "
-        "decisions; “unchanged” = approved as proposed"
+        "Decisions that took effect in the period (after the undo window); the escalation "
+        "rate is over requests submitted in the period, waiting ones included; “unchanged” = "
+        "approved as proposed"
     ),
     "calibration": (
         f"Decisions by people in the period on requests with a stated confidence; {RIGHT}"
@@ -76,9 +75,8 @@ COUNTS = {
         "decisions get none"
     ),
     "autonomy": (
-        "Per category, since its last switch or reinstatement: escalations decided by people, "
-        f"{RIGHT}. Periodic review of actions taken without a person is shown beside it, "
-        "never pooled into the bound"
+        "Each category since its last switch or reinstatement: escalations decided by people; "
+        "“right” = approved as proposed; periodic review shown apart, never in the bound"
     ),
 }
 

@@ -37,7 +37,7 @@ def test_each_page_says_what_it_counts_and_its_timeouts(client, manager, agent, 
     client.force_login(manager)
     page = html.unescape(client.get(reverse(name), {"days": "7"}).content.decode())
     assert figures.counts_note(PAGES[name], 3) in page
-    assert "3 timed-out decisions (no one's judgement: not counted)" in page
+    assert "3 timed-out decisions: no one's judgement, never counted as right or wrong" in page
 
 
 def calibrated(agent, category, n: int, seed: int = 11) -> int:

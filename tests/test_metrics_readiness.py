@@ -131,8 +131,8 @@ def test_timed_out_escalations_are_shown_and_not_counted(client, agent, refunds,
     assert (state.human_n, state.timed_out) == (8, 12)
     client.force_login(manager)
     page = html.unescape(client.get(reverse("metrics_autonomy")).content.decode())
-    assert "12 in the same window (no one's judgement: not counted)" in page
-    assert "12 timed-out decisions (no one's judgement: not counted)" in page
+    assert "12 in the same window (no one's judgement, never counted)" in page
+    assert "12 timed-out decisions: no one's judgement, never counted as right or wrong" in page
 
 
 def test_a_share_below_the_bar_never_prints_equal_to_it():

@@ -21,6 +21,7 @@ from reviews.models import (
     Queue,
     ReviewRequest,
     SecondReview,
+    SpotCheckItem,
     hash_token,
 )
 
@@ -273,6 +274,7 @@ class Command(BaseCommand):
         # review tab show the demo history on the first visit.
         rollups.roll_up()
         sampling.sample()
+        self.review_spot_checks(users["lead"])
         if not quiet:
             self.print_logins(created)
 
@@ -405,6 +407,28 @@ class Command(BaseCommand):
         if created:
             self.answer_second_reviews(rng, now)
         return created
+
+    def review_spot_checks(self, fallback: User) -> None:
+        """Mark the periodic-review items of batches older than two days (nearly all correct,
+        as rule auto-approvals of routine work are), so the autonomy page shows that evidence
+        beside readiness; the newer batches wait in the reviewers' inbox."""
+        rng = random.Random(4522)
+        cutoff = timezone.localdate() - timedelta(days=2)
+        items = (
+            SpotCheckItem.objects.filter(verdict="", batch__day__lt=cutoff)
+            .select_related("batch__category__queue", "request")
+            .order_by("id")
+        )
+        for item in items:
+            reviewer = item.batch.category.queue.members.first() or fallback
+            wrong = rng.random() < 0.03
+            services.record_spot_check(
+                item.pk,
+                by=reviewer,
+                verdict="incorrect" if wrong else "correct",
+                correction="Should have gone to a person" if wrong else "",
+                now=item.request.created_at + timedelta(hours=rng.uniform(20, 40)),
+            )
 
     def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
         """Give most sampled second reviews a verdict, agreeing most of the time (less so on
