@@ -354,14 +354,21 @@ def _loosen(rule: EscalationRule, walk: Walk, bar: float, n: int, min_n: int) ->
     return Advice(rule, "loosen", text, n, bar, suggested=walk.suggested)
 
 
-def _held_back(rule: EscalationRule, nearest: Step | None, bar: float) -> tuple[str, bool]:
+def _held_back(
+    rule: EscalationRule, nearest: Step | None, bar: float, min_n: int
+) -> tuple[str, bool]:
     """Why a threshold rule gets no suggestion, from the step nearest its threshold; and
     whether that is only for want of decisions (none of them wrong)."""
     needed = zero_error_sample(bar) or 0
     if nearest is None or nearest.n == 0:
-        where = "just below it" if rule.field == "confidence" else "next to it"
-        return f"No decisions {where} yet.", True
+        return "No decisions next to the threshold yet: an empty step is never handed over.", True
     where = _step_range(rule, nearest)
+    if nearest.clears(bar):  # a low bar: the steps that clear it hold fewer than min_n
+        return (
+            f"The step next to the threshold ({where}) clears the {pct_bar(bar)} bar, but the "
+            f"steps that do hold fewer than the {min_n} decisions a suggestion needs.",
+            True,
+        )
     if nearest.ok == nearest.n and nearest.n < needed:
         return (
             f"The step next to the threshold ({where}) has {nearest.n:,} decisions without "
@@ -419,7 +426,7 @@ def advise(
         short = s.approved == n and n < (zero_error_sample(bar) or n + 1)
         why = _needs(bar) if short else f"Short of the {pct_bar(bar)} bar."
     else:
-        why, short = _held_back(rule, walk.nearest, bar)
+        why, short = _held_back(rule, walk.nearest, bar, min_n)
     text = f"Approved as proposed {approved:.1%} of {n:,}. {why}"
     if short:
         return Advice(rule, "insufficient", text, n, bar)

@@ -219,3 +219,14 @@ def test_the_page_says_what_it_counts_and_leaves_timeouts_out(
     assert "approved as proposed (unchanged, with the recommended option)" in page
     assert "1 timed-out decision (no one&#x27;s judgement: not counted)" in page
     assert "n = 3 · 1 timed out, not counted" in page
+
+
+def test_a_clean_step_too_small_for_the_minimum_says_so():
+    rule = EscalationRule(field="confidence", operator="lt", value=0.7)
+    conf_n, conf_ok = buckets(b13=(40, 40), b12=(10, 9))
+    summary = Summary(approved=49, modified=1, conf_n=conf_n, conf_ok=conf_ok)
+    found = advice.advise(rule, summary, bar=0.9, min_n=50)
+    assert found.kind == "insufficient" and found.suggested is None
+    assert "clears the 90% bar, but the steps that do hold fewer than the 50 decisions" in (
+        found.text
+    )
