@@ -551,6 +551,8 @@ class ReviewerStats:
     rejected: int
     active_days: int
     review_hist: list[int]
+    batched: int = 0
+    unopened: int = 0
 
     @property
     def per_day(self) -> float:
@@ -565,7 +567,18 @@ class ReviewerStats:
         return percentile(self.review_hist, 0.9)
 
     @property
+    def batched_share(self) -> float | None:
+        return share(self.batched, self.decided)
+
+    @property
+    def unopened_share(self) -> float | None:
+        return share(self.unopened, self.decided)
+
+    @property
     def flag(self) -> str:
+        # Batch decisions are in review_hist (timed from the row's first sight on the
+        # reviewer's screen), so approving a list seconds after it appeared flags like any
+        # other fast approving.
         if self.decided < REVIEWER_MIN_DECISIONS:
             return ""
         p50 = self.p50
@@ -595,6 +608,8 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
         "modified",
         "rejected",
         "review_hist",
+        "batched",
+        "unopened",
     ):
         s = stats.setdefault(
             row["reviewer_id"],
@@ -604,6 +619,8 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
         s.approved += row["approved"]
         s.modified += row["modified"]
         s.rejected += row["rejected"]
+        s.batched += row["batched"]
+        s.unopened += row["unopened"]
         add_lists(s.review_hist, row["review_hist"])
         days[row["reviewer_id"]].add(row["day"])
     for reviewer_id, s in stats.items():

@@ -538,6 +538,29 @@ PEOPLE_CHANNELS = [
 ]
 
 
+class RequestSighting(models.Model):
+    """When one reviewer first had a request on screen: as a row of their inbox list or a
+    group table (`first_seen_at`), and when they first opened it (`opened_at`). A decision's
+    review time runs from its decider's own sighting, never from a colleague's."""
+
+    request = models.ForeignKey(ReviewRequest, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    first_seen_at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "reviewer"], name="request_sighting_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.request_id} seen by {self.reviewer_id}"
+
+
 class Message(models.Model):
     """The thread between reviewers and the agent on one request."""
 
@@ -862,6 +885,10 @@ class ReviewerRollup(models.Model):
     modified = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     review_hist = models.JSONField(default=list)
+    # Of `decided`: how many were decided in a batch, and how many without the reviewer
+    # having opened the request (a batch from the list or a group table, an email link).
+    batched = models.PositiveIntegerField(default=0)
+    unopened = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-day", "reviewer"]

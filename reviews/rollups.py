@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from . import rules as engine
 from .models import (
     DailyRollup,
     Decision,
+    RequestSighting,
     ReviewerRollup,
     ReviewRequest,
     RollupCursor,
@@ -69,6 +70,8 @@ class Tally:
     conf_n: list[int] = field(default_factory=lambda: [0] * CONF_BUCKETS)
     conf_ok: list[int] = field(default_factory=lambda: [0] * CONF_BUCKETS)
     conf_sum: list[float] = field(default_factory=lambda: [0.0] * CONF_BUCKETS)
+    batched: int = 0  # per reviewer only: decided in a batch
+    unopened: int = 0  # per reviewer only: decided without having opened the request
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -154,6 +157,12 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         if reviewer_id and channel not in (Decision.Channel.AUTO, Decision.Channel.TIMEOUT):
             tally = reviewers.setdefault((reviewer_id, category_id), Tally())
             _count(tally, outcome, as_proposed, channel, review_seconds, wait, None)
+            if channel == Decision.Channel.BATCH:
+                tally.batched += 1  # whether they opened it is counted below
+            elif review_seconds is None:
+                tally.unopened += 1  # other channels time from the opening: none, never opened
+    for key, n in _unopened_in_batches(start, end, cutoff).items():
+        reviewers[key].unopened += n
     daily = [
         DailyRollup(
             day=day,
@@ -184,10 +193,39 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
             modified=t.modified,
             rejected=t.rejected,
             review_hist=t.review_hist,
+            batched=t.batched,
+            unopened=t.unopened,
         )
         for (reviewer_id, category_id), t in reviewers.items()
     ]
     return daily, per_reviewer
+
+
+def _unopened_in_batches(
+    start: datetime, end: datetime, cutoff: datetime
+) -> dict[tuple[int, int], int]:
+    """Per (reviewer, category): batch decisions of the period whose decider had not opened
+    the request first. A batch's review time cannot tell (it runs from the row's first sight),
+    so this asks the sightings; only batch decisions are looked up, the bulk of a day is not."""
+    opened = RequestSighting.objects.filter(
+        request_id=OuterRef("request_id"),
+        reviewer_id=OuterRef("decided_by_id"),
+        opened_at__lte=OuterRef("created_at"),
+    )
+    rows = (
+        Decision.objects.filter(
+            created_at__gte=start,
+            created_at__lt=end,
+            effective_at__lte=cutoff,
+            channel=Decision.Channel.BATCH,
+            decided_by__isnull=False,
+        )
+        .filter(~Exists(opened))
+        .values_list("decided_by_id", "request__category_id")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    return {(reviewer_id, category_id): n for reviewer_id, category_id, n in rows}
 
 
 def replace_days(days: Iterable[date], cutoff: datetime) -> int:

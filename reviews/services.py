@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -40,6 +40,7 @@ from .models import (
     Message,
     Notification,
     Queue,
+    RequestSighting,
     ReviewerProfile,
     ReviewRequest,
     SecondReview,
@@ -503,7 +504,8 @@ def decide_request(
         if claim.update(status=OUTCOME_STATUS[outcome], decided_at=now) != 1:
             raise _refused_claim(request_id, version)
         request.status, request.decided_at = OUTCOME_STATUS[outcome], now
-        review_seconds = _review_seconds(request, now)
+        starts = review_starts([request.pk], by, channel)
+        review_seconds = _review_seconds(starts, request.pk, channel, now)
         undo_window = settings.HITL_UNDO_SECONDS if by and channel in HUMAN_CHANNELS else 0
         decision = Decision.objects.create(
             request=request,
@@ -735,14 +737,58 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
     return f"timed_out.{outcome}"
 
 
-def record_first_view(request: ReviewRequest, now: datetime | None = None) -> None:
-    """Start the review clock the first time a reviewer opens the request."""
+def record_first_view(
+    request: ReviewRequest, *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer opened the request: start their own review clock (and note that someone
+    has looked at it, whoever it was)."""
+    now = now or timezone.now()
     if request.first_viewed_at is None:
-        now = now or timezone.now()
         ReviewRequest.objects.filter(pk=request.pk, first_viewed_at__isnull=True).update(
             first_viewed_at=now
         )
         request.first_viewed_at = now
+    # Read first: opening an item again, the usual case, then writes nothing.
+    mine = RequestSighting.objects.filter(request_id=request.pk, reviewer=by)
+    seen = mine.values_list("opened_at").first()
+    if seen is None:
+        # If a list render inserted the row meanwhile, keep its first sighting, add the opening.
+        RequestSighting.objects.bulk_create(
+            [RequestSighting(request=request, reviewer=by, first_seen_at=now, opened_at=now)],
+            update_conflicts=True,
+            unique_fields=["request", "reviewer"],
+            update_fields=["opened_at"],
+        )
+    elif seen[0] is None:
+        mine.filter(opened_at__isnull=True).update(opened_at=now)
+
+
+def seen_by(user: AbstractBaseUser) -> Exists:
+    """Whether `user` has had the request on screen: annotate a list's rows with it."""
+    return Exists(RequestSighting.objects.filter(request_id=OuterRef("pk"), reviewer=user))
+
+
+def record_sightings(
+    request_ids: list[int], *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer has these requests on screen as rows (the inbox list, a group table):
+    what a batch's review time counts from. Only a first sighting is kept. The list's poll
+    shows the same rows every few seconds: it passes only rows not yet seen (inbox_rows
+    reads that along), so a poll usually writes nothing at all."""
+    if not request_ids:
+        return
+    ids = list(dict.fromkeys(request_ids))
+    now = now or timezone.now()
+    # One statement however many rows (a group table has up to a thousand); a racing render
+    # of the same rows conflicts, and the first sighting stands.
+    sql = (
+        f"INSERT INTO {RequestSighting._meta.db_table} (request_id, reviewer_id, first_seen_at) "
+        f"SELECT id, %s, %s FROM {ReviewRequest._meta.db_table} "
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+        "ON CONFLICT (request_id, reviewer_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [by.pk, connection.ops.adapt_datetimefield_value(now), *ids])
 
 
 def post_message(
@@ -940,11 +986,32 @@ def _decide_timed_out(
     )
 
 
-def _review_seconds(request: ReviewRequest, now: datetime) -> float | None:
-    """From the reviewer's first view to the decision (None if nobody opened it)."""
-    if request.first_viewed_at is None:
-        return None
-    return max((now - request.first_viewed_at).total_seconds(), 0.0)
+def review_starts(
+    request_ids: list[int], by: AbstractBaseUser | None, channel: str
+) -> dict[int, datetime]:
+    """When the decider's review of each request began: for a batch, their first sight of
+    the row (in the list, a group table, or opened); for any other channel, their opening of
+    it in the inbox. Never a colleague's view: review time belongs to whoever decides."""
+    if by is None:
+        return {}
+    start = "first_seen_at" if channel == Channel.BATCH else "opened_at"
+    return dict(
+        RequestSighting.objects.filter(
+            request_id__in=request_ids, reviewer=by, **{f"{start}__isnull": False}
+        ).values_list("request_id", start)
+    )
+
+
+def _review_seconds(
+    starts: dict[int, datetime], request_id: int, channel: str, now: datetime
+) -> float | None:
+    """From the decider's review start (review_starts) to the decision. A batch row its
+    decider never had on screen was looked at for 0 s. Another channel with no opening in
+    the inbox (an email link, the reviewer API) has no known start: None, not a guess."""
+    start = starts.get(request_id)
+    if start is None:
+        return 0.0 if channel == Channel.BATCH else None
+    return max((now - start).total_seconds(), 0.0)
 
 
 def record_decisions(
@@ -963,6 +1030,7 @@ def record_decisions(
     undo_window = settings.HITL_UNDO_SECONDS if by and channel in HUMAN_CHANNELS else 0
     effective_at = now + timedelta(seconds=undo_window)
     befores, decisions = [], []
+    starts = review_starts([r.pk for r in requests], by, channel)
     for request in requests:
         befores.append(request.snapshot())
         request.status, request.decided_at = status, now
@@ -973,7 +1041,7 @@ def record_decisions(
                 outcome=outcome,
                 reason=reason.strip(),
                 channel=channel,
-                review_seconds=_review_seconds(request, now),
+                review_seconds=_review_seconds(starts, request.pk, channel, now),
                 created_at=now,
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,
@@ -1274,12 +1342,17 @@ def revise_proposal(
     return message
 
 
-def record_first_views(request_ids: list[int], now: datetime | None = None) -> None:
-    """Start the review clock of every request a reviewer sees at once (a batch table)."""
+def record_first_views(
+    request_ids: list[int], *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer sees these requests laid out together (a group's table): someone has
+    looked at each, and this reviewer's batch clock starts (as rows, not opened)."""
     if request_ids:
+        now = now or timezone.now()
         ReviewRequest.objects.filter(pk__in=request_ids, first_viewed_at__isnull=True).update(
-            first_viewed_at=now or timezone.now()
+            first_viewed_at=now
         )
+        record_sightings(request_ids, by=by, now=now)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def decided(
                 request.refresh_from_db()
         return request
     viewed = at + timedelta(seconds=60)
-    services.record_first_view(request, now=viewed)
+    if by is not None:
+        services.record_first_view(request, by=by, now=viewed)
     kwargs: dict[str, Any] = {}
     if outcome == "modified":
         kwargs["final_action"] = final_action or {"action": "refund", "amount": 50}

@@ -141,7 +141,7 @@ def test_bad_submissions_are_refused_and_nothing_is_written(agent, refunds, over
 def test_approving_records_the_decision_the_audit_and_review_time(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     viewed = timezone.now()
-    services.record_first_view(request, now=viewed)
+    services.record_first_view(request, by=alice, now=viewed)
     decision = services.decide_request(
         request.pk,
         by=alice,

@@ -309,7 +309,12 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
     work = work_counts(user, queue_ids)
     if filters.tab:
         work.update(work_rows(user, queue_ids, filters))
-    rows = inbox_rows(user, qs.defer(*LIST_DEFERRED), LIST_SIZE) if not filters.tab else []
+    rows = []
+    if not filters.tab:
+        shown = qs.defer(*LIST_DEFERRED).annotate(seen=services.seen_by(user))
+        rows = inbox_rows(user, shown, LIST_SIZE)
+        # These rows are now on the reviewer's screen: a batch of them is timed from here.
+        services.record_sightings([r.pk for r in rows if not r.seen], by=user)
     counts = pending_counts(user, queue_ids)
     for queue in queues:
         queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
@@ -534,7 +539,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def item(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_request_for_reviewer(request.user, pk)
     if req.is_pending:
-        services.record_first_view(req)
+        services.record_first_view(req, by=request.user)
     return render_item(request, req)
 
 
@@ -618,7 +623,7 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
     )
     if not rows and not visible.exists():
         raise Http404("No such group.")
-    services.record_first_views([r.pk for r in rows])
+    services.record_first_views([r.pk for r in rows], by=request.user)
     columns: list[str] = []
     if rows:
         columns = [
@@ -701,7 +706,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
         return redirect(target + (f"?{filters.querystring()}" if filters.active else ""))
     if following is not None:
-        services.record_first_view(following)
+        services.record_first_view(following, by=request.user)
         context = item_context(following, request.user)
     else:
         context = {"req": None}
@@ -746,7 +751,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         messages.success(request, f"#{pk} is pending again.")
         return redirect("inbox_item", pk=pk)
-    services.record_first_view(req)
+    services.record_first_view(req, by=request.user)
     toast = {"text": f"Undone: #{pk} is pending again", "outcome": "info"}
     response = render(
         request, "inbox/_undone.html", {**item_context(req, request.user), "toast": toast}

@@ -489,8 +489,8 @@ class Command(BaseCommand):
                     break
                 services.time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
             return
-        services.record_first_view(request, now=viewed)
         reviewer = request.assignee or rng.choice(reviewers)
+        services.record_first_view(request, by=reviewer, now=viewed)
         kwargs: dict[str, Any] = {}
         if outcome == "modified":
             final = dict(request.proposed_action)
