@@ -6,34 +6,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reviews', '0013_proposal_versions'),
+        ("reviews", "0014_decision_as_proposed"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reviewerrollup',
-            name='batched',
+            model_name="reviewerrollup",
+            name="batched",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='reviewerrollup',
-            name='unopened',
+            model_name="reviewerrollup",
+            name="unopened",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.CreateModel(
-            name='RequestSighting',
+            name="RequestSighting",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_seen_at', models.DateTimeField()),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reviews.reviewrequest')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("first_seen_at", models.DateTimeField()),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="reviews.reviewrequest",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('request', 'reviewer'), name='request_sighting_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("request", "reviewer"), name="request_sighting_unique"
+                    )
+                ],
             },
         ),
     ]
