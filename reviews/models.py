@@ -552,9 +552,7 @@ class RequestSighting(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["request", "reviewer"], name="request_sighting_unique"
-            )
+            models.UniqueConstraint(fields=["request", "reviewer"], name="request_sighting_unique")
         ]
 
     def __str__(self) -> str:

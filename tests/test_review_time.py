@@ -153,9 +153,7 @@ def test_a_batch_of_items_opened_only_after_it_is_counted_as_unopened(agent, ref
 # --- cheap to record ------------------------------------------------------------------------
 
 
-def test_the_list_records_each_row_once_and_its_polls_write_nothing(
-    client, agent, refunds, alice
-):
+def test_the_list_records_each_row_once_and_its_polls_write_nothing(client, agent, refunds, alice):
     reqs = [submit(agent, refunds) for _ in range(5)]
     as_user(client, alice).get(reverse("inbox"))
     first = dict(RequestSighting.objects.values_list("request_id", "first_seen_at"))
