@@ -12,6 +12,10 @@ id of `reviewer`'s, and a periodic-review batch id of the support queue, from th
     .venv/bin/python docs/screenshots.py --user reviewer review-work=/inbox/?tab=second \
         second-review=/inbox/second/<id>/ inbox-periodic-review=/inbox/spot-checks/<id>/
     .venv/bin/python docs/screenshots.py --user manager metrics-agreement=/metrics/agreement/
+
+The reviewers shot, after `manage.py shell < docs/rubber_stamp_demo.py` (a batch rubber-stamper):
+
+    .venv/bin/python docs/screenshots.py --user manager metrics-reviewers=/metrics/reviewers/
 """
 
 from __future__ import annotations

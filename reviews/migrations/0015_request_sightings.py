@@ -5,6 +5,13 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def recount(apps, schema_editor):
+    """The per-reviewer batched and unopened counts fill in on the rollups' next run. Past
+    decisions have no sightings: their batches count as decided without opening."""
+    RollupCursor = apps.get_model("reviews", "RollupCursor")
+    RollupCursor.objects.filter(name="rollups").update(last_id=0, last_run_at=None)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("reviews", "0014_decision_as_proposed"),
@@ -58,4 +65,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunPython(recount, migrations.RunPython.noop),
     ]
