@@ -14,7 +14,7 @@ def recount(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reviews", "0014_decision_as_proposed"),
+        ("reviews", "0015_submission_rollup"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
