@@ -217,7 +217,7 @@ def test_the_page_says_what_it_counts_and_leaves_timeouts_out(
     page = advice_page(client, manager)
     assert "What this counts: Decisions by people in the period on each rule" in page
     assert "approved as proposed (unchanged, with the recommended option)" in page
-    assert "1 timed-out decision (no one&#x27;s judgement: not counted)" in page
+    assert "1 timed-out decision: no one&#x27;s judgement, never counted" in page
     assert "n = 3 · 1 timed out, not counted" in page
 
 
