@@ -53,7 +53,7 @@ INSERT INTO reviews_reviewrequest (
     situation, attempted, options, recommendation, recommended_option, proposed_action,
     confidence, attributes, verdict, fired_rules, group_key, precedent_key, status, queue_id,
     previous_assignees, priority, reassignment_count, escalation_level, created_at,
-    first_viewed_at, decided_at)
+    first_viewed_at, decided_at, proposal_version)
 SELECT gen_random_uuid(), %(agent)s, %(category)s, '', '', '', 'Bench refund ' || g, '', '',
     '[]', '[]', '', '', '{"action": "refund", "amount": 100}',
     round((0.5 + random() * 0.5)::numeric, 2), '{"amount": 100}',
@@ -62,14 +62,14 @@ SELECT gen_random_uuid(), %(agent)s, %(category)s, '', '', '', 'Bench refund ' |
          ELSE jsonb_build_array(jsonb_build_object('rule_id', (%(rules)s)[1 + g %% 3])) END,
     '', '', 'approved', NULL, '[]', 1, 0, 0,
     %(start)s + (g %% %(spread)s) * interval '1 day' + (random() * 80000) * interval '1 second',
-    NULL, NULL
+    NULL, NULL, 1
 FROM generate_series(1, %(n)s) AS g
 """
 
 INSERT_DECISIONS = """
 INSERT INTO reviews_decision (
     request_id, decided_by_id, outcome, final_action, chosen_option, reason, channel,
-    review_seconds, created_at, effective_at)
+    review_seconds, created_at, effective_at, as_proposed)
 SELECT r.id,
     CASE WHEN r.verdict = 'autonomous' OR r.id %% 20 = 0 THEN NULL ELSE %(reviewer)s END,
     CASE WHEN r.verdict = 'autonomous' THEN 'approved'
@@ -82,7 +82,8 @@ SELECT r.id,
     r.created_at + CASE WHEN r.verdict = 'autonomous' THEN interval '0'
                         ELSE (random() * 3000) * interval '1 second' END,
     r.created_at + CASE WHEN r.verdict = 'autonomous' THEN interval '0'
-                        ELSE (random() * 3000) * interval '1 second' END
+                        ELSE (random() * 3000) * interval '1 second' END,
+    r.verdict = 'autonomous' OR (r.id %% 20 <> 0 AND r.id %% 10 < 7)
 FROM reviews_reviewrequest r
 WHERE r.agent_id = %(agent)s AND r.id > %(after)s
 """

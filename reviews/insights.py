@@ -794,8 +794,8 @@ def readiness(now: datetime | None = None, category_id: int | None = None) -> li
     """Per category, over its own window (not the page's period): people's decisions on its
     escalations, approved as proposed, against its bar; and, apart, its periodic review.
 
-    Three queries whatever the window: whole days from the rollups, the window's first
-    (partial) day from that day's decisions, and the spot checks."""
+    A few queries whatever the window: whole days from the rollups, the first (partial)
+    day of windows that start at a switch from that day's decisions, and the spot checks."""
     now = now or timezone.now()
     categories = list(Category.objects.order_by("name"))
     if category_id is not None:
@@ -805,13 +805,16 @@ def readiness(now: datetime | None = None, category_id: int | None = None) -> li
     autonomies = {a.category_id: a for a in CategoryAutonomy.objects.all()}
     starts = {c.pk: evidence_start(autonomies.get(c.pk), now) for c in categories}
     whole_days, first_day, checks = Q(), Q(), Q()
-    for pk, (since, _) in starts.items():
+    for pk, (since, reason) in starts.items():
         day = timezone.localtime(since).date()
+        checks |= Q(request__category_id=pk, request__created_at__gte=since)
+        if not reason:  # the window starts at midnight: whole days only
+            whole_days |= Q(category_id=pk, day__gte=day)
+            continue
         whole_days |= Q(category_id=pk, day__gt=day)
         first_day |= Q(
             request__category_id=pk, created_at__gte=since, created_at__lt=day_bounds(day)[1]
         )
-        checks |= Q(request__category_id=pk, request__created_at__gte=since)
     tallies: dict[int, Counter] = defaultdict(Counter)
     for row in (
         DailyRollup.objects.filter(whole_days, rule_id=DailyRollup.ALL_RULES)
@@ -827,7 +830,7 @@ def readiness(now: datetime | None = None, category_id: int | None = None) -> li
             {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
         )
     people = Q(channel__in=PEOPLE_CHANNELS)
-    for row in (
+    first_rows = (
         Decision.objects.filter(first_day, effective_at__lte=now)
         .order_by()
         .values("request__category_id")
@@ -836,7 +839,10 @@ def readiness(now: datetime | None = None, category_id: int | None = None) -> li
             ok=Count("id", filter=people & Q(as_proposed=True)),
             timed_out=Count("id", filter=Q(channel=Decision.Channel.TIMEOUT)),
         )
-    ):
+        if first_day
+        else []
+    )
+    for row in first_rows:
         tallies[row["request__category_id"]].update(
             {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
         )
