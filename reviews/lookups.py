@@ -1,5 +1,5 @@
 """Plain-SQL reads on the agent API's hot path: the token and the category every submission
-looks up, and the precedent count it stores. On the submit benchmark the ORM spent about
+looks up, and the precedents it counts. On the submit benchmark the ORM spent about
 1 ms of CPU compiling each of these small reads, several times what PostgreSQL spent
 answering it; the rows still come back as ordinary model instances.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
@@ -103,16 +104,34 @@ def category_with_queue(slug: str) -> Category | None:
     return category
 
 
-def people_decided_count(precedent_key: str, cap: int) -> int:
-    """How many requests with this precedent key a person decided, counting no further than
-    `cap`. The status test lets the partial index request_people_precedents answer it."""
+def people_precedents(
+    precedent_key: str, as_of: datetime, limit: int, exclude: int = 0
+) -> list[tuple[int, str, bool]]:
+    """The precedents of a key as of a moment, newest first, at most `limit`: requests with
+    this key that a person approved, modified or rejected, whose decision took effect by
+    `as_of` (a decision inside its undo window is not one yet; an undone one is deleted).
+    Each row: request id, outcome, as proposed; never the request `exclude`. The one
+    definition of a precedent: the count at submission and the item and audit pages read it
+    (reviews.precedents).
+
+    The status test lets the partial index request_people_precedents answer it, in order."""
     channels = [str(c) for c in PEOPLE_CHANNELS]
-    row = _one(
-        "SELECT COUNT(*) FROM (SELECT 1"
-        f" FROM {ReviewRequest._meta.db_table} r"
-        f" JOIN {Decision._meta.db_table} d ON d.request_id = r.id"
-        f" WHERE r.precedent_key = %s AND r.status IN ({', '.join(['%s'] * len(OUTCOME_STATUSES))})"
-        f" AND d.channel IN ({', '.join(['%s'] * len(channels))}) LIMIT %s) AS found",
-        [precedent_key, *OUTCOME_STATUSES, *channels, cap],
-    )
-    return row[0]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.id, d.outcome, d.as_proposed FROM {ReviewRequest._meta.db_table} r"
+            f" JOIN {Decision._meta.db_table} d ON d.request_id = r.id"
+            " WHERE r.precedent_key = %s"
+            f" AND r.status IN ({', '.join(['%s'] * len(OUTCOME_STATUSES))})"
+            f" AND d.channel IN ({', '.join(['%s'] * len(channels))})"
+            " AND d.effective_at <= %s AND r.id <> %s"
+            " ORDER BY r.decided_at DESC LIMIT %s",
+            [
+                precedent_key,
+                *OUTCOME_STATUSES,
+                *channels,
+                connection.ops.adapt_datetimefield_value(as_of),
+                exclude,
+                limit,
+            ],
+        )
+        return [(pk, outcome, bool(as_proposed)) for pk, outcome, as_proposed in cursor]

@@ -1,6 +1,7 @@
-"""Precedent memory: similar past decisions for a new request, found by a key over its
-category, recommendation and key attributes (HITL_PRECEDENT_ATTRIBUTES), so a rule such as
-`no_matching_precedent is_true` works whether or not the agent sends the flag.
+"""Precedent memory: how people decided earlier requests alike (same key over category,
+recommendation and key attributes, HITL_PRECEDENT_ATTRIBUTES), so a rule such as
+`no_matching_precedent is_true` works whether or not the agent sends the flag. The count the
+rules get, the item page and the audit page all read the same set: lookups.people_precedents.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 
 from . import lookups
 from . import rules as engine
-from .models import OUTCOME_STATUSES, PEOPLE_CHANNELS, Category, Decision, ReviewRequest
+from .models import Category, Decision, ReviewRequest, judged_outcome
 
 
 def amount_band(value: Any) -> str | None:
@@ -40,66 +42,118 @@ def key_for(category: Category, recommendation: str, attributes: dict[str, Any])
     return hashlib.sha1(raw.encode()).hexdigest()[:32]
 
 
-def human_decided(key: str) -> Any:
-    # The status test is implied by a person's decision; it lets the partial index
-    # request_people_precedents skip the auto-approved and pending requests alike.
-    return ReviewRequest.objects.filter(
-        precedent_key=key, status__in=OUTCOME_STATUSES, decision__channel__in=PEOPLE_CHANNELS
-    ).order_by("-decided_at")
-
-
 # Counting stops here: a routine kind of request can have tens of thousands of precedents, and
 # counting them all on every submission made the count the slowest part of the API (10 ms at
 # 5,000). Rules compare small numbers ("fewer than 3 alike"), so the cap changes no verdict.
 MATCHING_PRECEDENTS_CAP = 100
 
+AS_PROPOSED = "as proposed"
+MODIFIED = "modified"
+REJECTED = "rejected"
 
-def annotate(attributes: dict[str, Any], key: str) -> dict[str, Any]:
+
+def kind_of(outcome: str, as_proposed: bool) -> str:
+    """What a precedent says: taken as proposed, modified (another option included), rejected."""
+    judged = judged_outcome(outcome, as_proposed)
+    if judged == Decision.Outcome.APPROVED:
+        return AS_PROPOSED
+    return MODIFIED if judged == Decision.Outcome.MODIFIED else REJECTED
+
+
+@dataclass
+class Precedents:
+    """The precedents of a key at one moment (lookups.people_precedents), newest first."""
+
+    # (request id, kind) of each, at most MATCHING_PRECEDENTS_CAP.
+    rows: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    @property
+    def capped(self) -> bool:
+        return self.n >= MATCHING_PRECEDENTS_CAP
+
+    @property
+    def matching(self) -> int:
+        """Taken as proposed since the latest modification or rejection: what lets the next
+        alike request through. A correction starts the count again from 0, so the kind of
+        request goes back to a person until one of them takes it as proposed."""
+        count = 0
+        for _, kind in self.rows:
+            if kind != AS_PROPOSED:
+                break
+            count += 1
+        return count
+
+    @property
+    def latest_correction(self) -> str:
+        """'rejected' or 'modified' when a correction ended the run of matches, else ''."""
+        return next((kind for _, kind in self.rows if kind != AS_PROPOSED), "")
+
+    @property
+    def tally(self) -> list[tuple[str, int]]:
+        counts = Counter(kind for _, kind in self.rows)
+        return [(kind, counts[kind]) for kind in (AS_PROPOSED, MODIFIED, REJECTED) if counts[kind]]
+
+    @property
+    def ids(self) -> list[int]:
+        return [pk for pk, _ in self.rows]
+
+    @property
+    def why(self) -> str:
+        """Why the matching count is what it is, in a few words."""
+        if not self.n:
+            return "nothing alike decided by a person before"
+        if self.latest_correction:
+            return f"taken as proposed since the latest alike was {self.latest_correction}"
+        return "taken as proposed"
+
+    @property
+    def line(self) -> str:
+        """'Matching precedents 3 (taken as proposed since the latest alike was rejected) ·
+        of 5 alike: 3 as proposed, 1 modified, 1 rejected'."""
+        text = f"Matching precedents {self.matching} ({self.why})"
+        if self.n:
+            last = "the last " if self.capped else ""
+            parts = ", ".join(f"{count} {kind}" for kind, count in self.tally)
+            text += f" · of {last}{self.n} alike: {parts}"
+        return text
+
+
+def as_of(key: str, moment: datetime, exclude: int = 0) -> Precedents:
+    """The precedents of `key` that had taken effect at `moment` (never request `exclude`)."""
+    if not key:
+        return Precedents()
+    rows = lookups.people_precedents(key, moment, MATCHING_PRECEDENTS_CAP, exclude)
+    return Precedents([(pk, kind_of(outcome, proposed)) for pk, outcome, proposed in rows])
+
+
+def annotate(attributes: dict[str, Any], key: str, now: datetime) -> dict[str, Any]:
     """Add `matching_precedents` (at most MATCHING_PRECEDENTS_CAP) and `no_matching_precedent`
     unless the agent sent them."""
     if "matching_precedents" in attributes and "no_matching_precedent" in attributes:
         return attributes
-    count = lookups.people_decided_count(key, MATCHING_PRECEDENTS_CAP)
+    count = as_of(key, now).matching
     attributes.setdefault("matching_precedents", count)
     attributes.setdefault("no_matching_precedent", count == 0)
     return attributes
 
 
-@dataclass
-class Precedents:
-    n: int = 0
-    outcomes: Counter = field(default_factory=Counter)
-    changes: Counter = field(default_factory=Counter)
-    examples: list[ReviewRequest] = field(default_factory=list)
-
-    @property
-    def line(self) -> str:
-        """'3 similar: 2 approved, 1 modified (amount lowered to 50%)'."""
-        if not self.n:
-            return "No similar past decisions."
-        parts = [f"{count} {outcome}" for outcome, count in self.outcomes.most_common()]
-        text = f"{self.n} similar: {', '.join(parts)}"
-        if self.changes:
-            text += " (" + "; ".join(c for c, _ in self.changes.most_common(2)) + ")"
-        return text
+def for_request(request: ReviewRequest) -> Precedents:
+    """The precedents the rules were given for this request: those in effect when it was
+    submitted (annotate ran at that very moment), never itself. A second reviewer sees
+    nothing decided after the first."""
+    return as_of(request.precedent_key, request.created_at, exclude=request.pk)
 
 
-def for_request(request: ReviewRequest, limit: int = 20) -> Precedents:
-    """The latest similar decisions (by people), excluding the request itself."""
-    from .insights import describe_delta
-
-    found = Precedents()
-    if not request.precedent_key:
-        return found
-    similar = list(
-        human_decided(request.precedent_key)
-        .exclude(pk=request.pk)
-        .select_related("decision")[:limit]
-    )
-    found.n = len(similar)
-    found.examples = similar[:5]
-    for past in similar:
-        found.outcomes[past.decision.outcome] += 1
-        if past.decision.outcome == Decision.Outcome.MODIFIED:
-            found.changes.update(describe_delta(past.proposed_action, past.decision.final_action))
-    return found
+def rules_were_given(request: ReviewRequest, found: Precedents) -> str:
+    """What the rules used instead, when the stored attributes do not say what `found` says:
+    the agent sent its own figures (they win), or the request predates this definition."""
+    attributes = request.attributes or {}
+    sent = attributes.get("matching_precedents", found.matching)
+    flag = attributes.get("no_matching_precedent", found.matching == 0)
+    if sent == found.matching and flag == (found.matching == 0):
+        return ""
+    return f"matching_precedents {sent}, no_matching_precedent {str(flag).lower()}"

@@ -367,7 +367,7 @@ def submit_request(
     now = now or timezone.now()
     rulebook = rulebook_for(category)
     precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
-    precedents.annotate(attributes, precedent_key)  # only the flags the agent did not send
+    precedents.annotate(attributes, precedent_key, now)  # only the flags the agent did not send
     verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(

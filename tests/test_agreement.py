@@ -146,7 +146,7 @@ def test_the_second_reviewer_sees_the_request_but_not_the_first_decision(
         assert "alice" not in page  # who decided
         assert "FIRST-REVIEWER-REASON" not in page and "Rejected" not in page  # what and why
         assert "decided-" not in page and "assigned to" not in page
-        assert "1 approved" in page and "a reviewer" in page  # the precedent, unnamed
+        assert "1 as proposed" in page and "a reviewer" in page  # the precedent, unnamed
         assert 'data-shortcut="a"' in page and 'data-shortcut="r"' in page
         assert 'data-shortcut="e"' in page and 'data-shortcut="c"' not in page  # no reply
 

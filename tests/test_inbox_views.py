@@ -178,7 +178,7 @@ def test_the_item_shows_the_whole_escalation_context(client, alice, agent, refun
         "reassigned to another reviewer, then escalated to Support leads",
         "&quot;action&quot;: &quot;refund&quot;",
         'data-shortcut="1"',
-        "Nothing alike was decided before.",
+        "nothing alike decided by a person before",
     ):
         assert text in content, text
 
@@ -221,9 +221,7 @@ def test_agent_text_is_escaped_never_rendered_as_html(client, alice, agent, refu
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
 
 
-def test_it_shows_precedents_of_the_same_group_with_their_outcomes(
-    client, alice, carol, agent, refunds
-):
+def test_it_shows_precedents_with_their_outcomes(client, alice, carol, agent, refunds):
     past = submit(agent, refunds, title="An earlier refund")
     services.decide_request(
         past.pk,
@@ -231,6 +229,7 @@ def test_it_shows_precedents_of_the_same_group_with_their_outcomes(
         outcome="modified",
         final_action={"action": "refund", "amount": 60, "currency": "EUR"},
         reason="Half now, <b>half</b> later",
+        now=timezone.now() - timedelta(minutes=5),
     )
     req = submit(agent, refunds)
     content = as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
@@ -240,6 +239,65 @@ def test_it_shows_precedents_of_the_same_group_with_their_outcomes(
     assert ">Modified</span>" in precedents and "carol ·" in precedents
     assert "“Half now, &lt;b&gt;half&lt;/b&gt; later”" in precedents
     assert "<code>amount</code> 120 → 60" in content
+
+
+def precedent_card(page: str) -> str:
+    card = page[page.index('class="card precedents"') :]
+    return card[: card.index("</section>")]
+
+
+def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
+    client, alice, carol, manager, agent, refunds
+):
+    """Newest first: 3 taken as proposed, then a rejection, then another option chosen."""
+    no_flag = {"amount": 120, "customer_tier": "standard"}
+    for minutes, outcome, option, reason in (
+        (50, "approved", "B", ""),
+        (40, "rejected", "", "Duplicate request"),
+        (30, "approved", "A", ""),
+        (20, "approved", "", ""),
+        (10, "approved", "A", ""),
+    ):
+        past = submit(agent, refunds, attributes=dict(no_flag))
+        services.decide_request(
+            past.pk,
+            by=carol,
+            outcome=outcome,
+            chosen_option=option,
+            reason=reason,
+            now=timezone.now() - timedelta(minutes=minutes),
+        )
+    req = submit(agent, refunds, attributes=dict(no_flag))  # low confidence: escalated
+    assert req.attributes["matching_precedents"] == 3  # what the rules were given
+    # Decided after its submission: not what the rules saw, so not on its page either.
+    later = submit(agent, refunds, attributes=dict(no_flag))
+    services.decide_request(later.pk, by=carol, outcome="rejected", reason="No")
+
+    card = precedent_card(
+        as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
+    )
+    assert "Matching precedents 3</strong>" in card
+    assert "(taken as proposed since the latest alike was rejected)" in card
+    assert "3 as proposed</span> <span" in card and "1 modified</span>" in card
+    assert "1 rejected</span>" in card and "of 5 alike" in card
+    assert card.count("<li>") == 5 and "option B instead of A" in card
+    assert "The rules used" not in card  # the stored figures are these
+
+    client.force_login(manager)
+    audit = client.get(reverse("audit_request", args=[req.pk])).content.decode()
+    assert (
+        "Matching precedents 3 (taken as proposed since the latest alike was rejected)"
+        " · of 5 alike: 3 as proposed, 1 modified, 1 rejected"
+    ) in audit
+
+
+def test_it_says_when_the_rules_used_the_agent_s_own_figures(client, alice, carol, agent, refunds):
+    req = submit(agent, refunds)  # ROUTINE: the agent says there is a precedent
+    card = precedent_card(
+        as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
+    )
+    assert "Matching precedents 0</strong>" in card
+    assert "The rules used matching_precedents 0, no_matching_precedent false" in card
 
 
 def test_opening_an_item_starts_the_review_clock(client, alice, pending):

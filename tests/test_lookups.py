@@ -41,3 +41,47 @@ def test_a_category_arrives_whole_with_its_queue(refunds):
     assert found.updated_at.tzinfo is not None  # a datetime, not SQLite's text
     assert field_values(found.queue) == field_values(refunds.queue)
     assert lookups.category_with_queue("no-such-category") is None
+
+
+def test_precedents_are_people_s_effective_decisions_as_the_orm_reads_them(agent, refunds, alice):
+    from datetime import timedelta
+
+    from reviews import services
+    from reviews.models import PEOPLE_CHANNELS, ReviewRequest
+
+    def alike(confidence: float) -> ReviewRequest:
+        return services.submit_request(
+            agent,
+            category=refunds,
+            title="Refund",
+            confidence=confidence,
+            attributes={"amount": 120, "customer_tier": "standard"},
+        ).request
+
+    now = timezone.now()
+    for minutes, outcome in ((40, "approved"), (30, "rejected"), (20, "modified"), (0, "approved")):
+        services.decide_request(
+            alike(0.5).pk,
+            by=alice,
+            outcome=outcome,
+            reason="No",
+            final_action={"amount": 1},
+            now=now - timedelta(minutes=minutes),
+        )  # the last one is still inside its undo window
+    probe = alike(0.95)  # no precedent yet: escalated, and an auto-approval is never one
+    alike_key = probe.precedent_key
+    orm = (
+        ReviewRequest.objects.filter(
+            precedent_key=alike_key,
+            decision__channel__in=PEOPLE_CHANNELS,
+            decision__effective_at__lte=now,
+        )
+        .exclude(pk=probe.pk)
+        .order_by("-decided_at")
+        .values_list("pk", "decision__outcome", "decision__as_proposed")
+    )
+    found = lookups.people_precedents(alike_key, now, limit=10, exclude=probe.pk)
+    assert found == list(orm)
+    assert [outcome for _, outcome, _ in found] == ["modified", "rejected", "approved"]
+    assert lookups.people_precedents(alike_key, now, limit=2) == list(orm[:2])
+    assert lookups.people_precedents("no-such-key", now, limit=10) == []

@@ -8,7 +8,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import sampling, services
-from reviews.models import AuditEvent, Category, SpotCheckBatch, SpotCheckItem
+from reviews.models import (
+    AuditEvent,
+    Category,
+    Decision,
+    ReviewRequest,
+    SpotCheckBatch,
+    SpotCheckItem,
+)
 
 from .conftest import ROUTINE
 
@@ -180,6 +187,7 @@ def test_the_periodic_task_checks_autonomous_categories(agent, autonomous, alice
 # --- precedents -------------------------------------------------------------------------------
 
 NO_FLAG = {"amount": 120, "customer_tier": "standard"}
+AGO = timezone.now() - timedelta(hours=1)  # decided long enough ago to be past the undo window
 
 
 def test_with_no_precedent_the_seed_rule_fires_though_the_agent_sent_no_flag(agent, refunds):
@@ -205,7 +213,9 @@ def test_a_human_precedent_lets_the_next_alike_request_through(agent, refunds, a
     assert second.status == "auto_approved"
     from reviews.precedents import for_request
 
-    assert for_request(second).line == "1 similar: 1 approved"
+    assert for_request(second).line == (
+        "Matching precedents 1 (taken as proposed) · of 1 alike: 1 as proposed"
+    )
 
 
 def test_precedents_count_people_s_decisions_only_and_stop_at_the_cap(
@@ -226,7 +236,7 @@ def test_precedents_count_people_s_decisions_only_and_stop_at_the_cap(
         pending = services.submit_request(
             agent, category=refunds, title=title, confidence=0.5, attributes=dict(NO_FLAG)
         ).request
-        services.decide_request(pending.pk, by=alice, outcome="approved")
+        services.decide_request(pending.pk, by=alice, outcome="approved", now=AGO)
     capped = services.submit_request(
         agent, category=refunds, title="capped", confidence=0.95, attributes={**NO_FLAG}
     ).request
@@ -238,7 +248,7 @@ def test_a_different_tier_or_order_of_magnitude_is_not_a_precedent(agent, refund
     first = services.submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
     ).request
-    services.decide_request(first.pk, by=alice, outcome="approved")
+    services.decide_request(first.pk, by=alice, outcome="approved", now=AGO)
     other = services.submit_request(
         agent, category=refunds, title="y", confidence=0.95, attributes={**NO_FLAG, "amount": 5000}
     ).request
@@ -251,3 +261,142 @@ def test_the_agent_s_own_flag_wins(agent, refunds):
     ).request
     assert request.attributes["no_matching_precedent"] is False
     assert request.status == "auto_approved"
+
+
+def alike(agent, refunds, title="alike", confidence=0.95, now=None):
+    """A refund like the others, without the agent's own precedent flag."""
+    return services.submit_request(
+        agent,
+        category=refunds,
+        title=title,
+        confidence=confidence,
+        options=[{"key": "A", "label": "Refund in full"}, {"key": "B", "label": "Voucher"}],
+        recommended_option="A",
+        attributes=dict(NO_FLAG),
+        now=now,
+    ).request
+
+
+def decided(agent, refunds, person, outcome, minutes_ago, **how):
+    request = alike(agent, refunds, title=outcome, confidence=0.5)  # escalated: a person decides
+    when = timezone.now() - timedelta(minutes=minutes_ago)
+    services.decide_request(request.pk, by=person, outcome=outcome, now=when, **how)
+    return request
+
+
+def test_after_a_rejection_the_next_alike_request_goes_to_a_person(agent, refunds, alice, carol):
+    decided(agent, refunds, alice, "approved", 30)
+    decided(agent, refunds, alice, "approved", 20)
+    decided(agent, refunds, carol, "rejected", 10, reason="Not for this customer")
+    after = alike(agent, refunds)
+    assert after.attributes["matching_precedents"] == 0
+    assert after.status == "pending"
+    assert [f["field"] for f in after.fired_rules] == ["no_matching_precedent"]
+    # A person takes one as proposed again: the kind of request is let through again.
+    services.decide_request(after.pk, by=alice, outcome="approved", now=AGO + timedelta(minutes=55))
+    again = alike(agent, refunds)
+    assert again.attributes["matching_precedents"] == 1
+    assert again.status == "auto_approved"
+
+
+def test_a_modification_or_another_option_is_not_a_match(agent, refunds, alice):
+    decided(agent, refunds, alice, "approved", 30)
+    decided(agent, refunds, alice, "approved", 20, chosen_option="B")  # not what was proposed
+    other_option = alike(agent, refunds)
+    assert other_option.attributes["matching_precedents"] == 0
+    assert other_option.status == "pending"
+    decided(agent, refunds, alice, "approved", 15, chosen_option="A")
+    decided(agent, refunds, alice, "modified", 10, final_action={"amount": 60})
+    modified = alike(agent, refunds)
+    assert modified.attributes["matching_precedents"] == 0
+    from reviews.precedents import for_request
+
+    assert for_request(modified).line == (
+        "Matching precedents 0 (taken as proposed since the latest alike was modified)"
+        " · of 4 alike: 2 as proposed, 2 modified"
+    )
+
+
+def test_a_decision_inside_its_undo_window_does_not_count_yet(agent, refunds, alice, settings):
+    settings.HITL_UNDO_SECONDS = 5
+    first = alike(agent, refunds, confidence=0.5)
+    decided_at = timezone.now()
+    services.decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
+    inside = alike(agent, refunds, now=decided_at + timedelta(seconds=4))
+    assert inside.attributes["matching_precedents"] == 0
+    assert inside.status == "pending"
+    past = alike(agent, refunds, now=decided_at + timedelta(seconds=5))
+    assert past.attributes["matching_precedents"] == 1
+    assert past.status == "auto_approved"
+
+
+def test_an_undone_decision_never_counts(agent, refunds, alice, settings):
+    settings.HITL_UNDO_SECONDS = 5
+    first = alike(agent, refunds, confidence=0.5)
+    decided_at = timezone.now()
+    services.decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
+    before_undo = alike(agent, refunds, now=decided_at + timedelta(seconds=1))
+    services.undo_decision(first.pk, by=alice, now=decided_at + timedelta(seconds=2))
+    after_undo = alike(agent, refunds, now=decided_at + timedelta(seconds=3))
+    after_window = alike(agent, refunds, now=decided_at + timedelta(minutes=1))
+    for request in (before_undo, after_undo, after_window):
+        assert request.attributes["matching_precedents"] == 0
+        assert request.status == "pending"
+
+
+def test_an_undone_batch_never_counts(agent, refunds, alice, settings):
+    settings.HITL_UNDO_SECONDS = 5
+    batch = [alike(agent, refunds, confidence=0.5) for _ in range(3)]
+    decided_at = timezone.now()
+    result = services.decide_requests_in_bulk(
+        [r.pk for r in batch], by=alice, outcome="approved", now=decided_at
+    )
+    assert alike(agent, refunds, now=decided_at + timedelta(seconds=1)).status == "pending"
+    services.undo_batch(result.batch_id, by=alice, now=decided_at + timedelta(seconds=2))
+    later = alike(agent, refunds, now=decided_at + timedelta(minutes=1))
+    assert later.attributes["matching_precedents"] == 0
+    assert later.status == "pending"
+
+
+def test_submit_decide_undo_submit_through_the_api_and_the_inbox(
+    client, agent_token, refunds, alice, settings
+):
+    """The whole path: an agent submits, a reviewer decides and undoes in the inbox, the
+    agent submits again after the undo window: the undone decision never let it through."""
+    import json
+    import time
+
+    settings.HITL_UNDO_SECONDS = 1
+    settings.HITL_API_RATE_LIMIT = 0
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {agent_token}"}
+    body = {
+        "category": refunds.slug,
+        "title": "Refund 120 EUR",
+        "confidence": 0.95,
+        "attributes": NO_FLAG,
+    }
+
+    def submit() -> dict:
+        response = client.post(
+            "/api/v1/requests", json.dumps(body), content_type="application/json", **auth
+        )
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    answer = submit()
+    assert answer["status"] == "pending"  # nothing alike decided yet
+    first = ReviewRequest.objects.get(public_id=answer["id"])
+    client.force_login(alice)
+    decide = client.post(
+        reverse("inbox_decide", args=[first.pk]), {"version": 1, "outcome": "approve"}
+    )
+    assert decide.status_code == 302
+    assert Decision.objects.filter(request=first).exists()
+    assert submit()["status"] == "pending"  # inside the undo window: not a precedent yet
+    client.post(reverse("inbox_undo", args=[first.pk]))
+    assert not Decision.objects.filter(request=first).exists()
+    time.sleep(1.2)  # past the window the undone decision would have had
+    assert submit()["status"] == "pending"
+    client.post(reverse("inbox_decide", args=[first.pk]), {"version": 1, "outcome": "approve"})
+    time.sleep(1.2)
+    assert submit()["status"] == "auto_approved"  # now a person's effective approval

@@ -58,6 +58,7 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
     timeline += [(m.created_at, "message", m) for m in review.messages.select_related("author")]
     timeline += [(d.created_at, "delivery", d) for d in review.deliveries.all()]
     timeline.sort(key=lambda item: item[0])
+    found = precedents.for_request(review)
     return render(
         request,
         "audit/request.html",
@@ -68,7 +69,8 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
             "review": review,
             "decision": decision,
             "timeline": timeline,
-            "precedents": precedents.for_request(review),
+            "precedents": found,
+            "precedent_rules_used": precedents.rules_were_given(review, found),
             "spot_check": getattr(review, "spot_check", None),
             "second_review": SecondReview.objects.filter(request=review)
             .select_related("reviewer")

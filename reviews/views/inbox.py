@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from .. import insights, services, validation
+from .. import insights, precedents, services, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
@@ -64,7 +64,6 @@ GROUP_TABLE_SIZE = 1000  # rows a group table shows and a batch may decide at on
 BATCH_MAX = 1000
 PRECEDENTS_SHOWN = 5
 DATA_POINTS_SHOWN = 40  # key data shown on the item; the rest is in its raw JSON
-PRECEDENTS_COUNTED = 10
 REJECT_REASONS = [
     "Outside policy",
     "Needs more evidence",
@@ -374,68 +373,61 @@ def validate_final_action(proposed: Any, text: str) -> dict[str, Any]:
     return final
 
 
-def outcome_badge(outcome: str) -> str:
-    return {"approved": "ok", "modified": "warn", "rejected": "bad"}.get(outcome, "")
-
-
 PRECEDENT_FIELDS = (
     "pk",
     "title",
-    "status",
     "decided_at",
     "proposed_action",
-    "decision__id",
-    "decision__outcome",
+    "recommended_option",
+    "decision__chosen_option",
     "decision__final_action",
     "decision__reason",
     "decision__decided_by__username",
 )
+PRECEDENT_BADGES = {
+    precedents.AS_PROPOSED: "ok",
+    precedents.MODIFIED: "warn",
+    precedents.REJECTED: "bad",
+}
 
 
 def past_alike(
-    req: ReviewRequest, user: Any, blind: bool = False
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """The latest decided requests of the same group in the reviewer's queues: the few shown
-    (newest first), the tally of outcomes over PRECEDENTS_COUNTED, and how many were counted.
+    req: ReviewRequest, user: Any
+) -> tuple[precedents.Precedents, list[dict[str, Any]], str]:
+    """The precedents the rules were given for this request, the latest few of them the
+    reviewer may open (newest first), and what the rules used instead if not those.
 
     Plain values rather than models: this runs on every item view, next to each decision."""
-    if not req.group_key:
-        return [], [], 0
-    alike = ReviewRequest.objects.filter(
-        group_key=req.group_key,
-        decided_at__isnull=False,
-        queue_id__in=Queue.objects.filter(members=user).values("id"),
-    )
-    if blind and req.decided_at:
-        # What the first reviewer had to go on: nothing decided after them, no names.
-        alike = alike.filter(decided_at__lt=req.decided_at)
-    recent = alike.exclude(pk=req.pk).order_by("-decided_at")[:PRECEDENTS_COUNTED]
+    found = precedents.for_request(req)
+    if not found.n:
+        return found, [], precedents.rules_were_given(req, found)
+    kinds = dict(found.rows)
+    recent = ReviewRequest.objects.filter(
+        pk__in=found.ids, queue_id__in=Queue.objects.filter(members=user).values("id")
+    ).order_by("-decided_at")[:PRECEDENTS_SHOWN]
     shown = []
-    tally: dict[str, int] = {}
     for past in recent.values(*PRECEDENT_FIELDS):
-        decided = past["decision__id"] is not None
-        outcome = past["decision__outcome"] if decided else past["status"]
-        tally[outcome] = tally.get(outcome, 0) + 1
-        if len(shown) < PRECEDENTS_SHOWN:
-            final_action = past["decision__final_action"]
-            shown.append(
-                {
-                    "pk": past["pk"],
-                    "title": past["title"],
-                    "decided_at": past["decided_at"],
-                    "decided": decided,
-                    "decided_by": past["decision__decided_by__username"] or "system",
-                    "reason": past["decision__reason"] or "",
-                    "badge": outcome_badge(outcome),
-                    "label": Status(past["status"]).label,
-                    "delta": action_delta(past["proposed_action"], final_action)
-                    if final_action
-                    else [],
-                }
-            )
-    ranked = sorted(tally.items(), key=lambda kv: -kv[1])
-    counts = [{"outcome": o, "n": n, "badge": outcome_badge(o)} for o, n in ranked]
-    return shown, counts, sum(tally.values())
+        kind = kinds[past["pk"]]
+        final_action = past["decision__final_action"]
+        chosen, recommended = past["decision__chosen_option"], past["recommended_option"]
+        shown.append(
+            {
+                "pk": past["pk"],
+                "title": past["title"],
+                "decided_at": past["decided_at"],
+                "decided_by": past["decision__decided_by__username"] or "system",
+                "reason": past["decision__reason"] or "",
+                "badge": PRECEDENT_BADGES[kind],
+                "label": kind.capitalize(),
+                "option": insights.option_change(recommended, chosen)
+                if chosen and recommended and chosen != recommended
+                else "",
+                "delta": action_delta(past["proposed_action"], final_action)
+                if final_action
+                else [],
+            }
+        )
+    return found, shown, precedents.rules_were_given(req, found)
 
 
 def item_context(
@@ -448,7 +440,8 @@ def item_context(
         if not req.is_pending and not blind
         else None
     )
-    precedents, tally, counted = past_alike(req, user, blind)
+    # Those in effect at submission: a second review (blind) sees nothing decided after it.
+    found, shown, rules_used = past_alike(req, user)
     fired_fields = {f.get("field") for f in req.fired_rules if isinstance(f, dict)}
     attributes = req.attributes or {}
     data_points = [
@@ -483,9 +476,12 @@ def item_context(
         "action_json": json_text(req.proposed_action),
         "action_preview": action_preview,
         "action_cut": action_cut,
-        "precedents": precedents,
-        "precedent_tally": tally,
-        "precedent_count": counted,
+        "precedents": found,
+        "precedent_tally": [
+            {"kind": kind, "n": n, "badge": PRECEDENT_BADGES[kind]} for kind, n in found.tally
+        ],
+        "precedent_examples": shown,
+        "precedent_rules_used": rules_used,
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": services.deadline_steps(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
