@@ -109,6 +109,7 @@ def request_row(n: int, rng: random.Random, user: User, category: Category, agen
             }
         ],
         group_key=f"group{n % 40:02d}",
+        precedent_key=f"key{n % 40:02d}",
         status="pending",
         priority=rng.choice([0, 1, 1, 1, 2, 3]),
         deadline=now + timedelta(minutes=rng.randint(5, 600)),
@@ -136,7 +137,18 @@ def add_precedents(user: User, category: Category, agent: Agent, rng: random.Ran
         row.status, row.decided_at = "approved", now - timedelta(minutes=rng.randint(1, 10000))
     ReviewRequest.objects.bulk_create(rows)
     Decision.objects.bulk_create(
-        [Decision(request=r, decided_by=user, outcome="approved", channel="web") for r in rows]
+        [
+            Decision(
+                request=r,
+                decided_by=user,
+                outcome="approved",
+                channel="web",
+                as_proposed=True,
+                created_at=r.decided_at,
+                effective_at=r.decided_at,
+            )
+            for r in rows
+        ]
     )
 
 
