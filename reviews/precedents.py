@@ -104,16 +104,20 @@ class Precedents:
     @property
     def why(self) -> str:
         """Why the matching count is what it is, in a few words."""
+        correction = self.latest_correction
         if not self.n:
             return "nothing alike decided by a person before"
-        if self.latest_correction:
-            return f"taken as proposed since the latest alike was {self.latest_correction}"
-        return "taken as proposed"
+        if not correction:
+            return "all taken as proposed"
+        if not self.matching:
+            return f"the latest alike was {correction}"
+        noun = "rejection" if correction == REJECTED else "modification"
+        return f"taken as proposed in a row since a {noun}"
 
     @property
     def line(self) -> str:
-        """'Matching precedents 3 (taken as proposed since the latest alike was rejected) ·
-        of 5 alike: 3 as proposed, 1 modified, 1 rejected'."""
+        """'Matching precedents 3 (taken as proposed in a row since a rejection) · of 5 alike:
+        3 as proposed, 1 modified, 1 rejected'."""
         text = f"Matching precedents {self.matching} ({self.why})"
         if self.n:
             last = "the last " if self.capped else ""

@@ -277,7 +277,7 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
         as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
     )
     assert "Matching precedents 3</strong>" in card
-    assert "(taken as proposed since the latest alike was rejected)" in card
+    assert "(taken as proposed in a row since a rejection)" in card
     assert "3 as proposed</span> <span" in card and "1 modified</span>" in card
     assert "1 rejected</span>" in card and "of 5 alike" in card
     assert card.count("<li>") == 5 and "option B instead of A" in card
@@ -286,9 +286,25 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
     client.force_login(manager)
     audit = client.get(reverse("audit_request", args=[req.pk])).content.decode()
     assert (
-        "Matching precedents 3 (taken as proposed since the latest alike was rejected)"
+        "Matching precedents 3 (taken as proposed in a row since a rejection)"
         " · of 5 alike: 3 as proposed, 1 modified, 1 rejected"
     ) in audit
+
+
+def test_a_precedent_in_a_queue_the_reviewer_is_not_in_is_counted_but_not_listed(
+    client, alice, carol, agent, refunds, leads_queue
+):
+    past = submit(agent, refunds, title="Escalated to the leads")
+    ReviewRequest.objects.filter(pk=past.pk).update(queue=leads_queue)
+    services.decide_request(
+        past.pk, by=carol, outcome="approved", now=timezone.now() - timedelta(minutes=5)
+    )
+    req = submit(agent, refunds)
+    card = precedent_card(
+        as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
+    )
+    assert "1 as proposed</span>" in card and "of 1 alike" in card
+    assert "Escalated to the leads" not in card and 'class="precedent-list"' not in card
 
 
 def test_it_says_when_the_rules_used_the_agent_s_own_figures(client, alice, carol, agent, refunds):

@@ -214,7 +214,7 @@ def test_a_human_precedent_lets_the_next_alike_request_through(agent, refunds, a
     from reviews.precedents import for_request
 
     assert for_request(second).line == (
-        "Matching precedents 1 (taken as proposed) · of 1 alike: 1 as proposed"
+        "Matching precedents 1 (all taken as proposed) · of 1 alike: 1 as proposed"
     )
 
 
@@ -312,7 +312,7 @@ def test_a_modification_or_another_option_is_not_a_match(agent, refunds, alice):
     from reviews.precedents import for_request
 
     assert for_request(modified).line == (
-        "Matching precedents 0 (taken as proposed since the latest alike was modified)"
+        "Matching precedents 0 (the latest alike was modified)"
         " · of 4 alike: 2 as proposed, 2 modified"
     )
 
