@@ -364,7 +364,22 @@ HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
 # The bar itself sets the least sample that can show it (381 decisions at 99% with no error;
 # reviews.insights.zero_error_sample). This asks for more than that; 0: the bar's own minimum.
 HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 0)
-HITL_REINSTATE_MIN_VERDICTS = env_int("HITL_REINSTATE_MIN_VERDICTS", 10)
+# The way back to a human (reviews.cusum, docs/learning-loop.md): periodic review's verdicts
+# feed a CUSUM of the errors beyond what an agent at the reference accuracy (capped at a
+# category's bar) would make; at HITL_MONITOR_H of them the gate comes back. With these
+# defaults an agent at the acceptable accuracy is sent back in under 1% of 1,000 verdicts,
+# and a drop to 95% is caught in a median of under 70 verdicts (bench/loop.py).
+HITL_AUTONOMY_ACCEPTABLE = env_float("HITL_AUTONOMY_ACCEPTABLE", 0.997)
+HITL_MONITOR_REFERENCE = env_float("HITL_MONITOR_REFERENCE", 0.98)
+HITL_MONITOR_H = env_float("HITL_MONITOR_H", 2.5)
+# The autonomy page warns when sampled actions wait unreviewed, or no verdict came, this long.
+HITL_MONITOR_STALE_HOURS = env_int("HITL_MONITOR_STALE_HOURS", 48)
+if not 0 < HITL_MONITOR_REFERENCE < HITL_AUTONOMY_ACCEPTABLE < 1:
+    raise ImproperlyConfigured(
+        "HITL_MONITOR_REFERENCE must be below HITL_AUTONOMY_ACCEPTABLE, both between 0 and 1"
+    )
+if HITL_MONITOR_H <= 0 or HITL_MONITOR_STALE_HOURS <= 0:
+    raise ImproperlyConfigured("HITL_MONITOR_H and HITL_MONITOR_STALE_HOURS must be positive")
 HITL_ADVICE_MIN_SAMPLE = env_int("HITL_ADVICE_MIN_SAMPLE", 50)
 HITL_PRECEDENT_ATTRIBUTES = env_list(
     "HITL_PRECEDENT_ATTRIBUTES", "customer_tier,currency,vendor,environment,service,flag"

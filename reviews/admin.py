@@ -175,6 +175,12 @@ class CategoryAdmin(AuditedAdmin):
         # Autonomy is switched on the autonomy page, which checks the evidence and records why.
         return ["mode"] if obj is not None else []
 
+    def save_model(self, request: HttpRequest, obj: Category, form: Any, change: bool) -> None:
+        # A category created autonomous here starts its monitoring (reviews.monitoring).
+        obj.changed_by = request.user  # type: ignore[attr-defined]
+        obj.change_note = "Created in Django admin."  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if change:  # keep the policy history true when it is edited here too

@@ -6,4 +6,4 @@ class ReviewsConfig(AppConfig):
     verbose_name = "Reviews"
 
     def ready(self) -> None:
-        from . import logins, rulebook  # noqa: F401  (connect their signal receivers)
+        from . import logins, monitoring, rulebook  # noqa: F401  (connect their signal receivers)

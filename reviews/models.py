@@ -56,6 +56,12 @@ class Queue(models.Model):
             nxt = nxt.next_queue
 
 
+AUTONOMOUS_UNSAMPLED = (
+    "An autonomous category needs a sample rate above 0: periodic review of its sampled "
+    "actions is what brings the human back when its accuracy drops."
+)
+
+
 class Category(models.Model):
     """An action policy: who reviews a kind of action, when, and what happens at the deadline."""
 
@@ -140,10 +146,21 @@ class Category(models.Model):
             models.CheckConstraint(
                 condition=models.Q(timeout_seconds__gt=0), name="category_timeout_positive"
             ),
+            # An autonomous category is always sampled: periodic review is its only way back
+            # to a human, so no write path (editor, restore, admin, SQL) may turn it off.
+            models.CheckConstraint(
+                condition=~models.Q(mode=engine.AUTONOMOUS) | models.Q(sample_rate__gt=0),
+                name="category_autonomous_is_sampled",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.mode == self.Mode.AUTONOMOUS and not self.sample_rate:
+            raise ValidationError({"sample_rate": AUTONOMOUS_UNSAMPLED})
 
     @property
     def suggested_mode(self) -> str:
@@ -957,6 +974,15 @@ class CategoryAutonomy(models.Model):
     reason = models.TextField(blank=True)
     reinstated_at = models.DateTimeField(null=True, blank=True)
     reinstated_reason = models.TextField(blank=True)
+    # The monitoring period: from autonomous_since until ended_at (empty while it runs). Only
+    # verdicts on actions taken in the period count, and the sequential test's state below
+    # starts from zero at each switch into autonomous (reviews.monitoring).
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cusum = models.FloatField(default=0.0, editable=False)
+    run_verdicts = models.PositiveIntegerField(default=0, editable=False)
+    run_errors = models.PositiveIntegerField(default=0, editable=False)
+    verdicts = models.PositiveIntegerField(default=0, editable=False)
+    errors = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name_plural = "category autonomy"
@@ -973,6 +999,11 @@ class CategoryAutonomy(models.Model):
         if self.min_sample is not None:
             return self.min_sample
         return settings.HITL_AUTONOMY_MIN_SAMPLE
+
+    @property
+    def monitoring(self) -> bool:
+        """A monitoring period is open (the category went autonomous and has not left)."""
+        return self.autonomous_since is not None and self.ended_at is None
 
 
 class SpotCheckBatch(models.Model):

@@ -249,6 +249,8 @@ def save_policy(
             raise StalePolicy(current, latest_version(current))
         before = snapshot_of(current)
         current.version = expected_version + 1  # what the UPDATE above wrote
+        # Who switches a category to autonomous starts its monitoring (reviews.monitoring).
+        current.changed_by, current.change_note = by, note.strip()
         category, kept = _apply(current, policy, rules)
         after = snapshot_of(category, kept)
         changes = diff_snapshots(before, after)

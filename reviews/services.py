@@ -1480,7 +1480,7 @@ def switch_to_autonomous(
     category_id: int, *, by: AbstractBaseUser, reason: str, now: datetime | None = None
 ) -> Category:
     """A manager lets a category run without a human (sampled for periodic review)."""
-    from .models import CategoryAutonomy
+    from . import monitoring
     from .policies import record_switch, version_before_switch
 
     if not reason.strip():
@@ -1505,16 +1505,7 @@ def switch_to_autonomous(
             raise TransitionError(f"{category.name} is already autonomous.")
         category.refresh_from_db()
         record_switch(category, previous, by=by, note=reason.strip())
-        CategoryAutonomy.objects.update_or_create(
-            category=category,
-            defaults={
-                "autonomous_since": now,
-                "switched_by": by,
-                "reason": reason.strip(),
-                "reinstated_at": None,
-                "reinstated_reason": "",
-            },
-        )
+        monitoring.sync(category, by=by, reason=reason.strip(), now=now)
         audit(
             "category.autonomous",
             None,
@@ -1537,6 +1528,7 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
     """Put a human back in front of an autonomous category and tell the managers.
 
     Returns False when the category was not autonomous (someone got there first)."""
+    from . import monitoring
     from .models import CategoryAutonomy
     from .policies import record_switch, version_before_switch
 
@@ -1559,9 +1551,8 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
             return False
         category.refresh_from_db()
         record_switch(category, previous, by=None, note=f"Reinstated automatically: {reason}")
-        CategoryAutonomy.objects.update_or_create(
-            category=category, defaults={"reinstated_at": now, "reinstated_reason": reason}
-        )
+        autonomy, _ = CategoryAutonomy.objects.select_for_update().get_or_create(category=category)
+        monitoring.end(autonomy, now=now, reinstated_reason=reason)
         audit(
             "category.reinstated",
             None,
@@ -1600,36 +1591,6 @@ def _tell_managers_of_reinstatement(category: Category, reason: str) -> None:
         log.exception("could not email managers about %s", category.slug)
 
 
-def check_autonomous_accuracy(category_id: int, now: datetime | None = None) -> bool:
-    """Reinstate the gate when the sampled accuracy since the category went autonomous is
-    confidently below its bar (the Wilson upper bound is under it). True if reinstated."""
-    from .figures import pct_bar, pct_vs
-    from .insights import wilson
-    from .models import CategoryAutonomy, SpotCheckItem
-
-    autonomy = (
-        CategoryAutonomy.objects.select_related("category").filter(category_id=category_id).first()
-    )
-    if autonomy is None or autonomy.category.mode != Category.Mode.AUTONOMOUS:
-        return False
-    verdicts = SpotCheckItem.objects.filter(request__category_id=category_id).exclude(verdict="")
-    if autonomy.autonomous_since:
-        verdicts = verdicts.filter(reviewed_at__gte=autonomy.autonomous_since)
-    n = verdicts.count()
-    if n < settings.HITL_REINSTATE_MIN_VERDICTS:
-        return False
-    ok = verdicts.filter(verdict=SpotCheckItem.Verdict.CORRECT).count()
-    high = wilson(ok, n)[1]
-    bar = autonomy.effective_bar
-    if high >= bar:
-        return False
-    reason = (
-        f"Sampled accuracy {pct_vs(ok / n, bar)} over {n} spot checks (at best "
-        f"{pct_vs(high, bar)}) is below the {pct_bar(bar)} bar."
-    )
-    return reinstate_gate(category_id, reason=reason, now=now)
-
-
 def record_spot_check(
     item_id: int,
     *,
@@ -1638,7 +1599,9 @@ def record_spot_check(
     correction: str = "",
     now: datetime | None = None,
 ) -> Any:
-    """A reviewer's verdict on one sampled human-free decision; may reinstate the gate."""
+    """A reviewer's verdict on one sampled human-free decision; it feeds the category's
+    sequential test (reviews.monitoring), which may reinstate the gate."""
+    from . import monitoring
     from .models import SpotCheckBatch, SpotCheckItem
 
     if verdict not in (SpotCheckItem.Verdict.CORRECT, SpotCheckItem.Verdict.INCORRECT):
@@ -1666,7 +1629,7 @@ def record_spot_check(
             SpotCheckBatch.objects.filter(pk=item.batch_id, completed_at__isnull=True).update(
                 completed_at=now
             )
-        check_autonomous_accuracy(item.request.category_id, now=now)
+        monitoring.count_verdict(item, now=now)
     return item
 
 

@@ -368,14 +368,14 @@ def roll_up_decisions() -> int:
 
 @shared_task
 def sample_spot_checks() -> int:
-    """Sample new human-free decisions for periodic review, then check autonomous accuracy
-    (a safety net: each verdict already triggers the check)."""
-    from . import sampling
+    """Sample new human-free decisions for periodic review, then bring each autonomous
+    category's sequential test up to date (a safety net: each verdict already feeds it)."""
+    from . import monitoring, sampling
     from .models import Category
 
     sampled = sampling.sample()
     for category_id in Category.objects.filter(mode=Category.Mode.AUTONOMOUS).values_list(
         "pk", flat=True
     ):
-        services.check_autonomous_accuracy(category_id)
+        monitoring.catch_up(category_id)
     return sampled

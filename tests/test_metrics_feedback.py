@@ -73,20 +73,25 @@ def test_human_decisions_are_not_sampled(agent, refunds, alice):
 def test_sampled_accuracy_below_the_bar_puts_the_human_back(
     agent, autonomous, alice, manager, django_capture_on_commit_callbacks
 ):
-    auto_approved(agent, autonomous, 10)
+    auto_approved(agent, autonomous, 12)
     sampling.sample()
     items = list(SpotCheckItem.objects.order_by("id"))
     for item in items[:8]:
         services.record_spot_check(item.pk, by=alice, verdict="correct")
+    for item in items[8:10]:
+        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
-    assert autonomous.mode == Category.Mode.AUTONOMOUS  # 8 of 8 so far
+    assert autonomous.mode == Category.Mode.AUTONOMOUS  # two errors are not yet evidence
     with django_capture_on_commit_callbacks(execute=True):
-        services.record_spot_check(items[8].pk, by=alice, verdict="incorrect", correction="Deny")
-        services.record_spot_check(items[9].pk, by=alice, verdict="incorrect", correction="Deny")
+        services.record_spot_check(items[10].pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
     event = AuditEvent.objects.get(verb="category.reinstated")
-    assert "80.0% over 10 spot checks" in event.note
+    assert event.note == (
+        "Periodic review found 3 errors in the last 3 verdicts (0.0% correct): evidence that "
+        "accuracy is below the 99% bar (CUSUM 2.9 ≥ 2.5: errors beyond the 2% an agent at 98% "
+        "gets wrong)."
+    )
     assert event.actor_label == "system:monitoring"
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
     assert "human is back" in mail.outbox[0].subject

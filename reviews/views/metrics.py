@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import charts, exports, figures, insights, services, validation
+from .. import charts, exports, figures, insights, monitoring, services, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..advice import threshold_advice
 from ..models import Agent, Category
@@ -249,6 +249,8 @@ def autonomy(request: HttpRequest) -> HttpResponse:
         readiness=states,
         counts_note=figures.counts_note("autonomy", sum(r.timed_out for r in states)),
     )
+    for row in states:  # how the way back to a human is doing, where it is open
+        row.health = monitoring.health(row.autonomy) if row.is_autonomous else None
     return render(request, "metrics/autonomy.html", ctx)
 
 

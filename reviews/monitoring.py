@@ -1,0 +1,324 @@
+"""An autonomous category is always monitored: the monitoring period that starts at each switch
+into autonomous, the sequential test (reviews.cusum) over periodic review's verdicts on the
+actions taken in it, and the health figures the autonomy page shows.
+
+`sync` is the one place a period starts or ends. Every write path reaches it: saves of a
+Category (policy editor, restore of a version, Django admin, anything else that calls save())
+through the post_save receiver below, and the services' conditional UPDATEs (the manager's
+switch, the automatic reinstatement) by calling it in their transaction. Writers that know who
+acts set `category.changed_by` (and `change_note`) before save() so the period records it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from . import cusum
+from .figures import pct_bar, pct_vs
+from .models import Category, CategoryAutonomy, Decision, ReviewRequest, SpotCheckItem
+
+AUTONOMOUS = Category.Mode.AUTONOMOUS
+# Below this many expected samples, an empty sample is plain chance (P(none) is about 5% at 3).
+NOTHING_SAMPLED_EXPECTED = 3
+
+
+# --- the period ------------------------------------------------------------------------------
+
+
+def sync(
+    category: Category,
+    *,
+    by: AbstractBaseUser | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> CategoryAutonomy | None:
+    """Make the monitoring period match the category's mode: a fresh period (test at zero,
+    only actions from now on count) when it is autonomous without one, the period closed
+    when it is no longer autonomous. Idempotent; call in the transaction that changed the mode."""
+    from .services import audit
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+        running = autonomy is not None and autonomy.monitoring
+        if category.mode == AUTONOMOUS and not running:
+            autonomy, _ = CategoryAutonomy.objects.update_or_create(
+                category=category,
+                defaults={
+                    "autonomous_since": now,
+                    "ended_at": None,
+                    "switched_by": by,
+                    "reason": reason,
+                    "reinstated_at": None,
+                    "reinstated_reason": "",
+                    **_state_fields(cusum.ZERO),
+                    "verdicts": 0,
+                    "errors": 0,
+                },
+            )
+            test = sequential_test(autonomy)
+            audit(
+                "category.monitoring_started",
+                None,
+                by or "system:monitoring",
+                after={
+                    "category": category.slug,
+                    "since": now.isoformat(),
+                    "sample_rate": category.sample_rate,
+                    "reference": test.reference,
+                    "h": test.h,
+                },
+                note=reason,
+            )
+        elif category.mode != AUTONOMOUS and running:
+            end(autonomy, now=now)
+    return autonomy
+
+
+def end(autonomy: CategoryAutonomy, *, now: datetime, reinstated_reason: str = "") -> None:
+    """Close the period (the category left autonomous); an automatic reinstatement says why."""
+    autonomy.ended_at = now
+    fields = ["ended_at"]
+    if reinstated_reason:
+        autonomy.reinstated_at, autonomy.reinstated_reason = now, reinstated_reason
+        fields += ["reinstated_at", "reinstated_reason"]
+    autonomy.save(update_fields=fields)
+
+
+@receiver(post_save, sender=Category)
+def _category_saved(sender: type, instance: Category, raw: bool = False, **kwargs: Any) -> None:
+    if raw:  # fixtures load rows as they are
+        return
+    sync(
+        instance,
+        by=getattr(instance, "changed_by", None),
+        reason=getattr(instance, "change_note", "") or "Mode set to autonomous.",
+    )
+
+
+def period_items(autonomy: CategoryAutonomy) -> QuerySet[SpotCheckItem]:
+    """Sampled actions of the period: decided without a human since the switch. A verdict on an
+    action from before it (an earlier period, or the rules mode) never counts."""
+    items = SpotCheckItem.objects.filter(
+        request__category_id=autonomy.category_id,
+        request__decided_at__gte=autonomy.autonomous_since,
+    )
+    if autonomy.ended_at:
+        items = items.filter(request__decided_at__lt=autonomy.ended_at)
+    return items
+
+
+# --- the sequential test ---------------------------------------------------------------------
+
+
+def sequential_test(autonomy: CategoryAutonomy) -> cusum.Test:
+    """The reference accuracy never exceeds the bar: an agent at the bar or better must make
+    the statistic drift down, whatever the settings."""
+    reference = min(settings.HITL_MONITOR_REFERENCE, autonomy.effective_bar)
+    return cusum.Test(reference=reference, h=settings.HITL_MONITOR_H)
+
+
+def state_of(autonomy: CategoryAutonomy) -> cusum.State:
+    return cusum.State(autonomy.cusum, autonomy.run_verdicts, autonomy.run_errors)
+
+
+def _state_fields(state: cusum.State) -> dict[str, Any]:
+    return {
+        "cusum": state.value,
+        "run_verdicts": state.run_verdicts,
+        "run_errors": state.run_errors,
+    }
+
+
+def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:
+    """Add a verdict to its category's test and bring the gate back if it fires. Call in the
+    verdict's transaction. True if the gate was reinstated."""
+    from .services import reinstate_gate
+
+    category_id = item.request.category_id
+    # Lock the category, then its autonomy, in the order the switches take them, so that two
+    # verdicts (or a verdict and a switch) run one after the other: each sees the other's S.
+    category = Category.objects.select_for_update().get(pk=category_id)
+    autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+    if autonomy is None or not autonomy.monitoring or category.mode != AUTONOMOUS:
+        return False  # e.g. a verdict given after the gate came back: nothing left to test
+    if not period_items(autonomy).filter(pk=item.pk).exists():
+        return False
+    correct = item.verdict == SpotCheckItem.Verdict.CORRECT
+    test = sequential_test(autonomy)
+    state = cusum.step(test, state_of(autonomy), correct)
+    CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
+        **_state_fields(state),
+        verdicts=autonomy.verdicts + 1,
+        errors=autonomy.errors + (not correct),
+    )
+    if not cusum.alarmed(test, state):
+        return False
+    return reinstate_gate(category_id, reason=reinstatement_reason(test, state, autonomy), now=now)
+
+
+def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
+    """The periodic safety net: if verdicts reached the database without count_verdict (an
+    import, a fix by SQL), run the test again over the period's verdicts in the order given.
+    True if the gate was reinstated."""
+    from .services import reinstate_gate
+
+    with transaction.atomic():
+        category = Category.objects.select_for_update().get(pk=category_id)
+        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+        if autonomy is None or not autonomy.monitoring or category.mode != AUTONOMOUS:
+            return False
+        judged = period_items(autonomy).exclude(verdict="").order_by("reviewed_at", "pk")
+        correct = SpotCheckItem.Verdict.CORRECT
+        verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
+        if len(verdicts) == autonomy.verdicts:
+            return False
+        test = sequential_test(autonomy)
+        state = cusum.fold(test, verdicts)
+        CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
+            **_state_fields(state), verdicts=len(verdicts), errors=verdicts.count(False)
+        )
+        if not cusum.alarmed(test, state):
+            return False
+        reason = reinstatement_reason(test, state, autonomy)
+        return reinstate_gate(category_id, reason=reason, now=now)
+
+
+# --- words -----------------------------------------------------------------------------------
+
+
+def _number(value: float, like: float) -> str:
+    """`value` (>= like) rounded down to the decimals `like` needs, so it never reads below it."""
+    decimals = 1 if float(like).is_integer() else min(len(repr(float(like)).split(".")[1]), 3)
+    scale = 10**decimals
+    return f"{math.floor(value * scale + 1e-9) / scale:.{decimals}f}"
+
+
+def _errors(n: int) -> str:
+    return f"{n:,} error{'s' if n != 1 else ''}"
+
+
+def _last(n: int) -> str:
+    return f"the last {n:,} verdicts" if n != 1 else "the last verdict"
+
+
+def reinstatement_reason(test: cusum.Test, state: cusum.State, autonomy: CategoryAutonomy) -> str:
+    """Why the gate came back, in plain words. The run's accuracy is always below the
+    reference, and the reference never above the bar (sequential_test), so "below the bar" holds."""
+    n, errors = state.run_verdicts, state.run_errors
+    accuracy = pct_vs((n - errors) / n, autonomy.effective_bar)
+    return (
+        f"Periodic review found {_errors(errors)} in {_last(n)} ({accuracy} "
+        f"correct): evidence that accuracy is below the {pct_bar(autonomy.effective_bar)} bar "
+        f"(CUSUM {_number(state.value, test.h)} ≥ {test.h:g}: errors beyond the "
+        f"{pct_bar(test.k)} an agent at {pct_bar(test.reference)} gets wrong)."
+    )
+
+
+def describe_test(test: cusum.Test, state: cusum.State) -> str:
+    """Where the test stands, for the autonomy page."""
+    if state.run_verdicts:
+        now = f"{_errors(state.run_errors)} in {_last(state.run_verdicts)}"
+    else:
+        now = "no error beyond the allowance"
+    fast = test.errors_within(math.ceil(test.h + cusum.EPSILON))
+    example = f", e.g. {math.ceil(test.h)} errors within {fast} verdicts" if fast else ""
+    return (
+        f"{now}: CUSUM {state.value:.1f} of {test.h:g}. It counts errors beyond the "
+        f"{pct_bar(test.k)} an agent at {pct_bar(test.reference)} gets wrong, since it was "
+        f"last at 0; the gate comes back at {test.h:g}{example}."
+    )
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Health:
+    """Is the way back to a human working? Figures of the current period."""
+
+    since: datetime
+    sample_rate: float
+    actions: int  # decided without a human since the switch
+    sampled: int
+    verdicts: int
+    errors: int
+    waiting: int  # sampled, no verdict yet
+    oldest_waiting: datetime | None  # when the oldest of those ran
+    last_verdict_at: datetime | None
+    test_line: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sample_rate_shown(self) -> str:
+        return pct_bar(self.sample_rate)
+
+
+def _age(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    if hours < 48:
+        return f"{math.floor(hours)} h"
+    return f"{math.floor(hours / 24)} days"
+
+
+def health(autonomy: CategoryAutonomy, *, now: datetime | None = None) -> Health | None:
+    """The period's figures and what is wrong with them (None when not monitoring)."""
+    if not autonomy.monitoring:
+        return None
+    now = now or timezone.now()
+    since = autonomy.autonomous_since
+    stale = timedelta(hours=settings.HITL_MONITOR_STALE_HOURS)
+    category = autonomy.category
+    human_free = ReviewRequest.objects.filter(
+        category_id=autonomy.category_id, decision__channel=Decision.Channel.AUTO
+    )
+    open_ = Q(verdict="")
+    figures = period_items(autonomy).aggregate(
+        sampled=Count("id"),
+        verdicts=Count("id", filter=~open_),
+        errors=Count("id", filter=Q(verdict=SpotCheckItem.Verdict.INCORRECT)),
+        waiting=Count("id", filter=open_),
+        oldest_waiting=Min("request__decided_at", filter=open_),
+        last_verdict_at=Max("reviewed_at"),
+    )
+    out = Health(
+        since=since,
+        sample_rate=category.sample_rate,
+        actions=human_free.filter(decided_at__gte=since).count(),
+        test_line=describe_test(sequential_test(autonomy), state_of(autonomy)),
+        **figures,
+    )
+    expected = out.actions * out.sample_rate
+    if not out.sampled and expected >= NOTHING_SAMPLED_EXPECTED:
+        out.warnings.append(
+            f"Nothing sampled: {out.actions:,} actions ran without a human since the switch "
+            f"and none went to periodic review (about {expected:,.0f} expected at "
+            f"{pct_bar(out.sample_rate)}). Is the sample_spot_checks task running?"
+        )
+    if out.oldest_waiting and now - out.oldest_waiting > stale:
+        out.warnings.append(
+            f"Verdicts have stopped: {out.waiting:,} sampled actions wait for periodic review, "
+            f"the oldest for {_age(now - out.oldest_waiting)} (more than "
+            f"{settings.HITL_MONITOR_STALE_HOURS} h). Without verdicts the gate cannot come back."
+        )
+    quiet_since = out.last_verdict_at or since
+    if out.sampled and not out.warnings and now - quiet_since > stale:
+        ran = human_free.filter(decided_at__gt=quiet_since).count()
+        if ran:
+            what = "No verdict" if out.last_verdict_at else "No verdict yet"
+            out.warnings.append(
+                f"{what} for {_age(now - quiet_since)} while {ran:,} actions ran without a "
+                "human. Without verdicts the gate cannot come back."
+            )
+    return out
