@@ -155,19 +155,20 @@ def _blockers(ok: int, n: int) -> list[str]:
     ).blockers
 
 
-def test_the_reinstatement_note_never_says_at_best_the_bar(agent, refunds, alice, manager):
+def test_the_reinstatement_note_never_rounds_onto_the_bar(agent, refunds, alice, manager):
     refunds.sample_rate = 1.0
     refunds.save()
     services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    CategoryAutonomy.objects.filter(category=refunds).update(bar=0.995)  # prints 100% at .0%
     refunds.refresh_from_db()
-    for i in range(55):
+    for i in range(6):
         services.submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
     sampling.sample()
     items = list(SpotCheckItem.objects.order_by("id"))
-    for item in items[:53]:
-        services.record_spot_check(item.pk, by=alice, verdict="correct")
-    for item in items[53:]:
+    services.record_spot_check(items[0].pk, by=alice, verdict="incorrect", correction="Deny")
+    services.record_spot_check(items[1].pk, by=alice, verdict="correct")
+    for item in items[2:4]:
         services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
-    # 53 of 55: the upper bound is 98.997%, which one decimal would print as the bar itself.
     note = AuditEvent.objects.get(verb="category.reinstated").note
-    assert "(at best 98.997%) is below the 99% bar" in note
+    assert note.startswith("Periodic review found 3 errors in the last 4 verdicts (25.0% correct)")
+    assert "below the 99.5% bar (CUSUM 2.9 ≥ 2.5" in note
