@@ -272,6 +272,14 @@ def test_an_admin_reads_every_policy_and_operations_page(audit, demo):
 
 
 def test_a_manager_reads_every_metrics_page(audit, demo):
+    # An autonomous category, so the autonomy page shows its monitoring and a warning.
+    moderation = Category.objects.get(slug="moderation")
+    manager = Group.objects.get(name="managers").user_set.get(username="manager")
+    services.switch_to_autonomous(moderation.pk, by=manager, reason="Ready")
+    moderation.refresh_from_db()
+    agent = Agent.objects.first()
+    for i in range(20):  # run without a person, and not sampled yet: "Nothing sampled"
+        services.submit_request(agent, category=moderation, title=f"Post {i}", confidence=0.99)
     log_in(audit.page, "manager", DEMO_PASSWORD)
     for size in SIZES:
         audit.resize(size)
