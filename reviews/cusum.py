@@ -46,10 +46,9 @@ class Test:
     def errors_within(self, errors: int) -> int | None:
         """How many verdicts `errors` errors must fall within to bring the gate back from
         zero (None: never that few)."""
-        slack = errors - self.h
-        if slack < -EPSILON:
-            return None
-        return math.floor(slack / self.k + EPSILON)
+        # e errors among w verdicts take S from 0 to e - k * w at most.
+        within = math.floor((errors - self.h) / self.k + EPSILON)
+        return within if within >= errors else None
 
 
 @dataclass(frozen=True)
