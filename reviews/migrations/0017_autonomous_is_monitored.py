@@ -43,7 +43,7 @@ def open_and_close_periods(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reviews", "0015_submission_rollup"),
+        ("reviews", "0016_request_sightings"),
     ]
 
     operations = [
