@@ -16,13 +16,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, TextField
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from . import rules as engine
 from .figures import pct_bar, pct_vs
-from .insights import ROLLUP_FIELDS, Period, Summary, group_by, wilson, zero_error_sample
+from .insights import Period, Summary, add_lists, wilson, zero_error_sample
 from .models import PEOPLE_CHANNELS, DailyRollup, Decision, EscalationRule
 from .rollups import CONF_BUCKETS, day_bounds
 
@@ -31,6 +32,7 @@ CONF_STEP = 1 / CONF_BUCKETS  # a confidence threshold moves by one rollup bucke
 # recent escalations, at most this many, in one query per rule. 3,000 is about eight steps of
 # the 381 decisions a step needs at a 99% bar, and reads in well under 100 ms.
 ATTRIBUTE_ADVICE_SAMPLE = 3_000
+PEOPLE_OUTCOMES = ("approved", "modified", "rejected")  # rollup counts, as judged (as_proposed)
 # At least this share of people's decisions changing what the rule caught: it earns its keep.
 KEEP_CHANGED_SHARE = 0.2
 
@@ -286,26 +288,45 @@ def rule_sample(
     if rule.category_id:
         decisions = decisions.filter(request__category_id=rule.category_id)
     in_database = connection.features.supports_json_field_contains
-    if in_database:  # PostgreSQL: jsonb containment keeps only this rule's escalations
-        decisions = decisions.filter(request__fired_rules__contains=[{"rule_id": rule.pk}])
+    if in_database:
+        # PostgreSQL: jsonb containment keeps only the escalations the rule fired on and could
+        # evaluate (it appears at most once in a request's list), so the list is not read.
+        decisions = decisions.filter(request__fired_rules__contains=[{"rule_id": rule.pk}]).exclude(
+            request__fired_rules__contains=[{"rule_id": rule.pk, "unevaluable": True}]
+        )
     value: Any = "request__attributes"
     for part in rule.field.split("."):
-        value = KeyTransform(part, value)  # read one attribute, not the whole JSON
+        value = KeyTransform(part, value)
+    # One attribute as text, not the whole JSON: a number reads with float().
     rows = (
-        decisions.annotate(value=value)
+        decisions.annotate(value=Cast(value, TextField()))
         .order_by("-created_at")
-        .values_list("as_proposed", "request__fired_rules", "value")
+        .values_list("as_proposed", "value", "request__fired_rules" if not in_database else "pk")
     )
     # Elsewhere (SQLite) every decision of the days the rollups say hold the latest sample is
-    # read and the rule's own picked here.
+    # read, and the rule's own are picked here.
     found = rows[:ATTRIBUTE_ADVICE_SAMPLE] if in_database else rows.iterator(chunk_size=2000)
     sample: list[tuple[float, bool]] = []
-    for as_proposed, fired, attribute in found:
-        if _fired_on(fired, rule.pk) and engine.is_number(attribute):
-            sample.append((float(attribute), as_proposed))
+    for as_proposed, attribute, fired in found:
+        if not in_database and not _fired_on(fired, rule.pk):
+            continue
+        number = _number(attribute)
+        if number is not None:
+            sample.append((number, as_proposed))
             if len(sample) >= ATTRIBUTE_ADVICE_SAMPLE:
                 break
     return sample
+
+
+def _number(text: str | None) -> float | None:
+    """An attribute read as text: a JSON number, or None (a string, true, an object …)."""
+    if text is None or text[:1] == '"':
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _between(field: str, operator: str, old: str, new: str) -> str:
@@ -446,17 +467,27 @@ def threshold_advice(period: Period, category_id: int | None = None) -> list[Adv
     rules = list(rules.order_by("category__name", "order", "id"))
     if not rules:
         return []
-    rows = list(
+    # Only the columns advice reads: decoding each row's JSON is most of a page load's time.
+    rows = (
         DailyRollup.objects.filter(
             day__gte=period.start, day__lte=period.end, rule_id__in=[r.pk for r in rules]
         )
         .order_by()
-        .values(*ROLLUP_FIELDS)
+        .values_list("rule_id", "day", *PEOPLE_OUTCOMES, "timed_out", "conf_n", "conf_ok")
     )
-    per_rule = group_by(rows, "rule_id")
+    per_rule: dict[int, Summary] = defaultdict(Summary)
     per_day: dict[int, dict[Any, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        per_day[row["rule_id"]][row["day"]] += row["approved"] + row["modified"] + row["rejected"]
+    for rule_id, day, approved, modified, rejected, timed_out, conf_n, conf_ok in rows:
+        s = per_rule[rule_id]
+        s.approved, s.modified, s.rejected = (
+            s.approved + approved,
+            s.modified + modified,
+            s.rejected + rejected,
+        )
+        s.timed_out += timed_out
+        add_lists(s.conf_n, conf_n)
+        add_lists(s.conf_ok, conf_ok)
+        per_day[rule_id][day] += approved + modified + rejected
     advice = []
     for rule in rules:
         s = per_rule.get(rule.pk, Summary())

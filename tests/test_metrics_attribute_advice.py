@@ -177,3 +177,9 @@ def test_the_advice_page_reads_attribute_values_in_one_bounded_query_per_rule(
     client.force_login(manager)
     with django_assert_max_num_queries(14):
         assert client.get(reverse("metrics_advice")).status_code == 200
+
+
+def test_the_sample_leaves_out_values_the_rule_could_not_read(agent, refunds, alice):
+    amounts(agent, refunds, alice, [12_000, "13000", True, 14_500.5], "approved")
+    rule = EscalationRule.objects.get(category=refunds, field="amount")
+    assert sorted(advice.rule_sample(rule, period_from({}))) == [(12_000, True), (14_500.5, True)]
