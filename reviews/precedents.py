@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from . import lookups
 from . import rules as engine
@@ -150,6 +151,17 @@ def for_request(request: ReviewRequest) -> Precedents:
     submitted (annotate ran at that very moment), never itself. A second reviewer sees
     nothing decided after the first."""
     return as_of(request.precedent_key, request.created_at, exclude=request.pk)
+
+
+def since(
+    request: ReviewRequest, found: Precedents, now: datetime | None = None
+) -> list[tuple[str, int]]:
+    """The tally of precedents that took effect after this request was submitted, for the
+    person deciding it now (a colleague's fresh rejection matters): not what the rules were
+    given, so shown apart from `found` (for_request), never added to it."""
+    later = as_of(request.precedent_key, now or timezone.now(), exclude=request.pk)
+    known = set(found.ids)
+    return Precedents([row for row in later.rows if row[0] not in known]).tally
 
 
 def rules_were_given(request: ReviewRequest, found: Precedents) -> str:

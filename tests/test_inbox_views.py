@@ -247,7 +247,7 @@ def precedent_card(page: str) -> str:
 
 
 def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
-    client, alice, carol, manager, agent, refunds
+    client, alice, carol, manager, agent, refunds, settings
 ):
     """Newest first: 3 taken as proposed, then a rejection, then another option chosen."""
     no_flag = {"amount": 120, "customer_tier": "standard"}
@@ -269,8 +269,9 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
         )
     req = submit(agent, refunds, attributes=dict(no_flag))  # low confidence: escalated
     assert req.attributes["matching_precedents"] == 3  # what the rules were given
-    # Decided after its submission: not what the rules saw, so not on its page either.
+    # Decided after its submission: not what the rules saw, so shown apart, never counted in.
     later = submit(agent, refunds, attributes=dict(no_flag))
+    settings.HITL_UNDO_SECONDS = 0
     services.decide_request(later.pk, by=carol, outcome="rejected", reason="No")
 
     card = precedent_card(
@@ -282,6 +283,9 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
     assert "1 rejected</span>" in card and "of 5 alike" in card
     assert card.count("<li>") == 5 and "option B instead of A" in card
     assert "The rules used" not in card  # the stored figures are these
+    assert (
+        'Since it was submitted (not counted above): <span class="badge badge-bad">1 rejected'
+    ) in card
 
     client.force_login(manager)
     audit = client.get(reverse("audit_request", args=[req.pk])).content.decode()

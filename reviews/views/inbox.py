@@ -442,6 +442,9 @@ def item_context(
     )
     # Those in effect at submission: a second review (blind) sees nothing decided after it.
     found, shown, rules_used = past_alike(req, user)
+    # Decided alike since it was submitted: news for whoever decides it now, not for a blind
+    # second review of a decision already taken.
+    newer = precedents.since(req, found) if req.is_pending and not blind else []
     fired_fields = {f.get("field") for f in req.fired_rules if isinstance(f, dict)}
     attributes = req.attributes or {}
     data_points = [
@@ -481,6 +484,9 @@ def item_context(
             {"kind": kind, "n": n, "badge": PRECEDENT_BADGES[kind]} for kind, n in found.tally
         ],
         "precedent_examples": shown,
+        "precedents_since": [
+            {"kind": kind, "n": n, "badge": PRECEDENT_BADGES[kind]} for kind, n in newer
+        ],
         "precedent_rules_used": rules_used,
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": services.deadline_steps(req) if req.is_pending else [],
