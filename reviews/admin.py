@@ -43,6 +43,7 @@ from .models import (
     Notification,
     PolicyVersion,
     Queue,
+    RequestSighting,
     ReviewerProfile,
     ReviewerRollup,
     ReviewRequest,
@@ -473,8 +474,25 @@ class DailyRollupAdmin(ReadOnlyAdmin):
 
 @admin.register(ReviewerRollup)
 class ReviewerRollupAdmin(ReadOnlyAdmin):
-    list_display = ["day", "reviewer", "category", "decided", "approved", "rejected"]
+    list_display = [
+        "day",
+        "reviewer",
+        "category",
+        "decided",
+        "approved",
+        "rejected",
+        "batched",
+        "unopened",
+    ]
     list_filter = ["category"]
+
+
+@admin.register(RequestSighting)
+class RequestSightingAdmin(ReadOnlyAdmin):
+    """When each reviewer first saw and opened a request: what review times count from."""
+
+    list_display = ["request", "reviewer", "first_seen_at", "opened_at"]
+    raw_id_fields = ["request"]
 
 
 @admin.register(RollupCursor)

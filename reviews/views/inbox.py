@@ -301,7 +301,9 @@ def group_summaries(
     return _cached_if_large(key, compute)
 
 
-def list_context(user: Any, filters: Filters) -> dict[str, Any]:
+def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str, Any]:
+    """The list pane. `shown`: these rows are being put on the reviewer's screen (a GET), so
+    they are recorded as seen; a refused POST that re-renders the page records nothing."""
     queues = list(Queue.objects.filter(members=user).order_by("name"))
     queue_ids = [queue.pk for queue in queues]
     qs = pending(user, queue_ids, filters)
@@ -310,10 +312,10 @@ def list_context(user: Any, filters: Filters) -> dict[str, Any]:
         work.update(work_rows(user, queue_ids, filters))
     rows = []
     if not filters.tab:
-        shown = qs.defer(*LIST_DEFERRED).annotate(seen=services.seen_by(user))
-        rows = inbox_rows(user, shown, LIST_SIZE)
-        # These rows are now on the reviewer's screen: a batch of them is timed from here.
-        services.record_sightings([r.pk for r in rows if not r.seen], by=user)
+        listed = qs.defer(*LIST_DEFERRED).annotate(seen=services.seen_by(user))
+        rows = inbox_rows(user, listed, LIST_SIZE)
+        if shown:  # a batch of these rows is timed from their first sight
+            services.record_sightings([r.pk for r in rows if not r.seen], by=user)
     counts = pending_counts(user, queue_ids)
     for queue in queues:
         queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
@@ -519,7 +521,8 @@ def render_pane(
     if request.htmx:
         return render(request, partial, context, status=status)
     filters = Filters.from_data({**request.GET.dict(), "tab": tab} if tab else request.GET)
-    page = {**list_context(request.user, filters), **context, "nav_active": "inbox", "pane": pane}
+    listed = list_context(request.user, filters, shown=request.method == "GET")
+    page = {**listed, **context, "nav_active": "inbox", "pane": pane}
     return render(request, "inbox/page.html", page, status=status)
 
 
