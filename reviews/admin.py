@@ -51,6 +51,7 @@ from .models import (
     SecondReview,
     SpotCheckBatch,
     SpotCheckItem,
+    SubmissionRollup,
     SweepRun,
     WebhookDelivery,
 )
@@ -493,6 +494,15 @@ class RequestSightingAdmin(ReadOnlyAdmin):
 
     list_display = ["request", "reviewer", "first_seen_at", "opened_at"]
     raw_id_fields = ["request"]
+
+
+@admin.register(SubmissionRollup)
+class SubmissionRollupAdmin(ReadOnlyAdmin):
+    """Derived data: `manage.py rebuild_rollups` recreates it."""
+
+    list_display = ["day", "category", "agent", "submitted", "escalated"]
+    list_filter = ["category", "agent"]
+    date_hierarchy = "day"
 
 
 @admin.register(RollupCursor)
