@@ -3,6 +3,7 @@ hands to the agent was right at the category's bar on its own, with 95% confiden
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import advice, rollups
-from reviews.insights import Summary, period_from, zero_error_sample
+from reviews.insights import Summary, period_from, wilson, zero_error_sample
 from reviews.models import CategoryAutonomy, EscalationRule
 
 from .conftest import ROUTINE
@@ -95,6 +96,22 @@ def test_a_band_truly_98_percent_right_over_thousands_is_almost_never_loosened()
         conf_n, conf_ok = buckets(**counts)
         loosened += advice.confidence_walk(conf_n, conf_ok, 0.7, 0.99, 50).suggested is not None
     assert loosened < 2
+
+
+def test_a_step_truly_at_the_bar_clears_it_at_most_2_5_percent_of_the_time():
+    """Exact binomial tails, no draws: how often a step of n decisions, each right with
+    probability p, has a 95% Wilson lower bound at or above a 99% bar."""
+
+    def clears(n: int, p: float) -> float:
+        least = next((k for k in range(n + 1) if wilson(k, n)[0] >= 0.99), None)
+        if least is None:
+            return 0.0
+        return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(least, n + 1))
+
+    for n in (381, 500, 1000, 2000, 5000):
+        assert clears(n, 0.99) <= 0.025
+        assert clears(n, 0.985) <= 0.005
+        assert clears(n, 0.97) < 1e-4
 
 
 def test_a_band_truly_999_per_mille_right_is_usually_loosened():
