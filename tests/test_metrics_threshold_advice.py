@@ -247,3 +247,15 @@ def test_a_clean_step_too_small_for_the_minimum_says_so():
     assert "clears the 90% bar, but the steps that do hold fewer than the 50 decisions" in (
         found.text
     )
+
+
+@pytest.mark.django_db
+def test_the_page_stops_at_a_dirty_marginal_band(client, manager, agent, refunds, alice):
+    CategoryAutonomy.objects.create(category=refunds, bar=0.9)  # a step needs 35 clean
+    confident(agent, refunds, alice, 60, confidence=0.66)
+    confident(agent, refunds, alice, 13, "modified", confidence=0.61)
+    confident(agent, refunds, alice, 40, confidence=0.56)
+    rollups.roll_up()
+    page = advice_page(client, manager)
+    assert "consider moving the threshold from 0.7 to 0.65." in page
+    assert "to 0.6." not in page and "to 0.55." not in page
