@@ -19,24 +19,29 @@ OPTIONS = [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Store credit"
 TRUE_ACCURACY = 0.7
 
 
+def escalation(agent, category, recommended: str = "A", options=OPTIONS, **kwargs):
+    """A request with options A and B that a person must decide."""
+    return services.submit_request(
+        agent,
+        category=category,
+        title="Refund",
+        confidence=0.9,
+        attributes={**ROUTINE, "policy_conflict": True},
+        proposed_action={"action": "refund", "amount": 40},
+        options=options,
+        recommended_option=recommended,
+        **kwargs,
+    ).request
+
+
 def simulate(agent, category, by, n: int = 200, seed: int = 7) -> int:
     """n escalations recommending A at 0.9; people take B with probability 0.3. Returns how
     many were decided as proposed."""
     rng = random.Random(seed)
     at = timezone.now() - timedelta(days=1)
     right = 0
-    for i in range(n):
-        request = services.submit_request(
-            agent,
-            category=category,
-            title=f"Refund {i}",
-            confidence=0.9,
-            attributes={**ROUTINE, "policy_conflict": True},
-            proposed_action={"action": "refund", "amount": 40},
-            options=OPTIONS,
-            recommended_option="A",
-            now=at,
-        ).request
+    for _ in range(n):
+        request = escalation(agent, category, now=at)
         option = "A" if rng.random() < TRUE_ACCURACY else "B"
         right += option == "A"
         services.decide_request(request.pk, by=by, outcome="approved", chosen_option=option, now=at)
@@ -73,40 +78,13 @@ def test_patterns_show_which_option_people_choose_instead(agent, refunds, alice)
 
 
 def test_approving_the_recommended_option_or_none_is_right(agent, refunds, alice):
-    request = services.submit_request(
-        agent,
-        category=refunds,
-        title="Refund",
-        confidence=0.9,
-        attributes={**ROUTINE, "policy_conflict": True},
-        proposed_action={"action": "refund", "amount": 40},
-        options=OPTIONS,
-        recommended_option="A",
-    ).request
+    request = escalation(agent, refunds)
     decision = services.decide_request(request.pk, by=alice, outcome="approved")
     assert decision.as_proposed  # no option named: the recommended one
-    batch = [
-        services.submit_request(
-            agent,
-            category=refunds,
-            title=f"Refund {i}",
-            confidence=0.9,
-            attributes={**ROUTINE, "policy_conflict": True},
-            proposed_action={"action": "refund", "amount": 40},
-            options=OPTIONS,
-            recommended_option="B",
-        ).request.pk
-        for i in range(2)
-    ]
+    batch = [escalation(agent, refunds, recommended="B").pk for _ in range(2)]
     result = services.decide_requests_in_bulk(batch, by=alice, outcome="approved")
     assert all(d.as_proposed for d in result.decided)
-    modified = services.submit_request(
-        agent,
-        category=refunds,
-        title="Refund",
-        attributes={**ROUTINE, "policy_conflict": True},
-        proposed_action={"action": "refund", "amount": 40},
-    ).request
+    modified = escalation(agent, refunds, options=[], recommended="")
     decision = services.decide_request(
         modified.pk, by=alice, outcome="modified", final_action={"amount": 20}
     )
