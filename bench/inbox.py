@@ -200,18 +200,18 @@ def bench_size(size: int, runs: int, client: Client, people, rng: random.Random)
             or pending.order_by(*order).first()
         )
         start = time.perf_counter()
-        response = client.post(f"/inbox/{target.pk}/decide/", {"outcome": "approve"}, **HX)
+        data = {"outcome": "approve", "version": target.proposal_version}
+        response = client.post(f"/inbox/{target.pk}/decide/", data, **HX)
         decide_ms.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200 and b'id="item"' in response.content
     print(summary("decide and load next", decide_ms, base))
 
     batch_s = []
     for _ in range(3):
-        ids = list(pending.order_by("deadline").values_list("pk", flat=True)[:1000])
+        ids = list(pending.order_by("deadline").values_list("pk", "proposal_version")[:1000])
+        chosen = ",".join(f"{pk}:{version}" for pk, version in ids)
         start = time.perf_counter()
-        response = client.post(
-            "/inbox/batch/", {"outcome": "approve", "ids": ",".join(map(str, ids))}, **HX
-        )
+        response = client.post("/inbox/batch/", {"outcome": "approve", "ids": chosen}, **HX)
         batch_s.append(time.perf_counter() - start)
         assert response.status_code == 200 and f"{len(ids)} approved".encode() in response.content
     print(f"  {'batch approve 1,000':<28} " + "  ".join(f"{s:.2f} s" for s in batch_s))

@@ -743,24 +743,33 @@ def record_first_view(
     """The reviewer opened the request: start their own review clock (and note that someone
     has looked at it, whoever it was)."""
     now = now or timezone.now()
-    if request.first_viewed_at is None:
-        ReviewRequest.objects.filter(pk=request.pk, first_viewed_at__isnull=True).update(
-            first_viewed_at=now
-        )
-        request.first_viewed_at = now
     # Read first: opening an item again, the usual case, then writes nothing.
-    mine = RequestSighting.objects.filter(request_id=request.pk, reviewer=by)
-    seen = mine.values_list("opened_at").first()
-    if seen is None:
-        # If a list render inserted the row meanwhile, keep its first sighting, add the opening.
-        RequestSighting.objects.bulk_create(
-            [RequestSighting(request=request, reviewer=by, first_seen_at=now, opened_at=now)],
-            update_conflicts=True,
-            unique_fields=["request", "reviewer"],
-            update_fields=["opened_at"],
-        )
-    elif seen[0] is None:
-        mine.filter(opened_at__isnull=True).update(opened_at=now)
+    seen = (
+        RequestSighting.objects.filter(request_id=request.pk, reviewer=by)
+        .values_list("opened_at")
+        .first()
+    )
+    if request.first_viewed_at is not None and seen is not None and seen[0] is not None:
+        return
+    with transaction.atomic(savepoint=False):  # one commit for both writes (WAL flushes)
+        if request.first_viewed_at is None:
+            ReviewRequest.objects.filter(pk=request.pk, first_viewed_at__isnull=True).update(
+                first_viewed_at=now
+            )
+            request.first_viewed_at = now
+        if seen is None:
+            # If a list render inserted the row meanwhile, keep its first sighting and add
+            # the opening.
+            RequestSighting.objects.bulk_create(
+                [RequestSighting(request=request, reviewer=by, first_seen_at=now, opened_at=now)],
+                update_conflicts=True,
+                unique_fields=["request", "reviewer"],
+                update_fields=["opened_at"],
+            )
+        elif seen[0] is None:
+            RequestSighting.objects.filter(
+                request_id=request.pk, reviewer=by, opened_at__isnull=True
+            ).update(opened_at=now)
 
 
 def seen_by(user: AbstractBaseUser) -> Exists:
@@ -1349,10 +1358,11 @@ def record_first_views(
     looked at each, and this reviewer's batch clock starts (as rows, not opened)."""
     if request_ids:
         now = now or timezone.now()
-        ReviewRequest.objects.filter(pk__in=request_ids, first_viewed_at__isnull=True).update(
-            first_viewed_at=now
-        )
-        record_sightings(request_ids, by=by, now=now)
+        with transaction.atomic(savepoint=False):  # one commit for both writes
+            ReviewRequest.objects.filter(pk__in=request_ids, first_viewed_at__isnull=True).update(
+                first_viewed_at=now
+            )
+            record_sightings(request_ids, by=by, now=now)
 
 
 @dataclass(frozen=True)
