@@ -520,6 +520,11 @@ class Decision(models.Model):
         return self.effective_at <= (now or timezone.now())
 
     @property
+    def took_another_option(self) -> bool:
+        """Approved, but not with the option the agent recommended: a correction."""
+        return self.outcome == self.Outcome.APPROVED and not self.as_proposed
+
+    @property
     def decided_by_label(self) -> str:
         if self.decided_by_id:
             return self.decided_by.get_username()

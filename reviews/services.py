@@ -1023,6 +1023,12 @@ def _review_seconds(
     return max((now - start).total_seconds(), 0.0)
 
 
+def _recommended(request: ReviewRequest) -> str:
+    """The recommended option when it is one of the request's options, else nothing."""
+    option = request.recommended_option
+    return option if option and option in request.option_labels else ""
+
+
 def record_decisions(
     requests: list[ReviewRequest],
     *,
@@ -1055,7 +1061,9 @@ def record_decisions(
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,
                 batch_id=batch_id,
-                # A batch approves each request with its recommended option.
+                # A batch (or the deadline) approves each request with its recommended
+                # option, and says which to the agent.
+                chosen_option=_recommended(request) if outcome == Outcome.APPROVED else "",
                 as_proposed=outcome == Outcome.APPROVED,
             )
         )

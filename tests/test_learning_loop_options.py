@@ -84,6 +84,9 @@ def test_approving_the_recommended_option_or_none_is_right(agent, refunds, alice
     batch = [escalation(agent, refunds, recommended="B").pk for _ in range(2)]
     result = services.decide_requests_in_bulk(batch, by=alice, outcome="approved")
     assert all(d.as_proposed for d in result.decided)
+    # The agent is told which option was approved, not null.
+    assert [d.chosen_option for d in result.decided] == ["B", "B"]
+    assert services.decision_data(result.decided[0])["chosen_option"] == "B"
     modified = escalation(agent, refunds, options=[], recommended="")
     decision = services.decide_request(
         modified.pk, by=alice, outcome="modified", final_action={"amount": 20}
@@ -100,3 +103,14 @@ def test_the_calibration_page_says_how_often_the_agent_was_really_right(
     page = client.get("/metrics/calibration/", {"days": "7"}).content.decode()
     assert f"{right / 200:.0%}" in page
     assert "right 100%" not in page
+
+
+def test_the_audit_page_says_another_option_counts_as_a_modification(
+    client, agent, refunds, alice, manager
+):
+    request = escalation(agent, refunds)
+    services.decide_request(request.pk, by=alice, outcome="approved", chosen_option="B")
+    client.force_login(manager)
+    page = client.get(f"/audit/requests/{request.pk}/").content.decode()
+    assert "Approved, option B by alice" in page
+    assert "Not the option the agent recommended (A): counts as a modification" in page

@@ -1,8 +1,10 @@
 """Settings come from the environment and refuse unsafe or malformed values at start."""
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 
@@ -42,3 +44,13 @@ def test_without_redis_the_broker_is_embedded():
         assert os.environ["REDIS_URL"] == settings.CELERY_BROKER_URL
     else:
         assert settings.CELERY_BROKER_URL == "filesystem://"
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme():
+    """The README's Configuration table says all settings come from environment variables."""
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "hitl" / "settings.py").read_text()
+    names = set(re.findall(r'env_(?:str|bool|int|float|list|secret)\("([A-Z0-9_]+)"', source))
+    assert len(names) > 40
+    readme = (root / "README.md").read_text()
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
