@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.validators import MinValueValidator
 from django.db.models import Q
 
+from . import insights
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
 from .models import Agent, Category, EscalationRule, Queue
@@ -98,6 +99,11 @@ class PolicyForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Required to save. Reviewers and auditors read it in the history.",
     )
+    override_readiness = forms.BooleanField(
+        label="Switch to autonomous although it is not ready",
+        required=False,
+        help_text="The reason above and the blockers are kept with the version and the audit.",
+    )
 
     class Meta:
         model = Category
@@ -113,9 +119,18 @@ class PolicyForm(forms.ModelForm):
             "guidelines": forms.Textarea(attrs={"rows": 3}),
         }
 
-    def __init__(self, *args: Any, saving: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        saving: bool = False,
+        readiness: insights.Readiness | None = None,
+        **kwargs: Any,
+    ):
         # A preview may leave the override reason empty; a save may not.
         self.saving = saving
+        # The category's readiness, given while it is not autonomous yet: switching it from
+        # here is then the same decision as the autonomy page's button.
+        self.readiness = readiness
         super().__init__(*args, **kwargs)
         self.fields[
             "timeout_seconds"
@@ -159,9 +174,32 @@ class PolicyForm(forms.ModelForm):
                 )
         elif mode:
             data["mode_reason"] = ""
+        if self.saving and self.switches_unready(mode) and not data.get("override_readiness"):
+            self.add_error(
+                "override_readiness",
+                f"{self.instance.name} is not ready: {'; '.join(self.readiness.blockers)}. "
+                "Tick the box and give the reason to switch it anyway.",
+            )
         if data.get("days") is None:
             data["days"] = PREVIEW_DAYS_DEFAULT
         return data
+
+    def switches_unready(self, mode: str | None) -> bool:
+        """Whether `mode` turns a category autonomous while its readiness has blockers."""
+        return (
+            mode == Category.Mode.AUTONOMOUS
+            and self.readiness is not None
+            and not self.readiness.ready
+        )
+
+    def override_note(self) -> str:
+        """What the version and the audit keep of a knowing switch of an unready category."""
+        if not self.switches_unready(self.cleaned_data.get("mode")):
+            return ""
+        return (
+            f"Switched to autonomous while not ready ({'; '.join(self.readiness.blockers)}): "
+            f"{self.cleaned_data.get('mode_reason', '').strip()}"
+        )
 
     def policy(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in self.Meta.fields}

@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
-from reviews import policies
+from reviews import insights, policies
 from reviews.models import Agent, AgentToken, AuditEvent, Category, PolicyVersion, Queue
 
 from .conftest import ROUTINE
@@ -224,6 +225,7 @@ def test_overriding_the_suggested_mode_asks_for_a_reason(admin_client, refunds):
     assert response.status_code == 400
     assert "say why autonomous is right instead" in response.content.decode()
     data["mode_reason"] = "Refunds under 50 EUR only; sampled at 10%."
+    data["override_readiness"] = "on"  # no evidence in the test database: not ready
     assert admin_client.post(edit_url(refunds), data).status_code == 302
     refunds.refresh_from_db()
     assert refunds.mode == "autonomous" and refunds.mode_reason.startswith("Refunds under")
@@ -404,3 +406,37 @@ def test_a_token_of_another_agent_cannot_be_revoked_through_this_one(admin_clien
     url = reverse("agent_token_revoke", args=[agent.pk, token.pk])
     assert admin_client.post(url).status_code == 404
     assert policies  # the module under test
+
+
+def test_switching_an_unready_category_from_the_editor_needs_a_knowing_override(
+    admin_client, refunds
+):
+    (state,) = insights.readiness(category_id=refunds.pk)
+    assert not state.ready
+    data = editor_data(
+        refunds, mode="autonomous", mode_reason="Pilot on small refunds.", action="save", note="Go"
+    )
+    response = admin_client.post(edit_url(refunds), data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Refunds is not ready: " in page
+    for blocker in state.blockers:  # the autonomy page's own wording
+        assert escape(blocker) in page
+    refunds.refresh_from_db()
+    assert refunds.mode != "autonomous"
+
+    data["override_readiness"] = "on"
+    assert admin_client.post(edit_url(refunds), data).status_code == 302
+    refunds.refresh_from_db()
+    assert refunds.mode == "autonomous"
+    version = PolicyVersion.objects.filter(category=refunds).latest("number")
+    assert "Switched to autonomous while not ready" in version.note
+    assert "Pilot on small refunds." in version.note and state.blockers[0] in version.note
+    event = AuditEvent.objects.filter(verb="policy.saved").latest("pk")
+    assert "Switched to autonomous while not ready" in event.note
+
+
+def test_the_editor_shows_the_readiness_verdict_before_a_switch(admin_client, refunds):
+    page = admin_client.get(edit_url(refunds)).content.decode()
+    assert "is not ready to run without a human" in page
+    assert "data-not-ready" in page

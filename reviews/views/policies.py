@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import policies
+from .. import insights, policies
 from .. import rules as engine
 from ..access import ADMINS, REVIEWERS, role_required
 from ..models import Agent, AgentToken, Category, EscalationRule, PolicyVersion, Queue
@@ -67,6 +67,7 @@ def _edit_context(
         "latest": policies.latest_version(category),
         "global_rules": EscalationRule.objects.filter(category__isnull=True).order_by("order"),
         "known_fields": sorted(fields),
+        "readiness": form.readiness,
         "suggested": suggested_mode(form["reversibility"].value(), form["blast_radius"].value()),
         "suggestions": {
             f"{r}|{b}": suggested_mode(r, b)
@@ -135,6 +136,14 @@ def _prefilled_rules(initial: list[dict]) -> list[policies.RuleInput] | None:
     return rules
 
 
+def _readiness(category: Category) -> insights.Readiness | None:
+    """Readiness of a category not yet autonomous (the editor warns before switching it)."""
+    if category.mode == Category.Mode.AUTONOMOUS:
+        return None
+    (state,) = insights.readiness(category_id=category.pk)
+    return state
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(ADMINS)
 def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
@@ -142,10 +151,11 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     # The form gets its own copy: a bound ModelForm writes into its instance, and the preview
     # compares against the category as saved.
     editable = Category.objects.get(pk=category.pk)
+    state = _readiness(category)
     if request.method == "GET":
         initial = [rule_initial(rule, i) for i, rule in enumerate(category.rules.all())]
         notes = _prefill(request, category, initial)
-        form = PolicyForm(instance=editable, initial={"version": category.version})
+        form = PolicyForm(instance=editable, initial={"version": category.version}, readiness=state)
         formset = RuleFormSet(initial=initial, category=category, prefix="rules")
         extra: dict[str, Any] = {"prefill_notes": notes}
         rules = _prefilled_rules(initial) if notes else None
@@ -156,7 +166,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         )
 
     action = request.POST.get("action", "preview")
-    form = PolicyForm(request.POST, instance=editable, saving=action == "save")
+    form = PolicyForm(request.POST, instance=editable, saving=action == "save", readiness=state)
     formset = RuleFormSet(request.POST, category=category, prefix="rules")
     if not (form.is_valid() and formset.is_valid()):
         context = _edit_context(request, category, form, formset, invalid=True)
@@ -177,6 +187,8 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if not note.strip():
         form.add_error("note", "Say why you are changing the policy; it is kept with the version.")
         return _render_editor(request, _edit_context(request, category, form, formset), 400)
+    if override := form.override_note():
+        note = f"{note.strip()}\n{override}"
     try:
         version = policies.save_policy(
             category.pk,
@@ -191,7 +203,9 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         # an informed, explicit choice to replace the other admin's change.
         data = request.POST.copy()
         data["version"] = str(stale.category.version)
-        form = PolicyForm(data, instance=Category.objects.get(pk=category.pk), saving=True)
+        form = PolicyForm(
+            data, instance=Category.objects.get(pk=category.pk), saving=True, readiness=state
+        )
         formset = RuleFormSet(data, category=category, prefix="rules")
         form.is_valid(), formset.is_valid()
         context = _edit_context(request, stale.category, form, formset, stale=stale)

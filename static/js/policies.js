@@ -47,6 +47,8 @@
     if (reason && !reason.querySelector(".errorlist")) {
       reason.classList.toggle("pol-muted-field", mode === suggested);
     }
+    var notReady = form.querySelector("[data-not-ready]");
+    if (notReady) notReady.hidden = mode !== "autonomous";
   }
 
   document.addEventListener("change", function (event) {
