@@ -59,7 +59,8 @@ def save_autonomous_in_the_editor(client, category, **policy):
         mode_reason="Refunds under 200 EUR; sampled for periodic review.",
         action="save",
         note="99.6% unchanged over 90 days",
-        **{"sample_rate": 1.0, **policy},
+        # No evidence in the test database: the editor needs the admin's knowing override.
+        **{"sample_rate": 1.0, "override_readiness": "on", **policy},
     )
     return client.post(reverse("policy_edit", args=[category.slug]), data)
 
@@ -84,7 +85,8 @@ def test_saving_autonomous_in_the_policy_editor_starts_monitoring_and_errors_bri
     assert refunds.mode == "autonomous"
     autonomy = refunds.autonomy
     assert autonomy.monitoring and autonomy.switched_by == admin_user
-    assert autonomy.reason == "99.6% unchanged over 90 days"
+    assert autonomy.reason.startswith("99.6% unchanged over 90 days\n")
+    assert "Switched to autonomous while not ready" in autonomy.reason  # the switch's record
     assert AuditEvent.objects.get(verb="category.monitoring_started").actor_user == admin_user
 
     auto_approved(agent, refunds, 20)
