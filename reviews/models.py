@@ -352,6 +352,13 @@ class ReviewRequest(models.Model):
     group_key = models.CharField(max_length=32, blank=True)
     # Similar past decisions share it (reviews.precedents): category, recommendation, key data.
     precedent_key = models.CharField(max_length=32, blank=True)
+    # Who gave the rules matching_precedents / no_matching_precedent: the agent (its figures
+    # win) or the server (precedents.annotate at submission); blank before this was recorded.
+    precedents_from = models.CharField(
+        max_length=6,
+        blank=True,
+        choices=[("agent", "The agent"), ("server", "Counted at submission")],
+    )
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     queue = models.ForeignKey(

@@ -135,15 +135,21 @@ def as_of(key: str, moment: datetime, exclude: int = 0) -> Precedents:
     return Precedents([(pk, kind_of(outcome, proposed)) for pk, outcome, proposed in rows])
 
 
-def annotate(attributes: dict[str, Any], key: str, now: datetime) -> dict[str, Any]:
+AGENT = "agent"
+SERVER = "server"
+
+
+def annotate(attributes: dict[str, Any], key: str, now: datetime) -> str:
     """Add `matching_precedents` (at most MATCHING_PRECEDENTS_CAP) and `no_matching_precedent`
-    unless the agent sent them."""
+    unless the agent sent them. Returns who gave the rules these figures, for
+    ReviewRequest.precedents_from: AGENT if it sent either (what it sent wins), else SERVER."""
+    sent = "matching_precedents" in attributes or "no_matching_precedent" in attributes
     if "matching_precedents" in attributes and "no_matching_precedent" in attributes:
-        return attributes
+        return AGENT
     count = as_of(key, now).matching
     attributes.setdefault("matching_precedents", count)
     attributes.setdefault("no_matching_precedent", count == 0)
-    return attributes
+    return AGENT if sent else SERVER
 
 
 def for_request(request: ReviewRequest) -> Precedents:
@@ -165,11 +171,21 @@ def since(
 
 
 def rules_were_given(request: ReviewRequest, found: Precedents) -> str:
-    """What the rules used instead, when the stored attributes do not say what `found` says:
-    the agent sent its own figures (they win), or the request predates this definition."""
+    """What the rules used instead, and why, when the stored attributes do not say what
+    `found` says; '' when they agree. Why: the agent sent its own figures (they win); or the
+    server counted them at submission and decisions alike were recorded afterwards with an
+    earlier date (imports, the demo seed); or the request predates recording who counted."""
     attributes = request.attributes or {}
     sent = attributes.get("matching_precedents", found.matching)
     flag = attributes.get("no_matching_precedent", found.matching == 0)
     if sent == found.matching and flag == (found.matching == 0):
         return ""
-    return f"matching_precedents {sent}, no_matching_precedent {str(flag).lower()}"
+    used = f"matching_precedents {sent}, no_matching_precedent {str(flag).lower()}"
+    if request.precedents_from == AGENT:
+        return f"{used}: the agent sent its own figures (they win)"
+    if request.precedents_from == SERVER:
+        return (
+            f"{used}, counted when it was submitted; decisions alike recorded since then"
+            " with an earlier date changed the count"
+        )
+    return f"{used}, as stored: it was submitted before precedents were counted this way"

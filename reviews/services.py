@@ -367,7 +367,8 @@ def submit_request(
     now = now or timezone.now()
     rulebook = rulebook_for(category)
     precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
-    precedents.annotate(attributes, precedent_key, now)  # only the flags the agent did not send
+    # Only the flags the agent did not send; who gave them is kept for the item page's note.
+    precedents_from = precedents.annotate(attributes, precedent_key, now)
     verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
@@ -391,6 +392,7 @@ def submit_request(
         fired_rules=fired,
         group_key=group_key_for(category, recommended_option or recommendation, fired),
         precedent_key=precedent_key,
+        precedents_from=precedents_from,
         priority=priority,
         created_at=now,
     )

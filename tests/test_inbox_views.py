@@ -269,6 +269,7 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
         )
     req = submit(agent, refunds, attributes=dict(no_flag))  # low confidence: escalated
     assert req.attributes["matching_precedents"] == 3  # what the rules were given
+    assert req.precedents_from == "server"
     # Decided after its submission: not what the rules saw, so shown apart, never counted in.
     later = submit(agent, refunds, attributes=dict(no_flag))
     settings.HITL_UNDO_SECONDS = 0
@@ -317,7 +318,42 @@ def test_it_says_when_the_rules_used_the_agent_s_own_figures(client, alice, caro
         as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
     )
     assert "Matching precedents 0</strong>" in card
-    assert "The rules used matching_precedents 0, no_matching_precedent false" in card
+    assert req.precedents_from == "agent"
+    assert (
+        "The rules used matching_precedents 0, no_matching_precedent false:"
+        " the agent sent its own figures (they win)."
+    ) in card
+
+
+def test_it_says_when_a_decision_alike_was_recorded_after_the_count_with_an_earlier_date(
+    client, alice, carol, manager, agent, refunds
+):
+    no_flag = {"amount": 120, "customer_tier": "standard"}
+    req = submit(agent, refunds, attributes=dict(no_flag))
+    assert (req.precedents_from, req.attributes["matching_precedents"]) == ("server", 0)
+    # Recorded afterwards but dated before it was submitted (an import, the demo seed).
+    past = submit(agent, refunds, attributes=dict(no_flag))
+    services.decide_request(
+        past.pk, by=carol, outcome="approved", now=req.created_at - timedelta(minutes=30)
+    )
+    card = precedent_card(
+        as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
+    )
+    assert "Matching precedents 1</strong>" in card
+    note = (
+        "The rules used matching_precedents 0, no_matching_precedent true, counted when it was"
+        " submitted; decisions alike recorded since then with an earlier date changed the count."
+    )
+    assert note in card and "the agent" not in card
+    client.force_login(manager)
+    audit = client.get(reverse("audit_request", args=[req.pk])).content.decode()
+    assert note[len("The rules used ") : -1] in audit
+
+    ReviewRequest.objects.filter(pk=req.pk).update(precedents_from="")  # before it was kept
+    card = precedent_card(
+        as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
+    )
+    assert "submitted before precedents were counted this way" in card
 
 
 def test_opening_an_item_starts_the_review_clock(client, alice, pending):

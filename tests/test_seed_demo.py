@@ -3,7 +3,9 @@
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.urls import reverse
 
+from reviews import precedents
 from reviews.management.commands.seed_demo import DEMO_TOKEN
 from reviews.models import (
     Agent,
@@ -53,3 +55,21 @@ def test_it_includes_refund_4521_from_the_seed():
     assert request.confidence < 0.7
     assert "confidence 0.55 is below 0.7" in [f["reason"] for f in request.fired_rules]
     assert request.attributes["order_age_days"] == 45
+
+
+def test_its_pending_items_show_the_precedents_the_rules_were_given(client):
+    """Seeded out of time order, decisions dated before a request but recorded after it made
+    the item page's count disagree with the server's and blame the agent."""
+    call_command("seed_demo", requests=60, quiet=True)
+    pending = ReviewRequest.objects.filter(status="pending").select_related("queue")
+    assert pending.count() >= 5
+    # The demo's agents leave the precedent figures to the server, the refund rule included.
+    assert set(pending.values_list("precedents_from", flat=True)) == {"server"}
+    for request in pending:
+        client.force_login(request.queue.members.first())
+        page = client.get(reverse("inbox_item", args=[request.pk])).content.decode()
+        assert f"Matching precedents {request.attributes['matching_precedents']}<" in page
+        assert "The rules used" not in page, request.pk
+    # The audit page of every request, decided or not, recomputes the same set.
+    for request in ReviewRequest.objects.all():
+        assert precedents.rules_were_given(request, precedents.for_request(request)) == ""

@@ -251,7 +251,6 @@ def refund_4521() -> dict[str, Any]:
             "order_age_days": 45,
             "policy_window_days": 30,
             "policy_conflict": True,
-            "no_matching_precedent": False,
         },
         "priority": ReviewRequest.Priority.HIGH,
     }
@@ -389,7 +388,11 @@ class Command(BaseCommand):
             "prod-config": "ops-agent",
             "moderation": "moderation-agent",
         }
-        for index, (slug, spec, created_at, outcome) in enumerate(specs):
+        # In the order they were created in fake time, each decided before the next comes in:
+        # the precedents the server counts at submission are then the ones the item and audit
+        # pages recompute as of created_at. The index keeps each one's idempotency key stable.
+        in_time = sorted(enumerate(specs), key=lambda pair: pair[1][2])
+        for index, (slug, spec, created_at, outcome) in in_time:
             submission = services.submit_request(
                 agents[agent_for[slug]],
                 category=categories[slug],
@@ -489,7 +492,9 @@ class Command(BaseCommand):
                     break
                 services.time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
             return
-        reviewer = request.assignee or rng.choice(reviewers)
+        # Any member of the queue may take it. Not the assignee: in time order nobody has
+        # pending work yet, so the least-loaded pick would give every decision to one person.
+        reviewer = rng.choice(reviewers)
         services.record_first_view(request, by=reviewer, now=viewed)
         kwargs: dict[str, Any] = {}
         if outcome == "modified":
@@ -542,7 +547,6 @@ class Command(BaseCommand):
                     "customer": customer,
                     "customer_tier": tier,
                     "policy_conflict": rng.random() < 0.15,
-                    "no_matching_precedent": rng.random() < 0.2,
                 },
             }
         if slug == "customer-email":
