@@ -966,6 +966,9 @@ class RollupCursor(models.Model):
         return f"{self.name} @ {self.last_id}"
 
 
+BAR_MAX = 0.999  # the highest autonomy bar a sample can ever show (see CategoryAutonomy.bar)
+
+
 class CategoryAutonomy(models.Model):
     """A category's path to autonomy: its bar, when it went autonomous, and the way back."""
 
@@ -973,8 +976,17 @@ class CategoryAutonomy(models.Model):
     bar = models.FloatField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
-        help_text="Required accuracy; empty: HITL_AUTONOMY_BAR.",
+        # A bar of 100% can never be shown by a sample (the lower bound of n out of n stays
+        # below 1), so the category could never be ready: refuse it here and in the database.
+        validators=[
+            MinValueValidator(0.5, message="A bar is at least 0.5 (50%%)."),
+            MaxValueValidator(
+                BAR_MAX,
+                message="A bar must be below 100%% (at most 0.999): no sample can show 100%%, "
+                "so the category could never be ready.",
+            ),
+        ],
+        help_text="Required accuracy, 0.5 to 0.999; empty: HITL_AUTONOMY_BAR.",
     )
     min_sample = models.PositiveIntegerField(
         null=True, blank=True, help_text="Judged decisions needed; empty: HITL_AUTONOMY_MIN_SAMPLE."
@@ -998,6 +1010,13 @@ class CategoryAutonomy(models.Model):
 
     class Meta:
         verbose_name_plural = "category autonomy"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(bar__isnull=True)
+                | (models.Q(bar__gte=0.5) & models.Q(bar__lte=BAR_MAX)),
+                name="category_autonomy_bar_below_1",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"autonomy of {self.category}"

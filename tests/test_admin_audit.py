@@ -12,6 +12,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
+from django.db import IntegrityError, transaction
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +21,7 @@ from reviews.models import (
     AgentToken,
     AuditEvent,
     Category,
+    CategoryAutonomy,
     ReviewerProfile,
     WebhookDelivery,
     hash_token,
@@ -308,3 +310,20 @@ def test_a_category_edited_in_the_admin_cannot_switch_to_autonomous(client, admi
     assert client.post(url, data).status_code == 302
     refunds.refresh_from_db()
     assert (refunds.mode, refunds.name) == ("rules", "Refunds!")
+
+
+def test_a_bar_of_100_percent_is_refused_because_no_sample_can_show_it(client, admin_user, refunds):
+    autonomy = CategoryAutonomy.objects.create(category=refunds, bar=0.99)
+    client.force_login(admin_user)
+    url = reverse("admin:reviews_categoryautonomy_change", args=[autonomy.pk])
+    response = client.post(url, form_data(client, url, CategoryAutonomy, {"bar": "1"}))
+    assert response.status_code == 200
+    assert "A bar must be below 100% (at most 0.999)" in response.content.decode()
+    autonomy.refresh_from_db()
+    assert autonomy.bar == 0.99
+    response = client.post(url, form_data(client, url, CategoryAutonomy, {"bar": "0.999"}))
+    assert response.status_code == 302
+    autonomy.refresh_from_db()
+    assert autonomy.bar == 0.999
+    with pytest.raises(IntegrityError), transaction.atomic():  # any other path: the database
+        CategoryAutonomy.objects.filter(pk=autonomy.pk).update(bar=1.0)
