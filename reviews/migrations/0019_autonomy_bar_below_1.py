@@ -14,7 +14,7 @@ def lower_impossible_bars(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reviews", "0017_autonomous_is_monitored"),
+        ("reviews", "0018_request_precedents_from"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
