@@ -6,6 +6,9 @@ One place for both, so the pages, the services' messages and the docs say the sa
 from __future__ import annotations
 
 import math
+from datetime import date, datetime
+
+from django.utils import timezone
 
 # Decimals tried, in turn, until a share and its bar print differently.
 MAX_DIGITS = 4
@@ -17,6 +20,23 @@ def pct_bar(bar: float) -> str:
         if abs(round(bar * 100, digits) - bar * 100) < 1e-9:
             return f"{bar * 100:.{digits}f}%"
     return f"{bar * 100:.{MAX_DIGITS}f}%"
+
+
+def moment(value: datetime | None) -> str:
+    """A moment as every metrics page prints it, in local time: 4 Dec 2026 22:07."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+def day(value: date | datetime | None) -> str:
+    """A day as every metrics page prints it: 4 Dec 2026."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        value = timezone.localtime(value).date()
+    return f"{value.day} {value:%b %Y}"
 
 
 def places_apart(value: float, other: float, digits: int = 1) -> int:

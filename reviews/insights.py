@@ -16,6 +16,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from . import rules as engine
+from .figures import day as figures_day
 from .figures import pct_bar, pct_vs, places_apart
 from .models import (
     PEOPLE_CHANNELS,
@@ -654,8 +655,7 @@ def zero_error_sample(bar: float, z: float = 1.96) -> int | None:
 
 
 def _short_date(moment: datetime) -> str:
-    local = timezone.localtime(moment)
-    return f"{local.day} {local:%b %Y}"
+    return figures_day(moment)
 
 
 @dataclass
@@ -720,6 +720,20 @@ class Readiness:
     @property
     def is_autonomous(self) -> bool:
         return self.category.mode == Category.Mode.AUTONOMOUS
+
+    @property
+    def reinstated(self) -> bool:
+        """The gate came back (the sequential test) and the category has not switched since."""
+        return not self.is_autonomous and self.autonomy.reinstated_at is not None
+
+    @property
+    def last_period(self) -> bool:
+        """A monitoring period ran and has ended: its verdicts are shown on the card."""
+        return (
+            not self.is_autonomous
+            and self.autonomy.autonomous_since is not None
+            and self.autonomy.ended_at is not None
+        )
 
     @property
     def window(self) -> str:

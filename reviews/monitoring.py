@@ -26,7 +26,14 @@ from django.utils import timezone
 
 from . import cusum
 from .figures import pct_bar, pct_vs
-from .models import Category, CategoryAutonomy, Decision, ReviewRequest, SpotCheckItem
+from .models import (
+    Category,
+    CategoryAutonomy,
+    Decision,
+    ReviewRequest,
+    SpotCheckBatch,
+    SpotCheckItem,
+)
 
 AUTONOMOUS = Category.Mode.AUTONOMOUS
 # Below this many expected samples, an empty sample is plain chance (P(none) is about 5% at 3).
@@ -117,6 +124,30 @@ def period_items(autonomy: CategoryAutonomy) -> QuerySet[SpotCheckItem]:
     if autonomy.ended_at:
         items = items.filter(request__decided_at__lt=autonomy.ended_at)
     return items
+
+
+def batch_purpose(batch: SpotCheckBatch) -> str:
+    """What a batch's verdicts are for, told truthfully: only actions sampled within the
+    category's current monitoring period count towards the way back to a human."""
+    name = batch.category.name
+    autonomy = CategoryAutonomy.objects.filter(category_id=batch.category_id).first()
+    total = batch.items.count()
+    counted = (
+        period_items(autonomy).filter(batch=batch).count()
+        if autonomy is not None and autonomy.monitoring
+        else 0
+    )
+    if total and counted == total:
+        return f"Your verdicts decide whether {name} keeps its autonomy."
+    if not counted:
+        return (
+            f"These ran outside {name}'s current autonomous period: your verdicts help "
+            "calibrate, not part of the way-back test."
+        )
+    return (
+        f"{counted:,} of {total:,} ran in {name}'s current autonomous period and decide whether "
+        "it keeps its autonomy; the others help calibrate, not part of the way-back test."
+    )
 
 
 # --- the sequential test ---------------------------------------------------------------------

@@ -385,6 +385,8 @@ def test_the_agreement_page_reads_the_same_number_of_queries_for_few_or_many(
     assert "Most common disagreements" in page
     assert "<svg" in page
     assert "dave" in page
+    # Headers are uppercased by CSS; kappa must stay the lowercase Greek letter.
+    assert '<span class="keep-case">κ</span></th>' in page
 
 
 def test_the_agreement_page_is_for_managers(client, alice, manager):

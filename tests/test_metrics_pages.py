@@ -200,3 +200,22 @@ def test_switching_needs_a_reason_a_post_and_a_manager(client, manager, alice, r
     client.post(url, {"reason": "  "})
     ready.refresh_from_db()
     assert ready.mode == "rules"
+
+
+def test_the_overview_tables_say_what_each_column_counts(client, manager, history):
+    """Refunds: 21 decided in all, 1 of them an auto-approval; the outcome shares are of the
+    20 escalations decided (12 unchanged = 60%), and the headers say so."""
+    client.force_login(manager)
+    page = client.get(reverse("metrics"), {"days": "7"}).content.decode()
+    table = page[page.index("By category") :]
+    assert "Decided <span" in table and "all, auto-approvals too" in table
+    assert "Escalations decided</th>" in table and "Share of escalations decided" in table
+    row = table[table.index("<td>Refunds</td>") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="num">21</td><td class="num">20</td><td class="num">60%</td>' in row
+
+
+def test_the_reviewers_chart_spaces_every_time_label_alike(client, manager, history):
+    client.force_login(manager)
+    page = client.get(reverse("metrics_reviewers"), {"days": "7"}).content.decode()
+    assert "&lt;1 s" in page and "&lt;1s" not in page

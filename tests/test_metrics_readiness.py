@@ -172,3 +172,64 @@ def test_the_reinstatement_note_never_rounds_onto_the_bar(agent, refunds, alice,
     note = AuditEvent.objects.get(verb="category.reinstated").note
     assert note.startswith("Periodic review found 3 errors in the last 4 verdicts (25.0% correct)")
     assert "below the 99.5% bar (CUSUM 2.9 ≥ 2.5" in note
+
+
+def _reinstated(agent, refunds, alice, manager):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    refunds.refresh_from_db()
+    for i in range(6):
+        services.submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
+    sampling.sample()
+    items = list(SpotCheckItem.objects.order_by("id"))
+    services.record_spot_check(items[0].pk, by=alice, verdict="correct")
+    for item in items[1:4]:
+        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+    refunds.refresh_from_db()
+    assert refunds.mode == Category.Mode.GATE
+
+
+def _card(client, user, category) -> str:
+    client.force_login(user)
+    page = client.get(reverse("metrics_autonomy")).content.decode()
+    start = page.index(f"<h2>{category.name}</h2>")
+    return page[start : page.index("</section>", start)]
+
+
+def test_a_reinstated_card_says_when_and_why_and_shows_the_last_period(
+    client, agent, refunds, alice, manager
+):
+    _reinstated(agent, refunds, alice, manager)
+    autonomy = CategoryAutonomy.objects.get(category=refunds)
+    card = _card(client, manager, refunds)
+    assert "Autonomous since" not in card and "Switched" not in card
+    reason = html.escape(autonomy.reinstated_reason)
+    assert f"Reinstated</dt><dd>{figures.moment(autonomy.reinstated_at)}: {reason}" in card
+    assert (
+        f"{figures.moment(autonomy.autonomous_since)} to {figures.moment(autonomy.ended_at)}: "
+        "4 verdicts, 3 incorrect"
+    ) in card
+    assert "autonomy-meter" in card  # readiness counts again from the reinstatement
+
+
+def test_an_autonomous_card_shows_monitoring_and_the_switch_not_readiness(client, refunds, manager):
+    refunds.sample_rate = 0.05
+    refunds.save()
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="99.6% of 2,400 escalations")
+    autonomy = CategoryAutonomy.objects.get(category=refunds)
+    card = _card(client, manager, refunds)
+    assert "autonomy-meter" not in card and "over at least" not in card
+    assert "decided by people" not in card and "Not yet" not in card
+    assert (
+        f"{figures.moment(autonomy.autonomous_since)} by {manager.get_username()}: "
+        "99.6% of 2,400 escalations"
+    ) in card
+    assert f"Monitoring since {figures.moment(autonomy.autonomous_since)}" in card
+    assert "(5%)" in card and "5.0%" not in card
+
+
+def test_metrics_pages_print_one_date_format():
+    moment = timezone.make_aware(timezone.datetime(2026, 12, 4, 22, 7))
+    assert figures.moment(moment) == "4 Dec 2026 22:07"
+    assert figures.day(moment) == "4 Dec 2026"

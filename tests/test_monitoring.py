@@ -16,6 +16,7 @@ from reviews.models import (
     CategoryAutonomy,
     PolicyVersion,
     ReviewRequest,
+    SpotCheckBatch,
     SpotCheckItem,
 )
 
@@ -290,3 +291,30 @@ def test_the_autonomy_page_warns_when_no_verdict_came_for_days(
     auto_approved(agent, autonomous, 3)  # ran since, and nobody sampled or judged them
     page = autonomy_page(client, manager)
     assert "No verdict for 7 days while 3 actions ran without a human" in page
+
+
+def test_periodic_review_says_which_verdicts_count_towards_the_way_back(
+    client, agent, refunds, manager, alice
+):
+    refunds.sample_rate = 1.0
+    refunds.save()
+    auto_approved(agent, refunds, 2)  # rules mode: sampled, but before any switch
+    sampling.sample()
+    batch = SpotCheckBatch.objects.get(category=refunds)
+    client.force_login(alice)
+    pages = [
+        reverse("spot_check_batch", args=[batch.pk]),
+        reverse("inbox_spot_batch", args=[batch.pk]),
+    ]
+    outside = "ran outside Refunds&#x27;s current autonomous period: your verdicts help calibrate"
+    for url in pages:
+        page = client.get(url).content.decode()
+        assert outside in page and "keeps its autonomy" not in page
+
+    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    auto_approved(agent, refunds, 3)
+    sampling.sample()
+    assert batch.items.count() == 5
+    for url in pages:
+        page = client.get(url).content.decode()
+        assert "3 of 5 ran in Refunds&#x27;s current autonomous period and decide" in page

@@ -45,6 +45,18 @@ def pct_bar_filter(bar: float) -> str:
 
 
 @register.filter
+def when(value) -> str:
+    """{{ x|when }}: 4 Dec 2026 22:07, the one date format of the metrics pages."""
+    return figures.moment(value)
+
+
+@register.filter(name="day")
+def day_filter(value) -> str:
+    """{{ period.start|day }}: 4 Dec 2026."""
+    return figures.day(value)
+
+
+@register.filter
 def rate(summary, name: str) -> float | None:
     """{{ summary|rate:"approved" }}: the share of escalated decisions with that outcome."""
     return summary.rate(name)

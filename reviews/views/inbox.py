@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from .. import insights, precedents, services, validation
+from .. import insights, monitoring, precedents, services, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
@@ -1020,5 +1020,6 @@ def spot_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
         "batch": batch,
         "items": items,
         "open_count": sum(1 for item in items if not item.verdict),
+        "purpose": monitoring.batch_purpose(batch),
     }
     return render_pane(request, "inbox/_spot_batch.html", context, pane="spot", tab="spot")

@@ -220,7 +220,7 @@ def patterns(request: HttpRequest) -> HttpResponse:
 def reviewers(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_reviewers")
     stats = insights.reviewer_stats(ctx["period"], ctx["category_id"])
-    labels = ["<1s", *[f"<{duration(e)}" for e in insights.TIME_EDGES[1:]], "longer"]
+    labels = [f"<{duration(e)}" for e in insights.TIME_EDGES] + ["longer"]  # one spacing: "<1 s"
     combined: list[int] = []
     for s in stats:
         insights.add_lists(combined, s.review_hist)

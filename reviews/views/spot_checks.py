@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from .. import services
+from .. import monitoring, services
 from ..access import REVIEWERS, get_spot_check_batch_for_reviewer, role_required
 from ..models import SpotCheckBatch, SpotCheckItem
 
@@ -42,7 +42,12 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(
         request,
         "spot_checks/batch.html",
-        {"nav_active": "spot_checks", "batch": batch, "items": items},
+        {
+            "nav_active": "spot_checks",
+            "batch": batch,
+            "items": items,
+            "purpose": monitoring.batch_purpose(batch),
+        },
     )
 
 
