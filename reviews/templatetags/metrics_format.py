@@ -40,7 +40,10 @@ def pct_vs_filter(value: float | None, bar: float) -> str:
 
 
 @register.filter(name="pct_bar")
-def pct_bar_filter(bar: float) -> str:
+def pct_bar_filter(bar: float | None) -> str:
+    """A rate as set (a bar, a sample rate): 99%, 5%, 0.5%."""
+    if bar is None:
+        return "-"
     return figures.pct_bar(bar)
 
 
