@@ -75,3 +75,13 @@ def decided(
     )
     request.refresh_from_db()
     return request
+
+
+def auto_approved(agent, category, count: int) -> list[ReviewRequest]:
+    """`count` requests no rule escalates: decided by the rules, without a human."""
+    return [
+        services.submit_request(
+            agent, category=category, title=f"Refund {i}", confidence=0.95, attributes=ROUTINE
+        ).request
+        for i in range(count)
+    ]

@@ -18,17 +18,9 @@ from reviews.models import (
 )
 
 from .conftest import ROUTINE
+from .metrics_helpers import auto_approved
 
 pytestmark = pytest.mark.django_db
-
-
-def auto_approved(agent, category, count):
-    return [
-        services.submit_request(
-            agent, category=category, title=f"Refund {i}", confidence=0.95, attributes=ROUTINE
-        ).request
-        for i in range(count)
-    ]
 
 
 @pytest.fixture

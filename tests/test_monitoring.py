@@ -20,7 +20,7 @@ from reviews.models import (
     SpotCheckItem,
 )
 
-from .conftest import ROUTINE
+from .metrics_helpers import auto_approved
 from .policies_helpers import editor_data
 from .test_admin_audit import form_data
 
@@ -33,15 +33,6 @@ NEEDS_SAMPLING = "needs a sample rate above 0"
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
-
-
-def auto_approved(agent, category, count):
-    return [
-        services.submit_request(
-            agent, category=category, title=f"Refund {i}", confidence=0.95, attributes=ROUTINE
-        ).request
-        for i in range(count)
-    ]
 
 
 def judge(items, verdict, by):
