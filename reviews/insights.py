@@ -282,11 +282,6 @@ def group_by(rows: Iterable[dict[str, Any]], *keys: str) -> dict[Any, Summary]:
     return dict(groups)
 
 
-def by_day(rows: Iterable[dict[str, Any]], period: Period) -> list[tuple[date, Summary]]:
-    days = group_by(rows, "day")
-    return [(day, days.get(day, Summary())) for day in period.dates()]
-
-
 # --- calibration -----------------------------------------------------------------------------
 
 CALIBRATION_BINS = 10
@@ -654,10 +649,6 @@ def zero_error_sample(bar: float, z: float = 1.96) -> int | None:
     return n
 
 
-def _short_date(moment: datetime) -> str:
-    return figures_day(moment)
-
-
 @dataclass
 class Readiness:
     category: Category
@@ -738,7 +729,7 @@ class Readiness:
     @property
     def window(self) -> str:
         if self.since_reason:
-            return f"since {_short_date(self.since)} ({self.since_reason} then)"
+            return f"since {figures_day(self.since)} ({self.since_reason} then)"
         return f"in the last {READINESS_DAYS} days (never switched)"
 
     @property

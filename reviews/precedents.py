@@ -143,13 +143,12 @@ def annotate(attributes: dict[str, Any], key: str, now: datetime) -> str:
     """Add `matching_precedents` (at most MATCHING_PRECEDENTS_CAP) and `no_matching_precedent`
     unless the agent sent them. Returns who gave the rules these figures, for
     ReviewRequest.precedents_from: AGENT if it sent either (what it sent wins), else SERVER."""
-    sent = "matching_precedents" in attributes or "no_matching_precedent" in attributes
-    if "matching_precedents" in attributes and "no_matching_precedent" in attributes:
-        return AGENT
-    count = as_of(key, now).matching
-    attributes.setdefault("matching_precedents", count)
-    attributes.setdefault("no_matching_precedent", count == 0)
-    return AGENT if sent else SERVER
+    sent = [name in attributes for name in ("matching_precedents", "no_matching_precedent")]
+    if not all(sent):
+        count = as_of(key, now).matching
+        attributes.setdefault("matching_precedents", count)
+        attributes.setdefault("no_matching_precedent", count == 0)
+    return AGENT if any(sent) else SERVER
 
 
 def for_request(request: ReviewRequest) -> Precedents:

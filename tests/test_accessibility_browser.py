@@ -14,7 +14,6 @@ from reviews import services
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
-    AuditEvent,
     Category,
     ReviewRequest,
     SecondReview,
@@ -23,7 +22,7 @@ from reviews.models import (
 )
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
-from .test_csp_browser import METRICS_PAGES
+from .test_csp_browser import METRICS_PAGES, admin_pages
 from .test_inbox_views import submit
 
 pytestmark = [
@@ -245,24 +244,10 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
 def test_an_admin_reads_every_policy_and_operations_page(audit, demo):
     log_in(audit.page, "admin", DEMO_PASSWORD)
     category = Category.objects.order_by("pk").first()
-    queue = category.queue
-    agent = ReviewRequest.objects.first().agent
-    request_id = AuditEvent.objects.exclude(request=None).values_list("request", flat=True)[0]
     page = audit.page
     for size in SIZES:
         audit.resize(size)
-        for path in [
-            "/policies/",
-            f"/policies/{category.slug}/versions/",
-            "/policies/queues/",
-            f"/policies/queues/{queue.pk}/",
-            "/policies/agents/",
-            f"/policies/agents/{agent.pk}/",
-            "/status/",
-            "/audit/",
-            f"/audit/requests/{request_id}/",
-            f"/requests/{request_id}/guideline/",
-        ]:
+        for path in admin_pages():
             audit.visit(path)
         page.goto(page.base + f"/policies/{category.slug}/edit/")
         page.get_by_role("button", name="Preview").click()

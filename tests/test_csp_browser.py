@@ -9,7 +9,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
-from reviews.models import Agent, AuditEvent, Category, Queue, WebhookDelivery
+from reviews.models import Agent, AuditEvent, Category, ReviewRequest, WebhookDelivery
 
 from .conftest import DESKTOP, log_in
 
@@ -33,6 +33,26 @@ METRICS_PAGES = [
     "/metrics/agreement/",
     "/metrics/autonomy/",
 ]
+
+
+def admin_pages() -> list[str]:
+    """Every policy and operations page an admin reads, on the demo data (the accessibility
+    test walks the same list)."""
+    category = Category.objects.order_by("pk").first()
+    agent = ReviewRequest.objects.first().agent
+    request_id = AuditEvent.objects.exclude(request=None).values_list("request", flat=True)[0]
+    return [
+        "/policies/",
+        f"/policies/{category.slug}/versions/",
+        "/policies/queues/",
+        f"/policies/queues/{category.queue_id}/",
+        "/policies/agents/",
+        f"/policies/agents/{agent.pk}/",
+        "/status/",
+        "/audit/",
+        f"/audit/requests/{request_id}/",
+        f"/requests/{request_id}/guideline/",
+    ]
 
 
 @pytest.fixture
@@ -104,18 +124,7 @@ def test_a_reviewer_works_the_inbox_with_the_keyboard_under_the_policy(watched, 
 def test_an_admin_sees_every_policy_and_operations_page_under_the_policy(watched, demo):
     log_in_as(watched, "admin")
     category = Category.objects.order_by("pk").first()
-    queue = Queue.objects.order_by("pk").first()
-    request_id = AuditEvent.objects.exclude(request=None).values_list("request", flat=True)[0]
-    for path in [
-        "/policies/",
-        f"/policies/{category.slug}/versions/",
-        "/policies/queues/",
-        f"/policies/queues/{queue.pk}/",
-        "/policies/agents/",
-        "/status/",
-        "/audit/",
-        f"/audit/requests/{request_id}/",
-    ]:
+    for path in admin_pages():
         visit(watched, path)
     delivery = WebhookDelivery.objects.create(
         agent=Agent.objects.first(), event="request.decided", url="https://a.example.com/h",
