@@ -348,7 +348,6 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # Product knobs.
-HITL_DEFAULT_TIMEOUT_SECONDS = env_int("HITL_DEFAULT_TIMEOUT_SECONDS", 4 * 3600)
 # Overdue requests per sweep transaction: large enough that 100,000 take under a minute on
 # one worker (bench/sweep.py), small enough that a batch's row locks last well under a second.
 HITL_SWEEP_BATCH_SIZE = env_int("HITL_SWEEP_BATCH_SIZE", 1000)

@@ -81,9 +81,6 @@ class Watcher:
     def waiting(self) -> int:
         return self._count
 
-    def waiting_for(self, agent_id: int) -> int:
-        return len(self._by_agent.get(agent_id, []))
-
     def wait(self, request_id: int, agent_id: int, timeout: float) -> bool | Refusal:
         """Block until the request settles (True) or `timeout` passes (False); a Refusal when
         the agent already holds its share of this process's waits, or the process its cap."""

@@ -361,14 +361,6 @@ class Preview:
     rule_hits: list[tuple[str, int]] = field(default_factory=list)
 
     @property
-    def auto_now(self) -> int:
-        return self.total - self.escalated_now
-
-    @property
-    def auto_then(self) -> int:
-        return self.total - self.escalated_then
-
-    @property
     def changed(self) -> int:
         return self.to_auto + self.to_human
 

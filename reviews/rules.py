@@ -8,7 +8,7 @@ fires with an explanation: when in doubt, a human looks (fail safe).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,8 +248,3 @@ def rule_summary(rule: Rule | Any) -> str:
     if rule.operator in VALUELESS_OPERATORS:
         return f"{rule.field} {label}"
     return f"{rule.field} {label} {format_value(rule.value)}"
-
-
-def sequence_of(rules: Sequence[Any]) -> list[Rule]:
-    """Engine rules from ORM rules (anything with field/operator/value/id/description)."""
-    return [Rule(r.field, r.operator, r.value, r.id, r.description) for r in rules]

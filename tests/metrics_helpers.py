@@ -12,8 +12,6 @@ from reviews.models import ReviewRequest
 
 from .conftest import ROUTINE
 
-DAY = timedelta(days=1)
-
 
 def decided(
     agent,
