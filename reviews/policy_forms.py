@@ -1,4 +1,5 @@
-"""Forms for the admins' pages: a category's policy, its rules (a formset), queues, agents.
+"""Forms for the admins' pages: a category's policy, its rules (a formset), queues, agents,
+and the away form that reviewers use too.
 
 Rule values are typed as admins think of them ("0.7", "enterprise, strategic", "true") and
 parsed per operator; reviews.rules.validate_rule then names the field at fault.
@@ -7,12 +8,15 @@ parsed per operator; reviews.rules.validate_rule then names the field at fault.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import MinValueValidator
 from django.db.models import Q
+from django.utils import timezone
 
 from . import insights
 from . import rules as engine
@@ -326,12 +330,24 @@ class QueueForm(forms.ModelForm):
 
 
 class AwayForm(forms.Form):
-    away_until = forms.DateTimeField(
-        required=False,
+    """When a reviewer is back: set by the reviewer on the away page, or by an admin on the
+    queues page (one form per reviewer there, told apart by a prefix)."""
+
+    until = forms.DateTimeField(
         label="Away until",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        help_text="Your time zone: " + settings.TIME_ZONE,
     )
+
+    def clean_until(self) -> datetime:
+        until = self.cleaned_data["until"]
+        now = timezone.now()
+        if until <= now:
+            raise forms.ValidationError("Pick a time in the future.")
+        if until > now + timedelta(days=366):
+            raise forms.ValidationError("At most a year ahead.")
+        return until
 
 
 class AgentForm(forms.ModelForm):

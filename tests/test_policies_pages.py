@@ -6,7 +6,15 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from reviews import insights, policies
-from reviews.models import Agent, AgentToken, AuditEvent, Category, PolicyVersion, Queue
+from reviews.models import (
+    Agent,
+    AgentToken,
+    AuditEvent,
+    Category,
+    PolicyVersion,
+    Queue,
+    ReviewerProfile,
+)
 
 from .conftest import ROUTINE
 from .policies_helpers import editor_data, make_request, rules_of
@@ -330,7 +338,7 @@ def test_the_queue_page_shows_chains_and_reviewers(
 def test_an_admin_marks_a_reviewer_away_and_back(admin_client, alice):
     url = reverse("reviewer_away", args=[alice.pk])
     until = (timezone.localtime() + timezone.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
-    admin_client.post(url, {f"away-{alice.pk}-away_until": until})
+    admin_client.post(url, {f"away-{alice.pk}-until": until})
     alice.reviewer_profile.refresh_from_db()
     assert alice.reviewer_profile.is_away
     admin_client.post(url, {"back": "1"})
@@ -345,8 +353,16 @@ def test_an_admin_marks_a_reviewer_away_and_back(admin_client, alice):
 
 def test_away_needs_a_date(admin_client, alice):
     url = reverse("reviewer_away", args=[alice.pk])
-    response = admin_client.post(url, {f"away-{alice.pk}-away_until": "soon"}, follow=True)
+    response = admin_client.post(url, {f"away-{alice.pk}-until": "soon"}, follow=True)
     assert "Pick the date and time" in response.content.decode()
+
+
+def test_away_needs_a_time_in_the_future(admin_client, alice):
+    url = reverse("reviewer_away", args=[alice.pk])
+    past = (timezone.localtime() - timezone.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    response = admin_client.post(url, {f"away-{alice.pk}-until": past}, follow=True)
+    assert "Pick the date and time" in response.content.decode()
+    assert not ReviewerProfile.objects.filter(user=alice, away_until__isnull=False).exists()
 
 
 def test_only_reviewers_can_be_marked_away(admin_client, manager):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -15,24 +14,7 @@ from django.views.decorators.http import require_http_methods
 from .. import services
 from ..access import REVIEWERS, role_required
 from ..models import ReviewerProfile, ReviewRequest
-
-
-class AwayForm(forms.Form):
-    until = forms.DateTimeField(
-        label="Away until",
-        input_formats=["%Y-%m-%dT%H:%M"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Your time zone: " + settings.TIME_ZONE,
-    )
-
-    def clean_until(self) -> datetime:
-        until = self.cleaned_data["until"]
-        now = timezone.now()
-        if until <= now:
-            raise forms.ValidationError("Pick a time in the future.")
-        if until > now + timedelta(days=366):
-            raise forms.ValidationError("At most a year ahead.")
-        return until
+from ..policy_forms import AwayForm
 
 
 @require_http_methods(["GET", "POST"])

@@ -338,8 +338,8 @@ def reviewer_away(request: HttpRequest, user_id: int) -> HttpResponse:
     if request.POST.get("back"):
         policies.set_reviewer_away(user, None, by=request.user)
         messages.success(request, f"{user.get_username()} is back: new work can reach them.")
-    elif form.is_valid() and form.cleaned_data["away_until"]:
-        until = form.cleaned_data["away_until"]
+    elif form.is_valid():
+        until = form.cleaned_data["until"]
         policies.set_reviewer_away(user, until, by=request.user)
         messages.success(request, f"{user.get_username()} is away until {until:%Y-%m-%d %H:%M}.")
     else:
