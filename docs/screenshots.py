@@ -6,8 +6,9 @@
 Each NAME=PATH becomes docs/screenshots/NAME-desktop.png and NAME-phone.png. Uses Debian's
 Chromium through Playwright (no browser download).
 
-The review-work and agreement shots of the README, on `make run`'s demo data (a second review
-id of `reviewer`'s, and a periodic-review batch id of the support queue, from the inbox tabs):
+The review-work and agreement shots of docs/screenshots.md, on `make run`'s demo data (a
+second review id of `reviewer`'s, and a periodic-review batch id of the support queue, from
+the inbox tabs):
 
     .venv/bin/python docs/screenshots.py --user reviewer review-work=/inbox/?tab=second \
         second-review=/inbox/second/<id>/ inbox-periodic-review=/inbox/spot-checks/<id>/

@@ -1,6 +1,6 @@
 """Settings, read from the environment in one place.
 
-Every knob is an environment variable (see README "Configuration"). A bad value stops the
+Every knob is an environment variable (see docs/configuration.md). A bad value stops the
 process at start with a message naming the variable, rather than failing later.
 """
 

@@ -31,7 +31,7 @@ INTERRUPT = {
 }
 
 
-# What the README promises: a number JSON cannot carry is malformed JSON (400); text that
+# What docs/api.md promises: a number JSON cannot carry is malformed JSON (400); text that
 # cannot be stored, or nesting past the limit, is an invalid field (422). 990 levels may stop
 # the parser itself (400) before the field check would.
 STATUS = {

@@ -29,7 +29,7 @@ from .api_support import AgentClient, escalated
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = (ROOT / "Procfile").read_text()
-# The defaults the README's sizing formula is written for.
+# The defaults the sizing formula in docs/operations.md is written for.
 DEFAULT_POOL_MAX_SIZE = 10
 RELEASE_AND_ADMIN_CONNECTIONS = 1
 
@@ -43,7 +43,7 @@ def procfile_default(variable: str) -> int:
 
 
 def documented_bound() -> int:
-    """README "Production": WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE + WORKER_CONCURRENCY + 2
+    """docs/operations.md: WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE + WORKER_CONCURRENCY + 2
     (the worker's main process and beat) + 1 (release or an admin's shell)."""
     return (
         procfile_default("WEB_CONCURRENCY") * DEFAULT_POOL_MAX_SIZE
@@ -68,7 +68,7 @@ def database_url(application_name: str = "") -> str:
 
 
 def production_env(tmp_path: Path, port: int) -> dict[str, str]:
-    """Only what README "Production" asks for; every sizing knob left at its default."""
+    """Only what docs/operations.md asks for; every sizing knob left at its default."""
     tuned = {
         "WEB_CONCURRENCY",
         "WEB_THREADS",
@@ -148,7 +148,7 @@ def procfile_web(tmp_path: Path, collect_static: bool = False, **overrides: str)
     """The Procfile's `web` line; yields the port once it answers."""
     port = free_port()
     env = {**production_env(tmp_path, port), **overrides}
-    if collect_static:  # the build step README "Production" asks for
+    if collect_static:  # the build step docs/operations.md asks for
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
             cwd=ROOT,

@@ -1,5 +1,5 @@
 """A fresh deploy: each Procfile process starts from a clean `git clone` with only the
-environment the README's "Production" section documents, and does its job.
+environment docs/operations.md ("Processes and deploy") documents, and does its job.
 
 Real everything: a clone of this repository in a temporary folder (no var/, no staticfiles/),
 a new empty PostgreSQL database, our own redis-server on its own port, and the Procfile's
@@ -100,7 +100,7 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
     assert not (app / "var").exists() and not (app / "staticfiles").exists()
     redis_server = OwnRedis(free_port())
     port = free_port()
-    # README "Production": DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL; the
+    # docs/operations.md: DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL; the
     # platform adds PORT and the process sizes; PATH finds the virtualenv's commands.
     env = {
         "PATH": f"{BIN}:/usr/bin:/bin",

@@ -57,7 +57,7 @@ class Receiver:
 
 
 def independently_verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What an agent's receiver does, written from the README rather than from our code."""
+    """What an agent's receiver does, written from docs/api.md rather than from our code."""
     timestamp = headers["X-HITL-Timestamp"]
     expected = hmac.new(
         secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256

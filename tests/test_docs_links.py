@@ -1,0 +1,45 @@
+"""The README is a landing page that sends people to docs/: every link it and the pages make
+to a file of this repository, or to a heading of one, must lead somewhere."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
+CODE_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens."""
+    text = CODE_BLOCK.sub("", page.read_text())
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def relative_links(page: Path) -> list[str]:
+    text = CODE_BLOCK.sub("", page.read_text())
+    targets = [a or b for a, b in LINK.findall(text)]
+    return [t for t in targets if not re.match(r"[a-z]+:", t)]
+
+
+def test_there_are_pages_and_links_to_check():
+    assert len(PAGES) > 5
+    assert len(relative_links(ROOT / "README.md")) > 10
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page):
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target}: no such heading")
+    assert broken == []
