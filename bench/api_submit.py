@@ -69,10 +69,10 @@ if not AgentToken.objects.filter(token_hash=hash_token("{TOKEN}")).exists():
     AgentToken.issue(agent, name="bench", raw="{TOKEN}")
 # Start from an empty inbox: withdraw what earlier runs left pending, so each run measures
 # the same reviewer load instead of one that grows by a thousand requests a run.
-from reviews import services
 from reviews.models import ReviewRequest
+from reviews.services.decisions import cancel_request
 for pk in ReviewRequest.objects.filter(agent=agent, status="pending").values_list("pk", flat=True):
-    services.cancel_request(pk, agent=agent, reason="benchmark reset")
+    cancel_request(pk, agent=agent, reason="benchmark reset")
 """
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", setup], cwd=ROOT, env=env, check=True

@@ -163,8 +163,8 @@ def create_overdue(policies: list, count: int) -> None:
 def baseline_per_request() -> int:
     from django.utils import timezone
 
-    from reviews import services
     from reviews.models import ReviewRequest
+    from reviews.services.deadlines import time_out_request
 
     now = timezone.now()
     ids = list(
@@ -172,7 +172,7 @@ def baseline_per_request() -> int:
             "pk", flat=True
         )
     )
-    return sum(services.time_out_request(pk, now=now).startswith("timed_out") for pk in ids)
+    return sum(time_out_request(pk, now=now).startswith("timed_out") for pk in ids)
 
 
 def run_with_workers(workers: int, count: int, timeout: float) -> tuple[float, float]:

@@ -9,8 +9,11 @@ from datetime import timedelta
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from reviews import rollups, services
+from reviews import rollups
 from reviews.models import Agent, Category
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.sightings import record_sightings
+from reviews.services.submission import submit_request
 
 casey, _ = User.objects.get_or_create(username="casey", defaults={"first_name": "Casey"})
 casey.groups.add(Group.objects.get(name="reviewers"))
@@ -18,7 +21,7 @@ refunds = Category.objects.get(slug="refunds")
 refunds.queue.members.add(casey)
 at = timezone.now() - timedelta(days=1)
 ids = [
-    services.submit_request(
+    submit_request(
         Agent.objects.get(name="support-bot"),
         category=refunds,
         title=f"Refund {n}",
@@ -29,8 +32,6 @@ ids = [
     ).request.pk
     for n in range(40)
 ]
-services.record_sightings(ids, by=casey, now=at + timedelta(minutes=1))
-services.decide_requests_in_bulk(
-    ids, by=casey, outcome="approved", now=at + timedelta(minutes=1, seconds=3)
-)
+record_sightings(ids, by=casey, now=at + timedelta(minutes=1))
+decide_requests_in_bulk(ids, by=casey, outcome="approved", now=at + timedelta(minutes=1, seconds=3))
 rollups.roll_up()

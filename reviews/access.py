@@ -15,8 +15,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from .models import ReviewRequest
+from .models import ReviewRequest, SecondReview, SpotCheckBatch
 
 REVIEWERS = "reviewers"
 ADMINS = "admins"
@@ -87,8 +88,6 @@ def get_request_for_reviewer(
 
 def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> Any:
     """A periodic-review batch of a category whose queue the reviewer is in, else 404."""
-    from .models import SpotCheckBatch
-
     return get_object_or_404(
         SpotCheckBatch.objects.filter(category__queue__members=user)
         .select_related("category")
@@ -100,10 +99,6 @@ def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> 
 def open_second_reviews_for(user: AbstractBaseUser) -> Any:
     """The blind second reviews given to this reviewer, still in one of their queues and
     shown now (the first decision's undo window has passed), not yet answered."""
-    from django.utils import timezone
-
-    from .models import SecondReview
-
     return SecondReview.objects.filter(
         reviewer=user,
         outcome="",
@@ -117,10 +112,6 @@ def get_second_review_for_reviewer(user: AbstractBaseUser, review_id: int) -> An
 
     Answered ones stay readable to their reviewer (to say it was already answered); nobody
     else, not even the first decider, ever gets it."""
-    from django.utils import timezone
-
-    from .models import SecondReview
-
     return get_object_or_404(
         SecondReview.objects.filter(
             reviewer=user,

@@ -26,7 +26,7 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import logins, policies, services
+from . import logins, policies
 from . import rules as engine
 from .models import (
     Agent,
@@ -55,15 +55,18 @@ from .models import (
     SweepRun,
     WebhookDelivery,
 )
+from .services.assignment import set_away
+from .services.audit import admin_snapshot, record_admin_write
+from .services.outbox import resend_deliveries
 
 
 def _inline_changes(formsets: list[Any]) -> list[dict[str, Any]]:
     """What the change form's inline rows added, changed and deleted (set once they are saved)."""
     changes = []
     for formset in formsets:
-        added = [services.admin_snapshot(obj) for obj in getattr(formset, "new_objects", [])]
+        added = [admin_snapshot(obj) for obj in getattr(formset, "new_objects", [])]
         changed = [
-            {"row": str(obj), "fields": sorted(fields), "now": services.admin_snapshot(obj)}
+            {"row": str(obj), "fields": sorted(fields), "now": admin_snapshot(obj)}
             for obj, fields in getattr(formset, "changed_objects", [])
         ]
         deleted = [str(obj) for obj in getattr(formset, "deleted_objects", [])]
@@ -87,15 +90,15 @@ class AuditedAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         if change:
             stored = type(obj)._default_manager.get(pk=obj.pk)
-            obj._audit_before = services.admin_snapshot(stored)  # type: ignore[attr-defined]
+            obj._audit_before = admin_snapshot(stored)  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        after = services.admin_snapshot(form.instance)
+        after = admin_snapshot(form.instance)
         if inlines := _inline_changes(formsets):
             after["inlines"] = inlines
-        services.record_admin_write(
+        record_admin_write(
             "changed" if change else "added",
             form.instance,
             by=request.user,
@@ -105,8 +108,8 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
         with transaction.atomic():
-            before = services.admin_snapshot(obj)
-            services.record_admin_write("deleted", obj, by=request.user, before=before)
+            before = admin_snapshot(obj)
+            record_admin_write("deleted", obj, by=request.user, before=before)
             super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -114,8 +117,8 @@ class AuditedAdmin(admin.ModelAdmin):
         # transaction of Django's, hence this one.
         with transaction.atomic():
             for obj in queryset:
-                before = services.admin_snapshot(obj)
-                services.record_admin_write("deleted", obj, by=request.user, before=before)
+                before = admin_snapshot(obj)
+                record_admin_write("deleted", obj, by=request.user, before=before)
             super().delete_queryset(request, queryset)
 
 
@@ -266,7 +269,7 @@ class AgentTokenAdmin(admin.ModelAdmin):
 
 @admin.register(ReviewerProfile)
 class ReviewerProfileAdmin(AuditedAdmin):
-    """Away status is set by services.set_away (reviewer.away / reviewer.back)."""
+    """Away status is set by set_away (reviewer.away / reviewer.back)."""
 
     list_display = ["user", "away_until"]
 
@@ -276,7 +279,7 @@ class ReviewerProfileAdmin(AuditedAdmin):
     def save_model(
         self, request: HttpRequest, obj: ReviewerProfile, form: Any, change: bool
     ) -> None:
-        profile = services.set_away(obj.user, obj.away_until, by=request.user)
+        profile = set_away(obj.user, obj.away_until, by=request.user)
         obj.pk = profile.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -391,7 +394,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Re-send selected deliveries", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        count = services.resend_deliveries(ids, by=request.user)
+        count = resend_deliveries(ids, by=request.user)
         self.message_user(request, f"Queued {count} deliveries for re-sending.")
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
@@ -409,7 +412,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
         if not self.may_resend(request):
             raise PermissionDenied
-        services.resend_deliveries([delivery.pk], by=request.user)
+        resend_deliveries([delivery.pk], by=request.user)
         self.message_user(request, "Queued the delivery for re-sending.")
         return redirect("admin:reviews_webhookdelivery_change", delivery.pk)
 
@@ -611,7 +614,7 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
             if user is not None:
                 user.refresh_from_db(fields=["password"])
                 if user.password != before:
-                    services.record_admin_write(
+                    record_admin_write(
                         "password_changed",
                         user,
                         by=request.user,

@@ -25,7 +25,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
-from . import lookups, services, validation
+from . import lookups, validation
 from .api_schemas import (
     PRIORITIES,
     CancelIn,
@@ -44,6 +44,11 @@ from .api_schemas import (
 )
 from .longpoll import Refusal, release_connection, watcher
 from .models import Agent, AgentToken, Category, Decision, Message, ReviewRequest, hash_token
+from .services import conversation
+from .services.decisions import cancel_request
+from .services.errors import IdempotencyConflict, TransitionError
+from .services.outbox import decision_data
+from .services.submission import evaluate_for, submit_request
 
 # Bodies above this are refused with 413 before they are parsed.
 MAX_BODY_BYTES = 256 * 1024
@@ -232,10 +237,8 @@ def on_invalid_by_service(request: HttpRequest, exc: DjangoValidationError) -> H
     return error_response(request, 422, "invalid", "The request is invalid; see fields.", fields)
 
 
-@api.exception_handler(services.IdempotencyConflict)
-def on_idempotency_conflict(
-    request: HttpRequest, exc: services.IdempotencyConflict
-) -> HttpResponse:
+@api.exception_handler(IdempotencyConflict)
+def on_idempotency_conflict(request: HttpRequest, exc: IdempotencyConflict) -> HttpResponse:
     return error_response(
         request, 409, "idempotency_conflict", str(exc), headers={"Location": url_of(exc.existing)}
     )
@@ -319,7 +322,7 @@ def request_out(
         "deadline": review.deadline,
         "on_timeout": review.category.timeout_action,
         "created_at": review.created_at,
-        "decision": services.decision_data(decision),
+        "decision": decision_data(decision),
         "messages": messages,
         "links": links(request, review),
     }
@@ -395,7 +398,7 @@ def submit(
     200 with the same request; the same key with a different body is a 409."""
     agent: Agent = request.auth
     category = category_by_slug(payload.category)
-    submission = services.submit_request(
+    submission = submit_request(
         agent,
         category=category,
         title=payload.title,
@@ -466,8 +469,8 @@ def cancel(
     agent: Agent = request.auth
     review = request_for_agent(agent, request_id)
     try:
-        services.cancel_request(review.pk, agent=agent, reason=payload.reason if payload else "")
-    except services.TransitionError:
+        cancel_request(review.pk, agent=agent, reason=payload.reason if payload else "")
+    except TransitionError:
         raise conflict(agent, review) from None
     return request_out(request, request_for_agent(agent, request_id))
 
@@ -518,17 +521,17 @@ def post_message(
                 {"proposed_action": ["A revision needs the new proposed action."]},
             )
         try:
-            message = services.revise_proposal(
+            message = conversation.revise_proposal(
                 review.pk, agent=agent, proposed_action=payload.proposed_action, body=payload.body
             )
-        except services.TransitionError:
+        except TransitionError:
             raise conflict(agent, review) from None
     else:
         if not payload.body.strip():
             raise ApiError(
                 422, "invalid", "The request is invalid; see fields.", {"body": ["Say something."]}
             )
-        message = services.post_message(
+        message = conversation.post_message(
             review,
             author_kind=Message.Author.AGENT,
             body=payload.body,
@@ -550,7 +553,7 @@ def post_message(
 )
 def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     category = category_by_slug(payload.category)
-    verdict = services.evaluate_for(category, payload.confidence, payload.attributes)
+    verdict = evaluate_for(category, payload.confidence, payload.attributes)
     return {
         "category": category.slug,
         "mode": category.mode,
@@ -640,7 +643,7 @@ def submit_interrupt(
     action = payload.action_request
     description = payload.description or ""
     title = payload.title or (description.strip().splitlines() or [action.action])[0][:300]
-    submission = services.submit_request(
+    submission = submit_request(
         agent,
         category=category,
         title=title,

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
 
-from .insights import Period, describe_delta
+from .insights import Period, describe_delta, period_from
 from .models import AuditEvent, Decision
 from .validation import parse_id
 
@@ -131,8 +132,6 @@ def decision_rows(
 
 def audit_events(params: Any) -> Any:
     """The audit log filtered by request, agent, actor, category, verb and period."""
-    from .insights import period_from
-
     events = AuditEvent.objects.all()
     if ref := params.get("request", "").strip():
         if (request_id := parse_id(ref)) is not None:
@@ -156,8 +155,6 @@ def audit_events(params: Any) -> Any:
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError:

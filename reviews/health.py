@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
@@ -75,8 +76,6 @@ def worker_limit() -> timedelta:
 def check_broker() -> Part:
     if not settings.REDIS_URL:
         return Part(True, detail="embedded filesystem broker")
-    import redis
-
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
     except redis.RedisError as exc:

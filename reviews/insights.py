@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from .models import (
     Decision,
     EscalationRule,
     ReviewerRollup,
+    SecondReview,
     SpotCheckItem,
     SubmissionRollup,
 )
@@ -960,10 +962,6 @@ def _largest_first(items: Iterable[Agreement]) -> list[Agreement]:
 def agreement(period: Period, category_id: int | None = None) -> AgreementReport:
     """Agreement of second reviews answered in the period: overall, per category, and per
     reviewer as the first decider and as the second."""
-    from django.contrib.auth import get_user_model
-
-    from .models import SecondReview
-
     start, end = period.bounds
     answered = SecondReview.objects.filter(decided_at__gte=start, decided_at__lt=end).exclude(
         outcome=""

@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .services import audit
+from .services.audit import audit
 
 
 def client_address(request: HttpRequest) -> str:

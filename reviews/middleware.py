@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -95,7 +96,6 @@ def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse])
     styles only from our static files (no inline code, no eval), nothing framed or embedded.
     Django 5.2 has no CSP support of its own, and with nothing inline left no nonce is needed,
     so this is all it takes."""
-    from django.conf import settings
 
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)

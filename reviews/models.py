@@ -401,7 +401,7 @@ class ReviewRequest(models.Model):
         indexes = [
             models.Index(fields=["status", "deadline"], name="request_status_deadline"),
             models.Index(fields=["status", "queue", "-priority"], name="request_inbox"),
-            # Each submission counts reviewers' pending load (services.pick_assignee): the
+            # Each submission counts reviewers' pending load (assignment.pick_assignee): the
             # narrowest index for it, which the planner prefers to inbox_pending_mine.
             models.Index(
                 fields=["assignee"],
@@ -555,7 +555,13 @@ def judged_outcome(outcome: str, as_proposed: bool) -> str:
 
 
 # The request statuses an approve, modify or reject leaves (equal to the outcomes' values).
-OUTCOME_STATUSES = list(Decision.Outcome.values)
+# The status a decision of each outcome leaves its request in.
+OUTCOME_STATUS = {
+    Decision.Outcome.APPROVED: ReviewRequest.Status.APPROVED,
+    Decision.Outcome.MODIFIED: ReviewRequest.Status.MODIFIED,
+    Decision.Outcome.REJECTED: ReviewRequest.Status.REJECTED,
+}
+OUTCOME_STATUSES = list(OUTCOME_STATUS.values())
 
 # Decisions a person made (the others came from the rules or the deadline): what precedents
 # and agreement figures are built from.

@@ -34,6 +34,7 @@ from .models import (
     SpotCheckBatch,
     SpotCheckItem,
 )
+from .services.audit import audit
 
 AUTONOMOUS = Category.Mode.AUTONOMOUS
 # Below this many expected samples, an empty sample is plain chance (P(none) is about 5% at 3).
@@ -53,7 +54,6 @@ def sync(
     """Make the monitoring period match the category's mode: a fresh period (test at zero,
     only actions from now on count) when it is autonomous without one, the period closed
     when it is no longer autonomous. Idempotent; call in the transaction that changed the mode."""
-    from .services import audit
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -69,7 +69,7 @@ def sync(
                     "reason": reason,
                     "reinstated_at": None,
                     "reinstated_reason": "",
-                    **_state_fields(cusum.ZERO),
+                    **state_fields(cusum.ZERO),
                     "verdicts": 0,
                     "errors": 0,
                 },
@@ -164,66 +164,12 @@ def state_of(autonomy: CategoryAutonomy) -> cusum.State:
     return cusum.State(autonomy.cusum, autonomy.run_verdicts, autonomy.run_errors)
 
 
-def _state_fields(state: cusum.State) -> dict[str, Any]:
+def state_fields(state: cusum.State) -> dict[str, Any]:
     return {
         "cusum": state.value,
         "run_verdicts": state.run_verdicts,
         "run_errors": state.run_errors,
     }
-
-
-def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:
-    """Add a verdict to its category's test and bring the gate back if it fires. Call in the
-    verdict's transaction. True if the gate was reinstated."""
-    from .services import reinstate_gate
-
-    category_id = item.request.category_id
-    # Lock the category, then its autonomy, in the order the switches take them, so that two
-    # verdicts (or a verdict and a switch) run one after the other: each sees the other's S.
-    category = Category.objects.select_for_update().get(pk=category_id)
-    autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
-    if autonomy is None or not autonomy.monitoring or category.mode != AUTONOMOUS:
-        return False  # e.g. a verdict given after the gate came back: nothing left to test
-    if not period_items(autonomy).filter(pk=item.pk).exists():
-        return False
-    correct = item.verdict == SpotCheckItem.Verdict.CORRECT
-    test = sequential_test(autonomy)
-    state = cusum.step(test, state_of(autonomy), correct)
-    CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
-        **_state_fields(state),
-        verdicts=autonomy.verdicts + 1,
-        errors=autonomy.errors + (not correct),
-    )
-    if not cusum.alarmed(test, state):
-        return False
-    return reinstate_gate(category_id, reason=reinstatement_reason(test, state, autonomy), now=now)
-
-
-def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
-    """The periodic safety net: if verdicts reached the database without count_verdict (an
-    import, a fix by SQL), run the test again over the period's verdicts in the order given.
-    True if the gate was reinstated."""
-    from .services import reinstate_gate
-
-    with transaction.atomic():
-        category = Category.objects.select_for_update().get(pk=category_id)
-        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
-        if autonomy is None or not autonomy.monitoring or category.mode != AUTONOMOUS:
-            return False
-        judged = period_items(autonomy).exclude(verdict="").order_by("reviewed_at", "pk")
-        correct = SpotCheckItem.Verdict.CORRECT
-        verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
-        if len(verdicts) == autonomy.verdicts:
-            return False
-        test = sequential_test(autonomy)
-        state = cusum.fold(test, verdicts)
-        CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
-            **_state_fields(state), verdicts=len(verdicts), errors=verdicts.count(False)
-        )
-        if not cusum.alarmed(test, state):
-            return False
-        reason = reinstatement_reason(test, state, autonomy)
-        return reinstate_gate(category_id, reason=reason, now=now)
 
 
 # --- words -----------------------------------------------------------------------------------

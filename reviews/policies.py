@@ -21,7 +21,6 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from . import rules as engine
-from . import services
 from .models import (
     PEOPLE_CHANNELS,
     Agent,
@@ -34,7 +33,8 @@ from .models import (
     ReviewerProfile,
     ReviewRequest,
 )
-from .services import audit
+from .services.assignment import set_away
+from .services.audit import audit
 
 # The policy fields a version records, in the order a diff lists them.
 POLICY_FIELDS = [
@@ -171,7 +171,7 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
 def current_version_id(category: Category) -> int:
     """The id of the version now in force; the first call records the policy as version 1.
 
-    Called by services.submit_request so every request names the rule set that judged it.
+    Called by services.submission.submit_request so every request names the rule set that judged it.
     """
     latest = (
         PolicyVersion.objects.filter(category=category)
@@ -521,7 +521,7 @@ def set_reviewer_away(
     user: AbstractBaseUser, until: datetime | None, *, by: AbstractBaseUser
 ) -> ReviewerProfile:
     """An admin marks a reviewer away until a time (no new work for them), or back (None)."""
-    return services.set_away(user, until, by=by)
+    return set_away(user, until, by=by)
 
 
 def save_agent(form: Any, *, by: AbstractBaseUser) -> Agent:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from .models import Category, EscalationRule, PolicyVersion
+from .policies import current_version_id
 
 MAX_ENTRIES = 512
 
@@ -54,8 +55,6 @@ def rulebook_for(category: Category) -> Rulebook:
         if found is not None:
             _entries.move_to_end(key)
             return found
-    from .policies import current_version_id  # policies builds on services, which use this
-
     loaded = Rulebook(
         rules=tuple(rule.as_engine_rule() for rule in rules_for(category)),
         policy_version_id=current_version_id(category),

@@ -19,8 +19,11 @@ from django.utils import timezone
 
 from hitl.redis_outage import BROKER
 
-from . import services, webhooks
-from .models import Heartbeat, Notification, SweepRun, WebhookDelivery
+from . import rollups, sampling, webhooks
+from .models import Category, Heartbeat, Notification, SweepRun, WebhookDelivery
+from .services.assignment import hand_over_away_requests
+from .services.autonomy import catch_up
+from .services.deadlines import remind_due_requests, time_out_batch
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +153,8 @@ def start_sweep(
     limit = settings.HITL_SWEEP_BATCH_SIZE
     run = SweepRun.objects.create(started_at=now, cutoff=now, open_chains=chains)
     tally = {
-        "reminded": services.remind_due_requests(now=now, limit=limit),
-        "handed_over": services.hand_over_away_requests(now=now, limit=limit),
+        "reminded": remind_due_requests(now=now, limit=limit),
+        "handed_over": hand_over_away_requests(now=now, limit=limit),
     }
     SweepRun.objects.filter(pk=run.pk).update(
         reminders=tally["reminded"], handed_over=tally["handed_over"]
@@ -195,7 +198,7 @@ def run_sweep_batch(run_id: int) -> tuple[bool, dict[str, int]]:
     if run is None:
         return False, {}
     limit = settings.HITL_SWEEP_BATCH_SIZE
-    tally = services.time_out_batch(run.cutoff, limit=limit)
+    tally = time_out_batch(run.cutoff, limit=limit)
     claimed = tally.pop("claimed", 0)
     if not claimed:
         return False, tally
@@ -361,8 +364,6 @@ def record_heartbeat(self) -> str:
 @shared_task
 def roll_up_decisions() -> int:
     """Recompute the rollups of the days touched since the last run (idempotent)."""
-    from . import rollups
-
     return rollups.roll_up()
 
 
@@ -370,12 +371,9 @@ def roll_up_decisions() -> int:
 def sample_spot_checks() -> int:
     """Sample new human-free decisions for periodic review, then bring each autonomous
     category's sequential test up to date (a safety net: each verdict already feeds it)."""
-    from . import monitoring, sampling
-    from .models import Category
-
     sampled = sampling.sample()
     for category_id in Category.objects.filter(mode=Category.Mode.AUTONOMOUS).values_list(
         "pk", flat=True
     ):
-        monitoring.catch_up(category_id)
+        catch_up(category_id)
     return sampled

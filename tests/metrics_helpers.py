@@ -7,8 +7,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import ReviewRequest
+from reviews.services.deadlines import time_out_request
+from reviews.services.decisions import decide_request
+from reviews.services.sightings import record_first_view
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 
@@ -33,7 +36,7 @@ def decided(
     attrs = dict(attributes if attributes is not None else ROUTINE)
     if outcome != "auto" and category.mode == "rules" and confidence >= 0.7:
         attrs.setdefault("policy_conflict", True)  # make sure a person sees it
-    request = services.submit_request(
+    request = submit_request(
         agent,
         category=category,
         title="Refund",
@@ -47,16 +50,16 @@ def decided(
         return request
     assert request.status == "pending", request.attributes
     if outcome == "timeout":
-        services.time_out_request(request.pk, now=request.deadline + timedelta(minutes=1))
+        time_out_request(request.pk, now=request.deadline + timedelta(minutes=1))
         request.refresh_from_db()
         if request.status == "pending":  # reassigned / escalated: walk the policy to its end
             for _ in range(4):
-                services.time_out_request(request.pk, now=request.deadline + timedelta(minutes=1))
+                time_out_request(request.pk, now=request.deadline + timedelta(minutes=1))
                 request.refresh_from_db()
         return request
     viewed = at + timedelta(seconds=60)
     if by is not None:
-        services.record_first_view(request, by=by, now=viewed)
+        record_first_view(request, by=by, now=viewed)
     kwargs: dict[str, Any] = {}
     if outcome == "modified":
         kwargs["final_action"] = final_action or {"action": "refund", "amount": 50}
@@ -64,7 +67,7 @@ def decided(
         kwargs["reason"] = reason or "Outside the policy"
     elif reason:
         kwargs["reason"] = reason
-    services.decide_request(
+    decide_request(
         request.pk,
         by=by,
         outcome=outcome,
@@ -78,7 +81,7 @@ def decided(
 def auto_approved(agent, category, count: int) -> list[ReviewRequest]:
     """`count` requests no rule escalates: decided by the rules, without a human."""
     return [
-        services.submit_request(
+        submit_request(
             agent, category=category, title=f"Refund {i}", confidence=0.95, attributes=ROUTINE
         ).request
         for i in range(count)

@@ -10,7 +10,6 @@ from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from reviews import services
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
@@ -20,6 +19,9 @@ from reviews.models import (
     SpotCheckBatch,
     SpotCheckItem,
 )
+from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.conversation import revise_proposal
+from reviews.services.submission import submit_request
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
 from .test_csp_browser import METRICS_PAGES, admin_pages
@@ -199,7 +201,7 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
         request = ReviewRequest.objects.get(pk=pk)
         action = dict(request.proposed_action)
         action["amount"] = (action.get("amount") or 0) + 1000
-        services.revise_proposal(pk, agent=request.agent, proposed_action=action)
+        revise_proposal(pk, agent=request.agent, proposed_action=action)
         refresh_list(page)
         expect(page.locator("#pane-notice")).to_contain_text("The agent revised its proposal")
         audit.check("/inbox/ revised proposal notice")
@@ -260,11 +262,11 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
     # An autonomous category, so the autonomy page shows its monitoring and a warning.
     moderation = Category.objects.get(slug="moderation")
     manager = Group.objects.get(name="managers").user_set.get(username="manager")
-    services.switch_to_autonomous(moderation.pk, by=manager, reason="Ready")
+    switch_to_autonomous(moderation.pk, by=manager, reason="Ready")
     moderation.refresh_from_db()
     agent = Agent.objects.first()
     for i in range(20):  # run without a person, and not sampled yet: "Nothing sampled"
-        services.submit_request(agent, category=moderation, title=f"Post {i}", confidence=0.99)
+        submit_request(agent, category=moderation, title=f"Post {i}", confidence=0.99)
     log_in(audit.page, "manager", DEMO_PASSWORD)
     for size in SIZES:
         audit.resize(size)

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import insights, services
+from reviews import insights
 from reviews.models import (
     AuditEvent,
     Decision,
@@ -21,6 +21,11 @@ from reviews.models import (
     SpotCheckItem,
     WebhookDelivery,
 )
+from reviews.services.agreement import record_second_review
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.deadlines import time_out_request
+from reviews.services.decisions import decide_request, undo_decision
+from reviews.services.submission import submit_request
 
 from .conftest import make_user
 from .test_inbox_views import HX, submit
@@ -43,9 +48,7 @@ def decide(request, by, outcome="approved", ago=PAST, **kwargs):
         kwargs.setdefault("reason", "Outside policy")
     if outcome == "modified":
         kwargs.setdefault("final_action", {"action": "refund", "amount": 60, "currency": "EUR"})
-    return services.decide_request(
-        request.pk, by=by, outcome=outcome, now=timezone.now() - ago, **kwargs
-    )
+    return decide_request(request.pk, by=by, outcome=outcome, now=timezone.now() - ago, **kwargs)
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -71,7 +74,7 @@ def test_a_rate_of_0_never_samples(agent, refunds, alice):
 
 def test_a_batch_is_sampled_like_single_decisions(agent, sampled, alice, carol):
     reqs = [submit(agent, sampled) for _ in range(3)]
-    services.decide_requests_in_bulk([r.pk for r in reqs], by=alice, outcome="approved")
+    decide_requests_in_bulk([r.pk for r in reqs], by=alice, outcome="approved")
     assert SecondReview.objects.filter(reviewer=carol, first_reviewer=alice).count() == 3
     assert AuditEvent.objects.filter(verb="second_review.assigned").count() == 3
 
@@ -95,16 +98,16 @@ def test_decisions_by_the_deadline_are_never_sampled(agent, sampled):
     request = submit(agent, sampled)
     sampled.timeout_action = "approve"
     sampled.save()
-    services.time_out_request(request.pk, now=request.deadline + timedelta(seconds=1))
+    time_out_request(request.pk, now=request.deadline + timedelta(seconds=1))
     assert Decision.objects.get(request=request).channel == "timeout"
     assert not SecondReview.objects.exists()
 
 
 def test_undoing_the_first_decision_withdraws_its_second_review(agent, sampled, alice, carol):
     request = submit(agent, sampled)
-    services.decide_request(request.pk, by=alice, outcome="approved")  # still undoable
+    decide_request(request.pk, by=alice, outcome="approved")  # still undoable
     assert SecondReview.objects.filter(request=request).exists()
-    services.undo_decision(request.pk, by=alice)
+    undo_decision(request.pk, by=alice)
     assert not SecondReview.objects.exists()
     undone = AuditEvent.objects.get(request=request, verb="decision.undone")
     assert undone.after["second_review_withdrawn"] == "carol"
@@ -231,7 +234,7 @@ def test_only_the_chosen_second_reviewer_may_see_or_answer(
 
 def test_it_stays_hidden_until_the_first_decision_is_final(client, agent, sampled, alice, carol):
     request = submit(agent, sampled)
-    services.decide_request(request.pk, by=alice, outcome="approved")  # in its undo window
+    decide_request(request.pk, by=alice, outcome="approved")  # in its undo window
     review = SecondReview.objects.get(request=request)
     client.force_login(carol)
     assert client.get(reverse("inbox_second", args=[review.pk])).status_code == 404
@@ -256,7 +259,7 @@ def test_answering_opens_the_next_second_review(client, agent, sampled, alice, c
 
 @pytest.fixture
 def spot_batch(agent, refunds):
-    request = services.submit_request(
+    request = submit_request(
         agent,
         category=refunds,
         title="Auto refund 20 EUR",
@@ -303,7 +306,7 @@ def agreement_fixture(agent, category, first, second, pairs):
         decide(request, first, first_outcome)
         review = SecondReview.objects.get(request=request)
         assert review.reviewer == second
-        services.record_second_review(
+        record_second_review(
             review.pk,
             by=second,
             outcome=second_outcome,
@@ -352,7 +355,7 @@ def test_a_different_edit_agrees_on_the_outcome_but_not_the_action(agent, sample
     request = submit(agent, sampled)
     decide(request, alice, "modified", final_action={"action": "refund", "amount": 10})
     review = SecondReview.objects.get(request=request)
-    services.record_second_review(
+    record_second_review(
         review.pk, by=carol, outcome="modified", final_action={"action": "refund", "amount": 90}
     )
     review.refresh_from_db()
@@ -377,7 +380,7 @@ def test_the_agreement_page_reads_the_same_number_of_queries_for_few_or_many(
         request = submit(agent, sampled)
         decide(request, alice if n % 2 else carol, "approved" if n % 3 else "rejected")
         review = SecondReview.objects.get(request=request)
-        services.record_second_review(
+        record_second_review(
             review.pk, by=review.reviewer, outcome="approved" if n % 4 else "rejected", reason="x"
         )
     with django_assert_max_num_queries(len(few)):
@@ -420,7 +423,7 @@ def test_admins_set_the_second_review_rate_in_the_policy_editor(client, admin_us
 
 
 def test_managers_see_the_second_opinion_in_the_request_history(client, carol, manager, review):
-    services.record_second_review(review.pk, by=carol, outcome="rejected", reason="Too risky")
+    record_second_review(review.pk, by=carol, outcome="rejected", reason="Too risky")
     client.force_login(manager)
     page = client.get(reverse("audit_request", args=[review.request_id])).content.decode()
     assert "Second review" in page and "Rejected by carol: agrees" in page

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from reviews import services
 from reviews.models import Decision, SecondReview
+from reviews.services.decisions import decide_request
 
 from .conftest import log_in
 from .test_inbox_views import submit
@@ -23,8 +23,8 @@ def test_a_second_review_is_answered_blind_by_keyboard(page, agent, refunds, ali
     refunds.save()
     earlier = timezone.now() - timedelta(minutes=10)
     first, second = (submit(agent, refunds, title=f"Refund to customer {n}") for n in (1, 2))
-    services.decide_request(first.pk, by=alice, outcome="approved", now=earlier)
-    services.decide_request(
+    decide_request(first.pk, by=alice, outcome="approved", now=earlier)
+    decide_request(
         second.pk, by=alice, outcome="rejected", reason="SECRET-FIRST-REASON", now=earlier
     )
     reviews = list(SecondReview.objects.order_by("visible_from", "id"))

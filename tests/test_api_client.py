@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 
 from hitl_client import ApprovalTimeout, Client, HITLError, Rejected, requires_approval
-from reviews import services
 from reviews.longpoll import watcher
 from reviews.models import ReviewRequest
+from reviews.services.decisions import decide_request
 
 from .api_support import AgentClient, _no_rate_limit
 from .conftest import wait_for
@@ -54,7 +54,7 @@ def test_submit_then_wait_returns_the_decision(client, refunds, alice):
         "refunds", "Refund 120 EUR", confidence=0.4, proposed_action={"amount": 120}
     )
     assert created["status"] == "pending"
-    thread = reviewer(lambda r: services.decide_request(r.pk, by=alice, outcome="approved"))
+    thread = reviewer(lambda r: decide_request(r.pk, by=alice, outcome="approved"))
     outcome = client.wait(created["id"], timeout=20)
     thread.join()
     assert outcome["status"] == "approved"
@@ -89,7 +89,7 @@ def test_the_decorator_runs_the_function_with_the_humans_modified_arguments(clie
 
     def halve(request):
         assert request.proposed_action == {"order": 1042, "amount": 120, "note": ""}
-        services.decide_request(
+        decide_request(
             request.pk,
             by=alice,
             outcome="modified",
@@ -109,9 +109,7 @@ def test_the_decorator_raises_rejected_with_the_reason(client, refunds, alice):
         raise AssertionError("must not run")
 
     thread = reviewer(
-        lambda r: services.decide_request(
-            r.pk, by=alice, outcome="rejected", reason="Far too much."
-        )
+        lambda r: decide_request(r.pk, by=alice, outcome="rejected", reason="Far too much.")
     )
     with pytest.raises(Rejected) as rejected:
         refund_all(999999)
@@ -169,9 +167,7 @@ def test_a_wait_refused_a_slot_waits_out_retry_after_and_still_gets_the_decision
     holder = threading.Thread(target=another_loop_holds_the_only_slot)
     holder.start()
     wait_for(lambda: watcher.waiting == 1, timeout=10, interval=0.02)
-    reviewer = threading.Timer(
-        0.5, lambda: services.decide_request(second_pk, by=alice, outcome="approved")
-    )
+    reviewer = threading.Timer(0.5, lambda: decide_request(second_pk, by=alice, outcome="approved"))
     reviewer.start()
     started = time.monotonic()
     # The server answers 429 with Retry-After (about 2 s, when the holder's wait ends); the

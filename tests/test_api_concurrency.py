@@ -7,9 +7,9 @@ import time
 import pytest
 from django.db import connection
 
-from reviews import services
 from reviews.longpoll import watcher
 from reviews.models import Agent, AgentToken, ReviewRequest
+from reviews.services.decisions import decide_request, undo_decision
 
 from .api_support import AgentClient, _no_rate_limit, escalated
 from .conftest import wait_for
@@ -49,7 +49,7 @@ def test_wait_returns_within_a_second_of_the_decision_becoming_effective(
 
     def reviewer():
         time.sleep(0.5)
-        decision = services.decide_request(pk, by=alice, outcome="approved")
+        decision = decide_request(pk, by=alice, outcome="approved")
         effective["at"] = (
             time.monotonic() + (decision.effective_at - decision.created_at).total_seconds()
         )
@@ -82,8 +82,8 @@ def test_an_undone_decision_does_not_wake_the_agent(settings, agent_token, refun
     pk = ReviewRequest.objects.get(public_id=created["id"]).pk
 
     def reviewer_changes_their_mind():
-        services.decide_request(pk, by=alice, outcome="rejected", reason="No.")
-        services.undo_decision(pk, by=alice)
+        decide_request(pk, by=alice, outcome="rejected", reason="No.")
+        undo_decision(pk, by=alice)
 
     in_thread(reviewer_changes_their_mind).join()
     body = api.get(f"/api/v1/requests/{created['id']}/wait?timeout=2").json()
@@ -140,7 +140,7 @@ def test_an_agent_holding_its_share_of_waits_cannot_starve_another(
     retry_after = int(refused["Retry-After"])
     assert 30 - (time.monotonic() - started) - 1 <= retry_after <= 30
     for pk in ReviewRequest.objects.filter(public_id__in=held).values_list("pk", flat=True):
-        services.decide_request(pk, by=alice, outcome="approved", channel="batch")
+        decide_request(pk, by=alice, outcome="approved", channel="batch")
     for thread in threads:
         thread.join(timeout=30)
     assert {answer.status_code for answer in answers.values()} == {200}
@@ -187,7 +187,7 @@ def test_a_hundred_waiters_hold_no_database_connections_and_all_wake(
     wait_for(lambda: in_use() <= before + 1, timeout=5)
     decided = time.monotonic()
     for pk in ReviewRequest.objects.filter(public_id__in=ids).values_list("pk", flat=True):
-        services.decide_request(pk, by=alice, outcome="approved", channel="batch")
+        decide_request(pk, by=alice, outcome="approved", channel="batch")
     for thread in threads:
         thread.join(timeout=30)
     assert time.monotonic() - decided < 10

@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import AuditEvent, Decision, Guideline, Message, ReviewRequest
+from reviews.services.conversation import post_message
+from reviews.services.decisions import decide_request
 
 from .api_support import ROUTINE_SUBMISSION, AgentClient, _no_rate_limit, api, escalated
 
@@ -22,7 +23,7 @@ def submit(api, data=None, **extra):
 
 
 def decide(request_id, by, outcome="approved", effective=True, **fields):
-    decision = services.decide_request(request_id, by=by, outcome=outcome, **fields)
+    decision = decide_request(request_id, by=by, outcome=outcome, **fields)
     if effective:  # as if the reviewer's undo window had passed
         Decision.objects.filter(pk=decision.pk).update(
             effective_at=timezone.now() - timedelta(seconds=1)
@@ -138,7 +139,7 @@ def test_reading_a_request_takes_a_fixed_number_of_queries(
     created = submit(api)
     request = ReviewRequest.objects.get(public_id=created["id"])
     for i in range(5):
-        services.post_message(request, author_kind="reviewer", author=alice, body=f"q{i}")
+        post_message(request, author_kind="reviewer", author=alice, body=f"q{i}")
     api.get(f"/api/v1/requests/{created['id']}")  # touches the token's last_used_at once
     with django_assert_max_num_queries(3):
         body = api.get(f"/api/v1/requests/{created['id']}").json()
@@ -199,9 +200,7 @@ def test_cancelling_a_decided_request_is_a_conflict_that_does_not_leak_an_undoab
 def test_the_agent_answers_a_reviewers_question(api, refunds, alice):
     created = submit(api)
     request = ReviewRequest.objects.get(public_id=created["id"])
-    services.post_message(
-        request, author_kind="reviewer", author=alice, kind="question", body="Photos?"
-    )
+    post_message(request, author_kind="reviewer", author=alice, kind="question", body="Photos?")
     response = api.post_json(
         f"/api/v1/requests/{created['id']}/messages", {"kind": "answer", "body": "Attached."}
     )

@@ -21,8 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from hitl.wsgi import application
-from reviews import services
 from reviews.api import api
+from reviews.services.submission import submit_request
 
 from .api_support import _no_rate_limit, escalated
 
@@ -58,7 +58,7 @@ def pending_id(agent, refunds) -> str:
     # Through the service, not Django's test client: the client reconnects the signals that
     # _wsgi_host disconnected, and PostgreSQL's connection would then close between calls.
     fields = {k: v for k, v in escalated().items() if k != "category"}
-    review = services.submit_request(agent, category=refunds, **fields).request
+    review = submit_request(agent, category=refunds, **fields).request
     return str(review.public_id)
 
 

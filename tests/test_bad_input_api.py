@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import ReviewRequest
+from reviews.services.decisions import decide_request
 
 from .api_support import _no_rate_limit, api, escalated
 from .bad_input import BAD_JSON_VALUES, row_counts
@@ -188,7 +188,7 @@ def test_an_interrupt_answer_survives_attributes_that_set_interrupt_config(api, 
         )
         review = ReviewRequest.objects.get(public_id=response.json()["id"])
         past = timezone.now() - timedelta(minutes=5)  # past the undo window
-        services.decide_request(review.pk, by=alice, outcome="rejected", reason="No.", now=past)
+        decide_request(review.pk, by=alice, outcome="rejected", reason="No.", now=past)
         answer = api.get(f"/api/v1/interrupts/{review.public_id}")
         assert answer.status_code == 200, (config, answer.content)
         assert answer.json()["response"] == {"type": "response", "args": "No."}

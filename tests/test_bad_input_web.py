@@ -16,8 +16,11 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import sampling, services
+from reviews import sampling
 from reviews.models import SecondReview, SpotCheckItem
+from reviews.services.decisions import decide_request
+from reviews.services.guidelines import add_guideline
+from reviews.services.submission import submit_request
 from reviews.views.audit import FILTERS as AUDIT_FILTERS
 
 from .bad_input import BAD_JSON_VALUES, NUL_TEXT, row_counts
@@ -126,14 +129,12 @@ def world(agent, refunds, alice, carol, admin_user, manager):
     refunds.save()
     decided = submit(agent, refunds, title="Refund decided by carol")
     past = timezone.now() - timedelta(minutes=5)
-    services.decide_request(decided.pk, by=carol, outcome="approved", now=past)
+    decide_request(decided.pk, by=carol, outcome="approved", now=past)
     second = SecondReview.objects.get(request=decided)
-    services.submit_request(
-        agent, category=refunds, title="Auto", confidence=0.95, attributes=ROUTINE
-    )
+    submit_request(agent, category=refunds, title="Auto", confidence=0.95, attributes=ROUTINE)
     sampling.sample()
     spot = SpotCheckItem.objects.first()
-    services.add_guideline(decided.pk, by=admin_user, text="Refunds over 100 need a photo.")
+    add_guideline(decided.pk, by=admin_user, text="Refunds over 100 need a photo.")
     return {"pending": pending, "decided": decided, "second": second, "spot": spot}
 
 

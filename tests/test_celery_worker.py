@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import Decision, ReviewRequest
+from reviews.services.submission import submit_request
 from reviews.tasks import sweep_overdue_requests
 
 from .conftest import wait_for
@@ -18,10 +18,10 @@ def test_the_worker_sweeps_overdue_requests(celery_worker, agent, refunds):
     refunds.timeout_action = "reject"
     refunds.save()
     late = [
-        services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+        submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
         for i in range(5)
     ]
-    fresh = services.submit_request(agent, category=refunds, title="fresh", confidence=0.1).request
+    fresh = submit_request(agent, category=refunds, title="fresh", confidence=0.1).request
     ReviewRequest.objects.filter(pk__in=[r.pk for r in late]).update(
         deadline=timezone.now() - timedelta(seconds=5)
     )

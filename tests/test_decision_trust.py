@@ -11,8 +11,11 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import AuditEvent, Category, Decision, ReviewRequest, WebhookDelivery
+from reviews.services.bulk import decide_requests_in_bulk, undo_batch
+from reviews.services.conversation import revise_proposal
+from reviews.services.decisions import cancel_request, decide_request, undo_decision
+from reviews.services.errors import AlreadyDecided, TransitionError
 
 from .api_support import AgentClient
 from .test_inbox_views import HX, as_user, submit
@@ -26,7 +29,7 @@ def small_refund(agent, refunds):
 
 
 def revise(request, amount):
-    return services.revise_proposal(
+    return revise_proposal(
         request.pk,
         agent=request.agent,
         proposed_action={"action": "refund", "amount": amount},
@@ -177,8 +180,8 @@ def test_a_batch_without_versions_is_refused(client, alice, small_refund):
 
 
 def test_a_revision_racing_a_decision_never_lands_on_a_decided_request(alice, small_refund):
-    services.decide_request(small_refund.pk, by=alice, outcome="approved", version=1)
-    with pytest.raises(services.AlreadyDecided):
+    decide_request(small_refund.pk, by=alice, outcome="approved", version=1)
+    with pytest.raises(AlreadyDecided):
         revise(small_refund, 10000)
     small_refund.refresh_from_db()
     assert small_refund.proposed_action["amount"] == 10
@@ -238,25 +241,25 @@ def test_undoing_a_batch_cancels_each_held_back_webhook(client, alice, agent, re
 
 def test_one_request_of_a_batch_cannot_be_undone_alone(client, alice, agent, refunds):
     reqs = [submit(agent, refunds, title=f"Refund {n}") for n in range(2)]
-    result = services.decide_requests_in_bulk(
+    result = decide_requests_in_bulk(
         [r.pk for r in reqs], by=alice, outcome="approved", versions={r.pk: 1 for r in reqs}
     )
-    with pytest.raises(services.TransitionError, match="undo the batch"):
-        services.undo_decision(reqs[0].pk, by=alice)
-    services.undo_batch(result.batch_id, by=alice)
+    with pytest.raises(TransitionError, match="undo the batch"):
+        undo_decision(reqs[0].pk, by=alice)
+    undo_batch(result.batch_id, by=alice)
     assert set(ReviewRequest.objects.values_list("status", flat=True)) == {"pending"}
 
 
 def test_a_batch_cannot_be_undone_by_someone_else_or_after_its_window(alice, carol, agent, refunds):
     reqs = [submit(agent, refunds, title=f"Refund {n}") for n in range(2)]
-    result = services.decide_requests_in_bulk(
+    result = decide_requests_in_bulk(
         [r.pk for r in reqs], by=alice, outcome="approved", versions={r.pk: 1 for r in reqs}
     )
-    with pytest.raises(services.TransitionError, match="Only the reviewer"):
-        services.undo_batch(result.batch_id, by=carol)
+    with pytest.raises(TransitionError, match="Only the reviewer"):
+        undo_batch(result.batch_id, by=carol)
     later = timezone.now() + timedelta(minutes=1)
-    with pytest.raises(services.TransitionError, match="Too late"):
-        services.undo_batch(result.batch_id, by=alice, now=later)
+    with pytest.raises(TransitionError, match="Too late"):
+        undo_batch(result.batch_id, by=alice, now=later)
     assert set(ReviewRequest.objects.values_list("status", flat=True)) == {"approved"}
 
 
@@ -279,10 +282,10 @@ def test_the_list_notice_names_who_settled_what_and_nothing_else(
     mine, colleagues, cancelled, timed_out, still = (
         submit(agent, refunds, title=f"Refund {n}") for n in range(5)
     )
-    services.decide_request(mine.pk, by=alice, outcome="approved", version=1)
-    services.decide_request(colleagues.pk, by=carol, outcome="rejected", reason="Dup", version=1)
-    services.cancel_request(cancelled.pk, agent=agent)
-    services.decide_request(timed_out.pk, by=None, outcome="approved", channel="timeout")
+    decide_request(mine.pk, by=alice, outcome="approved", version=1)
+    decide_request(colleagues.pk, by=carol, outcome="rejected", reason="Dup", version=1)
+    cancel_request(cancelled.pk, agent=agent)
+    decide_request(timed_out.pk, by=None, outcome="approved", channel="timeout")
 
     # `still` is pending but not in this (filtered) list: it only moved out of view.
     page = poll(
@@ -314,7 +317,7 @@ def test_no_notice_after_the_reviewers_own_batch_or_undo(client, alice, agent, r
 
 def test_a_single_row_settled_by_a_colleague_is_named(client, alice, carol, agent, refunds):
     request = submit(agent, refunds)
-    services.decide_request(request.pk, by=carol, outcome="approved", version=1)
+    decide_request(request.pk, by=carol, outcome="approved", version=1)
     page = poll(as_user(client, alice), [request])
     assert settled_notice(page) == f"#{request.pk} was approved by carol and left your list."
 
@@ -322,12 +325,12 @@ def test_a_single_row_settled_by_a_colleague_is_named(client, alice, carol, agen
 def test_the_notice_names_no_request_of_another_queue(client, alice, bob, agent, finance_queue):
     orders = Category.objects.create(slug="po", name="Orders", mode="gate", queue=finance_queue)
     elsewhere = submit(agent, orders, title="Order 900 laptops")
-    services.decide_request(elsewhere.pk, by=bob, outcome="approved", version=1)
+    decide_request(elsewhere.pk, by=bob, outcome="approved", version=1)
     assert settled_notice(poll(as_user(client, alice), [elsewhere])) == ""
 
 
 def test_a_revision_of_thousands_of_keys_lists_a_bounded_difference(client, alice, small_refund):
-    services.revise_proposal(
+    revise_proposal(
         small_refund.pk, agent=small_refund.agent, proposed_action={f"k{n}": n for n in range(5000)}
     )
     response = decide(as_user(client, alice), small_refund, version=1)
@@ -345,7 +348,7 @@ def test_a_revision_that_changes_nothing_does_not_outdate_the_open_page(small_re
     assert again.pk == first.pk
     unrevised = submit(small_refund.agent, small_refund.category)
     with pytest.raises(ValidationError, match="nothing to revise"):
-        services.revise_proposal(
+        revise_proposal(
             unrevised.pk, agent=unrevised.agent, proposed_action=unrevised.proposed_action
         )
     unrevised.refresh_from_db()
@@ -356,8 +359,8 @@ def test_the_open_item_gets_no_notice_for_the_reviewers_own_decision(
     client, alice, carol, agent, refunds
 ):
     mine, theirs = (submit(agent, refunds, title=f"Refund {n}") for n in range(2))
-    services.decide_request(mine.pk, by=alice, outcome="approved", version=1)
-    services.decide_request(theirs.pk, by=carol, outcome="approved", version=1)
+    decide_request(mine.pk, by=alice, outcome="approved", version=1)
+    decide_request(theirs.pk, by=carol, outcome="approved", version=1)
     as_user(client, alice)
     own = client.get(reverse("inbox_poll"), {"current": mine.pk}, **HX).content.decode()
     assert 'id="pane-notice"' not in own

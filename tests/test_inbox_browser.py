@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from reviews import services
 from reviews.models import Decision, Message, ReviewRequest
+from reviews.services.decisions import decide_request
 
 from .conftest import log_in, wait_for
 from .test_inbox_views import submit
@@ -193,7 +193,7 @@ def test_a_group_is_decided_in_one_batch_after_deselecting_the_odd_one(page, thr
 def test_an_item_decided_by_someone_else_says_so(page, three, carol):
     first = three[0]
     open_inbox(page)
-    services.decide_request(first.pk, by=carol, outcome="approved")
+    decide_request(first.pk, by=carol, outcome="approved")
     page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")  # the 8 s poll, now
     expect(page.locator("#pane-notice")).to_contain_text("Already approved by carol at")
     expect(page.locator("#live-notice")).to_contain_text(

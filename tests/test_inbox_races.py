@@ -6,8 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import AuditEvent, Decision, ReviewRequest
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.deadlines import time_out_request
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 
 from .test_races import run_together
 
@@ -20,18 +23,18 @@ def test_a_batch_racing_a_reviewer_and_the_sweep_decides_each_request_once(
     refunds.timeout_action = "reject"
     refunds.save()
     requests = [
-        services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+        submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
         for i in range(12)
     ]
     ReviewRequest.objects.update(deadline=timezone.now() - timedelta(seconds=1))
     ids = [r.pk for r in requests]
     results = run_together(
-        lambda: services.decide_requests_in_bulk(ids, by=alice, outcome="approved"),
+        lambda: decide_requests_in_bulk(ids, by=alice, outcome="approved"),
         *[
-            (lambda r=r: services.decide_request(r.pk, by=carol, outcome="rejected", reason="no"))
+            (lambda r=r: decide_request(r.pk, by=carol, outcome="rejected", reason="no"))
             for r in requests[::3]
         ],
-        *[(lambda r=r: services.time_out_request(r.pk)) for r in requests[1::3]],
+        *[(lambda r=r: time_out_request(r.pk)) for r in requests[1::3]],
     )
     batch = results[0]
     assert not isinstance(batch, Exception), batch

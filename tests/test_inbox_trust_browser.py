@@ -9,8 +9,9 @@ import pytest
 from django.db import OperationalError
 from playwright.sync_api import expect
 
-from reviews import services
 from reviews.models import Decision, ReviewRequest
+from reviews.services.conversation import revise_proposal
+from reviews.services.decisions import decide_request
 
 from .conftest import log_in
 from .test_inbox_views import submit
@@ -53,7 +54,7 @@ def as_colleague(write) -> None:
 
 
 def revise_to(request, amount: int) -> None:
-    services.revise_proposal(
+    revise_proposal(
         request.pk, agent=request.agent, proposed_action={"action": "refund", "amount": amount}
     )
 
@@ -141,9 +142,7 @@ def test_rows_that_only_move_out_of_view_raise_no_notice(page, agent, refunds, a
     # A colleague's decision on a row in view is named, with who made it.
     shown = page.locator(".inbox-row").nth(10).get_attribute("data-pk")
     as_colleague(
-        lambda: services.decide_request(
-            int(shown), by=carol, outcome="rejected", reason="Dup", version=1
-        )
+        lambda: decide_request(int(shown), by=carol, outcome="rejected", reason="Dup", version=1)
     )
     refresh_list(page)
     expect(page.locator("#live-notice")).to_have_text(

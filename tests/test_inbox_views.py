@@ -11,8 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import AuditEvent, Category, Decision, Message, ReviewRequest
+from reviews.services.conversation import post_message
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 
@@ -35,7 +37,7 @@ def submit(agent, category, **overrides):
         "attempted": ["Checked tracking"],
     }
     fields.update(overrides)
-    request = services.submit_request(agent, category=category, **fields).request
+    request = submit_request(agent, category=category, **fields).request
     assert request.status == "pending"
     return request
 
@@ -215,7 +217,7 @@ def test_agent_text_is_escaped_never_rendered_as_html(client, alice, agent, refu
         proposed_action={"note": evil},
         attributes={**ROUTINE, "customer": evil},
     )
-    services.post_message(req, author_kind="agent", agent=agent, kind="revision", body=evil)
+    post_message(req, author_kind="agent", agent=agent, kind="revision", body=evil)
     content = as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
     assert evil not in content
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
@@ -223,7 +225,7 @@ def test_agent_text_is_escaped_never_rendered_as_html(client, alice, agent, refu
 
 def test_it_shows_precedents_with_their_outcomes(client, alice, carol, agent, refunds):
     past = submit(agent, refunds, title="An earlier refund")
-    services.decide_request(
+    decide_request(
         past.pk,
         by=carol,
         outcome="modified",
@@ -259,7 +261,7 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
         (10, "approved", "A", ""),
     ):
         past = submit(agent, refunds, attributes=dict(no_flag))
-        services.decide_request(
+        decide_request(
             past.pk,
             by=carol,
             outcome=outcome,
@@ -273,7 +275,7 @@ def test_the_item_and_audit_pages_show_the_precedents_the_rules_were_given(
     # Decided after its submission: not what the rules saw, so shown apart, never counted in.
     later = submit(agent, refunds, attributes=dict(no_flag))
     settings.HITL_UNDO_SECONDS = 0
-    services.decide_request(later.pk, by=carol, outcome="rejected", reason="No")
+    decide_request(later.pk, by=carol, outcome="rejected", reason="No")
 
     card = precedent_card(
         as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
@@ -301,9 +303,7 @@ def test_a_precedent_in_a_queue_the_reviewer_is_not_in_is_counted_but_not_listed
 ):
     past = submit(agent, refunds, title="Escalated to the leads")
     ReviewRequest.objects.filter(pk=past.pk).update(queue=leads_queue)
-    services.decide_request(
-        past.pk, by=carol, outcome="approved", now=timezone.now() - timedelta(minutes=5)
-    )
+    decide_request(past.pk, by=carol, outcome="approved", now=timezone.now() - timedelta(minutes=5))
     req = submit(agent, refunds)
     card = precedent_card(
         as_user(client, alice).get(reverse("inbox_item", args=[req.pk])).content.decode()
@@ -333,7 +333,7 @@ def test_it_says_when_a_decision_alike_was_recorded_after_the_count_with_an_earl
     assert (req.precedents_from, req.attributes["matching_precedents"]) == ("server", 0)
     # Recorded afterwards but dated before it was submitted (an import, the demo seed).
     past = submit(agent, refunds, attributes=dict(no_flag))
-    services.decide_request(
+    decide_request(
         past.pk, by=carol, outcome="approved", now=req.created_at - timedelta(minutes=30)
     )
     card = precedent_card(
@@ -367,7 +367,7 @@ def test_opening_an_item_starts_the_review_clock(client, alice, pending):
 
 
 def test_the_thread_shows_revised_proposals(client, alice, agent, pending):
-    services.post_message(
+    post_message(
         pending,
         author_kind="agent",
         agent=agent,
@@ -494,7 +494,7 @@ def test_an_unknown_outcome_is_refused(client, alice, pending):
 def test_deciding_what_another_reviewer_decided_says_so_and_changes_nothing(
     client, alice, carol, pending
 ):
-    services.decide_request(pending.pk, by=carol, outcome="approved")
+    decide_request(pending.pk, by=carol, outcome="approved")
     events = AuditEvent.objects.count()
     response = as_user(client, alice).post(
         reverse("inbox_decide", args=[pending.pk]),
@@ -535,7 +535,7 @@ def test_undo_after_the_window_is_refused(client, alice, pending, settings):
 
 
 def test_only_the_reviewer_who_decided_can_undo(client, alice, carol, pending):
-    services.decide_request(pending.pk, by=carol, outcome="approved")
+    decide_request(pending.pk, by=carol, outcome="approved")
     response = as_user(client, alice).post(reverse("inbox_undo", args=[pending.pk]), **HX)
     assert response.status_code == 409
     assert ReviewRequest.objects.get(pk=pending.pk).status == "approved"
@@ -600,7 +600,7 @@ def test_a_batch_decides_each_request_with_its_own_decision_and_audit(
 
 def test_a_batch_skips_and_reports_what_someone_else_decided(client, alice, carol, agent, refunds):
     one, two = submit(agent, refunds), submit(agent, refunds)
-    services.decide_request(two.pk, by=carol, outcome="rejected", reason="Dup")
+    decide_request(two.pk, by=carol, outcome="rejected", reason="Dup")
     response = as_user(client, alice).post(
         reverse("inbox_batch"), {"outcome": "approve", "ids": [f"{one.pk}:1", f"{two.pk}:1"]}, **HX
     )
@@ -643,7 +643,7 @@ def test_a_batch_with_a_request_of_another_queue_is_a_404(client, alice, pending
 
 
 def test_the_poll_says_when_the_open_item_was_decided_elsewhere(client, alice, carol, pending):
-    services.decide_request(pending.pk, by=carol, outcome="approved")
+    decide_request(pending.pk, by=carol, outcome="approved")
     response = as_user(client, alice).get(reverse("inbox_poll"), {"current": pending.pk}, **HX)
     content = response.content.decode()
     assert 'id="pane-notice" hx-swap-oob="true"' in content
@@ -765,10 +765,10 @@ def test_query_counts_stay_the_same_with_10_or_1000_pending(
     client, alice, carol, pending, django_assert_max_num_queries
 ):
     as_user(client, alice)
-    services.decide_request(
+    decide_request(
         submit(pending.agent, pending.category).pk, by=carol, outcome="approved"
     )  # a precedent
-    services.post_message(pending, author_kind="agent", agent=pending.agent, body="Hello")
+    post_message(pending, author_kind="agent", agent=pending.agent, body="Hello")
     pages = {
         "inbox": lambda: client.get(reverse("inbox")),
         "list": lambda: client.get(reverse("inbox"), HTTP_HX_TARGET="list", **HX),

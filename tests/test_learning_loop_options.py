@@ -8,8 +8,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import insights, rollups, services
+from reviews import insights, rollups
 from reviews.models import Decision
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.decisions import decide_request
+from reviews.services.outbox import decision_data
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 
@@ -21,7 +25,7 @@ TRUE_ACCURACY = 0.7
 
 def escalation(agent, category, recommended: str = "A", options=OPTIONS, **kwargs):
     """A request with options A and B that a person must decide."""
-    return services.submit_request(
+    return submit_request(
         agent,
         category=category,
         title="Refund",
@@ -44,7 +48,7 @@ def simulate(agent, category, by, n: int = 200, seed: int = 7) -> int:
         request = escalation(agent, category, now=at)
         option = "A" if rng.random() < TRUE_ACCURACY else "B"
         right += option == "A"
-        services.decide_request(request.pk, by=by, outcome="approved", chosen_option=option, now=at)
+        decide_request(request.pk, by=by, outcome="approved", chosen_option=option, now=at)
     return right
 
 
@@ -79,16 +83,16 @@ def test_patterns_show_which_option_people_choose_instead(agent, refunds, alice)
 
 def test_approving_the_recommended_option_or_none_is_right(agent, refunds, alice):
     request = escalation(agent, refunds)
-    decision = services.decide_request(request.pk, by=alice, outcome="approved")
+    decision = decide_request(request.pk, by=alice, outcome="approved")
     assert decision.as_proposed  # no option named: the recommended one
     batch = [escalation(agent, refunds, recommended="B").pk for _ in range(2)]
-    result = services.decide_requests_in_bulk(batch, by=alice, outcome="approved")
+    result = decide_requests_in_bulk(batch, by=alice, outcome="approved")
     assert all(d.as_proposed for d in result.decided)
     # The agent is told which option was approved, not null.
     assert [d.chosen_option for d in result.decided] == ["B", "B"]
-    assert services.decision_data(result.decided[0])["chosen_option"] == "B"
+    assert decision_data(result.decided[0])["chosen_option"] == "B"
     modified = escalation(agent, refunds, options=[], recommended="")
-    decision = services.decide_request(
+    decision = decide_request(
         modified.pk, by=alice, outcome="modified", final_action={"amount": 20}
     )
     assert not decision.as_proposed
@@ -109,7 +113,7 @@ def test_the_audit_page_says_another_option_counts_as_a_modification(
     client, agent, refunds, alice, manager
 ):
     request = escalation(agent, refunds)
-    services.decide_request(request.pk, by=alice, outcome="approved", chosen_option="B")
+    decide_request(request.pk, by=alice, outcome="approved", chosen_option="B")
     client.force_login(manager)
     page = client.get(f"/audit/requests/{request.pk}/").content.decode()
     assert "Approved, option B by alice" in page

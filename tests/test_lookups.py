@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from reviews import lookups
 from reviews.models import Agent, AgentToken, Category, hash_token
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 
 
 def field_values(instance: Model) -> dict:
@@ -46,11 +48,10 @@ def test_a_category_arrives_whole_with_its_queue(refunds):
 def test_precedents_are_people_s_effective_decisions_as_the_orm_reads_them(agent, refunds, alice):
     from datetime import timedelta
 
-    from reviews import services
     from reviews.models import PEOPLE_CHANNELS, ReviewRequest
 
     def alike(confidence: float) -> ReviewRequest:
-        return services.submit_request(
+        return submit_request(
             agent,
             category=refunds,
             title="Refund",
@@ -60,7 +61,7 @@ def test_precedents_are_people_s_effective_decisions_as_the_orm_reads_them(agent
 
     now = timezone.now()
     for minutes, outcome in ((40, "approved"), (30, "rejected"), (20, "modified"), (0, "approved")):
-        services.decide_request(
+        decide_request(
             alike(0.5).pk,
             by=alice,
             outcome=outcome,

@@ -7,8 +7,10 @@ import json
 import pytest
 from django.urls import reverse
 
-from reviews import services
 from reviews.models import AuditEvent, Guideline, ReviewRequest
+from reviews.services.conversation import post_message
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 
 from .metrics_helpers import decided
 
@@ -71,10 +73,10 @@ def test_the_csv_export_defuses_formulas_behind_a_tab_or_line_break(
 def test_the_export_filters_by_agent_and_leaves_out_undoable_decisions(
     client, manager, some, agent, refunds, alice
 ):
-    pending = services.submit_request(
+    pending = submit_request(
         agent, category=refunds, title="x", confidence=0.1, attributes={"amount": 1}
     ).request
-    services.decide_request(pending.pk, by=alice, outcome="approved")  # inside its undo window
+    decide_request(pending.pk, by=alice, outcome="approved")  # inside its undo window
     client.force_login(manager)
     rows = body(client.get(reverse("metrics_export"), {"agent": agent.pk})).splitlines()
     assert len(rows) == 3
@@ -102,7 +104,7 @@ def test_the_audit_trail_searches_by_verb_actor_and_request(client, manager, som
 
 def test_a_request_s_history_lists_every_event_in_order(client, manager, agent, refunds, alice):
     request = decided(agent, refunds, "rejected", by=alice, reason="No receipt")
-    services.post_message(request, author_kind="reviewer", author=alice, body="Why?")
+    post_message(request, author_kind="reviewer", author=alice, body="Why?")
     client.force_login(manager)
     page = client.get(reverse("audit_request", args=[request.pk])).content.decode()
     assert page.index("submitted") < page.index("decided.rejected")

@@ -7,7 +7,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import sampling, services
+from reviews import sampling
 from reviews.models import (
     AuditEvent,
     Category,
@@ -16,6 +16,12 @@ from reviews.models import (
     SpotCheckBatch,
     SpotCheckItem,
 )
+from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.bulk import decide_requests_in_bulk, undo_batch
+from reviews.services.decisions import decide_request, undo_decision
+from reviews.services.errors import TransitionError
+from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 from .metrics_helpers import auto_approved
@@ -27,7 +33,7 @@ pytestmark = pytest.mark.django_db
 def autonomous(refunds, manager):
     refunds.sample_rate = 1.0
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=timezone.now())
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=timezone.now())
     refunds.refresh_from_db()
     return refunds
 
@@ -55,10 +61,10 @@ def test_sampling_twice_samples_nothing_twice(agent, refunds):
 def test_human_decisions_are_not_sampled(agent, refunds, alice):
     refunds.sample_rate = 1.0
     refunds.save()
-    pending = services.submit_request(
+    pending = submit_request(
         agent, category=refunds, title="x", confidence=0.1, attributes=ROUTINE
     ).request
-    services.decide_request(pending.pk, by=alice, outcome="approved")
+    decide_request(pending.pk, by=alice, outcome="approved")
     assert sampling.sample() == 0
 
 
@@ -69,13 +75,13 @@ def test_sampled_accuracy_below_the_bar_puts_the_human_back(
     sampling.sample()
     items = list(SpotCheckItem.objects.order_by("id"))
     for item in items[:8]:
-        services.record_spot_check(item.pk, by=alice, verdict="correct")
+        record_spot_check(item.pk, by=alice, verdict="correct")
     for item in items[8:10]:
-        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.AUTONOMOUS  # two errors are not yet evidence
     with django_capture_on_commit_callbacks(execute=True):
-        services.record_spot_check(items[10].pk, by=alice, verdict="incorrect", correction="Deny")
+        record_spot_check(items[10].pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
     event = AuditEvent.objects.get(verb="category.reinstated")
@@ -88,7 +94,7 @@ def test_sampled_accuracy_below_the_bar_puts_the_human_back(
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
     assert "human is back" in mail.outbox[0].subject
     # The next request waits for a person.
-    nxt = services.submit_request(agent, category=autonomous, title="y", attributes=ROUTINE)
+    nxt = submit_request(agent, category=autonomous, title="y", attributes=ROUTINE)
     assert nxt.request.status == "pending"
 
 
@@ -96,7 +102,7 @@ def test_accuracy_at_the_bar_keeps_the_category_autonomous(agent, autonomous, al
     auto_approved(agent, autonomous, 12)
     sampling.sample()
     for item in SpotCheckItem.objects.all():
-        services.record_spot_check(item.pk, by=alice, verdict="correct")
+        record_spot_check(item.pk, by=alice, verdict="correct")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.AUTONOMOUS
     assert SpotCheckBatch.objects.get().completed_at is not None
@@ -106,9 +112,9 @@ def test_a_verdict_is_given_once(agent, autonomous, alice, carol):
     auto_approved(agent, autonomous, 1)
     sampling.sample()
     item = SpotCheckItem.objects.get()
-    services.record_spot_check(item.pk, by=alice, verdict="correct")
-    with pytest.raises(services.TransitionError):
-        services.record_spot_check(item.pk, by=carol, verdict="incorrect", correction="No")
+    record_spot_check(item.pk, by=alice, verdict="correct")
+    with pytest.raises(TransitionError):
+        record_spot_check(item.pk, by=carol, verdict="incorrect", correction="No")
 
 
 def test_a_reviewer_works_a_batch_in_the_browser_pages(client, agent, autonomous, alice):
@@ -188,7 +194,7 @@ AGO = timezone.now() - timedelta(hours=1)  # decided long enough ago to be past 
 
 
 def test_with_no_precedent_the_seed_rule_fires_though_the_agent_sent_no_flag(agent, refunds):
-    request = services.submit_request(
+    request = submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
     ).request
     assert request.status == "pending"
@@ -197,13 +203,13 @@ def test_with_no_precedent_the_seed_rule_fires_though_the_agent_sent_no_flag(age
 
 
 def test_a_human_precedent_lets_the_next_alike_request_through(agent, refunds, alice):
-    first = services.submit_request(
+    first = submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
     ).request
-    services.decide_request(
+    decide_request(
         first.pk, by=alice, outcome="approved", now=timezone.now() - timedelta(minutes=1)
     )
-    second = services.submit_request(
+    second = submit_request(
         agent, category=refunds, title="y", confidence=0.95, attributes={**NO_FLAG, "amount": 150}
     ).request
     assert second.attributes["matching_precedents"] == 1
@@ -223,18 +229,18 @@ def test_precedents_count_people_s_decisions_only_and_stop_at_the_cap(
     monkeypatch.setattr(precedents, "MATCHING_PRECEDENTS_CAP", 2)
     alike = {**NO_FLAG, "no_matching_precedent": False}  # let these through without a person
     for title in ("auto 1", "auto 2"):
-        services.submit_request(agent, category=refunds, title=title, confidence=0.95,
+        submit_request(agent, category=refunds, title=title, confidence=0.95,
                                 attributes=dict(alike))  # fmt: skip
-    probe = services.submit_request(
+    probe = submit_request(
         agent, category=refunds, title="probe", confidence=0.95, attributes={**NO_FLAG}
     ).request
     assert probe.attributes["matching_precedents"] == 0  # auto-approved ones are not precedents
     for title in ("a", "b", "c"):
-        pending = services.submit_request(
+        pending = submit_request(
             agent, category=refunds, title=title, confidence=0.5, attributes=dict(NO_FLAG)
         ).request
-        services.decide_request(pending.pk, by=alice, outcome="approved", now=AGO)
-    capped = services.submit_request(
+        decide_request(pending.pk, by=alice, outcome="approved", now=AGO)
+    capped = submit_request(
         agent, category=refunds, title="capped", confidence=0.95, attributes={**NO_FLAG}
     ).request
     assert capped.attributes["matching_precedents"] == 2
@@ -242,18 +248,18 @@ def test_precedents_count_people_s_decisions_only_and_stop_at_the_cap(
 
 
 def test_a_different_tier_or_order_of_magnitude_is_not_a_precedent(agent, refunds, alice):
-    first = services.submit_request(
+    first = submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=NO_FLAG
     ).request
-    services.decide_request(first.pk, by=alice, outcome="approved", now=AGO)
-    other = services.submit_request(
+    decide_request(first.pk, by=alice, outcome="approved", now=AGO)
+    other = submit_request(
         agent, category=refunds, title="y", confidence=0.95, attributes={**NO_FLAG, "amount": 5000}
     ).request
     assert other.attributes["matching_precedents"] == 0
 
 
 def test_the_agent_s_own_flag_wins(agent, refunds):
-    request = services.submit_request(
+    request = submit_request(
         agent, category=refunds, title="x", confidence=0.95, attributes=ROUTINE
     ).request
     assert request.attributes["no_matching_precedent"] is False
@@ -262,7 +268,7 @@ def test_the_agent_s_own_flag_wins(agent, refunds):
 
 def alike(agent, refunds, title="alike", confidence=0.95, now=None):
     """A refund like the others, without the agent's own precedent flag."""
-    return services.submit_request(
+    return submit_request(
         agent,
         category=refunds,
         title=title,
@@ -277,7 +283,7 @@ def alike(agent, refunds, title="alike", confidence=0.95, now=None):
 def decided(agent, refunds, person, outcome, minutes_ago, **how):
     request = alike(agent, refunds, title=outcome, confidence=0.5)  # escalated: a person decides
     when = timezone.now() - timedelta(minutes=minutes_ago)
-    services.decide_request(request.pk, by=person, outcome=outcome, now=when, **how)
+    decide_request(request.pk, by=person, outcome=outcome, now=when, **how)
     return request
 
 
@@ -290,7 +296,7 @@ def test_after_a_rejection_the_next_alike_request_goes_to_a_person(agent, refund
     assert after.status == "pending"
     assert [f["field"] for f in after.fired_rules] == ["no_matching_precedent"]
     # A person takes one as proposed again: the kind of request is let through again.
-    services.decide_request(
+    decide_request(
         after.pk, by=alice, outcome="approved", now=timezone.now() - timedelta(minutes=5)
     )
     again = alike(agent, refunds)
@@ -320,7 +326,7 @@ def test_a_decision_inside_its_undo_window_does_not_count_yet(agent, refunds, al
     settings.HITL_UNDO_SECONDS = 5
     first = alike(agent, refunds, confidence=0.5)
     decided_at = timezone.now()
-    services.decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
+    decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
     inside = alike(agent, refunds, now=decided_at + timedelta(seconds=4))
     assert inside.attributes["matching_precedents"] == 0
     assert inside.status == "pending"
@@ -333,9 +339,9 @@ def test_an_undone_decision_never_counts(agent, refunds, alice, settings):
     settings.HITL_UNDO_SECONDS = 5
     first = alike(agent, refunds, confidence=0.5)
     decided_at = timezone.now()
-    services.decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
+    decide_request(first.pk, by=alice, outcome="approved", now=decided_at)
     before_undo = alike(agent, refunds, now=decided_at + timedelta(seconds=1))
-    services.undo_decision(first.pk, by=alice, now=decided_at + timedelta(seconds=2))
+    undo_decision(first.pk, by=alice, now=decided_at + timedelta(seconds=2))
     after_undo = alike(agent, refunds, now=decided_at + timedelta(seconds=3))
     after_window = alike(agent, refunds, now=decided_at + timedelta(minutes=1))
     for request in (before_undo, after_undo, after_window):
@@ -347,11 +353,11 @@ def test_an_undone_batch_never_counts(agent, refunds, alice, settings):
     settings.HITL_UNDO_SECONDS = 5
     batch = [alike(agent, refunds, confidence=0.5) for _ in range(3)]
     decided_at = timezone.now()
-    result = services.decide_requests_in_bulk(
+    result = decide_requests_in_bulk(
         [r.pk for r in batch], by=alice, outcome="approved", now=decided_at
     )
     assert alike(agent, refunds, now=decided_at + timedelta(seconds=1)).status == "pending"
-    services.undo_batch(result.batch_id, by=alice, now=decided_at + timedelta(seconds=2))
+    undo_batch(result.batch_id, by=alice, now=decided_at + timedelta(seconds=2))
     later = alike(agent, refunds, now=decided_at + timedelta(minutes=1))
     assert later.attributes["matching_precedents"] == 0
     assert later.status == "pending"

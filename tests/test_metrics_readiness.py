@@ -9,8 +9,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import figures, insights, rollups, sampling, services
+from reviews import figures, insights, rollups, sampling
 from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
+from reviews.services.autonomy import reinstate_gate, switch_to_autonomous
+from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 from .known_truth import bulk, spot_checks
@@ -57,9 +60,9 @@ def test_after_a_reinstatement_old_decisions_do_not_make_the_category_ready_agai
     client, agent, refunds, alice, manager
 ):
     bulk(agent, refunds, ["right"] * 3000, at=local(12, 10), by=alice)
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=local(10, 9))
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=local(10, 9))
     reinstated = local(5, 12)
-    services.reinstate_gate(refunds.pk, reason="Sampled accuracy fell", now=reinstated)
+    reinstate_gate(refunds.pk, reason="Sampled accuracy fell", now=reinstated)
     # Decided the same day, an hour before and after the gate came back.
     bulk(agent, refunds, ["right"] * 50, at=reinstated - timedelta(hours=1), by=alice)
     bulk(agent, refunds, ["right"] * 45 + ["wrong"] * 5, at=reinstated + timedelta(hours=1))
@@ -158,17 +161,17 @@ def _blockers(ok: int, n: int) -> list[str]:
 def test_the_reinstatement_note_never_rounds_onto_the_bar(agent, refunds, alice, manager):
     refunds.sample_rate = 1.0
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     CategoryAutonomy.objects.filter(category=refunds).update(bar=0.995)  # prints 100% at .0%
     refunds.refresh_from_db()
     for i in range(6):
-        services.submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
+        submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
     sampling.sample()
     items = list(SpotCheckItem.objects.order_by("id"))
-    services.record_spot_check(items[0].pk, by=alice, verdict="incorrect", correction="Deny")
-    services.record_spot_check(items[1].pk, by=alice, verdict="correct")
+    record_spot_check(items[0].pk, by=alice, verdict="incorrect", correction="Deny")
+    record_spot_check(items[1].pk, by=alice, verdict="correct")
     for item in items[2:4]:
-        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
     note = AuditEvent.objects.get(verb="category.reinstated").note
     assert note.startswith("Periodic review found 3 errors in the last 4 verdicts (25.0% correct)")
     assert "below the 99.5% bar (CUSUM 2.9 ≥ 2.5" in note
@@ -177,15 +180,15 @@ def test_the_reinstatement_note_never_rounds_onto_the_bar(agent, refunds, alice,
 def _reinstated(agent, refunds, alice, manager):
     refunds.sample_rate = 1.0
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     refunds.refresh_from_db()
     for i in range(6):
-        services.submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
+        submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
     sampling.sample()
     items = list(SpotCheckItem.objects.order_by("id"))
-    services.record_spot_check(items[0].pk, by=alice, verdict="correct")
+    record_spot_check(items[0].pk, by=alice, verdict="correct")
     for item in items[1:4]:
-        services.record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
     refunds.refresh_from_db()
     assert refunds.mode == Category.Mode.GATE
 
@@ -216,7 +219,7 @@ def test_a_reinstated_card_says_when_and_why_and_shows_the_last_period(
 def test_an_autonomous_card_shows_monitoring_and_the_switch_not_readiness(client, refunds, manager):
     refunds.sample_rate = 0.05
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="99.6% of 2,400 escalations")
+    switch_to_autonomous(refunds.pk, by=manager, reason="99.6% of 2,400 escalations")
     autonomy = CategoryAutonomy.objects.get(category=refunds)
     card = _card(client, manager, refunds)
     assert "autonomy-meter" not in card and "over at least" not in card

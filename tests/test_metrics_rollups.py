@@ -7,8 +7,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from reviews import insights, rollups, services
+from reviews import insights, rollups
 from reviews.models import DailyRollup, Decision, ReviewerRollup
+from reviews.services.decisions import decide_request, undo_decision
+from reviews.services.submission import submit_request
 
 from .metrics_helpers import decided
 
@@ -93,10 +95,10 @@ def test_a_new_decision_is_added_by_the_next_run(known, agent, refunds, alice):
 
 def test_a_decision_counts_only_once_its_undo_window_has_passed(agent, refunds, alice):
     request = decided(agent, refunds, "auto", at=timezone.now())  # counted at once
-    pending = services.submit_request(
+    pending = submit_request(
         agent, category=refunds, title="x", confidence=0.2, attributes={"amount": 5}
     ).request
-    services.decide_request(pending.pk, by=alice, outcome="approved")
+    decide_request(pending.pk, by=alice, outcome="approved")
     rollups.roll_up()
     assert DailyRollup.objects.get(rule_id=0).total == 1
     later = timezone.now() + timedelta(seconds=30)
@@ -106,12 +108,12 @@ def test_a_decision_counts_only_once_its_undo_window_has_passed(agent, refunds, 
 
 
 def test_an_undone_decision_is_never_counted(agent, refunds, alice):
-    pending = services.submit_request(
+    pending = submit_request(
         agent, category=refunds, title="x", confidence=0.2, attributes={"amount": 5}
     ).request
-    services.decide_request(pending.pk, by=alice, outcome="approved")
+    decide_request(pending.pk, by=alice, outcome="approved")
     rollups.roll_up()
-    services.undo_decision(pending.pk, by=alice)
+    undo_decision(pending.pk, by=alice)
     rollups.roll_up(now=timezone.now() + timedelta(seconds=30))
     assert not DailyRollup.objects.exists()
 

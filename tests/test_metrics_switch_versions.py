@@ -7,8 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import policies, services
+from reviews import policies
 from reviews.models import Category, PolicyVersion
+from reviews.services.autonomy import reinstate_gate, switch_to_autonomous
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ def versions(category) -> list[PolicyVersion]:
 
 
 def test_switching_to_autonomous_saves_a_version_with_the_reason(refunds, manager):
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="99.6% approved for 90 days")
+    switch_to_autonomous(refunds.pk, by=manager, reason="99.6% approved for 90 days")
     refunds.refresh_from_db()
     before, after = versions(refunds)
     assert after.number == refunds.version == before.number + 1
@@ -34,8 +35,8 @@ def test_the_automatic_reinstatement_saves_a_version_by_the_system(
     refunds, manager, admin_user, client
 ):
     policies.current_version_id(refunds)  # versioned before: no second baseline
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
-    assert services.reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    assert reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
     refunds.refresh_from_db()
     assert refunds.mode == Category.Mode.GATE
     numbers = [v.number for v in versions(refunds)]
@@ -51,21 +52,21 @@ def test_the_automatic_reinstatement_saves_a_version_by_the_system(
 
 
 def test_a_reinstatement_that_loses_the_race_saves_no_version(refunds, manager):
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=timezone.now())
-    assert services.reinstate_gate(refunds.pk, reason="first")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready", now=timezone.now())
+    assert reinstate_gate(refunds.pk, reason="first")
     count = PolicyVersion.objects.filter(category=refunds).count()
-    assert not services.reinstate_gate(refunds.pk, reason="second")
+    assert not reinstate_gate(refunds.pk, reason="second")
     assert PolicyVersion.objects.filter(category=refunds).count() == count
 
 
 def test_the_policy_says_why_its_mode_is_not_the_suggested_one(refunds, manager):
     assert refunds.suggested_mode == Category.Mode.GATE  # refunds are irreversible
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="99.6% approved for 90 days")
+    switch_to_autonomous(refunds.pk, by=manager, reason="99.6% approved for 90 days")
     refunds.refresh_from_db()
     assert refunds.mode_reason == "99.6% approved for 90 days"
     assert versions(refunds)[-1].snapshot["policy"]["mode_reason"] == refunds.mode_reason
 
-    services.reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
+    reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
     refunds.refresh_from_db()
     assert (refunds.mode, refunds.mode_reason) == (Category.Mode.GATE, "")  # the suggested one
 
@@ -74,8 +75,8 @@ def test_a_gate_the_policy_would_not_suggest_keeps_the_reinstatement_s_reason(re
     Category.objects.filter(pk=refunds.pk).update(
         reversibility=Category.Reversibility.REVERSIBLE, blast_radius=Category.BlastRadius.LOW
     )
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
-    services.reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
     refunds.refresh_from_db()
     assert refunds.suggested_mode == Category.Mode.RULES
     assert refunds.mode_reason == "Reinstated automatically: Sampled accuracy 80.0% is below 99%"

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import policies, sampling, services
+from reviews import policies, sampling
 from reviews.models import (
     AuditEvent,
     Category,
@@ -19,6 +19,8 @@ from reviews.models import (
     SpotCheckBatch,
     SpotCheckItem,
 )
+from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.periodic_reviews import record_spot_check
 
 from .metrics_helpers import auto_approved
 from .policies_helpers import editor_data
@@ -37,7 +39,7 @@ def admin_client(client, admin_user):
 
 def judge(items, verdict, by):
     for item in items:
-        services.record_spot_check(item.pk, by=by, verdict=verdict, correction="Deny it")
+        record_spot_check(item.pk, by=by, verdict=verdict, correction="Deny it")
 
 
 def open_items(category):
@@ -61,7 +63,7 @@ def save_autonomous_in_the_editor(client, category, **policy):
 def autonomous(refunds, manager):
     refunds.sample_rate = 1.0
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     refunds.refresh_from_db()
     return refunds
 
@@ -189,7 +191,7 @@ def test_switching_back_after_a_reinstatement_starts_a_fresh_period(
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
 
-    services.switch_to_autonomous(autonomous.pk, by=manager, reason="Fixed the prompt")
+    switch_to_autonomous(autonomous.pk, by=manager, reason="Fixed the prompt")
     autonomous.refresh_from_db()
     autonomy = CategoryAutonomy.objects.get(category=autonomous)
     assert autonomy.monitoring and (autonomy.cusum, autonomy.verdicts) == (0, 0)
@@ -302,7 +304,7 @@ def test_periodic_review_says_which_verdicts_count_towards_the_way_back(
         page = client.get(url).content.decode()
         assert outside in page and "keeps its autonomy" not in page
 
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     auto_approved(agent, refunds, 3)
     sampling.sample()
     assert batch.items.count() == 5

@@ -3,8 +3,10 @@ once: real concurrent transactions on PostgreSQL."""
 
 import pytest
 
-from reviews import sampling, services
+from reviews import sampling
 from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
+from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.periodic_reviews import record_spot_check
 
 from .test_monitoring import auto_approved
 from .test_races import run_together
@@ -13,7 +15,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def verdict(item, by, said="incorrect"):
-    return lambda: services.record_spot_check(item.pk, by=by, verdict=said, correction="Deny it")
+    return lambda: record_spot_check(item.pk, by=by, verdict=said, correction="Deny it")
 
 
 def test_concurrent_verdicts_each_count_and_the_gate_comes_back_once(
@@ -21,7 +23,7 @@ def test_concurrent_verdicts_each_count_and_the_gate_comes_back_once(
 ):
     refunds.sample_rate = 1.0
     refunds.save()
-    services.switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     refunds.refresh_from_db()
     auto_approved(agent, refunds, 12)
     sampling.sample()

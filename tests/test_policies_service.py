@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 
-from reviews import policies, services
+from reviews import policies
 from reviews.models import AuditEvent, EscalationRule, PolicyVersion
 from reviews.policies import RuleInput
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 from .policies_helpers import make_request
@@ -162,7 +163,7 @@ def test_restoring_a_version_saves_it_again_as_the_newest(refunds, admin_user):
 
 
 def test_a_request_names_the_version_that_evaluated_it(agent, refunds, admin_user):
-    before = services.submit_request(agent, category=refunds, title="a", attributes=ROUTINE)
+    before = submit_request(agent, category=refunds, title="a", attributes=ROUTINE)
     assert before.request.policy_version.number == 1
     policies.save_policy(
         refunds.pk,
@@ -172,9 +173,7 @@ def test_a_request_names_the_version_that_evaluated_it(agent, refunds, admin_use
         note="Stricter",
         by=admin_user,
     )
-    after = services.submit_request(
-        agent, category=refunds, title="b", confidence=0.9, attributes=ROUTINE
-    )
+    after = submit_request(agent, category=refunds, title="b", confidence=0.9, attributes=ROUTINE)
     assert after.request.policy_version.number == 2
     assert after.request.status == "pending"
 

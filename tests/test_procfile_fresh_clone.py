@@ -181,10 +181,10 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         request_id = submitted.json()["id"]
         shell(
             "from django.contrib.auth.models import User\n"
-            "from reviews import services\n"
+            "from reviews.services.decisions import decide_request\n"
             "from reviews.models import ReviewRequest\n"
             f"req = ReviewRequest.objects.get(public_id='{request_id}')\n"
-            "services.decide_request(req.pk, by=User.objects.get(username='alice'),"
+            "decide_request(req.pk, by=User.objects.get(username='alice'),"
             " outcome='approved')\n"
         )
         wait_until(

@@ -20,7 +20,6 @@ import pytest
 import requests
 from django.utils import timezone
 
-from reviews import services
 from reviews.health import liveness
 from reviews.models import (
     Agent,
@@ -31,6 +30,7 @@ from reviews.models import (
     ReviewRequest,
     WebhookDelivery,
 )
+from reviews.services.submission import submit_request
 
 from .conftest import wait_for
 from .timeouts_support import (
@@ -298,30 +298,32 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
     try:
         wait_for(lambda: Heartbeat.objects.filter(name="beat").exists(), timeout=30)
         decide = (
-            "from reviews import services\n"
+            "from reviews.services.bulk import decide_requests_in_bulk\n"
+            "from reviews.services.decisions import decide_request\n"
+            "from reviews.services.submission import submit_request\n"
             "from reviews.models import Agent, Category, ReviewRequest\n"
             "from django.contrib.auth.models import User\n"
             f"agent = Agent.objects.get(pk={agent.pk})\n"
             f"category = Category.objects.get(pk={refunds.pk})\n"
             f"alice = User.objects.get(pk={alice.pk})\n"
             "def submit(n):\n"
-            "    return [services.submit_request(agent, category=category, title=f't{i}',"
+            "    return [submit_request(agent, category=category, title=f't{i}',"
             " confidence=0.1).request.pk for i in range(n)]\n"
         )
         # Decisions made just before Redis stops: their webhooks are inside the undo window.
         out = run_django(
             decide + "singles = submit(6)\n"
             "for pk in singles:\n"
-            "    services.decide_request(pk, by=alice, outcome='approved')\n"
+            "    decide_request(pk, by=alice, outcome='approved')\n"
             "batch = submit(4)\n"
-            "services.decide_requests_in_bulk(batch, by=alice, outcome='approved')\n"
+            "decide_requests_in_bulk(batch, by=alice, outcome='approved')\n"
             "print(*(singles + batch))\n",
             env,
         )
         before = [int(pk) for pk in out.split()]
         assert WebhookDelivery.objects.filter(state="pending").count() == 10
         # And one delivery in progress when Redis stops: its task is running, to a slow agent.
-        slow_request = services.submit_request(
+        slow_request = submit_request(
             slow_agent, category=refunds, title="slow", confidence=0.1
         ).request
         WebhookDelivery.objects.create(
@@ -340,7 +342,7 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
         out = run_django(
             decide + "late = submit(3)\n"
             "for pk in late:\n"
-            "    services.decide_request(pk, by=alice, outcome='approved')\n"
+            "    decide_request(pk, by=alice, outcome='approved')\n"
             "overdue, halfway = submit(2)\n"
             "print(*late, overdue, halfway)\n",
             env,

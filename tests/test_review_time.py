@@ -11,8 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import insights, rollups, services
+from reviews import insights, rollups
 from reviews.models import Decision, RequestSighting, ReviewRequest
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.decisions import decide_request
+from reviews.services.sightings import record_first_view, record_sightings
 
 from .test_inbox_views import HX, as_user, submit
 
@@ -39,11 +42,9 @@ def test_review_time_runs_from_the_deciders_own_opening_not_a_colleagues(
 ):
     request = submit(agent, refunds)
     t0 = timezone.now() - timedelta(hours=1)
-    services.record_first_view(request, by=carol, now=t0)  # carol looked an hour earlier
-    services.record_first_view(request, by=alice, now=t0 + 100 * SECOND)
-    decision = services.decide_request(
-        request.pk, by=alice, outcome="approved", now=t0 + 108 * SECOND
-    )
+    record_first_view(request, by=carol, now=t0)  # carol looked an hour earlier
+    record_first_view(request, by=alice, now=t0 + 100 * SECOND)
+    decision = decide_request(request.pk, by=alice, outcome="approved", now=t0 + 108 * SECOND)
     assert decision.review_seconds == pytest.approx(8)
     # "Someone has looked at it" is still the first view by anyone.
     assert ReviewRequest.objects.get(pk=request.pk).first_viewed_at == t0
@@ -53,17 +54,17 @@ def test_a_decision_outside_the_inbox_by_someone_who_never_opened_it_has_no_revi
     agent, refunds, alice, carol
 ):
     request = submit(agent, refunds)
-    services.record_first_view(request, by=alice)
-    decision = services.decide_request(request.pk, by=carol, outcome="approved", channel="email")
+    record_first_view(request, by=alice)
+    decision = decide_request(request.pk, by=carol, outcome="approved", channel="email")
     assert decision.review_seconds is None
 
 
 def test_opening_again_keeps_the_first_opening(agent, refunds, alice):
     request = submit(agent, refunds)
     t0 = timezone.now() - timedelta(minutes=10)
-    services.record_sightings([request.pk], by=alice, now=t0)
-    services.record_first_view(request, by=alice, now=t0 + 60 * SECOND)
-    services.record_first_view(request, by=alice, now=t0 + 300 * SECOND)
+    record_sightings([request.pk], by=alice, now=t0)
+    record_first_view(request, by=alice, now=t0 + 60 * SECOND)
+    record_first_view(request, by=alice, now=t0 + 300 * SECOND)
     sighting = RequestSighting.objects.get(request=request, reviewer=alice)
     assert (sighting.first_seen_at, sighting.opened_at) == (t0, t0 + 60 * SECOND)
 
@@ -76,11 +77,11 @@ def test_a_batch_row_is_timed_from_its_first_sight_on_the_deciders_screen(
 ):
     listed, opened, never_shown = (submit(agent, refunds) for _ in range(3))
     t0 = timezone.now() - timedelta(hours=1)
-    services.record_first_view(never_shown, by=carol, now=t0)  # a colleague's look is not hers
-    services.record_sightings([listed.pk, opened.pk], by=alice, now=t0)
-    services.record_first_view(opened, by=alice, now=t0 + 20 * SECOND)
+    record_first_view(never_shown, by=carol, now=t0)  # a colleague's look is not hers
+    record_sightings([listed.pk, opened.pk], by=alice, now=t0)
+    record_first_view(opened, by=alice, now=t0 + 20 * SECOND)
     ids = [listed.pk, opened.pk, never_shown.pk]
-    services.decide_requests_in_bulk(ids, by=alice, outcome="approved", now=t0 + 30 * SECOND)
+    decide_requests_in_bulk(ids, by=alice, outcome="approved", now=t0 + 30 * SECOND)
     seconds = dict(Decision.objects.values_list("request_id", "review_seconds"))
     assert seconds == {listed.pk: 30.0, opened.pk: 30.0, never_shown.pk: 0.0}
 
@@ -118,14 +119,14 @@ def test_a_reviewer_who_opens_and_reads_each_item_is_not_flagged(agent, refunds,
     for n in range(25):
         request = submit(agent, refunds)
         opened = t0 + n * 60 * SECOND
-        services.record_first_view(request, by=alice, now=opened)
-        services.decide_request(request.pk, by=alice, outcome="approved", now=opened + 30 * SECOND)
+        record_first_view(request, by=alice, now=opened)
+        decide_request(request.pk, by=alice, outcome="approved", now=opened + 30 * SECOND)
     # Carol opens 25, reads each for 20 s, then approves them all in one batch.
     reqs = [submit(agent, refunds) for _ in range(25)]
-    services.record_sightings([r.pk for r in reqs], by=carol, now=t0)
+    record_sightings([r.pk for r in reqs], by=carol, now=t0)
     for n, request in enumerate(reqs):
-        services.record_first_view(request, by=carol, now=t0 + n * 20 * SECOND)
-    services.decide_requests_in_bulk(
+        record_first_view(request, by=carol, now=t0 + n * 20 * SECOND)
+    decide_requests_in_bulk(
         [r.pk for r in reqs], by=carol, outcome="approved", now=t0 + 500 * SECOND
     )
     rollups.roll_up()
@@ -140,11 +141,9 @@ def test_a_batch_of_items_opened_only_after_it_is_counted_as_unopened(agent, ref
     afterwards does not turn the batch into a read one."""
     reqs = [submit(agent, refunds) for _ in range(3)]
     t0 = timezone.now() - timedelta(hours=1)
-    services.record_sightings([r.pk for r in reqs], by=alice, now=t0)
-    services.record_first_view(reqs[0], by=alice, now=t0 + 2 * SECOND)
-    services.decide_requests_in_bulk(
-        [r.pk for r in reqs], by=alice, outcome="approved", now=t0 + 4 * SECOND
-    )
+    record_sightings([r.pk for r in reqs], by=alice, now=t0)
+    record_first_view(reqs[0], by=alice, now=t0 + 2 * SECOND)
+    decide_requests_in_bulk([r.pk for r in reqs], by=alice, outcome="approved", now=t0 + 4 * SECOND)
     RequestSighting.objects.filter(request=reqs[1]).update(opened_at=t0 + 60 * SECOND)
     rollups.roll_up()
     assert (stats_of(alice).batched, stats_of(alice).unopened) == (3, 2)

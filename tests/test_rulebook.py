@@ -1,8 +1,9 @@
 """The rules a submission is judged by are kept in memory per web process: a change to a rule
 or a policy version must still apply to the very next submission, in every process."""
 
-from reviews import rulebook, services
+from reviews import rulebook
 from reviews.models import Category, EscalationRule
+from reviews.services.submission import submit_request
 
 ROUTINE = {"amount": 50, "customer_tier": "standard", "no_matching_precedent": False}
 
@@ -13,7 +14,7 @@ def fresh(category: Category) -> Category:
 
 
 def submit(agent, category, **extra):
-    return services.submit_request(
+    return submit_request(
         agent, category=fresh(category), title="t", attributes=ROUTINE, **extra
     ).request
 

@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import (
     AuditEvent,
     Decision,
@@ -16,7 +15,17 @@ from reviews.models import (
     ReviewRequest,
     WebhookDelivery,
 )
-from reviews.services import AlreadyDecided, IdempotencyConflict
+from reviews.services.assignment import _move, reassign_request
+from reviews.services.deadlines import time_out_request
+from reviews.services.decisions import cancel_request, decide_request, undo_decision
+from reviews.services.errors import (
+    AlreadyDecided,
+    IdempotencyConflict,
+    StateChanged,
+    TransitionError,
+)
+from reviews.services.sightings import record_first_view
+from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
 
@@ -33,7 +42,7 @@ def submit(agent, category, **overrides):
         "proposed_action": {"action": "refund", "amount": 120},
     }
     fields.update(overrides)
-    return services.submit_request(agent, category=category, **fields).request
+    return submit_request(agent, category=category, **fields).request
 
 
 def verbs(request):
@@ -100,21 +109,17 @@ def test_disabled_rules_do_not_fire(agent, refunds):
 
 
 def test_an_idempotent_retry_returns_the_same_request(agent, refunds):
-    first = services.submit_request(
-        agent, category=refunds, title="t", confidence=0.1, idempotency_key="k1"
-    )
-    again = services.submit_request(
-        agent, category=refunds, title="t", confidence=0.1, idempotency_key="k1"
-    )
+    first = submit_request(agent, category=refunds, title="t", confidence=0.1, idempotency_key="k1")
+    again = submit_request(agent, category=refunds, title="t", confidence=0.1, idempotency_key="k1")
     assert first.created and not again.created
     assert again.request.pk == first.request.pk
     assert ReviewRequest.objects.count() == 1
 
 
 def test_the_same_key_with_another_body_is_a_conflict(agent, refunds):
-    services.submit_request(agent, category=refunds, title="t", idempotency_key="k1")
+    submit_request(agent, category=refunds, title="t", idempotency_key="k1")
     with pytest.raises(IdempotencyConflict):
-        services.submit_request(agent, category=refunds, title="other", idempotency_key="k1")
+        submit_request(agent, category=refunds, title="other", idempotency_key="k1")
     assert ReviewRequest.objects.count() == 1
 
 
@@ -141,8 +146,8 @@ def test_bad_submissions_are_refused_and_nothing_is_written(agent, refunds, over
 def test_approving_records_the_decision_the_audit_and_review_time(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     viewed = timezone.now()
-    services.record_first_view(request, by=alice, now=viewed)
-    decision = services.decide_request(
+    record_first_view(request, by=alice, now=viewed)
+    decision = decide_request(
         request.pk,
         by=alice,
         outcome="approved",
@@ -163,7 +168,7 @@ def test_approving_records_the_decision_the_audit_and_review_time(agent, refunds
 def test_modifying_keeps_the_final_action(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     final = {"action": "refund", "amount": 60}
-    decision = services.decide_request(request.pk, by=alice, outcome="modified", final_action=final)
+    decision = decide_request(request.pk, by=alice, outcome="modified", final_action=final)
     assert decision.outcome == "modified" and decision.final_action == final
     request.refresh_from_db()
     assert request.status == "modified"
@@ -172,7 +177,7 @@ def test_modifying_keeps_the_final_action(agent, refunds, alice):
 
 def test_a_modification_that_changes_nothing_is_an_approval(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
-    decision = services.decide_request(
+    decision = decide_request(
         request.pk, by=alice, outcome="modified", final_action=dict(request.proposed_action)
     )
     assert decision.outcome == "approved" and decision.final_action is None
@@ -181,7 +186,7 @@ def test_a_modification_that_changes_nothing_is_an_approval(agent, refunds, alic
 def test_a_modification_needs_a_final_action(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     with pytest.raises(ValidationError):
-        services.decide_request(request.pk, by=alice, outcome="modified")
+        decide_request(request.pk, by=alice, outcome="modified")
     request.refresh_from_db()
     assert request.status == "pending"
 
@@ -189,24 +194,22 @@ def test_a_modification_needs_a_final_action(agent, refunds, alice):
 def test_a_rejection_needs_a_reason(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     with pytest.raises(ValidationError):
-        services.decide_request(request.pk, by=alice, outcome="rejected", reason="  ")
-    decision = services.decide_request(
-        request.pk, by=alice, outcome="rejected", reason="Outside policy"
-    )
+        decide_request(request.pk, by=alice, outcome="rejected", reason="  ")
+    decision = decide_request(request.pk, by=alice, outcome="rejected", reason="Outside policy")
     assert decision.reason == "Outside policy"
 
 
 def test_an_unknown_option_is_refused(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
     with pytest.raises(ValidationError):
-        services.decide_request(request.pk, by=alice, outcome="approved", chosen_option="Q")
+        decide_request(request.pk, by=alice, outcome="approved", chosen_option="Q")
 
 
 def test_a_second_decision_is_refused_and_says_who_won(agent, refunds, alice, carol):
     request = submit(agent, refunds, confidence=0.1)
-    services.decide_request(request.pk, by=alice, outcome="approved")
+    decide_request(request.pk, by=alice, outcome="approved")
     with pytest.raises(AlreadyDecided) as error:
-        services.decide_request(request.pk, by=carol, outcome="rejected", reason="no")
+        decide_request(request.pk, by=carol, outcome="rejected", reason="no")
     assert str(error.value).startswith("Already approved by alice at ")
     assert Decision.objects.filter(request=request).count() == 1
     request.refresh_from_db()
@@ -216,7 +219,7 @@ def test_a_second_decision_is_refused_and_says_who_won(agent, refunds, alice, ca
 def test_deciding_an_auto_approved_request_is_refused(agent, refunds, alice):
     request = submit(agent, refunds)
     with pytest.raises(AlreadyDecided):
-        services.decide_request(request.pk, by=alice, outcome="rejected", reason="no")
+        decide_request(request.pk, by=alice, outcome="rejected", reason="no")
 
 
 # --- cancel ---------------------------------------------------------------------------------
@@ -224,20 +227,20 @@ def test_deciding_an_auto_approved_request_is_refused(agent, refunds, alice):
 
 def test_the_agent_can_cancel_a_pending_request(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
-    services.cancel_request(request.pk, agent=agent, reason="customer withdrew")
+    cancel_request(request.pk, agent=agent, reason="customer withdrew")
     request.refresh_from_db()
     assert request.status == "cancelled"
     event = request.audit_events.get(verb="cancelled")
     assert event.actor_agent == agent and event.note == "customer withdrew"
     with pytest.raises(AlreadyDecided):
-        services.decide_request(request.pk, by=alice, outcome="approved")
+        decide_request(request.pk, by=alice, outcome="approved")
 
 
 def test_a_decided_request_cannot_be_cancelled(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
-    services.decide_request(request.pk, by=alice, outcome="approved")
+    decide_request(request.pk, by=alice, outcome="approved")
     with pytest.raises(AlreadyDecided):
-        services.cancel_request(request.pk, agent=agent)
+        cancel_request(request.pk, agent=agent)
 
 
 # --- timeouts, reassignment, escalation --------------------------------------------------------
@@ -249,7 +252,7 @@ def overdue(request):
 
 def test_a_timeout_before_the_deadline_does_nothing(agent, refunds):
     request = submit(agent, refunds, confidence=0.1)
-    assert services.time_out_request(request.pk) == "skipped"
+    assert time_out_request(request.pk) == "skipped"
     request.refresh_from_db()
     assert request.status == "pending"
 
@@ -259,7 +262,7 @@ def test_the_timeout_action_decides_as_the_system(agent, refunds, action, outcom
     refunds.timeout_action = action
     refunds.save()
     request = submit(agent, refunds, confidence=0.1)
-    assert services.time_out_request(request.pk, now=overdue(request)) == f"timed_out.{outcome}"
+    assert time_out_request(request.pk, now=overdue(request)) == f"timed_out.{outcome}"
     decision = Decision.objects.get(request=request)
     assert decision.outcome == outcome and decision.channel == "timeout"
     assert decision.decided_by is None and decision.decided_by_label == "system"
@@ -274,19 +277,19 @@ def test_reassign_then_escalate_then_fall_back(agent, refunds, alice, carol, lea
     request = submit(agent, refunds, confidence=0.1)
     first = request.assignee
 
-    assert services.time_out_request(request.pk, now=overdue(request)) == "reassigned"
+    assert time_out_request(request.pk, now=overdue(request)) == "reassigned"
     request.refresh_from_db()
     assert request.assignee in {alice, carol} - {first}
     assert request.reassignment_count == 1
     assert request.previous_assignees == [first.pk]
 
-    assert services.time_out_request(request.pk, now=overdue(request)) == "escalated"
+    assert time_out_request(request.pk, now=overdue(request)) == "escalated"
     request.refresh_from_db()
     assert request.queue == leads_queue and request.assignee == lead
     assert request.escalation_level == 1 and request.reassignment_count == 0
 
     # The leads queue has nobody else and no next queue: the final fallback (reject) applies.
-    assert services.time_out_request(request.pk, now=overdue(request)) == "timed_out.rejected"
+    assert time_out_request(request.pk, now=overdue(request)) == "timed_out.rejected"
     request.refresh_from_db()
     assert request.status == "rejected"
     assert verbs(request) == ["submitted", "reassigned", "escalated", "decided.rejected"]
@@ -297,17 +300,17 @@ def test_a_timeout_applied_twice_acts_once(agent, refunds):
     refunds.save()
     request = submit(agent, refunds, confidence=0.1)
     now = overdue(request)
-    assert services.time_out_request(request.pk, now=now) == "timed_out.approved"
-    assert services.time_out_request(request.pk, now=now) == "skipped"
+    assert time_out_request(request.pk, now=now) == "timed_out.approved"
+    assert time_out_request(request.pk, now=now) == "skipped"
     assert Decision.objects.filter(request=request).count() == 1
 
 
 def test_a_stale_reassignment_is_refused(agent, refunds, alice, carol):
     request = submit(agent, refunds, confidence=0.1)
     stale = ReviewRequest.objects.get(pk=request.pk)
-    services.reassign_request(request.pk, reason="manual")
-    with pytest.raises(services.StateChanged):
-        services._move(stale, "reassigned", "test", "", assignee=alice)
+    reassign_request(request.pk, reason="manual")
+    with pytest.raises(StateChanged):
+        _move(stale, "reassigned", "test", "", assignee=alice)
 
 
 def test_the_sweep_applies_every_overdue_request(agent, refunds):
@@ -371,7 +374,7 @@ def test_a_decision_queues_a_signed_webhook_after_commit(
     agent.save()
     request = submit(agent, refunds, confidence=0.1)
     with django_capture_on_commit_callbacks() as callbacks:
-        services.decide_request(request.pk, by=alice, outcome="approved")
+        decide_request(request.pk, by=alice, outcome="approved")
     assert len(callbacks) == 1
     delivery = WebhookDelivery.objects.get(request=request)
     assert delivery.event == "request.decided"
@@ -381,7 +384,7 @@ def test_a_decision_queues_a_signed_webhook_after_commit(
 
 def test_no_webhook_without_a_url(agent, refunds, alice):
     request = submit(agent, refunds, confidence=0.1)
-    services.decide_request(request.pk, by=alice, outcome="approved")
+    decide_request(request.pk, by=alice, outcome="approved")
     assert not WebhookDelivery.objects.exists()
 
 
@@ -389,7 +392,7 @@ def test_reassignment_tells_the_agent(agent, refunds):
     agent.webhook_url = "http://127.0.0.1:9/hook"
     agent.save()
     request = submit(agent, refunds, confidence=0.1)
-    services.time_out_request(request.pk, now=overdue(request))
+    time_out_request(request.pk, now=overdue(request))
     assert list(WebhookDelivery.objects.values_list("event", flat=True)) == ["request.reassigned"]
 
 
@@ -401,12 +404,12 @@ def test_a_reviewer_can_undo_inside_the_window_and_the_agent_is_never_told(agent
     agent.save()
     request = submit(agent, refunds, confidence=0.1)
     now = timezone.now()
-    decision = services.decide_request(request.pk, by=alice, outcome="approved", now=now)
+    decision = decide_request(request.pk, by=alice, outcome="approved", now=now)
     assert not decision.is_effective(now + timedelta(seconds=1))
     delivery = WebhookDelivery.objects.get(request=request)
     assert delivery.next_attempt_at == decision.effective_at
 
-    services.undo_decision(request.pk, by=alice, now=now + timedelta(seconds=2))
+    undo_decision(request.pk, by=alice, now=now + timedelta(seconds=2))
     request.refresh_from_db()
     assert request.status == "pending" and request.decided_at is None
     assert not Decision.objects.filter(request=request).exists()
@@ -414,29 +417,29 @@ def test_a_reviewer_can_undo_inside_the_window_and_the_agent_is_never_told(agent
     assert delivery.state == "cancelled"
     assert "decision.undone" in verbs(request)
     # It can be decided again afterwards.
-    services.decide_request(request.pk, by=alice, outcome="rejected", reason="on reflection")
+    decide_request(request.pk, by=alice, outcome="rejected", reason="on reflection")
 
 
 def test_undo_is_refused_after_the_window(agent, refunds, alice, settings):
     request = submit(agent, refunds, confidence=0.1)
     now = timezone.now()
-    services.decide_request(request.pk, by=alice, outcome="approved", now=now)
+    decide_request(request.pk, by=alice, outcome="approved", now=now)
     later = now + timedelta(seconds=settings.HITL_UNDO_SECONDS + 1)
-    with pytest.raises(services.TransitionError, match="Too late"):
-        services.undo_decision(request.pk, by=alice, now=later)
+    with pytest.raises(TransitionError, match="Too late"):
+        undo_decision(request.pk, by=alice, now=later)
 
 
 def test_only_the_decider_can_undo(agent, refunds, alice, carol):
     request = submit(agent, refunds, confidence=0.1)
-    services.decide_request(request.pk, by=alice, outcome="approved")
-    with pytest.raises(services.TransitionError, match="Only the reviewer"):
-        services.undo_decision(request.pk, by=carol)
+    decide_request(request.pk, by=alice, outcome="approved")
+    with pytest.raises(TransitionError, match="Only the reviewer"):
+        undo_decision(request.pk, by=carol)
 
 
 def test_system_decisions_are_effective_at_once(agent, refunds):
     refunds.timeout_action = "approve"
     refunds.save()
     request = submit(agent, refunds, confidence=0.1)
-    services.time_out_request(request.pk, now=overdue(request))
+    time_out_request(request.pk, now=overdue(request))
     decision = Decision.objects.get(request=request)
     assert decision.effective_at == decision.created_at

@@ -13,7 +13,6 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from reviews import services
 from reviews.health import liveness
 from reviews.models import (
     AuditEvent,
@@ -23,6 +22,7 @@ from reviews.models import (
     SweepRun,
     WebhookDelivery,
 )
+from reviews.services.submission import submit_request
 
 from .conftest import wait_for
 from .timeouts_support import OwnRedis, Sink, process_env, run_django, start_beat, start_worker
@@ -152,10 +152,10 @@ def test_with_redis_down_work_goes_on_and_everything_catches_up_once_it_is_back(
     beat = start_beat(env)
     try:
         wait_for(lambda: Heartbeat.objects.filter(name="beat").exists(), timeout=30)
-        to_decide = services.submit_request(
+        to_decide = submit_request(
             agent, category=refunds, title="decided in the outage", confidence=0.1
         ).request
-        to_sweep = services.submit_request(
+        to_sweep = submit_request(
             agent, category=refunds, title="due in the outage", confidence=0.1
         ).request
 
@@ -163,14 +163,15 @@ def test_with_redis_down_work_goes_on_and_everything_catches_up_once_it_is_back(
 
         # The web and API processes keep working: submissions and decisions are PostgreSQL's.
         out = run_django(
-            "from reviews import services\n"
+            "from reviews.services.decisions import decide_request\n"
+            "from reviews.services.submission import submit_request\n"
             "from reviews.models import Agent, Category\n"
             "from django.contrib.auth.models import User\n"
             f"agent = Agent.objects.get(pk={agent.pk})\n"
             f"category = Category.objects.get(pk={refunds.pk})\n"
-            "new = services.submit_request(agent, category=category, title='submitted in the"
+            "new = submit_request(agent, category=category, title='submitted in the"
             " outage', confidence=0.1).request\n"
-            f"services.decide_request({to_decide.pk}, by=User.objects.get(pk={alice.pk}),"
+            f"decide_request({to_decide.pk}, by=User.objects.get(pk={alice.pk}),"
             " outcome='approved')\n"
             "print(new.pk)\n",
             env,
@@ -225,10 +226,8 @@ def test_beat_and_a_worker_run_the_sweep_reminders_and_heartbeats_on_their_own(
     refunds.save()
     alice.email = "alice@example.com"
     alice.save()
-    late = services.submit_request(agent, category=refunds, title="late", confidence=0.1).request
-    halfway = services.submit_request(
-        agent, category=refunds, title="halfway", confidence=0.1
-    ).request
+    late = submit_request(agent, category=refunds, title="late", confidence=0.1).request
+    halfway = submit_request(agent, category=refunds, title="halfway", confidence=0.1).request
     ReviewRequest.objects.filter(pk=late.pk).update(deadline=timezone.now())
     ReviewRequest.objects.filter(pk=halfway.pk).update(
         deadline=timezone.now() + timedelta(seconds=600)

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import Heartbeat, ReviewerProfile, ReviewRequest, SweepRun
+from reviews.services.submission import submit_request
 from reviews.tasks import start_sweep
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def make_pending(agent, refunds, count, overdue=0):
     requests = [
-        services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+        submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
         for i in range(count)
     ]
     ReviewRequest.objects.filter(pk__in=[r.pk for r in requests[:overdue]]).update(

@@ -6,7 +6,6 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import (
     AuditEvent,
     Decision,
@@ -16,6 +15,10 @@ from reviews.models import (
     SweepRun,
     WebhookDelivery,
 )
+from reviews.services.assignment import set_away
+from reviews.services.decisions import decide_request
+from reviews.services.notify import notify_assignee
+from reviews.services.submission import submit_request
 from reviews.tasks import send_notification, start_sweep
 
 from .timeouts_support import Sink
@@ -32,7 +35,7 @@ def sink():
 
 
 def pending(agent, category, title="Refund 12,400 EUR"):
-    return services.submit_request(agent, category=category, title=title, confidence=0.1).request
+    return submit_request(agent, category=category, title=title, confidence=0.1).request
 
 
 def overdue(*requests, by=timedelta(seconds=1)):
@@ -177,7 +180,7 @@ def test_a_human_decision_before_the_sweep_stands(agent, refunds, alice):
     refunds.save()
     request = pending(agent, refunds)
     overdue(request)
-    services.decide_request(request.pk, by=alice, outcome="approved")
+    decide_request(request.pk, by=alice, outcome="approved")
     assert sweep()[1] == {}
     assert fresh(request).decision.decided_by == alice
 
@@ -261,7 +264,7 @@ def test_a_failing_chat_webhook_is_retried_then_given_up(agent, refunds, sink, s
     refunds.queue.chat_webhook_url = sink.url
     refunds.queue.save()
     request = pending(agent, refunds)
-    note = services.notify_assignee(fresh(request), Notification.Kind.REMINDER)[-1]
+    note = notify_assignee(fresh(request), Notification.Kind.REMINDER)[-1]
     sink.status = 503
     assert send_notification(note.pk) == "pending"
     sink.status = 400
@@ -277,7 +280,7 @@ def test_a_failing_chat_webhook_is_retried_then_given_up(agent, refunds, sink, s
 def test_an_away_reviewers_items_are_handed_over_by_the_sweep(agent, refunds, alice, carol):
     mine = pending(agent, refunds, "alice's")
     assert mine.assignee == alice
-    services.set_away(alice, timezone.now() + timedelta(days=3))
+    set_away(alice, timezone.now() + timedelta(days=3))
 
     assert sweep()[1] == {"handed_over": 1}
 
@@ -289,15 +292,15 @@ def test_an_away_reviewers_items_are_handed_over_by_the_sweep(agent, refunds, al
 
 
 def test_a_reviewer_back_from_away_gets_work_again(agent, refunds, alice, carol):
-    services.set_away(alice, timezone.now() + timedelta(days=3))
+    set_away(alice, timezone.now() + timedelta(days=3))
     pending(agent, refunds, "to carol")
-    services.set_away(alice, None)
+    set_away(alice, None)
     assert pending(agent, refunds, "to alice").assignee == alice
 
 
 def test_an_item_stays_put_when_everyone_else_is_away_too(agent, refunds, alice, carol):
     request = pending(agent, refunds)
-    services.set_away(alice, timezone.now() + timedelta(days=1))
-    services.set_away(carol, timezone.now() + timedelta(days=1))
+    set_away(alice, timezone.now() + timedelta(days=1))
+    set_away(carol, timezone.now() + timedelta(days=1))
     assert sweep()[1] == {}
     assert fresh(request).assignee == alice  # the deadline policy still applies to it

@@ -6,8 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import AuditEvent, Decision, ReviewRequest
+from reviews.services.deadlines import time_out_batch
+from reviews.services.decisions import decide_request
+from reviews.services.errors import AlreadyDecided
+from reviews.services.submission import submit_request
 
 from .test_races import run_together
 
@@ -18,7 +21,7 @@ def test_a_decision_in_the_same_instant_as_the_sweep_exactly_one_wins(agent, ref
     refunds.timeout_action = "reject"
     refunds.save()
     requests = [
-        services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+        submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
         for i in range(20)
     ]
     wins = Counter()
@@ -27,10 +30,8 @@ def test_a_decision_in_the_same_instant_as_the_sweep_exactly_one_wins(agent, ref
         # Due exactly now: the human decides at `instant`, the sweep's cutoff is `instant`.
         ReviewRequest.objects.filter(pk=request.pk).update(deadline=instant)
         decided, swept = run_together(
-            lambda r=request, t=instant: services.decide_request(
-                r.pk, by=alice, outcome="approved", now=t
-            ),
-            lambda t=instant: services.time_out_batch(t, limit=10, now=t),
+            lambda r=request, t=instant: decide_request(r.pk, by=alice, outcome="approved", now=t),
+            lambda t=instant: time_out_batch(t, limit=10, now=t),
         )
         human_won = isinstance(decided, Decision)
         sweep_won = isinstance(swept, dict) and swept.get("timed_out.rejected") == 1
@@ -38,7 +39,7 @@ def test_a_decision_in_the_same_instant_as_the_sweep_exactly_one_wins(agent, ref
         if human_won:
             assert swept.get("claimed") == 0, swept  # skipped the locked row or found it done
         else:
-            assert isinstance(decided, services.AlreadyDecided), decided
+            assert isinstance(decided, AlreadyDecided), decided
         assert Decision.objects.filter(request=request).count() == 1
         assert AuditEvent.objects.filter(request=request, verb__startswith="decided.").count() == 1
         wins["human" if human_won else "sweep"] += 1
@@ -49,13 +50,13 @@ def test_concurrent_sweeps_take_disjoint_batches(agent, refunds):
     refunds.timeout_action = "approve"
     refunds.save()
     for i in range(60):
-        services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1)
+        submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1)
     cutoff = timezone.now()
     ReviewRequest.objects.update(deadline=cutoff - timedelta(seconds=1))
 
     def sweep_until_empty():
         applied = 0
-        while claimed := services.time_out_batch(cutoff, limit=7).get("claimed"):
+        while claimed := time_out_batch(cutoff, limit=7).get("claimed"):
             applied += claimed
         return applied
 

@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from reviews import services
 from reviews.models import Heartbeat, WebhookDelivery
+from reviews.services.assignment import reassign_request
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 from reviews.tasks import deliver_webhook
 
 from .conftest import wait_for
@@ -92,10 +94,8 @@ def test_a_real_worker_and_beat_retry_until_the_receiver_answers_and_every_post_
         wait_for(lambda: Heartbeat.objects.filter(name="beat").exists(), timeout=30)
         agent.webhook_url = receiver.url
         agent.save()
-        request = services.submit_request(
-            agent, category=refunds, title="Refund", confidence=0.1
-        ).request
-        services.decide_request(request.pk, by=alice, outcome="rejected", reason="No photos.")
+        request = submit_request(agent, category=refunds, title="Refund", confidence=0.1).request
+        decide_request(request.pk, by=alice, outcome="rejected", reason="No photos.")
 
         delivery = wait_for(
             lambda: WebhookDelivery.objects.filter(
@@ -130,10 +130,8 @@ def test_after_the_cap_a_delivery_is_failed_and_an_admin_can_re_send_it(
     with Receiver([503]) as receiver:
         agent.webhook_url = receiver.url
         agent.save()
-        request = services.submit_request(
-            agent, category=refunds, title="Refund", confidence=0.1
-        ).request
-        services.reassign_request(request.pk, reason="Alice is out.")
+        request = submit_request(agent, category=refunds, title="Refund", confidence=0.1).request
+        reassign_request(request.pk, reason="Alice is out.")
         delivery = WebhookDelivery.objects.get(request=request, event="request.reassigned")
         assert deliver_webhook(delivery.pk) == "pending"
         WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
@@ -159,10 +157,10 @@ def test_a_client_error_is_not_retried_and_a_redirect_is_not_followed(agent, ref
         with Receiver([code]) as receiver:
             agent.webhook_url = receiver.url
             agent.save()
-            request = services.submit_request(
+            request = submit_request(
                 agent, category=refunds, title=f"r{code}", confidence=0.1
             ).request
-            services.reassign_request(request.pk)
+            reassign_request(request.pk)
             delivery = WebhookDelivery.objects.get(request=request)
             assert deliver_webhook(delivery.pk) == "failed"
         assert len(receiver.calls) == 1
@@ -172,8 +170,8 @@ def test_a_client_error_is_not_retried_and_a_redirect_is_not_followed(agent, ref
 def test_a_failed_deliverys_page_has_a_re_send_button(agent, refunds, admin_user, alice, client):
     agent.webhook_url = "http://127.0.0.1:9/unreachable"
     agent.save()
-    request = services.submit_request(agent, category=refunds, title="r", confidence=0.1).request
-    services.reassign_request(request.pk)
+    request = submit_request(agent, category=refunds, title="r", confidence=0.1).request
+    reassign_request(request.pk)
     delivery = WebhookDelivery.objects.get(request=request)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(state="failed", attempts=8)
     resend = f"/admin/reviews/webhookdelivery/{delivery.pk}/resend/"
@@ -203,11 +201,11 @@ def test_dispatch_hands_each_due_delivery_out_once_and_a_duplicate_task_sends_no
         agent.webhook_url = receiver.url
         agent.save()
         requests = [
-            services.submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
+            submit_request(agent, category=refunds, title=f"r{i}", confidence=0.1).request
             for i in range(3)
         ]
         for request in requests:
-            services.decide_request(request.pk, by=alice, outcome="approved")
+            decide_request(request.pk, by=alice, outcome="approved")
         held, *due = WebhookDelivery.objects.filter(event="request.decided").order_by("pk")
         # The first stays inside its undo window; the others' windows have closed.
         WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(

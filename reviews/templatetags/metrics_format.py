@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from .. import figures
+from .inbox_tags import json_text
 
 register = template.Library()
 
@@ -69,6 +70,4 @@ def rate(summary, name: str) -> float | None:
 def as_json(value) -> str:
     """JSON for payloads, whole, indented only while short so a page stays proportional to
     the payload (autoescaped by the template like any string)."""
-    from .inbox_tags import json_text
-
     return json_text(value)

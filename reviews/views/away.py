@@ -11,10 +11,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from .. import services
 from ..access import REVIEWERS, role_required
 from ..models import ReviewerProfile, ReviewRequest
 from ..policy_forms import AwayForm
+from ..services.assignment import set_away
 
 
 @require_http_methods(["GET", "POST"])
@@ -23,13 +23,13 @@ def away(request: HttpRequest) -> HttpResponse:
     profile = ReviewerProfile.objects.filter(user=request.user).first()
     if request.method == "POST":
         if "back" in request.POST:
-            services.set_away(request.user, None)
+            set_away(request.user, None)
             messages.success(request, "Welcome back: new items can be assigned to you again.")
             return redirect("away")
         form = AwayForm(request.POST)
         if form.is_valid():
             until = form.cleaned_data["until"]
-            services.set_away(request.user, until)
+            set_away(request.user, until)
             when = timezone.localtime(until).strftime("%a %d %b %Y, %H:%M")
             messages.success(request, f"You are away until {when}.")
             return redirect("away")

@@ -9,9 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from .. import services
 from ..access import ADMINS, REVIEWERS, get_request_for_reviewer, has_role, role_required
 from ..models import ReviewRequest
+from ..services.guidelines import add_guideline
 
 
 @require_http_methods(["GET", "POST"])
@@ -27,7 +27,7 @@ def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
     if request.method == "POST":
         text = request.POST.get("text", "")
         try:
-            services.add_guideline(review.pk, by=request.user, text=text)
+            add_guideline(review.pk, by=request.user, text=text)
         except ValidationError as exc:
             error = "; ".join(exc.messages)
         else:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from .. import insights, monitoring, precedents, services, validation
+from .. import insights, monitoring, precedents, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
@@ -49,6 +49,14 @@ from ..models import (
     SpotCheckItem,
 )
 from ..proposals import action_delta, changes_since, display_value, parse_version
+from ..services import bulk
+from ..services.agreement import record_second_review
+from ..services.bulk import BulkDecision, decide_requests_in_bulk
+from ..services.conversation import post_message
+from ..services.deadline_plan import deadline_steps
+from ..services.decisions import decide_request, undo_decision
+from ..services.errors import AlreadyDecided, StaleProposal, TransitionError, settled_by
+from ..services.sightings import record_first_view, record_first_views, record_sightings, seen_by
 from ..templatetags.inbox_tags import json_preview, json_text
 
 Status = ReviewRequest.Status
@@ -312,10 +320,10 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         work.update(work_rows(user, queue_ids, filters))
     rows = []
     if not filters.tab:
-        listed = qs.defer(*LIST_DEFERRED).annotate(seen=services.seen_by(user))
+        listed = qs.defer(*LIST_DEFERRED).annotate(seen=seen_by(user))
         rows = inbox_rows(user, listed, LIST_SIZE)
         if shown:  # a batch of these rows is timed from their first sight
-            services.record_sightings([r.pk for r in rows if not r.seen], by=user)
+            record_sightings([r.pk for r in rows if not r.seen], by=user)
     counts = pending_counts(user, queue_ids)
     for queue in queues:
         queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
@@ -491,7 +499,7 @@ def item_context(
         ],
         "precedent_rules_used": rules_used,
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
-        "plan": services.deadline_steps(req) if req.is_pending else [],
+        "plan": deadline_steps(req) if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,
         "reply_kinds": REPLY_KINDS.items(),
@@ -544,7 +552,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def item(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_request_for_reviewer(request.user, pk)
     if req.is_pending:
-        services.record_first_view(req, by=request.user)
+        record_first_view(req, by=request.user)
     return render_item(request, req)
 
 
@@ -577,7 +585,7 @@ def poll(request: HttpRequest) -> HttpResponse:
             open_item.decision.decided_by_id == request.user.pk
         )
         if open_item is not None and not open_item.is_pending and not settled_by_me:
-            context["closed_notice"] = str(services.AlreadyDecided(open_item))
+            context["closed_notice"] = str(AlreadyDecided(open_item))
             context["closed_pk"] = open_item.pk
         elif open_item is not None and seen is not None and seen != open_item.proposal_version:
             context["revised"] = open_item
@@ -610,8 +618,8 @@ def settled_elsewhere(user: Any, ids: set[int]) -> str:
     if not gone:
         return ""
     if len(gone) == 1:
-        return f"#{gone[0].pk} was {services.settled_by(gone[0])} and left your list."
-    parts = [f"#{r.pk} {services.settled_by(r)}" for r in gone[:3]]
+        return f"#{gone[0].pk} was {settled_by(gone[0])} and left your list."
+    parts = [f"#{r.pk} {settled_by(r)}" for r in gone[:3]]
     more = f", and {len(gone) - 3} more" if len(gone) > 3 else ""
     return f"{len(gone)} requests left your list: {', '.join(parts)}{more}."
 
@@ -628,7 +636,7 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
     )
     if not rows and not visible.exists():
         raise Http404("No such group.")
-    services.record_first_views([r.pk for r in rows], by=request.user)
+    record_first_views([r.pk for r in rows], by=request.user)
     columns: list[str] = []
     if rows:
         columns = [
@@ -672,7 +680,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         final_action = posted_final_action(
             outcome, req.proposed_action, request.POST.get("final_action", "")
         )
-        decision = services.decide_request(
+        decision = decide_request(
             req.pk,
             by=request.user,
             outcome=outcome,
@@ -682,7 +690,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             channel=Decision.Channel.WEB,
             version=version,
         )
-    except services.StaleProposal as exc:  # the page showed an older proposal: show this one
+    except StaleProposal as exc:  # the page showed an older proposal: show this one
         return _refused(
             request,
             get_request_for_reviewer(request.user, pk),
@@ -690,7 +698,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             409,
             changes=exc.delta,
         )
-    except services.TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
+    except TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
         return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 409)
     except ValidationError as exc:
         error = " ".join(exc.messages)
@@ -711,7 +719,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
         return redirect(target + (f"?{filters.querystring()}" if filters.active else ""))
     if following is not None:
-        services.record_first_view(following, by=request.user)
+        record_first_view(following, by=request.user)
         context = item_context(following, request.user)
     else:
         context = {"req": None}
@@ -746,8 +754,8 @@ def _refused(
 def undo(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_request_for_reviewer(request.user, pk)
     try:
-        req = services.undo_decision(req.pk, by=request.user)
-    except services.TransitionError as exc:
+        req = undo_decision(req.pk, by=request.user)
+    except TransitionError as exc:
         if not request.htmx:
             messages.error(request, str(exc))
             return redirect("inbox_item", pk=pk)
@@ -756,7 +764,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         messages.success(request, f"#{pk} is pending again.")
         return redirect("inbox_item", pk=pk)
-    services.record_first_view(req, by=request.user)
+    record_first_view(req, by=request.user)
     toast = {"text": f"Undone: #{pk} is pending again", "outcome": "info"}
     response = render(
         request, "inbox/_undone.html", {**item_context(req, request.user), "toast": toast}
@@ -779,7 +787,7 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
     elif len(body) > 5000:
         error = "Keep it under 5,000 characters."
     if not error:
-        services.post_message(
+        post_message(
             req, author_kind=Message.Author.REVIEWER, author=request.user, kind=kind, body=body
         )
     if not request.htmx:
@@ -841,7 +849,7 @@ def batch(request: HttpRequest) -> HttpResponse:
     if len(visible) != len(ids):
         raise Http404("Some of these requests are not in your queues.")
 
-    result = services.decide_requests_in_bulk(
+    result = decide_requests_in_bulk(
         ids,
         by=request.user,
         outcome=outcome,
@@ -866,7 +874,7 @@ def batch(request: HttpRequest) -> HttpResponse:
     return trigger_client_event(response, "inbox:refresh")
 
 
-def batch_toast(result: services.BulkDecision, verb: str) -> dict[str, Any]:
+def batch_toast(result: BulkDecision, verb: str) -> dict[str, Any]:
     """The toast after a batch names the batch, and its Undo takes the whole batch back. It
     replaces any earlier toast, so U can never reach a decision older than this one."""
     if not result.decided:
@@ -889,9 +897,9 @@ def batch_toast(result: services.BulkDecision, verb: str) -> dict[str, Any]:
 def undo_batch(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     """Take a batch back as a whole, within its undo window."""
     try:
-        undone = services.undo_batch(batch_id, by=request.user)
+        undone = bulk.undo_batch(batch_id, by=request.user)
         error = ""
-    except services.TransitionError as exc:
+    except TransitionError as exc:
         undone, error = [], str(exc)
     if not request.htmx:
         if error:
@@ -963,7 +971,7 @@ def second_decide(request: HttpRequest, pk: int) -> HttpResponse:
         final_action = posted_final_action(
             outcome, review.request.proposed_action, request.POST.get("final_action", "")
         )
-        review = services.record_second_review(
+        review = record_second_review(
             review.pk,
             by=request.user,
             outcome=outcome,
@@ -971,7 +979,7 @@ def second_decide(request: HttpRequest, pk: int) -> HttpResponse:
             chosen_option=request.POST.get("option", ""),
             reason=request.POST.get("reason", "").strip()[:2000],
         )
-    except services.TransitionError as exc:  # answered already: nothing changed
+    except TransitionError as exc:  # answered already: nothing changed
         review.refresh_from_db()
         return render_second(request, review, status=409, notice=str(exc))
     except ValidationError as exc:

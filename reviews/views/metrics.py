@@ -14,10 +14,12 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import charts, exports, figures, insights, monitoring, services, validation
+from .. import charts, exports, figures, insights, monitoring, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..advice import threshold_advice
 from ..models import Agent, Category
+from ..services.autonomy import switch_to_autonomous
+from ..services.errors import TransitionError
 from ..templatetags.metrics_format import duration
 
 TABS = [
@@ -285,10 +287,8 @@ def autonomy_switch(request: HttpRequest, category_id: int) -> HttpResponse:
         messages.error(request, f"{category.name} is not ready: {'; '.join(state.blockers)}.")
         return redirect("metrics_autonomy")
     try:
-        services.switch_to_autonomous(
-            category.pk, by=request.user, reason=request.POST.get("reason", "")
-        )
-    except (ValidationError, services.TransitionError) as exc:
+        switch_to_autonomous(category.pk, by=request.user, reason=request.POST.get("reason", ""))
+    except (ValidationError, TransitionError) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
         return redirect("metrics_autonomy")

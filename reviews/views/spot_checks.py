@@ -11,9 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from .. import monitoring, services
+from .. import monitoring
 from ..access import REVIEWERS, get_spot_check_batch_for_reviewer, role_required
 from ..models import SpotCheckBatch, SpotCheckItem
+from ..services.errors import TransitionError
+from ..services.periodic_reviews import record_spot_check
 
 
 @require_GET
@@ -61,7 +63,7 @@ def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
     get_spot_check_batch_for_reviewer(request.user, item.batch_id)  # 404 outside their queues
     error = ""
     try:
-        item = services.record_spot_check(
+        item = record_spot_check(
             item.pk,
             by=request.user,
             verdict=request.POST.get("verdict", ""),
@@ -69,7 +71,7 @@ def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
         )
     except ValidationError as exc:
         error = "; ".join(exc.messages)
-    except services.TransitionError as exc:
+    except TransitionError as exc:
         error = str(exc)
         item.refresh_from_db()
     if request.htmx:

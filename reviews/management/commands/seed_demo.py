@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from reviews import rollups, sampling, services
+from reviews import rollups, sampling
 from reviews.models import (
     Agent,
     AgentToken,
@@ -24,6 +24,12 @@ from reviews.models import (
     SpotCheckItem,
     hash_token,
 )
+from reviews.services.agreement import record_second_review
+from reviews.services.deadlines import time_out_request
+from reviews.services.decisions import cancel_request, decide_request
+from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.sightings import record_first_view
+from reviews.services.submission import submit_request
 
 DEMO_PASSWORD = "hitl-demo"
 DEMO_TOKEN = "hitl_demo_support_bot_0123456789abcdef"
@@ -393,7 +399,7 @@ class Command(BaseCommand):
         # pages recompute as of created_at. The index keeps each one's idempotency key stable.
         in_time = sorted(enumerate(specs), key=lambda pair: pair[1][2])
         for index, (slug, spec, created_at, outcome) in in_time:
-            submission = services.submit_request(
+            submission = submit_request(
                 agents[agent_for[slug]],
                 category=categories[slug],
                 idempotency_key=f"demo-{index}",
@@ -425,7 +431,7 @@ class Command(BaseCommand):
         for item in items:
             reviewer = item.batch.category.queue.members.first() or fallback
             wrong = rng.random() < 0.03
-            services.record_spot_check(
+            record_spot_check(
                 item.pk,
                 by=reviewer,
                 verdict="incorrect" if wrong else "correct",
@@ -467,7 +473,7 @@ class Command(BaseCommand):
             elif request.options:
                 kwargs["chosen_option"] = first.chosen_option or request.options[0]["key"]
             answered = review.visible_from + timedelta(minutes=rng.uniform(5, 600))
-            services.record_second_review(
+            record_second_review(
                 review.pk, by=review.reviewer, outcome=outcome, now=min(answered, now), **kwargs
             )
 
@@ -482,7 +488,7 @@ class Command(BaseCommand):
         viewed = created_at + timedelta(minutes=rng.uniform(1, 90))
         decided = viewed + timedelta(seconds=rng.lognormvariate(2.2, 0.8))
         if outcome == "cancelled":
-            services.cancel_request(request.pk, agent=request.agent, reason="Customer withdrew.")
+            cancel_request(request.pk, agent=request.agent, reason="Customer withdrew.")
             return
         if outcome == "timeout":
             # Walk the whole policy: reassign, escalate, then the final fallback.
@@ -490,12 +496,12 @@ class Command(BaseCommand):
                 request.refresh_from_db()
                 if request.status != ReviewRequest.Status.PENDING:
                     break
-                services.time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
+                time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
             return
         # Any member of the queue may take it. Not the assignee: in time order nobody has
         # pending work yet, so the least-loaded pick would give every decision to one person.
         reviewer = rng.choice(reviewers)
-        services.record_first_view(request, by=reviewer, now=viewed)
+        record_first_view(request, by=reviewer, now=viewed)
         kwargs: dict[str, Any] = {}
         if outcome == "modified":
             final = dict(request.proposed_action)
@@ -508,7 +514,7 @@ class Command(BaseCommand):
             kwargs["reason"] = rng.choice(REJECT_REASONS)
         if request.options and outcome != "rejected":
             kwargs["chosen_option"] = request.recommended_option or request.options[0]["key"]
-        services.decide_request(
+        decide_request(
             request.pk, by=reviewer, outcome=outcome, channel="web", now=decided, **kwargs
         )
 

@@ -1,0 +1,83 @@
+"""The audit trail: every service writes one event per change, with who did it and the
+before/after picture; admin writes are recorded here too."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.serializers.json import DjangoJSONEncoder
+
+from ..models import Agent, AuditEvent, ReviewRequest
+
+Actor = AbstractBaseUser | Agent | str | None
+
+
+def actor_fields(actor: Actor) -> dict[str, Any]:
+    if isinstance(actor, Agent):
+        return {"actor_agent": actor, "actor_label": f"agent:{actor.name}"}
+    if isinstance(actor, AbstractBaseUser):
+        return {"actor_user": actor, "actor_label": actor.get_username()}
+    return {"actor_label": actor or "system"}
+
+
+def audit(verb: str, request: ReviewRequest | None, actor: Actor, **details: Any) -> AuditEvent:
+    """Record a transition now; `details` are audit_event's before, after and note."""
+    event = audit_event(verb, request, actor, **details)
+    event.save()
+    return event
+
+
+def audit_event(
+    verb: str,
+    request: ReviewRequest | None,
+    actor: Actor,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    note: str = "",
+) -> AuditEvent:
+    """An unsaved audit event, for writers that insert several in one statement."""
+    return AuditEvent(
+        verb=verb, request=request, before=before, after=after, note=note, **actor_fields(actor)
+    )
+
+
+# Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.
+SECRET_FIELDS = {"password", "token_hash", "webhook_secret"}
+
+
+def admin_snapshot(obj: Any) -> dict[str, Any]:
+    """A JSON-safe picture of a row as Django admin edits it: its fields (secrets as a
+    fingerprint) and its many-to-many links, by name."""
+    state: dict[str, Any] = {}
+    for field in obj._meta.concrete_fields:
+        value = getattr(obj, field.attname)
+        if field.name in SECRET_FIELDS and value:
+            value = "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
+        state[field.name] = value
+    if obj.pk is not None:
+        for field in obj._meta.many_to_many:
+            state[field.name] = sorted(str(linked) for linked in getattr(obj, field.name).all())
+    return json.loads(json.dumps(state, cls=DjangoJSONEncoder))
+
+
+def record_admin_write(
+    action: str,
+    obj: Any,
+    *,
+    by: AbstractBaseUser,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Audit an add, change or delete made in Django admin, inside the admin's transaction,
+    for models whose admin has no more specific service to call."""
+    return audit(
+        f"admin.{action}",
+        None,
+        by,
+        before=before,
+        after=after,
+        note=f"{obj._meta.label_lower} {obj.pk}: {obj}"[:500],
+    )

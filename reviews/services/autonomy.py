@@ -1,0 +1,185 @@
+"""A category runs without a human (a manager's switch) and the gate comes back: by the
+sequential test over periodic reviews' verdicts, with the managers told by email."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .. import cusum, monitoring
+from ..access import MANAGERS
+from ..models import Category, CategoryAutonomy, SpotCheckItem
+from ..policies import record_switch, version_before_switch
+from .audit import audit
+from .errors import TransitionError
+
+log = logging.getLogger(__name__)
+
+
+def _category_snapshot(category: Category) -> dict[str, Any]:
+    return {"category": category.slug, "mode": category.mode, "version": category.version}
+
+
+def switch_to_autonomous(
+    category_id: int, *, by: AbstractBaseUser, reason: str, now: datetime | None = None
+) -> Category:
+    """A manager lets a category run without a human (sampled for periodic review)."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why this category can run without a human."})
+    now = now or timezone.now()
+    with transaction.atomic():
+        category = Category.objects.select_related("queue").get(pk=category_id)
+        before = _category_snapshot(category)
+        previous = version_before_switch(category)
+        # The claim: only one switch wins, and never on an already autonomous category.
+        claimed = (
+            Category.objects.filter(pk=category_id)
+            .exclude(mode=Category.Mode.AUTONOMOUS)
+            .update(
+                mode=Category.Mode.AUTONOMOUS,
+                mode_reason=_mode_reason(category, Category.Mode.AUTONOMOUS, reason.strip()),
+                version=F("version") + 1,
+                updated_at=now,
+            )
+        )
+        if claimed != 1:
+            raise TransitionError(f"{category.name} is already autonomous.")
+        category.refresh_from_db()
+        record_switch(category, previous, by=by, note=reason.strip())
+        monitoring.sync(category, by=by, reason=reason.strip(), now=now)
+        audit(
+            "category.autonomous",
+            None,
+            by,
+            before=before,
+            after=_category_snapshot(category),
+            note=reason.strip(),
+        )
+    return category
+
+
+def _mode_reason(category: Category, mode: str, reason: str) -> str:
+    """The policy's "why not the suggested mode", as the policy editor keeps it: empty when
+    the mode is the suggested one."""
+    limit = Category._meta.get_field("mode_reason").max_length
+    return "" if mode == category.suggested_mode else reason[:limit]
+
+
+def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None) -> bool:
+    """Put a human back in front of an autonomous category and tell the managers.
+
+    Returns False when the category was not autonomous (someone got there first)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        category = Category.objects.select_related("queue").get(pk=category_id)
+        before = _category_snapshot(category)
+        if category.mode != Category.Mode.AUTONOMOUS:
+            return False  # spare the baseline version below; the claim decides races
+        previous = version_before_switch(category)
+        claimed = Category.objects.filter(pk=category_id, mode=Category.Mode.AUTONOMOUS).update(
+            mode=Category.Mode.GATE,
+            mode_reason=_mode_reason(
+                category, Category.Mode.GATE, f"Reinstated automatically: {reason}"
+            ),
+            version=F("version") + 1,
+            updated_at=now,
+        )
+        if claimed != 1:
+            return False
+        category.refresh_from_db()
+        record_switch(category, previous, by=None, note=f"Reinstated automatically: {reason}")
+        autonomy, _ = CategoryAutonomy.objects.select_for_update().get_or_create(category=category)
+        monitoring.end(autonomy, now=now, reinstated_reason=reason)
+        audit(
+            "category.reinstated",
+            None,
+            "system:monitoring",
+            before=before,
+            after=_category_snapshot(category),
+            note=reason,
+        )
+        transaction.on_commit(lambda: _tell_managers_of_reinstatement(category, reason))
+    return True
+
+
+def _tell_managers_of_reinstatement(category: Category, reason: str) -> None:
+    recipients = list(
+        get_user_model()
+        .objects.filter(groups__name=MANAGERS, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+    if not recipients:
+        return
+    try:
+        send_mail(
+            f"[HITL] {category.name}: a human is back in the loop",
+            f"{category.name} was autonomous and is now gated: every request waits for a "
+            f"reviewer again.\n\nWhy: {reason}\n\n{settings.SITE_URL}/metrics/autonomy/",
+            None,
+            recipients,
+        )
+    except Exception:  # mail down: the switch stands and is audited; say so in the log
+        log.exception("could not email managers about %s", category.slug)
+
+
+def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:
+    """Add a verdict to its category's test and bring the gate back if it fires. Call in the
+    verdict's transaction. True if the gate was reinstated."""
+    category_id = item.request.category_id
+    # Lock the category, then its autonomy, in the order the switches take them, so that two
+    # verdicts (or a verdict and a switch) run one after the other: each sees the other's S.
+    category = Category.objects.select_for_update().get(pk=category_id)
+    autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+    if autonomy is None or not autonomy.monitoring or category.mode != Category.Mode.AUTONOMOUS:
+        return False  # e.g. a verdict given after the gate came back: nothing left to test
+    if not monitoring.period_items(autonomy).filter(pk=item.pk).exists():
+        return False
+    correct = item.verdict == SpotCheckItem.Verdict.CORRECT
+    test = monitoring.sequential_test(autonomy)
+    state = cusum.step(test, monitoring.state_of(autonomy), correct)
+    CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
+        **monitoring.state_fields(state),
+        verdicts=autonomy.verdicts + 1,
+        errors=autonomy.errors + (not correct),
+    )
+    if not cusum.alarmed(test, state):
+        return False
+    return reinstate_gate(
+        category_id, reason=monitoring.reinstatement_reason(test, state, autonomy), now=now
+    )
+
+
+def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
+    """The periodic safety net: if verdicts reached the database without count_verdict (an
+    import, a fix by SQL), run the test again over the period's verdicts in the order given.
+    True if the gate was reinstated."""
+    with transaction.atomic():
+        category = Category.objects.select_for_update().get(pk=category_id)
+        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+        if autonomy is None or not autonomy.monitoring or category.mode != Category.Mode.AUTONOMOUS:
+            return False
+        judged = monitoring.period_items(autonomy).exclude(verdict="").order_by("reviewed_at", "pk")
+        correct = SpotCheckItem.Verdict.CORRECT
+        verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
+        if len(verdicts) == autonomy.verdicts:
+            return False
+        test = monitoring.sequential_test(autonomy)
+        state = cusum.fold(test, verdicts)
+        CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
+            **monitoring.state_fields(state), verdicts=len(verdicts), errors=verdicts.count(False)
+        )
+        if not cusum.alarmed(test, state):
+            return False
+        reason = monitoring.reinstatement_reason(test, state, autonomy)
+        return reinstate_gate(category_id, reason=reason, now=now)

@@ -1,0 +1,136 @@
+"""A reviewer's batch: many pending requests approved or rejected in a few statements, and the
+undo of a batch as a whole."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import OUTCOME_STATUS, AuditEvent, Decision, ReviewRequest, WebhookDelivery
+from .audit import audit_event
+from .decisions import record_decisions
+from .errors import AlreadyDecided, StaleProposal, StateChanged, TransitionError
+from .outbox import decision_data
+
+Status = ReviewRequest.Status
+Outcome = Decision.Outcome
+Channel = Decision.Channel
+
+
+@dataclass(frozen=True)
+class BulkDecision:
+    decided: list[Decision]
+    conflicts: list[tuple[int, str]]  # (request id, why it was left alone)
+    batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
+
+
+def decide_requests_in_bulk(
+    request_ids: list[int],
+    *,
+    by: AbstractBaseUser,
+    outcome: str,
+    reason: str = "",
+    channel: str = Channel.BATCH,
+    now: datetime | None = None,
+    versions: dict[int, int] | None = None,
+) -> BulkDecision:
+    """Approve or reject many pending requests at once (a reviewer's batch).
+
+    Each request gets its own Decision, AuditEvent and webhook, exactly as decide_request gives
+    one, but in a handful of queries instead of ten per request. Requests that are no longer
+    pending are left alone and reported with AlreadyDecided's message; so are those whose
+    proposal is no longer the version in `versions` (what the person saw), with what changed.
+    """
+    if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+        raise ValidationError({"outcome": "A batch is approved or rejected."})
+    if outcome == Outcome.REJECTED and not reason.strip():
+        raise ValidationError({"reason": "Say why they are rejected; the agent reads this."})
+    now = now or timezone.now()
+    ids = sorted(set(request_ids))
+    status = OUTCOME_STATUS[outcome]
+    with transaction.atomic():
+        # Lock the still-pending rows, in id order so two batches cannot deadlock. A concurrent
+        # decide_request or timeout on one of them waits for this commit, then finds it decided.
+        rows = list(
+            ReviewRequest.objects.select_for_update(of=("self",))
+            .select_related("agent", "category", "queue", "assignee")
+            .filter(pk__in=ids, status=Status.PENDING)
+            .order_by("pk")
+        )
+        stale = []
+        if versions is not None:
+            stale = [r for r in rows if r.proposal_version != versions.get(r.pk)]
+            rows = [r for r in rows if r.proposal_version == versions.get(r.pk)]
+        claimed = [r.pk for r in rows]
+        # The claim: the rows are locked and pending, so the conditional UPDATE takes them all.
+        if claimed and ReviewRequest.objects.filter(pk__in=claimed, status=Status.PENDING).update(
+            status=status, decided_at=now
+        ) != len(claimed):
+            raise StateChanged("Some requests changed meanwhile; nothing was decided.")
+        batch_id = uuid.uuid4() if rows else None
+        decisions = record_decisions(
+            rows,
+            outcome=outcome,
+            by=by,
+            channel=channel,
+            reason=reason,
+            now=now,
+            batch_id=batch_id,
+        )
+    stale_ids = {r.pk for r in stale}
+    left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - stale_ids).select_related(
+        "decision__decided_by"
+    )
+    conflicts = [(r.pk, str(AlreadyDecided(r))) for r in left]
+    conflicts += [(r.pk, str(StaleProposal(r, versions.get(r.pk, 0)))) for r in stale if versions]
+    return BulkDecision(decisions, sorted(conflicts), batch_id)
+
+
+def undo_batch(
+    batch_id: uuid.UUID, *, by: AbstractBaseUser, now: datetime | None = None
+) -> list[ReviewRequest]:
+    """Take back one's own batch inside its undo window, as a unit: every request of it is
+    pending again, or none is."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        decisions = list(
+            Decision.objects.select_related("request").filter(batch_id=batch_id).order_by("pk")
+        )
+        if not decisions:
+            raise TransitionError("There is no batch to undo.")
+        if any(d.decided_by_id != by.pk for d in decisions):
+            raise TransitionError("Only the reviewer who decided can undo it.")
+        if any(d.is_effective(now) for d in decisions):
+            raise TransitionError("Too late to undo: the agents have already been told.")
+        requests = [d.request for d in decisions]
+        befores = [r.snapshot() for r in requests]
+        # Claim: only while every request still carries this batch's decision.
+        claimed = ReviewRequest.objects.filter(
+            pk__in=[r.pk for r in requests],
+            status=OUTCOME_STATUS[decisions[0].outcome],
+            decided_at=decisions[0].created_at,
+        ).update(status=Status.PENDING, decided_at=None)
+        if claimed != len(requests):
+            raise StateChanged("Some of these requests changed meanwhile; nothing was undone.")
+        WebhookDelivery.objects.filter(
+            request__in=requests, event="request.decided", state=WebhookDelivery.State.PENDING
+        ).update(state=WebhookDelivery.State.CANCELLED)
+        # Second reviews sampled on these decisions go with them (not yet shown to anyone).
+        Decision.objects.filter(pk__in=[d.pk for d in decisions]).delete()
+        events = []
+        for request, before, decision in zip(requests, befores, decisions, strict=True):
+            request.status, request.decided_at = Status.PENDING, None
+            after = {
+                **request.snapshot(),
+                "undone": decision_data(decision),
+                "batch": str(batch_id),
+            }
+            events.append(audit_event("decision.undone", request, by, before=before, after=after))
+        AuditEvent.objects.bulk_create(events)
+    return requests

@@ -1,0 +1,234 @@
+"""The timeout sweep and reminders: overdue requests are decided, reassigned or escalated by
+their policy in bounded batches, and assignees are reminded before the deadline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import OUTCOME_STATUS, Agent, Category, Decision, Notification, Queue, ReviewRequest
+from .assignment import escalate_request, reassign_request
+from .audit import audit
+from .deadline_plan import timeout_outcome
+from .decisions import decide_request, record_decisions
+from .errors import AlreadyDecided, StateChanged, TransitionError
+from .notify import notify_assignee
+
+Status = ReviewRequest.Status
+Outcome = Decision.Outcome
+Channel = Decision.Channel
+
+
+def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
+    """Apply the category's timeout policy to an overdue request; returns what was done.
+
+    Safe to call twice or concurrently: every path claims the row on its current state.
+    """
+    now = now or timezone.now()
+    request = ReviewRequest.objects.select_related("category", "queue__next_queue").get(
+        pk=request_id
+    )
+    if request.status != Status.PENDING or request.deadline is None or request.deadline > now:
+        return "skipped"
+    policy = request.category
+    action = policy.timeout_action
+    if action == Category.TimeoutAction.REASSIGN:
+        if request.reassignment_count < policy.max_reassignments:
+            try:
+                reassign_request(request_id, reason="Deadline passed.", now=now)
+                return "reassigned"
+            except StateChanged:
+                return "skipped"
+            except AlreadyDecided:
+                return "skipped"
+            except TransitionError:
+                pass  # nobody else to give it to: escalate or fall back
+        if request.queue_id and request.queue.next_queue_id:
+            try:
+                escalate_request(request_id, reason="Deadline passed after reassignments.", now=now)
+                return "escalated"
+            except (StateChanged, AlreadyDecided):
+                return "skipped"
+        action = policy.final_fallback
+    outcome = Outcome.APPROVED if action == "approve" else Outcome.REJECTED
+    try:
+        decide_request(
+            request_id,
+            by=None,
+            outcome=outcome,
+            channel=Channel.TIMEOUT,
+            reason=f"No human decision before the deadline; the policy is to {action}.",
+            now=now,
+            due_by=now,
+        )
+    except TransitionError:
+        return "skipped"
+    return f"timed_out.{outcome}"
+
+
+def overdue_claim(cutoff: datetime, limit: int) -> list[int]:
+    """Lock up to `limit` overdue pending requests for this transaction and return their ids.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent sweeps (and batches on other workers)
+    take disjoint rows and never wait on each other or on a reviewer mid-decision. SQLite has
+    no row locks: settings open every transaction with BEGIN IMMEDIATE, which takes the
+    database's write lock up front, so two sweeps' batches run one after the other instead.
+    """
+    return list(
+        ReviewRequest.objects.select_for_update(skip_locked=True)
+        .filter(status=Status.PENDING, deadline__lte=cutoff)
+        .order_by("deadline", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def time_out_batch(cutoff: datetime, *, limit: int, now: datetime | None = None) -> dict[str, int]:
+    """Apply the timeout policy to one bounded batch of requests due by `cutoff`.
+
+    One transaction per batch: a worker killed mid-batch loses nothing but the batch, which
+    PostgreSQL rolls back and the next sweep claims again. Returns a tally; "claimed" is the
+    batch's size, so the caller knows whether more may be waiting.
+    """
+    now = now or timezone.now()
+    tally: dict[str, int] = {}
+    with transaction.atomic():
+        ids = overdue_claim(cutoff, limit)
+        tally["claimed"] = len(ids)
+        if not ids:
+            return tally
+        rows = _load_for_timeout(ids)
+        direct: dict[str, list[ReviewRequest]] = {Outcome.APPROVED: [], Outcome.REJECTED: []}
+        for request in rows:
+            outcome = timeout_outcome(request)
+            if outcome is None:
+                result = _time_out_with_notice(request.pk, now)
+                tally[result] = tally.get(result, 0) + 1
+            else:
+                direct[outcome].append(request)
+        for outcome, requests in direct.items():
+            if requests:
+                _decide_timed_out(requests, outcome, cutoff, now)
+                tally[f"timed_out.{outcome}"] = len(requests)
+    return tally
+
+
+# What the policy, the audit snapshot and the webhook read; the agent's long texts stay put.
+_TIMEOUT_FIELDS = (
+    "id",
+    "public_id",
+    "external_ref",
+    "title",
+    "status",
+    "agent_id",
+    "category_id",
+    "queue_id",
+    "assignee_id",
+    "deadline",
+    "reassignment_count",
+    "escalation_level",
+    "proposed_action",
+    "first_viewed_at",
+    "decided_at",
+)
+
+
+def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
+    """The batch's rows with their category, queue, agent (and assignee when a webhook will
+    name them) attached from one query each, instead of a wide join per row."""
+    rows = list(ReviewRequest.objects.filter(pk__in=ids).only(*_TIMEOUT_FIELDS))
+    categories = Category.objects.in_bulk({r.category_id for r in rows})
+    queues = Queue.objects.in_bulk({r.queue_id for r in rows if r.queue_id})
+    agents = Agent.objects.in_bulk({r.agent_id for r in rows})
+    hooked = {r.assignee_id for r in rows if r.assignee_id and agents[r.agent_id].webhook_url}
+    users = get_user_model().objects.in_bulk(hooked) if hooked else {}
+    for row in rows:
+        row.category = categories[row.category_id]
+        row.agent = agents[row.agent_id]
+        if row.queue_id:
+            row.queue = queues[row.queue_id]
+        if row.assignee_id in users:
+            row.assignee = users[row.assignee_id]
+    return rows
+
+
+def _time_out_with_notice(request_id: int, now: datetime) -> str:
+    """time_out_request, and tell the new assignee when it reassigned or escalated."""
+    result = time_out_request(request_id, now=now)
+    if result in ("reassigned", "escalated"):
+        request = ReviewRequest.objects.select_related(
+            "category", "queue__next_queue", "assignee"
+        ).get(pk=request_id)
+        notify_assignee(request, Notification.Kind.REASSIGNED, now=now)
+    return result
+
+
+def _decide_timed_out(
+    requests: list[ReviewRequest], outcome: str, cutoff: datetime, now: datetime
+) -> None:
+    """Decide locked, overdue requests in bulk: what decide_request does, set-based."""
+    ids = [r.pk for r in requests]
+    status = OUTCOME_STATUS[outcome]
+    # The claim. The rows are locked by this transaction (FOR UPDATE, or SQLite's write lock),
+    # so every one must still match; if not, something bypassed the lock: undo the batch.
+    claimed = ReviewRequest.objects.filter(
+        pk__in=ids, status=Status.PENDING, deadline__lte=cutoff
+    ).update(status=status, decided_at=now)
+    if claimed != len(ids):
+        raise StateChanged(f"{len(ids) - claimed} of {len(ids)} requests changed while locked.")
+    action = "approve" if outcome == Outcome.APPROVED else "reject"
+    reason = f"No human decision before the deadline; the policy is to {action}."
+    record_decisions(
+        requests, outcome=outcome, by=None, channel=Channel.TIMEOUT, reason=reason, now=now
+    )
+
+
+def remind_request(request_id: int, *, now: datetime | None = None) -> bool:
+    """Remind the assignee once per deadline period (reassignment resets `reminded_at`)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The claim: of two sweeps, only one finds reminded_at still empty.
+        claimed = ReviewRequest.objects.filter(
+            pk=request_id, status=Status.PENDING, reminded_at__isnull=True
+        ).update(reminded_at=now)
+        if claimed != 1:
+            return False
+        request = ReviewRequest.objects.select_related(
+            "category", "queue__next_queue", "assignee"
+        ).get(pk=request_id)
+        notes = notify_assignee(request, Notification.Kind.REMINDER, now=now)
+        audit(
+            "reminded",
+            request,
+            "system:reminder",
+            after={"assignee": request.assignee_id, "channels": [n.channel for n in notes]},
+        )
+    return True
+
+
+def remind_due_requests(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Remind assignees whose requests have used HITL_REMINDER_PERCENT of their time."""
+    now = now or timezone.now()
+    percent = settings.HITL_REMINDER_PERCENT
+    if not 0 < percent < 100:
+        return 0  # reminders are switched off
+    sent = 0
+    for category in Category.objects.only("pk", "timeout_seconds"):
+        # deadline - timeout is when the period began; remind once `percent` of it has passed.
+        remaining = timedelta(seconds=category.timeout_seconds * (100 - percent) / 100)
+        due = ReviewRequest.objects.filter(
+            category=category,
+            status=Status.PENDING,
+            reminded_at__isnull=True,
+            assignee__isnull=False,
+            deadline__gt=now,
+            deadline__lte=now + remaining,
+        ).values_list("pk", flat=True)[: limit - sent]
+        for request_id in list(due):
+            sent += remind_request(request_id, now=now)
+        if sent >= limit:
+            break
+    return sent

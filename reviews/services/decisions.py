@@ -1,0 +1,255 @@
+"""Decisions: a person (or the deadline) approves, modifies or rejects a pending request; the
+decider takes it back inside the undo window; the agent cancels it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import (
+    OUTCOME_STATUS,
+    PEOPLE_CHANNELS,
+    Agent,
+    AuditEvent,
+    Decision,
+    ReviewRequest,
+    SecondReview,
+    WebhookDelivery,
+    accepts_proposal,
+)
+from .agreement import sample_second_reviews
+from .audit import actor_fields, audit
+from .errors import StateChanged, TransitionError, not_pending, refused_claim
+from .outbox import decision_data, enqueue_deliveries, queue_webhook, webhook_payload
+from .sightings import review_seconds_for, review_starts
+
+Status = ReviewRequest.Status
+Outcome = Decision.Outcome
+Channel = Decision.Channel
+
+
+def decide_request(
+    request_id: int,
+    *,
+    by: AbstractBaseUser | None,
+    outcome: str,
+    final_action: dict[str, Any] | None = None,
+    chosen_option: str = "",
+    reason: str = "",
+    channel: str = Channel.WEB,
+    now: datetime | None = None,
+    due_by: datetime | None = None,
+    version: int | None = None,
+) -> Decision:
+    """Approve, modify or reject a pending request. Raises AlreadyDecided for the losers.
+
+    `version` is the version of the proposal the person was shown; every channel a person
+    decides through passes it, and a decision on an older one raises StaleProposal and
+    changes nothing. `due_by` is for the timeout sweep: decide only if the deadline has really
+    passed by then, so a reassignment that just moved the deadline is not overridden.
+    """
+    if outcome not in OUTCOME_STATUS:
+        raise ValidationError({"outcome": f"Unknown outcome {outcome!r}."})
+    if outcome == Outcome.MODIFIED and not isinstance(final_action, dict):
+        raise ValidationError(
+            {"final_action": "A modification needs the final action (an object)."}
+        )
+    if outcome == Outcome.REJECTED and not reason.strip() and by is not None:
+        raise ValidationError({"reason": "Say why it is rejected; the agent reads this."})
+    now = now or timezone.now()
+
+    with transaction.atomic():
+        # The webhook payload names the queue and the assignee: read them now, not one by one.
+        request = ReviewRequest.objects.select_related(
+            "agent", "category", "queue", "assignee"
+        ).get(pk=request_id)
+        if chosen_option and chosen_option not in request.option_labels:
+            raise ValidationError({"chosen_option": f"{chosen_option!r} is not an option."})
+        if outcome == Outcome.MODIFIED and final_action == request.proposed_action:
+            outcome, final_action = Outcome.APPROVED, None  # nothing was changed
+        before = request.snapshot()
+        claim = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING)
+        if due_by is not None:
+            claim = claim.filter(deadline__lte=due_by)
+        if version is not None:
+            claim = claim.filter(proposal_version=version)
+        # The claim: of concurrent deciders, only one UPDATE finds the row still pending, and
+        # only while the proposal is still the version the person saw.
+        if claim.update(status=OUTCOME_STATUS[outcome], decided_at=now) != 1:
+            raise refused_claim(request_id, version)
+        request.status, request.decided_at = OUTCOME_STATUS[outcome], now
+        starts = review_starts([request.pk], by, channel)
+        review_seconds = review_seconds_for(starts, request.pk, channel, now)
+        undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
+        decision = Decision.objects.create(
+            request=request,
+            decided_by=by,
+            outcome=outcome,
+            final_action=final_action if outcome == Outcome.MODIFIED else None,
+            chosen_option=chosen_option,
+            reason=reason.strip(),
+            channel=channel,
+            review_seconds=review_seconds,
+            created_at=now,
+            effective_at=now + timedelta(seconds=undo_window),
+            proposal_version=request.proposal_version,
+            as_proposed=accepts_proposal(outcome, chosen_option, request.recommended_option),
+        )
+        audit(
+            f"decided.{outcome}",
+            request,
+            by or f"system:{channel}",
+            before=before,
+            after={**request.snapshot(), "decision": decision_data(decision)},
+            note=reason,
+        )
+        queue_webhook(
+            request, "request.decided", not_before=decision.effective_at, decision=decision
+        )
+        sample_second_reviews([decision], now=now)
+    return decision
+
+
+def undo_decision(
+    request_id: int, *, by: AbstractBaseUser, now: datetime | None = None
+) -> ReviewRequest:
+    """Take back one's own decision inside its undo window, before the agent is told."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        decision = (
+            Decision.objects.select_related("request__agent").filter(request_id=request_id).first()
+        )
+        if decision is None:
+            raise TransitionError("There is no decision to undo.")
+        if decision.decided_by_id != by.pk:
+            raise TransitionError("Only the reviewer who decided can undo it.")
+        if decision.is_effective(now):
+            raise TransitionError("Too late to undo: the agent has already been told.")
+        if decision.batch_id is not None:
+            raise TransitionError("This was decided in a batch: undo the batch as a whole.")
+        request = decision.request
+        before = request.snapshot()
+        # Claim: only while the request still carries this very decision.
+        claimed = ReviewRequest.objects.filter(
+            pk=request_id, status=request.status, decided_at=decision.created_at
+        ).update(status=Status.PENDING, decided_at=None)
+        if claimed != 1:
+            raise StateChanged("The request changed meanwhile; nothing was undone.")
+        request.status, request.decided_at = Status.PENDING, None
+        WebhookDelivery.objects.filter(
+            request=request, event="request.decided", state=WebhookDelivery.State.PENDING
+        ).update(state=WebhookDelivery.State.CANCELLED)
+        undone = decision_data(decision)
+        # A second review sampled on this decision goes with it (the cascade): it was not yet
+        # shown to anyone, since it only appears once the undo window has passed.
+        withdrawn = (
+            SecondReview.objects.filter(decision=decision)
+            .values_list("reviewer__username", flat=True)
+            .first()
+        )
+        decision.delete()
+        after = {**request.snapshot(), "undone": undone}
+        if withdrawn:
+            after["second_review_withdrawn"] = withdrawn
+        audit("decision.undone", request, by, before=before, after=after)
+    return request
+
+
+def cancel_request(request_id: int, *, agent: Agent, reason: str = "") -> ReviewRequest:
+    with transaction.atomic():
+        request = ReviewRequest.objects.get(pk=request_id, agent=agent)
+        before = request.snapshot()
+        now = timezone.now()
+        claimed = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING).update(
+            status=Status.CANCELLED, decided_at=now
+        )
+        if claimed != 1:
+            raise not_pending(request_id)
+        request.status, request.decided_at = Status.CANCELLED, now
+        audit("cancelled", request, agent, before=before, after=request.snapshot(), note=reason)
+    return request
+
+
+def _recommended(request: ReviewRequest) -> str:
+    """The recommended option when it is one of the request's options, else nothing."""
+    option = request.recommended_option
+    return option if option and option in request.option_labels else ""
+
+
+def record_decisions(
+    requests: list[ReviewRequest],
+    *,
+    outcome: str,
+    by: AbstractBaseUser | None,
+    channel: str,
+    reason: str,
+    now: datetime,
+    batch_id: uuid.UUID | None = None,
+) -> list[Decision]:
+    """Write what decide_request writes, for many requests already claimed by the caller:
+    one Decision, AuditEvent and webhook delivery each, in a few set-based statements."""
+    status = OUTCOME_STATUS[outcome]
+    undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
+    effective_at = now + timedelta(seconds=undo_window)
+    befores, decisions = [], []
+    starts = review_starts([r.pk for r in requests], by, channel)
+    for request in requests:
+        befores.append(request.snapshot())
+        request.status, request.decided_at = status, now
+        decisions.append(
+            Decision(
+                request=request,
+                decided_by=by,
+                outcome=outcome,
+                reason=reason.strip(),
+                channel=channel,
+                review_seconds=review_seconds_for(starts, request.pk, channel, now),
+                created_at=now,
+                effective_at=effective_at,
+                proposal_version=request.proposal_version,
+                batch_id=batch_id,
+                # A batch (or the deadline) approves each request with its recommended
+                # option, and says which to the agent.
+                chosen_option=_recommended(request) if outcome == Outcome.APPROVED else "",
+                as_proposed=outcome == Outcome.APPROVED,
+            )
+        )
+    Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision
+    actor = actor_fields(by or f"system:{channel}")
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            verb=f"decided.{outcome}",
+            request=request,
+            before=before,
+            after={**request.snapshot(), "decision": decision_data(decision)},
+            note=reason,
+            created_at=now,
+            **actor,
+        )
+        for request, before, decision in zip(requests, befores, decisions, strict=True)
+    )
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(
+            agent=request.agent,
+            request=request,
+            event="request.decided",
+            url=request.agent.webhook_url,
+            payload=webhook_payload(request, "request.decided", decision),
+            next_attempt_at=effective_at,
+            created_at=now,
+        )
+        for request, decision in zip(requests, decisions, strict=True)
+        if request.agent.webhook_url
+    )
+    if deliveries:
+        delivery_ids = [d.pk for d in deliveries]
+        transaction.on_commit(lambda: enqueue_deliveries(delivery_ids, effective_at))
+    sample_second_reviews(decisions, now=now)
+    return decisions

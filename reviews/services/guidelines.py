@@ -1,0 +1,26 @@
+"""Guidance for a category, written from a decision; agents fetch it by API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ..models import Guideline, ReviewRequest
+from .audit import audit
+
+
+def add_guideline(request_id: int, *, by: AbstractBaseUser, text: str) -> Any:
+    """Write guidance for the request's category, born from its decision; agents fetch it."""
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": "Write the guideline."})
+    with transaction.atomic():
+        request = ReviewRequest.objects.select_related("category").get(pk=request_id)
+        guideline = Guideline.objects.create(
+            category=request.category, text=text, created_by=by, source_request=request
+        )
+        audit("guideline.created", request, by, after={"guideline": guideline.pk, "text": text})
+    return guideline

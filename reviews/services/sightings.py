@@ -1,0 +1,120 @@
+"""When a reviewer first had a request on screen (a list row) and first opened it: where each
+decider's review time starts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from ..models import Decision, RequestSighting, ReviewRequest
+
+Channel = Decision.Channel
+
+
+def record_first_view(
+    request: ReviewRequest, *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer opened the request: start their own review clock (and note that someone
+    has looked at it, whoever it was)."""
+    now = now or timezone.now()
+    # Read first: opening an item again, the usual case, then writes nothing.
+    seen = (
+        RequestSighting.objects.filter(request_id=request.pk, reviewer=by)
+        .values_list("opened_at")
+        .first()
+    )
+    if request.first_viewed_at is not None and seen is not None and seen[0] is not None:
+        return
+    with transaction.atomic(savepoint=False):  # one commit for both writes (WAL flushes)
+        if request.first_viewed_at is None:
+            ReviewRequest.objects.filter(pk=request.pk, first_viewed_at__isnull=True).update(
+                first_viewed_at=now
+            )
+            request.first_viewed_at = now
+        if seen is None:
+            # If a list render inserted the row meanwhile, keep its first sighting and add
+            # the opening.
+            RequestSighting.objects.bulk_create(
+                [RequestSighting(request=request, reviewer=by, first_seen_at=now, opened_at=now)],
+                update_conflicts=True,
+                unique_fields=["request", "reviewer"],
+                update_fields=["opened_at"],
+            )
+        elif seen[0] is None:
+            RequestSighting.objects.filter(
+                request_id=request.pk, reviewer=by, opened_at__isnull=True
+            ).update(opened_at=now)
+
+
+def seen_by(user: AbstractBaseUser) -> Exists:
+    """Whether `user` has had the request on screen: annotate a list's rows with it."""
+    return Exists(RequestSighting.objects.filter(request_id=OuterRef("pk"), reviewer=user))
+
+
+def record_sightings(
+    request_ids: list[int], *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer has these requests on screen as rows (the inbox list, a group table):
+    what a batch's review time counts from. Only a first sighting is kept. The list's poll
+    shows the same rows every few seconds: it passes only rows not yet seen (inbox_rows
+    reads that along), so a poll usually writes nothing at all."""
+    if not request_ids:
+        return
+    ids = list(dict.fromkeys(request_ids))
+    now = now or timezone.now()
+    # One statement however many rows (a group table has up to a thousand); a racing render
+    # of the same rows conflicts, and the first sighting stands.
+    sql = (
+        f"INSERT INTO {RequestSighting._meta.db_table} (request_id, reviewer_id, first_seen_at) "
+        f"SELECT id, %s, %s FROM {ReviewRequest._meta.db_table} "
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+        "ON CONFLICT (request_id, reviewer_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [by.pk, connection.ops.adapt_datetimefield_value(now), *ids])
+
+
+def review_starts(
+    request_ids: list[int], by: AbstractBaseUser | None, channel: str
+) -> dict[int, datetime]:
+    """When the decider's review of each request began: for a batch, their first sight of
+    the row (in the list, a group table, or opened); for any other channel, their opening of
+    it in the inbox. Never a colleague's view: review time belongs to whoever decides."""
+    if by is None:
+        return {}
+    start = "first_seen_at" if channel == Channel.BATCH else "opened_at"
+    return dict(
+        RequestSighting.objects.filter(
+            request_id__in=request_ids, reviewer=by, **{f"{start}__isnull": False}
+        ).values_list("request_id", start)
+    )
+
+
+def review_seconds_for(
+    starts: dict[int, datetime], request_id: int, channel: str, now: datetime
+) -> float | None:
+    """From the decider's review start (review_starts) to the decision. A batch row its
+    decider never had on screen was looked at for 0 s. Another channel with no opening in
+    the inbox (an email link, the reviewer API) has no known start: None, not a guess."""
+    start = starts.get(request_id)
+    if start is None:
+        return 0.0 if channel == Channel.BATCH else None
+    return max((now - start).total_seconds(), 0.0)
+
+
+def record_first_views(
+    request_ids: list[int], *, by: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """The reviewer sees these requests laid out together (a group's table): someone has
+    looked at each, and this reviewer's batch clock starts (as rows, not opened)."""
+    if request_ids:
+        now = now or timezone.now()
+        with transaction.atomic(savepoint=False):  # one commit for both writes
+            ReviewRequest.objects.filter(pk__in=request_ids, first_viewed_at__isnull=True).update(
+                first_viewed_at=now
+            )
+            record_sightings(request_ids, by=by, now=now)

@@ -1,0 +1,189 @@
+"""An agent's request arrives: validated, judged by the category's rules, and recorded pending
+for a human (with an assignee and a deadline) or approved by the rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import precedents
+from .. import rules as engine
+from ..models import Agent, AuditEvent, Category, Decision, ReviewRequest
+from ..rulebook import rulebook_for
+from .assignment import pick_assignee
+from .audit import audit_event
+from .errors import IdempotencyConflict
+
+Status = ReviewRequest.Status
+Outcome = Decision.Outcome
+Channel = Decision.Channel
+
+
+@dataclass(frozen=True)
+class Submission:
+    request: ReviewRequest
+    created: bool
+
+
+def evaluate_for(
+    category: Category, confidence: float | None, attributes: dict[str, Any]
+) -> engine.Verdict:
+    return engine.evaluate(category.mode, rulebook_for(category).rules, confidence, attributes)
+
+
+def group_key_for(category: Category, recommendation: str, fired: list[dict[str, Any]]) -> str:
+    """Requests alike enough to be decided together: category, recommendation, fired rules."""
+    rule_ids = sorted(str(f.get("rule_id")) for f in fired)
+    raw = f"{category.slug}|{recommendation.strip().lower()[:200]}|{','.join(rule_ids)}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def payload_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _validate_submission(options: list[Any], recommended_option: str, confidence: Any) -> None:
+    errors: dict[str, str] = {}
+    keys = []
+    for index, option in enumerate(options):
+        if not isinstance(option, dict) or not str(option.get("key", "")).strip():
+            errors["options"] = f"Option {index + 1} needs a non-empty 'key'."
+            break
+        keys.append(str(option["key"]))
+    if "options" not in errors and len(set(keys)) != len(keys):
+        errors["options"] = "Option keys must be unique."
+    if recommended_option and keys and recommended_option not in keys:
+        errors["recommended_option"] = (
+            f"{recommended_option!r} is not one of the options ({', '.join(keys)})."
+        )
+    if confidence is not None and (not engine.is_number(confidence) or not 0 <= confidence <= 1):
+        errors["confidence"] = "Confidence must be a number between 0 and 1."
+    if errors:
+        raise ValidationError(errors)
+
+
+def submit_request(
+    agent: Agent,
+    *,
+    category: Category,
+    title: str,
+    task: str = "",
+    situation: str = "",
+    attempted: list[str] | None = None,
+    options: list[dict[str, Any]] | None = None,
+    recommendation: str = "",
+    recommended_option: str = "",
+    proposed_action: dict[str, Any] | None = None,
+    confidence: float | None = None,
+    attributes: dict[str, Any] | None = None,
+    priority: int = ReviewRequest.Priority.NORMAL,
+    idempotency_key: str = "",
+    external_ref: str = "",
+    now: datetime | None = None,
+) -> Submission:
+    """Evaluate the rules and record the request: pending for a human, or auto-approved."""
+    attempted = list(attempted or [])
+    options = list(options or [])
+    attributes = dict(attributes or {})
+    proposed_action = proposed_action if proposed_action is not None else {}
+    _validate_submission(options, recommended_option, confidence)
+    fingerprint = payload_hash(
+        {
+            "category": category.slug,
+            "title": title,
+            "task": task,
+            "situation": situation,
+            "attempted": attempted,
+            "options": options,
+            "recommendation": recommendation,
+            "recommended_option": recommended_option,
+            "proposed_action": proposed_action,
+            "confidence": confidence,
+            "attributes": attributes,
+            "priority": priority,
+            "external_ref": external_ref,
+        }
+    )
+    # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
+    # not looked up first: the first try of every submission pays no extra query.
+    now = now or timezone.now()
+    rulebook = rulebook_for(category)
+    precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
+    # Only the flags the agent did not send; who gave them is kept for the item page's note.
+    precedents_from = precedents.annotate(attributes, precedent_key, now)
+    verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
+    fired = [f.as_dict() for f in verdict.fired]
+    request = ReviewRequest(
+        agent=agent,
+        category=category,
+        idempotency_key=idempotency_key,
+        payload_hash=fingerprint,
+        external_ref=external_ref,
+        title=title,
+        task=task,
+        situation=situation,
+        attempted=attempted,
+        options=options,
+        recommendation=recommendation,
+        recommended_option=recommended_option,
+        proposed_action=proposed_action,
+        confidence=confidence,
+        attributes=attributes,
+        verdict=verdict.outcome,
+        policy_version_id=rulebook.policy_version_id,
+        fired_rules=fired,
+        group_key=group_key_for(category, recommended_option or recommendation, fired),
+        precedent_key=precedent_key,
+        precedents_from=precedents_from,
+        priority=priority,
+        created_at=now,
+    )
+    if verdict.needs_human:
+        request.status = Status.PENDING
+        request.queue = category.queue
+        request.assignee = pick_assignee(category.queue)
+        request.deadline = now + timedelta(seconds=category.timeout_seconds)
+    else:
+        request.status = Status.AUTO_APPROVED
+        request.decided_at = now
+    try:
+        with transaction.atomic():
+            request.save()
+            events = [audit_event("submitted", request, agent, after=request.snapshot())]
+            if not verdict.needs_human:
+                Decision.objects.create(
+                    request=request,
+                    outcome=Outcome.APPROVED,
+                    final_action=None,
+                    channel=Channel.AUTO,
+                    reason="No escalation rule fired.",
+                    created_at=now,
+                    effective_at=now,
+                    as_proposed=True,
+                )
+                events.append(
+                    audit_event("auto_approved", request, "system:rules", after=request.snapshot())
+                )
+            AuditEvent.objects.bulk_create(events)
+    except IntegrityError:
+        # A concurrent retry with the same key won the insert; answer with its request.
+        if idempotency_key:
+            existing = _existing_for_key(agent, idempotency_key, fingerprint)
+            if existing is not None:
+                return Submission(existing, created=False)
+        raise
+    return Submission(request, created=True)
+
+
+def _existing_for_key(agent: Agent, key: str, fingerprint: str) -> ReviewRequest | None:
+    existing = ReviewRequest.objects.filter(agent=agent, idempotency_key=key).first()
+    if existing is not None and existing.payload_hash != fingerprint:
+        raise IdempotencyConflict(existing)
+    return existing
