@@ -171,7 +171,7 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
 def current_version_id(category: Category) -> int:
     """The id of the version now in force; the first call records the policy as version 1.
 
-    Called by services.submission.submit_request so every request names the rule set that judged it.
+    Called when a request is submitted, so every request names the rule set that judged it.
     """
     latest = (
         PolicyVersion.objects.filter(category=category)
