@@ -42,14 +42,14 @@ class Hook(BaseHTTPRequestHandler):
             self.headers.get("X-HITL-Signature", ""),
             body,
         )
-        self.send_response(204 if ok else 401)
-        self.end_headers()
         if ok:
             payload = json.loads(body)
             request = payload["request"]
             print(payload["event"], request["id"], request["status"], flush=True)
         else:
             print("refused a delivery with a bad or old signature", flush=True)
+        self.send_response(204 if ok else 401)
+        self.end_headers()
 
 
 if __name__ == "__main__":
