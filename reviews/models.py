@@ -563,14 +563,10 @@ OUTCOME_STATUS = {
 }
 OUTCOME_STATUSES = list(OUTCOME_STATUS.values())
 
-# Decisions a person made (the others came from the rules or the deadline): what precedents
-# and agreement figures are built from.
-PEOPLE_CHANNELS = [
-    Decision.Channel.WEB,
-    Decision.Channel.BATCH,
-    Decision.Channel.API,
-    Decision.Channel.EMAIL,
-]
+# The channels through which a person decides; the others, TIMEOUT and AUTO, are the deadline
+# and the rules deciding for no one. The one list of them: precedents, agreement, reviewer
+# rollups, threshold advice and the undo window (services) all mean this set.
+PEOPLE_CHANNELS = [Decision.Channel.WEB, Decision.Channel.BATCH]
 
 
 class RequestSighting(models.Model):
@@ -919,7 +915,7 @@ class ReviewerRollup(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     review_hist = models.JSONField(default=list)
     # Of `decided`: how many were decided in a batch, and how many without the reviewer
-    # having opened the request (a batch from the list or a group table, an email link).
+    # having opened the request (a batch from the list or a group table, a hand-made POST).
     batched = models.PositiveIntegerField(default=0)
     unopened = models.PositiveIntegerField(default=0)
 

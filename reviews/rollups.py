@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from .models import (
+    PEOPLE_CHANNELS,
     DailyRollup,
     Decision,
     RequestSighting,
@@ -154,7 +155,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         for rule_id in rule_ids:
             tally = tallies.setdefault((category_id, agent_id, rule_id), Tally())
             _count(tally, outcome, as_proposed, channel, review_seconds, wait, confidence)
-        if reviewer_id and channel not in (Decision.Channel.AUTO, Decision.Channel.TIMEOUT):
+        if reviewer_id and channel in PEOPLE_CHANNELS:
             tally = reviewers.setdefault((reviewer_id, category_id), Tally())
             _count(tally, outcome, as_proposed, channel, review_seconds, wait, None)
             if channel == Decision.Channel.BATCH:
