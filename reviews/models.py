@@ -554,8 +554,8 @@ def judged_outcome(outcome: str, as_proposed: bool) -> str:
     return outcome
 
 
-# The request statuses an approve, modify or reject leaves (equal to the outcomes' values).
-# The status a decision of each outcome leaves its request in.
+# The status a decision of each outcome leaves its request in; OUTCOME_STATUSES lists those
+# statuses for IN clauses.
 OUTCOME_STATUS = {
     Decision.Outcome.APPROVED: ReviewRequest.Status.APPROVED,
     Decision.Outcome.MODIFIED: ReviewRequest.Status.MODIFIED,
