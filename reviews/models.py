@@ -479,9 +479,7 @@ class Decision(models.Model):
     class Channel(models.TextChoices):
         WEB = "web", "Web"
         BATCH = "batch", "Batch"
-        API = "api", "API"
         TIMEOUT = "timeout", "Timeout"
-        EMAIL = "email", "Email link"
         AUTO = "auto", "Rules (no human)"
 
     request = models.OneToOneField(ReviewRequest, on_delete=models.CASCADE, related_name="decision")
