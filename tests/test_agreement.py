@@ -296,6 +296,15 @@ def test_a_batch_of_another_queue_is_not_found_from_the_inbox(client, bob, spot_
     assert "data-spot-total>0<" in page, page[page.find("work-tabs") :][:1500]
 
 
+def test_a_batch_of_another_queue_is_not_listed_in_the_inbox(client, alice, bob, spot_batch):
+    url = reverse("inbox_spot_batch", args=[spot_batch.pk])
+    for user, listed in ((alice, True), (bob, False)):
+        client.force_login(user)
+        for params in ({"tab": "spot"}, {"tab": "spot", "category": "refunds"}):
+            page = client.get(reverse("inbox"), params, HTTP_HX_TARGET="list", **HX)
+            assert (url in page.content.decode()) is listed, (user, params)
+
+
 # --- the numbers ------------------------------------------------------------------------------
 
 

@@ -685,6 +685,58 @@ def test_a_request_of_another_queue_is_a_404_everywhere(client, bob, pending):
     assert not Message.objects.exists()
 
 
+def test_it_hides_other_queues_from_the_list_the_poll_and_a_search(
+    client, alice, pending, finance_request, finance_queue
+):
+    as_user(client, alice)
+    asked = [
+        {},
+        {"q": f"#{finance_request.pk}"},
+        {"q": "900 laptop"},  # the search box echoes it: not the whole title
+        {"queue": finance_queue.slug},
+        {"category": finance_request.category.slug},
+    ]
+    for params in asked:
+        for response in (
+            client.get(reverse("inbox"), params),
+            client.get(reverse("inbox_poll"), params, **HX),
+        ):
+            page = response.content.decode()
+            assert response.status_code == 200, params
+            assert f'id="row-{finance_request.pk}"' not in page, params
+            assert "Order 900 laptops" not in page, params
+    page = client.get(reverse("inbox")).content.decode()
+    assert f'id="row-{pending.pk}"' in page
+    assert ">Finance<" not in page and ">Purchase orders<" not in page  # nor in the filters
+
+
+def test_the_poll_says_nothing_of_what_happened_in_other_queues(
+    client, alice, bob, carol, pending, finance_request
+):
+    decide_request(finance_request.pk, by=bob, outcome="approved")
+    decide_request(pending.pk, by=carol, outcome="approved")
+    response = as_user(client, alice).get(
+        reverse("inbox_poll"),
+        {"current": finance_request.pk, "shown": f"{finance_request.pk},{pending.pk}"},
+        **HX,
+    )
+    page = response.content.decode()
+    assert "by bob" not in page
+    assert f"#{pending.pk} was approved by carol" in page  # one left, not two
+
+
+def test_the_group_table_leaves_out_alike_requests_of_other_queues(
+    client, alice, agent, refunds, leads_queue
+):
+    mine = submit(agent, refunds, title="Refund to Globex")
+    escalated = submit(agent, refunds, title="Refund to Initech")
+    assert mine.group_key == escalated.group_key
+    ReviewRequest.objects.filter(pk=escalated.pk).update(queue=leads_queue)
+    page = as_user(client, alice).get(reverse("inbox_group", args=[mine.group_key]), **HX)
+    assert "Refund to Globex" in page.content.decode()
+    assert "Refund to Initech" not in page.content.decode()
+
+
 def test_a_person_who_is_not_a_reviewer_gets_a_403(client, manager, pending):
     as_user(client, manager)
     urls = urls_for(pending)

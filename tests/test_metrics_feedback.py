@@ -159,6 +159,16 @@ def test_another_queue_s_reviewer_gets_404_and_a_manager_403(
     assert client.get(reverse("spot_checks")).status_code == 403
 
 
+def test_another_queue_s_batches_are_not_listed(client, agent, autonomous, alice, bob):
+    auto_approved(agent, autonomous, 1)
+    sampling.sample()
+    url = reverse("spot_check_batch", args=[SpotCheckBatch.objects.get().pk])
+    client.force_login(alice)
+    assert url in client.get(reverse("spot_checks")).content.decode()
+    client.force_login(bob)
+    assert url not in client.get(reverse("spot_checks")).content.decode()
+
+
 def test_spot_check_pages_take_a_few_queries(
     client, agent, autonomous, alice, django_assert_max_num_queries
 ):
