@@ -13,11 +13,12 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from .models import ReviewRequest, SecondReview, SpotCheckBatch
+from .models import Category, Queue, ReviewRequest, SecondReview, SpotCheckBatch, SpotCheckItem
 
 REVIEWERS = "reviewers"
 ADMINS = "admins"
@@ -57,9 +58,36 @@ def role_required(*roles: str) -> Callable:
     return decorator
 
 
-def requests_for_reviewer(user: AbstractBaseUser) -> Any:
-    """Every request of the queues the reviewer belongs to."""
-    return ReviewRequest.objects.filter(queue__members=user)
+# --- who sees what -------------------------------------------------------------------------
+# The whole rule: a reviewer sees the work of the queues they belong to, nothing else.
+# `_in_queues_of` is the one place it is written; every helper below applies it along the
+# path from its model to the queue, and views list and open work only through them.
+
+
+def reviewer_queues(user: AbstractBaseUser) -> QuerySet[Queue]:
+    """The queues the reviewer belongs to."""
+    return Queue.objects.filter(members=user)
+
+
+def reviewer_queue_ids(user: AbstractBaseUser) -> list[int]:
+    """The reviewer's queues read once, for a view that makes several reads: passed back as
+    `queue_ids`, they spare each read the join through the membership table."""
+    return list(reviewer_queues(user).values_list("id", flat=True))
+
+
+def _in_queues_of(user: AbstractBaseUser, to_queue: str, queue_ids: list[int] | None) -> Q:
+    """Rows whose queue (reached by the lookup path `to_queue`) the reviewer belongs to;
+    `queue_ids` must come from reviewer_queue_ids(user)."""
+    if queue_ids is not None:
+        return Q(**{f"{to_queue}__in": queue_ids})
+    return Q(**{f"{to_queue}__members": user})
+
+
+def requests_for_reviewer(
+    user: AbstractBaseUser, queue_ids: list[int] | None = None
+) -> QuerySet[ReviewRequest]:
+    """Every request the reviewer may see: those of the queues they belong to."""
+    return ReviewRequest.objects.filter(_in_queues_of(user, "queue", queue_ids))
 
 
 def get_request_for_reviewer(
@@ -71,13 +99,8 @@ def get_request_for_reviewer(
     """The request if it is in one of the user's queues, else 404 (never 403: no leak).
 
     With `only`, just those fields and nothing related: for an action that reads the request
-    again itself, the access check costs a small query instead of a six-table join.
-    `queue_ids`, the user's queues when the caller has read them already, spares the join
-    through the membership table."""
-    if queue_ids is not None:
-        visible = ReviewRequest.objects.filter(queue_id__in=queue_ids)
-    else:
-        visible = requests_for_reviewer(user)
+    again itself, the access check costs a small query instead of a six-table join."""
+    visible = requests_for_reviewer(user, queue_ids)
     if only:
         return get_object_or_404(visible.only(*only), pk=request_id)
     return get_object_or_404(
@@ -86,37 +109,75 @@ def get_request_for_reviewer(
     )
 
 
-def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> Any:
+def get_request_for_guideline(user: AbstractBaseUser, request_id: int) -> ReviewRequest:
+    """A request to write a guideline from: any one for an admin, else one of the reviewer's
+    queues; 404 otherwise."""
+    if has_role(user, ADMINS):
+        return get_object_or_404(ReviewRequest.objects.select_related("category"), pk=request_id)
+    return get_request_for_reviewer(user, request_id)
+
+
+def categories_for_reviewer(
+    user: AbstractBaseUser, queue_ids: list[int] | None = None
+) -> QuerySet[Category]:
+    """The categories whose requests go to one of the reviewer's queues."""
+    return Category.objects.filter(_in_queues_of(user, "queue", queue_ids))
+
+
+def spot_check_batches_for_reviewer(
+    user: AbstractBaseUser, queue_ids: list[int] | None = None
+) -> QuerySet[SpotCheckBatch]:
+    """The periodic-review batches of categories whose queue the reviewer is in."""
+    return SpotCheckBatch.objects.filter(_in_queues_of(user, "category__queue", queue_ids))
+
+
+def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> SpotCheckBatch:
     """A periodic-review batch of a category whose queue the reviewer is in, else 404."""
     return get_object_or_404(
-        SpotCheckBatch.objects.filter(category__queue__members=user)
-        .select_related("category")
-        .distinct(),
-        pk=batch_id,
+        spot_check_batches_for_reviewer(user).select_related("category"), pk=batch_id
     )
 
 
-def open_second_reviews_for(user: AbstractBaseUser) -> Any:
-    """The blind second reviews given to this reviewer, still in one of their queues and
-    shown now (the first decision's undo window has passed), not yet answered."""
-    return SecondReview.objects.filter(
-        reviewer=user,
-        outcome="",
-        visible_from__lte=timezone.now(),
-        request__queue__in=user.review_queues.all(),
+def spot_check_items_for_reviewer(
+    user: AbstractBaseUser, queue_ids: list[int] | None = None
+) -> QuerySet[SpotCheckItem]:
+    """The sampled decisions of the periodic-review batches the reviewer may see."""
+    return SpotCheckItem.objects.filter(_in_queues_of(user, "batch__category__queue", queue_ids))
+
+
+def get_spot_check_item_for_reviewer(user: AbstractBaseUser, item_id: int) -> SpotCheckItem:
+    """A sampled decision of a batch the reviewer may see, else 404."""
+    return get_object_or_404(
+        spot_check_items_for_reviewer(user).select_related(
+            "batch", "request__agent", "reviewed_by"
+        ),
+        pk=item_id,
     )
 
 
-def get_second_review_for_reviewer(user: AbstractBaseUser, review_id: int) -> Any:
-    """A second review given to this user on a request of one of their queues, else 404.
+def second_reviews_for_reviewer(user: AbstractBaseUser) -> QuerySet[SecondReview]:
+    """The blind second reviews given to this reviewer, on requests still in one of their
+    queues, and shown now (the first decision's undo window has passed).
 
     Answered ones stay readable to their reviewer (to say it was already answered); nobody
-    else, not even the first decider, ever gets it."""
+    else, not even the first decider, ever gets one."""
+    return SecondReview.objects.filter(
+        _in_queues_of(user, "request__queue", None),
+        reviewer=user,
+        visible_from__lte=timezone.now(),
+    )
+
+
+def open_second_reviews_for(user: AbstractBaseUser) -> QuerySet[SecondReview]:
+    """The reviewer's second reviews not yet answered."""
+    return second_reviews_for_reviewer(user).filter(outcome="")
+
+
+def get_second_review_for_reviewer(user: AbstractBaseUser, review_id: int) -> SecondReview:
+    """One of the reviewer's second reviews, answered or not, else 404."""
     return get_object_or_404(
-        SecondReview.objects.filter(
-            reviewer=user,
-            visible_from__lte=timezone.now(),
-            request__queue__in=user.review_queues.all(),
-        ).select_related("request__category", "request__queue", "request__agent"),
+        second_reviews_for_reviewer(user).select_related(
+            "request__category", "request__queue", "request__agent"
+        ),
         pk=review_id,
     )

@@ -6,21 +6,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from ..access import ADMINS, REVIEWERS, get_request_for_reviewer, has_role, role_required
-from ..models import ReviewRequest
+from ..access import ADMINS, REVIEWERS, get_request_for_guideline, role_required
 from ..services.guidelines import add_guideline
 
 
 @require_http_methods(["GET", "POST"])
 @role_required(REVIEWERS, ADMINS)
 def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
-    if has_role(request.user, ADMINS):
-        review = get_object_or_404(ReviewRequest.objects.select_related("category"), pk=request_id)
-    else:
-        review = get_request_for_reviewer(request.user, request_id)
+    review = get_request_for_guideline(request.user, request_id)
     decision = getattr(review, "decision", None)
     error = ""
     text = ""

@@ -31,23 +31,19 @@ from .. import insights, monitoring, precedents, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
+    categories_for_reviewer,
     get_request_for_reviewer,
     get_second_review_for_reviewer,
     get_spot_check_batch_for_reviewer,
     open_second_reviews_for,
     requests_for_reviewer,
+    reviewer_queue_ids,
+    reviewer_queues,
     role_required,
+    spot_check_batches_for_reviewer,
+    spot_check_items_for_reviewer,
 )
-from ..models import (
-    Category,
-    Decision,
-    Message,
-    Queue,
-    ReviewRequest,
-    SecondReview,
-    SpotCheckBatch,
-    SpotCheckItem,
-)
+from ..models import Decision, Message, Queue, ReviewRequest, SecondReview, SpotCheckItem
 from ..proposals import action_delta, changes_since, display_value, parse_version
 from ..services import bulk
 from ..services.agreement import record_second_review
@@ -124,13 +120,8 @@ class Filters:
         return urlencode({k: v for k, v in self.__dict__.items() if v})
 
 
-def my_queue_ids(user: Any) -> list[int]:
-    # One small query instead of joining the membership table into every inbox query.
-    return list(Queue.objects.filter(members=user).values_list("id", flat=True))
-
-
 def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[ReviewRequest]:
-    qs = ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
+    qs = requests_for_reviewer(user, queue_ids).filter(status=Status.PENDING)
     if filters.queue:
         qs = qs.filter(queue__slug=filters.queue)
     if filters.category:
@@ -193,8 +184,8 @@ def second_reviews(user: Any, filters: Filters) -> QuerySet[SecondReview]:
     return qs
 
 
-def open_spot_checks(queue_ids: list[int]) -> QuerySet[SpotCheckItem]:
-    return SpotCheckItem.objects.filter(verdict="", batch__category__queue_id__in=queue_ids)
+def open_spot_checks(user: Any, queue_ids: list[int]) -> QuerySet[SpotCheckItem]:
+    return spot_check_items_for_reviewer(user, queue_ids).filter(verdict="")
 
 
 def _count(qs: QuerySet) -> Coalesce:
@@ -211,7 +202,7 @@ def work_counts(user: Any, queue_ids: list[int]) -> dict[str, int]:
     counts = (
         Queue.objects.annotate(
             second_total=_count(open_second_reviews_for(user)),
-            spot_total=_count(open_spot_checks(queue_ids)),
+            spot_total=_count(open_spot_checks(user, queue_ids)),
         )
         .values("second_total", "spot_total")
         .first()
@@ -230,7 +221,8 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
         )
         return {"second_rows": rows}
     batches = (
-        SpotCheckBatch.objects.filter(category__queue_id__in=queue_ids, completed_at__isnull=True)
+        spot_check_batches_for_reviewer(user, queue_ids)
+        .filter(completed_at__isnull=True)
         .select_related("category")
         .annotate(open=Count("items", filter=Q(items__verdict="")), size=Count("items"))
         .filter(open__gt=0)
@@ -269,7 +261,8 @@ def pending_counts(user: Any, queue_ids: list[int]) -> dict[int, dict[str, int]]
     def compute() -> tuple[dict[int, dict[str, int]], int]:
         counts = {
             c["queue_id"]: {"n": c["n"], "mine": c["mine"]}
-            for c in ReviewRequest.objects.filter(status=Status.PENDING, queue_id__in=queue_ids)
+            for c in requests_for_reviewer(user, queue_ids)
+            .filter(status=Status.PENDING)
             .values("queue_id")
             .annotate(n=Count("*"), mine=Count("assignee", filter=Q(assignee=user)))
         }
@@ -312,7 +305,7 @@ def group_summaries(
 def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str, Any]:
     """The list pane. `shown`: these rows are being put on the reviewer's screen (a GET), so
     they are recorded as seen; a refused POST that re-renders the page records nothing."""
-    queues = list(Queue.objects.filter(members=user).order_by("name"))
+    queues = list(reviewer_queues(user).order_by("name"))
     queue_ids = [queue.pk for queue in queues]
     qs = pending(user, queue_ids, filters)
     work = work_counts(user, queue_ids)
@@ -336,7 +329,7 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         "shown_total": total if not filters.active else None,
         "groups": group_summaries(user, queue_ids, filters, qs, total) if not filters.tab else [],
         "filters": filters,
-        "categories": Category.objects.filter(queue_id__in=queue_ids).order_by("name"),
+        "categories": categories_for_reviewer(user, queue_ids).order_by("name"),
         **work,
         "reject_reasons": REJECT_REASONS,  # the selection's reject dialog
     }
@@ -412,9 +405,8 @@ def past_alike(
     if not found.n:
         return found, [], precedents.rules_were_given(req, found)
     kinds = dict(found.rows)
-    recent = ReviewRequest.objects.filter(
-        pk__in=found.ids, queue_id__in=Queue.objects.filter(members=user).values("id")
-    ).order_by("-decided_at")[:PRECEDENTS_SHOWN]
+    visible = requests_for_reviewer(user).filter(pk__in=found.ids)
+    recent = visible.order_by("-decided_at")[:PRECEDENTS_SHOWN]
     shown = []
     for past in recent.values(*PRECEDENT_FIELDS):
         kind = kinds[past["pk"]]
@@ -668,7 +660,7 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
 @role_required(REVIEWERS)
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     # decide_request reads the request again with what it needs; a refusal re-reads it whole.
-    queue_ids = my_queue_ids(request.user)
+    queue_ids = reviewer_queue_ids(request.user)
     req = get_request_for_reviewer(request.user, pk, only=("proposed_action",), queue_ids=queue_ids)
     outcome = OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")

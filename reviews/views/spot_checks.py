@@ -7,13 +7,19 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from .. import monitoring
-from ..access import REVIEWERS, get_spot_check_batch_for_reviewer, role_required
-from ..models import SpotCheckBatch, SpotCheckItem
+from ..access import (
+    REVIEWERS,
+    get_spot_check_batch_for_reviewer,
+    get_spot_check_item_for_reviewer,
+    role_required,
+    spot_check_batches_for_reviewer,
+)
+from ..models import SpotCheckItem
 from ..services.errors import TransitionError
 from ..services.periodic_reviews import record_spot_check
 
@@ -22,7 +28,7 @@ from ..services.periodic_reviews import record_spot_check
 @role_required(REVIEWERS)
 def batch_list(request: HttpRequest) -> HttpResponse:
     batches = (
-        SpotCheckBatch.objects.filter(category__queue__members=request.user)
+        spot_check_batches_for_reviewer(request.user)
         .select_related("category")
         .annotate(
             size=Count("items"),
@@ -56,11 +62,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
 @require_POST
 @role_required(REVIEWERS)
 def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
-    item = get_object_or_404(
-        SpotCheckItem.objects.select_related("batch", "request__agent", "reviewed_by"),
-        pk=item_id,
-    )
-    get_spot_check_batch_for_reviewer(request.user, item.batch_id)  # 404 outside their queues
+    item = get_spot_check_item_for_reviewer(request.user, item_id)
     error = ""
     try:
         item = record_spot_check(
