@@ -24,6 +24,13 @@ AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "ax
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # Production keeps Django's PBKDF2, slow on purpose (a quarter second of CPU per hash);
+    # nearly every test creates users, and at that price the suite spent most of its time
+    # hashing. test_settings checks that a production process still hashes with PBKDF2.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
     # Keep the tests' filesystem-broker messages away from a `make run` worker's folder.
     from hitl.celery import app
 

@@ -154,7 +154,6 @@ def open_dialog(audit: Audit, opener: str, dialog: str) -> None:
 
 
 def test_the_login_page_its_lockout_and_the_api_docs(audit, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     for size in SIZES:
         audit.resize(size)
         audit.visit("/login/")

@@ -17,12 +17,6 @@ pytestmark = pytest.mark.django_db
 LIMIT = 5  # LOGIN_FAILURE_LIMIT's default
 
 
-@pytest.fixture(autouse=True)
-def _quick_hashing(settings):
-    # Each failed guess runs the password hasher; production's takes a second of test time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def log_in(client, username, password, url="/login/", address="127.0.0.1", **extra):
     return client.post(
         url, {"username": username, "password": password}, REMOTE_ADDR=address, **extra

@@ -9,10 +9,10 @@ from pathlib import Path
 from django.conf import settings
 
 
-def start_django(**env: str) -> subprocess.CompletedProcess:
+def start_django(code: str = "print('started')", **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        [sys.executable, "-c", "import django; django.setup()\n" + code],
         env={**clean, "DJANGO_SETTINGS_MODULE": "hitl.settings", **env},
         capture_output=True,
         text=True,
@@ -37,6 +37,19 @@ def test_development_mode_needs_no_secret():
 def test_a_malformed_boolean_is_a_clear_error():
     result = start_django(DEBUG="maybe")
     assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_a_production_process_hashes_passwords_with_pbkdf2():
+    # The suite swaps in a fast hasher (conftest.py); the settings themselves must not.
+    result = start_django(
+        "from django.contrib.auth.hashers import check_password, make_password\n"
+        "hashed = make_password('pw-ada')\n"
+        "print(hashed.split('$')[0], check_password('pw-ada', hashed))\n"
+        "print(check_password('pw-bob', hashed))",
+        DEBUG="false",
+        SECRET_KEY="s3cret",
+    )
+    assert result.stdout.split() == ["pbkdf2_sha256", "True", "False"], result.stderr
 
 
 def test_without_redis_the_broker_is_embedded():
