@@ -300,8 +300,10 @@ INTERRUPT = {
 }
 
 
-def interrupt(api):
-    response = api.post_json("/api/v1/interrupts", INTERRUPT)
+def interrupt(api, **config):
+    response = api.post_json(
+        "/api/v1/interrupts", {**INTERRUPT, "config": {**INTERRUPT["config"], **config}}
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -336,6 +338,12 @@ def test_the_decision_answers_in_langgraphs_human_response_shape(
     decide(ReviewRequest.objects.get(public_id=body["id"]).pk, alice, outcome, **fields)
     answer = api.get(body["answer_url"]).json()
     assert answer["response"] == expected
+
+
+def test_a_rejection_is_ignore_when_the_interrupt_does_not_allow_a_response(api, refunds, alice):
+    body = interrupt(api, allow_respond=False)
+    decide(ReviewRequest.objects.get(public_id=body["id"]).pk, alice, "rejected", reason="No.")
+    assert api.get(body["answer_url"]).json()["response"] == {"type": "ignore", "args": None}
 
 
 def test_a_cancelled_interrupt_is_ignored(api, refunds):

@@ -87,7 +87,7 @@ def test_it_puts_my_assignments_first_then_priority_and_deadline(
 
 
 def test_it_filters_by_queue_category_assignee_and_search(client, alice, carol, agent, refunds):
-    one = submit(agent, refunds, title="Refund to Initech")
+    one = submit(agent, refunds, title="Refund to Initech", external_ref="order-1042")
     two = submit(agent, refunds, title="Refund to Hooli")
     ReviewRequest.objects.filter(pk=one.pk).update(assignee=alice)
     ReviewRequest.objects.filter(pk=two.pk).update(assignee=None)
@@ -99,6 +99,7 @@ def test_it_filters_by_queue_category_assignee_and_search(client, alice, carol, 
 
     assert titles(q="hooli") == {"Refund to Hooli"}
     assert titles(q=f"#{one.pk}") == {"Refund to Initech"}
+    assert titles(q="ORDER-1042") == {"Refund to Initech"}  # the agent's reference
     assert titles(who="mine") == {"Refund to Initech"}
     assert titles(who="unassigned") == {"Refund to Hooli"}
     assert titles(queue="support", category="refunds") == {"Refund to Initech", "Refund to Hooli"}

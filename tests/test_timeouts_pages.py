@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -128,6 +129,19 @@ def test_health_reports_a_redis_that_does_not_answer(client, settings):
     assert data["status"] == "degraded"
     assert data["failing"] == ["broker"]
     assert data["checks"]["broker"]["ok"] is False
+
+
+def test_health_is_down_with_a_503_when_the_database_does_not_answer(client, monkeypatch):
+    class Unreachable:
+        def cursor(self):
+            raise OperationalError("connection refused")
+
+    monkeypatch.setattr("reviews.health.connection", Unreachable())
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    data = response.json()
+    assert data["status"] == "down"
+    assert data["checks"]["database"] == {"ok": False, "detail": "OperationalError"}
 
 
 def test_health_refuses_post(client):
