@@ -22,10 +22,12 @@ from reviews.models import (
     AuditEvent,
     Category,
     CategoryAutonomy,
+    PolicyVersion,
     ReviewerProfile,
     WebhookDelivery,
     hash_token,
 )
+from reviews.policies import current_version_id
 
 pytestmark = pytest.mark.django_db
 
@@ -310,6 +312,19 @@ def test_a_category_edited_in_the_admin_cannot_switch_to_autonomous(client, admi
     assert client.post(url, data).status_code == 302
     refunds.refresh_from_db()
     assert (refunds.mode, refunds.name) == ("rules", "Refunds!")
+
+
+def test_a_category_edited_in_the_admin_gets_a_new_policy_version(client, admin_user, refunds):
+    first = PolicyVersion.objects.get(pk=current_version_id(refunds))
+    client.force_login(admin_user)
+    url = reverse("admin:reviews_category_change", args=[refunds.pk])
+    assert (
+        client.post(url, form_data(client, url, Category, {"name": "Refunds!"})).status_code == 302
+    )
+    latest = PolicyVersion.objects.filter(category=refunds).order_by("-number").first()
+    assert latest.number == first.number + 1
+    assert (latest.note, latest.created_by) == ("Edited in Django admin.", admin_user)
+    assert latest.snapshot["policy"]["name"] == "Refunds!"
 
 
 def test_a_bar_of_100_percent_is_refused_because_no_sample_can_show_it(client, admin_user, refunds):
