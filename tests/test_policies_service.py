@@ -231,6 +231,19 @@ def test_the_preview_window_is_configurable(agent, refunds):
     assert wide.total == 1 and wide.to_auto == 1
 
 
+def test_the_preview_replays_at_most_the_newest_requests_and_says_so(agent, refunds):
+    assert policies.PREVIEW_LIMIT == 20_000
+    make_request(agent, refunds, confidence=0.65, attributes=ROUTINE, age=timedelta(days=3),
+                 status="pending")  # fmt: skip
+    for _ in range(2):
+        make_request(agent, refunds, confidence=0.9, attributes=ROUTINE)
+    rules = with_threshold(refunds, 0.6)
+    newest = policies.preview_policy(refunds, mode="rules", rules=rules, limit=2)
+    assert (newest.total, newest.capped, newest.to_auto) == (2, True, 0)
+    everything = policies.preview_policy(refunds, mode="rules", rules=rules, limit=3)
+    assert (everything.total, everything.capped, everything.to_auto) == (3, False, 1)
+
+
 def test_switching_to_gate_sends_everything_to_a_human(agent, refunds):
     make_request(agent, refunds, confidence=0.9, attributes=ROUTINE)
     make_request(agent, refunds, confidence=0.5, attributes=ROUTINE, status="pending")
