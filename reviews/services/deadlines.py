@@ -13,13 +13,12 @@ from django.utils import timezone
 from ..models import OUTCOME_STATUS, Agent, Category, Decision, Notification, Queue, ReviewRequest
 from .assignment import escalate_request, reassign_request
 from .audit import audit
-from .deadline_plan import timeout_outcome
+from .deadline_plan import Decide, Escalate, Reassign, plan_for
 from .decisions import decide_request, record_decisions
 from .errors import AlreadyDecided, StateChanged, TransitionError
 from .notify import notify_assignee
 
 Status = ReviewRequest.Status
-Outcome = Decision.Outcome
 Channel = Decision.Channel
 
 
@@ -34,40 +33,37 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
     )
     if request.status != Status.PENDING or request.deadline is None or request.deadline > now:
         return "skipped"
-    policy = request.category
-    action = policy.timeout_action
-    if action == Category.TimeoutAction.REASSIGN:
-        if request.reassignment_count < policy.max_reassignments:
-            try:
-                reassign_request(request_id, reason="Deadline passed.", now=now)
-                return "reassigned"
-            except StateChanged:
-                return "skipped"
-            except AlreadyDecided:
-                return "skipped"
-            except TransitionError:
-                pass  # nobody else to give it to: escalate or fall back
-        if request.queue_id and request.queue.next_queue_id:
-            try:
-                escalate_request(request_id, reason="Deadline passed after reassignments.", now=now)
-                return "escalated"
-            except (StateChanged, AlreadyDecided):
-                return "skipped"
-        action = policy.final_fallback
-    outcome = Outcome.APPROVED if action == "approve" else Outcome.REJECTED
-    try:
-        decide_request(
-            request_id,
-            by=None,
-            outcome=outcome,
-            channel=Channel.TIMEOUT,
-            reason=f"No human decision before the deadline; the policy is to {action}.",
-            now=now,
-            due_by=now,
-        )
-    except TransitionError:
-        return "skipped"
-    return f"timed_out.{outcome}"
+    for step in plan_for(request).steps:
+        match step:
+            case Reassign():
+                try:
+                    reassign_request(request_id, reason="Deadline passed.", now=now)
+                except (StateChanged, AlreadyDecided):
+                    return "skipped"
+                except TransitionError:
+                    continue  # nobody else to give it to: the next step
+            case Escalate():
+                try:
+                    escalate_request(
+                        request_id, reason="Deadline passed after reassignments.", now=now
+                    )
+                except (StateChanged, AlreadyDecided):
+                    return "skipped"
+            case Decide():
+                try:
+                    decide_request(
+                        request_id,
+                        by=None,
+                        outcome=step.outcome,
+                        channel=Channel.TIMEOUT,
+                        reason=step.reason,
+                        now=now,
+                        due_by=now,
+                    )
+                except TransitionError:
+                    return "skipped"
+        return step.result
+    raise AssertionError("a deadline plan ends with a step that always applies")
 
 
 def overdue_claim(cutoff: datetime, limit: int) -> list[int]:
@@ -101,18 +97,17 @@ def time_out_batch(cutoff: datetime, *, limit: int, now: datetime | None = None)
         if not ids:
             return tally
         rows = _load_for_timeout(ids)
-        direct: dict[str, list[ReviewRequest]] = {Outcome.APPROVED: [], Outcome.REJECTED: []}
+        decided: dict[Decide, list[ReviewRequest]] = {}
         for request in rows:
-            outcome = timeout_outcome(request)
-            if outcome is None:
+            decision = plan_for(request).decides
+            if decision is None:
                 result = _time_out_with_notice(request.pk, now)
                 tally[result] = tally.get(result, 0) + 1
             else:
-                direct[outcome].append(request)
-        for outcome, requests in direct.items():
-            if requests:
-                _decide_timed_out(requests, outcome, cutoff, now)
-                tally[f"timed_out.{outcome}"] = len(requests)
+                decided.setdefault(decision, []).append(request)
+        for decision, requests in decided.items():
+            _decide_timed_out(requests, decision, cutoff, now)
+            tally[decision.result] = tally.get(decision.result, 0) + len(requests)
     return tally
 
 
@@ -141,7 +136,10 @@ def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
     name them) attached from one query each, instead of a wide join per row."""
     rows = list(ReviewRequest.objects.filter(pk__in=ids).only(*_TIMEOUT_FIELDS))
     categories = Category.objects.in_bulk({r.category_id for r in rows})
-    queues = Queue.objects.in_bulk({r.queue_id for r in rows if r.queue_id})
+    # With each queue's next queue: the deadline plan names it.
+    queues = Queue.objects.select_related("next_queue").in_bulk(
+        {r.queue_id for r in rows if r.queue_id}
+    )
     agents = Agent.objects.in_bulk({r.agent_id for r in rows})
     hooked = {r.assignee_id for r in rows if r.assignee_id and agents[r.agent_id].webhook_url}
     users = get_user_model().objects.in_bulk(hooked) if hooked else {}
@@ -158,7 +156,7 @@ def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
 def _time_out_with_notice(request_id: int, now: datetime) -> str:
     """time_out_request, and tell the new assignee when it reassigned or escalated."""
     result = time_out_request(request_id, now=now)
-    if result in ("reassigned", "escalated"):
+    if result in (Reassign.result, Escalate.result):
         request = ReviewRequest.objects.select_related(
             "category", "queue__next_queue", "assignee"
         ).get(pk=request_id)
@@ -167,11 +165,11 @@ def _time_out_with_notice(request_id: int, now: datetime) -> str:
 
 
 def _decide_timed_out(
-    requests: list[ReviewRequest], outcome: str, cutoff: datetime, now: datetime
+    requests: list[ReviewRequest], decision: Decide, cutoff: datetime, now: datetime
 ) -> None:
     """Decide locked, overdue requests in bulk: what decide_request does, set-based."""
     ids = [r.pk for r in requests]
-    status = OUTCOME_STATUS[outcome]
+    status = OUTCOME_STATUS[decision.outcome]
     # The claim. The rows are locked by this transaction (FOR UPDATE, or SQLite's write lock),
     # so every one must still match; if not, something bypassed the lock: undo the batch.
     claimed = ReviewRequest.objects.filter(
@@ -179,10 +177,13 @@ def _decide_timed_out(
     ).update(status=status, decided_at=now)
     if claimed != len(ids):
         raise StateChanged(f"{len(ids) - claimed} of {len(ids)} requests changed while locked.")
-    action = "approve" if outcome == Outcome.APPROVED else "reject"
-    reason = f"No human decision before the deadline; the policy is to {action}."
     record_decisions(
-        requests, outcome=outcome, by=None, channel=Channel.TIMEOUT, reason=reason, now=now
+        requests,
+        outcome=decision.outcome,
+        by=None,
+        channel=Channel.TIMEOUT,
+        reason=decision.reason,
+        now=now,
     )
 
 

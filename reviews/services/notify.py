@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Decision, Notification, ReviewRequest
-from .deadline_plan import deadline_consequence
+from .deadline_plan import plan_for
 from .outbox import enqueue_notifications
 
 Channel = Decision.Channel
@@ -37,7 +37,7 @@ def notify_assignee(
         return []
     link = inbox_item_url(request.pk)
     due = timezone.localtime(request.deadline).strftime("%Y-%m-%d %H:%M %Z")
-    consequence = deadline_consequence(request)
+    consequence = plan_for(request).consequence
     if kind == Notification.Kind.REMINDER:
         subject = f"Reminder: “{request.title}” is due at {due}"
         lead = "A review assigned to you is waiting for your decision."

@@ -49,7 +49,7 @@ from ..services import bulk
 from ..services.agreement import record_second_review
 from ..services.bulk import BulkDecision, decide_requests_in_bulk
 from ..services.conversation import post_message
-from ..services.deadline_plan import deadline_steps
+from ..services.deadline_plan import plan_for
 from ..services.decisions import decide_request, undo_decision
 from ..services.errors import AlreadyDecided, StaleProposal, TransitionError, settled_by
 from ..services.sightings import record_first_view, record_first_views, record_sightings, seen_by
@@ -491,7 +491,7 @@ def item_context(
         ],
         "precedent_rules_used": rules_used,
         "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
-        "plan": deadline_steps(req) if req.is_pending else [],
+        "plan": plan_for(req).words if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,
         "reply_kinds": REPLY_KINDS.items(),

@@ -1,0 +1,172 @@
+"""The deadline plan for each shape of timeout policy, and the sweep, the item page and the
+reminder doing and saying what the plan says."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reviews.models import Category, Decision, Notification, ReviewerProfile, ReviewRequest
+from reviews.services.deadline_plan import DeadlinePlan, Decide, Escalate, Reassign, plan_for
+from reviews.services.deadlines import time_out_batch, time_out_request
+from reviews.services.notify import notify_assignee
+from reviews.services.submission import submit_request
+
+pytestmark = pytest.mark.django_db
+
+Action = Category.TimeoutAction
+Fallback = Category.Fallback
+APPROVED = Decision.Outcome.APPROVED
+REJECTED = Decision.Outcome.REJECTED
+
+# (timeout action, max reassignments, reassignments done, final fallback, next queue?) ->
+# the steps, and the item page's words for them.
+SHAPES = {
+    "approve": (
+        (Action.APPROVE, 1, 0, Fallback.REJECT, True),
+        (Decide(APPROVED),),
+        ["auto-approved"],
+    ),
+    "reject": (
+        (Action.REJECT, 1, 0, Fallback.APPROVE, True),
+        (Decide(REJECTED),),
+        ["auto-rejected"],
+    ),
+    "reassign twice more, then escalate": (
+        (Action.REASSIGN, 3, 1, Fallback.REJECT, True),
+        (Reassign(times=2), "escalate"),
+        ["reassigned to another reviewer (up to 2 times)", "escalated to Support leads"],
+    ),
+    "reassign once, then escalate": (
+        (Action.REASSIGN, 1, 0, Fallback.REJECT, True),
+        (Reassign(times=1), "escalate"),
+        ["reassigned to another reviewer", "escalated to Support leads"],
+    ),
+    "reassignments used up: escalate": (
+        (Action.REASSIGN, 1, 1, Fallback.REJECT, True),
+        ("escalate",),
+        ["escalated to Support leads"],
+    ),
+    "no reassignments: escalate": (
+        (Action.REASSIGN, 0, 0, Fallback.APPROVE, True),
+        ("escalate",),
+        ["escalated to Support leads"],
+    ),
+    "reassign, then fall back to approve": (
+        (Action.REASSIGN, 1, 0, Fallback.APPROVE, False),
+        (Reassign(times=1), Decide(APPROVED, fallback=True)),
+        ["reassigned to another reviewer", "auto-approved (final fallback)"],
+    ),
+    "reassign, then fall back to reject": (
+        (Action.REASSIGN, 1, 0, Fallback.REJECT, False),
+        (Reassign(times=1), Decide(REJECTED, fallback=True)),
+        ["reassigned to another reviewer", "auto-rejected (final fallback)"],
+    ),
+    "no next queue, reassignments used up: fall back to approve": (
+        (Action.REASSIGN, 1, 1, Fallback.APPROVE, False),
+        (Decide(APPROVED, fallback=True),),
+        ["auto-approved (final fallback)"],
+    ),
+    "no next queue, reassignments used up: fall back to reject": (
+        (Action.REASSIGN, 2, 2, Fallback.REJECT, False),
+        (Decide(REJECTED, fallback=True),),
+        ["auto-rejected (final fallback)"],
+    ),
+}
+
+
+@pytest.fixture(params=SHAPES.values(), ids=SHAPES.keys())
+def shape(request, agent, refunds, leads_queue):
+    """A pending request under one policy shape, its deadline passed, and the plan expected."""
+    (action, most, done, fallback, escalates), steps, words = request.param
+    refunds.timeout_action = action
+    refunds.max_reassignments = most
+    refunds.final_fallback = fallback
+    refunds.save()
+    if not escalates:
+        refunds.queue.next_queue = None
+        refunds.queue.save()
+    pending = submit_request(agent, category=refunds, title="Refund", confidence=0.1).request
+    ReviewRequest.objects.filter(pk=pending.pk).update(
+        reassignment_count=done, deadline=timezone.now() - timedelta(seconds=1)
+    )
+    steps = tuple(Escalate(leads_queue) if step == "escalate" else step for step in steps)
+    return loaded(pending), DeadlinePlan(steps), words
+
+
+def loaded(request):
+    return ReviewRequest.objects.select_related("category", "queue__next_queue", "assignee").get(
+        pk=request.pk
+    )
+
+
+def test_the_plan_reads_the_policy(shape):
+    request, expected, words = shape
+    plan = plan_for(request)
+    assert plan == expected
+    assert plan.words == words
+
+
+def test_the_sweep_takes_the_plans_first_step(shape):
+    request, plan, _ = shape
+    assert time_out_request(request.pk) == plan.steps[0].result
+
+
+def test_the_batch_sweep_takes_the_plans_first_step(shape):
+    request, plan, _ = shape
+    tally = time_out_batch(timezone.now(), limit=10)
+    assert tally == {"claimed": 1, plan.steps[0].result: 1}
+    if isinstance(plan.steps[0], Decide):
+        decision = Decision.objects.get(request=request)
+        assert decision.outcome == plan.steps[0].outcome
+        assert decision.reason == plan.steps[0].reason
+
+
+def test_the_item_page_shows_the_plan(shape, client, alice):
+    request, plan, _ = shape
+    ReviewRequest.objects.filter(pk=request.pk).update(assignee=alice)
+    client.force_login(alice)
+    content = client.get(reverse("inbox_item", args=[request.pk])).content.decode()
+    assert f"Then: {', then '.join(plan.words)}." in content
+
+
+def test_the_reminder_names_the_plans_first_step(shape, alice):
+    request, plan, _ = shape
+    ReviewRequest.objects.filter(pk=request.pk).update(
+        assignee=alice, deadline=timezone.now() + timedelta(minutes=5)
+    )
+    [note] = notify_assignee(loaded(request), Notification.Kind.REMINDER)
+    assert f"If nobody decides by then, {plan.consequence}." in note.body
+    assert plan.consequence == f"it is {plan.steps[0].brief}"
+
+
+def test_when_nobody_else_is_free_the_sweep_takes_the_next_step(agent, refunds, carol):
+    refunds.final_fallback = Fallback.APPROVE
+    refunds.save()
+    refunds.queue.next_queue = None
+    refunds.queue.save()
+    ReviewerProfile.objects.create(user=carol, away_until=timezone.now() + timedelta(hours=1))
+    request = submit_request(agent, category=refunds, title="Refund", confidence=0.1).request
+    plan = plan_for(loaded(request))
+    assert plan == DeadlinePlan((Reassign(times=1), Decide(APPROVED, fallback=True)))
+    assert plan.decides is None  # the batch hands it to time_out_request, which walks on
+    ReviewRequest.objects.filter(pk=request.pk).update(
+        deadline=timezone.now() - timedelta(seconds=1)
+    )
+    assert time_out_batch(timezone.now(), limit=10) == {"claimed": 1, plan.steps[1].result: 1}
+    assert Decision.objects.get(request=request).reason == plan.steps[1].reason
+
+
+def test_the_decision_reason_names_the_policy():
+    assert Decide(APPROVED).reason == (
+        "No human decision before the deadline; the policy is to approve."
+    )
+    assert Decide(REJECTED, fallback=True).reason == (
+        "No human decision before the deadline; the policy is to reject."
+    )
+
+
+def test_the_consequence_keeps_a_queue_name_whole(leads_queue):
+    leads_queue.name = "Leads (EU)"
+    assert DeadlinePlan((Escalate(leads_queue),)).consequence == "it is escalated to Leads (EU)"
