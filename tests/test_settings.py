@@ -30,6 +30,13 @@ def test_it_starts_with_a_secret_key():
     assert start_django(DEBUG="false", SECRET_KEY="s3cret").stdout.strip() == "started"
 
 
+def test_a_secret_can_be_read_from_the_file_named_by_its_file_variable(tmp_path):
+    secret = tmp_path / "secret_key"
+    secret.write_text("s3cret-from-a-file\n")
+    started = start_django(DEBUG="false", SECRET_KEY_FILE=str(secret))
+    assert started.stdout.strip() == "started", started.stderr
+
+
 def test_development_mode_needs_no_secret():
     assert start_django(DEBUG="true").stdout.strip() == "started"
 
