@@ -1,5 +1,7 @@
 """Settings come from the environment and refuse unsafe or malformed values at start."""
 
+import ast
+import contextlib
 import os
 import re
 import subprocess
@@ -79,3 +81,70 @@ def test_every_setting_read_from_the_environment_is_in_the_configuration_table()
         row.split("|")[1] for row in page.splitlines() if row.startswith("| `")
     )
     assert sorted(n for n in names if f"`{n}`" not in first_columns) == []
+
+
+def documented_defaults(page: str) -> list[tuple[str, str]]:
+    """(variable, default) for each row of the table whose default is written as literals
+    only: one per variable, as in "`300`, `600`" for two variables."""
+    pairs = []
+    for row in page.splitlines():
+        if not row.startswith("| `"):
+            continue
+        names_cell, default_cell = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        if not re.fullmatch(r"`[^`]*`(, `[^`]*`)*", default_cell):
+            continue  # a default in words ("three quarters of WEB_THREADS")
+        names = re.findall(r"`([A-Z0-9_]+)`", names_cell)
+        defaults = re.findall(r"`([^`]*)`", default_cell)
+        if len(defaults) == 1:
+            defaults *= len(names)
+        pairs.extend(zip(names, defaults, strict=True))
+    return pairs
+
+
+def code_defaults(settings_source: str, procfile: str) -> dict[str, object]:
+    """The default each env_*("NAME", default) call in settings.py gives when it is a literal,
+    and each ${NAME:-default} of the Procfile."""
+    found: dict[str, object] = {}
+    for node in ast.walk(ast.parse(settings_source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id.startswith("env_")
+            and len(node.args) == 2
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            # A default computed from another setting is not a literal: the table says how.
+            with contextlib.suppress(ValueError):
+                found[node.args[0].value] = ast.literal_eval(node.args[1])
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "env_bool"
+            and len(node.args) == 1
+        ):
+            found[node.args[0].value] = False
+    for name, default in re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", procfile):
+        found.setdefault(name, default)
+    return found
+
+
+def test_the_configuration_table_states_the_defaults_the_code_has():
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "configuration.md").read_text()
+    code = code_defaults(
+        (root / "hitl" / "settings.py").read_text(), (root / "Procfile").read_text()
+    )
+    documented = [(name, written) for name, written in documented_defaults(page) if name in code]
+    assert len(documented) > 30  # the rest are computed (a path, a URL built from BASE_DIR)
+    wrong = []
+    for name, written in documented:
+        value = code[name]
+        if isinstance(value, bool):
+            same = written == str(value).lower()
+        elif isinstance(value, (int, float)):
+            same = float(written) == value
+        else:
+            same = written == str(value)
+        if not same:
+            wrong.append((name, written, value))
+    assert wrong == []
