@@ -7,7 +7,9 @@ Start the product with `make run` (it prints the demo token), then in another te
 The agent reads the category's guidelines (for its prompt), asks the server whether a refund
 would need a human (dry run), then calls `issue_refund`, which `@requires_approval` holds
 until a reviewer approves, modifies or rejects it at http://127.0.0.1:8000/inbox/ (log in as
-`reviewer` / `hitl-demo`). Small, confident refunds run at once.
+`reviewer` / `hitl-demo`). Small, confident refunds run at once, once a person has taken one
+alike as proposed: on fresh demo data the seed's `no_matching_precedent` rule sends the first
+40 EUR refund to a reviewer too.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def main() -> None:
     for rule in dry_run["fired_rules"]:
         print(f"  fired: {rule['reason']}")
 
-    print(issue_refund("A-1001", 40, "Late delivery"))  # routine: auto-approved
+    # Routine: auto-approved once people have approved one alike (a precedent), else asked.
+    print(f"A 40 EUR refund (if a reviewer is asked: {client.base_url}/inbox/) …")
+    print(issue_refund("A-1001", 40, "Late delivery"))
     print(f"Waiting for a reviewer at {client.base_url}/inbox/ …")
     try:
         print(issue_refund("A-1002", 420, "Parcel arrived damaged", "enterprise"))
