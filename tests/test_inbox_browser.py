@@ -176,6 +176,24 @@ def test_the_help_lists_every_shortcut(page, three):
     expect(page.locator("#help-dialog")).to_be_hidden()
 
 
+def test_slash_goes_to_the_search_box(page, three):
+    open_inbox(page)
+    page.keyboard.press("/")
+    expect(page.locator("#q")).to_be_focused()
+
+
+def test_on_a_laptop_the_request_is_judged_without_scrolling(page, three):
+    """The first screen holds what a decision needs: the title and risk, the recommendation,
+    why a human is asked, the context, the deadline, key data, the start of the precedents,
+    and the buttons (the precedent list itself may run on below)."""
+    open_inbox(page)
+    height = page.viewport_size["height"]
+    for part in ("#item-title", ".card.reco", ".card.why", ".card.context", ".card.deadline",
+                 ".card.keydata", "#pr-h", ".actionbar"):  # fmt: skip
+        box = page.locator(f"#pane {part}").first.bounding_box()
+        assert box is not None and box["y"] + box["height"] <= height, part
+
+
 def test_a_group_is_decided_in_one_batch_after_deselecting_the_odd_one(page, three):
     first, second, third = three
     open_inbox(page)
