@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews.models import (
+    Agent,
     AgentToken,
     AuditEvent,
     Category,
@@ -312,6 +313,21 @@ def test_a_category_edited_in_the_admin_cannot_switch_to_autonomous(client, admi
     assert client.post(url, data).status_code == 302
     refunds.refresh_from_db()
     assert (refunds.mode, refunds.name) == ("rules", "Refunds!")
+
+
+def test_a_webhook_secret_changed_in_the_admin_is_audited_only_as_a_fingerprint(
+    client, admin_user, agent
+):
+    old = agent.webhook_secret
+    client.force_login(admin_user)
+    url = reverse("admin:reviews_agent_change", args=[agent.pk])
+    data = form_data(client, url, Agent, {"webhook_secret": "whsec-new-and-secret"})
+    assert client.post(url, data).status_code == 302
+    event = AuditEvent.objects.filter(verb="admin.changed").latest("pk")
+    recorded = str(event.before) + str(event.after)
+    assert old not in recorded and "whsec-new-and-secret" not in recorded
+    assert event.before["webhook_secret"] != event.after["webhook_secret"]
+    assert event.after["webhook_secret"].startswith("sha256:")
 
 
 def test_a_category_edited_in_the_admin_gets_a_new_policy_version(client, admin_user, refunds):

@@ -57,6 +57,21 @@ def test_it_shows_admins_the_last_sweep_and_the_backlog(
     assert response.context["live"].beat.ok and response.context["live"].workers.ok
 
 
+def test_the_backlog_counts_what_is_due_within_an_hour_and_what_nobody_has(
+    client, admin_user, agent, refunds
+):
+    soon, later, nobodys = make_pending(agent, refunds, 3)
+    now = timezone.now()
+    ReviewRequest.objects.filter(pk=soon.pk).update(deadline=now + timedelta(minutes=30))
+    ReviewRequest.objects.filter(pk=later.pk).update(deadline=now + timedelta(hours=3))
+    ReviewRequest.objects.filter(pk=nobodys.pk).update(
+        deadline=now + timedelta(hours=3), assignee=None
+    )
+    client.force_login(admin_user)
+    backlog = client.get(reverse("status")).context["backlog"]
+    assert (backlog["pending"], backlog["due_soon"], backlog["unassigned"]) == (3, 1, 1)
+
+
 def test_an_unfinished_run_is_shown_as_such(client, admin_user):
     SweepRun.objects.create(cutoff=timezone.now(), open_chains=1)
     client.force_login(admin_user)
