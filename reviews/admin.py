@@ -55,9 +55,9 @@ from .models import (
     SweepRun,
     WebhookDelivery,
 )
+from .services import outbox
 from .services.assignment import set_away
 from .services.audit import admin_snapshot, record_admin_write
-from .services.outbox import resend_deliveries
 
 
 def _inline_changes(formsets: list[Any]) -> list[dict[str, Any]]:
@@ -394,7 +394,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Re-send selected deliveries", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        count = resend_deliveries(ids, by=request.user)
+        count = outbox.resend(WebhookDelivery, ids, by=request.user)
         self.message_user(request, f"Queued {count} deliveries for re-sending.")
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
@@ -412,7 +412,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
         if not self.may_resend(request):
             raise PermissionDenied
-        resend_deliveries([delivery.pk], by=request.user)
+        outbox.resend(WebhookDelivery, [delivery.pk], by=request.user)
         self.message_user(request, "Queued the delivery for re-sending.")
         return redirect("admin:reviews_webhookdelivery_change", delivery.pk)
 

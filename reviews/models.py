@@ -720,14 +720,35 @@ class AuditEvent(models.Model):
         raise TypeError("The audit log is append-only.")
 
 
-class WebhookDelivery(models.Model):
-    """One signed POST to an agent's webhook, retried with backoff until it lands or gives up."""
+class OutboxMessage(models.Model):
+    """What the outbox sends: recorded in the transaction that has something to say, sent by a
+    worker after commit, retried with backoff on a named transient error until it lands or
+    gives up (services/outbox.py). Due times live here, never in a delayed broker message, so
+    a broker outage delays a message but never loses it."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class WebhookDelivery(OutboxMessage):
+    """One signed POST to an agent's webhook."""
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deliveries")
     request = models.ForeignKey(
@@ -736,49 +757,46 @@ class WebhookDelivery(models.Model):
     event = models.CharField(max_length=50)
     url = models.URLField()
     payload = models.JSONField()
-    state = models.CharField(
-        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    delivered_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(OutboxMessage.Meta):
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
 
     def __str__(self) -> str:
         return f"{self.event} → {self.agent} ({self.state})"
 
+    @property
+    def max_attempts(self) -> int:
+        return settings.HITL_WEBHOOK_MAX_ATTEMPTS
+
 
 # --- timeouts, reminders, liveness -------------------------------------------------
 
 
-class Notification(models.Model):
-    """A reminder to a reviewer (email, and the queue's chat webhook if it has one).
-
-    Recorded in the transaction that decides to remind and sent by a task after commit, so a
-    broker outage delays it (the periodic re-queue picks it up) but never loses it."""
+class Notification(OutboxMessage):
+    """An email to a person, or a message to a queue's chat webhook: a reviewer's reminder or
+    hand-over, the managers' word that a category's gate is back."""
 
     class Kind(models.TextChoices):
         REMINDER = "reminder", "Deadline reminder"
         REASSIGNED = "reassigned", "Reassigned to you"
+        REINSTATED = "reinstated", "Gate reinstated"
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
         CHAT = "chat", "Chat webhook"
 
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+    # Fewer attempts than a webhook's: a reminder that arrives half an hour late has missed
+    # its moment, and a mail server that accepts one retries on its own.
+    max_attempts = 5
 
     request = models.ForeignKey(
-        ReviewRequest, on_delete=models.CASCADE, related_name="notifications"
+        ReviewRequest,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        help_text="Empty for news about a category (the gate reinstated).",
     )
     recipient = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -788,21 +806,13 @@ class Notification(models.Model):
     target = models.CharField(max_length=500, help_text="Email address or chat webhook URL.")
     subject = models.CharField(max_length=300)
     body = models.TextField()
-    state = models.CharField(
-        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(OutboxMessage.Meta):
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="notification_due")]
 
     def __str__(self) -> str:
-        return f"{self.kind} by {self.channel} for #{self.request_id} ({self.state})"
+        about = f"#{self.request_id}" if self.request_id else self.target
+        return f"{self.kind} by {self.channel} for {about} ({self.state})"
 
 
 class SweepRun(models.Model):

@@ -3,92 +3,53 @@
 from __future__ import annotations
 
 import logging
-import smtplib
 import time
 from datetime import datetime, timedelta
-from typing import Any
 
-import requests
 from celery import shared_task
 from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
 from django.conf import settings
-from django.core.mail import EmailMessage
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from hitl.redis_outage import BROKER
-
-from . import rollups, sampling, webhooks
+from . import rollups, sampling
 from .models import Category, Heartbeat, Notification, SweepRun, WebhookDelivery
 from .services.assignment import hand_over_away_requests
 from .services.autonomy import catch_up
 from .services.deadlines import remind_due_requests, time_out_batch
+from .services.outbox import deliver, dispatch_due
 
 log = logging.getLogger(__name__)
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Exponential: base, 2x base, 4x base … (10 s, 20 s, 40 s by default), capped at an hour."""
-    return min(settings.HITL_WEBHOOK_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), 3600)
+@shared_task
+def deliver_webhook(delivery_id: int, attempts: int | None = None) -> str:
+    """One attempt at a webhook delivery; `attempts` as outbox.deliver takes it."""
+    return deliver(WebhookDelivery, delivery_id, attempts)
 
 
 @shared_task
-def deliver_webhook(delivery_id: int, attempts: int | None = None) -> str:
-    """One attempt at a delivery. `attempts` is what the dispatch saw when it claimed the row;
-    without it (a delivery queued the moment it was due) the row must be due now."""
-    delivery = WebhookDelivery.objects.select_related("agent").filter(pk=delivery_id).first()
-    if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
-        return "skipped"
-    if attempts is None:
-        if delivery.next_attempt_at > timezone.now() + timedelta(seconds=1):
-            return "not-due"
-        attempts = delivery.attempts
-    # Claim this attempt: a duplicate task (dispatched twice, redelivered) finds attempts
-    # moved on and sends nothing. A worker dying mid-attempt leaves it due again in 5 minutes.
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, state=WebhookDelivery.State.PENDING, attempts=attempts
-    ).update(attempts=F("attempts") + 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
-    if claimed != 1:
-        return "skipped"
-    attempts += 1
-    result = webhooks.send(
-        delivery.url, delivery.agent.webhook_secret, delivery.payload, delivery.pk
-    )
-    now = timezone.now()
-    if result.ok:
-        state, next_at = WebhookDelivery.State.SUCCEEDED, now
-    elif result.retryable and attempts < settings.HITL_WEBHOOK_MAX_ATTEMPTS:
-        # The retry is a due time in the row; dispatch_due_work sends it then.
-        state, next_at = (
-            WebhookDelivery.State.PENDING,
-            now + timedelta(seconds=backoff_seconds(attempts)),
-        )
-    else:
-        state, next_at = WebhookDelivery.State.FAILED, now
-    # Only if this attempt still owns the row: an admin's re-send meanwhile starts afresh.
-    owned = WebhookDelivery.objects.filter(pk=delivery_id, attempts=attempts).update(
-        state=state,
-        next_attempt_at=next_at,
-        last_status_code=result.status_code,
-        last_error=result.error,
-        delivered_at=now if result.ok else None,
-    )
-    if owned != 1:
-        return "superseded"
-    if state == WebhookDelivery.State.FAILED:
-        log.warning(
-            "webhook delivery %s failed after %s attempts: %s",
-            delivery_id,
-            attempts,
-            result.error or result.status_code,
-        )
-    return state
+def send_notification(notification_id: int, attempts: int | None = None) -> str:
+    """One attempt at an email or chat message; `attempts` as outbox.deliver takes it."""
+    return deliver(Notification, notification_id, attempts)
+
+
+@shared_task
+def deliver_webhooks(delivery_ids: list[int], not_before: str | None = None) -> int:
+    """Fan a batch's due webhook deliveries (a sweep batch, a reviewer's batch) out to one
+    task each, so the batch's transaction publishes one message, not one per request.
+    (`not_before` is ignored: messages from before dispatch_due_work carry it, and a
+    delivery not yet due answers "not-due" and waits for its dispatch tick.)"""
+    for delivery_id in delivery_ids:
+        deliver_webhook.delay(delivery_id)
+    return len(delivery_ids)
 
 
 @shared_task
 def dispatch_due_work() -> dict[str, int]:
-    """Beat's frequent tick: hand each due webhook delivery and reminder to a worker now.
+    """Beat's frequent tick: hand each due outbox row (webhook, email, chat message) to a
+    worker now.
 
     Due times live in PostgreSQL, never in a delayed broker message, so a Redis outage loses
     nothing: the rows wait, and the first tick after Redis returns sends them."""
@@ -96,37 +57,6 @@ def dispatch_due_work() -> dict[str, int]:
         "webhooks": dispatch_due(WebhookDelivery, deliver_webhook),
         "notifications": dispatch_due(Notification, send_notification),
     }
-
-
-def dispatch_due(model: type[WebhookDelivery] | type[Notification], task: Any) -> int:
-    """Claim up to a batch of due pending rows of `model` and queue `task` for each; returns
-    how many were queued. Two ticks at once claim disjoint rows (SKIP LOCKED); a claimed row
-    is leased (its due time moves past the lease) so the next ticks leave it to its task."""
-    now = timezone.now()
-    lease_until = now + timedelta(seconds=settings.HITL_DISPATCH_LEASE_SECONDS)
-    pending_due = model.objects.filter(state=model.State.PENDING, next_attempt_at__lte=now)
-    # Most ticks find nothing: a plain indexed read, so an idle tick takes no lock (on
-    # SQLite every transaction here would take the database's write lock).
-    if not pending_due.exists():
-        return 0
-    with transaction.atomic():
-        due = list(
-            pending_due.select_for_update(skip_locked=True)
-            .order_by("next_attempt_at")
-            .values_list("pk", "attempts")[: settings.HITL_DISPATCH_BATCH_SIZE]
-        )
-        model.objects.filter(pk__in=[pk for pk, _ in due]).update(next_attempt_at=lease_until)
-    for sent, (pk, attempts) in enumerate(due):
-        try:
-            task.delay(pk, attempts)
-        except Exception as exc:  # the broker went away mid-tick: the rest are due again now
-            BROKER.failed(exc)
-            unsent = [row_pk for row_pk, _ in due[sent:]]
-            model.objects.filter(pk__in=unsent, next_attempt_at=lease_until).update(
-                next_attempt_at=now
-            )
-            return sent
-    return len(due)
 
 
 # --- the timeout sweep ---------------------------------------------------------
@@ -214,82 +144,6 @@ def run_sweep_batch(run_id: int) -> tuple[bool, dict[str, int]]:
     log.info("sweep %s batch: %s", run_id, tally)
     # A batch of nothing but skips would find the same rows again: stop, the next run retries.
     return claimed == limit and claimed > skipped, tally
-
-
-@shared_task
-def deliver_webhooks(delivery_ids: list[int], not_before: str | None = None) -> int:
-    """Fan a batch's due webhook deliveries (a sweep batch, a reviewer's batch) out to one
-    task each, so the batch's transaction publishes one message, not one per request.
-    (`not_before` is ignored: messages from before dispatch_due_work carry it, and a
-    delivery not yet due answers "not-due" and waits for its dispatch tick.)"""
-    for delivery_id in delivery_ids:
-        deliver_webhook.delay(delivery_id)
-    return len(delivery_ids)
-
-
-# --- reminders -------------------------------------------------------------------------------
-
-NOTIFICATION_MAX_ATTEMPTS = 5
-
-
-def _send(note: Notification) -> tuple[bool, bool, str]:
-    """(sent, worth retrying, error). Only named transient failures are retried."""
-    if note.channel == Notification.Channel.EMAIL:
-        try:
-            EmailMessage(note.subject, note.body, to=[note.target]).send()
-        except smtplib.SMTPRecipientsRefused as exc:
-            return False, False, f"recipient refused: {exc}"[:500]
-        except (smtplib.SMTPException, OSError) as exc:
-            return False, True, f"{type(exc).__name__}: {exc}"[:500]
-        return True, False, ""
-    try:
-        response = requests.post(
-            note.target, json={"text": note.body}, timeout=webhooks.TIMEOUT_SECONDS
-        )
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        return False, True, f"{type(exc).__name__}: {exc}"[:500]
-    except requests.RequestException as exc:
-        return False, False, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return True, False, ""
-    retryable = response.status_code >= 500 or response.status_code in (408, 429)
-    return False, retryable, f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-@shared_task
-def send_notification(notification_id: int, attempts: int | None = None) -> str:
-    """One attempt at a reminder; `attempts` as in deliver_webhook."""
-    note = Notification.objects.filter(pk=notification_id).first()
-    if note is None or note.state != Notification.State.PENDING:
-        return "skipped"
-    if attempts is None:
-        if note.next_attempt_at > timezone.now() + timedelta(seconds=1):
-            return "not-due"
-        attempts = note.attempts
-    # Claim this attempt, as deliver_webhook does: a duplicate task finds attempts moved on.
-    claimed = Notification.objects.filter(
-        pk=notification_id, state=Notification.State.PENDING, attempts=attempts
-    ).update(attempts=F("attempts") + 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
-    if claimed != 1:
-        return "skipped"
-    attempts += 1
-    sent, retryable, error = _send(note)
-    now = timezone.now()
-    if sent:
-        state, next_at = Notification.State.SENT, now
-    elif retryable and attempts < NOTIFICATION_MAX_ATTEMPTS:
-        state, next_at = (
-            Notification.State.PENDING,
-            now + timedelta(seconds=backoff_seconds(attempts)),
-        )
-    else:
-        state, next_at = Notification.State.FAILED, now
-        log.warning("notification %s failed after %s attempts: %s", note.pk, attempts, error)
-    # A retry is a due time in the row, sent by dispatch_due_work.
-    Notification.objects.filter(pk=notification_id).update(
-        state=state, next_attempt_at=next_at, last_error=error, sent_at=now if sent else None
-    )
-    return state
 
 
 # --- liveness --------------------------------------------------------------------------------

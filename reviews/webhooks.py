@@ -1,4 +1,5 @@
-"""Signing and sending of webhook deliveries to agents.
+"""The outbox's HTTP senders: signed webhook deliveries to agents, and messages to a queue's
+chat webhook. Both answer an Attempt that says whether another try is worth it.
 
 The signature is HMAC-SHA256 over "<timestamp>.<body>" with the agent's secret, so a
 receiver can check both origin and freshness (reject old timestamps to stop replays).
@@ -42,15 +43,27 @@ def send(url: str, secret: str, payload: dict[str, Any], delivery_id: int) -> At
     body = encode(payload)
     timestamp = str(int(time.time()))
     headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "hitl-webhooks/1",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: sign(secret, timestamp, body),
         "X-HITL-Delivery": str(delivery_id),
         EVENT_HEADER: str(payload.get("event", "")),
     }
+    return post(url, body, headers)
+
+
+def post_chat(url: str, text: str) -> Attempt:
+    """A message in the shape Slack's incoming webhooks take (and Mattermost's, Teams' ...)."""
+    return post(url, encode({"text": text}))
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> Attempt:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "hitl-webhooks/1",
+        **(headers or {}),
+    }
     try:
-        # A redirect is not followed: the signed POST goes to the URL the admin configured.
+        # A redirect is not followed: the POST goes to the URL the admin configured.
         response = requests.post(
             url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False
         )
@@ -63,4 +76,4 @@ def send(url: str, secret: str, payload: dict[str, Any], delivery_id: int) -> At
         return Attempt(True, False, code, "")
     # Only server-side and throttling failures are worth another try; a 4xx will not change.
     retryable = code >= 500 or code in (408, 429)
-    return Attempt(False, retryable, code, response.text[:500])
+    return Attempt(False, retryable, code, f"HTTP {code}: {response.text}"[:500])

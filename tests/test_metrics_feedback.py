@@ -12,6 +12,7 @@ from reviews.models import (
     AuditEvent,
     Category,
     Decision,
+    Notification,
     ReviewRequest,
     SpotCheckBatch,
     SpotCheckItem,
@@ -22,6 +23,7 @@ from reviews.services.decisions import decide_request, undo_decision
 from reviews.services.errors import TransitionError
 from reviews.services.periodic_reviews import record_spot_check
 from reviews.services.submission import submit_request
+from reviews.tasks import send_notification
 
 from .conftest import ROUTINE
 from .metrics_helpers import auto_approved
@@ -91,6 +93,9 @@ def test_sampled_accuracy_below_the_bar_puts_the_human_back(
         "gets wrong)."
     )
     assert event.actor_label == "system:monitoring"
+    # The managers' email waits in the outbox for a worker.
+    note = Notification.objects.get(kind="reinstated")
+    assert send_notification(note.pk) == "succeeded"
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
     assert "human is back" in mail.outbox[0].subject
     # The next request waits for a person.

@@ -374,7 +374,7 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
             timeout=60,
         )
         wait_for(
-            lambda: Notification.objects.filter(request_id=halfway, state="sent").exists(),
+            lambda: Notification.objects.filter(request_id=halfway, state="succeeded").exists(),
             timeout=60,
         )
         time.sleep(3)  # a few more dispatch ticks: nothing may arrive a second time
@@ -384,7 +384,7 @@ def test_a_redis_outage_loses_nothing_sends_nothing_twice_and_the_worker_survive
         assert counts[overdue_id] == 1  # the sweep's timeout decision, delivered once
         assert not WebhookDelivery.objects.exclude(state="succeeded").exists()
         assert slow.hits == 1
-        assert Notification.objects.filter(request_id=halfway, state="sent").count() == 1
+        assert Notification.objects.filter(request_id=halfway, state="succeeded").count() == 1
         assert f"/inbox/{halfway}/" in worker.output()  # the console email, once
         assert worker.output().count(f"/inbox/{halfway}/") == 1
 

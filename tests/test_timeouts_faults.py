@@ -249,7 +249,7 @@ def test_beat_and_a_worker_run_the_sweep_reminders_and_heartbeats_on_their_own(
         )
         wait_for(
             lambda: ReviewRequest.objects.filter(
-                pk=halfway.pk, notifications__state="sent"
+                pk=halfway.pk, notifications__state="succeeded"
             ).exists(),
             timeout=45,
         )

@@ -205,7 +205,7 @@ def test_it_reminds_the_assignee_by_email_halfway_with_a_link(agent, refunds, al
 
     note = Notification.objects.get(request=request)
     assert (note.kind, note.channel, note.target) == ("reminder", "email", "alice@example.com")
-    assert send_notification(note.pk) == "sent"
+    assert send_notification(note.pk) == "succeeded"
     [email] = mail.outbox
     assert email.to == ["alice@example.com"]
     assert "Refund 12,400 EUR" in email.subject
@@ -250,7 +250,7 @@ def test_the_queue_chat_webhook_gets_a_slack_compatible_message(agent, refunds, 
     )
     sweep()
     note = Notification.objects.get(request=request, channel="chat")
-    assert send_notification(note.pk) == "sent"
+    assert send_notification(note.pk) == "succeeded"
     [posted] = sink.received
     assert posted["path"] == "/slack"
     text = posted["json"]["text"]

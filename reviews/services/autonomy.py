@@ -3,7 +3,6 @@ sequential test over periodic reviews' verdicts, with the managers told by email
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,19 +10,17 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .. import cusum, monitoring
 from ..access import MANAGERS
-from ..models import Category, CategoryAutonomy, SpotCheckItem
+from ..models import Category, CategoryAutonomy, Notification, SpotCheckItem
 from ..policies import record_switch, version_before_switch
 from .audit import audit
 from .errors import TransitionError
-
-log = logging.getLogger(__name__)
+from .outbox import queue_notifications
 
 
 def _category_snapshot(category: Category) -> dict[str, Any]:
@@ -108,29 +105,36 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
             after=_category_snapshot(category),
             note=reason,
         )
-        transaction.on_commit(lambda: _tell_managers_of_reinstatement(category, reason))
+        _tell_managers_of_reinstatement(category, reason, now)
     return True
 
 
-def _tell_managers_of_reinstatement(category: Category, reason: str) -> None:
-    recipients = list(
-        get_user_model()
-        .objects.filter(groups__name=MANAGERS, is_active=True)
-        .exclude(email="")
-        .values_list("email", flat=True)
+def _tell_managers_of_reinstatement(category: Category, reason: str, now: datetime) -> None:
+    """An email to each manager with an address, sent and retried by the outbox: a mail
+    server that is down delays the news, and the switch stands either way."""
+    managers = (
+        get_user_model().objects.filter(groups__name=MANAGERS, is_active=True).exclude(email="")
     )
-    if not recipients:
-        return
-    try:
-        send_mail(
-            f"[HITL] {category.name}: a human is back in the loop",
-            f"{category.name} was autonomous and is now gated: every request waits for a "
-            f"reviewer again.\n\nWhy: {reason}\n\n{settings.SITE_URL}/metrics/autonomy/",
-            None,
-            recipients,
-        )
-    except Exception:  # mail down: the switch stands and is audited; say so in the log
-        log.exception("could not email managers about %s", category.slug)
+    subject = f"[HITL] {category.name}: a human is back in the loop"
+    body = (
+        f"{category.name} was autonomous and is now gated: every request waits for a "
+        f"reviewer again.\n\nWhy: {reason}\n\n{settings.SITE_URL}/metrics/autonomy/"
+    )
+    queue_notifications(
+        [
+            Notification(
+                recipient=manager,
+                kind=Notification.Kind.REINSTATED,
+                channel=Notification.Channel.EMAIL,
+                target=manager.email,
+                subject=subject[:300],
+                body=body,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            for manager in managers
+        ]
+    )
 
 
 def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:

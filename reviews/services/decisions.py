@@ -27,7 +27,7 @@ from ..models import (
 from .agreement import sample_second_reviews
 from .audit import actor_fields, audit
 from .errors import StateChanged, TransitionError, not_pending, refused_claim
-from .outbox import decision_data, enqueue_deliveries, queue_webhook, webhook_payload
+from .outbox import decision_data, enqueue, queue_webhook, webhook_payload
 from .sightings import review_seconds_for, review_starts
 
 Status = ReviewRequest.Status
@@ -250,6 +250,6 @@ def record_decisions(
     )
     if deliveries:
         delivery_ids = [d.pk for d in deliveries]
-        transaction.on_commit(lambda: enqueue_deliveries(delivery_ids, effective_at))
+        transaction.on_commit(lambda: enqueue(WebhookDelivery, delivery_ids, effective_at))
     sample_second_reviews(decisions, now=now)
     return decisions

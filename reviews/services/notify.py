@@ -1,17 +1,16 @@
 """Emails and chat messages to reviewers (reassigned to you, reminder), recorded in this
-transaction and sent by a task after commit."""
+transaction and sent by the outbox after commit."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from ..models import Decision, Notification, ReviewRequest
 from .deadline_plan import plan_for
-from .outbox import enqueue_notifications
+from .outbox import queue_notifications
 
 Channel = Decision.Channel
 
@@ -29,8 +28,8 @@ def _slack_escape(text: str) -> str:
 def notify_assignee(
     request: ReviewRequest, kind: str, now: datetime | None = None
 ) -> list[Notification]:
-    """Record an email to the assignee (and a chat message if the queue has a webhook); a task
-    sends them after commit."""
+    """Record an email to the assignee (and a chat message if the queue has a webhook) in the
+    outbox."""
     now = now or timezone.now()
     assignee = request.assignee
     if assignee is None:
@@ -83,8 +82,4 @@ def notify_assignee(
                 next_attempt_at=now,
             )
         )
-    if notes:
-        notes = Notification.objects.bulk_create(notes)
-        ids = [n.pk for n in notes]
-        transaction.on_commit(lambda: enqueue_notifications(ids))
-    return notes
+    return queue_notifications(notes)

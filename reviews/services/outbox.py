@@ -1,27 +1,45 @@
-"""Webhook deliveries to agents: recorded in the caller's transaction, handed to Celery after
-commit, and sent again from the database by beat when the broker was down."""
+"""The outbox: webhooks to agents, emails and chat messages to people, with one set of rules.
+
+Each message is a row written in the caller's transaction and handed to a worker after
+commit. One attempt claims the row by its attempt number, sends, and records the result: done,
+a retry due after a backoff (named transient failures only), or failed once the row's attempts
+run out. Beat's dispatch_due_work hands out the due rows (retries, ones held back, ones whose
+hand-off found the broker down); an admin can send one again from its first attempt."""
 
 from __future__ import annotations
 
+import logging
+import smtplib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import EmailMessage
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from hitl.redis_outage import BROKER
 
-from ..models import Decision, ReviewRequest, WebhookDelivery
+from .. import webhooks
+from ..models import Decision, Notification, OutboxMessage, ReviewRequest, WebhookDelivery
 from .audit import audit
+
+log = logging.getLogger(__name__)
+
+State = OutboxMessage.State
 
 # reviews.tasks delivers what this module queues; it builds on the services, so the services
 # name its tasks rather than import them.
 DELIVER_WEBHOOK = "reviews.tasks.deliver_webhook"
 DELIVER_WEBHOOKS = "reviews.tasks.deliver_webhooks"
 SEND_NOTIFICATION = "reviews.tasks.send_notification"
+# The task that makes one attempt at a row of each kind.
+ATTEMPT_TASK = {WebhookDelivery: DELIVER_WEBHOOK, Notification: SEND_NOTIFICATION}
+RESENT_VERB = {WebhookDelivery: "webhook.resent", Notification: "notification.resent"}
 
 
 def send_task(name: str, *args: Any) -> None:
@@ -70,7 +88,7 @@ def queue_webhook(
     not_before: datetime | None = None,
     decision: Decision | None = None,
 ) -> WebhookDelivery | None:
-    """Record a delivery in this transaction; hand it to Celery once the transaction commits.
+    """Record a delivery to the request's agent, if it has a webhook.
 
     `not_before` holds it back (a decision's undo window); `decision` spares reading back the
     one the caller has just written."""
@@ -85,8 +103,18 @@ def queue_webhook(
         payload=webhook_payload(request, event, decision),
         next_attempt_at=not_before or timezone.now(),
     )
-    transaction.on_commit(lambda: enqueue_delivery(delivery.pk, not_before))
+    transaction.on_commit(lambda: enqueue(WebhookDelivery, [delivery.pk], not_before))
     return delivery
+
+
+def queue_notifications(notes: list[Notification]) -> list[Notification]:
+    """Record emails and chat messages (unsaved Notifications) in this transaction."""
+    if not notes:
+        return []
+    notes = Notification.objects.bulk_create(notes)
+    ids = [note.pk for note in notes]
+    transaction.on_commit(lambda: enqueue(Notification, ids))
+    return notes
 
 
 def publish(send: Callable[[], object]) -> None:
@@ -103,49 +131,144 @@ def publish(send: Callable[[], object]) -> None:
     BROKER.recovered()
 
 
-def enqueue_delivery(delivery_id: int, not_before: datetime | None = None) -> None:
-    """Queue a delivery that is due now; one held back (the undo window) is left to
+def enqueue(model: type[OutboxMessage], ids: list[int], not_before: datetime | None = None) -> None:
+    """Hand rows that are due now to a worker. Rows held back (the undo window) are left to
     dispatch_due_work, so no worker ever holds a delayed message."""
-    if not_before is None or not_before <= timezone.now():
-        publish(lambda: send_task(DELIVER_WEBHOOK, delivery_id))
+    if not_before is not None and not_before > timezone.now():
+        return
+    if model is WebhookDelivery and len(ids) > 1:
+        # One message for a batch (a sweep batch, a reviewer's batch); a worker fans it out,
+        # so the batch's transaction never waits on the broker once per request.
+        publish(lambda: send_task(DELIVER_WEBHOOKS, ids))
+        return
+    for pk in ids:
+        publish(lambda pk=pk: send_task(ATTEMPT_TASK[model], pk))
 
 
-def enqueue_deliveries(delivery_ids: list[int], not_before: datetime | None = None) -> None:
-    """One broker message for a batch's due deliveries; a worker fans them out, so neither
-    the sweep nor a reviewer's batch waits on the broker once per request. Held-back ones
-    are left to dispatch_due_work, as in enqueue_delivery."""
-    if not_before is None or not_before <= timezone.now():
-        publish(lambda: send_task(DELIVER_WEBHOOKS, delivery_ids))
+def deliver(model: type[OutboxMessage], pk: int, attempts: int | None = None) -> str:
+    """One attempt at a row. Answers its state after the attempt ("succeeded", "pending" for a
+    retry, "failed"), or why nothing was sent ("skipped", "not-due", "superseded").
+
+    `attempts` is what the dispatch saw when it claimed the row; without it (a row handed over
+    the moment it was due) the row must be due now."""
+    row = model.objects.filter(pk=pk).first()
+    if row is None or row.state != State.PENDING:
+        return "skipped"
+    if attempts is None:
+        if row.next_attempt_at > timezone.now() + timedelta(seconds=1):
+            return "not-due"
+        attempts = row.attempts
+    # Claim this attempt: a duplicate task (dispatched twice, redelivered) finds attempts
+    # moved on and sends nothing. A worker dying mid-attempt leaves it due again in 5 minutes.
+    claimed = model.objects.filter(pk=pk, state=State.PENDING, attempts=attempts).update(
+        attempts=F("attempts") + 1, next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    if claimed != 1:
+        return "skipped"
+    attempts += 1
+    result = _send(row)
+    now = timezone.now()
+    if result.ok:
+        state, next_at = State.SUCCEEDED, now
+    elif result.retryable and attempts < row.max_attempts:
+        # The retry is a due time in the row; dispatch_due_work sends it then.
+        state, next_at = State.PENDING, now + timedelta(seconds=backoff_seconds(attempts))
+    else:
+        state, next_at = State.FAILED, now
+    # Only if this attempt still owns the row: an admin's re-send meanwhile starts afresh.
+    owned = model.objects.filter(pk=pk, attempts=attempts).update(
+        state=state,
+        next_attempt_at=next_at,
+        last_status_code=result.status_code,
+        last_error=result.error,
+        delivered_at=now if result.ok else None,
+    )
+    if owned != 1:
+        return "superseded"
+    if state == State.FAILED:
+        log.warning(
+            "%s %s failed after %s attempts: %s",
+            model._meta.verbose_name,
+            pk,
+            attempts,
+            result.error or result.status_code,
+        )
+    return state
 
 
-def enqueue_notifications(notification_ids: list[int]) -> None:
-    for notification_id in notification_ids:
-        publish(lambda pk=notification_id: send_task(SEND_NOTIFICATION, pk))
+def backoff_seconds(attempts: int) -> int:
+    """Exponential: base, 2x base, 4x base … (10 s, 20 s, 40 s by default), capped at an hour."""
+    return min(settings.HITL_WEBHOOK_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), 3600)
 
 
-def resend_deliveries(delivery_ids: list[int], *, by: AbstractBaseUser) -> int:
-    """Queue webhook deliveries again from their first attempt (an admin's Re-send)."""
+def _send(row: OutboxMessage) -> webhooks.Attempt:
+    if isinstance(row, WebhookDelivery):
+        return webhooks.send(row.url, row.agent.webhook_secret, row.payload, row.pk)
+    if row.channel == Notification.Channel.CHAT:
+        return webhooks.post_chat(row.target, row.body)
+    return _send_email(row)
+
+
+def _send_email(note: Notification) -> webhooks.Attempt:
+    try:
+        EmailMessage(note.subject, note.body, to=[note.target]).send()
+    except smtplib.SMTPRecipientsRefused as exc:  # the address will not start working
+        return webhooks.Attempt(False, False, None, f"recipient refused: {exc}"[:500])
+    except (smtplib.SMTPException, OSError) as exc:
+        return webhooks.Attempt(False, True, None, f"{type(exc).__name__}: {exc}"[:500])
+    return webhooks.Attempt(True, False, None, "")
+
+
+def dispatch_due(model: type[OutboxMessage], task: Any) -> int:
+    """Claim up to a batch of due pending rows of `model` and queue `task` for each; returns
+    how many were queued. Two ticks at once claim disjoint rows (SKIP LOCKED); a claimed row
+    is leased (its due time moves past the lease) so the next ticks leave it to its task."""
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.HITL_DISPATCH_LEASE_SECONDS)
+    pending_due = model.objects.filter(state=State.PENDING, next_attempt_at__lte=now)
+    # Most ticks find nothing: a plain indexed read, so an idle tick takes no lock (on
+    # SQLite every transaction here would take the database's write lock).
+    if not pending_due.exists():
+        return 0
     with transaction.atomic():
-        deliveries = list(
-            WebhookDelivery.objects.select_for_update(of=("self",))
-            .filter(pk__in=delivery_ids)
+        due = list(
+            pending_due.select_for_update(skip_locked=True)
+            .order_by("next_attempt_at")
+            .values_list("pk", "attempts")[: settings.HITL_DISPATCH_BATCH_SIZE]
+        )
+        model.objects.filter(pk__in=[pk for pk, _ in due]).update(next_attempt_at=lease_until)
+    for sent, (pk, attempts) in enumerate(due):
+        try:
+            task.delay(pk, attempts)
+        except Exception as exc:  # the broker went away mid-tick: the rest are due again now
+            BROKER.failed(exc)
+            unsent = [row_pk for row_pk, _ in due[sent:]]
+            model.objects.filter(pk__in=unsent, next_attempt_at=lease_until).update(
+                next_attempt_at=now
+            )
+            return sent
+    return len(due)
+
+
+def resend(model: type[OutboxMessage], ids: list[int], *, by: AbstractBaseUser) -> int:
+    """Queue rows again from their first attempt (an admin's Re-send)."""
+    with transaction.atomic():
+        rows = list(
+            model.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids)
             .select_related("request")
         )
-        ids = [delivery.pk for delivery in deliveries]
-        WebhookDelivery.objects.filter(pk__in=ids).update(
-            state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=timezone.now()
+        ids = [row.pk for row in rows]
+        model.objects.filter(pk__in=ids).update(
+            state=State.PENDING, attempts=0, next_attempt_at=timezone.now()
         )
-        for delivery in deliveries:
+        for row in rows:
             audit(
-                "webhook.resent",
-                delivery.request,
+                RESENT_VERB[model],
+                row.request,
                 by,
-                before={
-                    "delivery": delivery.pk,
-                    "state": delivery.state,
-                    "attempts": delivery.attempts,
-                },
-                after={"delivery": delivery.pk, "state": WebhookDelivery.State.PENDING},
+                before={"delivery": row.pk, "state": row.state, "attempts": row.attempts},
+                after={"delivery": row.pk, "state": State.PENDING},
             )
-        transaction.on_commit(lambda: enqueue_deliveries(ids))
+        transaction.on_commit(lambda: enqueue(model, ids))
     return len(ids)

@@ -13,7 +13,9 @@ from django.views.decorators.http import require_GET
 
 from ..access import ADMINS, role_required
 from ..health import liveness
-from ..models import Notification, ReviewRequest, SweepRun, WebhookDelivery
+from ..models import Notification, OutboxMessage, ReviewRequest, SweepRun, WebhookDelivery
+
+State = OutboxMessage.State
 
 
 @require_GET
@@ -29,20 +31,17 @@ def status(request: HttpRequest) -> HttpResponse:
         oldest_overdue=Min("deadline", filter=Q(deadline__lte=now)),
     )
     reminders = Notification.objects.aggregate(
-        sent=Count("pk", filter=Q(state=Notification.State.SENT, sent_at__gte=day_ago)),
-        pending=Count("pk", filter=Q(state=Notification.State.PENDING)),
-        failed=Count("pk", filter=Q(state=Notification.State.FAILED, created_at__gte=day_ago)),
+        sent=Count("pk", filter=Q(state=State.SUCCEEDED, delivered_at__gte=day_ago)),
+        pending=Count("pk", filter=Q(state=State.PENDING)),
+        failed=Count("pk", filter=Q(state=State.FAILED, created_at__gte=day_ago)),
     )
     webhooks = WebhookDelivery.objects.aggregate(
-        pending=Count("pk", filter=Q(state=WebhookDelivery.State.PENDING)),
+        pending=Count("pk", filter=Q(state=State.PENDING)),
         stuck=Count(
             "pk",
-            filter=Q(
-                state=WebhookDelivery.State.PENDING,
-                next_attempt_at__lte=now - timedelta(minutes=5),
-            ),
+            filter=Q(state=State.PENDING, next_attempt_at__lte=now - timedelta(minutes=5)),
         ),
-        failed=Count("pk", filter=Q(state=WebhookDelivery.State.FAILED, created_at__gte=day_ago)),
+        failed=Count("pk", filter=Q(state=State.FAILED, created_at__gte=day_ago)),
     )
     last_run = SweepRun.objects.first()
     # Most sweeps find nothing to do; list the ones that did something, or never finished.
