@@ -43,7 +43,10 @@ RESENT_VERB = {WebhookDelivery: "webhook.resent", Notification: "notification.re
 
 
 def send_task(name: str, *args: Any) -> None:
-    current_app.send_task(name, args=args)
+    # Nothing reads a task's result. Said here because a process that has not imported
+    # reviews.tasks (a web process) does not know the tasks' own ignore_result, and Celery
+    # would then subscribe to the result backend first: with Redis down, 20 s of reconnects.
+    current_app.send_task(name, args=args, ignore_result=True)
 
 
 def decision_data(decision: Decision | None) -> dict[str, Any] | None:
