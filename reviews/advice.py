@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from . import rules as engine
 from .figures import pct_bar, pct_vs
-from .insights import Period, Summary, add_lists, wilson, zero_error_sample
+from .insights.periods import Period
+from .insights.stats import add_lists, wilson, zero_error_sample
+from .insights.summaries import Summary
 from .models import PEOPLE_CHANNELS, DailyRollup, Decision, EscalationRule
 from .rollups import CONF_BUCKETS, day_bounds
 

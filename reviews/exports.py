@@ -14,7 +14,8 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from .insights import Period, describe_delta, period_from
+from .insights.patterns import describe_delta
+from .insights.periods import Period, period_from
 from .models import AuditEvent, Decision
 from .validation import parse_id
 

@@ -18,9 +18,9 @@ from django.core.validators import MinValueValidator
 from django.db.models import Q
 from django.utils import timezone
 
-from . import insights
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
+from .insights.readiness import Readiness
 from .models import Agent, Category, EscalationRule, Queue
 from .policies import (
     POLICY_FIELDS,
@@ -127,7 +127,7 @@ class PolicyForm(forms.ModelForm):
         self,
         *args: Any,
         saving: bool = False,
-        readiness: insights.Readiness | None = None,
+        readiness: Readiness | None = None,
         **kwargs: Any,
     ):
         # A preview may leave the override reason empty; a save may not.

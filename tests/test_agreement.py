@@ -10,7 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import insights
+from reviews.insights.agreement import agreement_report
+from reviews.insights.periods import period_from
+from reviews.insights.stats import wilson
 from reviews.models import (
     AuditEvent,
     Decision,
@@ -335,11 +337,11 @@ def test_the_agreement_figures_match_known_verdicts(agent, sampled, alice, carol
         + [("rejected", "approved")]
     )
     agreement_fixture(agent, sampled, alice, carol, pairs)
-    report = insights.agreement(insights.period_from({"days": "7"}))
+    report = agreement_report(period_from({"days": "7"}))
     total = report.total
     assert (total.n, total.agreed, total.same_action) == (12, 8, 8)
     assert total.rate == pytest.approx(8 / 12)
-    assert total.lower == pytest.approx(insights.wilson(8, 12)[0])
+    assert total.lower == pytest.approx(wilson(8, 12)[0])
     # kappa: observed 8/12; chance from the margins (first 9A 2M 1R, second 7A 3M 2R).
     expected = (9 * 7 + 2 * 3 + 1 * 2) / 144
     assert total.kappa == pytest.approx((8 / 12 - expected) / (1 - expected))

@@ -8,7 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import insights, rollups
+from reviews import rollups
+from reviews.insights.calibration import calibration_bins, calibration_reading
+from reviews.insights.patterns import change_patterns
+from reviews.insights.periods import period_from
+from reviews.insights.readiness import readiness_of
+from reviews.insights.stats import wilson
+from reviews.insights.summaries import rollup_rows, summarize
 from reviews.models import Decision
 from reviews.services.bulk import decide_requests_in_bulk
 from reviews.services.decisions import decide_request
@@ -56,27 +62,27 @@ def test_approving_another_option_is_not_the_agent_being_right(agent, refunds, a
     right = simulate(agent, refunds, alice)
     rollups.rebuild()
     assert Decision.objects.filter(as_proposed=True).count() == right
-    period = insights.period_from({"days": "7"})
-    summary = insights.summarize(insights.rollup_rows(period, refunds.pk, agent.pk))
+    period = period_from({"days": "7"})
+    summary = summarize(rollup_rows(period, refunds.pk, agent.pk))
     # Option changes count as modifications, so no figure reads 100% approved unchanged.
     assert (summary.approved, summary.modified) == (right, 200 - right)
 
-    bins = insights.calibration_bins(summary)
+    bins = calibration_bins(summary)
     top = bins[9]
     assert top.n == 200 and top.ok == right
-    low, high = insights.wilson(top.ok, top.n)
+    low, high = wilson(top.ok, top.n)
     assert low <= TRUE_ACCURACY <= high  # the truth is inside the page's interval
-    reading = insights.calibration_reading(bins)
+    reading = calibration_reading(bins)
     assert f"right {right / 200:.0%}" in reading and "overconfident" in reading
 
-    (readiness,) = insights.readiness(category_id=refunds.pk)
+    (readiness,) = readiness_of(category_id=refunds.pk)
     assert (readiness.human_ok, readiness.human_n) == (right, 200)
 
 
 def test_patterns_show_which_option_people_choose_instead(agent, refunds, alice):
     right = simulate(agent, refunds, alice)
     rollups.rebuild()
-    found = insights.patterns(insights.period_from({"days": "7"}), refunds.pk)
+    found = change_patterns(period_from({"days": "7"}), refunds.pk)
     assert found, "a rule whose escalations people often change is a pattern"
     assert ("option B instead of A", 200 - right) in found[0].changes
 

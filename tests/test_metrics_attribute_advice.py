@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from reviews import advice, rollups
-from reviews.insights import period_from
+from reviews.insights.periods import period_from
 from reviews.models import Category, CategoryAutonomy, EscalationRule
 
 from .conftest import ROUTINE

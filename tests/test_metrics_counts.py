@@ -9,7 +9,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import figures, insights, rollups
+from reviews import figures, rollups
+from reviews.insights.calibration import Bin, calibration_bins, calibration_reading
+from reviews.insights.periods import period_from
+from reviews.insights.stats import wilson
+from reviews.insights.summaries import rollup_rows, summarize
 
 from .known_truth import bulk
 
@@ -52,10 +56,10 @@ def calibrated(agent, category, n: int, seed: int = 11) -> int:
 def test_a_calibrated_agent_s_headline_reads_all_its_decisions(agent, refunds):
     right = calibrated(agent, refunds, 1000)
     rollups.roll_up()
-    summary = insights.summarize(insights.rollup_rows(insights.period_from({"days": "7"})))
-    bins = insights.calibration_bins(summary)
+    summary = summarize(rollup_rows(period_from({"days": "7"})))
+    bins = calibration_bins(summary)
     assert 300 < bins[8].n < 700 and bins[8].n + bins[9].n == 1000  # split across two bins
-    reading = insights.calibration_reading(bins)
+    reading = calibration_reading(bins)
     assert reading.startswith(f"Says 90%, right {right / 10:.0f}% of the time")
     assert "all 1,000 decisions with a stated confidence" in reading
     assert reading.endswith("well calibrated.")
@@ -65,8 +69,8 @@ def test_a_bin_that_is_off_is_named_beside_the_pooled_figure(agent, refunds):
     bulk(agent, refunds, ["right"] * 95 + ["wrong"] * 5, at=yesterday(), confidences=[0.95] * 100)
     bulk(agent, refunds, ["right"] * 30 + ["wrong"] * 70, at=yesterday(), confidences=[0.65] * 100)
     rollups.roll_up()
-    summary = insights.summarize(insights.rollup_rows(insights.period_from({"days": "7"})))
-    reading = insights.calibration_reading(insights.calibration_bins(summary))
+    summary = summarize(rollup_rows(period_from({"days": "7"})))
+    reading = calibration_reading(calibration_bins(summary))
     assert reading.startswith("Says 80%, right 62% of the time (all 200 decisions")
     assert "overconfident. Off in 0.6 to 0.7: says 65%, right 30% (n = 100, overconfident)." in (
         reading
@@ -75,8 +79,8 @@ def test_a_bin_that_is_off_is_named_beside_the_pooled_figure(agent, refunds):
 
 def test_overconfidence_never_prints_the_bound_equal_to_what_it_says():
     # Says 0.9004 and right at most 0.8998: to the percent both read 90%.
-    bin_ = insights.Bin(0.9, 1.0, 100_000, 89_750, 0.9004)
-    high = insights.wilson(bin_.ok, bin_.n)[1]
+    bin_ = Bin(0.9, 1.0, 100_000, 89_750, 0.9004)
+    high = wilson(bin_.ok, bin_.n)[1]
     assert high < bin_.stated and round(high, 2) == round(bin_.stated, 2)
-    reading = insights.calibration_reading([bin_])
+    reading = calibration_reading([bin_])
     assert "overconfident" in reading and "90%" not in reading

@@ -9,7 +9,9 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import insights, rollups
+from reviews import rollups
+from reviews.insights.periods import period_from
+from reviews.insights.summaries import rollup_rows, submission_rows, submissions_by, summarize
 from reviews.models import SubmissionRollup
 
 from .known_truth import bulk
@@ -35,10 +37,10 @@ def test_2000_waiting_and_400_auto_approved_is_83_percent_escalated(
 ):
     bulk(agent, refunds, ["pending"] * 2000 + ["auto"] * 400, at=yesterday())
     rollups.roll_up()
-    period = insights.period_from({"days": "7"})
+    period = period_from({"days": "7"})
     # The decisions alone are the 400 auto-approvals: over them, nothing was escalated.
-    assert insights.summarize(insights.rollup_rows(period)).escalated == 0
-    submissions = insights.submissions_by(insights.submission_rows(period))
+    assert summarize(rollup_rows(period)).escalated == 0
+    submissions = submissions_by(submission_rows(period))
     assert (submissions.escalated, submissions.submitted) == (2000, 2400)
     client.force_login(manager)
     page = client.get(reverse("metrics"), {"days": "7"}).content.decode()

@@ -9,7 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import figures, insights, rollups, sampling
+from reviews import figures, rollups, sampling
+from reviews.insights.readiness import Readiness, readiness_of
+from reviews.insights.stats import wilson, zero_error_sample
 from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
 from reviews.services.autonomy import reinstate_gate, switch_to_autonomous
 from reviews.services.periodic_reviews import record_spot_check
@@ -28,7 +30,7 @@ def local(days_ago: int, hour: int):
 
 
 def state_of(category, **kwargs):
-    (state,) = insights.readiness(category_id=category.pk, **kwargs)
+    (state,) = readiness_of(category_id=category.pk, **kwargs)
     return state
 
 
@@ -42,7 +44,7 @@ def test_escalations_right_975_percent_are_not_ready_however_many_spot_checks_ag
     assert (state.human_ok, state.human_n) == (390, 400)
     assert (state.sampled_ok, state.sampled_n) == (5000, 5000)  # shown, apart
     # Pooled, as the page used to, the spot checks would have carried it over the bar.
-    assert insights.wilson(390 + 5000, 400 + 5000)[0] >= 0.99
+    assert wilson(390 + 5000, 400 + 5000)[0] >= 0.99
     assert state.lower < 0.99 and not state.ready
     assert "400 escalations decided by people in the last 90 days" in state.evidence
     assert "97.5% taken as proposed" in state.evidence
@@ -73,7 +75,7 @@ def test_after_a_reinstatement_old_decisions_do_not_make_the_category_ready_agai
     assert state.since == reinstated and not state.ready
     assert f"since {reinstated.day} {reinstated:%b %Y} (reinstated then)" in state.evidence
     # All of it pooled would have looked ready: the old decisions swamp the new ones.
-    assert insights.wilson(3000 + 50 + 140, 3000 + 50 + 150)[0] >= 0.99
+    assert wilson(3000 + 50 + 140, 3000 + 50 + 150)[0] >= 0.99
 
     client.force_login(manager)
     page = client.get(reverse("metrics_autonomy")).content.decode()
@@ -95,9 +97,9 @@ def test_readiness_does_not_follow_the_period_picker(client, agent, refunds, ali
 
 
 def test_the_minimum_sample_is_the_fewest_that_can_show_the_bar(agent, refunds, alice, settings):
-    assert insights.zero_error_sample(0.99) == 381
-    assert insights.zero_error_sample(0.95) == 73
-    assert insights.zero_error_sample(1.0) is None
+    assert zero_error_sample(0.99) == 381
+    assert zero_error_sample(0.95) == 73
+    assert zero_error_sample(1.0) is None
     bulk(agent, refunds, ["right"] * 380, at=local(2, 10), by=alice)
     rollups.rebuild()
     state = state_of(refunds)
@@ -146,14 +148,14 @@ def test_a_share_below_the_bar_never_prints_equal_to_it():
     assert figures.pct_vs(0.99, 0.99) == "99.0%"
     assert figures.pct_bar(0.99) == "99%" and figures.pct_bar(0.995) == "99.5%"
     # A sample whose lower bound is just under 99% says so in every digit it prints.
-    assert 0.98995 < insights.wilson(871, 874)[0] < 0.99  # 99.0% to one decimal
+    assert 0.98995 < wilson(871, 874)[0] < 0.99  # 99.0% to one decimal
     blocker = next(b for b in _blockers(871, 874) if b.startswith("lower bound"))
     assert blocker == "lower bound 98.996% below the 99% bar"
 
 
 def _blockers(ok: int, n: int) -> list[str]:
     category = Category(name="x", sample_rate=0.1)
-    return insights.Readiness(
+    return Readiness(
         category, CategoryAutonomy(category=category), timezone.now(), "", n, ok, 0, 0, 0
     ).blockers
 

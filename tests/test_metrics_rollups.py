@@ -7,7 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from reviews import insights, rollups
+from reviews import rollups
+from reviews.insights.periods import period_from
+from reviews.insights.summaries import rollup_rows, submission_rows, submissions_by, summarize
 from reviews.models import DailyRollup, Decision, ReviewerRollup
 from reviews.services.decisions import decide_request, undo_decision
 from reviews.services.submission import submit_request
@@ -63,13 +65,11 @@ def test_it_counts_decisions_per_fired_rule(known, refunds):
 
 def test_it_derives_median_and_90th_percentile_review_times(known, refunds):
     rollups.roll_up()
-    summary = insights.summarize(insights.rollup_rows(insights.period_from({"days": "7"})))
+    summary = summarize(rollup_rows(period_from({"days": "7"})))
     # Review times 5, 10, 20, 40, 100, 100: median between 20 and 40, p90 near 100.
     assert 15 <= summary.review_p50 <= 45
     assert 60 <= summary.review_p90 <= 120
-    submissions = insights.submissions_by(
-        insights.submission_rows(insights.period_from({"days": "7"}))
-    )
+    submissions = submissions_by(submission_rows(period_from({"days": "7"})))
     assert submissions.rate == pytest.approx(7 / 9)
 
 

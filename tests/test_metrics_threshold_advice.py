@@ -12,7 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import advice, rollups
-from reviews.insights import Summary, period_from, wilson, zero_error_sample
+from reviews.insights.periods import period_from
+from reviews.insights.stats import wilson, zero_error_sample
+from reviews.insights.summaries import Summary
 from reviews.models import CategoryAutonomy, EscalationRule
 
 from .conftest import ROUTINE

@@ -5,7 +5,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from reviews import insights, policies
+from reviews import policies
+from reviews.insights.readiness import readiness_of
 from reviews.models import (
     Agent,
     AgentToken,
@@ -427,7 +428,7 @@ def test_a_token_of_another_agent_cannot_be_revoked_through_this_one(admin_clien
 def test_switching_an_unready_category_from_the_editor_needs_a_knowing_override(
     admin_client, refunds
 ):
-    (state,) = insights.readiness(category_id=refunds.pk)
+    (state,) = readiness_of(category_id=refunds.pk)
     assert not state.ready
     data = editor_data(
         refunds, mode="autonomous", mode_reason="Pilot on small refunds.", action="save", note="Go"

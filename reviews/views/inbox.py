@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from .. import insights, monitoring, precedents, validation
+from .. import monitoring, precedents, validation
 from .. import rules as engine
 from ..access import (
     REVIEWERS,
@@ -43,6 +43,8 @@ from ..access import (
     spot_check_batches_for_reviewer,
     spot_check_items_for_reviewer,
 )
+from ..insights.calibration import calibration_hint
+from ..insights.patterns import option_change
 from ..models import Decision, Message, Queue, ReviewRequest, SecondReview, SpotCheckItem
 from ..proposals import action_delta, changes_since, display_value, parse_version
 from ..services import bulk
@@ -421,7 +423,7 @@ def past_alike(
                 "reason": past["decision__reason"] or "",
                 "badge": PRECEDENT_BADGES[kind],
                 "label": kind.capitalize(),
-                "option": insights.option_change(recommended, chosen)
+                "option": option_change(recommended, chosen)
                 if chosen and recommended and chosen != recommended
                 else "",
                 "delta": action_delta(past["proposed_action"], final_action)
@@ -490,7 +492,7 @@ def item_context(
             {"kind": kind, "n": n, "badge": PRECEDENT_BADGES[kind]} for kind, n in newer
         ],
         "precedent_rules_used": rules_used,
-        "calibration": insights.calibration_hint(req.category_id, req.agent_id, req.confidence),
+        "calibration": calibration_hint(req.category_id, req.agent_id, req.confidence),
         "plan": plan_for(req).words if req.is_pending else [],
         "overdue": bool(req.deadline and req.deadline <= timezone.now()),
         "thread": thread,

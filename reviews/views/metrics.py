@@ -14,10 +14,28 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import charts, exports, figures, insights, monitoring, validation
+from .. import charts, exports, figures, monitoring, validation
 from ..access import ADMINS, MANAGERS, role_required
 from ..advice import threshold_advice
+from ..insights.agreement import agreement_report
+from ..insights.calibration import calibration_bins, calibration_reading
+from ..insights.patterns import change_patterns
+from ..insights.periods import PERIODS, Period, period_from
+from ..insights.readiness import readiness_of
+from ..insights.reviewers import RUBBER_STAMP_SECONDS, reviewer_stats
+from ..insights.stats import add_lists, zero_error_sample
+from ..insights.summaries import (
+    Submissions,
+    Summary,
+    group_by,
+    rollup_rows,
+    submission_rows,
+    submissions_by,
+    summarize,
+    timed_out,
+)
 from ..models import Agent, Category
+from ..rollups import TIME_EDGES
 from ..services.autonomy import switch_to_autonomous
 from ..services.errors import TransitionError
 from ..templatetags.metrics_format import duration
@@ -40,7 +58,7 @@ def _int(value: str | None) -> int | None:
 
 def _context(request: HttpRequest, tab: str, **extra: Any) -> dict[str, Any]:
     """Period and filters shared by every metrics page."""
-    period = insights.period_from(request.GET)
+    period = period_from(request.GET)
     categories = list(Category.objects.order_by("name"))
     agents = list(Agent.objects.order_by("name"))
     category_id = _int(request.GET.get("category"))
@@ -52,7 +70,7 @@ def _context(request: HttpRequest, tab: str, **extra: Any) -> dict[str, Any]:
         "tabs": TABS,
         "tab": tab,
         "period": period,
-        "periods": insights.PERIODS,
+        "periods": PERIODS,
         "days": request.GET.get("days", "" if request.GET.get("from") else "30"),
         "categories": categories,
         "category_names": {c.pk: c.name for c in categories},
@@ -66,7 +84,7 @@ def _context(request: HttpRequest, tab: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _buckets(period: insights.Period) -> tuple[int, list[date]]:
+def _buckets(period: Period) -> tuple[int, list[date]]:
     """Days per chart bar: one for up to three months, a week beyond."""
     size = 1 if period.days <= 92 else 7
     return size, period.dates()[::size]
@@ -77,21 +95,21 @@ def _buckets(period: insights.Period) -> tuple[int, list[date]]:
 def overview(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics")
     period = ctx["period"]
-    rows = insights.rollup_rows(period, ctx["category_id"], ctx["agent_id"])
-    submitted = insights.submission_rows(period, ctx["category_id"], ctx["agent_id"])
-    summary = insights.summarize(rows)
+    rows = rollup_rows(period, ctx["category_id"], ctx["agent_id"])
+    submitted = submission_rows(period, ctx["category_id"], ctx["agent_id"])
+    summary = summarize(rows)
     size, starts = _buckets(period)
 
     def bucket(day: date) -> date:
         return starts[(day - period.start).days // size]
 
-    grouped: dict[date, insights.Summary] = {}
+    grouped: dict[date, Summary] = {}
     for row in rows:
-        grouped.setdefault(bucket(row["day"]), insights.Summary()).add(row)
-    buckets = [grouped.get(start, insights.Summary()) for start in starts]
-    by_submission_day: dict[date, insights.Submissions] = {}
+        grouped.setdefault(bucket(row["day"]), Summary()).add(row)
+    buckets = [grouped.get(start, Summary()) for start in starts]
+    by_submission_day: dict[date, Submissions] = {}
     for row in submitted:
-        by_submission_day.setdefault(bucket(row["day"]), insights.Submissions()).add(row)
+        by_submission_day.setdefault(bucket(row["day"]), Submissions()).add(row)
     labels = [d.strftime("%b %d") for d in starts]
     volume = charts.stacked_bars(
         "Decisions per " + ("day" if size == 1 else "week"),
@@ -120,7 +138,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             (
                 "escalated",
                 charts.COLORS["modified"],
-                [by_submission_day.get(start, insights.Submissions()).rate for start in starts],
+                [by_submission_day.get(start, Submissions()).rate for start in starts],
             )
         ],
         fmt=lambda v: f"{v:.0%}",
@@ -128,7 +146,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     )
     ctx.update(
         summary=summary,
-        submissions=insights.submissions_by(submitted),
+        submissions=submissions_by(submitted),
         volume_chart=volume,
         time_chart=times,
         escalation_chart=escalation,
@@ -141,22 +159,22 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 def _breakdown(
     rows: list[dict[str, Any]], submitted: list[dict[str, Any]], key: str, names: dict
-) -> list[tuple[Any, insights.Summary, insights.Submissions]]:
+) -> list[tuple[Any, Summary, Submissions]]:
     """Per category or agent: its decisions and its submissions, busiest first."""
-    decisions = insights.group_by(rows, key)
-    submissions = insights.submissions_by(submitted, key)
+    decisions = group_by(rows, key)
+    submissions = submissions_by(submitted, key)
     keys = sorted(
         set(decisions) | set(submissions),
         key=lambda k: (
-            -submissions.get(k, insights.Submissions()).submitted,
-            -decisions.get(k, insights.Summary()).total,
+            -submissions.get(k, Submissions()).submitted,
+            -decisions.get(k, Summary()).total,
         ),
     )
     return [
         (
             names.get(k, k),
-            decisions.get(k, insights.Summary()),
-            submissions.get(k, insights.Submissions()),
+            decisions.get(k, Summary()),
+            submissions.get(k, Submissions()),
         )
         for k in keys
     ]
@@ -166,20 +184,20 @@ def _breakdown(
 @role_required(MANAGERS, ADMINS)
 def calibration(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_calibration")
-    rows = insights.rollup_rows(ctx["period"], ctx["category_id"], ctx["agent_id"])
+    rows = rollup_rows(ctx["period"], ctx["category_id"], ctx["agent_id"])
     panels = []
     for (agent_id, category_id), summary in sorted(
-        insights.group_by(rows, "agent_id", "category_id").items(),
+        group_by(rows, "agent_id", "category_id").items(),
         key=lambda item: -item[1].human,
     ):
         if not summary.human:
             continue
-        bins = insights.calibration_bins(summary)
+        bins = calibration_bins(summary)
         name = f"{ctx['agent_names'].get(agent_id)} · {ctx['category_names'].get(category_id)}"
         panels.append(
             {
                 "title": name,
-                "reading": insights.calibration_reading(bins),
+                "reading": calibration_reading(bins),
                 "chart": charts.reliability(f"Calibration of {name}", bins),
                 "bins": [b for b in bins if b.n],
                 "n": summary.human,
@@ -187,7 +205,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
         )
     ctx.update(
         panels=panels,
-        counts_note=figures.counts_note("calibration", insights.summarize(rows).timed_out),
+        counts_note=figures.counts_note("calibration", summarize(rows).timed_out),
     )
     return render(request, "metrics/calibration.html", ctx)
 
@@ -198,11 +216,9 @@ def advice(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_advice")
     ctx["advice"] = threshold_advice(ctx["period"], ctx["category_id"])
     ctx["bar_label"] = figures.pct_bar(settings.HITL_AUTONOMY_BAR)
-    ctx["needed"] = insights.zero_error_sample(settings.HITL_AUTONOMY_BAR)
+    ctx["needed"] = zero_error_sample(settings.HITL_AUTONOMY_BAR)
     ctx["min_n"] = settings.HITL_ADVICE_MIN_SAMPLE
-    ctx["counts_note"] = figures.counts_note(
-        "advice", insights.timed_out(ctx["period"], ctx["category_id"])
-    )
+    ctx["counts_note"] = figures.counts_note("advice", timed_out(ctx["period"], ctx["category_id"]))
     return render(request, "metrics/advice.html", ctx)
 
 
@@ -210,9 +226,9 @@ def advice(request: HttpRequest) -> HttpResponse:
 @role_required(MANAGERS, ADMINS)
 def patterns(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_patterns")
-    ctx["patterns"] = insights.patterns(ctx["period"], ctx["category_id"])
+    ctx["patterns"] = change_patterns(ctx["period"], ctx["category_id"])
     ctx["counts_note"] = figures.counts_note(
-        "patterns", insights.timed_out(ctx["period"], ctx["category_id"])
+        "patterns", timed_out(ctx["period"], ctx["category_id"])
     )
     return render(request, "metrics/patterns.html", ctx)
 
@@ -221,21 +237,19 @@ def patterns(request: HttpRequest) -> HttpResponse:
 @role_required(MANAGERS, ADMINS)
 def reviewers(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_reviewers")
-    stats = insights.reviewer_stats(ctx["period"], ctx["category_id"])
-    labels = [f"<{duration(e)}" for e in insights.TIME_EDGES] + ["longer"]  # one spacing: "<1 s"
+    stats = reviewer_stats(ctx["period"], ctx["category_id"])
+    labels = [f"<{duration(e)}" for e in TIME_EDGES] + ["longer"]  # one spacing: "<1 s"
     combined: list[int] = []
     for s in stats:
-        insights.add_lists(combined, s.review_hist)
+        add_lists(combined, s.review_hist)
     cut = max((i for i, c in enumerate(combined) if c), default=0) + 2
     ctx.update(
         stats=stats,
         chart=charts.histogram("Review time of all reviewers", labels[:cut], combined[:cut])
         if combined
         else None,
-        rubber_stamp_seconds=insights.RUBBER_STAMP_SECONDS,
-        counts_note=figures.counts_note(
-            "reviewers", insights.timed_out(ctx["period"], ctx["category_id"])
-        ),
+        rubber_stamp_seconds=RUBBER_STAMP_SECONDS,
+        counts_note=figures.counts_note("reviewers", timed_out(ctx["period"], ctx["category_id"])),
     )
     return render(request, "metrics/reviewers.html", ctx)
 
@@ -246,7 +260,7 @@ def autonomy(request: HttpRequest) -> HttpResponse:
     """Readiness per category over its own window (since its last switch or reinstatement),
     not the period picker's: the picker cannot make a category look ready."""
     ctx = _context(request, "metrics_autonomy")
-    states = insights.readiness()
+    states = readiness_of()
     ctx.update(
         readiness=states,
         counts_note=figures.counts_note("autonomy", sum(r.timed_out for r in states)),
@@ -262,12 +276,10 @@ def agreement(request: HttpRequest) -> HttpResponse:
     """How often a blind second reviewer agrees with the first decision, per category and
     reviewer, with a 95% lower bound; the first decision always stood."""
     ctx = _context(request, "metrics_agreement")
-    report = insights.agreement(ctx["period"], ctx["category_id"])
+    report = agreement_report(ctx["period"], ctx["category_id"])
     ctx.update(
         report=report,
-        counts_note=figures.counts_note(
-            "agreement", insights.timed_out(ctx["period"], ctx["category_id"])
-        ),
+        counts_note=figures.counts_note("agreement", timed_out(ctx["period"], ctx["category_id"])),
         chart=charts.rate_bars(
             "Agreement per category, with 95% intervals",
             [(a.label, a.rate, a.lower, a.upper, a.n) for a in report.by_category],
@@ -282,7 +294,7 @@ def agreement(request: HttpRequest) -> HttpResponse:
 @role_required(MANAGERS, ADMINS)
 def autonomy_switch(request: HttpRequest, category_id: int) -> HttpResponse:
     category = get_object_or_404(Category, pk=category_id)
-    (state,) = insights.readiness(category_id=category.pk)
+    (state,) = readiness_of(category_id=category.pk)
     if not state.ready:
         messages.error(request, f"{category.name} is not ready: {'; '.join(state.blockers)}.")
         return redirect("metrics_autonomy")
@@ -301,7 +313,7 @@ def autonomy_switch(request: HttpRequest, category_id: int) -> HttpResponse:
 @require_GET
 @role_required(MANAGERS, ADMINS)
 def export_decisions(request: HttpRequest) -> HttpResponse:
-    period = insights.period_from(request.GET)
+    period = period_from(request.GET)
     fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
     rows = exports.decision_rows(
         period, _int(request.GET.get("category")), _int(request.GET.get("agent"))

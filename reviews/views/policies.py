@@ -14,9 +14,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import insights, policies
+from .. import policies
 from .. import rules as engine
 from ..access import ADMINS, REVIEWERS, role_required
+from ..insights.readiness import Readiness, readiness_of
 from ..models import Agent, AgentToken, Category, EscalationRule, PolicyVersion, Queue
 from ..policy_forms import (
     AgentForm,
@@ -136,11 +137,11 @@ def _prefilled_rules(initial: list[dict]) -> list[policies.RuleInput] | None:
     return rules
 
 
-def _readiness(category: Category) -> insights.Readiness | None:
+def _readiness(category: Category) -> Readiness | None:
     """Readiness of a category not yet autonomous (the editor warns before switching it)."""
     if category.mode == Category.Mode.AUTONOMOUS:
         return None
-    (state,) = insights.readiness(category_id=category.pk)
+    (state,) = readiness_of(category_id=category.pk)
     return state
 
 

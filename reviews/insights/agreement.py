@@ -1,0 +1,149 @@
+"""Reviewer agreement: how often a second, blind reviewer reached the first one's outcome.
+
+Second reviews are a small sample (a few percent of human decisions), grouped in the database:
+the page reads one row per category, reviewer pair and outcome pair, however many there are."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Q
+
+from ..models import (
+    Category,
+    Decision,
+    SecondReview,
+)
+from .periods import Period
+from .stats import share, wilson
+
+OUTCOMES = [Decision.Outcome.APPROVED, Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED]
+
+
+@dataclass
+class Agreement:
+    """How often a second, blind reviewer reached the same outcome as the first."""
+
+    label: str
+    policy_rate: float | None = None  # a category's second review rate
+    n: int = 0
+    agreed: int = 0
+    same_action: int = 0
+    first: Counter = field(default_factory=Counter)  # outcomes of the first decisions
+    second: Counter = field(default_factory=Counter)  # outcomes of the second opinions
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.n += row["n"]
+        self.agreed += row["n"] if row["first_outcome"] == row["outcome"] else 0
+        self.same_action += row["same"]
+        self.first[row["first_outcome"]] += row["n"]
+        self.second[row["outcome"]] += row["n"]
+
+    @property
+    def rate(self) -> float | None:
+        return share(self.agreed, self.n)
+
+    @property
+    def lower(self) -> float:
+        return wilson(self.agreed, self.n)[0]
+
+    @property
+    def upper(self) -> float:
+        return wilson(self.agreed, self.n)[1]
+
+    @property
+    def action_rate(self) -> float | None:
+        return share(self.same_action, self.n)
+
+    @property
+    def kappa(self) -> float | None:
+        """Cohen's kappa: agreement beyond what two reviewers approving nearly everything
+        would reach by chance. None without data or when chance agreement is total."""
+        if not self.n:
+            return None
+        expected = sum(self.first[o] * self.second[o] for o in OUTCOMES) / (self.n * self.n)
+        if expected >= 1:
+            return None
+        return (self.agreed / self.n - expected) / (1 - expected)
+
+
+@dataclass
+class Disagreement:
+    first: str
+    second: str
+    n: int
+    share: float  # of all disagreements
+
+
+@dataclass
+class AgreementReport:
+    total: Agreement
+    by_category: list[Agreement]
+    as_first: list[Agreement]
+    as_second: list[Agreement]
+    disagreements: list[Disagreement]
+    waiting: int  # second reviews assigned and not yet answered
+
+
+def _largest_first(items: Iterable[Agreement]) -> list[Agreement]:
+    return sorted(items, key=lambda a: (-a.n, a.label))
+
+
+def agreement_report(period: Period, category_id: int | None = None) -> AgreementReport:
+    """Agreement of second reviews answered in the period: overall, per category, and per
+    reviewer as the first decider and as the second."""
+    start, end = period.bounds
+    answered = SecondReview.objects.filter(decided_at__gte=start, decided_at__lt=end).exclude(
+        outcome=""
+    )
+    waiting = SecondReview.objects.filter(outcome="")
+    if category_id:
+        answered = answered.filter(category_id=category_id)
+        waiting = waiting.filter(category_id=category_id)
+    rows = list(
+        answered.order_by()
+        .values("category_id", "first_reviewer_id", "reviewer_id", "first_outcome", "outcome")
+        .annotate(n=Count("id"), same=Count("id", filter=Q(actions_match=True)))
+    )
+    people = {r["first_reviewer_id"] for r in rows} | {r["reviewer_id"] for r in rows}
+    names = dict(
+        get_user_model().objects.filter(pk__in=people - {None}).values_list("pk", "username")
+    )
+    policies = {
+        pk: (name, rate)
+        for pk, name, rate in Category.objects.values_list("pk", "name", "second_review_rate")
+    }
+    total = Agreement("All categories")
+    categories: dict[int, Agreement] = {}
+    firsts: dict[Any, Agreement] = {}
+    seconds: dict[int, Agreement] = {}
+    pairs: Counter = Counter()
+    for row in rows:
+        total.add(row)
+        cat = row["category_id"]
+        if cat not in categories:
+            name, rate = policies.get(cat, (f"#{cat}", None))
+            categories[cat] = Agreement(name, policy_rate=rate)
+        categories[cat].add(row)
+        first = row["first_reviewer_id"]
+        firsts.setdefault(first, Agreement(names.get(first, "(deleted user)"))).add(row)
+        second = row["reviewer_id"]
+        seconds.setdefault(second, Agreement(names.get(second, "(deleted user)"))).add(row)
+        if row["first_outcome"] != row["outcome"]:
+            pairs[(row["first_outcome"], row["outcome"])] += row["n"]
+    disagreeing = sum(pairs.values())
+    return AgreementReport(
+        total=total,
+        by_category=_largest_first(categories.values()),
+        as_first=_largest_first(firsts.values()),
+        as_second=_largest_first(seconds.values()),
+        disagreements=[
+            Disagreement(first, second, n, n / disagreeing)
+            for (first, second), n in pairs.most_common()
+        ],
+        waiting=waiting.count(),
+    )
