@@ -1,7 +1,23 @@
-"""Plain-SQL reads on the agent API's hot path: the token and the category every submission
-looks up, and the precedents it counts. On the submit benchmark the ORM spent about
-1 ms of CPU compiling each of these small reads, several times what PostgreSQL spent
-answering it; the rows still come back as ordinary model instances.
+"""Plain-SQL reads on the agent API's hot path: the token every API call authenticates with,
+the category every submission names, and the precedents every submission counts (and the
+item and audit pages show).
+
+Why not the ORM: building and compiling even a one-row select_related query costs more
+Python than PostgreSQL spends answering it. bench/lookups.py measures both in one run,
+rounds interleaved; on 2026-12-05 (load average 11 to 13 on 2 shared cores) each lookup cost
+this process 0.12 to 0.21 ms of CPU against 0.74 to 0.88 ms through the ORM, and a whole
+agent submission 4.2 ms against 6.8 ms (wall: 19 against 25 ms), toward a p50 goal of 15 ms
+(docs/benchmarks.md, "Plain-SQL lookups"). On the inbox item page the precedents save about
+1 ms of its 11 ms of CPU: that page alone would not justify this module; the API does.
+
+What it borrows from Django, for the two reads that return model instances (`_columns`,
+`_Columns.instance`): the model's `_meta.concrete_fields` (their `attname` and `column`),
+`Field.get_col(alias)`, and the row conversion of SQLCompiler.get_converters /
+apply_converters (`connection.ops.get_db_converters(col)` + `col.get_db_converters(connection)`,
+each called as `converter(value, col, connection)`), then `Model.from_db(db, names, values)`
+as the ORM's ModelIterable does. tests/test_lookups.py fails if a Django upgrade changes any
+of it: the converters must be the compiler's own, and each instance must equal, field for
+field and type for type, what the ORM reads.
 """
 
 from __future__ import annotations
@@ -50,7 +66,10 @@ def _columns(model: type[models.Model], alias: str) -> _Columns:
     converters = []
     for field in fields:
         expression = field.get_col(alias)
-        found = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+        # As SQLCompiler.get_converters does for each selected column.
+        found = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+            connection
+        )
         converters.append([(convert, expression) for convert in found])
     return _Columns(
         model=model,
