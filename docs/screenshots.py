@@ -11,7 +11,7 @@ second review id of `reviewer`'s, and a periodic-review batch id of the support 
 the inbox tabs):
 
     .venv/bin/python docs/screenshots.py --user reviewer review-work=/inbox/?tab=second \
-        second-review=/inbox/second/<id>/ inbox-periodic-review=/inbox/spot-checks/<id>/
+        second-review=/inbox/second/<id>/ inbox-periodic-review=/inbox/periodic-review/<id>/
     .venv/bin/python docs/screenshots.py --user manager metrics-agreement=/metrics/agreement/
 
 The reviewers shot, after `manage.py shell < docs/rubber_stamp_demo.py` (a batch rubber-stamper):

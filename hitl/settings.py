@@ -341,8 +341,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviews.tasks.roll_up_decisions",
         "schedule": timedelta(seconds=env_int("HITL_ROLLUP_SECONDS", 300)),
     },
-    "sample-spot-checks": {
-        "task": "reviews.tasks.sample_spot_checks",
+    "sample-for-periodic-review": {
+        "task": "reviews.tasks.sample_for_periodic_review",
         "schedule": timedelta(seconds=env_int("HITL_SAMPLING_SECONDS", 600)),
     },
 }

@@ -18,7 +18,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from .models import Category, Queue, ReviewRequest, SecondReview, SpotCheckBatch, SpotCheckItem
+from .models import (
+    Category,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
+    Queue,
+    ReviewRequest,
+    SecondReview,
+)
 
 REVIEWERS = "reviewers"
 ADMINS = "admins"
@@ -124,31 +131,37 @@ def categories_for_reviewer(
     return Category.objects.filter(_in_queues_of(user, "queue", queue_ids))
 
 
-def spot_check_batches_for_reviewer(
+def periodic_review_batches_for_reviewer(
     user: AbstractBaseUser, queue_ids: list[int] | None = None
-) -> QuerySet[SpotCheckBatch]:
+) -> QuerySet[PeriodicReviewBatch]:
     """The periodic-review batches of categories whose queue the reviewer is in."""
-    return SpotCheckBatch.objects.filter(_in_queues_of(user, "category__queue", queue_ids))
+    return PeriodicReviewBatch.objects.filter(_in_queues_of(user, "category__queue", queue_ids))
 
 
-def get_spot_check_batch_for_reviewer(user: AbstractBaseUser, batch_id: int) -> SpotCheckBatch:
+def get_periodic_review_batch_for_reviewer(
+    user: AbstractBaseUser, batch_id: int
+) -> PeriodicReviewBatch:
     """A periodic-review batch of a category whose queue the reviewer is in, else 404."""
     return get_object_or_404(
-        spot_check_batches_for_reviewer(user).select_related("category"), pk=batch_id
+        periodic_review_batches_for_reviewer(user).select_related("category"), pk=batch_id
     )
 
 
-def spot_check_items_for_reviewer(
+def periodic_review_items_for_reviewer(
     user: AbstractBaseUser, queue_ids: list[int] | None = None
-) -> QuerySet[SpotCheckItem]:
+) -> QuerySet[PeriodicReviewItem]:
     """The sampled decisions of the periodic-review batches the reviewer may see."""
-    return SpotCheckItem.objects.filter(_in_queues_of(user, "batch__category__queue", queue_ids))
+    return PeriodicReviewItem.objects.filter(
+        _in_queues_of(user, "batch__category__queue", queue_ids)
+    )
 
 
-def get_spot_check_item_for_reviewer(user: AbstractBaseUser, item_id: int) -> SpotCheckItem:
+def get_periodic_review_item_for_reviewer(
+    user: AbstractBaseUser, item_id: int
+) -> PeriodicReviewItem:
     """A sampled decision of a batch the reviewer may see, else 404."""
     return get_object_or_404(
-        spot_check_items_for_reviewer(user).select_related(
+        periodic_review_items_for_reviewer(user).select_related(
             "batch", "request__agent", "reviewed_by"
         ),
         pk=item_id,

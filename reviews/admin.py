@@ -41,6 +41,8 @@ from .models import (
     Heartbeat,
     Message,
     Notification,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     PolicyVersion,
     Queue,
     RequestSighting,
@@ -49,8 +51,6 @@ from .models import (
     ReviewRequest,
     RollupCursor,
     SecondReview,
-    SpotCheckBatch,
-    SpotCheckItem,
     SubmissionRollup,
     SweepRun,
     WebhookDelivery,
@@ -524,8 +524,8 @@ class CategoryAutonomyAdmin(AuditedAdmin):
                        "reinstated_reason"]  # fmt: skip
 
 
-class SpotCheckItemInline(admin.TabularInline):
-    model = SpotCheckItem
+class PeriodicReviewItemInline(admin.TabularInline):
+    model = PeriodicReviewItem
     extra = 0
     can_delete = False
     fields = ["request", "verdict", "correction", "reviewed_by", "reviewed_at"]
@@ -535,15 +535,15 @@ class SpotCheckItemInline(admin.TabularInline):
         return False
 
 
-@admin.register(SpotCheckBatch)
-class SpotCheckBatchAdmin(ReadOnlyAdmin):
+@admin.register(PeriodicReviewBatch)
+class PeriodicReviewBatchAdmin(ReadOnlyAdmin):
     list_display = ["category", "day", "created_at", "completed_at"]
     list_filter = ["category"]
-    inlines = [SpotCheckItemInline]
+    inlines = [PeriodicReviewItemInline]
 
 
-@admin.register(SpotCheckItem)
-class SpotCheckItemAdmin(ReadOnlyAdmin):
+@admin.register(PeriodicReviewItem)
+class PeriodicReviewItemAdmin(ReadOnlyAdmin):
     list_display = ["request", "batch", "verdict", "reviewed_by", "reviewed_at"]
     list_filter = ["verdict"]
     raw_id_fields = ["request"]

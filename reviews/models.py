@@ -1047,26 +1047,30 @@ class CategoryAutonomy(models.Model):
         return self.autonomous_since is not None and self.ended_at is None
 
 
-class SpotCheckBatch(models.Model):
+class PeriodicReviewBatch(models.Model):
     """Human-free decisions of one category and day, sampled for periodic review."""
 
-    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="spot_batches")
+    category = models.ForeignKey(
+        Category, on_delete=models.CASCADE, related_name="periodic_review_batches"
+    )
     day = models.DateField()
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["completed_at", "-day"]
-        verbose_name_plural = "spot-check batches"
+        verbose_name_plural = "periodic review batches"
         constraints = [
-            models.UniqueConstraint(fields=["category", "day"], name="spot_batch_per_day")
+            models.UniqueConstraint(
+                fields=["category", "day"], name="periodic_review_batch_per_day"
+            )
         ]
 
     def __str__(self) -> str:
         return f"{self.category} {self.day}"
 
 
-class SpotCheckItem(models.Model):
+class PeriodicReviewItem(models.Model):
     """One sampled request and a reviewer's verdict on what was done without a human."""
 
     class Verdict(models.TextChoices):
@@ -1074,9 +1078,9 @@ class SpotCheckItem(models.Model):
         CORRECT = "correct", "Correct"
         INCORRECT = "incorrect", "Incorrect"
 
-    batch = models.ForeignKey(SpotCheckBatch, on_delete=models.CASCADE, related_name="items")
+    batch = models.ForeignKey(PeriodicReviewBatch, on_delete=models.CASCADE, related_name="items")
     request = models.OneToOneField(
-        ReviewRequest, on_delete=models.CASCADE, related_name="spot_check"
+        ReviewRequest, on_delete=models.CASCADE, related_name="periodic_review"
     )
     verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, default="")
     correction = models.TextField(blank=True, help_text="What should have been done instead.")
@@ -1089,7 +1093,7 @@ class SpotCheckItem(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"spot check of #{self.request_id}: {self.verdict or 'open'}"
+        return f"periodic review of #{self.request_id}: {self.verdict or 'open'}"
 
 
 class SecondReview(models.Model):

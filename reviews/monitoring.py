@@ -30,9 +30,9 @@ from .models import (
     Category,
     CategoryAutonomy,
     Decision,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     ReviewRequest,
-    SpotCheckBatch,
-    SpotCheckItem,
 )
 from .services.audit import audit
 
@@ -114,10 +114,10 @@ def _category_saved(sender: type, instance: Category, raw: bool = False, **kwarg
     )
 
 
-def period_items(autonomy: CategoryAutonomy) -> QuerySet[SpotCheckItem]:
+def period_items(autonomy: CategoryAutonomy) -> QuerySet[PeriodicReviewItem]:
     """Sampled actions of the period: decided without a human since the switch. A verdict on an
     action from before it (an earlier period, or the rules mode) never counts."""
-    items = SpotCheckItem.objects.filter(
+    items = PeriodicReviewItem.objects.filter(
         request__category_id=autonomy.category_id,
         request__decided_at__gte=autonomy.autonomous_since,
     )
@@ -126,7 +126,7 @@ def period_items(autonomy: CategoryAutonomy) -> QuerySet[SpotCheckItem]:
     return items
 
 
-def batch_purpose(batch: SpotCheckBatch) -> str:
+def batch_purpose(batch: PeriodicReviewBatch) -> str:
     """What a batch's verdicts are for, told truthfully: only actions sampled within the
     category's current monitoring period count towards the way back to a human."""
     name = batch.category.name
@@ -264,7 +264,7 @@ def health(autonomy: CategoryAutonomy, *, now: datetime | None = None) -> Health
     figures = period_items(autonomy).aggregate(
         sampled=Count("id"),
         verdicts=Count("id", filter=~open_),
-        errors=Count("id", filter=Q(verdict=SpotCheckItem.Verdict.INCORRECT)),
+        errors=Count("id", filter=Q(verdict=PeriodicReviewItem.Verdict.INCORRECT)),
         waiting=Count("id", filter=open_),
         oldest_waiting=Min("request__decided_at", filter=open_),
         last_verdict_at=Max("reviewed_at"),
@@ -281,7 +281,7 @@ def health(autonomy: CategoryAutonomy, *, now: datetime | None = None) -> Health
         out.warnings.append(
             f"Nothing sampled: {out.actions:,} actions ran without a human since the switch "
             f"and none went to periodic review (about {expected:,.0f} expected at "
-            f"{pct_bar(out.sample_rate)}). Is the sample_spot_checks task running?"
+            f"{pct_bar(out.sample_rate)}). Is the sample_for_periodic_review task running?"
         )
     if out.oldest_waiting and now - out.oldest_waiting > stale:
         out.warnings.append(

@@ -13,7 +13,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Category, Decision, RollupCursor, SpotCheckBatch, SpotCheckItem
+from .models import Category, Decision, PeriodicReviewBatch, PeriodicReviewItem, RollupCursor
 from .rollups import local_day
 
 CURSOR = "sampling"
@@ -46,7 +46,7 @@ def sample(max_batches: int = 100) -> int:
             )  # fmt: skip
             if not rows:
                 break
-            batches: dict[tuple[int, object], SpotCheckBatch] = {}
+            batches: dict[tuple[int, object], PeriodicReviewBatch] = {}
             items = []
             for _, channel, created_at, request_id, public_id, category_id in rows:
                 if channel != Decision.Channel.AUTO:
@@ -56,14 +56,14 @@ def sample(max_batches: int = 100) -> int:
                 day = local_day(created_at)
                 batch = batches.get((category_id, day))
                 if batch is None:
-                    batch, _ = SpotCheckBatch.objects.get_or_create(
+                    batch, _ = PeriodicReviewBatch.objects.get_or_create(
                         category_id=category_id, day=day
                     )
                     batches[(category_id, day)] = batch
-                items.append(SpotCheckItem(batch=batch, request_id=request_id))
-            SpotCheckItem.objects.bulk_create(items, ignore_conflicts=True)
+                items.append(PeriodicReviewItem(batch=batch, request_id=request_id))
+            PeriodicReviewItem.objects.bulk_create(items, ignore_conflicts=True)
             # A batch that was finished gets new work: open it again.
-            SpotCheckBatch.objects.filter(
+            PeriodicReviewBatch.objects.filter(
                 pk__in=[b.pk for b in batches.values()], completed_at__isnull=False
             ).update(completed_at=None)
             sampled += len(items)

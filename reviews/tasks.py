@@ -222,7 +222,7 @@ def roll_up_decisions() -> int:
 
 
 @shared_task
-def sample_spot_checks() -> int:
+def sample_for_periodic_review() -> int:
     """Sample new human-free decisions for periodic review, then bring each autonomous
     category's sequential test up to date (a safety net: each verdict already feeds it)."""
     sampled = sampling.sample()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import audit, away, guidelines, home, inbox, metrics, policies, spot_checks, status
+from .views import audit, away, guidelines, home, inbox, metrics, periodic_reviews, policies, status
 
 urlpatterns = [
     path("", home.start, name="start"),
@@ -13,7 +13,11 @@ urlpatterns = [
     path("inbox/group/<slug:key>/", inbox.group, name="inbox_group"),
     path("inbox/second/<int:pk>/", inbox.second_item, name="inbox_second"),
     path("inbox/second/<int:pk>/decide/", inbox.second_decide, name="inbox_second_decide"),
-    path("inbox/spot-checks/<int:batch_id>/", inbox.spot_batch, name="inbox_spot_batch"),
+    path(
+        "inbox/periodic-review/<int:batch_id>/",
+        inbox.periodic_review_batch,
+        name="inbox_periodic_review_batch",
+    ),
     path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
     path("inbox/<int:pk>/raw.json", inbox.item_raw, name="inbox_item_raw"),
     path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
@@ -57,9 +61,17 @@ urlpatterns = [
     path("audit/", audit.audit_log, name="audit"),
     path("audit/export/", audit.audit_export, name="audit_export"),
     path("audit/requests/<int:request_id>/", audit.request_history, name="audit_request"),
-    path("spot-checks/", spot_checks.batch_list, name="spot_checks"),
-    path("spot-checks/<int:batch_id>/", spot_checks.batch_detail, name="spot_check_batch"),
-    path("spot-checks/items/<int:item_id>/", spot_checks.verdict, name="spot_check_verdict"),
+    path("periodic-review/", periodic_reviews.batch_list, name="periodic_reviews"),
+    path(
+        "periodic-review/<int:batch_id>/",
+        periodic_reviews.batch_detail,
+        name="periodic_review_batch",
+    ),
+    path(
+        "periodic-review/items/<int:item_id>/",
+        periodic_reviews.verdict,
+        name="periodic_review_verdict",
+    ),
     path("requests/<int:request_id>/guideline/", guidelines.new_guideline, name="guideline_new"),
     # --- operations status ----------------------------------------------------------------
     path("status/", status.status, name="status"),

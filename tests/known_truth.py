@@ -12,9 +12,9 @@ from datetime import datetime
 from reviews import rules as engine
 from reviews.models import (
     Decision,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     ReviewRequest,
-    SpotCheckBatch,
-    SpotCheckItem,
 )
 
 # kind: right (approved as proposed), wrong (modified), rejected, timeout, auto (no rule
@@ -88,13 +88,13 @@ def bulk(
     return requests
 
 
-def spot_checks(agent, category, *, correct: int, incorrect: int = 0, at: datetime) -> None:
+def periodic_reviews(agent, category, *, correct: int, incorrect: int = 0, at: datetime) -> None:
     """Rule auto-approvals submitted at `at`, sampled, and marked by a reviewer."""
     requests = bulk(agent, category, ["auto"] * (correct + incorrect), at=at)
-    batch, _ = SpotCheckBatch.objects.get_or_create(category=category, day=at.date())
-    SpotCheckItem.objects.bulk_create(
+    batch, _ = PeriodicReviewBatch.objects.get_or_create(category=category, day=at.date())
+    PeriodicReviewItem.objects.bulk_create(
         [
-            SpotCheckItem(
+            PeriodicReviewItem(
                 batch=batch,
                 request=request,
                 verdict="correct" if i < correct else "incorrect",

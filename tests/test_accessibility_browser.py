@@ -14,10 +14,10 @@ from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
     Category,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     ReviewRequest,
     SecondReview,
-    SpotCheckBatch,
-    SpotCheckItem,
 )
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
@@ -51,12 +51,12 @@ def demo(db):
     call_command("seed_demo", requests=40, quiet=True)
     # A periodic-review batch for the reviewer: the seed may have no human-free decisions.
     decided = ReviewRequest.objects.filter(
-        category__queue__members__username="reviewer", decision__isnull=False, spot_check=None
+        category__queue__members__username="reviewer", decision__isnull=False, periodic_review=None
     ).first()
-    batch, _ = SpotCheckBatch.objects.get_or_create(
+    batch, _ = PeriodicReviewBatch.objects.get_or_create(
         category=decided.category, day=timezone.localdate()
     )
-    SpotCheckItem.objects.create(batch=batch, request=decided)
+    PeriodicReviewItem.objects.create(batch=batch, request=decided)
     # A second review waiting for the reviewer: the seed draws whom each one goes to.
     reviewer = decided.category.queue.members.get(username="reviewer")
     if not SecondReview.objects.filter(reviewer=reviewer, outcome="").exists():
@@ -183,7 +183,7 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
     log_in(page, "reviewer", DEMO_PASSWORD)
     reviewer = ReviewRequest.objects.filter(assignee__username="reviewer").first().assignee
     second = SecondReview.objects.filter(reviewer=reviewer, outcome="").first()
-    batch = SpotCheckBatch.objects.filter(category__queue__members=reviewer).first()
+    batch = PeriodicReviewBatch.objects.filter(category__queue__members=reviewer).first()
     assert second is not None and batch is not None
     for size in SIZES:
         audit.resize(size)
@@ -229,10 +229,10 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
             f"/inbox/{pending.pk}/",
             "/inbox/?tab=second",
             f"/inbox/second/{second.pk}/",
-            "/inbox/?tab=spot",
-            f"/inbox/spot-checks/{batch.pk}/",
-            "/spot-checks/",
-            f"/spot-checks/{batch.pk}/",
+            "/inbox/?tab=periodic",
+            f"/inbox/periodic-review/{batch.pk}/",
+            "/periodic-review/",
+            f"/periodic-review/{batch.pk}/",
             "/away/",
         ]:
             audit.visit(path)

@@ -16,11 +16,11 @@ from reviews.insights.stats import wilson
 from reviews.models import (
     AuditEvent,
     Decision,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     ReviewerProfile,
     ReviewRequest,
     SecondReview,
-    SpotCheckBatch,
-    SpotCheckItem,
     WebhookDelivery,
 )
 from reviews.services.agreement import record_second_review
@@ -260,7 +260,7 @@ def test_answering_opens_the_next_second_review(client, agent, sampled, alice, c
 
 
 @pytest.fixture
-def spot_batch(agent, refunds):
+def periodic_review_batch(agent, refunds):
     request = submit_request(
         agent,
         category=refunds,
@@ -269,40 +269,50 @@ def spot_batch(agent, refunds):
         attributes={"amount": 20, "customer_tier": "standard", "no_matching_precedent": False},
     ).request
     assert request.status == "auto_approved"
-    batch = SpotCheckBatch.objects.create(category=refunds, day=timezone.localdate())
-    SpotCheckItem.objects.create(batch=batch, request=request)
+    batch = PeriodicReviewBatch.objects.create(category=refunds, day=timezone.localdate())
+    PeriodicReviewItem.objects.create(batch=batch, request=request)
     return batch
 
 
-def test_periodic_review_batches_are_worked_in_the_inbox(client, alice, spot_batch):
+def test_periodic_review_batches_are_worked_in_the_inbox(client, alice, periodic_review_batch):
     client.force_login(alice)
     page = client.get(reverse("inbox")).content.decode()
-    assert "Periodic review" in page and "data-spot-total>1<" in page
-    listed = client.get(reverse("inbox"), {"tab": "spot"}, HTTP_HX_TARGET="list", **HX)
-    assert reverse("inbox_spot_batch", args=[spot_batch.pk]) in listed.content.decode()
+    assert "Periodic review" in page and "data-periodic-total>1<" in page
+    listed = client.get(reverse("inbox"), {"tab": "periodic"}, HTTP_HX_TARGET="list", **HX)
+    assert (
+        reverse("inbox_periodic_review_batch", args=[periodic_review_batch.pk])
+        in listed.content.decode()
+    )
     for response in (
-        client.get(reverse("inbox_spot_batch", args=[spot_batch.pk]), **HX),
-        client.get(reverse("inbox_spot_batch", args=[spot_batch.pk])),
+        client.get(reverse("inbox_periodic_review_batch", args=[periodic_review_batch.pk]), **HX),
+        client.get(reverse("inbox_periodic_review_batch", args=[periodic_review_batch.pk])),
     ):
         assert response.status_code == 200
         assert "Auto refund 20 EUR" in response.content.decode()
-    item = spot_batch.items.get()
-    client.post(reverse("spot_check_verdict", args=[item.pk]), {"verdict": "correct"}, **HX)
-    assert "data-spot-total>0<" in client.get(reverse("inbox")).content.decode()
+    item = periodic_review_batch.items.get()
+    client.post(reverse("periodic_review_verdict", args=[item.pk]), {"verdict": "correct"}, **HX)
+    assert "data-periodic-total>0<" in client.get(reverse("inbox")).content.decode()
 
 
-def test_a_batch_of_another_queue_is_not_found_from_the_inbox(client, bob, spot_batch):
+def test_a_batch_of_another_queue_is_not_found_from_the_inbox(client, bob, periodic_review_batch):
     client.force_login(bob)
-    assert client.get(reverse("inbox_spot_batch", args=[spot_batch.pk])).status_code == 404
+    assert (
+        client.get(
+            reverse("inbox_periodic_review_batch", args=[periodic_review_batch.pk])
+        ).status_code
+        == 404
+    )
     page = client.get(reverse("inbox")).content.decode()
-    assert "data-spot-total>0<" in page, page[page.find("work-tabs") :][:1500]
+    assert "data-periodic-total>0<" in page, page[page.find("work-tabs") :][:1500]
 
 
-def test_a_batch_of_another_queue_is_not_listed_in_the_inbox(client, alice, bob, spot_batch):
-    url = reverse("inbox_spot_batch", args=[spot_batch.pk])
+def test_a_batch_of_another_queue_is_not_listed_in_the_inbox(
+    client, alice, bob, periodic_review_batch
+):
+    url = reverse("inbox_periodic_review_batch", args=[periodic_review_batch.pk])
     for user, listed in ((alice, True), (bob, False)):
         client.force_login(user)
-        for params in ({"tab": "spot"}, {"tab": "spot", "category": "refunds"}):
+        for params in ({"tab": "periodic"}, {"tab": "periodic", "category": "refunds"}):
             page = client.get(reverse("inbox"), params, HTTP_HX_TARGET="list", **HX)
             assert (url in page.content.decode()) is listed, (user, params)
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import sampling
-from reviews.models import SecondReview, SpotCheckItem
+from reviews.models import PeriodicReviewItem, SecondReview
 from reviews.services.decisions import decide_request
 from reviews.services.guidelines import add_guideline
 from reviews.services.submission import submit_request
@@ -133,22 +133,22 @@ def world(agent, refunds, alice, carol, admin_user, manager):
     second = SecondReview.objects.get(request=decided)
     submit_request(agent, category=refunds, title="Auto", confidence=0.95, attributes=ROUTINE)
     sampling.sample()
-    spot = SpotCheckItem.objects.first()
+    periodic = PeriodicReviewItem.objects.first()
     add_guideline(decided.pk, by=admin_user, text="Refunds over 100 need a photo.")
-    return {"pending": pending, "decided": decided, "second": second, "spot": spot}
+    return {"pending": pending, "decided": decided, "second": second, "periodic": periodic}
 
 
 def pages_by_role(world: dict[str, Any], agent, refunds, support_queue, alice) -> dict[str, list]:
-    pk, batch = world["pending"].pk, world["spot"].batch_id
+    pk, batch = world["pending"].pk, world["periodic"].batch_id
     return {
         "alice": [
             reverse("inbox"),
             reverse("inbox_item", args=[pk]),
             reverse("inbox_group", args=[world["pending"].group_key]),
             reverse("inbox_second", args=[world["second"].pk]),
-            reverse("inbox_spot_batch", args=[batch]),
-            reverse("spot_checks"),
-            reverse("spot_check_batch", args=[batch]),
+            reverse("inbox_periodic_review_batch", args=[batch]),
+            reverse("periodic_reviews"),
+            reverse("periodic_review_batch", args=[batch]),
             reverse("guideline_new", args=[pk]),
             reverse("away"),
         ],
@@ -221,13 +221,13 @@ def test_every_form_and_filter_refuses_nul_characters_and_writes_nothing(
                             where = "#toast" if url.startswith("/inbox/") else "#page-alert"
                             assert response["HX-Retarget"] == where, what
     posted = {action for method, action in tried if method == "post"}
-    # The forms people write with: decide, reply, batch, guideline, spot check, policy, etc.
+    # The forms people write with: decide, reply, batch, guideline, periodic review, policy, etc.
     for name, args in [
         ("inbox_decide", [world["pending"].pk]),
         ("inbox_reply", [world["pending"].pk]),
         ("inbox_batch", []),
         ("inbox_second_decide", [world["second"].pk]),
-        ("spot_check_verdict", [world["spot"].pk]),
+        ("periodic_review_verdict", [world["periodic"].pk]),
         ("guideline_new", [world["pending"].pk]),
         ("policy_edit", [refunds.slug]),
         ("queue_edit", [support_queue.pk]),

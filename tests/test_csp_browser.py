@@ -116,7 +116,7 @@ def test_a_reviewer_works_the_inbox_with_the_keyboard_under_the_policy(watched, 
     expect(meter).to_have_attribute("data-width", meter.get_attribute("data-width") or "x")
     assert meter.evaluate("el => el.style.width") == meter.get_attribute("data-width") + "%"
     # An item this reviewer may open (any pending one may be in another queue).
-    for path in [f"/inbox/{first}/", "/spot-checks/", "/away/"]:
+    for path in [f"/inbox/{first}/", "/periodic-review/", "/away/"]:
         visit(watched, path)
     assert watched.violations == []
 

@@ -13,15 +13,15 @@ from reviews.models import (
     Category,
     Decision,
     Notification,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     ReviewRequest,
-    SpotCheckBatch,
-    SpotCheckItem,
 )
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.bulk import decide_requests_in_bulk, undo_batch
 from reviews.services.decisions import decide_request, undo_decision
 from reviews.services.errors import TransitionError
-from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.periodic_reviews import record_periodic_review
 from reviews.services.submission import submit_request
 from reviews.tasks import send_notification
 
@@ -48,7 +48,7 @@ def test_it_samples_human_free_decisions_at_the_category_rate(agent, refunds):
     expected = sum(sampling.is_sampled(r.public_id, 0.25) for r in requests)
     assert sampled == expected
     assert 25 <= sampled <= 75  # 50 expected; the draw is a hash, so this is deterministic
-    assert SpotCheckBatch.objects.filter(category=refunds).count() == 1
+    assert PeriodicReviewBatch.objects.filter(category=refunds).count() == 1
 
 
 def test_sampling_twice_samples_nothing_twice(agent, refunds):
@@ -57,7 +57,7 @@ def test_sampling_twice_samples_nothing_twice(agent, refunds):
     auto_approved(agent, refunds, 5)
     assert sampling.sample() == 5
     assert sampling.sample() == 0
-    assert SpotCheckItem.objects.count() == 5
+    assert PeriodicReviewItem.objects.count() == 5
 
 
 def test_human_decisions_are_not_sampled(agent, refunds, alice):
@@ -75,15 +75,15 @@ def test_sampled_accuracy_below_the_bar_puts_the_human_back(
 ):
     auto_approved(agent, autonomous, 12)
     sampling.sample()
-    items = list(SpotCheckItem.objects.order_by("id"))
+    items = list(PeriodicReviewItem.objects.order_by("id"))
     for item in items[:8]:
-        record_spot_check(item.pk, by=alice, verdict="correct")
+        record_periodic_review(item.pk, by=alice, verdict="correct")
     for item in items[8:10]:
-        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_periodic_review(item.pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.AUTONOMOUS  # two errors are not yet evidence
     with django_capture_on_commit_callbacks(execute=True):
-        record_spot_check(items[10].pk, by=alice, verdict="incorrect", correction="Deny")
+        record_periodic_review(items[10].pk, by=alice, verdict="incorrect", correction="Deny")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
     event = AuditEvent.objects.get(verb="category.reinstated")
@@ -106,31 +106,31 @@ def test_sampled_accuracy_below_the_bar_puts_the_human_back(
 def test_accuracy_at_the_bar_keeps_the_category_autonomous(agent, autonomous, alice):
     auto_approved(agent, autonomous, 12)
     sampling.sample()
-    for item in SpotCheckItem.objects.all():
-        record_spot_check(item.pk, by=alice, verdict="correct")
+    for item in PeriodicReviewItem.objects.all():
+        record_periodic_review(item.pk, by=alice, verdict="correct")
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.AUTONOMOUS
-    assert SpotCheckBatch.objects.get().completed_at is not None
+    assert PeriodicReviewBatch.objects.get().completed_at is not None
 
 
 def test_a_verdict_is_given_once(agent, autonomous, alice, carol):
     auto_approved(agent, autonomous, 1)
     sampling.sample()
-    item = SpotCheckItem.objects.get()
-    record_spot_check(item.pk, by=alice, verdict="correct")
+    item = PeriodicReviewItem.objects.get()
+    record_periodic_review(item.pk, by=alice, verdict="correct")
     with pytest.raises(TransitionError):
-        record_spot_check(item.pk, by=carol, verdict="incorrect", correction="No")
+        record_periodic_review(item.pk, by=carol, verdict="incorrect", correction="No")
 
 
 def test_a_reviewer_works_a_batch_in_the_browser_pages(client, agent, autonomous, alice):
     auto_approved(agent, autonomous, 2)
     sampling.sample()
-    batch = SpotCheckBatch.objects.get()
+    batch = PeriodicReviewBatch.objects.get()
     client.force_login(alice)
-    assert "Refunds" in client.get(reverse("spot_checks")).content.decode()
-    assert client.get(reverse("spot_check_batch", args=[batch.pk])).status_code == 200
+    assert "Refunds" in client.get(reverse("periodic_reviews")).content.decode()
+    assert client.get(reverse("periodic_review_batch", args=[batch.pk])).status_code == 200
     first = batch.items.order_by("id").first()
-    url = reverse("spot_check_verdict", args=[first.pk])
+    url = reverse("periodic_review_verdict", args=[first.pk])
     response = client.post(url, {"verdict": "incorrect"}, headers={"HX-Request": "true"})
     assert "Say what should have been done instead" in response.content.decode()
     response = client.post(
@@ -154,50 +154,50 @@ def test_another_queue_s_reviewer_gets_404_and_a_manager_403(
 ):
     auto_approved(agent, autonomous, 1)
     sampling.sample()
-    batch = SpotCheckBatch.objects.get()
+    batch = PeriodicReviewBatch.objects.get()
     item = batch.items.get()
     client.force_login(bob)
-    assert client.get(reverse("spot_check_batch", args=[batch.pk])).status_code == 404
-    verdict_url = reverse("spot_check_verdict", args=[item.pk])
+    assert client.get(reverse("periodic_review_batch", args=[batch.pk])).status_code == 404
+    verdict_url = reverse("periodic_review_verdict", args=[item.pk])
     assert client.post(verdict_url, {"verdict": "correct"}).status_code == 404
     client.force_login(manager)
-    assert client.get(reverse("spot_checks")).status_code == 403
+    assert client.get(reverse("periodic_reviews")).status_code == 403
 
 
 def test_another_queue_s_batches_are_not_listed(client, agent, autonomous, alice, bob):
     auto_approved(agent, autonomous, 1)
     sampling.sample()
-    url = reverse("spot_check_batch", args=[SpotCheckBatch.objects.get().pk])
+    url = reverse("periodic_review_batch", args=[PeriodicReviewBatch.objects.get().pk])
     client.force_login(alice)
-    assert url in client.get(reverse("spot_checks")).content.decode()
+    assert url in client.get(reverse("periodic_reviews")).content.decode()
     client.force_login(bob)
-    assert url not in client.get(reverse("spot_checks")).content.decode()
+    assert url not in client.get(reverse("periodic_reviews")).content.decode()
 
 
-def test_spot_check_pages_take_a_few_queries(
+def test_periodic_review_pages_take_a_few_queries(
     client, agent, autonomous, alice, django_assert_max_num_queries
 ):
     auto_approved(agent, autonomous, 20)
     sampling.sample()
-    batch = SpotCheckBatch.objects.get()
+    batch = PeriodicReviewBatch.objects.get()
     client.force_login(alice)
     with django_assert_max_num_queries(8):
-        client.get(reverse("spot_checks"))
+        client.get(reverse("periodic_reviews"))
     with django_assert_max_num_queries(8):
-        client.get(reverse("spot_check_batch", args=[batch.pk]))
+        client.get(reverse("periodic_review_batch", args=[batch.pk]))
 
 
 def test_the_periodic_task_checks_autonomous_categories(agent, autonomous, alice):
-    from reviews.tasks import sample_spot_checks
+    from reviews.tasks import sample_for_periodic_review
 
     auto_approved(agent, autonomous, 10)
-    sample_spot_checks()
-    for item in SpotCheckItem.objects.all():
+    sample_for_periodic_review()
+    for item in PeriodicReviewItem.objects.all():
         # Verdicts recorded without the check (e.g. imported): the task is the safety net.
-        SpotCheckItem.objects.filter(pk=item.pk).update(
+        PeriodicReviewItem.objects.filter(pk=item.pk).update(
             verdict="incorrect", reviewed_by=alice, reviewed_at=timezone.now()
         )
-    sample_spot_checks()
+    sample_for_periodic_review()
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
 

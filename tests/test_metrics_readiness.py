@@ -12,13 +12,13 @@ from django.utils import timezone
 from reviews import figures, rollups, sampling
 from reviews.insights.readiness import Readiness, readiness_of
 from reviews.insights.stats import wilson, zero_error_sample
-from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
+from reviews.models import AuditEvent, Category, CategoryAutonomy, PeriodicReviewItem
 from reviews.services.autonomy import reinstate_gate, switch_to_autonomous
-from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.periodic_reviews import record_periodic_review
 from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
-from .known_truth import bulk, spot_checks
+from .known_truth import bulk, periodic_reviews
 
 pytestmark = pytest.mark.django_db
 
@@ -34,16 +34,16 @@ def state_of(category, **kwargs):
     return state
 
 
-def test_escalations_right_975_percent_are_not_ready_however_many_spot_checks_agree(
+def test_escalations_right_975_percent_are_not_ready_however_many_periodic_review_verdicts_agree(
     agent, refunds, alice
 ):
     bulk(agent, refunds, ["right"] * 390 + ["wrong"] * 10, at=local(3, 10), by=alice)
-    spot_checks(agent, refunds, correct=5000, at=local(2, 10))
+    periodic_reviews(agent, refunds, correct=5000, at=local(2, 10))
     rollups.rebuild()
     state = state_of(refunds)
     assert (state.human_ok, state.human_n) == (390, 400)
     assert (state.sampled_ok, state.sampled_n) == (5000, 5000)  # shown, apart
-    # Pooled, as the page used to, the spot checks would have carried it over the bar.
+    # Pooled, as the page used to, the periodic-review verdicts would have carried it over the bar.
     assert wilson(390 + 5000, 400 + 5000)[0] >= 0.99
     assert state.lower < 0.99 and not state.ready
     assert "400 escalations decided by people in the last 90 days" in state.evidence
@@ -169,11 +169,11 @@ def test_the_reinstatement_note_never_rounds_onto_the_bar(agent, refunds, alice,
     for i in range(6):
         submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
     sampling.sample()
-    items = list(SpotCheckItem.objects.order_by("id"))
-    record_spot_check(items[0].pk, by=alice, verdict="incorrect", correction="Deny")
-    record_spot_check(items[1].pk, by=alice, verdict="correct")
+    items = list(PeriodicReviewItem.objects.order_by("id"))
+    record_periodic_review(items[0].pk, by=alice, verdict="incorrect", correction="Deny")
+    record_periodic_review(items[1].pk, by=alice, verdict="correct")
     for item in items[2:4]:
-        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_periodic_review(item.pk, by=alice, verdict="incorrect", correction="Deny")
     note = AuditEvent.objects.get(verb="category.reinstated").note
     assert note.startswith("Periodic review found 3 errors in the last 4 verdicts (25.0% correct)")
     assert "below the 99.5% bar (CUSUM 2.9 ≥ 2.5" in note
@@ -187,10 +187,10 @@ def _reinstated(agent, refunds, alice, manager):
     for i in range(6):
         submit_request(agent, category=refunds, title=f"R{i}", attributes=ROUTINE)
     sampling.sample()
-    items = list(SpotCheckItem.objects.order_by("id"))
-    record_spot_check(items[0].pk, by=alice, verdict="correct")
+    items = list(PeriodicReviewItem.objects.order_by("id"))
+    record_periodic_review(items[0].pk, by=alice, verdict="correct")
     for item in items[1:4]:
-        record_spot_check(item.pk, by=alice, verdict="incorrect", correction="Deny")
+        record_periodic_review(item.pk, by=alice, verdict="incorrect", correction="Deny")
     refunds.refresh_from_db()
     assert refunds.mode == Category.Mode.GATE
 

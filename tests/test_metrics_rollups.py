@@ -131,7 +131,7 @@ def test_the_rebuild_command_gives_the_same_rows_as_incremental_runs(known, agen
 
 def test_the_beat_schedule_runs_the_rollup_and_the_sampler(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"reviews.tasks.roll_up_decisions", "reviews.tasks.sample_spot_checks"} <= tasks
+    assert {"reviews.tasks.roll_up_decisions", "reviews.tasks.sample_for_periodic_review"} <= tasks
 
 
 def test_decision_ids_beyond_the_cursor_are_what_a_run_reads(known):

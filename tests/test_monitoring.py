@@ -14,13 +14,13 @@ from reviews.models import (
     AuditEvent,
     Category,
     CategoryAutonomy,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
     PolicyVersion,
     ReviewRequest,
-    SpotCheckBatch,
-    SpotCheckItem,
 )
 from reviews.services.autonomy import switch_to_autonomous
-from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.periodic_reviews import record_periodic_review
 
 from .metrics_helpers import auto_approved
 from .policies_helpers import editor_data
@@ -39,11 +39,13 @@ def admin_client(client, admin_user):
 
 def judge(items, verdict, by):
     for item in items:
-        record_spot_check(item.pk, by=by, verdict=verdict, correction="Deny it")
+        record_periodic_review(item.pk, by=by, verdict=verdict, correction="Deny it")
 
 
 def open_items(category):
-    return list(SpotCheckItem.objects.filter(request__category=category, verdict="").order_by("id"))
+    return list(
+        PeriodicReviewItem.objects.filter(request__category=category, verdict="").order_by("id")
+    )
 
 
 def save_autonomous_in_the_editor(client, category, **policy):
@@ -95,7 +97,7 @@ def test_saving_autonomous_in_the_policy_editor_starts_monitoring_and_errors_bri
     autonomy.refresh_from_db()
     assert autonomy.ended_at and autonomy.verdicts == 3
     assert autonomy.reinstated_reason.startswith("Periodic review found 3 errors in the last 3")
-    assert SpotCheckItem.objects.filter(verdict="incorrect").count() == 20
+    assert PeriodicReviewItem.objects.filter(verdict="incorrect").count() == 20
 
 
 def test_any_save_that_makes_a_category_autonomous_starts_monitoring(refunds):
@@ -219,12 +221,14 @@ def test_leaving_autonomous_in_the_editor_closes_the_period(admin_client, autono
 
 
 def test_the_periodic_task_counts_verdicts_written_without_the_service(agent, autonomous, alice):
-    from reviews.tasks import sample_spot_checks
+    from reviews.tasks import sample_for_periodic_review
 
     auto_approved(agent, autonomous, 3)
-    sample_spot_checks()
-    SpotCheckItem.objects.update(verdict="incorrect", reviewed_by=alice, reviewed_at=timezone.now())
-    sample_spot_checks()
+    sample_for_periodic_review()
+    PeriodicReviewItem.objects.update(
+        verdict="incorrect", reviewed_by=alice, reviewed_at=timezone.now()
+    )
+    sample_for_periodic_review()
     autonomous.refresh_from_db()
     assert autonomous.mode == Category.Mode.GATE
 
@@ -278,7 +282,7 @@ def test_the_autonomy_page_warns_when_no_verdict_came_for_days(
     sampling.sample()
     judge(open_items(autonomous), "correct", alice)
     week_ago = timezone.now() - timedelta(days=7)
-    SpotCheckItem.objects.update(reviewed_at=week_ago)
+    PeriodicReviewItem.objects.update(reviewed_at=week_ago)
     ReviewRequest.objects.update(decided_at=week_ago)
     CategoryAutonomy.objects.update(autonomous_since=week_ago - timedelta(hours=1))
     auto_approved(agent, autonomous, 3)  # ran since, and nobody sampled or judged them
@@ -293,11 +297,11 @@ def test_periodic_review_says_which_verdicts_count_towards_the_way_back(
     refunds.save()
     auto_approved(agent, refunds, 2)  # rules mode: sampled, but before any switch
     sampling.sample()
-    batch = SpotCheckBatch.objects.get(category=refunds)
+    batch = PeriodicReviewBatch.objects.get(category=refunds)
     client.force_login(alice)
     pages = [
-        reverse("spot_check_batch", args=[batch.pk]),
-        reverse("inbox_spot_batch", args=[batch.pk]),
+        reverse("periodic_review_batch", args=[batch.pk]),
+        reverse("inbox_periodic_review_batch", args=[batch.pk]),
     ]
     outside = "ran outside Refunds&#x27;s current autonomous period: your verdicts help calibrate"
     for url in pages:

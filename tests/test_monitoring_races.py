@@ -4,9 +4,9 @@ once: real concurrent transactions on PostgreSQL."""
 import pytest
 
 from reviews import sampling
-from reviews.models import AuditEvent, Category, CategoryAutonomy, SpotCheckItem
+from reviews.models import AuditEvent, Category, CategoryAutonomy, PeriodicReviewItem
 from reviews.services.autonomy import switch_to_autonomous
-from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.periodic_reviews import record_periodic_review
 
 from .test_monitoring import auto_approved
 from .test_races import run_together
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def verdict(item, by, said="incorrect"):
-    return lambda: record_spot_check(item.pk, by=by, verdict=said, correction="Deny it")
+    return lambda: record_periodic_review(item.pk, by=by, verdict=said, correction="Deny it")
 
 
 def test_concurrent_verdicts_each_count_and_the_gate_comes_back_once(
@@ -27,7 +27,7 @@ def test_concurrent_verdicts_each_count_and_the_gate_comes_back_once(
     refunds.refresh_from_db()
     auto_approved(agent, refunds, 12)
     sampling.sample()
-    items = list(SpotCheckItem.objects.order_by("id"))
+    items = list(PeriodicReviewItem.objects.order_by("id"))
 
     round_one = [verdict(items[0], alice), verdict(items[1], carol)]
     round_one += [verdict(item, alice, "correct") for item in items[2:10]]
@@ -45,4 +45,4 @@ def test_concurrent_verdicts_each_count_and_the_gate_comes_back_once(
     autonomy.refresh_from_db()
     # The third error brought the gate back; the verdict after it found the period closed.
     assert autonomy.verdicts == 11 and autonomy.ended_at is not None
-    assert SpotCheckItem.objects.filter(verdict="incorrect").count() == 4
+    assert PeriodicReviewItem.objects.filter(verdict="incorrect").count() == 4

@@ -23,7 +23,7 @@ from ..models import (
     CategoryAutonomy,
     DailyRollup,
     Decision,
-    SpotCheckItem,
+    PeriodicReviewItem,
 )
 from ..rollups import day_bounds
 from .stats import share, wilson, zero_error_sample
@@ -183,7 +183,7 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
     escalations, approved as proposed, against its bar; and, apart, its periodic review.
 
     A few queries whatever the window: whole days from the rollups, the first (partial)
-    day of windows that start at a switch from that day's decisions, and the spot checks."""
+    day of windows that start at a switch from that day's decisions, and the periodic reviews."""
     now = now or timezone.now()
     categories = list(Category.objects.order_by("name"))
     if category_id is not None:
@@ -235,11 +235,13 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
             {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
         )
     for row in (
-        SpotCheckItem.objects.filter(checks)
+        PeriodicReviewItem.objects.filter(checks)
         .exclude(verdict="")
         .order_by()
         .values("request__category_id")
-        .annotate(n=Count("id"), ok=Count("id", filter=Q(verdict=SpotCheckItem.Verdict.CORRECT)))
+        .annotate(
+            n=Count("id"), ok=Count("id", filter=Q(verdict=PeriodicReviewItem.Verdict.CORRECT))
+        )
     ):
         tallies[row["request__category_id"]].update(
             {"checked_n": row["n"], "checked_ok": row["ok"]}

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import cusum, monitoring
 from ..access import MANAGERS
-from ..models import Category, CategoryAutonomy, Notification, SpotCheckItem
+from ..models import Category, CategoryAutonomy, Notification, PeriodicReviewItem
 from ..policies import record_switch, version_before_switch
 from .audit import audit
 from .errors import TransitionError
@@ -137,7 +137,7 @@ def _tell_managers_of_reinstatement(category: Category, reason: str, now: dateti
     )
 
 
-def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:
+def count_verdict(item: PeriodicReviewItem, *, now: datetime) -> bool:
     """Add a verdict to its category's test and bring the gate back if it fires. Call in the
     verdict's transaction. True if the gate was reinstated."""
     category_id = item.request.category_id
@@ -149,7 +149,7 @@ def count_verdict(item: SpotCheckItem, *, now: datetime) -> bool:
         return False  # e.g. a verdict given after the gate came back: nothing left to test
     if not monitoring.period_items(autonomy).filter(pk=item.pk).exists():
         return False
-    correct = item.verdict == SpotCheckItem.Verdict.CORRECT
+    correct = item.verdict == PeriodicReviewItem.Verdict.CORRECT
     test = monitoring.sequential_test(autonomy)
     state = cusum.step(test, monitoring.state_of(autonomy), correct)
     CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
@@ -174,7 +174,7 @@ def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
         if autonomy is None or not autonomy.monitoring or category.mode != Category.Mode.AUTONOMOUS:
             return False
         judged = monitoring.period_items(autonomy).exclude(verdict="").order_by("reviewed_at", "pk")
-        correct = SpotCheckItem.Verdict.CORRECT
+        correct = PeriodicReviewItem.Verdict.CORRECT
         verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
         if len(verdicts) == autonomy.verdicts:
             return False

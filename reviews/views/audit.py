@@ -71,7 +71,7 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
             "timeline": timeline,
             "precedents": found,
             "precedent_rules_used": precedents.rules_were_given(review, found),
-            "spot_check": getattr(review, "spot_check", None),
+            "periodic_review": getattr(review, "periodic_review", None),
             "second_review": SecondReview.objects.filter(request=review)
             .select_related("reviewer")
             .first(),

@@ -32,20 +32,20 @@ from .. import rules as engine
 from ..access import (
     REVIEWERS,
     categories_for_reviewer,
+    get_periodic_review_batch_for_reviewer,
     get_request_for_reviewer,
     get_second_review_for_reviewer,
-    get_spot_check_batch_for_reviewer,
     open_second_reviews_for,
+    periodic_review_batches_for_reviewer,
+    periodic_review_items_for_reviewer,
     requests_for_reviewer,
     reviewer_queue_ids,
     reviewer_queues,
     role_required,
-    spot_check_batches_for_reviewer,
-    spot_check_items_for_reviewer,
 )
 from ..insights.calibration import calibration_hint
 from ..insights.patterns import option_change
-from ..models import Decision, Message, Queue, ReviewRequest, SecondReview, SpotCheckItem
+from ..models import Decision, Message, PeriodicReviewItem, Queue, ReviewRequest, SecondReview
 from ..proposals import action_delta, changes_since, display_value, parse_version
 from ..services import bulk
 from ..services.agreement import record_second_review
@@ -90,8 +90,8 @@ OUTCOMES = {"approve": Outcome.APPROVED, "reject": Outcome.REJECTED, "modify": O
 
 
 # The kinds of work the inbox lists: pending requests, blind second reviews, and batches of
-# periodic review (spot checks); one list, switched by tab, so review work is all in one place.
-TABS = ("", "second", "spot")
+# periodic review; one list, switched by tab, so review work is all in one place.
+TABS = ("", "second", "periodic")
 
 
 @dataclass(frozen=True)
@@ -186,8 +186,8 @@ def second_reviews(user: Any, filters: Filters) -> QuerySet[SecondReview]:
     return qs
 
 
-def open_spot_checks(user: Any, queue_ids: list[int]) -> QuerySet[SpotCheckItem]:
-    return spot_check_items_for_reviewer(user, queue_ids).filter(verdict="")
+def open_periodic_review_items(user: Any, queue_ids: list[int]) -> QuerySet[PeriodicReviewItem]:
+    return periodic_review_items_for_reviewer(user, queue_ids).filter(verdict="")
 
 
 def _count(qs: QuerySet) -> Coalesce:
@@ -199,21 +199,21 @@ def _count(qs: QuerySet) -> Coalesce:
 
 
 def work_counts(user: Any, queue_ids: list[int]) -> dict[str, int]:
-    """Open second reviews and spot checks for the tabs' badges, in one query."""
+    """Open second reviews and periodic reviews for the tabs' badges, in one query."""
     # Any one row carries the two subqueries; with no queue at all there is no work either.
     counts = (
         Queue.objects.annotate(
             second_total=_count(open_second_reviews_for(user)),
-            spot_total=_count(open_spot_checks(user, queue_ids)),
+            periodic_total=_count(open_periodic_review_items(user, queue_ids)),
         )
-        .values("second_total", "spot_total")
+        .values("second_total", "periodic_total")
         .first()
     )
-    return counts or {"second_total": 0, "spot_total": 0}
+    return counts or {"second_total": 0, "periodic_total": 0}
 
 
 def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, Any]:
-    """The list of the second-review or spot-check tab."""
+    """The list of the second-review or periodic-review tab."""
     if filters.tab == "second":
         rows = list(
             second_reviews(user, filters)
@@ -223,7 +223,7 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
         )
         return {"second_rows": rows}
     batches = (
-        spot_check_batches_for_reviewer(user, queue_ids)
+        periodic_review_batches_for_reviewer(user, queue_ids)
         .filter(completed_at__isnull=True)
         .select_related("category")
         .annotate(open=Count("items", filter=Q(items__verdict="")), size=Count("items"))
@@ -231,7 +231,7 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
     )
     if filters.category:
         batches = batches.filter(category__slug=filters.category)
-    return {"spot_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
+    return {"periodic_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
 
 
 # Counting is the one read that grows with the backlog: the counts per queue and the groups
@@ -1014,9 +1014,9 @@ def second_decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @role_required(REVIEWERS)
-def spot_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
+def periodic_review_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
     """A periodic-review batch in the inbox pane: mark each sampled decision correct or not."""
-    batch = get_spot_check_batch_for_reviewer(request.user, batch_id)
+    batch = get_periodic_review_batch_for_reviewer(request.user, batch_id)
     items = list(batch.items.select_related("request__agent", "reviewed_by"))
     context = {
         "batch": batch,
@@ -1024,4 +1024,6 @@ def spot_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
         "open_count": sum(1 for item in items if not item.verdict),
         "purpose": monitoring.batch_purpose(batch),
     }
-    return render_pane(request, "inbox/_spot_batch.html", context, pane="spot", tab="spot")
+    return render_pane(
+        request, "inbox/_periodic_review_batch.html", context, pane="periodic", tab="periodic"
+    )

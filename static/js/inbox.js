@@ -20,7 +20,7 @@
   let batchVerb = ""; // the confirmed batch's outcome (the clicked button loses focus to the dialog)
 
   const rows = () => $$("#list .inbox-row");
-  // Which list is showing: "" pending requests, "second" second reviews, "spot" periodic review.
+  // Which list is showing: "" pending requests, "second" second reviews, "periodic" periodic review.
   const listTab = () => { const nav = $("#list [data-tab]"); return nav ? nav.dataset.tab : ""; };
   const currentItem = () => $("#pane #item");
   const currentPk = () => (currentItem() ? currentItem().dataset.pk : "");
@@ -50,7 +50,7 @@
       } else {
         $(".row-link", row).removeAttribute("aria-current");
       }
-      const box = $(".row-check", row); // second reviews and spot checks are not batched
+      const box = $(".row-check", row); // second reviews and periodic reviews are not batched
       if (box) box.checked = selected.has(row.dataset.pk);
     });
     document.body.classList.toggle("has-item", !!$("#pane .item"));

@@ -18,16 +18,16 @@ from reviews.models import (
     AgentToken,
     Category,
     EscalationRule,
+    PeriodicReviewItem,
     Queue,
     ReviewRequest,
     SecondReview,
-    SpotCheckItem,
     hash_token,
 )
 from reviews.services.agreement import record_second_review
 from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request
-from reviews.services.periodic_reviews import record_spot_check
+from reviews.services.periodic_reviews import record_periodic_review
 from reviews.services.sightings import record_first_view
 from reviews.services.submission import submit_request
 
@@ -279,7 +279,7 @@ class Command(BaseCommand):
         # review tab show the demo history on the first visit.
         rollups.roll_up()
         sampling.sample()
-        self.review_spot_checks(users["lead"])
+        self.review_older_periodic_batches(users["lead"])
         if not quiet:
             self.print_logins(created)
 
@@ -417,21 +417,21 @@ class Command(BaseCommand):
             self.answer_second_reviews(rng, now)
         return created
 
-    def review_spot_checks(self, fallback: User) -> None:
+    def review_older_periodic_batches(self, fallback: User) -> None:
         """Mark the periodic-review items of batches older than two days (nearly all correct,
         as rule auto-approvals of routine work are), so the autonomy page shows that evidence
         beside readiness; the newer batches wait in the reviewers' inbox."""
         rng = random.Random(4522)
         cutoff = timezone.localdate() - timedelta(days=2)
         items = (
-            SpotCheckItem.objects.filter(verdict="", batch__day__lt=cutoff)
+            PeriodicReviewItem.objects.filter(verdict="", batch__day__lt=cutoff)
             .select_related("batch__category__queue", "request")
             .order_by("id")
         )
         for item in items:
             reviewer = item.batch.category.queue.members.first() or fallback
             wrong = rng.random() < 0.03
-            record_spot_check(
+            record_periodic_review(
                 item.pk,
                 by=reviewer,
                 verdict="incorrect" if wrong else "correct",

@@ -14,44 +14,46 @@ from django_htmx.http import trigger_client_event
 from .. import monitoring
 from ..access import (
     REVIEWERS,
-    get_spot_check_batch_for_reviewer,
-    get_spot_check_item_for_reviewer,
+    get_periodic_review_batch_for_reviewer,
+    get_periodic_review_item_for_reviewer,
+    periodic_review_batches_for_reviewer,
     role_required,
-    spot_check_batches_for_reviewer,
 )
-from ..models import SpotCheckItem
+from ..models import PeriodicReviewItem
 from ..services.errors import TransitionError
-from ..services.periodic_reviews import record_spot_check
+from ..services.periodic_reviews import record_periodic_review
 
 
 @require_GET
 @role_required(REVIEWERS)
 def batch_list(request: HttpRequest) -> HttpResponse:
     batches = (
-        spot_check_batches_for_reviewer(request.user)
+        periodic_review_batches_for_reviewer(request.user)
         .select_related("category")
         .annotate(
             size=Count("items"),
             open=Count("items", filter=Q(items__verdict="")),
-            wrong=Count("items", filter=Q(items__verdict=SpotCheckItem.Verdict.INCORRECT)),
+            wrong=Count("items", filter=Q(items__verdict=PeriodicReviewItem.Verdict.INCORRECT)),
         )
         .order_by("completed_at", "-day")[:100]
     )
     return render(
-        request, "spot_checks/list.html", {"nav_active": "spot_checks", "batches": batches}
+        request,
+        "periodic_reviews/list.html",
+        {"nav_active": "periodic_reviews", "batches": batches},
     )
 
 
 @require_GET
 @role_required(REVIEWERS)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = get_spot_check_batch_for_reviewer(request.user, batch_id)
+    batch = get_periodic_review_batch_for_reviewer(request.user, batch_id)
     items = batch.items.select_related("request__agent", "reviewed_by")
     return render(
         request,
-        "spot_checks/batch.html",
+        "periodic_reviews/batch.html",
         {
-            "nav_active": "spot_checks",
+            "nav_active": "periodic_reviews",
             "batch": batch,
             "items": items,
             "purpose": monitoring.batch_purpose(batch),
@@ -62,10 +64,10 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
 @require_POST
 @role_required(REVIEWERS)
 def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
-    item = get_spot_check_item_for_reviewer(request.user, item_id)
+    item = get_periodic_review_item_for_reviewer(request.user, item_id)
     error = ""
     try:
-        item = record_spot_check(
+        item = record_periodic_review(
             item.pk,
             by=request.user,
             verdict=request.POST.get("verdict", ""),
@@ -79,11 +81,11 @@ def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
     if request.htmx:
         response = render(
             request,
-            "spot_checks/batch.html#item",
+            "periodic_reviews/batch.html#item",
             {"item": item, "error": error},
         )
         # The inbox, where batches are worked too, refreshes its counts.
         return trigger_client_event(response, "inbox:refresh")
     if error:
         messages.error(request, error)
-    return redirect("spot_check_batch", batch_id=item.batch_id)
+    return redirect("periodic_review_batch", batch_id=item.batch_id)
