@@ -426,12 +426,6 @@ class ReviewRequest(models.Model):
                 condition=models.Q(status="pending"),
                 name="inbox_pending_groups",
             ),
-            # Precedents: the latest decided requests of a group.
-            models.Index(
-                fields=["group_key", "-decided_at"],
-                condition=models.Q(decided_at__isnull=False),
-                name="request_precedents",
-            ),
             # Precedent memory (reviews/precedents.py): the people-decided requests alike, for
             # every submission; auto-approved and pending ones, the bulk, are not in it.
             models.Index(
