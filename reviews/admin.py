@@ -361,8 +361,54 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return False
 
 
+class OutboxAdmin(admin.ModelAdmin):
+    """A record of what was sent. Re-send (the action, or the button on a row's page) is the
+    one thing to do with it: the outbox queues it again from its first attempt, audited."""
+
+    actions = ["resend"]
+    change_form_template = "admin/reviews/outbox_change_form.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def may_resend(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"reviews.change_{self.opts.model_name}")
+
+    @admin.action(description="Re-send selected %(verbose_name_plural)s", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        count = outbox.resend(self.model, ids, by=request.user)
+        self.message_user(request, f"Queued {count} for re-sending.")
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return self.may_resend(request)
+
+    def get_urls(self) -> list[URLPattern]:
+        resend_one = self.admin_site.admin_view(require_POST(self.resend_one))
+        name = f"{self.opts.app_label}_{self.opts.model_name}_resend"
+        return [path("<int:pk>/resend/", resend_one, name=name), *super().get_urls()]
+
+    def resend_one(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The Re-send button on a row's page."""
+        row = get_object_or_404(self.model, pk=pk)
+        if not self.may_resend(request):
+            raise PermissionDenied
+        outbox.resend(self.model, [row.pk], by=request.user)
+        self.message_user(request, f"Queued the {self.opts.verbose_name} for re-sending.")
+        return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", row.pk)
+
+
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(OutboxAdmin):
     list_display = [
         "id",
         "agent",
@@ -374,47 +420,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["state", "event", "agent"]
-    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
-    actions = ["resend"]
-
-    change_form_template = "admin/reviews/webhookdelivery/change_form.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a record of what was sent; Re-send is the one thing to do with it
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def may_resend(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reviews.change_webhookdelivery")
-
-    @admin.action(description="Re-send selected deliveries", permissions=["resend"])
-    def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        count = outbox.resend(WebhookDelivery, ids, by=request.user)
-        self.message_user(request, f"Queued {count} deliveries for re-sending.")
-
-    def has_resend_permission(self, request: HttpRequest) -> bool:
-        return self.may_resend(request)
-
-    def get_urls(self) -> list[URLPattern]:
-        resend_one = self.admin_site.admin_view(require_POST(self.resend_one))
-        return [
-            path("<int:delivery_id>/resend/", resend_one, name="reviews_webhookdelivery_resend"),
-            *super().get_urls(),
-        ]
-
-    def resend_one(self, request: HttpRequest, delivery_id: int) -> HttpResponse:
-        """The Re-send button on a delivery's page."""
-        delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
-        if not self.may_resend(request):
-            raise PermissionDenied
-        outbox.resend(WebhookDelivery, [delivery.pk], by=request.user)
-        self.message_user(request, "Queued the delivery for re-sending.")
-        return redirect("admin:reviews_webhookdelivery_change", delivery.pk)
 
 
 @admin.register(Guideline)
@@ -428,11 +433,10 @@ class GuidelineAdmin(AuditedAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(OutboxAdmin):
     list_display = ["created_at", "kind", "channel", "target", "request", "state", "attempts"]
     list_filter = ["state", "kind", "channel"]
     search_fields = ["target", "subject"]
-    raw_id_fields = ["request", "recipient"]
 
 
 @admin.register(SweepRun)

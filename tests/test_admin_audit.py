@@ -23,6 +23,7 @@ from reviews.models import (
     AuditEvent,
     Category,
     CategoryAutonomy,
+    Notification,
     PolicyVersion,
     ReviewerProfile,
     WebhookDelivery,
@@ -165,6 +166,10 @@ def world(admin_user, alice, carol, support_queue, refunds, agent) -> World:
             "reviews.webhookdelivery": lambda: WebhookDelivery.objects.create(
                 agent=agent, event="request.decided", url="https://agent.example.com/h",
                 payload={}, state=WebhookDelivery.State.FAILED, attempts=8,
+            ),
+            "reviews.notification": lambda: Notification.objects.create(
+                kind="reminder", channel="email", target="alice@example.com", subject="Due",
+                body="Due soon.", state=Notification.State.FAILED, attempts=5,
             ),
             "axes.accessattempt": lambda: AccessAttempt.objects.create(
                 username="alice", ip_address="10.0.0.1", user_agent="test",

@@ -133,3 +133,24 @@ def test_an_address_the_server_does_not_know_is_not_retried(settings, autonomous
         assert send_notification(note.pk) == "failed"
     note.refresh_from_db()
     assert note.attempts == 1 and "recipient refused" in note.last_error
+
+
+def test_an_admin_re_sends_an_email_that_gave_up(settings, autonomous, manager, admin_user, client):
+    with MailServer(unknown=(manager.email,)) as server:
+        use_smtp(settings, server)
+        reinstate_gate(autonomous.pk, reason="Three errors in a row.")
+        note = Notification.objects.get()
+        assert send_notification(note.pk) == "failed"
+        server.unknown = ()  # the mailbox now exists
+        client.force_login(admin_user)
+        page = client.get(f"/admin/reviews/notification/{note.pk}/change/")
+        resend = f"/admin/reviews/notification/{note.pk}/resend/"
+        assert resend.encode() in page.content
+        assert client.post(resend).status_code == 302
+        note.refresh_from_db()
+        assert (note.state, note.attempts) == ("pending", 0)
+        assert send_notification(note.pk) == "succeeded"
+    assert [recipients for recipients, _ in server.received] == [[manager.email]]
+    event = AuditEvent.objects.get(verb="notification.resent")
+    assert event.actor_user == admin_user
+    assert event.before == {"delivery": note.pk, "state": "failed", "attempts": 1}
