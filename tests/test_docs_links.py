@@ -1,5 +1,6 @@
 """The README is a landing page that sends people to docs/: every link it and the pages make
-to a file of this repository, or to a heading of one, must lead somewhere."""
+to a file of this repository, or to a heading of one, must lead somewhere, and every test they
+cite as evidence must exist."""
 
 from __future__ import annotations
 
@@ -43,3 +44,36 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target}: no such heading")
     assert broken == []
+
+
+# A test file, then the tests named after it: "tests/test_x.py::test_a", "`::test_b`", or a
+# list "(`test_c`, `test_d`)" that follows the file it belongs to.
+CITATION = re.compile(r"tests/(test_\w+\.py)|`(?:::)?(test_\w+)`|::(test_\w+)")
+
+
+def cited_tests(page: Path) -> list[tuple[str, str | None]]:
+    """(file, test or None) for each citation, in the order the page makes them."""
+    cited, current = [], None
+    for file, quoted, joined in CITATION.findall(page.read_text()):
+        if file:
+            current = file
+            cited.append((file, None))
+        elif current is not None:
+            cited.append((current, quoted or joined))
+    return cited
+
+
+def test_docs_cite_tests_as_evidence():
+    assert sum(len(cited_tests(page)) for page in PAGES) > 40
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_cited_test_exists(page):
+    missing = []
+    for file, test in cited_tests(page):
+        path = ROOT / "tests" / file
+        if not path.exists():
+            missing.append(f"tests/{file}")
+        elif test and not re.search(rf"^\s*def {test}\(", path.read_text(), re.M):
+            missing.append(f"tests/{file}::{test}")
+    assert missing == []
