@@ -26,7 +26,7 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import logins, policies
+from . import logins
 from . import rules as engine
 from .models import (
     Agent,
@@ -58,6 +58,8 @@ from .models import (
 from .services import outbox
 from .services.assignment import set_away
 from .services.audit import admin_snapshot, record_admin_write
+from .services.policies import record_outside_change
+from .services.setup import issue_agent_token, revoke_agent_token, save_queue
 
 
 def _inline_changes(formsets: list[Any]) -> list[dict[str, Any]]:
@@ -135,14 +137,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Queue)
 class QueueAdmin(AuditedAdmin):
-    """Saved by policies.save_queue (queue.saved, members included), as the queue page does."""
+    """Saved by save_queue (queue.saved, members included), as the queue page does."""
 
     list_display = ["name", "slug", "next_queue", "member_count"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["members"]
 
     def save_model(self, request: HttpRequest, obj: Queue, form: Any, change: bool) -> None:
-        policies.save_queue(form, by=request.user)
+        save_queue(form, by=request.user)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pass  # save_queue saved the members with its audit event; a queue has no inline rows
@@ -189,9 +191,7 @@ class CategoryAdmin(AuditedAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if change:  # keep the policy history true when it is edited here too
-            policies.record_outside_change(
-                form.instance, by=request.user, note="Edited in Django admin."
-            )
+            record_outside_change(form.instance, by=request.user, note="Edited in Django admin.")
 
 
 @admin.register(EscalationRule)
@@ -225,10 +225,7 @@ class AgentAdmin(AuditedAdmin):
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse:
         name = f"admin {timezone.now():%Y-%m-%d %H:%M}"
-        issued = [
-            (agent, policies.issue_agent_token(agent, name, by=request.user)[1])
-            for agent in queryset
-        ]
+        issued = [(agent, issue_agent_token(agent, name, by=request.user)[1]) for agent in queryset]
         # The raw value goes in this one response (never cached: admin views send no-store),
         # never in a message (a cookie) or a log.
         return TemplateResponse(
@@ -263,7 +260,7 @@ class AgentTokenAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[AgentToken]) -> None:
         tokens = list(queryset.select_related("agent"))
         for token in tokens:
-            policies.revoke_agent_token(token, by=request.user)
+            revoke_agent_token(token, by=request.user)
         self.message_user(request, f"Revoked {len(tokens)} token(s).")
 
 

@@ -6,4 +6,5 @@ class ReviewsConfig(AppConfig):
     verbose_name = "Reviews"
 
     def ready(self) -> None:
-        from . import logins, monitoring, rulebook  # noqa: F401  (connect their signal receivers)
+        from . import logins, rulebook  # noqa: F401  (connect their signal receivers)
+        from .services import autonomy  # noqa: F401  (starts and ends monitoring periods)

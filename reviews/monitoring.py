@@ -1,13 +1,7 @@
-"""An autonomous category is always monitored: the monitoring period that starts at each switch
-into autonomous, the sequential test (reviews.cusum) over periodic review's verdicts on the
-actions taken in it, and the health figures the autonomy page shows.
-
-`sync` is the one place a period starts or ends. Every write path reaches it: saves of a
-Category (policy editor, restore of a version, Django admin, anything else that calls save())
-through the post_save receiver below, and the services' conditional UPDATEs (the manager's
-switch, the automatic reinstatement) by calling it in their transaction. Writers that know who
-acts set `category.changed_by` (and `change_note`) before save() so the period records it.
-"""
+"""An autonomous category is always monitored: which actions belong to its monitoring period,
+the sequential test (reviews.cusum) over periodic review's verdicts on them, and the words and
+health figures the autonomy page shows. Nothing here writes: the period's start and end and
+the verdicts' count are reviews.services.autonomy's."""
 
 from __future__ import annotations
 
@@ -17,101 +11,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
 from . import cusum
 from .figures import pct_bar, pct_vs
 from .models import (
-    Category,
     CategoryAutonomy,
     Decision,
     PeriodicReviewBatch,
     PeriodicReviewItem,
     ReviewRequest,
 )
-from .services.audit import audit
 
-AUTONOMOUS = Category.Mode.AUTONOMOUS
 # Below this many expected samples, an empty sample is plain chance (P(none) is about 5% at 3).
 NOTHING_SAMPLED_EXPECTED = 3
 
 
 # --- the period ------------------------------------------------------------------------------
-
-
-def sync(
-    category: Category,
-    *,
-    by: AbstractBaseUser | None = None,
-    reason: str = "",
-    now: datetime | None = None,
-) -> CategoryAutonomy | None:
-    """Make the monitoring period match the category's mode: a fresh period (test at zero,
-    only actions from now on count) when it is autonomous without one, the period closed
-    when it is no longer autonomous. Idempotent; call in the transaction that changed the mode."""
-
-    now = now or timezone.now()
-    with transaction.atomic():
-        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
-        running = autonomy is not None and autonomy.monitoring
-        if category.mode == AUTONOMOUS and not running:
-            autonomy, _ = CategoryAutonomy.objects.update_or_create(
-                category=category,
-                defaults={
-                    "autonomous_since": now,
-                    "ended_at": None,
-                    "switched_by": by,
-                    "reason": reason,
-                    "reinstated_at": None,
-                    "reinstated_reason": "",
-                    **state_fields(cusum.ZERO),
-                    "verdicts": 0,
-                    "errors": 0,
-                },
-            )
-            test = sequential_test(autonomy)
-            audit(
-                "category.monitoring_started",
-                None,
-                by or "system:monitoring",
-                after={
-                    "category": category.slug,
-                    "since": now.isoformat(),
-                    "sample_rate": category.sample_rate,
-                    "reference": test.reference,
-                    "h": test.h,
-                },
-                note=reason,
-            )
-        elif category.mode != AUTONOMOUS and running:
-            end(autonomy, now=now)
-    return autonomy
-
-
-def end(autonomy: CategoryAutonomy, *, now: datetime, reinstated_reason: str = "") -> None:
-    """Close the period (the category left autonomous); an automatic reinstatement says why."""
-    autonomy.ended_at = now
-    fields = ["ended_at"]
-    if reinstated_reason:
-        autonomy.reinstated_at, autonomy.reinstated_reason = now, reinstated_reason
-        fields += ["reinstated_at", "reinstated_reason"]
-    autonomy.save(update_fields=fields)
-
-
-@receiver(post_save, sender=Category)
-def _category_saved(sender: type, instance: Category, raw: bool = False, **kwargs: Any) -> None:
-    if raw:  # fixtures load rows as they are
-        return
-    sync(
-        instance,
-        by=getattr(instance, "changed_by", None),
-        reason=getattr(instance, "change_note", "") or "Mode set to autonomous.",
-    )
 
 
 def period_items(autonomy: CategoryAutonomy) -> QuerySet[PeriodicReviewItem]:

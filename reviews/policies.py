@@ -1,11 +1,6 @@
-"""Admins' writes and reads for policies: versioned saves and restores, the what-if preview,
-per-category figures, and the queue, reviewer and agent changes made from the admin pages.
-
-Like reviews.services, every write here is one transaction with an AuditEvent. A category's
-policy changes only through save_policy / restore_policy_version, which claim the category's
-`version` with a conditional UPDATE, so of two admins saving the same version one wins and
-the other is told (StalePolicy) instead of being silently overwritten.
-"""
+"""Reading policies: a policy's snapshot and the diff between two, the what-if preview of an
+edited rule set over recent requests, and per-category figures for the policy list. Nothing
+here writes; saves and versions are reviews.services.policies."""
 
 from __future__ import annotations
 
@@ -14,27 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import rules as engine
 from .models import (
     PEOPLE_CHANNELS,
-    Agent,
-    AgentToken,
     Category,
     Decision,
     EscalationRule,
-    PolicyVersion,
-    Queue,
-    ReviewerProfile,
     ReviewRequest,
 )
-from .services.assignment import set_away
-from .services.audit import audit
 
 # The policy fields a version records, in the order a diff lists them.
 POLICY_FIELDS = [
@@ -63,23 +48,16 @@ PREVIEW_DAYS_DEFAULT = 7
 PREVIEW_DAYS_MAX = 90
 
 
-class StalePolicy(Exception):
-    """Someone saved the category after the editor was opened; nothing was written."""
+@dataclass
+class RuleInput:
+    """One rule as the editor submits it; `id` is None for a new rule."""
 
-    def __init__(self, category: Category, latest: PolicyVersion | None):
-        self.category = category
-        self.latest = latest
-        who = "another admin"
-        if latest is not None and latest.created_by_id:
-            who = latest.created_by.get_username()
-        super().__init__(
-            f"{who} saved version {category.version} of {category.name} while you were "
-            "editing. Nothing of yours was saved."
-        )
-
-
-class NothingChanged(Exception):
-    """The submitted policy is identical to the saved one."""
+    field: str
+    operator: str
+    value: Any = None
+    enabled: bool = True
+    description: str = ""
+    id: int | None = None
 
 
 # --- snapshots and diffs -------------------------------------------------------------------
@@ -166,168 +144,6 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
 
 
 # --- versions ------------------------------------------------------------------------------
-
-
-def current_version_id(category: Category) -> int:
-    """The id of the version now in force; the first call records the policy as version 1.
-
-    Called when a request is submitted, so every request names the rule set that judged it.
-    """
-    latest = (
-        PolicyVersion.objects.filter(category=category)
-        .order_by("-number")
-        .values_list("id", flat=True)
-        .first()
-    )
-    if latest is not None:
-        return latest
-    return _baseline(category).pk
-
-
-def _baseline(category: Category) -> PolicyVersion:
-    # get_or_create survives a concurrent first call (unique category+number).
-    version, _ = PolicyVersion.objects.get_or_create(
-        category=category,
-        number=category.version,
-        defaults={
-            "snapshot": snapshot_of(category),
-            "note": "The policy as it was when versioning began.",
-        },
-    )
-    return version
-
-
-def latest_version(category: Category) -> PolicyVersion | None:
-    return (
-        PolicyVersion.objects.filter(category=category)
-        .select_related("created_by")
-        .order_by("-number")
-        .first()
-    )
-
-
-@dataclass
-class RuleInput:
-    """One rule as the editor submits it; `id` is None for a new rule."""
-
-    field: str
-    operator: str
-    value: Any = None
-    enabled: bool = True
-    description: str = ""
-    id: int | None = None
-
-
-def save_policy(
-    category_id: int,
-    *,
-    expected_version: int,
-    policy: dict[str, Any],
-    rules: list[RuleInput],
-    note: str,
-    by: AbstractBaseUser | None,
-) -> PolicyVersion:
-    """Save a category's policy and its whole rule set as a new version.
-
-    Raises StalePolicy if the category moved past `expected_version`, NothingChanged if the
-    result equals what is saved, ValidationError for bad values (nothing is written).
-    """
-    if not note.strip():
-        raise ValidationError({"note": "Say why you are changing the policy."})
-    with transaction.atomic():
-        current = Category.objects.select_related("queue").get(pk=category_id)
-        # Record where we start from before anything changes (the first save ever).
-        first_save = not PolicyVersion.objects.filter(category=current).exists()
-        if first_save and current.version == expected_version:
-            _baseline(current)
-        # The claim: of two admins saving the same version, only one UPDATE matches.
-        claimed = Category.objects.filter(pk=category_id, version=expected_version).update(
-            version=F("version") + 1
-        )
-        if claimed != 1:
-            current.refresh_from_db()
-            raise StalePolicy(current, latest_version(current))
-        before = snapshot_of(current)
-        current.version = expected_version + 1  # what the UPDATE above wrote
-        # Who switches a category to autonomous starts its monitoring (reviews.monitoring).
-        current.changed_by, current.change_note = by, note.strip()
-        category, kept = _apply(current, policy, rules)
-        after = snapshot_of(category, kept)
-        changes = diff_snapshots(before, after)
-        if not changes:  # raising inside atomic() rolls the claim back too
-            raise NothingChanged("Nothing changed, so no new version was saved.")
-        version = PolicyVersion.objects.create(
-            category=category,
-            number=category.version,
-            snapshot=after,
-            diff=changes,
-            note=note.strip(),
-            created_by=by,
-        )
-        audit(
-            "policy.saved",
-            None,
-            by,
-            before={"category": category.slug, "version": expected_version, **before},
-            after={"category": category.slug, "version": category.version, **after},
-            note=note.strip(),
-        )
-    return version
-
-
-def restore_policy_version(
-    version_id: int, *, expected_version: int, note: str, by: AbstractBaseUser | None
-) -> PolicyVersion:
-    """Make an earlier version current again, as a new version (history is never rewritten)."""
-    old = PolicyVersion.objects.select_related("category").get(pk=version_id)
-    policy = dict(old.snapshot["policy"])
-    policy.pop("queue_name", None)
-    if not Queue.objects.filter(pk=policy.get("queue")).exists():
-        raise ValidationError(
-            {"queue": f"The queue of version {old.number} no longer exists; edit instead."}
-        )
-    rules = [
-        RuleInput(**{name: r.get(name) for name in [*RULE_FIELDS, "id"]})
-        for r in old.snapshot["rules"]
-    ]
-    reason = note.strip()
-    return save_policy(
-        old.category_id,
-        expected_version=expected_version,
-        policy=policy,
-        rules=rules,
-        note=f"Restored version {old.number}: {reason}" if reason else "",
-        by=by,
-    )
-
-
-def _apply(
-    category: Category, policy: dict[str, Any], rules: list[RuleInput]
-) -> tuple[Category, list[EscalationRule]]:
-    """Write the policy and make the category's rules exactly `rules`, in that order."""
-    for name in POLICY_FIELDS:
-        if name == "queue":
-            queue = policy["queue"]
-            category.queue_id = queue.pk if isinstance(queue, Queue) else queue
-        elif name in policy:
-            setattr(category, name, policy[name])
-    category.full_clean(exclude=["slug", "version"])
-    category.save()
-
-    existing = {rule.pk: rule for rule in category.rules.all()}
-    keep: list[EscalationRule] = []
-    for order, given in enumerate(rules):
-        rule = existing.get(given.id) if given.id is not None else None
-        if rule is None:
-            rule = EscalationRule(category=category)
-        rule.field, rule.operator, rule.value = given.field.strip(), given.operator, given.value
-        rule.enabled, rule.description, rule.order = given.enabled, given.description, order
-        rule.full_clean()
-        rule.save()
-        keep.append(rule)
-    kept_ids = {rule.pk for rule in keep}
-    EscalationRule.objects.filter(category=category).exclude(pk__in=kept_ids).delete()
-    return category, keep
 
 
 # --- preview ---------------------------------------------------------------------------------
@@ -496,112 +312,3 @@ def recent_figures(days: int = 30, now: datetime | None = None) -> dict[int, dic
 
 
 # --- queues, reviewers and agents ----------------------------------------------------------
-
-
-def _queue_state(queue: Queue) -> dict[str, Any]:
-    return {
-        "name": queue.name,
-        "slug": queue.slug,
-        "next_queue": queue.next_queue_id,
-        "members": sorted(queue.members.values_list("username", flat=True)),
-        "chat_webhook_url": queue.chat_webhook_url,
-    }
-
-
-def save_queue(form: Any, *, by: AbstractBaseUser) -> Queue:
-    """Save a validated queue ModelForm (members included) with an audit event."""
-    with transaction.atomic():
-        before = _queue_state(Queue.objects.get(pk=form.instance.pk)) if form.instance.pk else None
-        queue = form.save()
-        audit("queue.saved", None, by, before=before, after=_queue_state(queue))
-    return queue
-
-
-def set_reviewer_away(
-    user: AbstractBaseUser, until: datetime | None, *, by: AbstractBaseUser
-) -> ReviewerProfile:
-    """An admin marks a reviewer away until a time (no new work for them), or back (None)."""
-    return set_away(user, until, by=by)
-
-
-def save_agent(form: Any, *, by: AbstractBaseUser) -> Agent:
-    with transaction.atomic():
-        created = form.instance.pk is None
-        agent = form.save()
-        audit(
-            "agent.created" if created else "agent.saved",
-            None,
-            by,
-            after={
-                "agent": agent.name,
-                "webhook_url": agent.webhook_url,
-                "is_active": agent.is_active,
-            },
-        )
-    return agent
-
-
-def issue_agent_token(agent: Agent, name: str, *, by: AbstractBaseUser) -> tuple[AgentToken, str]:
-    """A new API token; the raw value is returned once and only its hash is kept."""
-    with transaction.atomic():
-        token, raw = AgentToken.issue(agent, name=name.strip() or "default")
-        audit("agent.token_issued", None, by, after={"agent": agent.name, "prefix": token.prefix})
-    return token, raw
-
-
-def revoke_agent_token(token: AgentToken, *, by: AbstractBaseUser) -> AgentToken:
-    with transaction.atomic():
-        was_active = token.is_active
-        token.revoke()
-        if was_active:
-            audit(
-                "agent.token_revoked",
-                None,
-                by,
-                after={"agent": token.agent.name, "prefix": token.prefix},
-            )
-    return token
-
-
-def record_outside_change(category: Category, *, by: AbstractBaseUser | None, note: str) -> None:
-    """Version a change made outside the editor (Django admin), if it changed anything."""
-    with transaction.atomic():
-        category = Category.objects.select_related("queue").get(pk=category.pk)
-        latest = latest_version(category)
-        after = snapshot_of(category)
-        if latest is None or latest.snapshot == after:
-            return
-        changes = diff_snapshots(latest.snapshot, after)
-        Category.objects.filter(pk=category.pk).update(version=F("version") + 1)
-        category.refresh_from_db(fields=["version"])
-        PolicyVersion.objects.create(
-            category=category,
-            number=category.version,
-            snapshot=after,
-            diff=changes,
-            note=note,
-            created_by=by,
-        )
-        audit("policy.saved", None, by, before=latest.snapshot, after=after, note=note)
-
-
-def version_before_switch(category: Category) -> PolicyVersion:
-    """The version in force before services switches a category's mode (recorded now if the
-    policy was never versioned). Call inside the switch's transaction, before the update."""
-    return latest_version(category) or _baseline(category)
-
-
-def record_switch(
-    category: Category, previous: PolicyVersion, *, by: AbstractBaseUser | None, note: str
-) -> PolicyVersion:
-    """Version a mode switch made outside the editor (the autonomy switch, the automatic
-    reinstatement) under the number the switch gave the category, so the history shows it."""
-    after = snapshot_of(category)
-    return PolicyVersion.objects.create(
-        category=category,
-        number=category.version,
-        snapshot=after,
-        diff=diff_snapshots(previous.snapshot, after),
-        note=note,
-        created_by=by,
-    )

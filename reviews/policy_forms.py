@@ -22,13 +22,7 @@ from . import rules as engine
 from .access import ADMINS, REVIEWERS
 from .insights.readiness import Readiness
 from .models import Agent, Category, EscalationRule, Queue
-from .policies import (
-    POLICY_FIELDS,
-    PREVIEW_DAYS_DEFAULT,
-    PREVIEW_DAYS_MAX,
-    RuleInput,
-    duration,
-)
+from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
 
 OPERATOR_CHOICES = [(op, engine.OPERATOR_LABELS[op]) for op in engine.OPERATOR_LABELS]
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from .models import Category, EscalationRule, PolicyVersion
-from .policies import current_version_id
+from .services.policies import current_version_id
 
 MAX_ENTRIES = 512
 

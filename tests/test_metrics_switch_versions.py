@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import policies
 from reviews.models import Category, PolicyVersion
 from reviews.services.autonomy import reinstate_gate, switch_to_autonomous
+from reviews.services.policies import current_version_id, latest_version
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +28,13 @@ def test_switching_to_autonomous_saves_a_version_with_the_reason(refunds, manage
     assert after.snapshot["policy"]["mode"] == "autonomous"
     assert before.snapshot["policy"]["mode"] == "rules"
     assert any("autonomous" in line for line in after.diff), after.diff
-    assert policies.latest_version(refunds) == after
+    assert latest_version(refunds) == after
 
 
 def test_the_automatic_reinstatement_saves_a_version_by_the_system(
     refunds, manager, admin_user, client
 ):
-    policies.current_version_id(refunds)  # versioned before: no second baseline
+    current_version_id(refunds)  # versioned before: no second baseline
     switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
     assert reinstate_gate(refunds.pk, reason="Sampled accuracy 80.0% is below 99%")
     refunds.refresh_from_db()

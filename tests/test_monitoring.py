@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews import policies, sampling
+from reviews import sampling
 from reviews.models import (
     AuditEvent,
     Category,
@@ -21,6 +21,7 @@ from reviews.models import (
 )
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.periodic_reviews import record_periodic_review
+from reviews.services.policies import restore_policy_version
 
 from .metrics_helpers import auto_approved
 from .policies_helpers import editor_data
@@ -162,7 +163,7 @@ def test_restoring_an_autonomous_unsampled_version_is_refused(admin_client, admi
     refunds.refresh_from_db()
     assert (refunds.mode, refunds.version) == ("rules", 2)
     with pytest.raises(ValidationError):
-        policies.restore_policy_version(first.pk, expected_version=2, note="x", by=admin_user)
+        restore_policy_version(first.pk, expected_version=2, note="x", by=admin_user)
 
 
 def test_the_admin_refuses_a_sample_rate_of_0_on_an_autonomous_category(admin_client, autonomous):

@@ -8,6 +8,12 @@ from django.core.exceptions import ValidationError
 from reviews import policies
 from reviews.models import AuditEvent, EscalationRule, PolicyVersion
 from reviews.policies import RuleInput
+from reviews.services.policies import (
+    NothingChanged,
+    StalePolicy,
+    restore_policy_version,
+    save_policy,
+)
 from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
@@ -38,7 +44,7 @@ def with_threshold(category, value):
 
 
 def test_it_records_the_starting_point_and_the_change_with_a_readable_diff(refunds, admin_user):
-    version = policies.save_policy(
+    version = save_policy(
         refunds.pk,
         expected_version=1,
         policy=policy_of(refunds, timeout_seconds=7200),
@@ -65,7 +71,7 @@ def test_it_adds_removes_reorders_and_disables_rules(refunds, admin_user):
     first, second, third = rules[0], rules[1], rules[2]
     new = RuleInput("amount", "gte", 500, True, "Mid-size refunds")
     third = RuleInput(third.field, third.operator, third.value, False, "", third.id)
-    version = policies.save_policy(
+    version = save_policy(
         refunds.pk,
         expected_version=1,
         policy=policy_of(refunds),
@@ -87,7 +93,7 @@ def test_it_adds_removes_reorders_and_disables_rules(refunds, admin_user):
 
 
 def test_a_second_save_of_the_same_version_is_refused_and_writes_nothing(refunds, admin_user):
-    policies.save_policy(
+    save_policy(
         refunds.pk,
         expected_version=1,
         policy=policy_of(refunds),
@@ -95,8 +101,8 @@ def test_a_second_save_of_the_same_version_is_refused_and_writes_nothing(refunds
         note="First admin",
         by=admin_user,
     )
-    with pytest.raises(policies.StalePolicy) as refused:
-        policies.save_policy(
+    with pytest.raises(StalePolicy) as refused:
+        save_policy(
             refunds.pk,
             expected_version=1,
             policy=policy_of(refunds, timeout_seconds=60),
@@ -111,8 +117,8 @@ def test_a_second_save_of_the_same_version_is_refused_and_writes_nothing(refunds
 
 
 def test_nothing_changed_saves_no_version(refunds, admin_user):
-    with pytest.raises(policies.NothingChanged):
-        policies.save_policy(
+    with pytest.raises(NothingChanged):
+        save_policy(
             refunds.pk,
             expected_version=1,
             policy=policy_of(refunds),
@@ -126,7 +132,7 @@ def test_nothing_changed_saves_no_version(refunds, admin_user):
 
 def test_bad_values_are_refused_naming_the_field(refunds, admin_user):
     with pytest.raises(ValidationError) as bad:
-        policies.save_policy(
+        save_policy(
             refunds.pk,
             expected_version=1,
             policy=policy_of(refunds),
@@ -140,7 +146,7 @@ def test_bad_values_are_refused_naming_the_field(refunds, admin_user):
 
 
 def test_restoring_a_version_saves_it_again_as_the_newest(refunds, admin_user):
-    policies.save_policy(
+    save_policy(
         refunds.pk,
         expected_version=1,
         policy=policy_of(refunds, mode="gate"),
@@ -149,7 +155,7 @@ def test_restoring_a_version_saves_it_again_as_the_newest(refunds, admin_user):
         by=admin_user,
     )
     assert refunds.rules.count() == 0
-    restored = policies.restore_policy_version(
+    restored = restore_policy_version(
         PolicyVersion.objects.get(category=refunds, number=1).pk,
         expected_version=2,
         note="Too strict",
@@ -165,7 +171,7 @@ def test_restoring_a_version_saves_it_again_as_the_newest(refunds, admin_user):
 def test_a_request_names_the_version_that_evaluated_it(agent, refunds, admin_user):
     before = submit_request(agent, category=refunds, title="a", attributes=ROUTINE)
     assert before.request.policy_version.number == 1
-    policies.save_policy(
+    save_policy(
         refunds.pk,
         expected_version=1,
         policy=policy_of(refunds),

@@ -1,5 +1,13 @@
-"""A category runs without a human (a manager's switch) and the gate comes back: by the
-sequential test over periodic reviews' verdicts, with the managers told by email."""
+"""A category runs without a human, and the gate comes back.
+
+A manager's switch starts a monitoring period; each periodic-review verdict on an action of
+the period feeds the sequential test, which reinstates the gate when it fires (the managers
+are told by email). `sync_period` is the one place a period starts or ends. Every write path
+reaches it: saves of a Category (policy editor, restore of a version, Django admin, anything
+else that calls save()) through the post_save receiver below, and the conditional UPDATEs here
+(the manager's switch, the automatic reinstatement) by calling it in their transaction.
+Writers that know who acts set `category.changed_by` (and `change_note`) before save() so the
+period records it."""
 
 from __future__ import annotations
 
@@ -12,15 +20,17 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .. import cusum, monitoring
 from ..access import MANAGERS
 from ..models import Category, CategoryAutonomy, Notification, PeriodicReviewItem
-from ..policies import record_switch, version_before_switch
 from .audit import audit
 from .errors import TransitionError
 from .outbox import queue_notifications
+from .policies import record_switch, version_before_switch
 
 
 def _category_snapshot(category: Category) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def switch_to_autonomous(
             raise TransitionError(f"{category.name} is already autonomous.")
         category.refresh_from_db()
         record_switch(category, previous, by=by, note=reason.strip())
-        monitoring.sync(category, by=by, reason=reason.strip(), now=now)
+        sync_period(category, by=by, reason=reason.strip(), now=now)
         audit(
             "category.autonomous",
             None,
@@ -96,7 +106,7 @@ def reinstate_gate(category_id: int, *, reason: str, now: datetime | None = None
         category.refresh_from_db()
         record_switch(category, previous, by=None, note=f"Reinstated automatically: {reason}")
         autonomy, _ = CategoryAutonomy.objects.select_for_update().get_or_create(category=category)
-        monitoring.end(autonomy, now=now, reinstated_reason=reason)
+        end_period(autonomy, now=now, reinstated_reason=reason)
         audit(
             "category.reinstated",
             None,
@@ -134,6 +144,79 @@ def _tell_managers_of_reinstatement(category: Category, reason: str, now: dateti
             )
             for manager in managers
         ]
+    )
+
+
+# --- the monitoring period: started at each switch into autonomous, ended when it leaves
+
+
+def sync_period(
+    category: Category,
+    *,
+    by: AbstractBaseUser | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> CategoryAutonomy | None:
+    """Make the monitoring period match the category's mode: a fresh period (test at zero,
+    only actions from now on count) when it is autonomous without one, the period closed
+    when it is no longer autonomous. Idempotent; call in the transaction that changed the mode."""
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        autonomy = CategoryAutonomy.objects.select_for_update().filter(category=category).first()
+        running = autonomy is not None and autonomy.monitoring
+        if category.mode == Category.Mode.AUTONOMOUS and not running:
+            autonomy, _ = CategoryAutonomy.objects.update_or_create(
+                category=category,
+                defaults={
+                    "autonomous_since": now,
+                    "ended_at": None,
+                    "switched_by": by,
+                    "reason": reason,
+                    "reinstated_at": None,
+                    "reinstated_reason": "",
+                    **monitoring.state_fields(cusum.ZERO),
+                    "verdicts": 0,
+                    "errors": 0,
+                },
+            )
+            test = monitoring.sequential_test(autonomy)
+            audit(
+                "category.monitoring_started",
+                None,
+                by or "system:monitoring",
+                after={
+                    "category": category.slug,
+                    "since": now.isoformat(),
+                    "sample_rate": category.sample_rate,
+                    "reference": test.reference,
+                    "h": test.h,
+                },
+                note=reason,
+            )
+        elif category.mode != Category.Mode.AUTONOMOUS and running:
+            end_period(autonomy, now=now)
+    return autonomy
+
+
+def end_period(autonomy: CategoryAutonomy, *, now: datetime, reinstated_reason: str = "") -> None:
+    """Close the period (the category left autonomous); an automatic reinstatement says why."""
+    autonomy.ended_at = now
+    fields = ["ended_at"]
+    if reinstated_reason:
+        autonomy.reinstated_at, autonomy.reinstated_reason = now, reinstated_reason
+        fields += ["reinstated_at", "reinstated_reason"]
+    autonomy.save(update_fields=fields)
+
+
+@receiver(post_save, sender=Category)
+def _category_saved(sender: type, instance: Category, raw: bool = False, **kwargs: Any) -> None:
+    if raw:  # fixtures load rows as they are
+        return
+    sync_period(
+        instance,
+        by=getattr(instance, "changed_by", None),
+        reason=getattr(instance, "change_note", "") or "Mode set to autonomous.",
     )
 
 

@@ -19,6 +19,7 @@ from .. import rules as engine
 from ..access import ADMINS, REVIEWERS, role_required
 from ..insights.readiness import Readiness, readiness_of
 from ..models import Agent, AgentToken, Category, EscalationRule, PolicyVersion, Queue
+from ..policies import RuleInput
 from ..policy_forms import (
     AgentForm,
     AwayForm,
@@ -30,6 +31,15 @@ from ..policy_forms import (
     rule_initial,
     suggested_mode,
 )
+from ..services.assignment import set_away
+from ..services.policies import (
+    NothingChanged,
+    StalePolicy,
+    latest_version,
+    restore_policy_version,
+    save_policy,
+)
+from ..services.setup import issue_agent_token, revoke_agent_token, save_agent, save_queue
 
 # --- categories --------------------------------------------------------------------------
 
@@ -65,7 +75,7 @@ def _edit_context(
         "category": category,
         "form": form,
         "formset": formset,
-        "latest": policies.latest_version(category),
+        "latest": latest_version(category),
         "global_rules": EscalationRule.objects.filter(category__isnull=True).order_by("order"),
         "known_fields": sorted(fields),
         "readiness": form.readiness,
@@ -120,7 +130,7 @@ def _prefill(request: HttpRequest, category: Category, initial: list[dict]) -> l
     return notes
 
 
-def _prefilled_rules(initial: list[dict]) -> list[policies.RuleInput] | None:
+def _prefilled_rules(initial: list[dict]) -> list[RuleInput] | None:
     """The rule set a pre-filled editor shows, if every rule in it is valid."""
     rules = []
     for row in initial:
@@ -130,7 +140,7 @@ def _prefilled_rules(initial: list[dict]) -> list[policies.RuleInput] | None:
         except engine.RuleValidationError:
             return None
         rules.append(
-            policies.RuleInput(
+            RuleInput(
                 row["field"], row["operator"], value, row["enabled"], row["description"], row["id"]
             )
         )
@@ -191,7 +201,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if override := form.override_note():
         note = f"{note.strip()}\n{override}"
     try:
-        version = policies.save_policy(
+        version = save_policy(
             category.pk,
             expected_version=form.cleaned_data["version"],
             policy=form.policy(),
@@ -199,7 +209,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             note=note,
             by=request.user,
         )
-    except policies.StalePolicy as stale:
+    except StalePolicy as stale:
         # Keep the admin's edits on screen, now based on the latest version: saving again is
         # an informed, explicit choice to replace the other admin's change.
         data = request.POST.copy()
@@ -211,7 +221,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         form.is_valid(), formset.is_valid()
         context = _edit_context(request, stale.category, form, formset, stale=stale)
         return _render_editor(request, context, status=409)
-    except policies.NothingChanged as unchanged:
+    except NothingChanged as unchanged:
         messages.info(request, str(unchanged))
         return _render_editor(request, _edit_context(request, category, form, formset))
     except ValidationError as exc:
@@ -252,15 +262,15 @@ def policy_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse
     except ValueError:
         expected = -1
     try:
-        saved = policies.restore_policy_version(
+        saved = restore_policy_version(
             version.pk,
             expected_version=expected,
             note=request.POST.get("note", ""),
             by=request.user,
         )
-    except policies.StalePolicy as stale:
+    except StalePolicy as stale:
         messages.error(request, f"{stale} Look at the newest version, then restore again.")
-    except policies.NothingChanged:
+    except NothingChanged:
         messages.info(request, f"Version {number} is what is in force already.")
     except ValidationError as exc:
         for errors in exc.message_dict.values():
@@ -284,7 +294,7 @@ def _reviewers() -> Any:
 def queue_list(request: HttpRequest) -> HttpResponse:
     form = QueueForm(request.POST or None, prefix="new")
     if request.method == "POST" and form.is_valid():
-        queue = policies.save_queue(form, by=request.user)
+        queue = save_queue(form, by=request.user)
         messages.success(request, f"Created the queue {queue.name}.")
         return redirect("queues")
     queues = (
@@ -324,7 +334,7 @@ def queue_edit(request: HttpRequest, pk: int) -> HttpResponse:
     queue = get_object_or_404(Queue, pk=pk)
     form = QueueForm(request.POST or None, instance=queue)
     if request.method == "POST" and form.is_valid():
-        policies.save_queue(form, by=request.user)
+        save_queue(form, by=request.user)
         messages.success(request, f"Saved the queue {queue.name}.")
         return redirect("queues")
     context = {"nav_active": "policies", "admin_tab": "queues", "queue": queue, "form": form}
@@ -337,11 +347,11 @@ def reviewer_away(request: HttpRequest, user_id: int) -> HttpResponse:
     user = get_object_or_404(_reviewers(), pk=user_id)
     form = AwayForm(request.POST, prefix=f"away-{user.pk}")
     if request.POST.get("back"):
-        policies.set_reviewer_away(user, None, by=request.user)
+        set_away(user, None, by=request.user)
         messages.success(request, f"{user.get_username()} is back: new work can reach them.")
     elif form.is_valid():
         until = form.cleaned_data["until"]
-        policies.set_reviewer_away(user, until, by=request.user)
+        set_away(user, until, by=request.user)
         messages.success(request, f"{user.get_username()} is away until {until:%Y-%m-%d %H:%M}.")
     else:
         messages.error(request, f"Pick the date and time {user.get_username()} is back.")
@@ -356,7 +366,7 @@ def reviewer_away(request: HttpRequest, user_id: int) -> HttpResponse:
 def agent_list(request: HttpRequest) -> HttpResponse:
     form = AgentForm(request.POST or None, prefix="new", initial={"is_active": True})
     if request.method == "POST" and form.is_valid():
-        agent = policies.save_agent(form, by=request.user)
+        agent = save_agent(form, by=request.user)
         messages.success(request, f"Created the agent {agent.name}. Issue it a token below.")
         return redirect("agent_detail", pk=agent.pk)
     agents = Agent.objects.annotate(
@@ -394,7 +404,7 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return _agent_page(request, agent)
     form = AgentForm(request.POST, instance=Agent.objects.get(pk=pk))
     if form.is_valid():
-        policies.save_agent(form, by=request.user)
+        save_agent(form, by=request.user)
         messages.success(request, f"Saved the agent {agent.name}.")
         return redirect("agent_detail", pk=agent.pk)
     return _agent_page(request, agent, status=400, form=form)
@@ -407,7 +417,7 @@ def agent_token_issue(request: HttpRequest, pk: int) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _agent_page(request, agent, status=400, token_form=form)
-    token, raw = policies.issue_agent_token(agent, form.cleaned_data["name"], by=request.user)
+    token, raw = issue_agent_token(agent, form.cleaned_data["name"], by=request.user)
     # Rendered, not redirected: the raw token must never sit in a session or a message cookie.
     response = _agent_page(request, agent, new_token=token, raw_token=raw)
     response["Cache-Control"] = "no-store"
@@ -418,6 +428,6 @@ def agent_token_issue(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(ADMINS)
 def agent_token_revoke(request: HttpRequest, pk: int, token_id: int) -> HttpResponse:
     token = get_object_or_404(AgentToken.objects.select_related("agent"), pk=token_id, agent_id=pk)
-    policies.revoke_agent_token(token, by=request.user)
+    revoke_agent_token(token, by=request.user)
     messages.success(request, f"Revoked the token {token.prefix}…; calls with it now fail.")
     return redirect("agent_detail", pk=pk)
