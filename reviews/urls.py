@@ -2,27 +2,39 @@
 
 from django.urls import path
 
-from .views import audit, away, guidelines, home, inbox, metrics, periodic_reviews, policies, status
+from .views import (
+    audit,
+    away,
+    batch,
+    guidelines,
+    home,
+    inbox,
+    metrics,
+    periodic_reviews,
+    policies,
+    second_reviews,
+    status,
+)
 
 urlpatterns = [
     path("", home.start, name="start"),
     # --- reviewer inbox -------------------------------------------------------------------
     path("inbox/", inbox.inbox, name="inbox"),
     path("inbox/poll/", inbox.poll, name="inbox_poll"),
-    path("inbox/batch/", inbox.batch, name="inbox_batch"),
+    path("inbox/batch/", batch.batch, name="inbox_batch"),
     path("inbox/group/<slug:key>/", inbox.group, name="inbox_group"),
-    path("inbox/second/<int:pk>/", inbox.second_item, name="inbox_second"),
-    path("inbox/second/<int:pk>/decide/", inbox.second_decide, name="inbox_second_decide"),
+    path("inbox/second/<int:pk>/", second_reviews.second_item, name="inbox_second"),
+    path("inbox/second/<int:pk>/decide/", second_reviews.second_decide, name="inbox_second_decide"),
     path(
         "inbox/periodic-review/<int:batch_id>/",
-        inbox.periodic_review_batch,
+        periodic_reviews.periodic_review_batch,
         name="inbox_periodic_review_batch",
     ),
     path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
     path("inbox/<int:pk>/raw.json", inbox.item_raw, name="inbox_item_raw"),
     path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
     path("inbox/<int:pk>/undo/", inbox.undo, name="inbox_undo"),
-    path("inbox/batch/<uuid:batch_id>/undo/", inbox.undo_batch, name="inbox_undo_batch"),
+    path("inbox/batch/<uuid:batch_id>/undo/", batch.undo_batch, name="inbox_undo_batch"),
     path("inbox/<int:pk>/reply/", inbox.reply, name="inbox_reply"),
     # --- admin policies -------------------------------------------------------------------
     path("policies/", policies.policy_list, name="policies"),

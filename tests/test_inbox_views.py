@@ -127,10 +127,10 @@ def large_backlog(monkeypatch):
     the shared one would flush the Redis database the Celery broker may share)."""
     from django.core.cache.backends.locmem import LocMemCache
 
-    from reviews.views import inbox
+    from reviews import worklist
 
-    monkeypatch.setattr(inbox, "COUNTS_CACHE_FROM", 3)
-    monkeypatch.setattr(inbox, "cache", LocMemCache("inbox-counts-test", {}))
+    monkeypatch.setattr(worklist, "COUNTS_CACHE_FROM", 3)
+    monkeypatch.setattr(worklist, "cache", LocMemCache("inbox-counts-test", {}))
 
 
 def test_a_large_backlog_is_counted_once_every_few_seconds(

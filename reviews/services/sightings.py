@@ -98,8 +98,8 @@ def review_seconds_for(
     starts: dict[int, datetime], request_id: int, channel: str, now: datetime
 ) -> float | None:
     """From the decider's review start (review_starts) to the decision. A batch row its
-    decider never had on screen was looked at for 0 s. Another channel with no opening in
-    the inbox (an email link, the reviewer API) has no known start: None, not a guess."""
+    decider never had on screen was looked at for 0 s. A decision posted without the request
+    ever being opened in the inbox has no known start: None, not a guess."""
     start = starts.get(request_id)
     if start is None:
         return 0.0 if channel == Channel.BATCH else None

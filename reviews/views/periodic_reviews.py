@@ -22,6 +22,7 @@ from ..access import (
 from ..models import PeriodicReviewItem
 from ..services.errors import TransitionError
 from ..services.periodic_reviews import record_periodic_review
+from .inbox import render_pane
 
 
 @require_GET
@@ -89,3 +90,20 @@ def verdict(request: HttpRequest, item_id: int) -> HttpResponse:
     if error:
         messages.error(request, error)
     return redirect("periodic_review_batch", batch_id=item.batch_id)
+
+
+@require_GET
+@role_required(REVIEWERS)
+def periodic_review_batch(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """A periodic-review batch in the inbox pane: mark each sampled decision correct or not."""
+    batch = get_periodic_review_batch_for_reviewer(request.user, batch_id)
+    items = list(batch.items.select_related("request__agent", "reviewed_by"))
+    context = {
+        "batch": batch,
+        "items": items,
+        "open_count": sum(1 for item in items if not item.verdict),
+        "purpose": monitoring.batch_purpose(batch),
+    }
+    return render_pane(
+        request, "inbox/_periodic_review_batch.html", context, pane="periodic", tab="periodic"
+    )
