@@ -29,7 +29,7 @@ from reviews.models import (
     WebhookDelivery,
     hash_token,
 )
-from reviews.policies import current_version_id
+from reviews.services.policies import current_version_id
 
 pytestmark = pytest.mark.django_db
 
