@@ -77,3 +77,32 @@ def test_every_cited_test_exists(page):
         elif test and not re.search(rf"^\s*def {test}\(", path.read_text(), re.M):
             missing.append(f"tests/{file}::{test}")
     assert missing == []
+
+
+def module_tree() -> str:
+    """The code block under "The modules" in docs/architecture.md."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    section = page.split("## The modules", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_the_architecture_names_modules_that_exist():
+    tree = module_tree()
+    files = {
+        path.name
+        for path in ROOT.glob("*/**/*.py")
+        if not {".venv", "node_modules"} & set(path.parts)
+    }
+    folders = {
+        path.name for path in ROOT.glob("*/**/") if not {".venv", "node_modules"} & set(path.parts)
+    }
+    named = re.findall(r"\b(\w+\.py)\b", tree)
+    assert len(named) > 30
+    assert sorted({n for n in named if n not in files}) == []
+    assert sorted({d for d in re.findall(r"\b(\w+)/", tree) if d not in folders}) == []
+
+
+def test_the_architecture_names_every_service_module():
+    tree = module_tree()
+    services = sorted(p.name for p in (ROOT / "reviews" / "services").glob("*.py"))
+    assert [name for name in services if name != "__init__.py" and name not in tree] == []
