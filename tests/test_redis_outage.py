@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 
 from reviews.health import liveness
@@ -101,6 +103,12 @@ def start_web(env: dict[str, str]) -> tuple[Proc, str]:
 
 
 def log_in(base: str, username: str) -> requests.Session:
+    # The server under test runs production settings, which check passwords with PBKDF2,
+    # not the suite's fast hasher: give the user a password that server can verify.
+    hasher = PBKDF2PasswordHasher()
+    get_user_model().objects.filter(username=username).update(
+        password=hasher.encode(f"pw-{username}", hasher.salt())
+    )
     session = requests.Session()
     session.get(base + "/login/", timeout=5)
     response = session.post(
