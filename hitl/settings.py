@@ -361,7 +361,7 @@ HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
 # Metrics and the feedback loop: the bar for autonomy, and when to take it back.
 HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
 # The bar itself sets the least sample that can show it (381 decisions at 99% with no error;
-# reviews.insights.zero_error_sample). This asks for more than that; 0: the bar's own minimum.
+# reviews.insights.stats.zero_error_sample). This asks for more than that; 0: the bar's own minimum.
 HITL_AUTONOMY_MIN_SAMPLE = env_int("HITL_AUTONOMY_MIN_SAMPLE", 0)
 # The way back to a human (reviews.cusum, docs/learning-loop.md): periodic review's verdicts
 # feed a CUSUM of the errors beyond what an agent at the reference accuracy (capped at a

@@ -36,11 +36,9 @@ def send_notification(notification_id: int, attempts: int | None = None) -> str:
 
 
 @shared_task
-def deliver_webhooks(delivery_ids: list[int], not_before: str | None = None) -> int:
+def deliver_webhooks(delivery_ids: list[int]) -> int:
     """Fan a batch's due webhook deliveries (a sweep batch, a reviewer's batch) out to one
-    task each, so the batch's transaction publishes one message, not one per request.
-    (`not_before` is ignored: messages from before dispatch_due_work carry it, and a
-    delivery not yet due answers "not-due" and waits for its dispatch tick.)"""
+    task each, so the batch's transaction publishes one message, not one per request."""
     for delivery_id in delivery_ids:
         deliver_webhook.delay(delivery_id)
     return len(delivery_ids)

@@ -21,9 +21,11 @@ matches the row and the others match none.
     periodic_reviews  verdicts on sampled human-free decisions
     agreement         blind second reviews of human decisions
     guidelines        guidance written from a decision
-    audit             the audit trail every write leaves
+    policies          an admin's policy saves and restores, and the versions they leave
+    setup             an admin's queues, agents and API tokens
+    audit             the audit trail every write leaves; its verbs are listed there
     errors            why a transition was refused
 
-Modules import downwards in that list's dependency order and never from reviews.tasks, which
-builds on them: see docs/architecture.md.
+No module here imports reviews.tasks (which builds on them: the outbox names its tasks), and
+their imports form no cycle; tests/test_architecture.py keeps both true.
 """

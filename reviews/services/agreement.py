@@ -19,7 +19,7 @@ from django.utils import timezone
 from ..access import REVIEWERS
 from ..models import OUTCOME_STATUS, PEOPLE_CHANNELS, AuditEvent, Decision, SecondReview
 from ..sampling import is_sampled
-from .audit import actor_fields, audit
+from .audit import audit, audit_event
 from .errors import TransitionError
 from .submission import payload_hash
 
@@ -103,16 +103,16 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
         .values_list("pk", "username")
     )
     AuditEvent.objects.bulk_create(
-        AuditEvent(
-            verb="second_review.assigned",
-            request=review.request,
+        audit_event(
+            "second_review.assigned",
+            review.request,
+            "system:sampling",
             after={
                 "second_review": review.pk,
                 "reviewer": names[review.reviewer_id],
                 "rate": review.request.category.second_review_rate,
             },
-            created_at=now,
-            **actor_fields("system:sampling"),
+            at=now,
         )
         for review in reviews
     )

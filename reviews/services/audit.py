@@ -1,10 +1,26 @@
 """The audit trail: every service writes one event per change, with who did it and the
-before/after picture; admin writes are recorded here too."""
+before/after picture; admin writes are recorded here too.
+
+A verb says what happened, `<thing>.<what>` where a thing has several. Every verb written is
+listed here (tests/test_architecture.py checks it), so a new one follows the pattern and joins:
+
+    submitted, auto_approved, revised, cancelled, message.<kind>   an agent's request
+    decided.<outcome>, decision.undone                           a decision and its undo
+    reassigned, escalated, reminded, reviewer.away, reviewer.back  who has it, and when
+    second_review.assigned, second_review.<outcome>              blind second reviews
+    periodic_review.<verdict>                                    periodic review's verdicts
+    category.autonomous, category.monitoring_started, category.reinstated   autonomy
+    policy.saved, queue.saved, agent.created, agent.saved,
+    agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
+    webhook.resent, notification.resent                          an admin sends one again
+    login.locked_out, login.unlocked, admin.<added|changed|deleted|password_changed>
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -37,11 +53,16 @@ def audit_event(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     note: str = "",
+    at: datetime | None = None,
 ) -> AuditEvent:
-    """An unsaved audit event, for writers that insert several in one statement."""
-    return AuditEvent(
+    """An unsaved audit event, for writers that insert several in one statement; `at` dates it
+    with the change it records (else now)."""
+    event = AuditEvent(
         verb=verb, request=request, before=before, after=after, note=note, **actor_fields(actor)
     )
+    if at is not None:
+        event.created_at = at
+    return event
 
 
 # Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.

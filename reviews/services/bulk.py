@@ -12,11 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import OUTCOME_STATUS, AuditEvent, Decision, ReviewRequest, WebhookDelivery
-from .audit import audit_event
-from .decisions import record_decisions
+from ..models import OUTCOME_STATUS, Decision, ReviewRequest
+from .decisions import record_decisions, take_back
 from .errors import AlreadyDecided, StaleProposal, StateChanged, TransitionError
-from .outbox import decision_data
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -104,33 +102,4 @@ def undo_batch(
         )
         if not decisions:
             raise TransitionError("There is no batch to undo.")
-        if any(d.decided_by_id != by.pk for d in decisions):
-            raise TransitionError("Only the reviewer who decided can undo it.")
-        if any(d.is_effective(now) for d in decisions):
-            raise TransitionError("Too late to undo: the agents have already been told.")
-        requests = [d.request for d in decisions]
-        befores = [r.snapshot() for r in requests]
-        # Claim: only while every request still carries this batch's decision.
-        claimed = ReviewRequest.objects.filter(
-            pk__in=[r.pk for r in requests],
-            status=OUTCOME_STATUS[decisions[0].outcome],
-            decided_at=decisions[0].created_at,
-        ).update(status=Status.PENDING, decided_at=None)
-        if claimed != len(requests):
-            raise StateChanged("Some of these requests changed meanwhile; nothing was undone.")
-        WebhookDelivery.objects.filter(
-            request__in=requests, event="request.decided", state=WebhookDelivery.State.PENDING
-        ).update(state=WebhookDelivery.State.CANCELLED)
-        # Second reviews sampled on these decisions go with them (not yet shown to anyone).
-        Decision.objects.filter(pk__in=[d.pk for d in decisions]).delete()
-        events = []
-        for request, before, decision in zip(requests, befores, decisions, strict=True):
-            request.status, request.decided_at = Status.PENDING, None
-            after = {
-                **request.snapshot(),
-                "undone": decision_data(decision),
-                "batch": str(batch_id),
-            }
-            events.append(audit_event("decision.undone", request, by, before=before, after=after))
-        AuditEvent.objects.bulk_create(events)
-    return requests
+        return take_back(decisions, by=by, now=now, batch_id=batch_id)

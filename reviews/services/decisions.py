@@ -25,7 +25,7 @@ from ..models import (
     accepts_proposal,
 )
 from .agreement import sample_second_reviews
-from .audit import actor_fields, audit
+from .audit import audit, audit_event
 from .errors import StateChanged, TransitionError, not_pending, refused_claim
 from .outbox import decision_data, enqueue, queue_webhook, webhook_payload
 from .sightings import review_seconds_for, review_starts
@@ -128,41 +128,65 @@ def undo_decision(
         )
         if decision is None:
             raise TransitionError("There is no decision to undo.")
-        if decision.decided_by_id != by.pk:
-            raise TransitionError("Only the reviewer who decided can undo it.")
-        if decision.is_effective(now):
-            raise TransitionError("Too late to undo: the agent has already been told.")
-        if decision.batch_id is not None:
+        mine_in_time = decision.decided_by_id == by.pk and not decision.is_effective(now)
+        if decision.batch_id is not None and mine_in_time:
             raise TransitionError("This was decided in a batch: undo the batch as a whole.")
-        request = decision.request
-        before = request.snapshot()
-        # Claim: only while the request still carries this very decision.
-        claimed = ReviewRequest.objects.filter(
-            pk=request_id, status=request.status, decided_at=decision.created_at
-        ).update(status=Status.PENDING, decided_at=None)
-        if claimed != 1:
-            raise StateChanged("The request changed meanwhile; nothing was undone.")
-        request.status, request.decided_at = Status.PENDING, None
-        WebhookDelivery.objects.filter(
-            request=request, event="request.decided", state=WebhookDelivery.State.PENDING
-        ).update(state=WebhookDelivery.State.CANCELLED)
-        undone = decision_data(decision)
-        # A second review sampled on this decision goes with it (the cascade): it was not yet
-        # shown to anyone, since it only appears once the undo window has passed.
-        withdrawn = (
-            SecondReview.objects.filter(decision=decision)
-            .values_list("reviewer__username", flat=True)
-            .first()
-        )
-        decision.delete()
-        after = {**request.snapshot(), "undone": undone}
-        if withdrawn:
-            after["second_review_withdrawn"] = withdrawn
-        audit("decision.undone", request, by, before=before, after=after)
+        (request,) = take_back([decision], by=by, now=now)
     return request
 
 
+def take_back(
+    decisions: list[Decision],
+    *,
+    by: AbstractBaseUser,
+    now: datetime,
+    batch_id: uuid.UUID | None = None,
+) -> list[ReviewRequest]:
+    """Undo the decider's own decisions (one, or a whole batch) inside their undo window, in
+    the caller's transaction: every request is pending again, or none is. Their webhooks are
+    cancelled before the agents hear, and the second reviews sampled on them go too: not yet
+    shown to anyone, since they only appear once the undo window has passed."""
+    several = len(decisions) > 1
+    if any(d.decided_by_id != by.pk for d in decisions):
+        raise TransitionError("Only the reviewer who decided can undo it.")
+    if any(d.is_effective(now) for d in decisions):
+        told = "the agents have" if several else "the agent has"
+        raise TransitionError(f"Too late to undo: {told} already been told.")
+    requests = [d.request for d in decisions]
+    befores = [r.snapshot() for r in requests]
+    # The claim: only while every request still carries its decision of this undo.
+    claimed = ReviewRequest.objects.filter(
+        pk__in=[r.pk for r in requests],
+        status=OUTCOME_STATUS[decisions[0].outcome],
+        decided_at=decisions[0].created_at,
+    ).update(status=Status.PENDING, decided_at=None)
+    if claimed != len(requests):
+        what = "Some of these requests" if several else "The request"
+        raise StateChanged(f"{what} changed meanwhile; nothing was undone.")
+    WebhookDelivery.objects.filter(
+        request__in=requests, event="request.decided", state=WebhookDelivery.State.PENDING
+    ).update(state=WebhookDelivery.State.CANCELLED)
+    withdrawn = dict(
+        SecondReview.objects.filter(decision__in=decisions).values_list(
+            "decision_id", "reviewer__username"
+        )
+    )
+    Decision.objects.filter(pk__in=[d.pk for d in decisions]).delete()
+    events = []
+    for request, before, decision in zip(requests, befores, decisions, strict=True):
+        request.status, request.decided_at = Status.PENDING, None
+        after = {**request.snapshot(), "undone": decision_data(decision)}
+        if batch_id is not None:
+            after["batch"] = str(batch_id)
+        if decision.pk in withdrawn:
+            after["second_review_withdrawn"] = withdrawn[decision.pk]
+        events.append(audit_event("decision.undone", request, by, before=before, after=after))
+    AuditEvent.objects.bulk_create(events)
+    return requests
+
+
 def cancel_request(request_id: int, *, agent: Agent, reason: str = "") -> ReviewRequest:
+    """The agent withdraws its own pending request (it no longer needs the answer)."""
     with transaction.atomic():
         request = ReviewRequest.objects.get(pk=request_id, agent=agent)
         before = request.snapshot()
@@ -222,16 +246,15 @@ def record_decisions(
             )
         )
     Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision
-    actor = actor_fields(by or f"system:{channel}")
     AuditEvent.objects.bulk_create(
-        AuditEvent(
-            verb=f"decided.{outcome}",
-            request=request,
+        audit_event(
+            f"decided.{outcome}",
+            request,
+            by or f"system:{channel}",
             before=before,
             after={**request.snapshot(), "decision": decision_data(decision)},
             note=reason,
-            created_at=now,
-            **actor,
+            at=now,
         )
         for request, before, decision in zip(requests, befores, decisions, strict=True)
     )

@@ -1,2 +1,3 @@
-"""Views, one module per area: inbox (reviewers), policies (admins), metrics (managers),
-status (operations). Each view checks its role with reviews.access."""
+"""Views, one module per screen area: the reviewers' inbox, batch, second_reviews,
+periodic_reviews, away and guidelines; the admins' policies; the managers' metrics and audit;
+home; the operators' status. Each view checks its role and the object with reviews.access."""

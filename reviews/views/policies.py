@@ -1,5 +1,6 @@
 """Admins' pages: categories and their policies (edit, preview, versions), queues and their
-reviewers, agents and their tokens. Writes go through reviews.policies."""
+reviewers, agents and their tokens. Writes go through reviews.services.policies and
+reviews.services.setup; the preview and diffs come from reviews.policies."""
 
 from __future__ import annotations
 
