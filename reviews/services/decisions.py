@@ -27,7 +27,7 @@ from ..models import (
 from .agreement import sample_second_reviews
 from .audit import audit, audit_event
 from .errors import StateChanged, TransitionError, not_pending, refused_claim
-from .outbox import decision_data, enqueue, queue_webhook, webhook_payload
+from .outbox import decision_data, enqueue, webhook_payload
 from .sightings import review_seconds_for, review_starts
 
 Status = ReviewRequest.Status
@@ -74,7 +74,6 @@ def decide_request(
             raise ValidationError({"chosen_option": f"{chosen_option!r} is not an option."})
         if outcome == Outcome.MODIFIED and final_action == request.proposed_action:
             outcome, final_action = Outcome.APPROVED, None  # nothing was changed
-        before = request.snapshot()
         claim = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING)
         if due_by is not None:
             claim = claim.filter(deadline__lte=due_by)
@@ -84,36 +83,16 @@ def decide_request(
         # only while the proposal is still the version the person saw.
         if claim.update(status=OUTCOME_STATUS[outcome], decided_at=now) != 1:
             raise refused_claim(request_id, version)
-        request.status, request.decided_at = OUTCOME_STATUS[outcome], now
-        starts = review_starts([request.pk], by, channel)
-        review_seconds = review_seconds_for(starts, request.pk, channel, now)
-        undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
-        decision = Decision.objects.create(
-            request=request,
-            decided_by=by,
+        (decision,) = record_decisions(
+            [request],
             outcome=outcome,
-            final_action=final_action if outcome == Outcome.MODIFIED else None,
-            chosen_option=chosen_option,
-            reason=reason.strip(),
+            by=by,
             channel=channel,
-            review_seconds=review_seconds,
-            created_at=now,
-            effective_at=now + timedelta(seconds=undo_window),
-            proposal_version=request.proposal_version,
-            as_proposed=accepts_proposal(outcome, chosen_option, request.recommended_option),
+            reason=reason,
+            now=now,
+            final_action=final_action,
+            chosen_option=chosen_option,
         )
-        audit(
-            f"decided.{outcome}",
-            request,
-            by or f"system:{channel}",
-            before=before,
-            after={**request.snapshot(), "decision": decision_data(decision)},
-            note=reason,
-        )
-        queue_webhook(
-            request, "request.decided", not_before=decision.effective_at, decision=decision
-        )
-        sample_second_reviews([decision], now=now)
     return decision
 
 
@@ -216,9 +195,15 @@ def record_decisions(
     reason: str,
     now: datetime,
     batch_id: uuid.UUID | None = None,
+    final_action: dict[str, Any] | None = None,
+    chosen_option: str | None = None,
 ) -> list[Decision]:
-    """Write what decide_request writes, for many requests already claimed by the caller:
-    one Decision, AuditEvent and webhook delivery each, in a few set-based statements."""
+    """Write the decisions of requests the caller has claimed: one Decision, AuditEvent and
+    webhook delivery each, in a few set-based statements, and the draw for second reviews.
+
+    Every decision is written here: one person's (decide_request passes what they chose), a
+    batch's and the deadline's, which approve each request with its recommended option and
+    say which to the agent."""
     status = OUTCOME_STATUS[outcome]
     undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
     effective_at = now + timedelta(seconds=undo_window)
@@ -227,6 +212,9 @@ def record_decisions(
     for request in requests:
         befores.append(request.snapshot())
         request.status, request.decided_at = status, now
+        chosen = chosen_option
+        if chosen is None:
+            chosen = _recommended(request) if outcome == Outcome.APPROVED else ""
         decisions.append(
             Decision(
                 request=request,
@@ -239,10 +227,9 @@ def record_decisions(
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,
                 batch_id=batch_id,
-                # A batch (or the deadline) approves each request with its recommended
-                # option, and says which to the agent.
-                chosen_option=_recommended(request) if outcome == Outcome.APPROVED else "",
-                as_proposed=outcome == Outcome.APPROVED,
+                final_action=final_action if outcome == Outcome.MODIFIED else None,
+                chosen_option=chosen,
+                as_proposed=accepts_proposal(outcome, chosen, request.recommended_option),
             )
         )
     Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision
