@@ -34,10 +34,12 @@ run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev
 
 # The whole suite. DATABASE_URL / REDIS_URL select PostgreSQL / Redis; tests that need a
-# missing service skip (or fail, with CI=true). PYTEST_ARGS passes options through.
+# missing service skip (or fail, with CI=true). PYTEST_ARGS passes options through;
+# TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= auto
 test: export SECRET_KEY ?= insecure-test-only-key
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

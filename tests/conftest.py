@@ -6,6 +6,8 @@ and fail instead when CI=true, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -30,6 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # nearly every test creates users, and at that price the suite spent most of its time
     # hashing. test_settings checks that a production process still hashes with PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+    # `make test` runs the suite in parallel workers (pytest-xdist), each on a test database of
+    # its own whose ids start alike; in the one Redis they share, each keeps its cache keys
+    # (rate-limit counters per agent id, inbox counts per user id) under a prefix of its own.
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = settings.CACHES["default"]
+        prefix = f"{cache.get('KEY_PREFIX', '')}-{worker}"
+        settings.CACHES = {**settings.CACHES, "default": {**cache, "KEY_PREFIX": prefix}}
 
     # Keep the tests' filesystem-broker messages away from a `make run` worker's folder.
     from hitl.celery import app
@@ -69,6 +79,32 @@ def missing_service(item: pytest.Item) -> str | None:
         step = "run `make install`" if shutil.which("npm") else "install npm, then `make install`"
         return f"needs axe-core in node_modules: {step} (it runs npm ci)"
     return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    with _turn(item.config, alone=item.get_closest_marker("wall_clock") is not None):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _turn(config: pytest.Config, alone: bool):
+    """Under pytest-xdist, a `wall_clock` test runs while no other worker runs a test.
+
+    Every test holds a shared lock from its setup to its teardown, a wall_clock test an
+    exclusive one: its time limit is for the code under test, not for a browser test on the
+    other core. The gate stops new tests from starting while a wall_clock test waits its turn.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ or not config.option.basetemp:
+        yield
+        return
+    run = Path(config.option.basetemp).parent  # the run's folder; each worker's basetemp is in it
+    with open(run / "tests.gate", "a") as gate, open(run / "tests.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield  # the files' closing releases both locks
 
 
 @pytest.fixture(autouse=True)

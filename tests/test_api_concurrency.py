@@ -37,6 +37,7 @@ def in_thread(target, *args):
     return thread
 
 
+@pytest.mark.wall_clock
 @pytest.mark.django_db(transaction=True)
 def test_wait_returns_within_a_second_of_the_decision_becoming_effective(
     settings, agent_token, refunds, alice
@@ -64,6 +65,7 @@ def test_wait_returns_within_a_second_of_the_decision_becoming_effective(
     assert returned - effective["at"] < 1.0
 
 
+@pytest.mark.wall_clock
 @pytest.mark.django_db(transaction=True)
 def test_wait_answers_with_the_current_state_when_time_is_up(agent_token, refunds):
     api = AgentClient(agent_token)

@@ -29,6 +29,7 @@ def dead_redis_cache(settings):
     CACHE.recovered()
 
 
+@pytest.mark.wall_clock
 def test_it_reads_as_a_miss_and_warns_once(dead_redis_cache, caplog):
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="hitl.redis_outage"):

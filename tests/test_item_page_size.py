@@ -73,6 +73,7 @@ def submit_big(client: AgentClient, name: str, attributes_too: bool) -> tuple[Re
     return ReviewRequest.objects.get(public_id=response.json()["id"]), len(text)
 
 
+@pytest.mark.wall_clock
 @pytest.mark.parametrize("attributes_too", [False, True], ids=["action", "action+attributes"])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_a_submission_at_the_size_limit_renders_a_bounded_page_quickly(

@@ -134,6 +134,7 @@ def timed(call, *args, **kwargs) -> requests.Response:
     return response
 
 
+@pytest.mark.wall_clock
 def test_with_redis_stopped_every_door_answers_and_health_says_degraded(
     agent, refunds, alice, admin_user, own_redis
 ):
