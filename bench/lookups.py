@@ -54,7 +54,7 @@ from django.utils import timezone  # noqa: E402
 
 from reviews import lookups  # noqa: E402
 from reviews.models import (  # noqa: E402
-    OUTCOME_STATUSES,
+    DECIDED_STATUSES,
     PEOPLE_CHANNELS,
     Agent,
     AgentToken,
@@ -94,7 +94,7 @@ def orm_people_precedents(
     return list(
         ReviewRequest.objects.filter(
             precedent_key=precedent_key,
-            status__in=OUTCOME_STATUSES,
+            status__in=DECIDED_STATUSES,
             decision__channel__in=PEOPLE_CHANNELS,
             decision__effective_at__lte=as_of,
         )

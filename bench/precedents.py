@@ -38,7 +38,7 @@ from django.utils import timezone  # noqa: E402
 
 from reviews import precedents  # noqa: E402
 from reviews.models import (  # noqa: E402
-    OUTCOME_STATUSES,
+    DECIDED_STATUSES,
     PEOPLE_CHANNELS,
     Agent,
     Category,
@@ -100,9 +100,9 @@ def count_before(key: str) -> int:
         cursor.execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM reviews_reviewrequest r"
             " JOIN reviews_decision d ON d.request_id = r.id WHERE r.precedent_key = %s"
-            f" AND r.status IN ({', '.join(['%s'] * len(OUTCOME_STATUSES))})"
+            f" AND r.status IN ({', '.join(['%s'] * len(DECIDED_STATUSES))})"
             f" AND d.channel IN ({', '.join(['%s'] * len(channels))}) LIMIT 100) AS found",
-            [key, *OUTCOME_STATUSES, *channels],
+            [key, *DECIDED_STATUSES, *channels],
         )
         return cursor.fetchone()[0]
 
@@ -160,7 +160,7 @@ def main() -> None:
                 f" WHERE r.precedent_key = %s AND r.status IN ({', '.join(['%s'] * 3)})"
                 f" AND d.channel IN ({', '.join(['%s'] * len(channels))})"
                 " AND d.effective_at <= %s AND r.id <> 0 ORDER BY r.decided_at DESC LIMIT 100",
-                [BIG, *OUTCOME_STATUSES, *channels, now],
+                [BIG, *DECIDED_STATUSES, *channels, now],
             )
             print("\n".join("    " + row[0] for row in cursor.fetchall()))
     finally:

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import connection, models
 
 from .models import (
-    OUTCOME_STATUSES,
+    DECIDED_STATUSES,
     PEOPLE_CHANNELS,
     Agent,
     AgentToken,
@@ -140,13 +140,13 @@ def people_precedents(
             f"SELECT r.id, d.outcome, d.as_proposed FROM {ReviewRequest._meta.db_table} r"
             f" JOIN {Decision._meta.db_table} d ON d.request_id = r.id"
             " WHERE r.precedent_key = %s"
-            f" AND r.status IN ({', '.join(['%s'] * len(OUTCOME_STATUSES))})"
+            f" AND r.status IN ({', '.join(['%s'] * len(DECIDED_STATUSES))})"
             f" AND d.channel IN ({', '.join(['%s'] * len(channels))})"
             " AND d.effective_at <= %s AND r.id <> %s"
             " ORDER BY r.decided_at DESC LIMIT %s",
             [
                 precedent_key,
-                *OUTCOME_STATUSES,
+                *DECIDED_STATUSES,
                 *channels,
                 connection.ops.adapt_datetimefield_value(as_of),
                 exclude,

@@ -546,14 +546,14 @@ def judged_outcome(outcome: str, as_proposed: bool) -> str:
     return outcome
 
 
-# The status a decision of each outcome leaves its request in; OUTCOME_STATUSES lists those
-# statuses for IN clauses.
+# The status a decision of each outcome leaves its request in, and those statuses as a list
+# (for IN clauses): a request a person or the deadline decided.
 OUTCOME_STATUS = {
     Decision.Outcome.APPROVED: ReviewRequest.Status.APPROVED,
     Decision.Outcome.MODIFIED: ReviewRequest.Status.MODIFIED,
     Decision.Outcome.REJECTED: ReviewRequest.Status.REJECTED,
 }
-OUTCOME_STATUSES = list(OUTCOME_STATUS.values())
+DECIDED_STATUSES = list(OUTCOME_STATUS.values())
 
 # The channels through which a person decides; the others, TIMEOUT and AUTO, are the deadline
 # and the rules deciding for no one. The one list of them: precedents, agreement, reviewer
