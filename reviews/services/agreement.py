@@ -112,7 +112,6 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
                 "reviewer": names[review.reviewer_id],
                 "rate": review.request.category.second_review_rate,
             },
-            at=now,
         )
         for review in reviews
     )

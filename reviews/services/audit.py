@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -53,16 +52,12 @@ def audit_event(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     note: str = "",
-    at: datetime | None = None,
 ) -> AuditEvent:
-    """An unsaved audit event, for writers that insert several in one statement; `at` dates it
-    with the change it records (else now)."""
-    event = AuditEvent(
+    """An unsaved audit event, for writers that insert several in one statement. Like every
+    event it is stamped when it is written, whatever time the change it records says."""
+    return AuditEvent(
         verb=verb, request=request, before=before, after=after, note=note, **actor_fields(actor)
     )
-    if at is not None:
-        event.created_at = at
-    return event
 
 
 # Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.

@@ -241,7 +241,6 @@ def record_decisions(
             before=before,
             after={**request.snapshot(), "decision": decision_data(decision)},
             note=reason,
-            at=now,
         )
         for request, before, decision in zip(requests, befores, decisions, strict=True)
     )
