@@ -34,8 +34,8 @@ run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev
 
 # The whole suite. DATABASE_URL / REDIS_URL select PostgreSQL / Redis; tests that need a
-# missing service skip (or fail, with CI=true). PYTEST_ARGS passes options through;
-# TEST_WORKERS=1 runs it in one process.
+# missing service skip (or fail, with CI=true). PYTEST_ARGS passes options through. It runs
+# one pytest-xdist worker per core; TEST_WORKERS=0 runs it in one process (e.g. for --pdb).
 TEST_WORKERS ?= auto
 test: export SECRET_KEY ?= insecure-test-only-key
 test: install
