@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import queue
 import statistics
@@ -29,6 +28,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import submission  # noqa: E402
+
 TOKEN = "hitl_bench_agent_token_0123456789abcdef"
 
 
@@ -135,22 +138,6 @@ def cpu_seconds(master: int) -> tuple[float, float]:
         elif head.endswith("(postgres"):
             database += used
     return server / ticks, database / ticks
-
-
-def submission(i: int) -> bytes:
-    escalate = i % 2 == 0  # half go to a human, half are auto-approved
-    return json.dumps(
-        {
-            "category": "bench",
-            "title": f"Refund {i}",
-            "situation": "Parcel arrived damaged.",
-            "options": [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Voucher"}],
-            "recommended_option": "A",
-            "proposed_action": {"action": "refund", "order": i, "amount": 120},
-            "confidence": 0.5 if escalate else 0.95,
-            "attributes": {"amount": 120, "customer_tier": "standard"},
-        }
-    ).encode()
 
 
 def run(

@@ -38,7 +38,6 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
@@ -46,6 +45,7 @@ from django.test import Client, override_settings  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import throwaway_database  # noqa: E402
 from reviews.models import Agent, Category, Decision, Queue, ReviewRequest  # noqa: E402
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -231,31 +231,13 @@ def main() -> None:
     broker = "Redis" if os.environ.get("REDIS_URL") else "the embedded filesystem broker"
     print(f"PostgreSQL {connection.settings_dict['HOST']}, webhooks queued on {broker}")
 
-    db = settings.DATABASES["default"]
-    db["TEST"]["NAME"] = f"bench_{db['NAME']}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        plain_static = {
-            **settings.STORAGES,
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }  # no collectstatic manifest needed to render pages here
-        with override_settings(ROOT_URLCONF=__name__, STORAGES=plain_static):
-            rng = random.Random(4)
-            people = setup_people()
-            add_precedents(*people, rng)
-            client = Client()
-            client.force_login(people[0])
-            results = {s: bench_size(s, args.runs, client, people, rng) for s in sorted(args.sizes)}
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        if os.environ.get("REDIS_URL"):
-            import redis
-
-            redis.Redis.from_url(os.environ["REDIS_URL"]).delete(
-                BENCH_QUEUE,
-                f"_kombu.binding.{BENCH_QUEUE}",
-                f"_kombu.binding_permanent.{BENCH_QUEUE}",
-            )
+    with throwaway_database(BENCH_QUEUE), override_settings(ROOT_URLCONF=__name__):
+        rng = random.Random(4)
+        people = setup_people()
+        add_precedents(*people, rng)
+        client = Client()
+        client.force_login(people[0])
+        results = {s: bench_size(s, args.runs, client, people, rng) for s in sorted(args.sizes)}
 
     largest = max(results)
     r = results[largest]

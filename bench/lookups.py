@@ -49,9 +49,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import submission, throwaway_database  # noqa: E402
 from reviews import lookups  # noqa: E402
 from reviews.models import (  # noqa: E402
     DECIDED_STATUSES,
@@ -121,22 +122,6 @@ def use(implementation: str) -> None:
 
 
 # --- data ------------------------------------------------------------------------------------
-
-
-def submission(i: int) -> str:
-    escalate = i % 2 == 0  # half go to a human, half are auto-approved, as bench/api_submit.py
-    return json.dumps(
-        {
-            "category": "bench",
-            "title": f"Refund {i}",
-            "situation": "Parcel arrived damaged.",
-            "options": [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Voucher"}],
-            "recommended_option": "A",
-            "proposed_action": {"action": "refund", "order": i, "amount": 120},
-            "confidence": 0.5 if escalate else 0.95,
-            "attributes": {"amount": 120, "customer_tier": "standard"},
-        }
-    )
 
 
 def fill(client: Client) -> tuple[User, str]:
@@ -333,31 +318,13 @@ def main() -> None:
         return cold_child()
     if connection.vendor != "postgresql":
         sys.exit("bench/lookups.py measures PostgreSQL: set DATABASE_URL=postgres://…")
-    db = settings.DATABASES["default"]
-    db["TEST"]["NAME"] = f"bench_{db['NAME']}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        plain_static = {
-            **settings.STORAGES,
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }  # no collectstatic manifest needed to render pages here
-        with override_settings(STORAGES=plain_static):
-            client = Client()
-            reviewer, key = fill(client)
-            client.force_login(reviewer)
-            print(f"PostgreSQL {connection.settings_dict['HOST']}, Django {django.__version__}")
-            cold(args, key)
-            warm(args, client, reviewer, key)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        if os.environ.get("REDIS_URL"):
-            import redis
-
-            redis.Redis.from_url(os.environ["REDIS_URL"]).delete(
-                BENCH_QUEUE,
-                f"_kombu.binding.{BENCH_QUEUE}",
-                f"_kombu.binding_permanent.{BENCH_QUEUE}",
-            )
+    with throwaway_database(BENCH_QUEUE):
+        client = Client()
+        reviewer, key = fill(client)
+        client.force_login(reviewer)
+        print(f"PostgreSQL {connection.settings_dict['HOST']}, Django {django.__version__}")
+        cold(args, key)
+        warm(args, client, reviewer, key)
 
 
 if __name__ == "__main__":

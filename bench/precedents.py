@@ -31,11 +31,11 @@ import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import throwaway_database  # noqa: E402
 from reviews import precedents  # noqa: E402
 from reviews.models import (  # noqa: E402
     DECIDED_STATUSES,
@@ -128,10 +128,7 @@ def timed(call) -> str:
 def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("Set DATABASE_URL to a PostgreSQL database.")
-    db = settings.DATABASES["default"]
-    db["TEST"]["NAME"] = f"bench_{db['NAME']}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         fill(random.Random(7))
         now = timezone.now()
         small = "key07"
@@ -163,8 +160,6 @@ def main() -> None:
                 [BIG, *DECIDED_STATUSES, *channels, now],
             )
             print("\n".join("    " + row[0] for row in cursor.fetchall()))
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":
