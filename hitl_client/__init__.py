@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "Client",
     "HITLError",
     "Rejected",
+    "interrupt_key",
     "requires_approval",
 ]
 __version__ = "1.0.0"
@@ -110,6 +112,22 @@ class Client:
         """One API call, retried on connection errors, 5xx and (unless retry_429 is off) 429
         (submissions carry an Idempotency-Key, so a retried submission never makes a second
         request)."""
+        call = self._prepare(method, path, body, query, headers)
+        for attempt in range(self.retries + 1):
+            answer, delay = self._attempt(call, attempt, retry_429)
+            if delay is None:
+                return answer
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        query: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
         url = f"{self.base_url}/api/v1{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -121,23 +139,29 @@ class Client:
             **({"Content-Type": "application/json"} if data is not None else {}),
             **(headers or {}),
         }
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.http_timeout) as response:
-                    return json.loads(response.read() or b"null")
-            except urllib.error.HTTPError as exc:
-                payload = _json_or_none(exc.read())
-                retryable = exc.code >= 500 or (exc.code == 429 and retry_429)
-                if not retryable or attempt == self.retries:
-                    raise _error_from(exc.code, payload, exc.headers.get("Retry-After")) from None
-                delay = _retry_after(exc.headers.get("Retry-After"), attempt)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt == self.retries:
-                    raise HITLError(f"Cannot reach {self.base_url}: {exc}") from exc
-                delay = 0.5 * 2**attempt
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+        return method, url, data, all_headers
+
+    def _attempt(
+        self, call: tuple[str, str, bytes | None, dict[str, str]], attempt: int, retry_429: bool
+    ) -> tuple[Any, float | None]:
+        """One try of a call: (the answer, None), or (None, seconds to pause) before the next
+        try. Raises HITLError when the answer is final or the retries are spent. The sync and
+        async clients both loop over this, so they retry alike."""
+        method, url, data, headers = call
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.http_timeout) as response:
+                return json.loads(response.read() or b"null"), None
+        except urllib.error.HTTPError as exc:
+            payload = _json_or_none(exc.read())
+            retryable = exc.code >= 500 or (exc.code == 429 and retry_429)
+            if not retryable or attempt == self.retries:
+                raise _error_from(exc.code, payload, exc.headers.get("Retry-After")) from None
+            return None, _retry_after(exc.headers.get("Retry-After"), attempt)
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == self.retries:
+                raise HITLError(f"Cannot reach {self.base_url}: {exc}") from exc
+            return None, 0.5 * 2**attempt
 
     # --- the API --------------------------------------------------------------------------
 
@@ -231,13 +255,24 @@ class Client:
     def guidelines(self, category: str) -> dict[str, Any]:
         return self.request("GET", "/guidelines", query={"category": category})
 
-    def interrupt(self, category: str, interrupt: dict[str, Any]) -> dict[str, Any]:
-        """Forward a LangGraph HumanInterrupt as it is."""
-        key = str(uuid.uuid4())
+    def interrupt(
+        self, category: str, interrupt: Any, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Forward a LangGraph HumanInterrupt as it is: a dict, or LangGraph's own `Interrupt`
+        (its `.value`, the HumanInterrupt or a list of one, is sent; its `.id` keys it).
+
+        Sending the same interrupt again (a node re-run on resume, a restarted driver) answers
+        with the request made the first time; see `interrupt_key` for the key it is sent with.
+        The body carries nothing but the interrupt, so a repeat matches the first; a repeat
+        whose description, config or title changed is refused with a 409 HITLError."""
+        body, own_id = _interrupt_parts(interrupt)
+        key = (
+            idempotency_key or body.get("idempotency_key") or interrupt_key(category, body, own_id)
+        )
         return self.request(
             "POST",
             "/interrupts",
-            {"category": category, **interrupt},
+            {"category": category, **body},
             headers={"Idempotency-Key": key},
         )
 
@@ -316,6 +351,40 @@ def requires_approval(
         return wrapper
 
     return decorate
+
+
+def interrupt_key(category: str, interrupt: dict[str, Any], own_id: Any = None) -> str:
+    """The Idempotency-Key an interrupt is sent with when the caller gives none.
+
+    With an id of its own (LangGraph's `Interrupt.id`, or an "id" key in the dict):
+    "interrupt:<id>". Otherwise "interrupt-sha256:" and the SHA-256 of the JSON (sorted keys,
+    no spaces) of [category, action, args], `action` and `args` being those of the
+    interrupt's `action_request`: the same tool call in the same category is the same
+    interrupt, whatever else the interrupt says.
+    """
+    if own_id is not None and len(str(own_id)) <= 180:
+        return f"interrupt:{own_id}"
+    if own_id is not None:
+        content: Any = ["id", str(own_id)]
+    else:
+        action = interrupt.get("action_request") or {}
+        content = [category, action.get("action"), action.get("args")]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "interrupt-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _interrupt_parts(interrupt: Any) -> tuple[dict[str, Any], Any]:
+    """The HumanInterrupt to send, and its own id if it has one (the API takes no "id")."""
+    own_id = None
+    if not isinstance(interrupt, dict) and hasattr(interrupt, "value"):
+        own_id = getattr(interrupt, "id", None)
+        interrupt = interrupt.value
+        if isinstance(interrupt, list) and len(interrupt) == 1:
+            interrupt = interrupt[0]
+    body = dict(interrupt)
+    if "id" in body:
+        own_id = body.pop("id")
+    return body, own_id
 
 
 def _summary(action: dict[str, Any]) -> str:

@@ -178,3 +178,55 @@ def test_a_wait_refused_a_slot_waits_out_retry_after_and_still_gets_the_decision
     assert outcome["status"] == "approved"
     assert 1 <= time.monotonic() - started < 5
     assert ReviewRequest.objects.get(pk=first_pk).status == "pending"
+
+
+def human_interrupt(amount: int = 950) -> dict:
+    return {
+        "action_request": {"action": "issue_refund", "args": {"order": 8812, "amount": amount}},
+        "config": {"allow_accept": True, "allow_edit": True, "allow_respond": True},
+        "description": "The parcel was lost.",
+    }
+
+
+class LangGraphInterrupt:
+    """LangGraph's `Interrupt`, as a driver reads it from `result["__interrupt__"]`."""
+
+    def __init__(self, value, id):
+        self.value, self.id = value, id
+
+
+def test_it_sends_the_same_interrupt_twice_and_gets_one_request(client, refunds):
+    first = client.interrupt("refunds", human_interrupt())
+    again = client.interrupt("refunds", human_interrupt())
+    assert again["id"] == first["id"]
+    assert ReviewRequest.objects.count() == 1
+
+
+def test_it_makes_a_request_for_each_different_interrupt(client, refunds):
+    first = client.interrupt("refunds", human_interrupt(950))
+    other = client.interrupt("refunds", human_interrupt(951))
+    assert other["id"] != first["id"]
+    assert ReviewRequest.objects.count() == 2
+
+
+def test_it_keys_an_interrupt_by_its_own_id(client, refunds):
+    first = client.interrupt("refunds", LangGraphInterrupt([human_interrupt()], id="abc123"))
+    again = client.interrupt("refunds", {**human_interrupt(), "id": "abc123"})
+    another = client.interrupt("refunds", LangGraphInterrupt(human_interrupt(), id="def456"))
+    assert again["id"] == first["id"] != another["id"]
+    assert ReviewRequest.objects.get(public_id=first["id"]).idempotency_key == "interrupt:abc123"
+
+
+def test_an_explicit_key_wins_over_the_interrupts_own(client, refunds):
+    first = client.interrupt("refunds", human_interrupt(), idempotency_key="run-7-step-3")
+    derived = client.interrupt("refunds", human_interrupt())
+    again = client.interrupt("refunds", human_interrupt(), idempotency_key="run-7-step-3")
+    assert again["id"] == first["id"] != derived["id"]
+    assert ReviewRequest.objects.get(public_id=first["id"]).idempotency_key == "run-7-step-3"
+
+
+def test_a_repeat_whose_description_changed_is_refused(client, refunds):
+    client.interrupt("refunds", human_interrupt())
+    with pytest.raises(HITLError) as refused:
+        client.interrupt("refunds", {**human_interrupt(), "description": "Another text."})
+    assert (refused.value.status, refused.value.error) == (409, "idempotency_conflict")
