@@ -9,10 +9,16 @@ outcome = client.wait(request["id"])          # the request once a human has dec
 
 @requires_approval(category="refunds", client=client)
 def issue_refund(order: int, amount: int) -> None: ...
+
+`AsyncClient` has the same calls as coroutines (`outcome = await client.wait(id)`).
+`client.interrupt(category, human_interrupt)` forwards a LangGraph interrupt; sending the same
+one again returns the first request (see `interrupt_key`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -30,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "ApprovalTimeout",
+    "AsyncClient",
     "Cancelled",
     "Client",
     "HITLError",
@@ -285,6 +292,157 @@ class Client:
             answer = self._long_poll(f"/interrupts/{request_id}", deadline)
             if answer is None:
                 answer = self.request("GET", f"/interrupts/{request_id}", query={"timeout": 0})
+            if answer["response"] is not None:
+                return answer["response"]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+
+class AsyncClient:
+    """The Client's calls as coroutines, for agents on asyncio:
+
+        async with AsyncClient(base_url, token) as client:
+            created = await client.submit("refunds", "Refund 120 EUR", confidence=0.6)
+            outcome = await client.wait(created["id"])
+
+    urllib blocks, so each HTTP call runs in a thread of the client's own pool, at most
+    `max_concurrency` at once (the event loop's default pool has only a few threads, and
+    every wait holds one for up to a minute). The calls, their retries and their backoff are
+    the sync Client's; `wait` and `interrupt_response` pause with asyncio, so cancelling one
+    stops it at once, though its last long-poll runs out (at most MAX_WAIT s) in its thread.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        retries: int = 3,
+        http_timeout: float = MAX_WAIT + 15,
+        max_concurrency: int = 32,
+    ) -> None:
+        self.sync = Client(base_url, token, retries=retries, http_timeout=http_timeout)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_concurrency, thread_name_prefix="hitl-client"
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.sync.base_url
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the client's threads once their calls end; the client takes no more calls."""
+        self._pool.shutdown(wait=False)
+
+    async def _run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        retry_429: bool = True,
+    ) -> Any:
+        """Client.request, pausing between tries with asyncio rather than in a thread."""
+        call = self.sync._prepare(method, path, body, query, headers)
+        for attempt in range(self.sync.retries + 1):
+            answer, delay = await self._run(self.sync._attempt, call, attempt, retry_429)
+            if delay is None:
+                return answer
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def submit(self, category: str, title: str, **fields: Any) -> dict[str, Any]:
+        """Client.submit: proposed_action, idempotency_key and the other fields by name."""
+        return await self._run(self.sync.submit, category, title, **fields)
+
+    async def get(self, request_id: str) -> dict[str, Any]:
+        return await self._run(self.sync.get, request_id)
+
+    async def wait(self, request_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Client.wait: the request once decided or cancelled; ApprovalTimeout after
+        `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = await self._long_poll(f"/requests/{request_id}/wait", deadline)
+            if current is None:
+                current = await self.get(request_id)
+            if current["status"] in SETTLED:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeout(current)
+
+    async def _long_poll(self, path: str, deadline: float | None) -> Any:
+        """Client._long_poll: a 429 means "not yet", asked again after its Retry-After."""
+        while True:
+            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            try:
+                return await self.request(
+                    "GET", path, query={"timeout": min(left, MAX_WAIT)}, retry_429=False
+                )
+            except HITLError as exc:
+                if exc.status != 429:
+                    raise
+                pause = (exc.retry_after or 1.0) + random.uniform(0, 0.5)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    await asyncio.sleep(max(deadline - time.monotonic(), 0))
+                    return None
+                await asyncio.sleep(pause)
+
+    async def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
+        return await self._run(self.sync.cancel, request_id, reason)
+
+    async def messages(self, request_id: str) -> list[dict[str, Any]]:
+        return await self._run(self.sync.messages, request_id)
+
+    async def answer(self, request_id: str, body: str) -> dict[str, Any]:
+        return await self._run(self.sync.answer, request_id, body)
+
+    async def revise(
+        self, request_id: str, proposed_action: dict[str, Any], body: str = ""
+    ) -> dict[str, Any]:
+        return await self._run(self.sync.revise, request_id, proposed_action, body)
+
+    async def evaluate(
+        self,
+        category: str,
+        confidence: float | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(self.sync.evaluate, category, confidence, attributes)
+
+    async def guidelines(self, category: str) -> dict[str, Any]:
+        return await self._run(self.sync.guidelines, category)
+
+    async def interrupt(
+        self, category: str, interrupt: Any, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Client.interrupt, keyed the same way: sending it again gets the same request."""
+        return await self._run(
+            self.sync.interrupt, category, interrupt, idempotency_key=idempotency_key
+        )
+
+    async def interrupt_response(
+        self, request_id: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """Client.interrupt_response: LangGraph's HumanResponse; None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            answer = await self._long_poll(f"/interrupts/{request_id}", deadline)
+            if answer is None:
+                answer = await self.request(
+                    "GET", f"/interrupts/{request_id}", query={"timeout": 0}
+                )
             if answer["response"] is not None:
                 return answer["response"]
             if deadline is not None and time.monotonic() >= deadline:

@@ -1,12 +1,13 @@
 """The Python client and @requires_approval against a live test server."""
 
+import asyncio
 import threading
 import time
 
 import pytest
 from django.db import connection
 
-from hitl_client import ApprovalTimeout, Client, HITLError, Rejected, requires_approval
+from hitl_client import ApprovalTimeout, AsyncClient, Client, HITLError, Rejected, requires_approval
 from reviews.longpoll import watcher
 from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
@@ -230,3 +231,83 @@ def test_a_repeat_whose_description_changed_is_refused(client, refunds):
     with pytest.raises(HITLError) as refused:
         client.interrupt("refunds", {**human_interrupt(), "description": "Another text."})
     assert (refused.value.status, refused.value.error) == (409, "idempotency_conflict")
+
+
+@pytest.fixture
+def async_client(live_server, agent_token, settings):
+    settings.HITL_UNDO_SECONDS = 0
+    return AsyncClient(live_server.url, agent_token, retries=0)
+
+
+@concurrent
+def test_an_async_agent_submits_then_waits_for_the_decision(async_client, refunds, alice):
+    async def agent():
+        async with async_client:
+            created = await async_client.submit(
+                "refunds", "Refund 120 EUR", confidence=0.4, proposed_action={"amount": 120}
+            )
+            assert created["status"] == "pending"
+            return await async_client.wait(created["id"], timeout=20)
+
+    thread = reviewer(lambda r: decide_request(r.pk, by=alice, outcome="approved"))
+    outcome = asyncio.run(agent())
+    thread.join()
+    assert outcome["status"] == "approved"
+    assert outcome["decision"]["decided_by"] == "alice"
+
+
+@concurrent
+def test_several_async_waits_each_get_their_decision(async_client, refunds, alice):
+    amounts = [10, 20, 30, 40]
+
+    async def agent():
+        async with async_client:
+            created = [
+                await async_client.submit("refunds", f"Refund {amount} EUR", confidence=0.4)
+                for amount in amounts
+            ]
+            return await asyncio.gather(
+                *(async_client.wait(each["id"], timeout=20) for each in created)
+            )
+
+    def decide_them_all(_first):
+        for amount in amounts:
+            request = wait_for(
+                lambda amount=amount: ReviewRequest.objects.filter(
+                    title=f"Refund {amount} EUR", status="pending"
+                ).first(),
+                timeout=15,
+            )
+            outcome = "rejected" if amount == 30 else "approved"
+            decide_request(request.pk, by=alice, outcome=outcome, reason="Too late.")
+
+    thread = reviewer(decide_them_all)
+    outcomes = asyncio.run(agent())
+    thread.join()
+    assert [(o["title"], o["status"]) for o in outcomes] == [
+        ("Refund 10 EUR", "approved"),
+        ("Refund 20 EUR", "approved"),
+        ("Refund 30 EUR", "rejected"),
+        ("Refund 40 EUR", "approved"),
+    ]
+
+
+def test_an_async_agent_sends_the_same_interrupt_once(async_client, refunds):
+    async def agent():
+        async with async_client:
+            first = await async_client.interrupt("refunds", human_interrupt())
+            return first, await async_client.interrupt("refunds", human_interrupt())
+
+    first, again = asyncio.run(agent())
+    assert again["id"] == first["id"]
+    assert ReviewRequest.objects.count() == 1
+
+
+def test_an_async_wait_gives_up_after_its_timeout(async_client, refunds):
+    async def agent():
+        async with async_client:
+            created = await async_client.submit("refunds", "Refund 10 EUR", confidence=0.4)
+            await async_client.wait(created["id"], timeout=1)
+
+    with pytest.raises(ApprovalTimeout):
+        asyncio.run(agent())

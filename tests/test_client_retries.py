@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hitl_client import Client, HITLError
+from hitl_client import AsyncClient, Client, HITLError
 
 
 class Script:
@@ -109,3 +110,52 @@ def test_answer_and_revise_post_to_the_thread():
             },
         ),
     ]
+
+
+def public_calls(cls: type) -> set[str]:
+    return {name for name, value in vars(cls).items() if callable(value) and name[0] != "_"}
+
+
+def test_the_async_client_has_every_call_of_the_sync_one():
+    assert public_calls(Client) <= public_calls(AsyncClient)
+
+
+def run_async(url: str, call: str, *args, retries: int = 2):
+    async def go():
+        async with AsyncClient(url, "t", retries=retries) as client:
+            return await getattr(client, call)(*args)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_an_async_submission_is_retried_with_the_same_idempotency_key(status):
+    script = Script([(status, BUSY), (201, SUBMITTED)])
+    with serving(script) as url:
+        assert run_async(url, "submit", "refunds", "Refund") == SUBMITTED
+    assert len(script.calls) == 2
+    assert len({headers["Idempotency-Key"] for _, _, headers, _ in script.calls}) == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_an_async_client_error_is_not_retried(status):
+    script = Script([(status, {"error": "no", "detail": "No."}), (201, SUBMITTED)])
+    with serving(script) as url, pytest.raises(HITLError) as error:
+        run_async(url, "get", "0fdb")
+    assert (error.value.status, len(script.calls)) == (status, 1)
+
+
+def test_an_async_connection_error_is_retried_then_reported():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(HITLError, match="Cannot reach"):
+        run_async(f"http://127.0.0.1:{port}", "get", "0fdb", retries=1)
+
+
+def test_an_async_wait_refused_a_slot_asks_again_and_gets_the_decision():
+    decided = {"id": "0fdb", "status": "approved"}
+    script = Script([(429, BUSY), (200, {"id": "0fdb", "status": "pending"}), (200, decided)])
+    with serving(script) as url:
+        assert run_async(url, "wait", "0fdb", retries=0) == decided
+    assert [path for _, path, _, _ in script.calls] == ["/api/v1/requests/0fdb/wait?timeout=60"] * 3
