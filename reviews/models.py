@@ -18,6 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from . import rules as engine
+from . import webhooks
 
 
 class Queue(models.Model):
@@ -214,7 +215,7 @@ class EscalationRule(models.Model):
 
 
 def _new_webhook_secret() -> str:
-    return secrets.token_urlsafe(32)
+    return webhooks.new_secret()
 
 
 class Agent(models.Model):

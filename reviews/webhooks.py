@@ -1,30 +1,72 @@
 """The outbox's HTTP senders: signed webhook deliveries to agents, and messages to a queue's
 chat webhook. Both answer an Attempt that says whether another try is worth it.
 
-The signature is HMAC-SHA256 over "<timestamp>.<body>" with the agent's secret, so a
-receiver can check both origin and freshness (reject old timestamps to stop replays).
+Deliveries follow the Standard Webhooks spec (https://www.standardwebhooks.com), so a receiver
+can verify them with any of its libraries: `webhook-id` names the delivery (the same on every
+retry, for deduplication), `webhook-timestamp` is when this attempt was signed (reject old ones
+to stop replays), and `webhook-signature` is "v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+one per secret that is valid, space-separated, so a rotated secret keeps working for a while.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-SIGNATURE_HEADER = "X-HITL-Signature"
-TIMESTAMP_HEADER = "X-HITL-Timestamp"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 EVENT_HEADER = "X-HITL-Event"
+SECRET_PREFIX = "whsec_"
 TIMEOUT_SECONDS = 10
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def new_secret() -> str:
+    """A secret in the spec's "whsec_<base64>" form: 32 random bytes are the HMAC key."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def key(secret: str) -> bytes:
+    """The HMAC key of a secret: the decoded base64 after "whsec_". A secret of another form
+    (made before deliveries followed the spec) is used as its UTF-8 bytes, so existing
+    receivers only need to pass it as bytes to a Standard Webhooks library."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        except binascii.Error:
+            pass
+    return secret.encode()
+
+
+def message_id(delivery_id: int) -> str:
+    return f"msg_{delivery_id}"
+
+
+def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    to_sign = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(key(secret), to_sign, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signed_headers(
+    signing_secrets: Sequence[str], msg_id: str, body: bytes, *, now: float | None = None
+) -> dict[str, str]:
+    timestamp = str(int(time.time() if now is None else now))
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: " ".join(sign(s, msg_id, timestamp, body) for s in signing_secrets),
+    }
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -39,15 +81,13 @@ class Attempt:
     error: str
 
 
-def send(url: str, secret: str, payload: dict[str, Any], delivery_id: int) -> Attempt:
+def send(
+    url: str, signing_secrets: Sequence[str], payload: dict[str, Any], delivery_id: int
+) -> Attempt:
+    """POST the payload signed with each of the agent's valid secrets (newest first)."""
     body = encode(payload)
-    timestamp = str(int(time.time()))
-    headers = {
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
-        "X-HITL-Delivery": str(delivery_id),
-        EVENT_HEADER: str(payload.get("event", "")),
-    }
+    headers = signed_headers(signing_secrets, message_id(delivery_id), body)
+    headers[EVENT_HEADER] = str(payload.get("event", ""))
     return post(url, body, headers)
 
 

@@ -14,20 +14,28 @@ from reviews import webhooks
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def receiver_module():
+@pytest.fixture(params=["standardwebhooks", "stdlib"])
+def receiver_module(request):
+    """The example as it runs with the Standard Webhooks package, and without it."""
     path = ROOT / "examples" / "webhook_receiver.py"
     spec = importlib.util.spec_from_file_location("webhook_receiver", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if request.param == "stdlib":
+        module.Webhook = None
+    else:
+        assert module.Webhook is not None, "requirements-dev.txt installs standardwebhooks"
     return module
+
+
+SECRET = webhooks.new_secret()
 
 
 @pytest.fixture
 def example_receiver(receiver_module, capsys):
     from http.server import HTTPServer
 
-    receiver_module.SECRET = b"whsec-example"
+    receiver_module.SECRET = SECRET
     server = HTTPServer(("127.0.0.1", 0), receiver_module.Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -43,20 +51,39 @@ def payload() -> dict:
 def test_the_example_receiver_accepts_a_delivery_signed_with_the_agent_s_secret(
     example_receiver, capsys
 ):
-    attempt = webhooks.send(example_receiver, "whsec-example", payload(), delivery_id=1)
+    attempt = webhooks.send(example_receiver, [SECRET], payload(), delivery_id=1)
     assert (attempt.ok, attempt.status_code) == (True, 204)
     assert "request.decided 0fdb approved" in capsys.readouterr().out
 
 
+def test_the_example_receiver_accepts_a_delivery_signed_with_a_new_and_an_old_secret(
+    example_receiver,
+):
+    attempt = webhooks.send(example_receiver, [webhooks.new_secret(), SECRET], payload(), 1)
+    assert (attempt.ok, attempt.status_code) == (True, 204)
+
+
 def test_the_example_receiver_refuses_another_secret(example_receiver):
-    attempt = webhooks.send(example_receiver, "someone-else", payload(), delivery_id=1)
+    attempt = webhooks.send(example_receiver, [webhooks.new_secret()], payload(), delivery_id=1)
     assert attempt.status_code == 401
+
+
+def test_the_example_receiver_takes_a_secret_made_before_whsec_as_its_bytes(receiver_module):
+    body = webhooks.encode(payload())
+    headers = webhooks.signed_headers(["an-older-secret"], "msg_1", body)
+    assert receiver_module.verified("an-older-secret", headers, body)
+    assert not receiver_module.verified("another-older-secret", headers, body)
 
 
 def test_the_example_receiver_refuses_a_replay_older_than_five_minutes(receiver_module):
     body = webhooks.encode(payload())
-    stale = str(int(time.time()) - 301)
-    signature = webhooks.sign("whsec", stale, body)
-    assert not receiver_module.verified(b"whsec", stale, signature, body)
-    fresh = str(int(time.time()))
-    assert receiver_module.verified(b"whsec", fresh, webhooks.sign("whsec", fresh, body), body)
+    stale = webhooks.signed_headers([SECRET], "msg_1", body, now=time.time() - 301)
+    assert not receiver_module.verified(SECRET, stale, body)
+    assert receiver_module.verified(SECRET, webhooks.signed_headers([SECRET], "msg_1", body), body)
+
+
+def test_the_example_receiver_refuses_a_tampered_body_or_a_malformed_signature(receiver_module):
+    body = webhooks.encode(payload())
+    headers = webhooks.signed_headers([SECRET], "msg_1", body)
+    assert not receiver_module.verified(SECRET, headers, body.replace(b"approved", b"rejected"))
+    assert not receiver_module.verified(SECRET, {**headers, "webhook-signature": "v1"}, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
+from reviews import webhooks
 from reviews.models import Heartbeat, WebhookDelivery
 from reviews.services.assignment import reassign_request
 from reviews.services.decisions import decide_request
@@ -59,13 +61,16 @@ class Receiver:
 
 
 def independently_verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What an agent's receiver does, written from docs/api.md rather than from our code."""
-    timestamp = headers["X-HITL-Timestamp"]
-    expected = hmac.new(
-        secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
-    ).hexdigest()
+    """What an agent's receiver does, written from docs/api.md (the Standard Webhooks spec)
+    rather than from our code."""
+    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     fresh = abs(time.time() - int(timestamp)) < 300
-    return fresh and hmac.compare_digest("sha256=" + expected, headers["X-HITL-Signature"])
+    signatures = [s.removeprefix("v1,") for s in headers["webhook-signature"].split()]
+    return fresh and any(
+        hmac.compare_digest(base64.b64encode(expected).decode(), s) for s in signatures
+    )
 
 
 @contextlib.contextmanager
@@ -109,7 +114,7 @@ def test_a_real_worker_and_beat_retry_until_the_receiver_answers_and_every_post_
     for headers, body, _ in receiver.calls:
         assert independently_verified(agent.webhook_secret, headers, body)
         assert headers["X-HITL-Event"] == "request.decided"
-    assert not independently_verified("another-secret", *receiver.calls[0][:2])
+    assert not independently_verified(webhooks.new_secret(), *receiver.calls[0][:2])
     payload = json.loads(receiver.calls[-1][1])
     assert payload["event"] == "request.decided"
     assert payload["request"]["id"] == str(request.public_id)
