@@ -10,6 +10,7 @@ from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
 from axes.admin import AccessFailureLogAdmin as AxesAccessFailureLogAdmin
 from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -59,7 +60,12 @@ from .services import outbox
 from .services.assignment import set_away
 from .services.audit import admin_snapshot, record_admin_write
 from .services.policies import record_outside_change
-from .services.setup import issue_agent_token, revoke_agent_token, save_queue
+from .services.setup import (
+    issue_agent_token,
+    revoke_agent_token,
+    rotate_webhook_secret,
+    save_queue,
+)
 
 
 def _inline_changes(formsets: list[Any]) -> list[dict[str, Any]]:
@@ -220,7 +226,8 @@ class AgentAdmin(AuditedAdmin):
     list_display = ["name", "owner", "is_active", "webhook_url", "created_at"]
     list_filter = ["is_active"]
     inlines = [TokenInline]
-    actions = ["issue_token"]
+    actions = ["issue_token", "rotate_webhook_secret"]
+    readonly_fields = ["webhook_secret_rotated_at"]
 
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse:
@@ -237,6 +244,16 @@ class AgentAdmin(AuditedAdmin):
                 "opts": self.model._meta,
                 "issued": issued,
             },
+        )
+
+    @admin.action(description="Rotate the webhook secret (the old one signs too for a while)")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            rotate_webhook_secret(agent, by=request.user)
+        hours = settings.HITL_WEBHOOK_SECRET_OVERLAP_HOURS
+        self.message_user(
+            request,
+            f"Rotated {len(queryset)} webhook secrets; the old ones also sign for {hours} h.",
         )
 
 

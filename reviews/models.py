@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -228,6 +228,9 @@ class Agent(models.Model):
     is_active = models.BooleanField(default=True)
     webhook_url = models.URLField(blank=True)
     webhook_secret = models.CharField(max_length=100, default=_new_webhook_secret)
+    # The secret before the last rotation, still signing deliveries during the overlap.
+    previous_webhook_secret = models.CharField(max_length=100, blank=True, editable=False)
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -235,6 +238,20 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def previous_secret_valid_until(self) -> datetime | None:
+        if not (self.previous_webhook_secret and self.webhook_secret_rotated_at):
+            return None
+        overlap = timedelta(hours=settings.HITL_WEBHOOK_SECRET_OVERLAP_HOURS)
+        return self.webhook_secret_rotated_at + overlap
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets a delivery is signed with: the current one, and the previous one while
+        the rotation overlap lasts."""
+        until = self.previous_secret_valid_until()
+        if until and (now or timezone.now()) < until:
+            return [self.webhook_secret, self.previous_webhook_secret]
+        return [self.webhook_secret]
 
 
 def hash_token(raw: str) -> str:

@@ -49,6 +49,11 @@ urlpatterns = [
         policies.agent_token_revoke,
         name="agent_token_revoke",
     ),
+    path(
+        "policies/agents/<int:pk>/webhook-secret/rotate/",
+        policies.agent_webhook_secret_rotate,
+        name="agent_webhook_secret_rotate",
+    ),
     path("policies/<slug:slug>/edit/", policies.policy_edit, name="policy_edit"),
     path("policies/<slug:slug>/versions/", policies.policy_versions, name="policy_versions"),
     path(

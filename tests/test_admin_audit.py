@@ -3,6 +3,7 @@ every admin action, either writes an AuditEvent or is not offered."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -107,6 +108,8 @@ def form_errors(response) -> str:
     return repr(errors)
 
 
+WALK_BOTS = itertools.count()
+
 # What the add form needs and the change to make, for each model whose admin allows them.
 World = dict[str, Any]
 ADD: dict[str, Callable[[World], dict[str, Any]]] = {
@@ -122,7 +125,8 @@ ADD: dict[str, Callable[[World], dict[str, Any]]] = {
         "operator": "gt",
         "value": "500",
     },
-    "reviews.agent": lambda w: {"name": "walk-bot"},
+    # A fresh name each time: every admin action adds its own agent, and names are unique.
+    "reviews.agent": lambda w: {"name": f"walk-bot-{next(WALK_BOTS)}"},
     "reviews.reviewerprofile": lambda w: {
         "user": str(w["carol"].pk),
         "away_until_0": (timezone.localdate() + timedelta(days=3)).isoformat(),
@@ -333,6 +337,25 @@ def test_a_webhook_secret_changed_in_the_admin_is_audited_only_as_a_fingerprint(
     assert old not in recorded and "whsec-new-and-secret" not in recorded
     assert event.before["webhook_secret"] != event.after["webhook_secret"]
     assert event.after["webhook_secret"].startswith("sha256:")
+
+
+def test_rotating_webhook_secrets_in_the_admin_is_audited_without_them(client, admin_user, agent):
+    old = agent.webhook_secret
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:reviews_agent_changelist"),
+        {"action": "rotate_webhook_secret", "_selected_action": [agent.pk]},
+    )
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.signing_secrets() == [agent.webhook_secret, old]
+    event = AuditEvent.objects.get(verb="agent.webhook_secret_rotated")
+    assert event.after == {"agent": agent.name} and event.actor_user_id == admin_user.pk
+    # The change form then records the previous secret, too, only as a fingerprint.
+    url = reverse("admin:reviews_agent_change", args=[agent.pk])
+    assert client.post(url, form_data(client, url, Agent, {"name": "renamed"})).status_code == 302
+    snapshot = AuditEvent.objects.filter(verb="admin.changed").latest("pk").after
+    assert snapshot["previous_webhook_secret"].startswith("sha256:")
 
 
 def test_a_category_edited_in_the_admin_gets_a_new_policy_version(client, admin_user, refunds):

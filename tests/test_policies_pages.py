@@ -62,10 +62,14 @@ def test_reviewers_and_managers_get_a_403_page_on_every_admin_page(
         reverse("policy_restore", args=[refunds.slug, 1]),
         reverse("reviewer_away", args=[alice.pk]),
         reverse("agent_token_issue", args=[agent.pk]),
+        reverse("agent_webhook_secret_rotate", args=[agent.pk]),
     ]
+    secret = agent.webhook_secret
     for url in posts:
         assert client.post(url, {}).status_code == 403, url
     assert not AgentToken.objects.filter(agent=agent).count() > 1
+    agent.refresh_from_db()
+    assert agent.webhook_secret == secret
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, refunds):
@@ -82,6 +86,8 @@ def test_wrong_methods_get_405(admin_client, refunds, agent, alice):
     token, _ = AgentToken.issue(agent)
     revoke = reverse("agent_token_revoke", args=[agent.pk, token.pk])
     assert admin_client.get(revoke).status_code == 405
+    rotate = reverse("agent_webhook_secret_rotate", args=[agent.pk])
+    assert admin_client.get(rotate).status_code == 405
     assert admin_client.put(edit_url(refunds)).status_code == 405
 
 
@@ -398,6 +404,24 @@ def test_an_admin_revokes_a_token(admin_client, agent, agent_token):
     token.refresh_from_db()
     assert not token.is_active
     assert AuditEvent.objects.filter(verb="agent.token_revoked").count() == 1
+
+
+def test_an_admin_rotates_the_webhook_secret_and_the_old_one_stays_listed_for_the_overlap(
+    admin_client, agent
+):
+    old = agent.webhook_secret
+    url = reverse("agent_webhook_secret_rotate", args=[agent.pk])
+    assert admin_client.post(url)["Location"] == reverse("agent_detail", args=[agent.pk])
+    agent.refresh_from_db()
+    assert agent.webhook_secret.startswith("whsec_") and agent.webhook_secret != old
+    assert agent.signing_secrets() == [agent.webhook_secret, old]
+    page = admin_client.get(reverse("agent_detail", args=[agent.pk])).content.decode()
+    assert agent.webhook_secret in page and "The previous secret also signs" in page
+    assert old not in page
+    event = AuditEvent.objects.get(verb="agent.webhook_secret_rotated")
+    assert event.after == {"agent": agent.name}
+    assert old not in str(event.before) + str(event.after)
+    assert admin_client.post(reverse("agent_webhook_secret_rotate", args=[9999])).status_code == 404
 
 
 def test_a_bad_webhook_url_is_refused_at_the_field(admin_client, agent):

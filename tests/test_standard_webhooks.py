@@ -1,9 +1,11 @@
-"""Deliveries verify with the Standard Webhooks package, as an agent's receiver would do it."""
+"""Deliveries verify with the Standard Webhooks package, as an agent's receiver would do it,
+through a secret rotation and its overlap."""
 
 from __future__ import annotations
 
 import base64
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -12,6 +14,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from reviews import webhooks
 from reviews.models import Agent, WebhookDelivery
 from reviews.services.assignment import reassign_request
+from reviews.services.setup import rotate_webhook_secret
 from reviews.services.submission import submit_request
 from reviews.tasks import deliver_webhook
 
@@ -68,6 +71,44 @@ def test_the_webhook_id_is_the_same_on_every_retry_of_a_delivery(agent, refunds)
         assert verifies(agent.webhook_secret, headers, body)
     other, [(headers, _)] = deliver(agent, refunds, [200])
     assert headers["webhook-id"] == f"msg_{other.pk}" != f"msg_{delivery.pk}"
+
+
+def test_during_the_overlap_both_secrets_verify_and_after_it_only_the_new_one(
+    settings, agent, refunds, admin_user
+):
+    settings.HITL_WEBHOOK_SECRET_OVERLAP_HOURS = 24
+    old = agent.webhook_secret
+    agent = rotate_webhook_secret(agent, by=admin_user)
+    new = agent.webhook_secret
+    assert new != old
+
+    _, [(headers, body)] = deliver(agent, refunds, [200])
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert verifies(new, headers, body) and verifies(old, headers, body)
+
+    Agent.objects.filter(pk=agent.pk).update(
+        webhook_secret_rotated_at=timezone.now() - timedelta(hours=24, seconds=1)
+    )
+    _, [(headers, body)] = deliver(agent, refunds, [200])
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert verifies(new, headers, body) and not verifies(old, headers, body)
+
+
+def test_the_overlap_ends_when_the_setting_says(settings, agent, admin_user):
+    settings.HITL_WEBHOOK_SECRET_OVERLAP_HOURS = 2
+    old = agent.webhook_secret
+    agent = rotate_webhook_secret(agent, by=admin_user)
+    rotated = agent.webhook_secret_rotated_at
+    assert agent.signing_secrets(rotated + timedelta(hours=1)) == [agent.webhook_secret, old]
+    assert agent.signing_secrets(rotated + timedelta(hours=2)) == [agent.webhook_secret]
+
+
+def test_a_second_rotation_drops_the_oldest_secret(agent, admin_user):
+    first = agent.webhook_secret
+    second = rotate_webhook_secret(agent, by=admin_user).webhook_secret
+    agent = rotate_webhook_secret(agent, by=admin_user)
+    assert agent.signing_secrets() == [agent.webhook_secret, second]
+    assert first not in agent.signing_secrets()
 
 
 def test_new_agents_get_a_whsec_secret_of_32_random_bytes(db):

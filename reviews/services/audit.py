@@ -12,6 +12,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     category.autonomous, category.monitoring_started, category.reinstated   autonomy
     policy.saved, queue.saved, agent.created, agent.saved,
     agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
+    agent.webhook_secret_rotated
     webhook.resent, notification.resent                          an admin sends one again
     login.locked_out, login.unlocked, admin.<added|changed|deleted|password_changed>
 """
@@ -61,7 +62,7 @@ def audit_event(
 
 
 # Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.
-SECRET_FIELDS = {"password", "token_hash", "webhook_secret"}
+SECRET_FIELDS = {"password", "token_hash", "webhook_secret", "previous_webhook_secret"}
 
 
 def admin_snapshot(obj: Any) -> dict[str, Any]:

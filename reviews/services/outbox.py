@@ -206,7 +206,7 @@ def backoff_seconds(attempts: int) -> int:
 
 def _send(row: OutboxMessage) -> webhooks.Attempt:
     if isinstance(row, WebhookDelivery):
-        return webhooks.send(row.url, [row.agent.webhook_secret], row.payload, row.pk)
+        return webhooks.send(row.url, row.agent.signing_secrets(), row.payload, row.pk)
     if row.channel == Notification.Channel.CHAT:
         return webhooks.post_chat(row.target, row.body)
     return _send_email(row)

@@ -6,7 +6,9 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
+from .. import webhooks
 from ..models import (
     Agent,
     AgentToken,
@@ -48,6 +50,22 @@ def save_agent(form: Any, *, by: AbstractBaseUser) -> Agent:
                 "is_active": agent.is_active,
             },
         )
+    return agent
+
+
+def rotate_webhook_secret(agent: Agent, *, by: AbstractBaseUser) -> Agent:
+    """A new signing secret; the old one keeps signing deliveries during the overlap
+    (Agent.signing_secrets), so the agent's receiver can switch over without refusing any."""
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        agent.previous_webhook_secret = agent.webhook_secret
+        agent.webhook_secret = webhooks.new_secret()
+        agent.webhook_secret_rotated_at = timezone.now()
+        agent.save(
+            update_fields=["previous_webhook_secret", "webhook_secret", "webhook_secret_rotated_at"]
+        )
+        # Neither secret is recorded: the audit log is readable by more people than the secret.
+        audit("agent.webhook_secret_rotated", None, by, after={"agent": agent.name})
     return agent
 
 

@@ -40,7 +40,13 @@ from ..services.policies import (
     restore_policy_version,
     save_policy,
 )
-from ..services.setup import issue_agent_token, revoke_agent_token, save_agent, save_queue
+from ..services.setup import (
+    issue_agent_token,
+    revoke_agent_token,
+    rotate_webhook_secret,
+    save_agent,
+    save_queue,
+)
 
 # --- categories --------------------------------------------------------------------------
 
@@ -392,6 +398,7 @@ def _agent_page(request: HttpRequest, agent: Agent, status: int = 200, **extra: 
         "form": extra.pop("form", None) or AgentForm(instance=agent),
         "token_form": extra.pop("token_form", None) or TokenForm(),
         "tokens": agent.tokens.order_by("revoked_at", "-created_at"),
+        "in_overlap": len(agent.signing_secrets()) > 1,
         **extra,
     }
     return render(request, "policies/agent.html", context, status=status)
@@ -431,4 +438,17 @@ def agent_token_revoke(request: HttpRequest, pk: int, token_id: int) -> HttpResp
     token = get_object_or_404(AgentToken.objects.select_related("agent"), pk=token_id, agent_id=pk)
     revoke_agent_token(token, by=request.user)
     messages.success(request, f"Revoked the token {token.prefix}…; calls with it now fail.")
+    return redirect("agent_detail", pk=pk)
+
+
+@require_POST
+@role_required(ADMINS)
+def agent_webhook_secret_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = rotate_webhook_secret(get_object_or_404(Agent, pk=pk), by=request.user)
+    until = agent.previous_secret_valid_until()
+    messages.success(
+        request,
+        f"Rotated the webhook secret of {agent.name}; deliveries carry a signature with the old "
+        f"one too until {until:%Y-%m-%d %H:%M}.",
+    )
     return redirect("agent_detail", pk=pk)
