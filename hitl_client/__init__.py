@@ -259,6 +259,10 @@ class Client:
             {"category": category, "confidence": confidence, "attributes": attributes or {}},
         )
 
+    def categories(self) -> list[dict[str, Any]]:
+        """The categories to submit to: slug, the attributes their rules read, the deadline."""
+        return self.request("GET", "/categories")
+
     def guidelines(self, category: str) -> dict[str, Any]:
         return self.request("GET", "/guidelines", query={"category": category})
 
@@ -420,6 +424,9 @@ class AsyncClient:
         attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return await self._run(self.sync.evaluate, category, confidence, attributes)
+
+    async def categories(self) -> list[dict[str, Any]]:
+        return await self._run(self.sync.categories)
 
     async def guidelines(self, category: str) -> dict[str, Any]:
         return await self._run(self.sync.guidelines, category)

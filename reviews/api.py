@@ -29,6 +29,7 @@ from . import lookups, validation
 from .api_schemas import (
     PRIORITIES,
     CancelIn,
+    CategoryOut,
     ErrorOut,
     EvaluateIn,
     EvaluateOut,
@@ -43,8 +44,18 @@ from .api_schemas import (
     Text,
 )
 from .longpoll import Refusal, release_connection, watcher
-from .models import Agent, AgentToken, Category, Decision, Message, ReviewRequest, hash_token
+from .models import (
+    Agent,
+    AgentToken,
+    Category,
+    Decision,
+    EscalationRule,
+    Message,
+    ReviewRequest,
+    hash_token,
+)
 from .services import conversation
+from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.outbox import decision_data
@@ -580,6 +591,43 @@ def guidelines(request: HttpRequest, category: Text = CATEGORY_QUERY) -> dict[st
         "guidelines": list(
             found.guideline_set.filter(is_active=True).values("id", "text", "created_at")
         ),
+    }
+
+
+@api.get(
+    "/categories",
+    tags=["Rules and guidelines"],
+    response={200: list[CategoryOut], **ERRORS},
+    operation_id="listCategories",
+    summary="The categories an agent may submit to",
+)
+def categories(request: HttpRequest) -> list[dict[str, Any]]:
+    """Every category takes submissions from every agent. The rules' thresholds are left out:
+    an agent learns which attributes matter, not how to stay under a rule."""
+    shared = set(
+        EscalationRule.objects.filter(category=None, enabled=True).values_list("field", flat=True)
+    )
+    return [
+        category_out(category, shared)
+        for category in Category.objects.select_related("queue__next_queue").prefetch_related(
+            "rules"
+        )
+    ]
+
+
+def category_out(category: Category, shared_fields: set[str]) -> dict[str, Any]:
+    fields = shared_fields | {rule.field for rule in category.rules.all() if rule.enabled}
+    # A fresh request's plan: what the deadline does before anyone has reassigned it.
+    plan = plan_for(ReviewRequest(category=category, queue=category.queue))
+    return {
+        "slug": category.slug,
+        "name": category.name,
+        "description": category.description,
+        "mode": category.mode,
+        "attributes": sorted(fields - {"confidence"}),
+        "timeout_seconds": category.timeout_seconds,
+        "on_timeout": category.timeout_action,
+        "at_deadline": "It is " + ", then ".join(plan.words) + ".",
     }
 
 

@@ -161,6 +161,19 @@ class GuidelinesOut(Schema):
     guidelines: list[GuidelineOut] = Field(..., description="Active guidelines, newest first.")
 
 
+class CategoryOut(Schema):
+    slug: str = Field(..., description="What a submission names as its category.")
+    name: str
+    description: str
+    mode: str = Field(..., description="gate (always a human), rules or autonomous.")
+    attributes: list[str] = Field(
+        ..., description="The attribute names the category's rules read (send them if known)."
+    )
+    timeout_seconds: int = Field(..., description="How long a human has to decide.")
+    on_timeout: str = Field(..., description="approve, reject or reassign: the timeout action.")
+    at_deadline: str = Field(..., description="What happens at the deadline, in words.")
+
+
 class ErrorOut(Schema):
     error: str
     detail: str

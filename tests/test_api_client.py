@@ -69,7 +69,8 @@ def test_the_client_raises_with_the_servers_field_messages(client, refunds):
     assert "confidence" in error.value.fields
 
 
-def test_the_client_reads_guidelines_and_evaluates(client, refunds):
+def test_the_client_reads_categories_guidelines_and_evaluates(client, refunds):
+    assert [c["slug"] for c in client.categories()] == ["refunds"]
     assert client.guidelines("refunds")["category"] == "refunds"
     assert client.evaluate("refunds", 0.2, {"amount": 5})["needs_human"] is True
 
