@@ -66,6 +66,9 @@ MAX_BODY_BYTES = 256 * 1024
 # last_used_at is written at most this often per token, not on every call.
 TOKEN_TOUCH_SECONDS = 60
 MAX_WAIT_SECONDS = 60
+# Both long-polls (/wait and GET /interrupts/{id}) wait this long unless told otherwise: half
+# the cap, so a default wait ends well inside the 60 s idle timeout of common proxies.
+DEFAULT_WAIT_SECONDS = 30
 RATE_WINDOW_SECONDS = 60
 
 Status = ReviewRequest.Status
@@ -166,7 +169,15 @@ api = NinjaAPI(
     parser=StrictJSONParser(),
 )
 IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=200)
-CATEGORY_QUERY = Query(..., min_length=1, max_length=100, description="Category slug.")
+WAIT_TIMEOUT = Query(
+    DEFAULT_WAIT_SECONDS,
+    ge=0,
+    le=MAX_WAIT_SECONDS,
+    description=f"Seconds to wait for the decision: 0 answers at once; at most {MAX_WAIT_SECONDS}.",
+)
+CATEGORY_QUERY = Query(
+    ..., min_length=1, max_length=100, description="Category slug.", examples=["refunds"]
+)
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut}
 
 
@@ -397,6 +408,7 @@ def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> Rev
     tags=["Requests"],
     response={201: RequestOut, 200: RequestOut, 409: ErrorOut, **ERRORS},
     url_name="requests",
+    operation_id="submitRequest",
     summary="Submit a proposed action",
 )
 def submit(
@@ -438,6 +450,7 @@ def submit(
     tags=["Requests"],
     response={200: RequestOut, **ERRORS},
     url_name="request_detail",
+    operation_id="getRequest",
     summary="A request: status, decision, messages",
 )
 def detail(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
@@ -449,12 +462,13 @@ def detail(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
     tags=["Requests"],
     response={200: RequestOut, **ERRORS},
     url_name="request_wait",
+    operation_id="waitForDecision",
     summary="Long-poll until the request is decided",
 )
 def wait(
     request: HttpRequest,
     request_id: UUID,
-    timeout: int = Query(30, ge=0, le=MAX_WAIT_SECONDS),
+    timeout: int = WAIT_TIMEOUT,
 ) -> dict[str, Any]:
     """Answers as soon as the decision is final (or the request is cancelled), else with the
     current state after `timeout` seconds (at most 60). Call it again to keep waiting. A 429
@@ -472,6 +486,7 @@ def wait(
     tags=["Requests"],
     response={200: RequestOut, 409: ErrorOut, **ERRORS},
     url_name="request_cancel",
+    operation_id="cancelRequest",
     summary="Withdraw a pending request",
 )
 def cancel(
@@ -501,6 +516,7 @@ def conflict(agent: Agent, review: ReviewRequest) -> ApiError:
     tags=["Requests"],
     response={200: list[MessageOut], **ERRORS},
     url_name="request_messages",
+    operation_id="listMessages",
     summary="The thread with the reviewers",
 )
 def messages(request: HttpRequest, request_id: UUID) -> list[dict[str, Any]]:
@@ -513,6 +529,7 @@ def messages(request: HttpRequest, request_id: UUID) -> list[dict[str, Any]]:
     tags=["Requests"],
     response={201: MessageOut, 409: ErrorOut, **ERRORS},
     summary="Answer the reviewer, or revise the proposal",
+    operation_id="postMessage",
 )
 def post_message(
     request: HttpRequest, request_id: UUID, payload: MessageIn
@@ -561,6 +578,7 @@ def post_message(
     tags=["Rules and guidelines"],
     response={200: EvaluateOut, **ERRORS},
     summary="Dry run of the rules (nothing is stored)",
+    operation_id="evaluateRules",
 )
 def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     category = category_by_slug(payload.category)
@@ -579,6 +597,7 @@ def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     tags=["Rules and guidelines"],
     response={200: GuidelinesOut, **ERRORS},
     summary="A category's guidelines, for the agent's prompt",
+    operation_id="getGuidelines",
 )
 def guidelines(request: HttpRequest, category: Text = CATEGORY_QUERY) -> dict[str, Any]:
     found = Category.objects.filter(slug=category).first()
@@ -677,6 +696,7 @@ def interrupt_out(request: HttpRequest, review: ReviewRequest) -> dict[str, Any]
     tags=["LangGraph interrupts"],
     response={201: InterruptOut, 200: InterruptOut, 409: ErrorOut, **ERRORS},
     summary="Submit a LangGraph HumanInterrupt as it is",
+    operation_id="submitInterrupt",
 )
 def submit_interrupt(
     request: HttpRequest,
@@ -711,12 +731,13 @@ def submit_interrupt(
     tags=["LangGraph interrupts"],
     response={200: InterruptOut, **ERRORS},
     url_name="interrupt_answer",
+    operation_id="getInterruptResponse",
     summary="The human's answer in LangGraph's HumanResponse shape (long-polls with timeout)",
 )
 def interrupt_answer(
     request: HttpRequest,
     request_id: UUID,
-    timeout: int = Query(0, ge=0, le=MAX_WAIT_SECONDS),
+    timeout: int = WAIT_TIMEOUT,
 ) -> dict[str, Any]:
     agent: Agent = request.auth
     review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)

@@ -25,12 +25,29 @@ class In(Schema):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def example(value: dict[str, Any]) -> ConfigDict:
+    """The In config plus a request body for the docs page's "Try it out": each one works
+    against `make run`'s demo data (tests/test_api_examples.py sends them)."""
+    return ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [value]})
+
+
 class OptionIn(In):
     key: Text = Field(..., min_length=1, max_length=50)
     label: Text = Field("", max_length=200)
 
 
 class SubmitIn(In):
+    model_config = example(
+        {
+            "category": "refunds",
+            "title": "Refund 120 EUR on order 1042",
+            "situation": "Parcel arrived damaged; photos attached.",
+            "proposed_action": {"action": "refund", "order": 1042, "amount": 120},
+            "confidence": 0.62,
+            "attributes": {"amount": 120, "customer_tier": "standard"},
+        }
+    )
+
     category: Text = Field(..., min_length=1, max_length=100, description="Category slug.")
     title: Text = Field(..., min_length=1, max_length=300)
     task: Text = Field("", max_length=20_000, description="What the agent was asked to do.")
@@ -56,16 +73,30 @@ class SubmitIn(In):
 
 
 class EvaluateIn(In):
+    model_config = example(
+        {
+            "category": "refunds",
+            "confidence": 0.62,
+            "attributes": {"amount": 120, "customer_tier": "standard"},
+        }
+    )
+
     category: Text = Field(..., min_length=1, max_length=100)
     confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     attributes: JSONObject = Field(default_factory=dict)
 
 
 class CancelIn(In):
+    model_config = example({"reason": "The customer withdrew the claim."})
+
     reason: Text = Field("", max_length=2_000)
 
 
 class MessageIn(In):
+    model_config = example(
+        {"kind": "answer", "body": "The photos show the parcel torn open on arrival."}
+    )
+
     kind: Literal["answer", "comment", "revision"] = Field(
         "answer", description="'revision' replaces the proposed action (send proposed_action)."
     )
@@ -197,6 +228,21 @@ class InterruptConfig(In):
 
 class InterruptIn(In):
     """LangGraph's HumanInterrupt, plus where to route it."""
+
+    model_config = example(
+        {
+            "category": "refunds",
+            "action_request": {"action": "refund", "args": {"order": 1042, "amount": 120}},
+            "config": {
+                "allow_accept": True,
+                "allow_edit": True,
+                "allow_respond": True,
+                "allow_ignore": False,
+            },
+            "description": "Parcel arrived damaged; refund 120 EUR on order 1042?",
+            "confidence": 0.62,
+        }
+    )
 
     category: Text = Field(..., min_length=1, max_length=100)
     action_request: ActionRequest

@@ -1,0 +1,117 @@
+"""The agent API's own documentation: every request body in the OpenAPI document carries an
+example that works against the demo data, operations are named as verbs, and both long-polls
+wait the same default time."""
+
+import pytest
+
+from reviews import api as agent_api
+from reviews.management.commands.seed_demo import DEMO_TOKEN
+from reviews.models import AgentToken
+from reviews.services.submission import submit_request
+
+from .api_support import AgentClient, _no_rate_limit, escalated
+
+__all__ = ["_no_rate_limit"]
+
+pytestmark = pytest.mark.django_db
+
+# What each operation with a body answers when its example is sent.
+EXAMPLE_STATUS = {
+    "submitRequest": 201,
+    "cancelRequest": 200,
+    "postMessage": 201,
+    "evaluateRules": 200,
+    "submitInterrupt": 201,
+}
+
+
+@pytest.fixture
+def openapi(client) -> dict:
+    return client.get("/api/v1/openapi.json").json()
+
+
+@pytest.fixture
+def demo_api(agent) -> AgentClient:
+    """The demo's token on the fixtures' support-bot, as `make run` seeds it."""
+    AgentToken.issue(agent, name="demo", raw=DEMO_TOKEN)
+    return AgentClient(DEMO_TOKEN)
+
+
+def operations(openapi: dict) -> dict[str, tuple[str, str, dict]]:
+    return {
+        operation["operationId"]: (method, path, operation)
+        for path, methods in openapi["paths"].items()
+        for method, operation in methods.items()
+    }
+
+
+def body_example(openapi: dict, operation: dict) -> dict:
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    ref = next(s["$ref"] for s in [schema, *schema.get("anyOf", [])] if "$ref" in s)
+    return openapi["components"]["schemas"][ref.rsplit("/", 1)[1]]["examples"][0]
+
+
+def test_it_names_every_operation_with_a_verb_in_camel_case(openapi):
+    assert sorted(operations(openapi)) == [
+        "cancelRequest",
+        "evaluateRules",
+        "getGuidelines",
+        "getInterruptResponse",
+        "getRequest",
+        "listCategories",
+        "listMessages",
+        "postMessage",
+        "submitInterrupt",
+        "submitRequest",
+        "waitForDecision",
+    ]
+
+
+def test_every_operation_with_a_body_has_an_example(openapi):
+    with_body = {
+        name
+        for name, (_, _, operation) in operations(openapi).items()
+        if "requestBody" in operation
+    }
+    assert with_body == set(EXAMPLE_STATUS)
+
+
+@pytest.mark.parametrize("operation_id", sorted(EXAMPLE_STATUS))
+def test_each_body_example_works_against_the_demo_data(
+    openapi, demo_api, agent, refunds, operation_id
+):
+    method, path, operation = operations(openapi)[operation_id]
+    assert method == "post"
+    fields = {k: v for k, v in escalated().items() if k != "category"}
+    pending = submit_request(agent, category=refunds, **fields).request
+    url = path.replace("{request_id}", str(pending.public_id))
+    response = demo_api.post_json(url, body_example(openapi, operation))
+    assert response.status_code == EXAMPLE_STATUS[operation_id], response.content
+
+
+def test_the_guidelines_example_names_a_demo_category(openapi, demo_api, refunds):
+    _, path, operation = operations(openapi)["getGuidelines"]
+    (category,) = operation["parameters"]
+    response = demo_api.get(path, {"category": category["schema"]["examples"][0]})
+    assert response.status_code == 200
+
+
+def test_both_long_polls_wait_30_seconds_unless_told(
+    monkeypatch, openapi, demo_api, agent, refunds
+):
+    seen: list[float] = []
+
+    def wait(request_id: int, agent_id: int, timeout: float) -> bool:
+        seen.append(timeout)
+        return False  # as when the timeout passes with no decision
+
+    monkeypatch.setattr(agent_api.watcher, "wait", wait)
+    fields = {k: v for k, v in escalated().items() if k != "category"}
+    pending = submit_request(agent, category=refunds, **fields).request
+    for name in ("waitForDecision", "getInterruptResponse"):
+        _, path, operation = operations(openapi)[name]
+        (timeout,) = [p for p in operation["parameters"] if p["name"] == "timeout"]
+        assert timeout["schema"]["default"] == 30
+        response = demo_api.get(path.replace("{request_id}", str(pending.public_id)))
+        assert response.status_code == 200, response.content
+    assert seen == [30, 30]
