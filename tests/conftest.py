@@ -6,6 +6,8 @@ and fail instead when CI=true, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import os
@@ -309,6 +311,14 @@ def celery_worker(transactional_db, settings):
         except subprocess.TimeoutExpired:
             proc.kill()
         app.conf.task_default_queue = previous
+
+
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: once a browser test has run in this process,
+    Playwright's sync API keeps an event loop running in the test thread, and asyncio.run
+    refuses to start inside a running loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):

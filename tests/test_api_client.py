@@ -13,7 +13,7 @@ from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
 
 from .api_support import AgentClient, _no_rate_limit
-from .conftest import wait_for
+from .conftest import run_coroutine, wait_for
 
 __all__ = ["_no_rate_limit"]
 
@@ -251,7 +251,7 @@ def test_an_async_agent_submits_then_waits_for_the_decision(async_client, refund
             return await async_client.wait(created["id"], timeout=20)
 
     thread = reviewer(lambda r: decide_request(r.pk, by=alice, outcome="approved"))
-    outcome = asyncio.run(agent())
+    outcome = run_coroutine(agent())
     thread.join()
     assert outcome["status"] == "approved"
     assert outcome["decision"]["decided_by"] == "alice"
@@ -283,7 +283,7 @@ def test_several_async_waits_each_get_their_decision(async_client, refunds, alic
             decide_request(request.pk, by=alice, outcome=outcome, reason="Too late.")
 
     thread = reviewer(decide_them_all)
-    outcomes = asyncio.run(agent())
+    outcomes = run_coroutine(agent())
     thread.join()
     assert [(o["title"], o["status"]) for o in outcomes] == [
         ("Refund 10 EUR", "approved"),
@@ -299,7 +299,7 @@ def test_an_async_agent_sends_the_same_interrupt_once(async_client, refunds):
             first = await async_client.interrupt("refunds", human_interrupt())
             return first, await async_client.interrupt("refunds", human_interrupt())
 
-    first, again = asyncio.run(agent())
+    first, again = run_coroutine(agent())
     assert again["id"] == first["id"]
     assert ReviewRequest.objects.count() == 1
 
@@ -311,4 +311,4 @@ def test_an_async_wait_gives_up_after_its_timeout(async_client, refunds):
             await async_client.wait(created["id"], timeout=1)
 
     with pytest.raises(ApprovalTimeout):
-        asyncio.run(agent())
+        run_coroutine(agent())

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -13,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from hitl_client import AsyncClient, Client, HITLError
+
+from .conftest import run_coroutine
 
 
 class Script:
@@ -125,7 +126,7 @@ def run_async(url: str, call: str, *args, retries: int = 2):
         async with AsyncClient(url, "t", retries=retries) as client:
             return await getattr(client, call)(*args)
 
-    return asyncio.run(go())
+    return run_coroutine(go())
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
