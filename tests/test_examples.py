@@ -1,15 +1,21 @@
-"""The README's tour runs the example webhook receiver: it must accept what the server sends."""
+"""The README's tour runs the example webhook receiver: it must accept what the server sends;
+the Pydantic AI example must go on with the reviewer's decision."""
 
 from __future__ import annotations
 
 import importlib.util
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from hitl_client import Client
 from reviews import webhooks
+from reviews.services.decisions import decide_request
+
+from .test_api_client import concurrent, reviewer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +93,28 @@ def test_the_example_receiver_refuses_a_tampered_body_or_a_malformed_signature(r
     headers = webhooks.signed_headers([SECRET], "msg_1", body)
     assert not receiver_module.verified(SECRET, headers, body.replace(b"approved", b"rejected"))
     assert not receiver_module.verified(SECRET, {**headers, "webhook-signature": "v1"}, body)
+
+
+@concurrent
+@pytest.mark.django_db(transaction=True)
+def test_the_pydantic_ai_example_refunds_what_the_reviewer_modified(
+    live_server, agent_token, settings, refunds, alice, capsys
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "pydantic_ai_agent.py"
+    spec = importlib.util.spec_from_file_location("pydantic_ai_agent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.client = Client(live_server.url, agent_token, retries=0)
+
+    def halve(request):
+        assert request.proposed_action["args"] == {"order": "A-1042", "amount": 120.0}
+        final_action = {"tool": "issue_refund", "args": {"order": "A-1042", "amount": 60.0}}
+        decide_request(request.pk, by=alice, outcome="modified", final_action=final_action)
+
+    thread = reviewer(halve)
+    # In a thread of its own, as run_sync refuses an event loop a browser test left running.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        output = pool.submit(module.main).result()
+    assert output == "Done: refunded 60.00 EUR on order A-1042"
+    thread.join()
