@@ -1,5 +1,7 @@
 """The demo data a newcomer meets with `make run`."""
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -73,3 +75,12 @@ def test_its_pending_items_show_the_precedents_the_rules_were_given(client):
     # The audit page of every request, decided or not, recomputes the same set.
     for request in ReviewRequest.objects.all():
         assert precedents.rules_were_given(request, precedents.for_request(request)) == ""
+
+
+def test_make_run_prints_what_the_readme_shows(capsys):
+    """The README quotes seed_demo's output word for word: the count, the logins, the token."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = readme.split("Demo data ready", 1)[1].split("```", 1)[0]
+    call_command("seed_demo")
+    printed = capsys.readouterr().out
+    assert "Demo data ready" + shown.rstrip() in printed
