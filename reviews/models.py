@@ -313,6 +313,24 @@ class ReviewerProfile(models.Model):
         return self.away_until is not None and self.away_until > timezone.now()
 
 
+class Verb(models.TextChoices):
+    """What a reviewer may do with a request. An agent may narrow it per request (a framework's
+    interrupt says which answers it can resume with); `respond` answers on the agent's behalf
+    and is offered only when asked for."""
+
+    APPROVE = "approve", "Approve"
+    MODIFY = "modify", "Modify"
+    REJECT = "reject", "Reject"
+    RESPOND = "respond", "Respond"
+
+
+DEFAULT_VERBS = [Verb.APPROVE.value, Verb.MODIFY.value, Verb.REJECT.value]
+
+
+def default_verbs() -> list[str]:
+    return list(DEFAULT_VERBS)
+
+
 class ReviewRequest(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -355,6 +373,18 @@ class ReviewRequest(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
     )
     attributes = models.JSONField(default=dict, blank=True)
+    allowed_decisions = models.JSONField(
+        default=default_verbs,
+        blank=True,
+        help_text="The Verb values a reviewer may choose; the inbox offers only these.",
+    )
+    callback_url = models.URLField(
+        max_length=2000, blank=True, help_text="Where this request's decision is delivered."
+    )
+    # The action requests of one framework interrupt (several tool calls of one model turn):
+    # they share the id of the first, and are answered together, in this order.
+    bundle_id = models.UUIDField(null=True, blank=True)
+    bundle_index = models.PositiveSmallIntegerField(default=0)
 
     # What the rule engine said, and under which version of the category's policy.
     verdict = models.CharField(max_length=20, blank=True)
@@ -451,6 +481,11 @@ class ReviewRequest(models.Model):
                 condition=models.Q(status__in=["approved", "modified", "rejected"]),
                 name="request_people_precedents",
             ),
+            models.Index(
+                fields=["bundle_id", "bundle_index"],
+                condition=models.Q(bundle_id__isnull=False),
+                name="request_bundle",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -506,6 +541,9 @@ class Decision(models.Model):
     final_action = models.JSONField(null=True, blank=True)
     chosen_option = models.CharField(max_length=50, blank=True)
     reason = models.TextField(blank=True)
+    # A rejection whose reason is the reviewer's answer in the tool's place (Verb.RESPOND): the
+    # proposed action did not run, so every figure counts it as a rejection.
+    responded = models.BooleanField(default=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     review_seconds = models.FloatField(
         null=True, blank=True, help_text="From first view to decision."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from .. import precedents
 from .. import rules as engine
-from ..models import Agent, AuditEvent, Category, Decision, ReviewRequest
+from ..models import DEFAULT_VERBS, Agent, AuditEvent, Category, Decision, ReviewRequest, Verb
 from ..rulebook import rulebook_for
 from .assignment import pick_assignee
 from .audit import audit_event
@@ -49,8 +50,15 @@ def payload_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _validate_submission(options: list[Any], recommended_option: str, confidence: Any) -> None:
+def _validate_submission(
+    options: list[Any], recommended_option: str, confidence: Any, allowed_decisions: list[str]
+) -> None:
     errors: dict[str, str] = {}
+    unknown = [v for v in allowed_decisions if v not in Verb.values]
+    if unknown or not allowed_decisions:
+        errors["allowed_decisions"] = (
+            f"Allowed decisions must be a non-empty list of {', '.join(Verb.values)}."
+        )
     keys = []
     for index, option in enumerate(options):
         if not isinstance(option, dict) or not str(option.get("key", "")).strip():
@@ -86,6 +94,10 @@ def submit_request(
     priority: int = ReviewRequest.Priority.NORMAL,
     idempotency_key: str = "",
     external_ref: str = "",
+    allowed_decisions: list[str] | None = None,
+    callback_url: str = "",
+    bundle_id: uuid.UUID | None = None,
+    bundle_index: int = 0,
     now: datetime | None = None,
 ) -> Submission:
     """Evaluate the rules and record the request: pending for a human, or auto-approved."""
@@ -93,7 +105,10 @@ def submit_request(
     options = list(options or [])
     attributes = dict(attributes or {})
     proposed_action = proposed_action if proposed_action is not None else {}
-    _validate_submission(options, recommended_option, confidence)
+    # In Verb order whatever order they came in, so a retry listing them otherwise matches.
+    verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
+    _validate_submission(options, recommended_option, confidence, verbs)
+    verbs = [v for v in Verb.values if v in verbs]
     fingerprint = payload_hash(
         {
             "category": category.slug,
@@ -109,6 +124,10 @@ def submit_request(
             "attributes": attributes,
             "priority": priority,
             "external_ref": external_ref,
+            "allowed_decisions": verbs,
+            "callback_url": callback_url,
+            "bundle_id": bundle_id,
+            "bundle_index": bundle_index,
         }
     )
     # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
@@ -143,6 +162,10 @@ def submit_request(
         precedent_key=precedent_key,
         precedents_from=precedents_from,
         priority=priority,
+        allowed_decisions=verbs,
+        callback_url=callback_url,
+        bundle_id=bundle_id,
+        bundle_index=bundle_index,
         created_at=now,
     )
     if verdict.needs_human:
