@@ -501,6 +501,10 @@ class ReviewRequest(models.Model):
             str(o.get("key")): str(o.get("label", "")) for o in self.options if isinstance(o, dict)
         }
 
+    def allows(self, verb: str) -> bool:
+        """Whether a reviewer (or the deadline) may decide this request with `verb`."""
+        return verb in self.allowed_decisions
+
     def snapshot(self) -> dict[str, Any]:
         """The state an audit event records before and after a transition."""
         return {
@@ -580,6 +584,15 @@ class Decision(models.Model):
         return self.outcome == self.Outcome.APPROVED and not self.as_proposed
 
     @property
+    def verb(self) -> str:
+        return decision_verb(self.outcome, self.responded)
+
+    @property
+    def verb_label(self) -> str:
+        """'Approved', 'Modified', 'Rejected' or 'Responded', as pages and toasts say it."""
+        return "Responded" if self.responded else self.get_outcome_display()
+
+    @property
     def decided_by_label(self) -> str:
         if self.decided_by_id:
             return self.decided_by.get_username()
@@ -592,6 +605,17 @@ def accepts_proposal(outcome: str, chosen_option: str, recommended_option: str) 
     if outcome != Decision.Outcome.APPROVED:
         return False
     return not chosen_option or not recommended_option or chosen_option == recommended_option
+
+
+def decision_verb(outcome: str, responded: bool = False) -> str:
+    """The Verb a decision uses: a rejection that answers in the tool's place is `respond`."""
+    if responded:
+        return Verb.RESPOND.value
+    return {
+        Decision.Outcome.APPROVED: Verb.APPROVE.value,
+        Decision.Outcome.MODIFIED: Verb.MODIFY.value,
+        Decision.Outcome.REJECTED: Verb.REJECT.value,
+    }[outcome]
 
 
 def judged_outcome(outcome: str, as_proposed: bool) -> str:

@@ -1,5 +1,5 @@
-"""The deadline plan for each shape of timeout policy, and the sweep, the item page and the
-reminder doing and saying what the plan says."""
+"""The deadline plan for each shape of timeout policy and of the decisions a request allows,
+and the sweep, the item page and the reminder doing and saying what the plan says."""
 
 from datetime import timedelta
 
@@ -7,8 +7,22 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reviews.models import Category, Decision, Notification, ReviewerProfile, ReviewRequest
-from reviews.services.deadline_plan import DeadlinePlan, Decide, Escalate, Reassign, plan_for
+from reviews.models import (
+    AuditEvent,
+    Category,
+    Decision,
+    Notification,
+    ReviewerProfile,
+    ReviewRequest,
+)
+from reviews.services.deadline_plan import (
+    DeadlinePlan,
+    Decide,
+    Escalate,
+    Reassign,
+    Wait,
+    plan_for,
+)
 from reviews.services.deadlines import time_out_batch, time_out_request
 from reviews.services.notify import notify_assignee
 from reviews.services.submission import submit_request
@@ -21,7 +35,9 @@ APPROVED = Decision.Outcome.APPROVED
 REJECTED = Decision.Outcome.REJECTED
 
 # (timeout action, max reassignments, reassignments done, final fallback, next queue?) ->
-# the steps, and the item page's words for them.
+# the steps, and the item page's words for them; then the decisions the request allows, when
+# not the default approve, modify and reject. The deadline never decides with a verb the
+# request does not allow.
 SHAPES = {
     "approve": (
         (Action.APPROVE, 1, 0, Fallback.REJECT, True),
@@ -73,13 +89,46 @@ SHAPES = {
         (Decide(REJECTED, fallback=True),),
         ["auto-rejected (final fallback)"],
     ),
+    "approve not allowed: reject instead": (
+        (Action.APPROVE, 1, 0, Fallback.APPROVE, True),
+        (Decide(REJECTED, instead_of=APPROVED),),
+        ["auto-rejected (it cannot be approved)"],
+        ["reject", "respond"],
+    ),
+    "reject not allowed: people keep it": (
+        (Action.REJECT, 1, 0, Fallback.REJECT, True),
+        (Reassign(times=1), "escalate"),
+        ["reassigned to another reviewer", "escalated to Support leads"],
+        ["approve", "modify"],
+    ),
+    "a question only: people keep it, then the deadline starts over": (
+        (Action.APPROVE, 2, 0, Fallback.APPROVE, False),
+        (Reassign(times=2), Wait()),
+        [
+            "reassigned to another reviewer (up to 2 times)",
+            "kept waiting for a person (the deadline starts over)",
+        ],
+        ["respond"],
+    ),
+    "fallback to approve not allowed: reject instead": (
+        (Action.REASSIGN, 1, 1, Fallback.APPROVE, False),
+        (Decide(REJECTED, fallback=True, instead_of=APPROVED),),
+        ["auto-rejected (it cannot be approved; final fallback)"],
+        ["reject"],
+    ),
+    "fallback to reject not allowed: the deadline starts over": (
+        (Action.REASSIGN, 1, 1, Fallback.REJECT, False),
+        (Wait(),),
+        ["kept waiting for a person (the deadline starts over)"],
+        ["approve", "modify", "respond"],
+    ),
 }
 
 
 @pytest.fixture(params=SHAPES.values(), ids=SHAPES.keys())
 def shape(request, agent, refunds, leads_queue):
     """A pending request under one policy shape, its deadline passed, and the plan expected."""
-    (action, most, done, fallback, escalates), steps, words = request.param
+    (action, most, done, fallback, escalates), steps, words, *allowed = request.param
     refunds.timeout_action = action
     refunds.max_reassignments = most
     refunds.final_fallback = fallback
@@ -87,7 +136,13 @@ def shape(request, agent, refunds, leads_queue):
     if not escalates:
         refunds.queue.next_queue = None
         refunds.queue.save()
-    pending = submit_request(agent, category=refunds, title="Refund", confidence=0.1).request
+    pending = submit_request(
+        agent,
+        category=refunds,
+        title="Refund",
+        confidence=0.1,
+        allowed_decisions=allowed[0] if allowed else None,
+    ).request
     ReviewRequest.objects.filter(pk=pending.pk).update(
         reassignment_count=done, deadline=timezone.now() - timedelta(seconds=1)
     )
@@ -121,6 +176,9 @@ def test_the_batch_sweep_takes_the_plans_first_step(shape):
         decision = Decision.objects.get(request=request)
         assert decision.outcome == plan.steps[0].outcome
         assert decision.reason == plan.steps[0].reason
+        assert request.allows(decision.verb)
+    else:
+        assert not Decision.objects.filter(request=request).exists()
 
 
 def test_the_item_page_shows_the_plan(shape, client, alice):
@@ -170,3 +228,56 @@ def test_the_decision_reason_names_the_policy():
 def test_the_consequence_keeps_a_queue_name_whole(leads_queue):
     leads_queue.name = "Leads (EU)"
     assert DeadlinePlan((Escalate(leads_queue),)).consequence == "it is escalated to Leads (EU)"
+
+
+def test_the_deadline_never_decides_with_a_verb_the_request_does_not_allow(agent, refunds):
+    for action in (Action.APPROVE, Action.REJECT, Action.REASSIGN):
+        for fallback in (Fallback.APPROVE, Fallback.REJECT):
+            refunds.timeout_action, refunds.final_fallback = action, fallback
+            for allowed in (
+                ["approve"],
+                ["modify"],
+                ["reject"],
+                ["respond"],
+                ["approve", "modify"],
+            ):
+                request = ReviewRequest(category=refunds, queue=None, allowed_decisions=allowed)
+                for step in plan_for(request).steps:
+                    if isinstance(step, Decide):
+                        assert request.allows(Decision(outcome=step.outcome).verb)
+
+
+def test_an_approval_the_request_does_not_allow_is_a_rejection_that_says_why():
+    assert Decide(REJECTED, instead_of=APPROVED).reason == (
+        "No human decision before the deadline; the policy is to approve, which this request "
+        "does not allow, so it is auto-rejected."
+    )
+
+
+def test_when_the_deadline_may_not_decide_it_starts_over_and_the_assignee_is_reminded(
+    agent, refunds, alice
+):
+    refunds.timeout_action = Action.APPROVE
+    refunds.save()
+    request = submit_request(
+        agent,
+        category=refunds,
+        title="Which warehouse?",
+        confidence=0.1,
+        allowed_decisions=["respond"],
+    ).request
+    ReviewRequest.objects.filter(pk=request.pk).update(
+        assignee=alice, reassignment_count=1, deadline=timezone.now() - timedelta(seconds=1)
+    )
+    refunds.queue.next_queue = None
+    refunds.queue.save()
+    assert plan_for(loaded(request)) == DeadlinePlan((Wait(),))
+    now = timezone.now()
+    assert time_out_batch(now, limit=10, now=now) == {"claimed": 1, Wait.result: 1}
+    request.refresh_from_db()
+    assert request.is_pending and request.assignee == alice
+    assert request.deadline == now + timedelta(seconds=refunds.timeout_seconds)
+    assert AuditEvent.objects.filter(request=request, verb="deadline_restarted").exists()
+    note = Notification.objects.get(request=request, recipient=alice)
+    assert note.kind == Notification.Kind.REMINDER
+    assert "it is kept waiting for a person (the deadline starts over)" in note.body

@@ -1,5 +1,5 @@
 """Who has a pending request: the least-loaded present reviewer, reassignment, escalation to
-the next queue, and the hand-over of an away reviewer's work."""
+the next queue, a deadline that starts over, and the hand-over of an away reviewer's work."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def _move(
     verb: str,
     actor: Actor,
     note: str,
+    webhook: bool = True,
     **changes: Any,
 ) -> ReviewRequest:
     """Apply a non-deciding change if the request is still as it was read (pending,
@@ -75,7 +76,8 @@ def _move(
     for name, value in changes.items():
         setattr(request, name, value)
     audit(verb, request, actor, before=before, after=request.snapshot(), note=note)
-    queue_webhook(request, f"request.{verb}")
+    if webhook:
+        queue_webhook(request, f"request.{verb}")
     return request
 
 
@@ -142,6 +144,30 @@ def escalate_request(
             previous_assignees=had,
             reassignment_count=0,
             escalation_level=request.escalation_level + 1,
+            deadline=now + timedelta(seconds=request.category.timeout_seconds),
+            reminded_at=None,
+        )
+
+
+def restart_deadline(
+    request_id: int, *, reason: str = "", now: datetime | None = None
+) -> ReviewRequest:
+    """Give the request a fresh deadline where it is: what the deadline does when it may not
+    decide the request and nobody else can take it. The agent is not told (nothing changed
+    for it: it still waits); the assignee is reminded again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        request = ReviewRequest.objects.select_related("category", "queue", "agent").get(
+            pk=request_id
+        )
+        if request.status != Status.PENDING:
+            raise AlreadyDecided(request)
+        return _move(
+            request,
+            "deadline_restarted",
+            "system:timeout",
+            reason,
+            webhook=False,
             deadline=now + timedelta(seconds=request.category.timeout_seconds),
             reminded_at=None,
         )

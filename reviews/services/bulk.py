@@ -1,5 +1,5 @@
 """A reviewer's batch: many pending requests approved or rejected in a few statements, and the
-undo of a batch as a whole."""
+undo of a batch as a whole. A request that does not allow the batch's verb is left alone."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import OUTCOME_STATUS, Decision, ReviewRequest
+from ..models import OUTCOME_STATUS, Decision, ReviewRequest, decision_verb
 from .decisions import record_decisions, take_back
-from .errors import AlreadyDecided, StaleProposal, StateChanged, TransitionError
+from .errors import (
+    AlreadyDecided,
+    DecisionNotAllowed,
+    StaleProposal,
+    StateChanged,
+    TransitionError,
+)
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -43,7 +49,9 @@ def decide_requests_in_bulk(
     Each request gets its own Decision, AuditEvent and webhook, exactly as decide_request gives
     one, but in a handful of queries instead of ten per request. Requests that are no longer
     pending are left alone and reported with AlreadyDecided's message; so are those whose
-    proposal is no longer the version in `versions` (what the person saw), with what changed.
+    proposal is no longer the version in `versions` (what the person saw), with what changed;
+    and those that do not allow the batch's verb (an agent that cannot resume with an approval
+    is never approved in a batch), with DecisionNotAllowed's message. The rest are decided.
     """
     if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
         raise ValidationError({"outcome": "A batch is approved or rejected."})
@@ -61,6 +69,9 @@ def decide_requests_in_bulk(
             .filter(pk__in=ids, status=Status.PENDING)
             .order_by("pk")
         )
+        verb = decision_verb(outcome)
+        refused = [r for r in rows if not r.allows(verb)]
+        rows = [r for r in rows if r.allows(verb)]
         stale = []
         if versions is not None:
             stale = [r for r in rows if r.proposal_version != versions.get(r.pk)]
@@ -81,12 +92,13 @@ def decide_requests_in_bulk(
             now=now,
             batch_id=batch_id,
         )
-    stale_ids = {r.pk for r in stale}
-    left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - stale_ids).select_related(
+    set_aside = {r.pk for r in stale} | {r.pk for r in refused}
+    left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - set_aside).select_related(
         "decision__decided_by"
     )
     conflicts = [(r.pk, str(AlreadyDecided(r))) for r in left]
     conflicts += [(r.pk, str(StaleProposal(r, versions.get(r.pk, 0)))) for r in stale if versions]
+    conflicts += [(r.pk, str(DecisionNotAllowed(r, verb))) for r in refused]
     return BulkDecision(decisions, sorted(conflicts), batch_id)
 
 

@@ -4,6 +4,11 @@
 final fallback), the queue's next queue and the request's reassignment count once, and returns
 the steps in order. The sweep takes the first step it can (time_out_request); the item page
 shows them ("Then: …"); reminders and chat messages name the first one.
+
+The deadline never decides with a verb the request does not allow. An approval it may not give
+becomes a rejection when the request allows one (the action does not run, as when nobody
+answers); otherwise people keep the request: reassigned, escalated, and at the end of the
+line the deadline starts over (Wait) until a person decides or the agent cancels.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..models import Category, Decision, Queue, ReviewRequest
+from ..models import Category, Decision, Queue, ReviewRequest, Verb, decision_verb
 
 Action = Category.TimeoutAction
 Fallback = Category.Fallback
@@ -20,6 +25,10 @@ Outcome = Decision.Outcome
 # How an outcome the deadline decides is said: on the page, and in the decision's reason.
 _DONE = {Outcome.APPROVED: "auto-approved", Outcome.REJECTED: "auto-rejected"}
 _POLICY = {Outcome.APPROVED: "approve", Outcome.REJECTED: "reject"}
+_NOT_ALLOWED = {
+    Outcome.APPROVED: "it cannot be approved",
+    Outcome.REJECTED: "it cannot be rejected",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class Decide:
 
     outcome: str  # Outcome.APPROVED or Outcome.REJECTED
     fallback: bool = False
+    # The policy's outcome when the request does not allow it and this one is taken instead.
+    instead_of: str = ""
 
     @property
     def result(self) -> str:
@@ -70,7 +81,13 @@ class Decide:
     @property
     def reason(self) -> str:
         """The decision's reason, as the agent and the audit log read it."""
-        return f"No human decision before the deadline; the policy is to {_POLICY[self.outcome]}."
+        said = "No human decision before the deadline; the policy is to "
+        if self.instead_of:
+            return (
+                f"{said}{_POLICY[self.instead_of]}, which this request does not allow, "
+                f"so it is {_DONE[self.outcome]}."
+            )
+        return f"{said}{_POLICY[self.outcome]}."
 
     @property
     def brief(self) -> str:
@@ -78,16 +95,37 @@ class Decide:
 
     @property
     def words(self) -> str:
-        return self.brief + (" (final fallback)" if self.fallback else "")
+        notes = [_NOT_ALLOWED[self.instead_of]] if self.instead_of else []
+        if self.fallback:
+            notes.append("final fallback")
+        return self.brief + (f" ({'; '.join(notes)})" if notes else "")
 
 
-Step = Reassign | Escalate | Decide
+@dataclass(frozen=True)
+class Wait:
+    """Keep the request with people: the deadline starts over with the same assignee, who is
+    reminded. The last step when the deadline may not decide the request and nobody else can
+    take it; it always applies, so the request waits until a person decides or the agent
+    cancels."""
+
+    result: ClassVar[str] = "deadline_restarted"
+
+    @property
+    def brief(self) -> str:
+        return "kept waiting for a person (the deadline starts over)"
+
+    @property
+    def words(self) -> str:
+        return self.brief
+
+
+Step = Reassign | Escalate | Decide | Wait
 
 
 @dataclass(frozen=True)
 class DeadlinePlan:
-    """The steps the deadline takes, in order. The last one always escalates or decides, so the
-    sweep always finds one it can take."""
+    """The steps the deadline takes, in order. The last one always escalates, decides or waits,
+    so the sweep always finds one it can take."""
 
     steps: tuple[Step, ...]
 
@@ -109,14 +147,28 @@ class DeadlinePlan:
         return f"it is {self.steps[0].brief}"
 
 
+def allowed_decide(request: ReviewRequest, outcome: str, fallback: bool = False) -> Decide | None:
+    """The policy's decision if the request allows it, else a rejection in its place if that
+    is allowed, else None: the deadline may not decide this request."""
+    if request.allows(decision_verb(outcome)):
+        return Decide(outcome, fallback=fallback)
+    if outcome == Outcome.APPROVED and request.allows(Verb.REJECT):
+        return Decide(Outcome.REJECTED, fallback=fallback, instead_of=outcome)
+    return None
+
+
 def plan_for(request: ReviewRequest) -> DeadlinePlan:
-    """The deadline's plan for this request under its category's timeout policy. Callers load
-    the category and `queue__next_queue` with the request."""
+    """The deadline's plan for this request under its category's timeout policy and the
+    decisions the request allows. Callers load the category and `queue__next_queue` with the
+    request."""
     policy = request.category
-    if policy.timeout_action == Action.APPROVE:
-        return DeadlinePlan((Decide(Outcome.APPROVED),))
-    if policy.timeout_action == Action.REJECT:
-        return DeadlinePlan((Decide(Outcome.REJECTED),))
+    policy_outcome = {Action.APPROVE: Outcome.APPROVED, Action.REJECT: Outcome.REJECTED}
+    if policy.timeout_action in policy_outcome:
+        decide = allowed_decide(request, policy_outcome[policy.timeout_action])
+        if decide is not None:
+            return DeadlinePlan((decide,))
+        # Neither the policy's decision nor a rejection is allowed: people keep it, as if
+        # the policy were to reassign.
     steps: list[Step] = []
     left = policy.max_reassignments - request.reassignment_count
     if left > 0:
@@ -124,8 +176,9 @@ def plan_for(request: ReviewRequest) -> DeadlinePlan:
     next_queue = request.queue.next_queue if request.queue_id else None
     if next_queue is not None:
         steps.append(Escalate(next_queue))
-    elif policy.final_fallback == Fallback.APPROVE:
-        steps.append(Decide(Outcome.APPROVED, fallback=True))
     else:
-        steps.append(Decide(Outcome.REJECTED, fallback=True))
+        fallback = (
+            Outcome.APPROVED if policy.final_fallback == Fallback.APPROVE else Outcome.REJECTED
+        )
+        steps.append(allowed_decide(request, fallback, fallback=True) or Wait())
     return DeadlinePlan(tuple(steps))

@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import OUTCOME_STATUS, Agent, Category, Decision, Notification, Queue, ReviewRequest
-from .assignment import escalate_request, reassign_request
+from .assignment import escalate_request, reassign_request, restart_deadline
 from .audit import audit
-from .deadline_plan import Decide, Escalate, Reassign, plan_for
+from .deadline_plan import Decide, Escalate, Reassign, Wait, plan_for
 from .decisions import decide_request, record_decisions
 from .errors import AlreadyDecided, StateChanged, TransitionError
 from .notify import notify_assignee
@@ -46,6 +46,16 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
                 try:
                     escalate_request(
                         request_id, reason="Deadline passed after reassignments.", now=now
+                    )
+                except (StateChanged, AlreadyDecided):
+                    return "skipped"
+            case Wait():
+                try:
+                    restart_deadline(
+                        request_id,
+                        reason="Deadline passed; this request does not allow the deadline's "
+                        "decision.",
+                        now=now,
                     )
                 except (StateChanged, AlreadyDecided):
                     return "skipped"
@@ -126,6 +136,7 @@ _TIMEOUT_FIELDS = (
     "reassignment_count",
     "escalation_level",
     "proposed_action",
+    "allowed_decisions",
     "first_viewed_at",
     "decided_at",
 )
@@ -156,11 +167,12 @@ def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
 def _time_out_with_notice(request_id: int, now: datetime) -> str:
     """time_out_request, and tell the new assignee when it reassigned or escalated."""
     result = time_out_request(request_id, now=now)
-    if result in (Reassign.result, Escalate.result):
+    if result in (Reassign.result, Escalate.result, Wait.result):
         request = ReviewRequest.objects.select_related(
             "category", "queue__next_queue", "assignee"
         ).get(pk=request_id)
-        notify_assignee(request, Notification.Kind.REASSIGNED, now=now)
+        kind = Notification.Kind.REMINDER if result == Wait.result else Notification.Kind.REASSIGNED
+        notify_assignee(request, kind, now=now)
     return result
 
 

@@ -1,5 +1,6 @@
-"""Decisions: a person (or the deadline) approves, modifies or rejects a pending request; the
-decider takes it back inside the undo window; the agent cancels it."""
+"""Decisions: a person (or the deadline) approves, modifies or rejects a pending request, or
+responds in the tool's place, with only the verbs the request allows; the decider takes it
+back inside the undo window; the agent cancels it."""
 
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ from ..models import (
     Decision,
     ReviewRequest,
     SecondReview,
+    Verb,
     WebhookDelivery,
     accepts_proposal,
+    decision_verb,
 )
 from .agreement import sample_second_reviews
 from .audit import audit, audit_event
-from .errors import StateChanged, TransitionError, not_pending, refused_claim
+from .errors import (
+    DecisionNotAllowed,
+    StateChanged,
+    TransitionError,
+    not_pending,
+    refused_claim,
+)
 from .outbox import decision_data, enqueue, webhook_payload
 from .sightings import review_seconds_for, review_starts
 
@@ -47,8 +56,13 @@ def decide_request(
     now: datetime | None = None,
     due_by: datetime | None = None,
     version: int | None = None,
+    responded: bool = False,
 ) -> Decision:
     """Approve, modify or reject a pending request. Raises AlreadyDecided for the losers.
+
+    `responded`: a rejection whose reason is the reviewer's answer, given to the agent in the
+    tool's place (Verb.RESPOND). A verb the request does not allow raises DecisionNotAllowed
+    and changes nothing.
 
     `version` is the version of the proposal the person was shown; every channel a person
     decides through passes it, and a decision on an older one raises StaleProposal and
@@ -61,6 +75,10 @@ def decide_request(
         raise ValidationError(
             {"final_action": "A modification needs the final action (an object)."}
         )
+    if responded and outcome != Outcome.REJECTED:
+        raise ValidationError({"outcome": "A response is given in place of the action."})
+    if responded and not reason.strip():
+        raise ValidationError({"reason": "Write the answer; the agent reads it instead."})
     if outcome == Outcome.REJECTED and not reason.strip() and by is not None:
         raise ValidationError({"reason": "Say why it is rejected; the agent reads this."})
     now = now or timezone.now()
@@ -70,9 +88,16 @@ def decide_request(
         request = ReviewRequest.objects.select_related(
             "agent", "category", "queue", "assignee"
         ).get(pk=request_id)
+        verb = decision_verb(outcome, responded)
+        if not request.allows(verb):
+            raise DecisionNotAllowed(request, verb)
         if chosen_option and chosen_option not in request.option_labels:
             raise ValidationError({"chosen_option": f"{chosen_option!r} is not an option."})
         if outcome == Outcome.MODIFIED and final_action == request.proposed_action:
+            if not request.allows(Verb.APPROVE):
+                raise ValidationError(
+                    {"final_action": "Nothing was changed, and this request cannot be approved."}
+                )
             outcome, final_action = Outcome.APPROVED, None  # nothing was changed
         claim = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING)
         if due_by is not None:
@@ -92,6 +117,7 @@ def decide_request(
             now=now,
             final_action=final_action,
             chosen_option=chosen_option,
+            responded=responded,
         )
     return decision
 
@@ -197,13 +223,19 @@ def record_decisions(
     batch_id: uuid.UUID | None = None,
     final_action: dict[str, Any] | None = None,
     chosen_option: str | None = None,
+    responded: bool = False,
 ) -> list[Decision]:
     """Write the decisions of requests the caller has claimed: one Decision, AuditEvent and
     webhook delivery each, in a few set-based statements, and the draw for second reviews.
 
     Every decision is written here: one person's (decide_request passes what they chose), a
     batch's and the deadline's, which approve each request with its recommended option and
-    say which to the agent."""
+    say which to the agent. A request that does not allow the verb raises DecisionNotAllowed,
+    which rolls the caller's claim back: whatever the channel, nothing decides with it."""
+    verb = decision_verb(outcome, responded)
+    for request in requests:
+        if not request.allows(verb):
+            raise DecisionNotAllowed(request, verb)
     status = OUTCOME_STATUS[outcome]
     undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
     effective_at = now + timedelta(seconds=undo_window)
@@ -221,6 +253,7 @@ def record_decisions(
                 decided_by=by,
                 outcome=outcome,
                 reason=reason.strip(),
+                responded=responded,
                 channel=channel,
                 review_seconds=review_seconds_for(starts, request.pk, channel, now),
                 created_at=now,

@@ -1,12 +1,12 @@
-"""Why a transition was refused: the request was already settled, changed meanwhile, or its
-proposal was revised after the person saw it."""
+"""Why a transition was refused: the request was already settled, changed meanwhile, its
+proposal was revised after the person saw it, or it does not allow that decision."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
 from .. import proposals
-from ..models import Decision, ReviewRequest
+from ..models import Decision, ReviewRequest, Verb
 
 Status = ReviewRequest.Status
 Channel = Decision.Channel
@@ -63,6 +63,19 @@ class StaleProposal(TransitionError):
             f"(version {seen} → {request.proposal_version})."
         )
         super().__init__(f"{self.headline[:-1]}: {proposals.delta_text(self.delta)}.")
+
+
+class DecisionNotAllowed(TransitionError):
+    """A decision with a verb the request does not allow: its agent can resume only with the
+    others (a framework interrupt's allowed decisions)."""
+
+    def __init__(self, request: ReviewRequest, verb: str):
+        self.request = request
+        self.verb = verb
+        allowed = " or ".join(Verb(v).label for v in request.allowed_decisions)
+        super().__init__(
+            f"This request does not allow {Verb(verb).label}: its agent accepts only {allowed}."
+        )
 
 
 class IdempotencyConflict(Exception):

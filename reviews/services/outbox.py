@@ -57,6 +57,8 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
         "final_action": decision.final_action,
         "chosen_option": decision.chosen_option or None,
         "reason": decision.reason,
+        # The reviewer's answer, given in the tool's place; the outcome stays `rejected`.
+        "response": decision.reason if decision.responded else None,
         "decided_by": decision.decided_by_label,
         "channel": decision.channel,
         "decided_at": decision.created_at.isoformat(),
