@@ -35,6 +35,7 @@ from .api_schemas import (
     EvaluateOut,
     GuidelinesOut,
     HumanResponse,
+    InterruptConfig,
     InterruptIn,
     InterruptOut,
     MessageIn,
@@ -52,6 +53,7 @@ from .models import (
     EscalationRule,
     Message,
     ReviewRequest,
+    Verb,
     hash_token,
 )
 from .services import conversation
@@ -337,6 +339,7 @@ def request_out(
         "proposed_action": review.proposed_action,
         "proposal_version": review.proposal_version,
         "confidence": review.confidence,
+        "allowed_decisions": review.allowed_decisions,
         "verdict": review.verdict,
         "fired_rules": review.fired_rules,
         "queue": review.queue.slug if review.queue_id else None,
@@ -437,6 +440,7 @@ def submit(
         priority=PRIORITIES[payload.priority],
         idempotency_key=idempotency_key or payload.idempotency_key,
         external_ref=payload.external_ref,
+        allowed_decisions=payload.allowed_decisions,
     )
     if submission.created:
         return WithStatus(201, request_out(request, submission.request, with_messages=False))
@@ -669,14 +673,25 @@ def human_response(review: ReviewRequest) -> dict[str, Any] | None:
             },
         }
     if status == Status.REJECTED:
-        # Only /interrupts writes this key, but an agent may send attributes of its own.
-        config = review.attributes.get("interrupt_config")
-        if not isinstance(config, dict) or config.get("allow_respond", True):
+        if review.decision.responded:
             return {"type": "response", "args": review.decision.reason}
         return {"type": "ignore", "args": None}
     if status == Status.CANCELLED:
         return {"type": "ignore", "args": None}
     return None
+
+
+# LangGraph's allow_* flags as the decisions the reviewer is offered.
+INTERRUPT_VERBS = {
+    "allow_accept": Verb.APPROVE,
+    "allow_edit": Verb.MODIFY,
+    "allow_respond": Verb.RESPOND,
+    "allow_ignore": Verb.REJECT,
+}
+
+
+def interrupt_verbs(config: InterruptConfig) -> list[str]:
+    return [verb.value for flag, verb in INTERRUPT_VERBS.items() if getattr(config, flag)]
 
 
 def interrupt_out(request: HttpRequest, review: ReviewRequest) -> dict[str, Any]:
@@ -721,6 +736,7 @@ def submit_interrupt(
         confidence=payload.confidence,
         attributes={**payload.attributes, "interrupt_config": payload.config.model_dump()},
         idempotency_key=idempotency_key or payload.idempotency_key,
+        allowed_decisions=interrupt_verbs(payload.config),
     )
     review = request_for_agent(agent, submission.request.public_id)
     return WithStatus(201 if submission.created else 200, interrupt_out(request, review))

@@ -17,6 +17,8 @@ Text = Annotated[str, AfterValidator(check_text)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 PRIORITIES = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 PriorityName = Literal["low", "normal", "high", "urgent"]
+# reviews.models.Verb's values, spelled out for the schema (tests check they match).
+VerbName = Literal["approve", "modify", "reject", "respond"]
 
 
 class In(Schema):
@@ -45,6 +47,7 @@ class SubmitIn(In):
             "proposed_action": {"action": "refund", "order": 1042, "amount": 120},
             "confidence": 0.62,
             "attributes": {"amount": 120, "customer_tier": "standard"},
+            "allowed_decisions": ["approve", "reject"],
         }
     )
 
@@ -69,6 +72,14 @@ class SubmitIn(In):
     external_ref: Text = Field("", max_length=100, description="The agent's own id for it.")
     idempotency_key: Text = Field(
         "", max_length=200, description="Same as the Idempotency-Key header (which wins)."
+    )
+    allowed_decisions: list[VerbName] | None = Field(
+        None,
+        min_length=1,
+        max_length=4,
+        description="The decisions a reviewer may make, the only ones the inbox offers "
+        "(default: approve, modify, reject). 'respond' lets the reviewer answer in the "
+        "action's place: the decision is then rejected, with the answer in decision.response.",
     )
 
 
@@ -120,6 +131,11 @@ class DecisionOut(Schema):
     )
     chosen_option: str | None
     reason: str
+    response: str | None = Field(
+        None,
+        description="The reviewer's answer, given in the action's place (outcome stays "
+        "rejected: the action did not run); null for any other decision.",
+    )
     decided_by: str = Field(..., description="A reviewer's username, or 'system'.")
     channel: str
     decided_at: datetime
@@ -157,6 +173,9 @@ class RequestOut(Schema):
         ..., description="1, plus one for each revision; decisions name the version they are on."
     )
     confidence: float | None
+    allowed_decisions: list[VerbName] = Field(
+        ..., description="The decisions a reviewer may make on it."
+    )
     verdict: str = Field(..., description="gate, escalate or autonomous.")
     fired_rules: list[FiredRuleOut]
     queue: str | None

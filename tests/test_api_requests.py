@@ -115,6 +115,7 @@ def test_it_shows_the_decision_with_who_and_when_once_effective(api, refunds, al
         "final_action": {"action": "voucher", "amount": 60},
         "chosen_option": "B",
         "reason": "A voucher is enough here.",
+        "response": None,
         "decided_by": "alice",
         "channel": "web",
         "decided_at": body["decision"]["decided_at"],
@@ -328,8 +329,14 @@ EDITED = {"action": "issue_refund", "args": {"order": 1042, "amount": 60}}
     [
         ("approved", {}, {"type": "accept", "args": None}),
         ("modified", {"final_action": EDITED}, {"type": "edit", "args": EDITED}),
-        ("rejected", {"reason": "Photos first."}, {"type": "response", "args": "Photos first."}),
+        (
+            "rejected",
+            {"reason": "Photos first.", "responded": True},
+            {"type": "response", "args": "Photos first."},
+        ),
+        ("rejected", {"reason": "No."}, {"type": "ignore", "args": None}),
     ],
+    ids=["accept", "edit", "response", "ignore"],
 )
 def test_the_decision_answers_in_langgraphs_human_response_shape(
     api, refunds, alice, outcome, fields, expected
@@ -344,6 +351,33 @@ def test_a_rejection_is_ignore_when_the_interrupt_does_not_allow_a_response(api,
     body = interrupt(api, allow_respond=False)
     decide(ReviewRequest.objects.get(public_id=body["id"]).pk, alice, "rejected", reason="No.")
     assert api.get(body["answer_url"]).json()["response"] == {"type": "ignore", "args": None}
+
+
+@pytest.mark.parametrize(
+    ("config", "allowed"),
+    [
+        ({}, ["approve", "modify", "reject", "respond"]),
+        ({"allow_ignore": False}, ["approve", "modify", "respond"]),
+        ({"allow_accept": False, "allow_edit": False}, ["reject", "respond"]),
+        (
+            {"allow_accept": True, "allow_edit": False, "allow_respond": False},
+            ["approve", "reject"],
+        ),
+    ],
+)
+def test_an_interrupts_allow_flags_are_the_decisions_a_reviewer_is_offered(
+    api, refunds, config, allowed
+):
+    body = interrupt(api, **config)
+    assert ReviewRequest.objects.get(public_id=body["id"]).allowed_decisions == allowed
+
+
+def test_an_interrupt_that_allows_nothing_is_refused(api, refunds):
+    off = dict.fromkeys(INTERRUPT["config"], False)
+    response = api.post_json("/api/v1/interrupts", {**INTERRUPT, "config": off})
+    assert response.status_code == 422
+    assert "allowed_decisions" in response.json()["fields"]
+    assert not ReviewRequest.objects.exists()
 
 
 def test_a_cancelled_interrupt_is_ignored(api, refunds):
