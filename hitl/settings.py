@@ -399,6 +399,14 @@ HITL_API_MAX_WAITERS_PER_AGENT = env_int(
     "HITL_API_MAX_WAITERS_PER_AGENT", max(HITL_API_MAX_WAITERS // 4, 1)
 )
 
+# The MCP server (manage.py mcp_server): a waiting tool reports progress this often, and after
+# HITL_MCP_MAX_WAIT_SECONDS answers "still pending" with the request's id; hosts time tool
+# calls out (Claude Code's MCP_TOOL_TIMEOUT), so a wait must end on the server's terms first.
+HITL_MCP_MAX_WAIT_SECONDS = env_int("HITL_MCP_MAX_WAIT_SECONDS", 300)
+HITL_MCP_PROGRESS_SECONDS = env_float("HITL_MCP_PROGRESS_SECONDS", 5.0)
+# The category Claude Code's permission prompts (the approval_prompt tool) are submitted to.
+HITL_MCP_PERMISSION_CATEGORY = env_str("HITL_MCP_PERMISSION_CATEGORY", "claude-code")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

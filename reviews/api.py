@@ -60,6 +60,7 @@ from .services import conversation
 from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
+from .services.guidelines import guidelines_for
 from .services.outbox import decision_data
 from .services.submission import evaluate_for, submit_request
 
@@ -110,17 +111,25 @@ class AgentBearer(HttpBearer):
         return super().__call__(request)
 
     def authenticate(self, request: HttpRequest, token: str) -> Agent | None:
-        found = lookups.agent_for_token(hash_token(token))
-        if found is None:
-            return None
-        agent, used = found
-        now = timezone.now()
-        if used.last_used_at is None or (now - used.last_used_at).total_seconds() > (
-            TOKEN_TOUCH_SECONDS
-        ):
-            AgentToken.objects.filter(pk=used.pk).update(last_used_at=now)
-        throttle(agent)
+        agent = agent_for_bearer(token)
+        if agent is not None:
+            throttle(agent)
         return agent
+
+
+def agent_for_bearer(token: str) -> Agent | None:
+    """The active agent an unrevoked token belongs to, noting the token's use; the MCP server
+    authenticates with it too."""
+    found = lookups.agent_for_token(hash_token(token))
+    if found is None:
+        return None
+    agent, used = found
+    now = timezone.now()
+    if used.last_used_at is None or (now - used.last_used_at).total_seconds() > (
+        TOKEN_TOUCH_SECONDS
+    ):
+        AgentToken.objects.filter(pk=used.pk).update(last_used_at=now)
+    return agent
 
 
 def check_body_size(request: HttpRequest) -> None:
@@ -604,17 +613,10 @@ def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     operation_id="getGuidelines",
 )
 def guidelines(request: HttpRequest, category: Text = CATEGORY_QUERY) -> dict[str, Any]:
-    found = Category.objects.filter(slug=category).first()
+    found = guidelines_for(category)
     if found is None:
         raise ApiError(404, "not_found", f"Unknown category {category!r}.")
-    return {
-        "category": found.slug,
-        "name": found.name,
-        "text": found.guidelines,
-        "guidelines": list(
-            found.guideline_set.filter(is_active=True).values("id", "text", "created_at")
-        ),
-    }
+    return found
 
 
 @api.get(
@@ -627,6 +629,11 @@ def guidelines(request: HttpRequest, category: Text = CATEGORY_QUERY) -> dict[st
 def categories(request: HttpRequest) -> list[dict[str, Any]]:
     """Every category takes submissions from every agent. The rules' thresholds are left out:
     an agent learns which attributes matter, not how to stay under a rule."""
+    return all_categories_out()
+
+
+def all_categories_out() -> list[dict[str, Any]]:
+    """Every category as an agent sees it (the MCP server's list_categories too)."""
     shared = set(
         EscalationRule.objects.filter(category=None, enabled=True).values_list("field", flat=True)
     )

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ..models import Guideline, ReviewRequest
+from ..models import Category, Guideline, ReviewRequest
 from .audit import audit
 
 
@@ -24,3 +24,19 @@ def add_guideline(request_id: int, *, by: AbstractBaseUser, text: str) -> Any:
         )
         audit("guideline.created", request, by, after={"guideline": guideline.pk, "text": text})
     return guideline
+
+
+def guidelines_for(slug: str) -> dict[str, Any] | None:
+    """A category's guidelines as agents read them (API and MCP server); None for no such
+    category."""
+    category = Category.objects.filter(slug=slug).first()
+    if category is None:
+        return None
+    return {
+        "category": category.slug,
+        "name": category.name,
+        "text": category.guidelines,
+        "guidelines": list(
+            category.guideline_set.filter(is_active=True).values("id", "text", "created_at")
+        ),
+    }
