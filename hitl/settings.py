@@ -388,6 +388,9 @@ HITL_WEBHOOK_BACKOFF_SECONDS = env_int("HITL_WEBHOOK_BACKOFF_SECONDS", 10)
 # After a webhook secret is rotated, deliveries are signed with the old one too for this long,
 # so an agent can switch its receiver over without refusing a delivery.
 HITL_WEBHOOK_SECRET_OVERLAP_HOURS = env_int("HITL_WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+# Hosts a request's callback URL may name although they resolve to a loopback, link-local or
+# private address (reviews.webhook_targets); none by default.
+HITL_WEBHOOK_ALLOWED_HOSTS = env_list("HITL_WEBHOOK_ALLOWED_HOSTS")
 # Agent API: requests per agent per minute (0: no limit), and long-polls one web process
 # serves at once: by default three quarters of the Procfile's gunicorn threads (WEB_THREADS),
 # so waiting agents never take every thread.

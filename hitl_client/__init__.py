@@ -179,13 +179,17 @@ class Client:
         *,
         proposed_action: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Submit a proposed action. Other fields: task, situation, attempted, options,
+        """Submit a proposed action. `callback_url` receives this request's webhooks instead of
+        the agent's webhook URL. Other fields: task, situation, attempted, options,
         recommendation, recommended_option, confidence, attributes, priority, external_ref."""
         body = {"category": category, "title": title, **fields}
         if proposed_action is not None:
             body["proposed_action"] = proposed_action
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         key = idempotency_key or str(uuid.uuid4())
         return self.request("POST", "/requests", body, headers={"Idempotency-Key": key})
 
@@ -267,10 +271,16 @@ class Client:
         return self.request("GET", "/guidelines", query={"category": category})
 
     def interrupt(
-        self, category: str, interrupt: Any, *, idempotency_key: str | None = None
+        self,
+        category: str,
+        interrupt: Any,
+        *,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
         """Forward a LangGraph HumanInterrupt as it is: a dict, or LangGraph's own `Interrupt`
         (its `.value`, the HumanInterrupt or a list of one, is sent; its `.id` keys it).
+        `callback_url` receives this request's webhooks instead of the agent's webhook URL.
 
         Sending the same interrupt again (a node re-run on resume, a restarted driver) answers
         with the request made the first time; see `interrupt_key` for the key it is sent with.
@@ -280,6 +290,8 @@ class Client:
         key = (
             idempotency_key or body.get("idempotency_key") or interrupt_key(category, body, own_id)
         )
+        if callback_url is not None:
+            body = {**body, "callback_url": callback_url}
         return self.request(
             "POST",
             "/interrupts",
@@ -366,9 +378,14 @@ class AsyncClient:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def submit(self, category: str, title: str, **fields: Any) -> dict[str, Any]:
-        """Client.submit: proposed_action, idempotency_key and the other fields by name."""
-        return await self._run(self.sync.submit, category, title, **fields)
+    async def submit(
+        self, category: str, title: str, *, callback_url: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Client.submit: proposed_action, idempotency_key, callback_url and the other fields
+        by name."""
+        return await self._run(
+            self.sync.submit, category, title, callback_url=callback_url, **fields
+        )
 
     async def get(self, request_id: str) -> dict[str, Any]:
         return await self._run(self.sync.get, request_id)
@@ -432,11 +449,20 @@ class AsyncClient:
         return await self._run(self.sync.guidelines, category)
 
     async def interrupt(
-        self, category: str, interrupt: Any, *, idempotency_key: str | None = None
+        self,
+        category: str,
+        interrupt: Any,
+        *,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
         """Client.interrupt, keyed the same way: sending it again gets the same request."""
         return await self._run(
-            self.sync.interrupt, category, interrupt, idempotency_key=idempotency_key
+            self.sync.interrupt,
+            category,
+            interrupt,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
         )
 
     async def interrupt_response(

@@ -427,6 +427,7 @@ class WebhookDeliveryAdmin(OutboxAdmin):
         "id",
         "agent",
         "event",
+        "url",
         "state",
         "attempts",
         "last_status_code",

@@ -450,6 +450,7 @@ def submit(
         idempotency_key=idempotency_key or payload.idempotency_key,
         external_ref=payload.external_ref,
         allowed_decisions=payload.allowed_decisions,
+        callback_url=payload.callback_url,
     )
     if submission.created:
         return WithStatus(201, request_out(request, submission.request, with_messages=False))
@@ -744,6 +745,7 @@ def submit_interrupt(
         attributes={**payload.attributes, "interrupt_config": payload.config.model_dump()},
         idempotency_key=idempotency_key or payload.idempotency_key,
         allowed_decisions=interrupt_verbs(payload.config),
+        callback_url=payload.callback_url,
     )
     review = request_for_agent(agent, submission.request.public_id)
     return WithStatus(201 if submission.created else 200, interrupt_out(request, review))

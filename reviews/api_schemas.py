@@ -19,6 +19,12 @@ PRIORITIES = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 PriorityName = Literal["low", "normal", "high", "urgent"]
 # reviews.models.Verb's values, spelled out for the schema (tests check they match).
 VerbName = Literal["approve", "modify", "reject", "respond"]
+CALLBACK_URL = (
+    "Where this request's webhooks go, instead of the agent's webhook URL: signed with the "
+    "agent's secret, retried like any delivery. http or https, at most 2,000 characters, and "
+    "never a loopback, link-local or private address unless an admin allowed the host."
+)
+CALLBACK_URL_EXAMPLE = "https://agent.example.com/hitl/runs/order-1042"
 
 
 class In(Schema):
@@ -80,6 +86,9 @@ class SubmitIn(In):
         description="The decisions a reviewer may make, the only ones the inbox offers "
         "(default: approve, modify, reject). 'respond' lets the reviewer answer in the "
         "action's place: the decision is then rejected, with the answer in decision.response.",
+    )
+    callback_url: Text = Field(
+        "", max_length=2_000, description=CALLBACK_URL, examples=[CALLBACK_URL_EXAMPLE]
     )
 
 
@@ -271,6 +280,9 @@ class InterruptIn(In):
     confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     attributes: JSONObject = Field(default_factory=dict)
     idempotency_key: Text = Field("", max_length=200)
+    callback_url: Text = Field(
+        "", max_length=2_000, description=CALLBACK_URL, examples=[CALLBACK_URL_EXAMPLE]
+    )
 
 
 class HumanResponse(Schema):

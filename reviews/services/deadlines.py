@@ -129,6 +129,7 @@ _TIMEOUT_FIELDS = (
     "title",
     "status",
     "agent_id",
+    "callback_url",
     "category_id",
     "queue_id",
     "assignee_id",
@@ -152,7 +153,11 @@ def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
         {r.queue_id for r in rows if r.queue_id}
     )
     agents = Agent.objects.in_bulk({r.agent_id for r in rows})
-    hooked = {r.assignee_id for r in rows if r.assignee_id and agents[r.agent_id].webhook_url}
+    hooked = {
+        r.assignee_id
+        for r in rows
+        if r.assignee_id and (r.callback_url or agents[r.agent_id].webhook_url)
+    }
     users = get_user_model().objects.in_bulk(hooked) if hooked else {}
     for row in rows:
         row.category = categories[row.category_id]

@@ -36,7 +36,7 @@ from .errors import (
     not_pending,
     refused_claim,
 )
-from .outbox import decision_data, enqueue, webhook_payload
+from .outbox import decision_data, enqueue, webhook_payload, webhook_url_for
 from .sightings import review_seconds_for, review_starts
 
 Status = ReviewRequest.Status
@@ -282,13 +282,13 @@ def record_decisions(
             agent=request.agent,
             request=request,
             event="request.decided",
-            url=request.agent.webhook_url,
+            url=webhook_url_for(request),
             payload=webhook_payload(request, "request.decided", decision),
             next_attempt_at=effective_at,
             created_at=now,
         )
         for request, decision in zip(requests, decisions, strict=True)
-        if request.agent.webhook_url
+        if webhook_url_for(request)
     )
     if deliveries:
         delivery_ids = [d.pk for d in deliveries]

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from hitl.redis_outage import BROKER
 
-from .. import webhooks
+from .. import webhook_targets, webhooks
 from ..models import Decision, Notification, OutboxMessage, ReviewRequest, WebhookDelivery
 from .audit import audit
 
@@ -87,24 +87,31 @@ def webhook_payload(
     }
 
 
+def webhook_url_for(request: ReviewRequest) -> str:
+    """Where the request's events go: its own callback URL instead of its agent's webhook URL,
+    so a receiver waiting on this request hears of it once and the agent's hears nothing of it
+    (two receivers would both resume the work). Empty: nowhere."""
+    return request.callback_url or request.agent.webhook_url
+
+
 def queue_webhook(
     request: ReviewRequest,
     event: str,
     not_before: datetime | None = None,
     decision: Decision | None = None,
 ) -> WebhookDelivery | None:
-    """Record a delivery to the request's agent, if it has a webhook.
+    """Record a delivery for the request, if it or its agent has a webhook URL.
 
     `not_before` holds it back (a decision's undo window); `decision` spares reading back the
     one the caller has just written."""
-    agent = request.agent
-    if not agent.webhook_url:
+    url = webhook_url_for(request)
+    if not url:
         return None
     delivery = WebhookDelivery.objects.create(
-        agent=agent,
+        agent=request.agent,
         request=request,
         event=event,
-        url=agent.webhook_url,
+        url=url,
         payload=webhook_payload(request, event, decision),
         next_attempt_at=not_before or timezone.now(),
     )
@@ -208,6 +215,11 @@ def backoff_seconds(attempts: int) -> int:
 
 def _send(row: OutboxMessage) -> webhooks.Attempt:
     if isinstance(row, WebhookDelivery):
+        # Checked again now: the URL may be the agent's word, and its name may resolve to
+        # another address than it did when it arrived.
+        problem = webhook_targets.url_problem(row.url, webhook_targets.allowed_hosts(row.agent))
+        if problem:
+            return webhooks.Attempt(False, False, None, f"Not sent: {problem}"[:500])
         return webhooks.send(row.url, row.agent.signing_secrets(), row.payload, row.pk)
     if row.channel == Notification.Channel.CHAT:
         return webhooks.post_chat(row.target, row.body)

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import precedents
+from .. import precedents, webhook_targets
 from .. import rules as engine
 from ..models import DEFAULT_VERBS, Agent, AuditEvent, Category, Decision, ReviewRequest, Verb
 from ..rulebook import rulebook_for
@@ -51,9 +51,18 @@ def payload_hash(data: dict[str, Any]) -> str:
 
 
 def _validate_submission(
-    options: list[Any], recommended_option: str, confidence: Any, allowed_decisions: list[str]
+    agent: Agent,
+    options: list[Any],
+    recommended_option: str,
+    confidence: Any,
+    allowed_decisions: list[str],
+    callback_url: str,
 ) -> None:
     errors: dict[str, str] = {}
+    if callback_url:
+        problem = webhook_targets.url_problem(callback_url, webhook_targets.allowed_hosts(agent))
+        if problem:
+            errors["callback_url"] = problem
     unknown = [v for v in allowed_decisions if v not in Verb.values]
     if unknown or not allowed_decisions:
         errors["allowed_decisions"] = (
@@ -107,7 +116,7 @@ def submit_request(
     proposed_action = proposed_action if proposed_action is not None else {}
     # In Verb order whatever order they came in, so a retry listing them otherwise matches.
     verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
-    _validate_submission(options, recommended_option, confidence, verbs)
+    _validate_submission(agent, options, recommended_option, confidence, verbs, callback_url)
     verbs = [v for v in Verb.values if v in verbs]
     fingerprint = payload_hash(
         {
