@@ -13,6 +13,11 @@ def issue_refund(order: int, amount: int) -> None: ...
 `AsyncClient` has the same calls as coroutines (`outcome = await client.wait(id)`).
 `client.interrupt(category, human_interrupt)` forwards a LangGraph interrupt; sending the same
 one again returns the first request (see `interrupt_key`).
+
+A LangChain agent (HumanInTheLoopMiddleware) or LangGraph graph paused on interrupts goes on
+with what the reviewers decided, in one line:
+
+result = agent.invoke(Command(resume=client.resume(result["__interrupt__"], "refunds")), config)
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "Rejected",
     "interrupt_key",
     "requires_approval",
+    "resume_body",
 ]
 __version__ = "1.0.0"
 
@@ -313,6 +319,47 @@ class Client:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
+    def resume(
+        self,
+        interrupts: Any,
+        category: str,
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Any:
+        """What to resume a paused graph with, once reviewers have decided its interrupts.
+
+        `interrupts` is what the graph stopped on (`result["__interrupt__"]`: LangGraph
+        `Interrupt`s, or one): a LangChain HITLRequest, per-call ToolApprovalRequests, a
+        HumanInterrupt or a list of one. Each is submitted as it is, keyed by its own id, so
+        asking again (a restarted driver) finds the same requests; then the answers are
+        awaited. One interrupt: its value (`{"decisions": [...]}`, a decision, a
+        HumanResponse or a list of one); several: the {interrupt id: value} map LangGraph
+        resumes them with. `fields` (title, confidence, attributes) go with every interrupt.
+        No answer within `timeout` seconds raises ApprovalTimeout; a request withdrawn with
+        no answer the interrupt accepts raises Cancelled."""
+        pending = _interrupt_list(interrupts)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        submitted = []
+        for interrupt in pending:  # all submitted before the first wait: seen together
+            body, key = resume_body(interrupt, category, fields)
+            answer = self.request("POST", "/interrupts", body, headers={"Idempotency-Key": key})
+            submitted.append(answer)
+        values = [self._resume_value(answer, deadline) for answer in submitted]
+        return _resume_of(pending, values)
+
+    def _resume_value(self, answer: dict[str, Any], deadline: float | None) -> Any:
+        while answer["response"] is None:
+            if answer["status"] == "cancelled":
+                raise Cancelled(answer)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeout(answer)
+            polled = self._long_poll(f"/interrupts/{answer['id']}", deadline)
+            answer = polled or self.request(
+                "GET", f"/interrupts/{answer['id']}", query={"timeout": 0}
+            )
+        return answer["response"]
+
 
 class AsyncClient:
     """The Client's calls as coroutines, for agents on asyncio:
@@ -481,6 +528,38 @@ class AsyncClient:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
+    async def resume(
+        self,
+        interrupts: Any,
+        category: str,
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Any:
+        """Client.resume: the interrupts are submitted, then awaited, together."""
+        pending = _interrupt_list(interrupts)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        async def submit(interrupt: Any) -> dict[str, Any]:
+            body, key = resume_body(interrupt, category, fields)
+            return await self.request("POST", "/interrupts", body, headers={"Idempotency-Key": key})
+
+        async def value(answer: dict[str, Any]) -> Any:
+            while answer["response"] is None:
+                if answer["status"] == "cancelled":
+                    raise Cancelled(answer)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ApprovalTimeout(answer)
+                path = f"/interrupts/{answer['id']}"
+                answer = await self._long_poll(path, deadline) or await self.request(
+                    "GET", path, query={"timeout": 0}
+                )
+            return answer["response"]
+
+        submitted = await asyncio.gather(*(submit(i) for i in pending))
+        values = await asyncio.gather(*(value(a) for a in submitted))
+        return _resume_of(pending, list(values))
+
 
 def requires_approval(
     category: str,
@@ -576,6 +655,77 @@ def _interrupt_parts(interrupt: Any) -> tuple[dict[str, Any], Any]:
     if "id" in body:
         own_id = body.pop("id")
     return body, own_id
+
+
+def resume_body(
+    interrupt: Any, category: str, fields: dict[str, Any] | None = None
+) -> tuple[Any, str]:
+    """The POST /interrupts body for a LangGraph `Interrupt` (or its bare value), and the
+    Idempotency-Key it goes with: "interrupt:<its id>", else the hash of its content."""
+    value = getattr(interrupt, "value", interrupt)
+    own_id = getattr(interrupt, "id", None)
+    extra = {"category": category, **(fields or {})}
+    key = extra.pop("idempotency_key", None)
+    if isinstance(value, list):  # interrupt([request])[0]: sent, and answered, as a list
+        body: Any = [{**_without_id(value[0]), **extra}] if len(value) == 1 else value
+        content: Any = value[0] if len(value) == 1 else value
+    else:
+        body = {**_without_id(value), **extra}
+        content = value
+        allowed = _allowed_decisions(getattr(interrupt, "response_schema", None))
+        if value.get("type") == "tool_approval" and allowed and "allowed_decisions" not in body:
+            body["allowed_decisions"] = allowed
+    if isinstance(content, dict) and "id" in content and own_id is None:
+        own_id = content["id"]
+    if not key and isinstance(content, dict) and "action_request" in content:
+        key = interrupt_key(category, content, own_id)
+    if not key and own_id is not None:
+        key = interrupt_key(category, {}, own_id)
+    if not key:
+        canonical = json.dumps(
+            [category, content], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        key = "interrupt-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return body, key
+
+
+def _without_id(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k != "id"}
+
+
+DECISION_TYPES = ("approve", "edit", "reject", "respond")
+
+
+def _allowed_decisions(schema: Any) -> list[str]:
+    """The decision types a per-call interrupt's response_schema (JSON Schema) accepts: the
+    ToolApprovalRequest itself does not say, its schema does."""
+    found: list[str] = []
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            kind = (node.get("properties") or {}).get("type")
+            if isinstance(kind, dict):
+                for value in [kind.get("const"), *(kind.get("enum") or [])]:
+                    if value in DECISION_TYPES and value not in found:
+                        found.append(value)
+            stack.extend(node.values())
+    return [d for d in DECISION_TYPES if d in found]
+
+
+def _interrupt_list(interrupts: Any) -> list[Any]:
+    if isinstance(interrupts, (list, tuple)) and all(hasattr(i, "value") for i in interrupts):
+        return list(interrupts)
+    return [interrupts]
+
+
+def _resume_of(pending: list[Any], values: list[Any]) -> Any:
+    """One interrupt's value as it is; several keyed by their ids, as LangGraph takes them."""
+    if len(pending) == 1:
+        return values[0]
+    return {interrupt.id: value for interrupt, value in zip(pending, values)}  # noqa: B905 (3.9 has no strict)
 
 
 def _summary(action: dict[str, Any]) -> str:

@@ -25,8 +25,9 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
-from . import lookups, validation
+from . import interrupts, lookups, validation
 from .api_schemas import (
+    INTERRUPT_FORMS,
     PRIORITIES,
     CancelIn,
     CategoryOut,
@@ -34,8 +35,9 @@ from .api_schemas import (
     EvaluateIn,
     EvaluateOut,
     GuidelinesOut,
-    HumanResponse,
-    InterruptConfig,
+    HITLRequestIn,
+    HumanInterruptListIn,
+    InterruptBody,
     InterruptIn,
     InterruptOut,
     MessageIn,
@@ -43,6 +45,8 @@ from .api_schemas import (
     RequestOut,
     SubmitIn,
     Text,
+    ToolApprovalIn,
+    interrupt_examples,
 )
 from .longpoll import Refusal, release_connection, watcher
 from .models import (
@@ -53,7 +57,6 @@ from .models import (
     EscalationRule,
     Message,
     ReviewRequest,
-    Verb,
     hash_token,
 )
 from .services import conversation
@@ -61,6 +64,8 @@ from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
+from .services.interrupts import bundle_of
+from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data
 from .services.submission import evaluate_for, submit_request
 
@@ -255,6 +260,8 @@ def on_invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpRes
         # ("body", "payload", "confidence") -> "confidence"; ("query", "timeout") -> "timeout"
         if loc[:1] == ["body"]:
             loc = loc[2:]
+            # An interrupt's form tags the location ("hitl_request", "function-wrap[…]").
+            loc = [p for p in loc if p not in INTERRUPT_FORMS and not p.startswith("function-")]
         elif loc[:1] in (["query"], ["path"], ["header"]):
             loc = loc[1:]
         message = str(error.get("msg", "Invalid value."))
@@ -662,116 +669,109 @@ def category_out(category: Category, shared_fields: set[str]) -> dict[str, Any]:
     }
 
 
-# --- LangGraph human interrupts ------------------------------------------------------------------
+# --- LangChain and LangGraph interrupts ---------------------------------------------------------
 
 
-def human_response(review: ReviewRequest) -> dict[str, Any] | None:
-    """The decision in LangGraph's HumanResponse shape; None while the human has not answered."""
-    status = agent_status(review)
-    if status in (Status.APPROVED, Status.AUTO_APPROVED):
-        return {"type": "accept", "args": None}
-    if status == Status.MODIFIED:
-        final = review.decision.final_action or {}
-        original = review.proposed_action
-        return {
-            "type": "edit",
-            "args": {
-                "action": final.get("action", original.get("action")),
-                "args": final["args"] if isinstance(final.get("args"), dict) else final,
-            },
-        }
-    if status == Status.REJECTED:
-        if review.decision.responded:
-            return {"type": "response", "args": review.decision.reason}
-        return {"type": "ignore", "args": None}
-    if status == Status.CANCELLED:
-        return {"type": "ignore", "args": None}
-    return None
-
-
-# LangGraph's allow_* flags as the decisions the reviewer is offered.
-INTERRUPT_VERBS = {
-    "allow_accept": Verb.APPROVE,
-    "allow_edit": Verb.MODIFY,
-    "allow_respond": Verb.RESPOND,
-    "allow_ignore": Verb.REJECT,
+INTERRUPT_FORM_OF: dict[type, str] = {
+    HITLRequestIn: "hitl_request",
+    ToolApprovalIn: "tool_approval",
+    InterruptIn: "human_interrupt",
+    HumanInterruptListIn: "human_interrupt_list",
 }
 
 
-def interrupt_verbs(config: InterruptConfig) -> list[str]:
-    return [verb.value for flag, verb in INTERRUPT_VERBS.items() if getattr(config, flag)]
-
-
-def interrupt_out(request: HttpRequest, review: ReviewRequest) -> dict[str, Any]:
+def interrupt_out(
+    request: HttpRequest, agent: Agent, bundle: list[ReviewRequest]
+) -> dict[str, Any]:
+    statuses = [agent_status(review) for review in bundle]
+    first = bundle[0]
+    if Status.PENDING in statuses:
+        status = Status.PENDING
+    else:
+        status = statuses[0] if len(bundle) == 1 else "decided"
     return {
-        "id": review.public_id,
-        "status": agent_status(review),
-        "response": human_response(review),
+        "id": first.public_id,
+        "status": status,
+        "response": interrupts.resume_value(bundle, statuses),
+        "requests": [review.public_id for review in bundle],
         "answer_url": request.build_absolute_uri(
-            reverse("api:interrupt_answer", kwargs={"request_id": review.public_id})
+            reverse("api:interrupt_answer", kwargs={"request_id": first.public_id})
         ),
-        "links": links(request, review),
+        "links": links(request, first),
     }
 
 
 @api.post(
     "/interrupts",
-    tags=["LangGraph interrupts"],
+    tags=["LangChain and LangGraph interrupts"],
     response={201: InterruptOut, 200: InterruptOut, 409: ErrorOut, **ERRORS},
-    summary="Submit a LangGraph HumanInterrupt as it is",
+    summary="Submit a LangChain or LangGraph interrupt as it is",
     operation_id="submitInterrupt",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"examples": interrupt_examples()}}}
+    },
 )
 def submit_interrupt(
     request: HttpRequest,
-    payload: InterruptIn,
+    payload: InterruptBody,
     idempotency_key: Text | None = IDEMPOTENCY_KEY,
 ) -> WithStatus[dict[str, Any]]:
-    """Takes `{action_request: {action, args}, config, description}` plus the category. The
-    reviewer sees `{action, args}` as the proposed action; read the answer from
-    GET /interrupts/{id} as `{type: accept | edit | response | ignore, args}`."""
+    """Takes the interrupt's value plus the category (and optionally title, confidence,
+    attributes): a LangChain `HITLRequest` (one review request per action request, each
+    allowing the decisions of its review config), a `ToolApprovalRequest` (per-call mode; send
+    the tool's `allowed_decisions` beside it), a LangGraph `HumanInterrupt`, or a list of one.
+    GET /interrupts/{id} answers with the value to resume the graph with."""
     agent: Agent = request.auth
-    category = category_by_slug(payload.category)
-    action = payload.action_request
-    description = payload.description or ""
-    title = payload.title or (description.strip().splitlines() or [action.action])[0][:300]
-    submission = submit_request(
+    body = payload.root
+    form = INTERRUPT_FORM_OF[type(body)]
+    if isinstance(body, HumanInterruptListIn):
+        (body,) = body.root
+    if isinstance(body, (HITLRequestIn, ToolApprovalIn)):
+        actions = interrupts.langchain_actions(body)
+    else:
+        actions = [interrupts.human_interrupt_action(body)]
+    submissions = submit_interrupt_bundle(
         agent,
-        category=category,
-        title=title,
-        task=f"LangGraph interrupt: {action.action}",
-        situation=description,
-        proposed_action={"action": action.action, "args": action.args},
-        confidence=payload.confidence,
-        attributes={**payload.attributes, "interrupt_config": payload.config.model_dump()},
-        idempotency_key=idempotency_key or payload.idempotency_key,
-        allowed_decisions=interrupt_verbs(payload.config),
-        callback_url=payload.callback_url,
+        category=category_by_slug(body.category),
+        form=form,
+        actions=actions,
+        confidence=body.confidence,
+        attributes=body.attributes,
+        idempotency_key=idempotency_key or body.idempotency_key,
+        callback_url=body.callback_url,
     )
-    review = request_for_agent(agent, submission.request.public_id)
-    return WithStatus(201 if submission.created else 200, interrupt_out(request, review))
+    bundle = bundle_of(request_for_agent(agent, submissions[0].request.public_id))
+    return WithStatus(201 if submissions[0].created else 200, interrupt_out(request, agent, bundle))
 
 
 @api.get(
     "/interrupts/{request_id}",
-    tags=["LangGraph interrupts"],
+    tags=["LangChain and LangGraph interrupts"],
     response={200: InterruptOut, **ERRORS},
     url_name="interrupt_answer",
     operation_id="getInterruptResponse",
-    summary="The human's answer in LangGraph's HumanResponse shape (long-polls with timeout)",
+    summary="The value to resume the graph with, once every request is decided (long-polls)",
 )
 def interrupt_answer(
     request: HttpRequest,
     request_id: UUID,
     timeout: int = WAIT_TIMEOUT,
 ) -> dict[str, Any]:
+    """`response` stays null until a person (or the deadline) has settled every request of
+    the interrupt; then it is the resume value in the interrupt's own shape. Waits up to
+    `timeout` seconds for that."""
     agent: Agent = request.auth
-    review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)
-    answer = interrupt_out(request, review)
+    bundle = bundle_of(request_for_agent(agent, request_id))
+    started = time.monotonic()
+    # One request at a time, in order: the interrupt is answered when its last one is.
+    for index, review in enumerate(bundle):
+        left = timeout - int(time.monotonic() - started)
+        if left <= 0:
+            break
+        bundle[index] = wait_until_settled(agent, review, left)
+    answer = interrupt_out(request, agent, bundle)
     release_connection()
     return answer
-
-
-HumanResponse.model_rebuild()
 
 
 # --- outside the API: a bare view --------------------------------------------------------------

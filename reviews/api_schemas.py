@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from ninja import Field, Schema
-from pydantic import AfterValidator, ConfigDict
+from pydantic import AfterValidator, ConfigDict, Discriminator, RootModel, Tag, model_validator
 
 from .validation import check_json, check_text
 
@@ -254,35 +254,208 @@ class InterruptConfig(In):
     allow_ignore: bool = True
 
 
-class InterruptIn(In):
+class InterruptFields(In):
+    """What every interrupt form may carry beside the framework's own value."""
+
+    category: Text = Field(..., min_length=1, max_length=100, description="Category slug.")
+    title: Text = Field("", max_length=300)
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    attributes: JSONObject = Field(default_factory=dict)
+    idempotency_key: Text = Field(
+        "", max_length=200, description="Same as the Idempotency-Key header (which wins)."
+    )
+    callback_url: Text = Field(
+        "", max_length=2_000, description=CALLBACK_URL, examples=[CALLBACK_URL_EXAMPLE]
+    )
+
+
+HUMAN_INTERRUPT_EXAMPLE = {
+    "category": "refunds",
+    "action_request": {"action": "refund", "args": {"order": 1042, "amount": 120}},
+    "config": {
+        "allow_accept": True,
+        "allow_edit": True,
+        "allow_respond": True,
+        "allow_ignore": False,
+    },
+    "description": "Parcel arrived damaged; refund 120 EUR on order 1042?",
+    "confidence": 0.62,
+}
+
+
+class InterruptIn(InterruptFields):
     """LangGraph's HumanInterrupt, plus where to route it."""
+
+    model_config = example(HUMAN_INTERRUPT_EXAMPLE)
+
+    action_request: ActionRequest
+    config: InterruptConfig = Field(default_factory=InterruptConfig)
+    description: Text | None = Field(None, max_length=20_000)
+
+
+# LangChain's decision types (langchain.agents.middleware.human_in_the_loop.DecisionType).
+DecisionType = Literal["approve", "edit", "reject", "respond"]
+MAX_ACTION_REQUESTS = 50  # tool calls of one model turn; far more than any model makes
+
+
+class LangChainActionRequest(In):
+    name: Text = Field(..., min_length=1, max_length=200, description="The tool's name.")
+    args: JSONObject = Field(default_factory=dict)
+    description: Text = Field("", max_length=20_000)
+
+
+class ReviewConfig(In):
+    action_name: Text = Field(..., min_length=1, max_length=200)
+    allowed_decisions: list[DecisionType] = Field(..., min_length=1, max_length=4)
+    args_schema: JSONObject | None = Field(None, description="Unused, as in LangChain.")
+
+
+class HITLRequestIn(InterruptFields):
+    """LangChain's HITLRequest (HumanInTheLoopMiddleware, batched): one review request per
+    action request, answered together as `{decisions: [...]}` in their order."""
 
     model_config = example(
         {
             "category": "refunds",
-            "action_request": {"action": "refund", "args": {"order": 1042, "amount": 120}},
-            "config": {
-                "allow_accept": True,
-                "allow_edit": True,
-                "allow_respond": True,
-                "allow_ignore": False,
-            },
-            "description": "Parcel arrived damaged; refund 120 EUR on order 1042?",
+            "action_requests": [
+                {
+                    "name": "issue_refund",
+                    "args": {"order": 1042, "amount": 120},
+                    "description": "Parcel arrived damaged; refund 120 EUR on order 1042?",
+                },
+                {
+                    "name": "send_email",
+                    "args": {"to": "ana@example.com", "subject": "Your refund"},
+                    "description": "Tell the customer.",
+                },
+            ],
+            "review_configs": [
+                {"action_name": "issue_refund", "allowed_decisions": ["approve", "edit", "reject"]},
+                {"action_name": "send_email", "allowed_decisions": ["approve", "reject"]},
+            ],
             "confidence": 0.62,
         }
     )
 
-    category: Text = Field(..., min_length=1, max_length=100)
-    action_request: ActionRequest
-    config: InterruptConfig = Field(default_factory=InterruptConfig)
-    description: Text | None = Field(None, max_length=20_000)
-    title: Text = Field("", max_length=300)
-    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    attributes: JSONObject = Field(default_factory=dict)
-    idempotency_key: Text = Field("", max_length=200)
-    callback_url: Text = Field(
-        "", max_length=2_000, description=CALLBACK_URL, examples=[CALLBACK_URL_EXAMPLE]
+    action_requests: list[LangChainActionRequest] = Field(
+        ..., min_length=1, max_length=MAX_ACTION_REQUESTS
     )
+    review_configs: list[ReviewConfig] = Field(..., min_length=1, max_length=MAX_ACTION_REQUESTS)
+
+    @model_validator(mode="after")
+    def every_action_has_its_config(self) -> HITLRequestIn:
+        configured = {c.action_name for c in self.review_configs}
+        missing = sorted({a.name for a in self.action_requests} - configured)
+        if missing:
+            raise ValueError(
+                f"review_configs has no entry for {', '.join(missing)}: every action request "
+                "needs the decisions allowed for it."
+            )
+        return self
+
+    def allowed_for(self, index: int) -> list[str]:
+        """The decisions allowed for action request `index`: the config at the same place
+        when it names this action (LangChain sends them side by side), else the first that
+        names it."""
+        name = self.action_requests[index].name
+        configs = self.review_configs
+        if index < len(configs) and configs[index].action_name == name:
+            return list(configs[index].allowed_decisions)
+        return list(next(c for c in configs if c.action_name == name).allowed_decisions)
+
+
+class ToolApprovalIn(InterruptFields):
+    """LangChain's ToolApprovalRequest (HumanInTheLoopMiddleware, per_call): one review
+    request, answered with one decision. The value does not say which decisions the tool
+    allows (its interrupt's response_schema does): send them as `allowed_decisions`."""
+
+    model_config = example(
+        {
+            "category": "refunds",
+            "type": "tool_approval",
+            "tool_call_id": "call_7",
+            "name": "issue_refund",
+            "args": {"order": 1042, "amount": 120},
+            "description": "Parcel arrived damaged; refund 120 EUR on order 1042?",
+            "allowed_decisions": ["approve", "edit", "reject"],
+        }
+    )
+
+    type: Literal["tool_approval"]
+    tool_call_id: Text = Field(..., max_length=200)
+    name: Text = Field(..., min_length=1, max_length=200)
+    args: JSONObject = Field(default_factory=dict)
+    description: Text = Field("", max_length=20_000)
+    allowed_decisions: list[DecisionType] = Field(
+        default_factory=lambda: ["approve", "edit", "reject"], min_length=1, max_length=4
+    )
+
+
+class HumanInterruptListIn(RootModel[list[InterruptIn]]):
+    """`interrupt([request])[0]`: a list of one HumanInterrupt, answered as a list of one."""
+
+    root: list[InterruptIn] = Field(
+        ...,
+        min_length=1,
+        max_length=1,
+        json_schema_extra={"examples": [[HUMAN_INTERRUPT_EXAMPLE]]},
+    )
+
+
+# The forms POST /interrupts takes, told apart by their own fields (the tag is the first part
+# of an error's location, which the API's error handler leaves out).
+INTERRUPT_FORMS = ("hitl_request", "tool_approval", "human_interrupt", "human_interrupt_list")
+
+
+def interrupt_form(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "human_interrupt_list"
+    if not isinstance(value, dict):
+        return None
+    if "action_requests" in value:
+        return "hitl_request"
+    if value.get("type") == "tool_approval":
+        return "tool_approval"
+    if "action_request" in value:
+        return "human_interrupt"
+    return None
+
+
+def interrupt_examples() -> dict[str, Any]:
+    """The request body's named examples (a menu on the docs page), one per form."""
+    forms = [
+        ("hitl_request", "LangChain HITLRequest (batched)", HITLRequestIn),
+        ("tool_approval", "LangChain ToolApprovalRequest (per_call)", ToolApprovalIn),
+        ("human_interrupt", "LangGraph HumanInterrupt", InterruptIn),
+        ("human_interrupt_list", "LangGraph [HumanInterrupt]", HumanInterruptListIn),
+    ]
+    return {
+        form: {"summary": summary, "value": schema.model_json_schema()["examples"][0]}
+        for form, summary, schema in forms
+    }
+
+
+class InterruptBody(
+    RootModel[
+        Annotated[
+            Annotated[HITLRequestIn, Tag("hitl_request")]
+            | Annotated[ToolApprovalIn, Tag("tool_approval")]
+            | Annotated[InterruptIn, Tag("human_interrupt")]
+            | Annotated[HumanInterruptListIn, Tag("human_interrupt_list")],
+            Discriminator(
+                interrupt_form,
+                custom_error_type="interrupt_form",
+                custom_error_message=(
+                    "Not an interrupt this API knows: send a LangChain HITLRequest "
+                    "(action_requests, review_configs), a ToolApprovalRequest (type "
+                    '"tool_approval"), a LangGraph HumanInterrupt (action_request), or a '
+                    "list of one HumanInterrupt, each with its category."
+                ),
+            ),
+        ]
+    ]
+):
+    pass
 
 
 class HumanResponse(Schema):
@@ -290,11 +463,77 @@ class HumanResponse(Schema):
     args: str | dict[str, Any] | None = None
 
 
+class Action(Schema):
+    name: str
+    args: dict[str, Any]
+
+
+class ApproveDecision(Schema):
+    type: Literal["approve"]
+
+
+class EditDecision(Schema):
+    type: Literal["edit"]
+    edited_action: Action = Field(..., description="The call with the reviewer's arguments.")
+
+
+class RejectDecision(Schema):
+    type: Literal["reject"]
+    message: str = Field(..., description="Why: the reviewer's reason, or the deadline's.")
+
+
+class RespondDecision(Schema):
+    type: Literal["respond"]
+    message: str = Field(..., description="The reviewer's answer, in the tool's place.")
+
+
+LangChainDecision = Annotated[
+    ApproveDecision | EditDecision | RejectDecision | RespondDecision, Field(discriminator="type")
+]
+
+
+class HITLResponse(Schema):
+    decisions: list[LangChainDecision] = Field(..., description="One per action request, in order.")
+
+
+def resume_shape(value: Any) -> str:
+    """Which shape a resume value has: a dict when validated, a model when serialized."""
+    if isinstance(value, Schema):
+        value = value.model_dump()
+    if isinstance(value, list):
+        return "human_responses"
+    if isinstance(value, dict) and "decisions" in value:
+        return "hitl_response"
+    # LangGraph's HumanResponse has an "edit" too, with args where LangChain has edited_action.
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("approve", "reject", "respond") or (kind == "edit" and "edited_action" in value):
+        return "decision"
+    return "human_response"
+
+
+ResumeValue = Annotated[
+    Annotated[HITLResponse, Tag("hitl_response")]
+    | Annotated[LangChainDecision, Tag("decision")]
+    | Annotated[HumanResponse, Tag("human_response")]
+    | Annotated[list[HumanResponse], Tag("human_responses")],
+    Discriminator(resume_shape),
+]
+
+
 class InterruptOut(Schema):
-    id: UUID
-    status: str
-    response: HumanResponse | None = Field(
-        None, description="LangGraph's HumanResponse, once the human has answered."
+    id: UUID = Field(..., description="The interrupt's id: that of its first review request.")
+    status: str = Field(
+        ...,
+        description="pending until every request of the interrupt is settled; then the "
+        "request's status, or 'decided' for an interrupt of several requests.",
     )
+    response: ResumeValue | None = Field(
+        None,
+        description="Once every request is settled, the value to resume the graph with, in "
+        "the shape the interrupt asked for: `{decisions: [...]}` for a HITLRequest, one "
+        "decision for a ToolApprovalRequest, a HumanResponse (or a list of one) for a "
+        "HumanInterrupt (or a list of one).",
+    )
+    requests: list[UUID] = Field(..., description="Its review requests, in order.")
     answer_url: str = Field(..., description="GET it (with ?timeout=N) for the response.")
-    links: Links
+    links: Links = Field(..., description="The first request's links.")

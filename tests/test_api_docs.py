@@ -45,10 +45,14 @@ def operations(openapi: dict) -> dict[str, tuple[str, str, dict]]:
     }
 
 
-def body_example(openapi: dict, operation: dict) -> dict:
-    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+def body_examples(openapi: dict, operation: dict) -> list:
+    """The body's named examples (a menu on the docs page) if it has some, else its schema's."""
+    content = operation["requestBody"]["content"]["application/json"]
+    if "examples" in content:
+        return [example["value"] for example in content["examples"].values()]
+    schema = content["schema"]
     ref = next(s["$ref"] for s in [schema, *schema.get("anyOf", [])] if "$ref" in s)
-    return openapi["components"]["schemas"][ref.rsplit("/", 1)[1]]["examples"][0]
+    return [openapi["components"]["schemas"][ref.rsplit("/", 1)[1]]["examples"][0]]
 
 
 def test_it_names_every_operation_with_a_verb_in_camel_case(openapi):
@@ -85,8 +89,22 @@ def test_each_body_example_works_against_the_demo_data(
     fields = {k: v for k, v in escalated().items() if k != "category"}
     pending = submit_request(agent, category=refunds, **fields).request
     url = path.replace("{request_id}", str(pending.public_id))
-    response = demo_api.post_json(url, body_example(openapi, operation))
-    assert response.status_code == EXAMPLE_STATUS[operation_id], response.content
+    for example in body_examples(openapi, operation):
+        response = demo_api.post_json(url, example)
+        assert response.status_code == EXAMPLE_STATUS[operation_id], response.content
+
+
+def test_the_interrupt_body_shows_an_example_of_each_form_it_takes(openapi):
+    _, _, operation = operations(openapi)["submitInterrupt"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert sorted(examples) == [
+        "hitl_request",
+        "human_interrupt",
+        "human_interrupt_list",
+        "tool_approval",
+    ]
+    assert isinstance(examples["human_interrupt_list"]["value"], list)
+    assert "action_requests" in examples["hitl_request"]["value"]
 
 
 def test_the_guidelines_example_names_a_demo_category(openapi, demo_api, refunds):

@@ -107,9 +107,13 @@ def submit_request(
     callback_url: str = "",
     bundle_id: uuid.UUID | None = None,
     bundle_index: int = 0,
+    same_assignee_as: ReviewRequest | None = None,
     now: datetime | None = None,
 ) -> Submission:
-    """Evaluate the rules and record the request: pending for a human, or auto-approved."""
+    """Evaluate the rules and record the request: pending for a human, or auto-approved.
+
+    `same_assignee_as`: a pending request whose reviewer takes this one too (the next tool
+    call of one agent turn goes to whoever has the first, not to the least loaded)."""
     attempted = list(attempted or [])
     options = list(options or [])
     attributes = dict(attributes or {})
@@ -180,7 +184,10 @@ def submit_request(
     if verdict.needs_human:
         request.status = Status.PENDING
         request.queue = category.queue
-        request.assignee = pick_assignee(category.queue)
+        if same_assignee_as is not None and same_assignee_as.is_pending:
+            request.assignee = same_assignee_as.assignee
+        else:
+            request.assignee = pick_assignee(category.queue)
         request.deadline = now + timedelta(seconds=category.timeout_seconds)
     else:
         request.status = Status.AUTO_APPROVED
