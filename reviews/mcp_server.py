@@ -15,6 +15,7 @@ request: `wait_for_decision` picks the wait up again, and nothing is asked twice
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -391,9 +392,12 @@ def build_server(
         tools.get_guidelines,
         tools.list_categories,
     ):
-        server.add_tool(tool)
+        server.add_tool(tool, description=inspect.cleandoc(tool.__doc__ or ""))
     # Claude Code reads the first text block as JSON: no structured copy beside it.
-    server.add_tool(tools.approval_prompt, structured_output=False)
+    prompt = tools.approval_prompt
+    server.add_tool(
+        prompt, description=inspect.cleandoc(prompt.__doc__ or ""), structured_output=False
+    )
     return server
 
 

@@ -43,10 +43,12 @@ def procfile_default(variable: str) -> int:
 
 
 def documented_bound() -> int:
-    """docs/operations.md: WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE + WORKER_CONCURRENCY + 2
-    (the worker's main process and beat) + 1 (release or an admin's shell)."""
+    """docs/operations.md: WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE + DATABASE_POOL_MAX_SIZE
+    (the MCP server's one process) + WORKER_CONCURRENCY + 2 (the worker's main process and
+    beat) + 1 (release or an admin's shell)."""
     return (
         procfile_default("WEB_CONCURRENCY") * DEFAULT_POOL_MAX_SIZE
+        + DEFAULT_POOL_MAX_SIZE
         + procfile_default("WORKER_CONCURRENCY")
         + 2
         + RELEASE_AND_ADMIN_CONNECTIONS

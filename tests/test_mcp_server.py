@@ -208,6 +208,26 @@ def test_the_example_config_starts_the_stdio_server(setup):
     assert entry["hitl"]["url"].endswith("/mcp")
 
 
+def test_a_token_revoked_while_the_server_runs_stops_its_calls(setup):
+    async def scenario():
+        async with stdio_session(setup["token"]) as session:
+            before = await session.call_tool("list_categories", {})
+            await anyio.to_thread.run_sync(
+                in_thread(
+                    lambda: AgentToken.objects.filter(agent=setup["agent"]).update(
+                        revoked_at="2026-01-01T00:00:00Z"
+                    )
+                )
+            )
+            after = await session.call_tool("request_approval", REFUND)
+            return before, after
+
+    before, after = run_coroutine(scenario())
+    assert not before.is_error
+    assert after.is_error and "no longer valid" in after.content[0].text
+    assert not ReviewRequest.objects.exists()
+
+
 def test_it_lists_its_tools_with_their_arguments(setup):
     async def scenario():
         async with stdio_session(setup["token"]) as session:

@@ -30,6 +30,21 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 BIN = Path(sys.executable).parent  # the project's virtualenv: python, gunicorn, celery
 
 
+# Stateless streamable HTTP: each JSON-RPC call stands alone, its answer an SSE event.
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "fresh-clone", "version": "1"},
+    },
+}
+MCP_LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+
+
 def procfile(folder: Path) -> dict[str, str]:
     lines = (folder / "Procfile").read_text().splitlines()
     return dict(line.split(": ", 1) for line in lines if re.match(r"^\w+: ", line))
@@ -99,9 +114,10 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
     app = checkout / "app"
     assert not (app / "var").exists() and not (app / "staticfiles").exists()
     redis_server = OwnRedis(free_port())
-    port = free_port()
+    port, mcp_port = free_port(), free_port()
     # docs/operations.md: DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL; the
-    # platform adds PORT and the process sizes; PATH finds the virtualenv's commands.
+    # platform adds PORT (and MCP_PORT) and the process sizes; PATH finds the virtualenv's
+    # commands.
     env = {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "DEBUG": "false",
@@ -110,12 +126,13 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         "DATABASE_URL": fresh_database,
         "REDIS_URL": redis_server.url,
         "PORT": str(port),
+        "MCP_PORT": str(mcp_port),
         "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "2",
         "WORKER_CONCURRENCY": "1",
     }
     commands = procfile(app)
-    assert set(commands) == {"release", "web", "worker", "beat"}
+    assert set(commands) == {"release", "web", "worker", "beat", "mcp"}
     sink = Sink()
     processes: list[Process] = []
 
@@ -133,7 +150,9 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         run("python", "manage.py", "collectstatic", "--noinput")
         run("bash", "-c", commands["release"])
 
-        processes = [Process(name, commands[name], app, env) for name in ("web", "worker", "beat")]
+        processes = [
+            Process(name, commands[name], app, env) for name in ("web", "worker", "beat", "mcp")
+        ]
         base = f"http://127.0.0.1:{port}"
 
         def health() -> dict | None:
@@ -195,6 +214,15 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         )
         waited = requests.get(f"{base}/api/v1/requests/{request_id}", headers=headers)
         assert waited.json()["status"] == "approved"
+
+        # The MCP server: 401 without an agent token; with one, its tools.
+        mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
+        assert requests.post(mcp_url, json=MCP_INITIALIZE, headers=MCP_HEADERS).status_code == 401
+        listed = requests.post(
+            mcp_url, json=MCP_LIST_TOOLS, headers={**MCP_HEADERS, **headers}, timeout=10
+        )
+        assert listed.status_code == 200, listed.text
+        assert '"request_approval"' in listed.text
         # That webhook was held for the undo window, so only beat's dispatch tick, run on the
         # worker, could have sent it: beat publishes and the worker consumes.
         for process in processes:
