@@ -1,5 +1,5 @@
 """The README's tour runs the example webhook receiver: it must accept what the server sends;
-the Pydantic AI example must go on with the reviewer's decision."""
+the Pydantic AI and OpenAI Agents examples must go on with the reviewer's decision."""
 
 from __future__ import annotations
 
@@ -117,4 +117,31 @@ def test_the_pydantic_ai_example_refunds_what_the_reviewer_modified(
     with ThreadPoolExecutor(max_workers=1) as pool:
         output = pool.submit(module.main).result()
     assert output == "Done: refunded 60.00 EUR on order A-1042"
+    thread.join()
+
+
+@concurrent
+@pytest.mark.django_db(transaction=True)
+def test_the_openai_agents_example_refunds_what_the_reviewer_modified(
+    live_server, agent_token, settings, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "openai_agents_agent.py"
+    spec = importlib.util.spec_from_file_location("openai_agents_agent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.client = Client(live_server.url, agent_token, retries=0)
+
+    def halve(request):
+        assert request.proposed_action["args"] == {"order": "A-1042", "amount": 120.0}
+        final_action = {"tool": "issue_refund", "args": {"order": "A-1042", "amount": 60.0}}
+        decide_request(request.pk, by=alice, outcome="modified", final_action=final_action)
+
+    thread = reviewer(halve)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        output = pool.submit(module.main).result()
+    assert output == (
+        'Done: A reviewer changed the arguments to {"amount": 60.0, "order": "A-1042"} before '
+        "it ran. refunded 60.00 EUR on order A-1042"
+    )
     thread.join()
