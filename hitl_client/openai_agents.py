@@ -34,6 +34,9 @@ from . import SETTLED, AsyncClient, Client
 __all__ = ["approvals", "async_approvals", "reviewed", "tool_call_key"]
 
 WITHDRAWN = "The approval request was withdrawn."
+# A rejection's message is what the model reads in the tool's place, so a reviewer may also
+# answer there (respond); `allowed_decisions=[...]` among the fields narrows it.
+ALLOWED_DECISIONS = ["approve", "modify", "reject", "respond"]
 
 # A reviewer's arguments for a call `approvals` approved, until a `reviewed` tool runs it:
 # (tool name, call id, the model's arguments) -> the reviewer's arguments. The model's
@@ -60,6 +63,7 @@ def approvals(
     asking twice (see `tool_call_key`).
     """
     state, items = _pending(run)
+    fields = {"allowed_decisions": ALLOWED_DECISIONS, **fields}
     created = [client.submit(category, **_submission(category, item), **fields) for item in items]
     decided = [
         request if request["status"] in SETTLED else client.wait(request["id"], timeout=timeout)
@@ -78,6 +82,7 @@ async def async_approvals(
 ) -> RunState:
     """`approvals` with an `AsyncClient`: the calls are submitted, then waited on, together."""
     state, items = _pending(run)
+    fields = {"allowed_decisions": ALLOWED_DECISIONS, **fields}
     created = await asyncio.gather(
         *(client.submit(category, **_submission(category, item), **fields) for item in items)
     )
@@ -190,7 +195,7 @@ def _apply_modification(state: RunState, item: ToolApprovalItem, final: dict[str
 
 def _reviewer_text(decision: dict[str, Any]) -> str:
     """What the model reads in the tool's place: the reviewer's answer when they responded
-    (`response`, on servers that send it), else their reason."""
+    (`response`; servers before it sent the answer as the reason), else their reason."""
     answer = decision.get("response")
     if isinstance(answer, str) and answer:
         return answer

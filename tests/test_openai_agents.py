@@ -21,7 +21,7 @@ from agents.testing import assistant_message, function_call
 
 from hitl_client import AsyncClient, Client
 from hitl_client.openai_agents import approvals, async_approvals, reviewed
-from reviews.models import Decision, ReviewRequest
+from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
 
 from .conftest import run_coroutine, wait_for
@@ -140,14 +140,15 @@ def test_a_reviewers_answer_in_the_tools_place_is_its_output(client, refunds, al
     refunded = []
 
     def respond(request):
-        decide_request(request.pk, by=alice, outcome="rejected", reason="Order 1042 was refunded.")
-        Decision.objects.filter(request=request).update(responded=True)
+        assert request.allowed_decisions == ["approve", "modify", "reject", "respond"]
+        answer = "Order 1042 was refunded yesterday."
+        decide_request(request.pk, by=alice, outcome="rejected", reason=answer, responded=True)
 
     thread = reviewer(respond)
     output = run_with_approvals(refund_agent(refunded), client, **UNSURE)
     thread.join()
     assert refunded == []
-    assert output == "refund said: Order 1042 was refunded."
+    assert output == "refund said: Order 1042 was refunded yesterday."
 
 
 @concurrent
