@@ -100,6 +100,48 @@ def inbox_rows(user: Any, qs: QuerySet[ReviewRequest], limit: int) -> list[Revie
     return mine
 
 
+@dataclass(frozen=True)
+class BundlePlace:
+    """Where a request stands among the tool calls of one agent turn (one interrupt)."""
+
+    number: int
+    total: int
+    # The others the reviewer may open: pk, number, title, and `done` ("approved", ...) once
+    # they are no longer pending.
+    siblings: list[dict[str, Any]]
+
+
+def bundle_place(user: Any, req: ReviewRequest) -> BundlePlace | None:
+    """None unless the request is one of several actions of one interrupt."""
+    if req.bundle_id is None:
+        return None
+    rows = list(
+        ReviewRequest.objects.filter(agent_id=req.agent_id, bundle_id=req.bundle_id)
+        .order_by("bundle_index", "id")
+        .values("pk", "title", "status")
+    )
+    if len(rows) < 2:
+        return None
+    visible = set(
+        requests_for_reviewer(user)
+        .filter(pk__in=[row["pk"] for row in rows])
+        .values_list("pk", flat=True)
+    )
+    numbered = [
+        {
+            **row,
+            "number": n,
+            "done": "" if row["status"] == Status.PENDING else Status(row["status"]).label.lower(),
+        }
+        for n, row in enumerate(rows, start=1)
+    ]
+    return BundlePlace(
+        number=next(row["number"] for row in numbered if row["pk"] == req.pk),
+        total=len(rows),
+        siblings=[row for row in numbered if row["pk"] != req.pk and row["pk"] in visible],
+    )
+
+
 def next_item(
     user: Any, queue_ids: list[int], filters: Filters, wanted: str, skip: int
 ) -> ReviewRequest | None:

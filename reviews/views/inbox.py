@@ -46,6 +46,7 @@ from ..worklist import (
     LIST_DEFERRED,
     LIST_SIZE,
     Filters,
+    bundle_place,
     fired_summary,
     group_summaries,
     inbox_rows,
@@ -266,6 +267,7 @@ def item_context(
         "reply_kinds": REPLY_KINDS.items(),
         "reject_reasons": REJECT_REASONS,
         "blind": blind,
+        "bundle": bundle_place(user, req),
         **extra,
     }
 
