@@ -505,6 +505,17 @@ class ReviewRequest(models.Model):
         """Whether a reviewer (or the deadline) may decide this request with `verb`."""
         return verb in self.allowed_decisions
 
+    @property
+    def is_question(self) -> bool:
+        """The agent only asks for an answer (an MCP ask_human, a tool a person stands in
+        for): nothing to approve, the reviewer can only respond."""
+        return self.allowed_decisions == [Verb.RESPOND.value]
+
+    @property
+    def batchable(self) -> bool:
+        """Whether a batch (approve or reject) can decide it at all."""
+        return self.allows(Verb.APPROVE) or self.allows(Verb.REJECT)
+
     def snapshot(self) -> dict[str, Any]:
         """The state an audit event records before and after a transition."""
         return {
@@ -586,6 +597,11 @@ class Decision(models.Model):
     @property
     def verb(self) -> str:
         return decision_verb(self.outcome, self.responded)
+
+    @property
+    def shown_as(self) -> str:
+        """'approved', 'modified', 'rejected' or 'responded': how pages style and name it."""
+        return "responded" if self.responded else self.outcome
 
     @property
     def verb_label(self) -> str:

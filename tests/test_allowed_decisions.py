@@ -99,8 +99,8 @@ def test_a_respond_is_a_rejection_whose_reason_is_the_answer(agent, refunds, ali
     assert (decision.outcome, decision.responded, decision.reason) == (REJECTED, True, "Rotterdam")
     assert decision.verb == "respond" and decision.verb_label == "Responded"
     assert ReviewRequest.objects.get(pk=request.pk).status == ReviewRequest.Status.REJECTED
-    event = AuditEvent.objects.get(request=request, verb="decided.rejected")
-    assert event.after["decision"]["response"] == "Rotterdam"
+    event = AuditEvent.objects.get(request=request, verb="decided.responded")
+    assert event.after["decision"]["response"] == "Rotterdam" and event.note == "Rotterdam"
 
 
 def test_a_plain_rejection_has_no_response(agent, refunds, alice):

@@ -35,12 +35,15 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
 
     The draw hashes the request's id, so it is the same every time for a request (a rate of
     1 always samples, 0 never). The least-loaded eligible reviewer gets it; the first decider
-    never does. Nobody else eligible: no second review, and nothing else changes.
+    never does. Nobody else eligible: no second review, and nothing else changes. A response
+    (an answer in the action's place) is not sampled: a second opinion is an approve, modify
+    or reject verdict, and there is no verdict to agree with.
     """
     picked = [
         d
         for d in decisions
         if d.decided_by_id
+        and not d.responded
         and d.channel in PEOPLE_CHANNELS
         and d.request.queue_id
         and is_sampled(

@@ -5,7 +5,7 @@ A verb says what happened, `<thing>.<what>` where a thing has several. Every ver
 listed here (tests/test_architecture.py checks it), so a new one follows the pattern and joins:
 
     submitted, auto_approved, revised, cancelled, message.<kind>   an agent's request
-    decided.<outcome>, decision.undone                           a decision and its undo
+    decided.<outcome>, decided.responded, decision.undone        a decision and its undo
     reassigned, escalated, reminded, reviewer.away, reviewer.back  who has it, and when
     deadline_restarted                                           the deadline may not decide it
     second_review.assigned, second_review.<outcome>              blind second reviews

@@ -268,12 +268,12 @@ def record_decisions(
     Decision.objects.bulk_create(decisions)  # the one-to-one refuses a second decision
     AuditEvent.objects.bulk_create(
         audit_event(
-            f"decided.{outcome}",
+            "decided.responded" if responded else f"decided.{outcome}",
             request,
             by or f"system:{channel}",
             before=before,
             after={**request.snapshot(), "decision": decision_data(decision)},
-            note=reason,
+            note=reason.strip(),
         )
         for request, before, decision in zip(requests, befores, decisions, strict=True)
     )

@@ -39,10 +39,22 @@ def evaluate_for(
     return engine.evaluate(category.mode, rulebook_for(category).rules, confidence, attributes)
 
 
-def group_key_for(category: Category, recommendation: str, fired: list[dict[str, Any]]) -> str:
-    """Requests alike enough to be decided together: category, recommendation, fired rules."""
+def group_key_for(
+    category: Category,
+    recommendation: str,
+    fired: list[dict[str, Any]],
+    verbs: list[str] | None = None,
+) -> str:
+    """Requests alike enough to be decided together: category, recommendation, fired rules,
+    and the decisions they allow (a batch offers only what all of its requests allow). One
+    that a batch cannot decide (neither approve nor reject allowed) is in no group."""
+    verbs = DEFAULT_VERBS if verbs is None else verbs
+    if Verb.APPROVE not in verbs and Verb.REJECT not in verbs:
+        return ""
     rule_ids = sorted(str(f.get("rule_id")) for f in fired)
     raw = f"{category.slug}|{recommendation.strip().lower()[:200]}|{','.join(rule_ids)}"
+    if verbs != DEFAULT_VERBS:  # the default's keys stay as they were
+        raw += "|" + ",".join(verbs)
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
@@ -171,7 +183,7 @@ def submit_request(
         verdict=verdict.outcome,
         policy_version_id=rulebook.policy_version_id,
         fired_rules=fired,
-        group_key=group_key_for(category, recommended_option or recommendation, fired),
+        group_key=group_key_for(category, recommended_option or recommendation, fired, verbs),
         precedent_key=precedent_key,
         precedents_from=precedents_from,
         priority=priority,

@@ -32,12 +32,18 @@ from ..access import (
 )
 from ..insights.calibration import calibration_hint
 from ..insights.patterns import option_change
-from ..models import Decision, Message, ReviewRequest
+from ..models import DEFAULT_VERBS, Decision, Message, ReviewRequest, Verb
 from ..proposals import action_delta, changes_since, display_value, parse_version
 from ..services.conversation import post_message
 from ..services.deadline_plan import plan_for
 from ..services.decisions import decide_request, undo_decision
-from ..services.errors import AlreadyDecided, StaleProposal, TransitionError, settled_by
+from ..services.errors import (
+    AlreadyDecided,
+    DecisionNotAllowed,
+    StaleProposal,
+    TransitionError,
+    settled_by,
+)
 from ..services.sightings import record_first_view, record_first_views, record_sightings, seen_by
 from ..templatetags.inbox_tags import json_preview, json_text
 from ..worklist import (
@@ -121,7 +127,7 @@ def posted_final_action(outcome: str | None, proposed: Any, text: str) -> dict[s
     """What a decide form asks for beyond its outcome: the edited action when modifying, else
     None. Raises ValidationError for a missing outcome or an edit that does not hold."""
     if outcome is None:
-        raise ValidationError("Choose approve, modify or reject.")
+        raise ValidationError("Choose approve, modify, reject or respond.")
     if outcome != Outcome.MODIFIED:
         return None
     return validate_final_action(proposed, text)
@@ -238,8 +244,14 @@ def item_context(
         if n <= 9
     ]
     thread = list(req.messages.select_related("author"))
+    # What the reviewer is offered: what the request allows. A blind second opinion is a
+    # verdict that never reaches the agent, always approve, modify or reject.
+    allowed = DEFAULT_VERBS if blind else req.allowed_decisions
     return {
         "req": req,
+        "allowed": allowed,
+        "options_verb": options_verb(allowed),
+        "is_question": not blind and req.is_question,
         "decision": decision,
         "decision_delta": action_delta(req.proposed_action, decision.final_action)
         if decision and decision.final_action
@@ -270,6 +282,16 @@ def item_context(
         "bundle": bundle_place(user, req),
         **extra,
     }
+
+
+def options_verb(allowed: list[str]) -> str:
+    """What choosing one of the agent's options does: approve with it; on a request that
+    cannot be approved but can be answered (a question with choices), answer with its label;
+    else nothing (the options are only read)."""
+    for verb in (Verb.APPROVE, Verb.RESPOND):
+        if verb in allowed:
+            return verb.value
+    return ""
 
 
 def render_item(
@@ -433,7 +455,9 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     # decide_request reads the request again with what it needs; a refusal re-reads it whole.
     queue_ids = reviewer_queue_ids(request.user)
     req = get_request_for_reviewer(request.user, pk, only=("proposed_action",), queue_ids=queue_ids)
-    outcome = OUTCOMES.get(request.POST.get("outcome", ""))
+    # A respond is a rejection whose reason is the answer (Decision.responded).
+    responded = request.POST.get("outcome", "") == Verb.RESPOND
+    outcome = Outcome.REJECTED if responded else OUTCOMES.get(request.POST.get("outcome", ""))
     option = request.POST.get("option", "")
     reason = request.POST.get("reason", "").strip()[:2000]
     version = parse_version(request.POST.get("version"))
@@ -452,6 +476,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             reason=reason,
             channel=Decision.Channel.WEB,
             version=version,
+            responded=responded,
         )
     except StaleProposal as exc:  # the page showed an older proposal: show this one
         return _refused(
@@ -461,6 +486,8 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             409,
             changes=exc.delta,
         )
+    except DecisionNotAllowed as exc:  # a forged or outdated form: the page never offered it
+        return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 422)
     except TransitionError as exc:  # AlreadyDecided, StateChanged: nothing changed
         return _refused(request, get_request_for_reviewer(request.user, pk), str(exc), 409)
     except ValidationError as exc:
@@ -472,11 +499,13 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             422,
             modify_error=error if outcome == Outcome.MODIFIED else "",
             modify_text=request.POST.get("final_action", ""),
+            respond_error=error if responded else "",
+            respond_text=reason,
         )
 
     filters = Filters.from_data(request.POST)
     following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req.pk)
-    verb = decision.get_outcome_display().lower()
+    verb = decision.verb_label.lower()
     if not request.htmx:
         messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
@@ -489,7 +518,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     context.update(
         toast={
             "text": f"#{req.pk} {verb}",
-            "outcome": decision.outcome,
+            "outcome": decision.shown_as,
             "undo_url": reverse("inbox_undo", args=[req.pk]),
             "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
         },

@@ -143,9 +143,19 @@
 
   // --- dialogs -------------------------------------------------------------------------------
 
+  // The help lists only the decisions the open request allows (all of them with none open).
+  function fitHelp(dialog) {
+    const item = currentItem();
+    const allowed = item && item.dataset.allowed !== undefined ? item.dataset.allowed.split(" ") : null;
+    $$("[data-verbs]", dialog).forEach((row) => {
+      row.hidden = allowed !== null && !row.dataset.verbs.split(" ").some((verb) => allowed.includes(verb));
+    });
+  }
+
   function openDialog(id) {
     const dialog = document.getElementById(id);
     if (!dialog || dialog.open) return;
+    if (dialog.id === "help-dialog") fitHelp(dialog);
     dialog.showModal();
     if (dialog.id === "batch-reject-dialog") {
       $$("[data-batch-count]", dialog).forEach((span) => (span.textContent = selected.size));
@@ -153,6 +163,7 @@
     const first = $("textarea, input[type=text]", dialog);
     if (first) first.focus();
     if (dialog.id === "modify-dialog" && !dialog.hasAttribute("data-open")) checkModify();
+    if (dialog.id === "respond-dialog" && first) first.setSelectionRange(first.value.length, first.value.length);
     dialog.removeAttribute("data-open"); // keep the server's error until the next edit
   }
 
@@ -244,7 +255,7 @@
     else if (key === "?") openDialog("help-dialog");
     else if (key === "/") $("#q").focus();
     else if (key === "A" || key === "R") handled = press(key); // shift: the selection
-    else if (/^[1-9aercuv]$/.test(key)) handled = press(key);
+    else if (/^[1-9aercsuv]$/.test(key)) handled = press(key); // a missing button: nothing
     else handled = false;
     if (handled) event.preventDefault();
   });
