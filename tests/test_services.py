@@ -60,6 +60,18 @@ def test_it_auto_approves_when_no_rule_fires(agent, refunds):
     assert verbs(request) == ["submitted", "auto_approved"]
 
 
+def test_a_request_that_cannot_be_approved_goes_to_a_person_even_when_no_rule_fires(
+    agent, refunds, alice
+):
+    question = submit(agent, refunds, allowed_decisions=["respond"])
+    assert question.status == "pending" and question.verdict == "gate"
+    assert question.assignee is not None and question.deadline is not None
+    # With approve allowed, the same routine request goes ahead on the rules' word.
+    assert submit(agent, refunds, allowed_decisions=["approve", "respond"]).status == (
+        "auto_approved"
+    )
+
+
 def test_it_escalates_to_the_queue_with_reasons_and_a_deadline(agent, refunds, alice):
     before = timezone.now()
     request = submit(agent, refunds, confidence=0.62, attributes={**ROUTINE, "amount": 12400})

@@ -163,6 +163,10 @@ def submit_request(
     # Only the flags the agent did not send; who gave them is kept for the item page's note.
     precedents_from = precedents.annotate(attributes, precedent_key, now)
     verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
+    if not verdict.needs_human and Verb.APPROVE not in verbs:
+        # The rules' go-ahead is an approval, which this request does not allow (a question
+        # for a person, say): only a person can settle it.
+        verdict = engine.Verdict(engine.GATE, verdict.fired)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
         agent=agent,
