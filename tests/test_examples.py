@@ -1,5 +1,5 @@
 """The README's tour runs the example webhook receiver: it must accept what the server sends;
-the Pydantic AI and OpenAI Agents examples must go on with the reviewer's decision."""
+the Pydantic AI, OpenAI Agents and LangChain examples must go on with the reviewers' decisions."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from hitl_client import Client
 from reviews import webhooks
+from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
 
+from .conftest import wait_for
 from .test_api_client import concurrent, reviewer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +147,40 @@ def test_the_openai_agents_example_refunds_what_the_reviewer_modified(
         "it ran. refunded 60.00 EUR on order A-1042"
     )
     thread.join()
+
+
+@concurrent
+@pytest.mark.django_db(transaction=True)
+def test_the_langchain_example_goes_on_with_each_decision_of_the_turn(
+    live_server, agent_token, settings, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "langchain_agent.py"
+    spec = importlib.util.spec_from_file_location("langchain_agent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.client = Client(live_server.url, agent_token, retries=0)
+
+    def decide_the_turn(first):
+        refund, email = wait_for(
+            lambda: (
+                list(ReviewRequest.objects.filter(status="pending").order_by("bundle_index"))
+                if ReviewRequest.objects.filter(status="pending").count() == 2
+                else None
+            )
+        )
+        assert refund.proposed_action == {
+            "name": "issue_refund",
+            "args": {"order": "A-1042", "amount": 120.0},
+        }
+        final_action = {"name": "issue_refund", "args": {"order": "A-1042", "amount": 60.0}}
+        decide_request(refund.pk, by=alice, outcome="modified", final_action=final_action)
+        decide_request(
+            email.pk, by=alice, outcome="rejected", responded=True, reason="I phoned her."
+        )
+
+    thread = reviewer(decide_the_turn)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        output = pool.submit(module.main).result()
+    thread.join()
+    assert output == "Done: refunded 60.00 EUR on order A-1042; I phoned her."
