@@ -36,8 +36,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ApprovalTimeout",
@@ -46,6 +47,7 @@ __all__ = [
     "Client",
     "HITLError",
     "Rejected",
+    "ReviewerAddedFields",
     "interrupt_key",
     "requires_approval",
     "resume_body",
@@ -73,11 +75,14 @@ class HITLError(Exception):
 
 
 class Rejected(HITLError):
-    """A human rejected the action; `reason` says why, `request` is the whole record."""
+    """A human rejected the action; `reason` says why, `request` is the whole record, and
+    `response` is the reviewer's answer when they responded in the action's place (else
+    None; it is also the reason)."""
 
     def __init__(self, request: dict[str, Any]) -> None:
         decision = request.get("decision") or {}
         self.request, self.reason = request, decision.get("reason", "")
+        self.response = decision.get("response")
         super().__init__(f"Rejected by {decision.get('decided_by', 'a reviewer')}: {self.reason}")
 
 
@@ -561,42 +566,139 @@ class AsyncClient:
         return _resume_of(pending, list(values))
 
 
+CHOSEN_OPTION = "chosen_option"  # the parameter a decorated function takes the option in
+RESPOND = ["approve", "modify", "reject", "respond"]  # the verbs when a rejection is returned
+STOPPED_WAITING = "The agent stopped waiting."
+
+
+class ReviewerAddedFields(UserWarning):
+    """The reviewer's modification added arguments the decorated function cannot take, so it
+    runs without them: `fields` are those, `request` the whole record. Make it an error with
+    `warnings.simplefilter("error", ReviewerAddedFields)`: the function then does not run."""
+
+    def __init__(self, fields: dict[str, Any], request: dict[str, Any]) -> None:
+        self.fields, self.request = fields, request
+        names = ", ".join(sorted(fields))
+        super().__init__(
+            f"A reviewer added {names} to request {request.get('id')}; the function takes no"
+            " such argument, so it runs without them."
+        )
+
+
 def requires_approval(
     category: str,
     *,
-    client: Client | None = None,
+    client: Client | AsyncClient | None = None,
     title: str | Callable[..., str] | None = None,
     describe: Callable[..., dict[str, Any]] | None = None,
     timeout: float | None = 3600,
     cancel_on_timeout: bool = True,
     exclude: tuple[str, ...] = ("self", "cls"),
+    on_reject: Literal["raise", "return"] = "raise",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Ask a human before the function runs.
+    """Ask a human before the function (sync or async) runs.
 
     The call's arguments (JSON-serialisable) are submitted as the proposed action. Approved
     or auto-approved: the function runs with them; modified: with the human's values (merged
     over the originals); rejected: `Rejected` with the reason; no decision within `timeout`
     seconds: the request is withdrawn and `ApprovalTimeout` raised. `describe(**arguments)`
     may return more submission fields: confidence, attributes, situation, options, ...
+
+    A parameter named `chosen_option` is not the caller's: it receives the key of the option
+    the reviewer chose (None when none was), and is neither submitted nor part of the
+    wrapper's signature (so a framework does not show it to its model). Arguments a reviewer
+    added in a modification go to the function's `**kwargs`; without one, the function runs
+    without them and a `ReviewerAddedFields` warning names them. `on_reject="return"` makes a
+    rejection the function's result, the reviewer's reason (or their answer, when they
+    responded in the function's place, which the requests then allow), for a framework tool
+    whose model should read it rather than an error; a withdrawn request returns so too.
     """
+    if on_reject not in ("raise", "return"):
+        raise ValueError('on_reject is "raise" or "return".')
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func)
+        visible = _without_option(signature)
+        params = signature.parameters.values()
+        var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+        named = {
+            p.name
+            for p in params
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in exclude
+        } - {CHOSEN_OPTION}
+
+        def prepare(args: tuple, kwargs: dict) -> tuple[dict, dict, dict]:
+            """The call's arguments by name, the action to submit, the submission's fields."""
+            bound = visible.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            action = {k: v for k, v in arguments.items() if k not in exclude and k != var_kw}
+            action.update(arguments.get(var_kw, {}) if var_kw else {})  # **kwargs, flattened
+            fields = dict(describe(**action)) if describe else {}
+            heading = fields.pop("title", None) or (title(**action) if callable(title) else title)
+            if on_reject == "return":
+                fields.setdefault("allowed_decisions", RESPOND)
+            fields["title"] = heading or f"{func.__name__}({_summary(action)})"[:300]
+            return arguments, action, fields
+
+        def settle(arguments: dict, outcome: dict) -> inspect.BoundArguments | None:
+            """The call to make, or None when the function must not run (on_reject="return")."""
+            status = outcome["status"]
+            decision = outcome.get("decision") or {}
+            if status in ("rejected", "cancelled") and on_reject == "return":
+                return None
+            if status == "rejected":
+                raise Rejected(outcome)
+            if status == "cancelled":
+                raise Cancelled(outcome)
+            if status == "modified":
+                unusable = {}
+                for key, value in (decision.get("final_action") or {}).items():
+                    if key in named:
+                        arguments[key] = value
+                    elif var_kw and key not in exclude and key != CHOSEN_OPTION:
+                        arguments.setdefault(var_kw, {})[key] = value
+                    elif key not in exclude:
+                        unusable[key] = value
+                if unusable:  # before the call, so that an "error" filter stops it
+                    warnings.warn(ReviewerAddedFields(unusable, outcome), stacklevel=3)
+            if CHOSEN_OPTION in signature.parameters:
+                arguments[CHOSEN_OPTION] = decision.get("chosen_option")
+            return inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
+
+        if inspect.iscoroutinefunction(func):
+            made: list[AsyncClient] = []  # an AsyncClient for a sync one, made on first use
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                arguments, action, fields = prepare(args, kwargs)
+                if not made:
+                    made.append(_async_client(client))
+                api = made[0]
+                heading = fields.pop("title")
+                created = await api.submit(category, heading, proposed_action=action, **fields)
+                outcome = created
+                if created["status"] == "pending":
+                    try:
+                        outcome = await api.wait(created["id"], timeout=timeout)
+                    except ApprovalTimeout:
+                        if cancel_on_timeout:  # as the sync wrapper, below
+                            with contextlib.suppress(HITLError):
+                                await api.cancel(created["id"], reason=STOPPED_WAITING)
+                        raise
+                call = settle(arguments, outcome)
+                if call is None:
+                    return _reviewer_text(outcome)
+                return await func(*call.args, **call.kwargs)
+
+            async_wrapper.__signature__ = visible  # type: ignore[attr-defined]
+            return async_wrapper
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            action = {k: v for k, v in bound.arguments.items() if k not in exclude}
-            fields = dict(describe(**action)) if describe else {}
-            heading = fields.pop("title", None) or (title(**action) if callable(title) else title)
-            api = client or Client()
-            created = api.submit(
-                category,
-                heading or f"{func.__name__}({_summary(action)})"[:300],
-                proposed_action=action,
-                **fields,
-            )
+            arguments, action, fields = prepare(args, kwargs)
+            api = client.sync if isinstance(client, AsyncClient) else client or Client()
+            created = api.submit(category, fields.pop("title"), proposed_action=action, **fields)
             outcome = created
             if created["status"] == "pending":
                 try:
@@ -606,21 +708,42 @@ def requires_approval(
                     # does not act, because it has stopped waiting.
                     if cancel_on_timeout:
                         with contextlib.suppress(HITLError):
-                            api.cancel(created["id"], reason="The agent stopped waiting.")
+                            api.cancel(created["id"], reason=STOPPED_WAITING)
                     raise
-            status = outcome["status"]
-            if status == "rejected":
-                raise Rejected(outcome)
-            if status == "cancelled":
-                raise Cancelled(outcome)
-            if status == "modified":
-                final = (outcome.get("decision") or {}).get("final_action") or {}
-                bound.arguments.update({k: v for k, v in final.items() if k in action})
-            return func(*bound.args, **bound.kwargs)
+            call = settle(arguments, outcome)
+            if call is None:
+                return _reviewer_text(outcome)
+            return func(*call.args, **call.kwargs)
 
+        wrapper.__signature__ = visible  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
+def _without_option(signature: inspect.Signature) -> inspect.Signature:
+    """The signature a decorated function shows its callers: the option is the reviewer's."""
+    return signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name != CHOSEN_OPTION]
+    )
+
+
+def _async_client(client: Client | AsyncClient | None) -> AsyncClient:
+    if isinstance(client, AsyncClient):
+        return client
+    sync = client or Client()
+    return AsyncClient(
+        sync.base_url, sync.token, retries=sync.retries, http_timeout=sync.http_timeout
+    )
+
+
+def _reviewer_text(outcome: dict[str, Any]) -> str:
+    """What a tool returns in place of a rejected action: the reviewer's answer when they
+    responded, else their reason."""
+    if outcome["status"] == "cancelled":
+        return "The approval request was withdrawn."
+    decision = outcome.get("decision") or {}
+    return decision.get("response") or decision.get("reason") or "A reviewer said no."
 
 
 def interrupt_key(category: str, interrupt: dict[str, Any], own_id: Any = None) -> str:
