@@ -504,6 +504,29 @@ def test_http_refuses_a_call_without_a_valid_agent_token(http_server):
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_http_refuses_oversized_and_invalid_calls_and_writes_nothing(http_server, setup):
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {setup['token']}",
+    }
+
+    def call(arguments: dict[str, Any]) -> requests.Response:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "request_approval", "arguments": arguments},
+        }
+        return requests.post(http_server, json=body, headers=headers, timeout=10)
+
+    # Over the agent API's body limit (256 KiB): refused before it is read as JSON.
+    assert call({**REFUND, "description": "x" * 300_000}).status_code == 413
+    invalid = call({**REFUND, "confidence": 2})
+    assert invalid.status_code == 200
+    assert '"isError":true' in invalid.text and "less than or equal to 1" in invalid.text
+    assert not ReviewRequest.objects.exists()
+
+
 def test_http_serves_the_tools_to_the_agent_whose_token_it_is(http_server, setup):
     async def scenario():
         headers = {"Authorization": f"Bearer {setup['token']}"}

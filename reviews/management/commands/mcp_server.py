@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reviews.api import agent_for_bearer
+from reviews.api import MAX_BODY_BYTES, agent_for_bearer
 from reviews.longpoll import release_connection
 from reviews.mcp_server import http_server, stdio_server
 
@@ -50,6 +50,7 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 stateless_http=True,
+                max_request_body_size=MAX_BODY_BYTES,  # the agent API's limit
             )
             return
         token = (options["token"] or os.environ.get("HITL_AGENT_TOKEN", "")).strip()
