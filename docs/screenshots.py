@@ -14,6 +14,15 @@ the inbox tabs):
         second-review=/inbox/second/<id>/ inbox-periodic-review=/inbox/periodic-review/<id>/
     .venv/bin/python docs/screenshots.py --user manager metrics-agreement=/metrics/agreement/
 
+The shots of a request that allows other decisions than approve, modify and reject, after
+submitting them with `allowed_decisions` (docs/api.md): a question (respond only), the
+Respond dialog of a tool call that can be answered (`--press s` opens it), and a request
+answered that way:
+
+    .venv/bin/python docs/screenshots.py --user reviewer item-question=/inbox/<id>/ \
+        item-responded=/inbox/<id>/
+    .venv/bin/python docs/screenshots.py --user reviewer --press s item-respond=/inbox/<id>/
+
 The reviewers shot, after `manage.py shell < docs/rubber_stamp_demo.py` (a batch rubber-stamper):
 
     .venv/bin/python docs/screenshots.py --user manager metrics-reviewers=/metrics/reviewers/
@@ -39,6 +48,7 @@ def main() -> None:
     parser.add_argument("--user", help="log in as this demo user first")
     parser.add_argument("--password", default="hitl-demo")
     parser.add_argument("--full-page", action="store_true")
+    parser.add_argument("--press", help="press this key on each page first (opens a dialog)")
     parser.add_argument("shots", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -62,6 +72,9 @@ def main() -> None:
                 name, path = shot.split("=", 1)
                 page.goto(args.base + path)
                 page.wait_for_load_state("networkidle")
+                if args.press:
+                    page.keyboard.press(args.press)
+                    page.wait_for_timeout(300)  # the dialog's fade-in
                 target = OUT / f"{name}-{size}.png"
                 page.screenshot(path=str(target), full_page=args.full_page)
                 print(target)

@@ -21,6 +21,7 @@ from reviews.models import (
 )
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
+from reviews.services.decisions import decide_request
 from reviews.services.submission import submit_request
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
@@ -77,8 +78,13 @@ def demo(db):
             reviewer=reviewer,
             visible_from=timezone.now(),
         )
+    bot = Agent.objects.get(name="support-bot")
     for n in range(4):  # rows enough for a batch at each size
-        submit(Agent.objects.get(name="support-bot"), decided.category, title=f"Refund {n}")
+        submit(bot, decided.category, title=f"Refund {n}")
+    # A question (respond only), and a request answered in the action's place.
+    submit(bot, decided.category, title="Which warehouse ships it?", allowed_decisions=["respond"])
+    answered = submit(bot, decided.category, allowed_decisions=["reject", "respond"])
+    decide_request(answered.pk, by=reviewer, outcome="rejected", reason="Rotterdam", responded=True)
 
 
 class Audit:
@@ -222,11 +228,17 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
         audit.check("/inbox/ batch reject dialog")
         page.keyboard.press("Escape")
 
+        question = ReviewRequest.objects.get(title="Which warehouse ships it?")
+        audit.visit(f"/inbox/{question.pk}/")
+        open_dialog(audit, ".actionbar [data-open-dialog=respond-dialog]", "#respond-dialog")
+        answered = ReviewRequest.objects.get(decision__responded=True)
+
         pending = ReviewRequest.objects.filter(
             status="pending", category__queue__members=reviewer
         ).first()
         for path in [
             f"/inbox/{pending.pk}/",
+            f"/inbox/{answered.pk}/",
             "/inbox/?tab=second",
             f"/inbox/second/{second.pk}/",
             "/inbox/?tab=periodic",

@@ -8,7 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from reviews.models import AuditEvent, Decision, ReviewRequest, WebhookDelivery
+from reviews import rollups
+from reviews.insights.periods import period_from
+from reviews.insights.summaries import rollup_rows, summarize
+from reviews.models import AuditEvent, Decision, ReviewRequest, SecondReview, WebhookDelivery
 from reviews.services.bulk import decide_requests_in_bulk
 from reviews.services.decisions import decide_request, record_decisions, undo_decision
 from reviews.services.errors import DecisionNotAllowed
@@ -199,3 +202,25 @@ def test_the_deadline_deciding_directly_is_refused_too(agent, refunds):
             request.pk, by=None, outcome=REJECTED, channel=Decision.Channel.TIMEOUT, reason="x"
         )
     nothing_written(request)
+
+
+def test_a_response_counts_as_a_rejection_in_the_metrics(agent, refunds, alice):
+    answered = submit(agent, refunds, ["respond"])
+    refused = submit(agent, refunds)
+    approved = submit(agent, refunds)
+    decide_request(answered.pk, by=alice, outcome=REJECTED, reason="Rotterdam", responded=True)
+    decide_request(refused.pk, by=alice, outcome=REJECTED, reason="No photos")
+    decide_request(approved.pk, by=alice, outcome=APPROVED)
+    Decision.objects.update(effective_at=timezone.now() - timedelta(seconds=1))
+    rollups.roll_up()
+    summary = summarize(rollup_rows(period_from({"days": "7"})))
+    assert (summary.approved, summary.modified, summary.rejected) == (1, 0, 2)
+
+
+def test_a_response_is_not_sampled_for_a_second_review(agent, refunds, alice, carol):
+    refunds.second_review_rate = 1.0  # every other decision is sampled
+    refunds.save()
+    answered, refused = submit(agent, refunds, ["reject", "respond"]), submit(agent, refunds)
+    decide_request(answered.pk, by=alice, outcome=REJECTED, reason="Rotterdam", responded=True)
+    decide_request(refused.pk, by=alice, outcome=REJECTED, reason="No photos")
+    assert list(SecondReview.objects.values_list("request_id", flat=True)) == [refused.pk]

@@ -96,6 +96,9 @@ def test_a_question_reads_as_one_and_its_choices_answer_it(client, alice, agent,
     assert "The agent asks" in content and "Agent recommends" not in content
     assert '<span class="badge badge-question"' in content
     assert "Answer <kbd>S</kbd>" in content and "Approve" not in content
+    # Its choices answer with their label.
+    assert 'name="outcome" value="respond"><input type="hidden" name="option" value="H">' in content
+    assert '<input type="hidden" name="reason" value="Hamburg">' in content
     response = client.post(
         reverse("inbox_decide", args=[question.pk]),
         {"version": 1, "outcome": "respond", "option": "H", "reason": "Hamburg"},
