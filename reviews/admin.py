@@ -353,8 +353,10 @@ class ReviewRequestAdmin(admin.ModelAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ["request", "outcome", "decided_by", "channel", "review_seconds", "created_at"]
-    list_filter = ["outcome", "channel"]
+    list_display = [
+        "request", "outcome", "responded", "decided_by", "channel", "review_seconds", "created_at"
+    ]  # fmt: skip
+    list_filter = ["outcome", "responded", "channel"]
     list_select_related = ["request", "decided_by"]
 
 

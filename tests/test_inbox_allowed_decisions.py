@@ -91,8 +91,10 @@ def test_a_question_reads_as_one_and_its_choices_answer_it(client, alice, agent,
         recommendation="",
         options=[{"key": "R", "label": "Rotterdam"}, {"key": "H", "label": "Hamburg"}],
         recommended_option="",
+        proposed_action={},
     )
     content = item_page(client, alice, question)
+    assert "Proposed action" not in content  # there is none
     assert "The agent asks" in content and "Agent recommends" not in content
     assert '<span class="badge badge-question"' in content
     assert "Answer <kbd>S</kbd>" in content and "Approve" not in content

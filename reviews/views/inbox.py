@@ -127,7 +127,7 @@ def posted_final_action(outcome: str | None, proposed: Any, text: str) -> dict[s
     """What a decide form asks for beyond its outcome: the edited action when modifying, else
     None. Raises ValidationError for a missing outcome or an edit that does not hold."""
     if outcome is None:
-        raise ValidationError("Choose approve, modify, reject or respond.")
+        raise ValidationError("Choose one of the decisions offered.")
     if outcome != Outcome.MODIFIED:
         return None
     return validate_final_action(proposed, text)
