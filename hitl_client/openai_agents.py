@@ -12,9 +12,9 @@ Approved (or auto-approved): `state.approve`, the tool runs as the model called 
 Rejected: `state.reject(rejection_message=reason)`, the tool does not run and the model reads
 the reviewer's reason as its output; a reviewer's answer in the tool's place (respond) reaches
 it the same way. Modified: the SDK cannot change a call's arguments on approval, so a tool
-wrapped with `reviewed` runs with the reviewer's arguments (its output says so to the model);
-an unwrapped tool is rejected with the reviewer's arguments in the message, so it never runs
-with arguments the reviewer changed.
+wrapped with `reviewed` runs with the reviewer's arguments (its output says so to the model),
+resumed in the process that applied the decisions; an unwrapped tool is rejected with the
+reviewer's arguments in the message, so it never runs with arguments the reviewer changed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from agents import FunctionTool, RunState, ToolApprovalItem
 from agents.tool_context import ToolContext
 
-from . import SETTLED, AsyncClient, Client
+from . import SETTLED, AsyncClient, Client, HITLError
 
 __all__ = ["approvals", "async_approvals", "reviewed", "tool_call_key"]
 
@@ -38,11 +38,13 @@ WITHDRAWN = "The approval request was withdrawn."
 # answer there (respond); `allowed_decisions=[...]` among the fields narrows it.
 ALLOWED_DECISIONS = ["approve", "modify", "reject", "respond"]
 
-# A reviewer's arguments for a call `approvals` approved, until a `reviewed` tool runs it:
-# (tool name, call id, the model's arguments) -> the reviewer's arguments. The model's
-# arguments are part of the key so that another run reusing a call id never picks them up.
-_ARGUMENTS: dict[tuple[str, str, str], dict[str, Any]] = {}
+# What `approvals` decided a `reviewed` tool runs with, until it runs: (tool name, call id,
+# the model's arguments) -> the reviewer's arguments, or None for the model's own. The
+# model's arguments are part of the key so that another run reusing a call id never picks
+# them up. It lives in this process: the state is resumed where `approvals` applied it.
+_ARGUMENTS: dict[tuple[str, str, str], dict[str, Any] | None] = {}
 _ARGUMENTS_LOCK = threading.Lock()
+_UNDECIDED = object()
 
 
 def approvals(
@@ -105,11 +107,19 @@ def reviewed(tool: FunctionTool) -> FunctionTool:
     async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> Any:
         key = (tool.name, context.tool_call_id, arguments)
         with _ARGUMENTS_LOCK:
-            changed = _ARGUMENTS.pop(key, None)
-        if changed is None:
+            decided = _ARGUMENTS.pop(key, _UNDECIDED)
+        if decided is _UNDECIDED and context.is_tool_approved(tool.name, context.tool_call_id):
+            # Approved, but not by `approvals` in this process (a state approved by hand, or
+            # resumed elsewhere): whether a reviewer changed the arguments is unknown here, so
+            # it must not run with the model's.
+            raise HITLError(
+                f"{tool.name} was approved outside hitl_client.openai_agents.approvals in this "
+                "process; apply the decisions with approvals() where the run resumes."
+            )
+        if not isinstance(decided, dict):  # as the model called it, or needing no approval
             return await invoke(context, arguments)
-        output = await invoke(context, json.dumps(changed))
-        note = f"A reviewer changed the arguments to {_json(changed)} before it ran."
+        output = await invoke(context, json.dumps(decided))
+        note = f"A reviewer changed the arguments to {_json(decided)} before it ran."
         return f"{note} {output}" if isinstance(output, str) else output
 
     needs_approval = True if tool.needs_approval is False else tool.needs_approval
@@ -161,6 +171,7 @@ def _apply(
         decision = request.get("decision") or {}
         status = request["status"]
         if status in ("approved", "auto_approved"):
+            _remember(item, None)
             state.approve(item)
         elif status == "modified":
             _apply_modification(state, item, decision.get("final_action") or {})
@@ -173,13 +184,8 @@ def _apply(
 
 def _apply_modification(state: RunState, item: ToolApprovalItem, final: dict[str, Any]) -> None:
     changed = final.get("args", final)
-    tool = next(
-        (t for t in getattr(item.agent, "tools", []) if getattr(t, "name", None) == item.name),
-        None,
-    )
-    if getattr(tool, "takes_reviewed_arguments", False) and isinstance(changed, dict):
-        with _ARGUMENTS_LOCK:
-            _ARGUMENTS[(item.name or "", item.call_id or "", item.arguments or "")] = changed
+    if _takes_reviewed_arguments(item) and isinstance(changed, dict):
+        _remember(item, changed)
         state.approve(item)
         return
     # The SDK runs an approved call with the model's own arguments: refuse it, and give the
@@ -191,6 +197,19 @@ def _apply_modification(state: RunState, item: ToolApprovalItem, final: dict[str
             f"Call {item.name} again with exactly these arguments to go ahead."
         ),
     )
+
+
+def _remember(item: ToolApprovalItem, arguments: dict[str, Any] | None) -> None:
+    """Note what a `reviewed` tool runs this call with (other tools ignore it)."""
+    if _takes_reviewed_arguments(item):
+        with _ARGUMENTS_LOCK:
+            _ARGUMENTS[(item.name or "", item.call_id or "", item.arguments or "")] = arguments
+
+
+def _takes_reviewed_arguments(item: ToolApprovalItem) -> bool:
+    tools = getattr(item.agent, "tools", [])
+    tool = next((t for t in tools if getattr(t, "name", None) == item.name), None)
+    return bool(getattr(tool, "takes_reviewed_arguments", False))
 
 
 def _reviewer_text(decision: dict[str, Any]) -> str:

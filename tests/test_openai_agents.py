@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from agents import Agent, Runner, RunState, Usage, function_tool, set_tracing_disabled
+from agents.exceptions import UserError
 from agents.items import ModelResponse
 from agents.models.interface import Model
 from agents.testing import assistant_message, function_call
@@ -171,6 +172,31 @@ def test_a_modified_call_to_a_reviewed_tool_runs_with_the_reviewers_arguments(
         "it ran. refunded 60 on 1042"
     )
     assert ReviewRequest.objects.count() == 1
+
+
+@concurrent
+def test_an_approved_call_to_a_reviewed_tool_runs_as_the_model_made_it(client, refunds, alice):
+    refunded = []
+    thread = reviewer(lambda r: decide_request(r.pk, by=alice, outcome="approved"))
+    output = run_with_approvals(refund_agent(refunded, wrap=True), client, **UNSURE)
+    thread.join()
+    assert refunded == [(1042, 120)]
+    assert output == "refund said: refunded 120 on 1042"
+
+
+def test_a_reviewed_tool_approved_without_approvals_does_not_run(refunds):
+    refunded = []
+    agent = refund_agent(refunded, wrap=True)
+
+    def approve_by_hand():
+        result = Runner.run_sync(agent, "Refund order 1042")
+        state = result.to_state()
+        state.approve(result.interruptions[0])  # a reviewer may have changed it: unknown here
+        return Runner.run_sync(agent, state)
+
+    with pytest.raises(UserError, match="approved outside"):  # the SDK's wrapping of HITLError
+        in_own_thread(approve_by_hand)
+    assert refunded == []
 
 
 @concurrent
