@@ -10,6 +10,9 @@ outcome = client.wait(request["id"])          # the request once a human has dec
 @requires_approval(category="refunds", client=client)
 def issue_refund(order: int, amount: int) -> None: ...
 
+The decorator takes async functions too; `chosen_option`, `**kwargs` and `on_reject="return"`
+carry more of the reviewer's decision (see `requires_approval`).
+
 `AsyncClient` has the same calls as coroutines (`outcome = await client.wait(id)`).
 `client.interrupt(category, human_interrupt)` forwards a LangGraph interrupt; sending the same
 one again returns the first request (see `interrupt_key`).

@@ -151,6 +151,17 @@ def test_a_reviewers_answer_in_the_functions_place_is_its_result(client, refunds
 
 
 @concurrent
+def test_a_withdrawn_request_can_be_the_functions_result(client, refunds):
+    @requires_approval("refunds", client=client, timeout=20, describe=unsure, on_reject="return")
+    def refund(order: int) -> str:
+        raise AssertionError("must not run")
+
+    thread = reviewer(lambda r: client.cancel(str(r.public_id), reason="Handled by phone."))
+    assert refund(1042) == "The approval request was withdrawn."
+    thread.join()
+
+
+@concurrent
 def test_raised_a_responded_rejection_carries_the_answer(client, refunds, alice):
     @requires_approval(
         "refunds",
