@@ -235,3 +235,19 @@ def test_a_batch_approval_from_the_inbox_leaves_alone_what_does_not_allow_it(
     assert "1 approved" in content
     assert f"#{no_approve.pk}</a> This request does not allow Approve" in content
     assert ReviewRequest.objects.get(pk=no_approve.pk).is_pending
+
+
+def test_a_response_by_someone_else_is_named_as_one(client, alice, carol, agent, refunds):
+    request = submit(agent, refunds, ["respond"])
+    client.force_login(alice)
+    client.get(reverse("inbox_item", args=[request.pk]))  # alice has it open
+    decide_request(request.pk, by=carol, outcome="rejected", reason="Rotterdam", responded=True)
+    response = client.post(
+        reverse("inbox_decide", args=[request.pk]),
+        {"version": 1, "outcome": "respond", "reason": "Hamburg"},
+        **HX,
+    )
+    assert response.status_code == 409
+    assert "Already responded by carol at" in response.content.decode()
+    poll = client.get(reverse("inbox_poll"), {"shown": str(request.pk)}, **HX)
+    assert f"#{request.pk} was responded by carol and left your list." in poll.content.decode()

@@ -17,7 +17,7 @@ class TransitionError(Exception):
 
 
 def settled_by(request: ReviewRequest) -> str:
-    """'approved by carol', 'rejected by the deadline', 'cancelled by the agent': what settled
+    """'approved by carol', 'responded by carol', 'cancelled by the agent': what settled
     a request that is no longer pending, and who or what did it."""
     decision = getattr(request, "decision", None)
     if decision is not None:
@@ -27,7 +27,7 @@ def settled_by(request: ReviewRequest) -> str:
             who = "the deadline"
         else:
             who = "the rules"
-        return f"{decision.get_outcome_display().lower()} by {who}"
+        return f"{decision.verb_label.lower()} by {who}"
     if request.status == Status.CANCELLED:
         return "cancelled by the agent"
     if request.status == Status.AUTO_APPROVED:
