@@ -28,6 +28,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from reviews.models import Agent, AgentToken, Category, Decision, Guideline, ReviewRequest
 from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
 
 from .conftest import run_coroutine
 from .timeouts_support import ROOT, database_url, free_port
@@ -226,6 +227,21 @@ def test_a_token_revoked_while_the_server_runs_stops_its_calls(setup):
     assert not before.is_error
     assert after.is_error and "no longer valid" in after.content[0].text
     assert not ReviewRequest.objects.exists()
+
+
+def test_another_agents_request_does_not_exist_for_wait_for_decision(setup, refunds):
+    other = Agent.objects.create(name="other-bot")
+    theirs = submit_request(other, category=refunds, title="Theirs", confidence=0.1).request
+
+    async def scenario():
+        async with stdio_session(setup["token"]) as session:
+            return await session.call_tool(
+                "wait_for_decision", {"request_id": str(theirs.public_id)}
+            )
+
+    result = run_coroutine(scenario())
+    assert result.is_error and "No such request." in result.content[0].text
+    assert "Theirs" not in result.content[0].text
 
 
 def test_it_lists_its_tools_with_their_arguments(setup):
