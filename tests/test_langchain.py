@@ -25,7 +25,7 @@ from hitl_client import langchain as hitl_langchain
 from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
 
-from .conftest import run_coroutine, wait_for
+from .conftest import ROUTINE, run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -275,6 +275,21 @@ def test_a_per_call_rejection_reaches_the_model(client, refunds, alice):
     assert "Too much." in answer.content
 
 
+def test_a_per_call_edit_keeps_the_tool_so_langgraph_accepts_it(client, refunds, alice):
+    """LangGraph checks a per-call answer against the tool's response_schema, which pins the
+    tool's name: a reviewer who renamed it still gets their arguments run, by that tool."""
+    shop, model = Shop(), model_for(calls(REFUND))
+    agent = shop_agent(shop, model, "per_call", refund=True)
+
+    def rename(request, by):
+        final = {"name": "email", "args": {"order": 1042, "amount": 70}}
+        decide_request(request.pk, by=by, outcome="modified", final_action=final)
+
+    prompt = {"messages": [("user", "Refund order 1042")]}
+    in_own_thread(run_decided, client, agent, prompt, config(), [rename], alice)
+    assert shop.ran == [("refund", 1042, 70)]
+
+
 @concurrent
 def test_the_one_line_of_glue_waits_for_the_reviewer(client, refunds, alice):
     shop, model = Shop(), model_for(calls(REFUND))
@@ -403,3 +418,27 @@ def test_a_node_that_waits_itself_and_runs_again_finds_the_same_request(client, 
     with pytest.raises(ApprovalTimeout):
         in_own_thread(graph.invoke, {"amount": 950}, config("another"))
     assert ReviewRequest.objects.count() == 2
+
+
+def test_an_async_node_waits_with_an_async_client(live_server, agent_token, settings, refunds):
+    """hitl_client.langchain.ainterrupt: here no rule holds the refund, so it is approved at
+    once; the answer is what LangGraph's interrupt() would have returned."""
+    settings.HITL_UNDO_SECONDS = 0
+    routine = {"confidence": 0.95, "attributes": ROUTINE, "timeout": 10}
+
+    async def run() -> dict:
+        async with AsyncClient(live_server.url, agent_token, retries=0) as hitl:
+
+            async def node(state: State) -> State:
+                value = human_interrupt(state["amount"])
+                return {
+                    "answer": await hitl_langchain.ainterrupt(hitl, "refunds", value, **routine)
+                }
+
+            return await graph_of(node).ainvoke({"amount": 95}, config("async"))
+
+    result = run_coroutine(run())
+    assert result["answer"] == {"type": "accept", "args": None}
+    request = ReviewRequest.objects.get()
+    assert request.status == "auto_approved"
+    assert request.idempotency_key.startswith("langgraph-sha256:")
