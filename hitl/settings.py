@@ -417,5 +417,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The filesystem broker has no host; kombu warns about it on every connection.
-    "loggers": {"kombu.connection": {"level": "ERROR"}},
+    # The MCP SDK logs every stateless HTTP call ("Terminating session") at INFO.
+    "loggers": {"kombu.connection": {"level": "ERROR"}, "mcp": {"level": "WARNING"}},
 }

@@ -30,6 +30,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from .api import (
@@ -385,14 +386,15 @@ def build_server(
         auth=auth,
         log_level="WARNING",
     )
-    for tool in (
-        tools.request_approval,
-        tools.wait_for_decision,
-        tools.ask_human,
-        tools.get_guidelines,
-        tools.list_categories,
+    reads = ToolAnnotations(read_only_hint=True)
+    for tool, hints in (
+        (tools.request_approval, None),
+        (tools.wait_for_decision, None),
+        (tools.ask_human, None),
+        (tools.get_guidelines, reads),
+        (tools.list_categories, reads),
     ):
-        server.add_tool(tool, description=inspect.cleandoc(tool.__doc__ or ""))
+        server.add_tool(tool, description=inspect.cleandoc(tool.__doc__ or ""), annotations=hints)
     # Claude Code reads the first text block as JSON: no structured copy beside it.
     prompt = tools.approval_prompt
     server.add_tool(

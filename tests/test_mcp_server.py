@@ -252,6 +252,10 @@ def test_it_lists_its_tools_with_their_arguments(setup):
     tools = {tool.name: tool for tool in run_coroutine(scenario())}
     assert set(tools) == TOOLS
     assert tools["request_approval"].input_schema["required"] == ["category", "action"]
+    assert tools["get_guidelines"].annotations.read_only_hint is True
+    assert tools["request_approval"].description.startswith(
+        "Propose an action to a human reviewer and wait for the decision.\n\nRun the action"
+    )
     assert set(tools["approval_prompt"].input_schema["properties"]) == {
         "tool_name",
         "input",
