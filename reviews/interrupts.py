@@ -78,7 +78,6 @@ def human_interrupt_action(payload: InterruptIn) -> InterruptAction:
         allowed_decisions=[
             verb.value for flag, verb in INTERRUPT_VERBS.items() if getattr(config, flag)
         ],
-        attributes={"interrupt_config": config.model_dump()},
     )
 
 
@@ -86,8 +85,8 @@ def human_interrupt_action(payload: InterruptIn) -> InterruptAction:
 
 
 def form_of(request: ReviewRequest) -> str:
-    form = (request.attributes or {}).get("interrupt_form")
-    return form if isinstance(form, str) else "human_interrupt"
+    # A HumanInterrupt, the first form this API took, is what a request without one is.
+    return request.interrupt_form or "human_interrupt"
 
 
 def resume_value(bundle: list[ReviewRequest], statuses: list[str]) -> Any:

@@ -385,6 +385,8 @@ class ReviewRequest(models.Model):
     # they share the id of the first, and are answered together, in this order.
     bundle_id = models.UUIDField(null=True, blank=True)
     bundle_index = models.PositiveSmallIntegerField(default=0)
+    # The shape the interrupt came in (reviews.interrupts), so its answer goes back in it.
+    interrupt_form = models.CharField(max_length=24, blank=True)
 
     # What the rule engine said, and under which version of the category's policy.
     verdict = models.CharField(max_length=20, blank=True)

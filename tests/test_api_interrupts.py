@@ -106,6 +106,22 @@ def test_a_hitl_request_is_answered_once_every_action_is_decided_in_order(api, r
     }
 
 
+def test_the_answer_s_shape_is_the_interrupt_s_not_an_attribute_an_agent_can_set(
+    api, refunds, alice
+):
+    """The shape is kept beside the request, not in its attributes: the rules and the
+    reviewer's key data never see it, and an agent's attributes cannot change the answer."""
+    body = post(api, {**TOOL_APPROVAL, "attributes": {"interrupt_form": "hitl_request"}})
+    (request,) = requests_of(body)
+    assert request.interrupt_form == "tool_approval"
+    assert request.attributes["interrupt_form"] == "hitl_request"
+    decide(request.pk, alice, "approved")
+    assert answer(api, body)["response"] == {"type": "approve"}
+    legacy = requests_of(post(api, HUMAN_INTERRUPT))[0]
+    assert legacy.interrupt_form == "human_interrupt"
+    assert not {"interrupt_form", "interrupt_config"} & set(legacy.attributes)
+
+
 def test_an_approval_and_an_answer_in_the_tools_place(api, refunds, alice):
     body = post(api, HITL_REQUEST)
     refund, email = requests_of(body)

@@ -6,7 +6,7 @@ reviewer, so the inbox shows them together, in order, to the person who answers 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -16,7 +16,7 @@ from django.utils import timezone
 from ..models import Agent, Category, ReviewRequest
 from .submission import Submission, submit_request
 
-# attributes["interrupt_form"]: the shape the interrupt came in, so its answer goes back in it.
+# The shapes an interrupt comes in (ReviewRequest.interrupt_form); its answer goes back in it.
 FORMS = ("hitl_request", "tool_approval", "human_interrupt", "human_interrupt_list")
 # Forms whose requests are a bundle even when there is only one: their answer is a list.
 BUNDLED = ("hitl_request",)
@@ -33,7 +33,6 @@ class InterruptAction:
     task: str = ""
     situation: str = ""
     external_ref: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def submit_interrupt(
@@ -68,7 +67,7 @@ def submit_interrupt(
                 situation=action.situation,
                 proposed_action=action.proposed_action,
                 confidence=confidence,
-                attributes={**(attributes or {}), **action.attributes, **form_attribute(form)},
+                attributes=attributes,
                 idempotency_key=sibling_key(idempotency_key, index),
                 external_ref=action.external_ref,
                 allowed_decisions=action.allowed_decisions,
@@ -76,6 +75,7 @@ def submit_interrupt(
                 # The first request's id is the bundle's: it is known once the first is saved.
                 bundle_id=first.bundle_id if first is not None else None,
                 bundle_index=index,
+                interrupt_form=form,
                 same_assignee_as=first,
                 now=now,
             )
@@ -85,11 +85,6 @@ def submit_interrupt(
                 request.bundle_id = request.public_id
             submissions.append(submission)
     return submissions
-
-
-def form_attribute(form: str) -> dict[str, str]:
-    # A HumanInterrupt, the first form this API took, is what a request without it is.
-    return {} if form == "human_interrupt" else {"interrupt_form": form}
 
 
 def sibling_key(key: str, index: int) -> str:

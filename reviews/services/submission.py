@@ -119,6 +119,7 @@ def submit_request(
     callback_url: str = "",
     bundle_id: uuid.UUID | None = None,
     bundle_index: int = 0,
+    interrupt_form: str = "",
     same_assignee_as: ReviewRequest | None = None,
     now: datetime | None = None,
 ) -> Submission:
@@ -153,6 +154,7 @@ def submit_request(
             "callback_url": callback_url,
             "bundle_id": bundle_id,
             "bundle_index": bundle_index,
+            "interrupt_form": interrupt_form,
         }
     )
     # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
@@ -195,6 +197,7 @@ def submit_request(
         callback_url=callback_url,
         bundle_id=bundle_id,
         bundle_index=bundle_index,
+        interrupt_form=interrupt_form,
         created_at=now,
     )
     if verdict.needs_human:
