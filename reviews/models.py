@@ -13,12 +13,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
 from . import rules as engine
 from . import webhooks
+
+# URLField also takes ftp:// and ftps://, which the webhook sender never speaks.
+HTTP_ONLY = URLValidator(schemes=["http", "https"])
 
 
 class Queue(models.Model):
@@ -38,7 +41,9 @@ class Queue(models.Model):
         help_text="Where requests go after the last reassignment times out.",
     )
     chat_webhook_url = models.URLField(
-        blank=True, help_text="Optional Slack-compatible incoming webhook for reminders."
+        blank=True,
+        validators=[HTTP_ONLY],
+        help_text="Optional Slack-compatible incoming webhook for reminders.",
     )
 
     class Meta:
@@ -226,7 +231,7 @@ class Agent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     is_active = models.BooleanField(default=True)
-    webhook_url = models.URLField(blank=True)
+    webhook_url = models.URLField(blank=True, validators=[HTTP_ONLY])
     webhook_secret = models.CharField(max_length=100, default=_new_webhook_secret)
     # The secret before the last rotation, still signing deliveries during the overlap.
     previous_webhook_secret = models.CharField(max_length=100, blank=True, editable=False)

@@ -424,9 +424,10 @@ def test_an_admin_rotates_the_webhook_secret_and_the_old_one_stays_listed_for_th
     assert admin_client.post(reverse("agent_webhook_secret_rotate", args=[9999])).status_code == 404
 
 
-def test_a_bad_webhook_url_is_refused_at_the_field(admin_client, agent):
+@pytest.mark.parametrize("bad", ["not a url", "ftp://hooks.example.com/hitl"])
+def test_a_bad_webhook_url_is_refused_at_the_field(admin_client, agent, bad):
     url = reverse("agent_detail", args=[agent.pk])
-    response = admin_client.post(url, {"name": agent.name, "webhook_url": "not a url"})
+    response = admin_client.post(url, {"name": agent.name, "webhook_url": bad})
     assert response.status_code == 400
     assert response.context["form"].errors["webhook_url"]
     agent.refresh_from_db()
