@@ -1,5 +1,6 @@
 """The README's tour runs the example webhook receiver: it must accept what the server sends;
-the Pydantic AI, OpenAI Agents and LangChain examples must go on with the reviewers' decisions."""
+the Pydantic AI, OpenAI Agents, LangChain and LangGraph examples must go on with the reviewers'
+decisions."""
 
 from __future__ import annotations
 
@@ -184,3 +185,63 @@ def test_the_langchain_example_goes_on_with_each_decision_of_the_turn(
         output = pool.submit(module.main).result()
     thread.join()
     assert output == "Done: refunded 60.00 EUR on order A-1042; I phoned her."
+
+
+def edit_to(amount: float):
+    def decide(request, by):
+        final_action = {"action": "issue_refund", "args": {"order": "A-1042", "amount": amount}}
+        decide_request(request.pk, by=by, outcome="modified", final_action=final_action)
+
+    return decide
+
+
+def respond(answer: str):
+    return lambda request, by: decide_request(
+        request.pk, by=by, outcome="rejected", responded=True, reason=answer
+    )
+
+
+def approve(request, by):
+    decide_request(request.pk, by=by, outcome="approved")
+
+
+@concurrent
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("ask", "decide", "expected"),
+    [
+        ("dict", edit_to(60.0), "Done: refunded 60.00 EUR on order A-1042"),
+        (
+            "list",
+            respond("Ask for photos first."),
+            "Done: not refunded; the reviewer said: Ask for photos first.",
+        ),
+        ("in-node", approve, "Done: refunded 120.00 EUR on order A-1042"),
+    ],
+    ids=["interrupt-edited", "list-form-answered", "waits-in-node-approved"],
+)
+def test_the_langgraph_example_goes_on_with_the_reviewers_answer(
+    live_server, agent_token, settings, refunds, alice, ask, decide, expected
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "langgraph_interrupt_node.py"
+    spec = importlib.util.spec_from_file_location("langgraph_interrupt_node", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.client = Client(live_server.url, agent_token, retries=0)
+
+    proposed = []
+
+    def check_and_decide(request):
+        proposed.append(request.proposed_action)
+        decide(request, alice)
+
+    thread = reviewer(check_and_decide)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        output = pool.submit(module.main, ask).result()
+    thread.join()
+    assert output == expected
+    assert proposed == [{"action": "issue_refund", "args": {"order": "A-1042", "amount": 120.0}}]
+    request = ReviewRequest.objects.get()
+    key = "langgraph-sha256:" if ask == "in-node" else "interrupt:"
+    assert request.idempotency_key.startswith(key)
