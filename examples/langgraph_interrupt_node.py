@@ -60,7 +60,7 @@ def human_interrupt(state: Refund) -> dict[str, Any]:
             "allow_respond": True,
             "allow_ignore": True,
         },
-        "description": "The parcel arrived broken; the customer wants their money back.",
+        "description": "Refund 120 EUR on order A-1042: the parcel arrived broken.",
     }
 
 

@@ -1,13 +1,15 @@
 """The README's tour runs the example webhook receiver: it must accept what the server sends;
 the Pydantic AI, OpenAI Agents, LangChain and LangGraph examples must go on with the reviewers'
-decisions."""
+decisions, and the MCP example must print them, over streamable HTTP and over stdio."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,9 @@ from reviews import webhooks
 from reviews.models import ReviewRequest
 from reviews.services.decisions import decide_request
 
-from .conftest import wait_for
+from .conftest import run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
+from .test_mcp_server import TOOLS, server_env, serving_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -245,3 +248,71 @@ def test_the_langgraph_example_goes_on_with_the_reviewers_answer(
     request = ReviewRequest.objects.get()
     key = "langgraph-sha256:" if ask == "in-node" else "interrupt:"
     assert request.idempotency_key.startswith(key)
+
+
+@pytest.mark.postgres  # the MCP server is another process: it must see what the test commits
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+def test_the_mcp_example_prints_the_reviewers_decision_and_answer(
+    transport, agent_token, refunds, alice, settings, monkeypatch, capfd
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "mcp_agent.py"
+    spec = importlib.util.spec_from_file_location("mcp_agent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.TOKEN = agent_token
+    progress = []
+    show_progress = module.show_progress
+
+    async def counted(done, total, message):
+        progress.append(message)
+        await show_progress(done, total, message)
+
+    module.show_progress = counted
+
+    def decide_then_answer(refund):
+        wait_for(lambda: progress)  # the agent has been told it is waiting
+        if transport == "http":
+            final_action = {"action": "issue_refund", "args": {"order": "A-1042", "amount": 60.0}}
+            decide_request(refund.pk, by=alice, outcome="modified", final_action=final_action)
+        else:
+            decide_request(refund.pk, by=alice, outcome="rejected", reason="Photos first.")
+        question = wait_for(
+            lambda: ReviewRequest.objects.filter(status="pending").exclude(pk=refund.pk).first()
+        )
+        decide_request(
+            question.pk, by=alice, outcome="rejected", responded=True, reason="A voucher."
+        )
+
+    with ExitStack() as stack:
+        if transport == "stdio":  # the server it starts runs on the test database
+            for name, value in server_env().items():
+                monkeypatch.setenv(name, value)
+        else:
+            module.URL = stack.enter_context(serving_http())
+        thread = reviewer(decide_then_answer)
+        try:  # bounded: the example itself would wait for a reviewer as long as it takes
+            main = asyncio.wait_for(module.main(stdio=transport == "stdio"), 60)
+            decision, answer = run_coroutine(main)
+        finally:
+            thread.join()
+    out = capfd.readouterr().out
+    (tools,) = [line for line in out.splitlines() if line.startswith("Tools: ")]
+    assert set(tools.removeprefix("Tools: ").split(", ")) == TOOLS
+    assert f"Waiting for a reviewer on request {decision['request_id']}" in out
+    refund, question = ReviewRequest.objects.order_by("created_at")
+    assert refund.proposed_action == {
+        "action": "issue_refund",
+        "args": {"order": "A-1042", "amount": 120.0},
+    }
+    assert question.allowed_decisions == ["respond"]
+    if transport == "http":
+        assert (decision["status"], decision["decided_by"]) == ("modified", "alice")
+        assert "refunded 60.00 EUR on order A-1042" in out
+    else:
+        assert (decision["status"], decision["reason"]) == ("rejected", "Photos first.")
+        assert "Not refunded: Photos first." in out
+        assert "refunded" not in out.replace("Not refunded", "")
+    assert answer == "A voucher."
+    assert "Answer: A voucher." in out

@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -476,14 +476,15 @@ def test_approval_prompt_denies_when_nobody_decides_in_time(setup):
 # --- streamable HTTP ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def http_server(setup):
+@contextmanager
+def serving_http(**env: str) -> Iterator[str]:
+    """`manage.py mcp_server --transport http` on a free port of the test database; its URL."""
     port = free_port()
     log = open(os.devnull, "wb")  # noqa: SIM115 - the server writes to it for its lifetime
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "mcp_server", "--transport", "http", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, **server_env()},
+        env={**os.environ, **server_env(**env)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -504,6 +505,12 @@ def http_server(setup):
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+@pytest.fixture
+def http_server(setup):
+    with serving_http() as url:
+        yield url
 
 
 def test_http_refuses_a_call_without_a_valid_agent_token(http_server):
