@@ -39,6 +39,8 @@ client = Client(
     os.environ.get("HITL_URL", "http://127.0.0.1:8000"),
     os.environ.get("HITL_TOKEN", DEMO_TOKEN),
 )
+# What the category's rules read (and the reviewer sees as key data) beside the interrupt.
+FACTS = {"confidence": 0.62, "attributes": {"amount": 120.0, "customer_tier": "standard"}}
 
 
 class Refund(TypedDict, total=False):
@@ -70,7 +72,7 @@ def build_graph(ask: str = "dict") -> Any:
         if ask == "list":
             response = interrupt([request])[0]
         elif ask == "in-node":
-            response = hitl.interrupt(client, "refunds", request, timeout=900, confidence=0.62)
+            response = hitl.interrupt(client, "refunds", request, timeout=900, **FACTS)
         else:
             response = interrupt(request)
         if response["type"] == "accept":
@@ -99,7 +101,7 @@ def main(ask: str = "dict") -> str:
     result = graph.invoke({"order": "A-1042", "amount": 120.0}, config)
     while "__interrupt__" in result:
         # The one line of glue: the interrupt goes to a reviewer, the answer comes back.
-        decided = client.resume(result["__interrupt__"], "refunds", timeout=900, confidence=0.62)
+        decided = client.resume(result["__interrupt__"], "refunds", timeout=900, **FACTS)
         result = graph.invoke(Command(resume=decided), config)
     return f"Done: {result['outcome']}"
 

@@ -248,6 +248,7 @@ def test_the_langgraph_example_goes_on_with_the_reviewers_answer(
     request = ReviewRequest.objects.get()
     key = "langgraph-sha256:" if ask == "in-node" else "interrupt:"
     assert request.idempotency_key.startswith(key)
+    assert request.attributes["customer_tier"] == "standard"  # the rules read it
 
 
 @pytest.mark.postgres  # the MCP server is another process: it must see what the test commits
