@@ -30,6 +30,7 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 DEMO_TOKEN = "hitl_demo_support_bot_0123456789abcdef"  # printed by `manage.py seed_demo`
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,4 +117,9 @@ async def main(stdio: bool = False) -> tuple[dict[str, Any], str]:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(stdio="--stdio" in sys.argv[1:]))
+    try:
+        asyncio.run(main(stdio="--stdio" in sys.argv[1:]))
+    except* httpx2.ConnectError:
+        sys.exit(f"Nothing answers at {URL}: start the product with `make run`.")
+    except* MCPError:  # what a wrong token's 401 comes to in the client
+        sys.exit("The MCP server refused us: is HITL_TOKEN an agent's API token?")

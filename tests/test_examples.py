@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ from reviews.services.decisions import decide_request
 from .conftest import run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
 from .test_mcp_server import TOOLS, server_env, serving_http
+from .timeouts_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -317,3 +321,28 @@ def test_the_mcp_example_prints_the_reviewers_decision_and_answer(
         assert "refunded" not in out.replace("Not refunded", "")
     assert answer == "A voucher."
     assert "Answer: A voucher." in out
+
+
+def run_mcp_example(url: str, token: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HITL_MCP_URL": url, "HITL_TOKEN": token}
+    command = [sys.executable, "examples/mcp_agent.py"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_mcp_example_says_when_no_server_answers():
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    finished = run_mcp_example(url, "hitl_whatever")
+    assert finished.returncode == 1
+    assert finished.stderr.strip() == (
+        f"Nothing answers at {url}: start the product with `make run`."
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_mcp_example_says_when_the_server_refuses_its_token(agent_token):
+    with serving_http() as url:
+        finished = run_mcp_example(url, "hitl_not-a-token")
+    assert finished.returncode == 1
+    assert "is HITL_TOKEN an agent's API token?" in finished.stderr
+    assert "Traceback" not in finished.stderr
