@@ -121,5 +121,7 @@ if __name__ == "__main__":
         asyncio.run(main(stdio="--stdio" in sys.argv[1:]))
     except* httpx2.ConnectError:
         sys.exit(f"Nothing answers at {URL}: start the product with `make run`.")
-    except* MCPError:  # what a wrong token's 401 comes to in the client
-        sys.exit("The MCP server refused us: is HITL_TOKEN an agent's API token?")
+    except* MCPError as failed:  # a wrong token's 401 comes to "Server returned an error ..."
+        while isinstance(failed, BaseExceptionGroup):
+            failed = failed.exceptions[0]
+        sys.exit(f"MCP: {failed}. Is the server up, and HITL_TOKEN an agent's API token?")

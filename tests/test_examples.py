@@ -344,5 +344,8 @@ def test_the_mcp_example_says_when_the_server_refuses_its_token(agent_token):
     with serving_http() as url:
         finished = run_mcp_example(url, "hitl_not-a-token")
     assert finished.returncode == 1
-    assert "is HITL_TOKEN an agent's API token?" in finished.stderr
+    assert finished.stderr.strip() == (
+        "MCP: Server returned an error response. Is the server up, and HITL_TOKEN an agent's API"
+        " token?"
+    )
     assert "Traceback" not in finished.stderr
