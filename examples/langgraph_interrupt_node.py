@@ -81,7 +81,8 @@ def build_graph(ask: str = "dict") -> Any:
             return {"outcome": issue_refund(**response["args"]["args"])}
         if response["type"] == "response":  # the reviewer answered instead of deciding
             return {"outcome": f"not refunded; the reviewer said: {response['args']}"}
-        return {"outcome": "not refunded"}  # ignore: rejected, or withdrawn
+        # ignore: rejected (args is the reason), or withdrawn (args is None)
+        return {"outcome": f"not refunded: {response['args'] or 'withdrawn'}"}
 
     builder = StateGraph(Refund)
     builder.add_node("review", review)

@@ -165,7 +165,9 @@ def human_response(request: ReviewRequest, status: str) -> dict[str, Any] | None
     if status == Status.REJECTED:
         if request.decision.responded:
             return {"type": "response", "args": request.decision.reason}
-        return {"type": "ignore", "args": None}
+        # HumanResponse.args may be a string for any type: the reason rides along with the
+        # ignore, so the node can tell a refusal (and why) from an answer.
+        return {"type": "ignore", "args": request.decision.reason or None}
     if status == Status.CANCELLED:
         return {"type": "ignore", "args": None}
     return None

@@ -122,6 +122,29 @@ def test_the_answer_s_shape_is_the_interrupt_s_not_an_attribute_an_agent_can_set
     assert not {"interrupt_form", "interrupt_config"} & set(legacy.attributes)
 
 
+def test_the_rules_read_a_tool_call_s_arguments(api, refunds):
+    """A rule on `amount` sees the tool's own argument, with no attributes sent; an attribute
+    the agent sends wins, and long text stays content."""
+    big = {**REFUND, "args": {"order": 1042, "amount": 900, "note": "x" * 201}}
+    small = {**EMAIL, "args": {"to": "ana@example.com", "amount": 5}}
+    body = post(api, {**HITL_REQUEST, "action_requests": [big, small], "attributes": {}})
+    refund, email = requests_of(body)
+    assert refund.attributes["amount"] == 900 and "note" not in refund.attributes
+    assert email.attributes["amount"] == 5 and email.attributes["to"] == "ana@example.com"
+    sent = post(api, {**TOOL_APPROVAL, "attributes": {"amount": 1}})
+    assert requests_of(sent)[0].attributes["amount"] == 1
+
+
+def test_a_question_is_nobody_s_precedent(api, refunds):
+    """An ask-the-user tool answered is not a rejected proposal alike to later refunds."""
+    ask = {**TOOL_APPROVAL, "name": "ask_user", "args": {}, "allowed_decisions": ["respond"]}
+    (question,) = requests_of(post(api, ask))
+    assert question.precedent_key == ""
+    alike = {**TOOL_APPROVAL, "tool_call_id": "call_8", "args": {}}
+    (refund,) = requests_of(post(api, alike))
+    assert refund.precedent_key != ""
+
+
 def test_an_approval_and_an_answer_in_the_tools_place(api, refunds, alice):
     body = post(api, HITL_REQUEST)
     refund, email = requests_of(body)

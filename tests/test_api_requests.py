@@ -334,7 +334,7 @@ EDITED = {"action": "issue_refund", "args": {"order": 1042, "amount": 60}}
             {"reason": "Photos first.", "responded": True},
             {"type": "response", "args": "Photos first."},
         ),
-        ("rejected", {"reason": "No."}, {"type": "ignore", "args": None}),
+        ("rejected", {"reason": "No."}, {"type": "ignore", "args": "No."}),
     ],
     ids=["accept", "edit", "response", "ignore"],
 )
@@ -347,10 +347,10 @@ def test_the_decision_answers_in_langgraphs_human_response_shape(
     assert answer["response"] == expected
 
 
-def test_a_rejection_is_ignore_when_the_interrupt_does_not_allow_a_response(api, refunds, alice):
+def test_a_rejection_is_ignore_with_its_reason_when_no_response_is_allowed(api, refunds, alice):
     body = interrupt(api, allow_respond=False)
     decide(ReviewRequest.objects.get(public_id=body["id"]).pk, alice, "rejected", reason="No.")
-    assert api.get(body["answer_url"]).json()["response"] == {"type": "ignore", "args": None}
+    assert api.get(body["answer_url"]).json()["response"] == {"type": "ignore", "args": "No."}
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,13 @@ def submit_request(
     # not looked up first: the first try of every submission pays no extra query.
     now = now or timezone.now()
     rulebook = rulebook_for(category)
-    precedent_key = precedents.key_for(category, recommended_option or recommendation, attributes)
+    # A question (it cannot be approved, only answered) proposes nothing to be right or wrong
+    # about: it is nobody's precedent, and has none.
+    precedent_key = (
+        precedents.key_for(category, recommended_option or recommendation, attributes)
+        if Verb.APPROVE in verbs
+        else ""
+    )
     # Only the flags the agent did not send; who gave them is kept for the item page's note.
     precedents_from = precedents.annotate(attributes, precedent_key, now)
     verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
