@@ -21,36 +21,65 @@ from .outbox import queue_webhook
 Status = ReviewRequest.Status
 
 
+# How far each member's open requests are counted. Below it the least-loaded member gets the
+# request; at it, members count as equally full. A person cannot work through more than this
+# before their deadlines pass, and counting further would read every pending row of the
+# busiest members on each submission, a cost that grows with the backlog.
+LOAD_CAP = 500
+
+
 def pick_assignee(queue: Queue | None, exclude: list[int] | tuple[int, ...] = ()) -> Any:
-    """The least-loaded active, present member of the queue who has not had the request."""
+    """The least-loaded active, present member of the queue who has not had the request; ties
+    go to the lowest id, except when every member holds LOAD_CAP or more: then one of them at
+    random, so that a flood spreads over them instead of landing on one."""
     if queue is None:
         return None
-    # One plain statement: every escalated submission runs it, and the ORM's version of this
+    # Plain statements: every escalated submission runs one, and the ORM's version of this
     # subquery cost more CPU to compile than the database spent answering it.
-    params: list[Any] = [queue.pk, connection.ops.adapt_datetimefield_value(timezone.now())]
+    members: list[Any] = [queue.pk, connection.ops.adapt_datetimefield_value(timezone.now())]
     skip = ""
     if exclude:
         skip = f"AND u.id NOT IN ({', '.join(['%s'] * len(exclude))})"
-        params.extend(exclude)
-    params.append(Status.PENDING)
-    sql = _least_loaded_member_sql().format(skip=skip)
-    found = list(get_user_model().objects.raw(sql, params))
+        members.extend(exclude)
+    users = get_user_model().objects
+    found = list(
+        users.raw(_least_loaded_member_sql().format(skip=skip), [Status.PENDING, *members])
+    )
+    if found and found[0].open_load >= LOAD_CAP:
+        found = list(users.raw(_any_member_sql().format(skip=skip), members))
     return found[0] if found else None
+
+
+def _present_members_sql() -> str:
+    return f"""
+    FROM {get_user_model()._meta.db_table} u
+    JOIN {Queue.members.through._meta.db_table} m ON m.user_id = u.id AND m.queue_id = %s
+    LEFT JOIN {ReviewerProfile._meta.db_table} p ON p.user_id = u.id
+    WHERE u.is_active AND (p.away_until IS NULL OR p.away_until <= %s) {{skip}}
+"""
 
 
 @functools.cache
 def _least_loaded_member_sql() -> str:
+    # The inner LIMIT bounds the rows read per member (an index-only scan of
+    # request_pending_by_assignee), whatever the backlog.
     return f"""
-    SELECT u.* FROM {get_user_model()._meta.db_table} u
-    JOIN {Queue.members.through._meta.db_table} m ON m.user_id = u.id AND m.queue_id = %s
-    LEFT JOIN {ReviewerProfile._meta.db_table} p ON p.user_id = u.id
-    WHERE u.is_active AND (p.away_until IS NULL OR p.away_until <= %s) {{skip}}
-    ORDER BY (
-        SELECT COUNT(*) FROM {ReviewRequest._meta.db_table} r
-        WHERE r.assignee_id = u.id AND r.status = %s
-    ), u.id
+    SELECT u.*, (
+        SELECT COUNT(*) FROM (
+            SELECT 1 FROM {ReviewRequest._meta.db_table} r
+            WHERE r.assignee_id = u.id AND r.status = %s
+            LIMIT {LOAD_CAP}
+        ) held
+    ) AS open_load
+    {_present_members_sql()}
+    ORDER BY open_load, u.id
     LIMIT 1
 """
+
+
+@functools.cache
+def _any_member_sql() -> str:
+    return f"SELECT u.* {_present_members_sql()} ORDER BY random() LIMIT 1"
 
 
 def _move(
