@@ -38,7 +38,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.contrib.auth.models import Group, User  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
@@ -46,11 +46,10 @@ from django.urls import include, path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.common import throwaway_database  # noqa: E402
-from reviews.models import Agent, Category, Decision, Queue, ReviewRequest  # noqa: E402
+from bench.seed import request_row, setup_people, top_up  # noqa: E402
+from reviews.models import Agent, Category, Decision, ReviewRequest  # noqa: E402
 
 HX = {"HTTP_HX_REQUEST": "true"}
-CUSTOMERS = ["Globex", "Initech", "Hooli", "Acme Corp", "Umbrella Health", "Pied Piper"]
-TIERS = ["standard", "standard", "startup", "enterprise"]
 
 
 def bare(request: HttpRequest) -> HttpResponse:
@@ -61,73 +60,6 @@ urlpatterns = [path("bench/bare/", bare), path("", include("hitl.urls"))]
 
 
 # --- data ---------------------------------------------------------------------------------
-
-
-def setup_people() -> tuple[User, Category, Agent]:
-    reviewers = Group.objects.get_or_create(name="reviewers")[0]
-    user = User.objects.create_user("bench-reviewer", password="x")
-    other = User.objects.create_user("bench-other", password="x")
-    for person in (user, other):
-        person.groups.add(reviewers)
-    leads = Queue.objects.create(name="Leads", slug="leads")
-    queue = Queue.objects.create(name="Support", slug="support", next_queue=leads)
-    queue.members.add(user, other)
-    category = Category.objects.create(
-        slug="refunds", name="Refunds", queue=queue, reversibility="irreversible"
-    )
-    agent = Agent.objects.create(name="bench-bot", webhook_url="http://127.0.0.1:9/hook")
-    return user, category, agent
-
-
-def request_row(n: int, rng: random.Random, user: User, category: Category, agent: Agent, now):
-    amount = round(rng.uniform(15, 15000), 2)
-    customer = rng.choice(CUSTOMERS)
-    return ReviewRequest(
-        agent=agent,
-        category=category,
-        queue=category.queue,
-        assignee_id=user.pk if rng.random() < 0.3 else None,
-        title=f"Refund {amount:,.2f} EUR to {customer}",
-        task="Decide on a refund.",
-        situation="The parcel was lost in transit.",
-        attempted=["Checked order history", "Checked refund policy"],
-        options=[{"key": "A", "label": "Refund in full"}, {"key": "B", "label": "Deny"}],
-        recommendation="Refund in full.",
-        recommended_option="A",
-        proposed_action={"action": "refund", "order_id": n, "amount": amount, "currency": "EUR"},
-        confidence=round(rng.uniform(0.3, 0.99), 2),
-        attributes={"amount": amount, "customer": customer, "customer_tier": rng.choice(TIERS)},
-        verdict="escalate",
-        fired_rules=[
-            {
-                "rule_id": 1,
-                "field": "confidence",
-                "operator": "lt",
-                "value": 0.7,
-                "reason": "confidence 0.5 is below 0.7",
-                "unevaluable": False,
-            }
-        ],
-        group_key=f"group{n % 40:02d}",
-        precedent_key=f"key{n % 40:02d}",
-        status="pending",
-        priority=rng.choice([0, 1, 1, 1, 2, 3]),
-        deadline=now + timedelta(minutes=rng.randint(5, 600)),
-    )
-
-
-def top_up(target: int, user: User, category: Category, agent: Agent, rng: random.Random) -> None:
-    have = ReviewRequest.objects.filter(status="pending").count()
-    now = timezone.now()
-    for start in range(have, target, 5000):
-        ReviewRequest.objects.bulk_create(
-            [
-                request_row(n, rng, user, category, agent, now)
-                for n in range(start, min(start + 5000, target))
-            ]
-        )
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE reviews_reviewrequest")  # as autovacuum would have
 
 
 def add_precedents(user: User, category: Category, agent: Agent, rng: random.Random) -> None:

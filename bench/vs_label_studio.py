@@ -1,0 +1,544 @@
+"""Benchmark: this dashboard against Label Studio 1.23.2, the same four operations, same client.
+
+    .venv/bin/python bench/vs_label_studio.py [--pending 10000] [--rounds 6] [--per-round 10]
+        [--postgres postgres://postgres@127.0.0.1:5432]
+
+The first run installs `label-studio==1.23.2` with pip into its own virtual environment,
+`var/label-studio-1.23.2` (Python 3.11; `var/` is ignored by git), and later runs reuse it.
+Both servers run on PostgreSQL (both support it; Label Studio's own default, SQLite, would
+measure a different database), each in a database of its own (`ls_bench_ours`,
+`ls_bench_theirs`, created at the start and dropped at the end), and both are served the
+way Label Studio's `label-studio start` serves itself: Django's threaded `runserver`, on
+127.0.0.1, with DEBUG off, so the WSGI server is the same for both. Each is given `--pending`
+items waiting for a decision, inserted in bulk (ours 5,000 rows a statement, as
+`bench/inbox.py` does; Label Studio's through its own import API, 10,000 tasks a call).
+
+The client is one: `http.client` with a new connection per request, one request at a time.
+The operations, mapped to what a reviewer (or the agent) does on each:
+
+- create: one item waits for a person. Ours: the agent's `POST /api/v1/requests` (a category
+  in gate mode, so every submission waits for a human), with its token. Theirs:
+  `POST /api/tasks/` (one task, to a project), with the user's token.
+- list: the first page of work. Ours: `GET /inbox/` as a logged-in reviewer, the whole HTML
+  page with 50 rows, the counts per queue and the groups. Theirs: `GET /api/tasks/` with the
+  project, page 1, 50 tasks: the JSON the data manager page fetches to draw its table (the
+  page itself is a static shell).
+- next: open the next item. Ours: the item partial (`GET /inbox/<id>/`, htmx) of the request
+  at the top of the list, whose id the list gave. Theirs: `GET /api/projects/<id>/next/`,
+  which picks the next task and locks it for the annotator.
+- decide: ours: `POST /inbox/<id>/decide/` (approve, htmx), which also picks and renders the
+  next request; theirs: `POST /api/tasks/<id>/annotations/` with a choice. The item decided
+  is the top pending one on each side, read from each database before the request.
+
+A fifth row, "bare", is each server's cheapest answer (our `GET /api/v1/ping`, their
+`GET /health/`): what a request costs on this machine before any work, which no operation can
+go below.
+
+Rounds interleave the two servers (ours then theirs, then theirs then ours, ...): each round
+sends `--per-round` requests of each operation to each, and its ratio is our median over
+theirs. Printed per operation: both medians over all rounds, their ratio, and the spread
+(lowest and highest round's ratio). The goal is a ratio <= 0.25 on every operation: "met in
+every round" when the highest round's ratio is within it. "Cold" is the first request of
+each operation after each server started (one sample each). The date and load average are
+printed at the start and end: the machine is shared, so only the ratios of one run mean
+anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LS_VERSION = "1.23.2"
+LS_VENV = ROOT / "var" / f"label-studio-{LS_VERSION}"
+LS_DATA = ROOT / "var" / "label-studio-data"
+OURS_DB, THEIRS_DB = "ls_bench_ours", "ls_bench_theirs"
+AGENT_TOKEN = "hitl_bench_agent_token_vs_label_studio_0123"
+LS_TOKEN = "lsbenchtoken0123456789abcdef0123456789ab"
+LS_USER, PASSWORD = "bench@localhost.test", "bench-password-1"
+LABEL_CONFIG = (
+    '<View><Text name="text" value="$text"/>'
+    '<Choices name="decision" toName="text">'
+    '<Choice value="Approve"/><Choice value="Reject"/></Choices></View>'
+)
+GOAL = 0.25
+OPERATIONS = ("create", "list", "next", "decide")
+FLOOR = "bare"  # measured like the operations, printed apart: no goal applies to it
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pending", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--per-round", type=int, default=10, help="requests per op, server, round")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
+        help="PostgreSQL server both databases are created on",
+    )
+    parser.add_argument("--port", type=int, default=8131, help="ours; Label Studio's is +1")
+    return parser.parse_args()
+
+
+def stamp(when: str) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status: int, body: bytes, cookies: dict[str, str], ms: float):
+        self.status, self.body, self.cookies, self.ms = status, body, cookies, ms
+
+    def json(self) -> dict | list:
+        return json.loads(self.body)
+
+
+def call(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> Response:
+    """One request on a new connection, timed from connecting to the last byte read."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    ms = (time.perf_counter() - started) * 1000
+    cookies = {}
+    for name, value in response.getheaders():
+        if name.lower() == "set-cookie":
+            key, _, rest = value.partition("=")
+            cookies[key.strip()] = rest.split(";", 1)[0]
+    return Response(response.status, data, cookies, ms)
+
+
+def expect(response: Response, *statuses: int) -> Response:
+    if response.status not in statuses:
+        raise SystemExit(f"unexpected {response.status}: {response.body[:300]!r}")
+    return response
+
+
+def wait_for(port: int, path: str, proc: subprocess.Popen, name: str, seconds: int = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited at start")
+        try:
+            if call(port, "GET", path).status < 500:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{name} did not answer within {seconds} s")
+
+
+# --- databases ----------------------------------------------------------------------------
+
+
+def admin(server: str, sql: str) -> None:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def fresh_database(server: str, name: str) -> None:
+    admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin(server, f'CREATE DATABASE "{name}"')
+
+
+# --- our side -----------------------------------------------------------------------------
+
+
+def ours_env(server: str, port: int, var_dir: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{server}/{OURS_DB}",
+        "DEBUG": "false",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_COOKIES": "false",
+        "HITL_API_RATE_LIMIT": "0",
+        "LOGIN_FAILURE_LIMIT": "1000",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "bench.static_settings",
+        "PYTHONPATH": str(ROOT),
+        # Webhooks go to a private queue (the embedded filesystem broker in a temporary folder
+        # unless REDIS_URL is set); no worker runs.
+        "CELERY_QUEUE": f"hitl-bench-vs-ls-{os.getpid()}",
+        "HITL_VAR_DIR": var_dir,
+    }
+    env.pop("PORT", None)
+    return env
+
+
+SEED_OURS = """
+import random, sys
+import django
+django.setup()
+from bench.seed import setup_people, top_up
+from reviews.models import AgentToken, Category
+user, category, agent = setup_people()
+Category.objects.filter(pk=category.pk).update(mode=Category.Mode.GATE)
+AgentToken.issue(agent, name="bench", raw=sys.argv[-2])
+user.set_password(sys.argv[-1])
+user.save()
+top_up(int(sys.argv[-3]), user, category, agent, random.Random(4))
+"""
+
+
+def seed_ours(env: dict[str, str], pending: int) -> None:
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    script = Path(env["HITL_VAR_DIR"]) / "seed.py"
+    script.write_text(SEED_OURS)
+    subprocess.run(
+        [sys.executable, str(script), str(pending), AGENT_TOKEN, PASSWORD],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        input=b"",
+    )
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self, port: int, server: str):
+        self.port, self.server = port, server
+        self.cookies: dict[str, str] = {}
+        self.n = 0
+
+    def login(self) -> None:
+        page = expect(call(self.port, "GET", "/login/"), 200)
+        self.cookies.update(page.cookies)
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1)
+        form = urlencode(
+            {"username": "bench-reviewer", "password": PASSWORD, "csrfmiddlewaretoken": token}
+        )
+        done = call(self.port, "POST", "/login/", form.encode(), self.form_headers())
+        expect(done, 302)
+        self.cookies.update(done.cookies)
+
+    def headers(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+
+    def form_headers(self) -> dict[str, str]:
+        return {
+            **self.headers(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-CSRFToken": self.cookies.get("csrftoken", ""),
+        }
+
+    def top(self) -> tuple[int, int]:
+        """The request at the top of the reviewer's list (the list's order), and its version."""
+        with psycopg.connect(f"{self.server}/{OURS_DB}") as conn:
+            return conn.execute(
+                "SELECT id, proposal_version FROM reviews_reviewrequest WHERE status = 'pending'"
+                " ORDER BY priority DESC, deadline, id LIMIT 1"
+            ).fetchone()
+
+    def create(self) -> Response:
+        self.n += 1
+        body = json.dumps(
+            {
+                "category": "refunds",
+                "title": f"Refund {self.n}",
+                "situation": "Parcel arrived damaged.",
+                "options": [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Deny"}],
+                "recommended_option": "A",
+                "proposed_action": {"action": "refund", "order": self.n, "amount": 120},
+                "confidence": 0.5,
+                "attributes": {"amount": 120, "customer_tier": "standard"},
+            }
+        ).encode()
+        headers = {
+            "Authorization": f"Bearer {AGENT_TOKEN}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"vs-ls-{uuid.uuid4().hex}",
+        }
+        return expect(call(self.port, "POST", "/api/v1/requests", body, headers), 201)
+
+    def bare(self) -> Response:
+        return expect(call(self.port, "GET", "/api/v1/ping"), 200)
+
+    def list(self) -> Response:
+        response = expect(call(self.port, "GET", "/inbox/", headers=self.headers()), 200)
+        assert b'id="list"' in response.body
+        return response
+
+    def next(self) -> Response:
+        pk, _ = self.top()
+        headers = {**self.headers(), "HX-Request": "true"}
+        return expect(call(self.port, "GET", f"/inbox/{pk}/", headers=headers), 200)
+
+    def decide(self) -> Response:
+        pk, version = self.top()
+        form = urlencode({"outcome": "approve", "version": version}).encode()
+        headers = {**self.form_headers(), "HX-Request": "true"}
+        response = call(self.port, "POST", f"/inbox/{pk}/decide/", form, headers)
+        expect(response, 200)
+        assert b'id="item"' in response.body
+        return response
+
+
+# --- Label Studio -------------------------------------------------------------------------
+
+
+def install_label_studio() -> Path:
+    """Its own venv under var/, made once; pip is the only thing fetched from outside."""
+    binary = LS_VENV / "bin" / "label-studio"
+    if binary.exists():
+        return binary
+    print(f"Installing label-studio=={LS_VERSION} into {LS_VENV} (first run only)", flush=True)
+    subprocess.run(["python3.11", "-m", "venv", str(LS_VENV)], check=True)
+    pip = [str(LS_VENV / "bin" / "pip"), "install", "-q"]
+    subprocess.run([*pip, f"label-studio=={LS_VERSION}"], check=True)
+    return binary
+
+
+def theirs_env(server: str) -> dict[str, str]:
+    url = urlsplit(server)
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PORT")},
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": THEIRS_DB,
+        "POSTGRE_USER": url.username or "postgres",
+        "POSTGRE_PASSWORD": url.password or "",
+        "POSTGRE_HOST": url.hostname or "127.0.0.1",
+        "POSTGRE_PORT": str(url.port or 5432),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(LS_DATA),
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "COLLECT_ANALYTICS": "false",
+        "LATEST_VERSION_CHECK": "false",
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+    }
+
+
+def start_theirs(binary: Path, env: dict[str, str], port: int) -> subprocess.Popen:
+    command = [
+        str(binary),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--username",
+        LS_USER,
+        "--password",
+        PASSWORD,
+        "--user-token",
+        LS_TOKEN,
+        "--enable-legacy-api-token",
+        "--log-level",
+        "WARNING",
+    ]
+    log = open(LS_DATA / "server.log", "ab")  # noqa: SIM115 - the server's lifetime
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(port, "/health/", proc, "Label Studio", seconds=600)
+    return proc
+
+
+class Theirs:
+    name = "theirs"
+
+    def __init__(self, port: int, server: str):
+        self.port, self.server = port, server
+        self.project = 0
+        self.n = 0
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {LS_TOKEN}", "Content-Type": "application/json"}
+
+    def post(self, path: str, payload: object, *statuses: int) -> Response:
+        body = json.dumps(payload).encode()
+        return expect(call(self.port, "POST", path, body, self.headers()), *statuses)
+
+    def setup(self, pending: int) -> None:
+        project = self.post(
+            "/api/projects/",
+            {"title": "Bench", "label_config": LABEL_CONFIG, "sampling": "Sequential sampling"},
+            201,
+        ).json()
+        self.project = project["id"]
+        for start in range(0, pending, 10_000):
+            tasks = [task(n) for n in range(start, min(start + 10_000, pending))]
+            self.post(f"/api/projects/{self.project}/import", tasks, 201)
+        with psycopg.connect(f"{self.server}/{THEIRS_DB}", autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE task")  # as autovacuum would have
+
+    def top(self) -> int:
+        """The first task nobody labelled, the one sequential sampling gives next."""
+        with psycopg.connect(f"{self.server}/{THEIRS_DB}") as conn:
+            return conn.execute(
+                "SELECT id FROM task WHERE project_id = %s AND NOT is_labeled ORDER BY id LIMIT 1",
+                [self.project],
+            ).fetchone()[0]
+
+    def create(self) -> Response:
+        self.n += 1
+        return self.post("/api/tasks/", {"project": self.project, "data": task(-self.n)}, 201)
+
+    def bare(self) -> Response:
+        return expect(call(self.port, "GET", "/health/"), 200)
+
+    def list(self) -> Response:
+        query = urlencode({"project": self.project, "page": 1, "page_size": 50})
+        response = expect(call(self.port, "GET", f"/api/tasks/?{query}", None, self.headers()), 200)
+        assert len(response.json()["tasks"]) == 50
+        return response
+
+    def next(self) -> Response:
+        path = f"/api/projects/{self.project}/next/"
+        return expect(call(self.port, "GET", path, None, self.headers()), 200)
+
+    def decide(self) -> Response:
+        result = [
+            {
+                "from_name": "decision",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": ["Approve"]},
+            }
+        ]
+        return self.post(f"/api/tasks/{self.top()}/annotations/", {"result": result}, 201)
+
+
+def task(n: int) -> dict:
+    """What Label Studio stores for an item: the same text and proposal our request carries."""
+    return {
+        "text": f"Refund {n}: the parcel was lost in transit. Decide on a refund.",
+        "proposed_action": {"action": "refund", "order_id": n, "amount": 120, "currency": "EUR"},
+        "options": [{"key": "A", "label": "Refund in full"}, {"key": "B", "label": "Deny"}],
+        "confidence": 0.5,
+        "attributes": {"amount": 120, "customer": "Globex", "customer_tier": "standard"},
+    }
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def start_ours(env: dict[str, str], port: int) -> subprocess.Popen:
+    command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    log = open(Path(env["HITL_VAR_DIR"]) / "server.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(port, "/api/v1/ping", proc, "our server")
+    return proc
+
+
+def measure(sides: list, rounds: int, per_round: int) -> dict[str, dict[str, list]]:
+    """{operation: {side: [per-round lists of ms]}}, the sides alternating first and second."""
+    samples = {op: {s.name: [] for s in sides} for op in (*OPERATIONS, FLOOR)}
+    for r in range(rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        for op in (*OPERATIONS, FLOOR):
+            for side in order:
+                run: Callable[[], Response] = getattr(side, op)
+                samples[op][side.name].append([run().ms for _ in range(per_round)])
+        print(f"  round {r + 1}/{rounds} done", flush=True)
+    return samples
+
+
+def verdict(ratio: float, worst: float) -> str:
+    if worst <= GOAL:
+        return "met in every round"
+    return "met by the medians, not in every round" if ratio <= GOAL else "NOT met"
+
+
+def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]]) -> None:
+    print(
+        f"\n{'operation':<9} {'ours p50':>10} {'theirs p50':>11} {'ratio':>7} "
+        f"{'spread (rounds)':>16} {'cold ours':>10} {'cold theirs':>12}  goal <= {GOAL}"
+    )
+    for op in (*OPERATIONS, FLOOR):
+        ours, theirs = samples[op]["ours"], samples[op]["theirs"]
+        ours_p50 = statistics.median(ms for batch in ours for ms in batch)
+        theirs_p50 = statistics.median(ms for batch in theirs for ms in batch)
+        per_round = [
+            statistics.median(a) / statistics.median(b) for a, b in zip(ours, theirs, strict=True)
+        ]
+        ratio = ours_p50 / theirs_p50
+        print(
+            f"{op:<9} {ours_p50:8.1f}ms {theirs_p50:9.1f}ms {ratio:7.2f} "
+            f"{min(per_round):7.2f} - {max(per_round):5.2f} "
+            f"{cold[op]['ours']:8.1f}ms {cold[op]['theirs']:10.1f}ms  "
+            + (verdict(ratio, max(per_round)) if op != FLOOR else "(the floor: no work)")
+        )
+
+
+def main() -> None:
+    args = parse_args()
+    stamp("start")
+    server = args.postgres.rstrip("/")
+    binary = install_label_studio()
+    LS_DATA.mkdir(parents=True, exist_ok=True)
+    var_dir = tempfile.mkdtemp(prefix="hitl-bench-vs-ls-")
+    env = ours_env(server, args.port, var_dir)
+    procs: list[subprocess.Popen] = []
+    try:
+        fresh_database(server, OURS_DB)
+        fresh_database(server, THEIRS_DB)
+        started = time.monotonic()
+        seed_ours(env, args.pending)
+        print(f"ours seeded with {args.pending:,} pending in {time.monotonic() - started:.0f} s")
+        procs.append(start_ours(env, args.port))
+        started = time.monotonic()
+        procs.append(start_theirs(binary, theirs_env(server), args.port + 1))
+        print(f"Label Studio migrated and started in {time.monotonic() - started:.0f} s")
+        ours, theirs = Ours(args.port, server), Theirs(args.port + 1, server)
+        started = time.monotonic()
+        theirs.setup(args.pending)
+        print(f"theirs seeded with {args.pending:,} tasks in {time.monotonic() - started:.0f} s")
+        ours.login()
+        sides = [ours, theirs]
+        cold = {op: {s.name: getattr(s, op)().ms for s in sides} for op in (*OPERATIONS, FLOOR)}
+        for side in sides:  # warm each server's connections, caches and templates
+            for op in (*OPERATIONS, FLOOR):
+                for _ in range(3):
+                    getattr(side, op)()
+        stamp("measuring")
+        samples = measure(sides, args.rounds, args.per_round)
+        report(samples, cold)
+        print(
+            f"\n{args.pending:,} pending on each side, {args.rounds} rounds x {args.per_round} "
+            "requests per operation and side; both on PostgreSQL, Django runserver, DEBUG off"
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for name in (OURS_DB, THEIRS_DB):
+            admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(var_dir, ignore_errors=True)
+        stamp("end")
+
+
+if __name__ == "__main__":
+    main()
