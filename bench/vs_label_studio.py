@@ -24,8 +24,8 @@ The operations, mapped to what a reviewer (or the agent) does on each:
   project, page 1, 50 tasks: the JSON the data manager page fetches to draw its table (the
   page itself is a static shell).
 - next: open the next item. Ours: the item partial (`GET /inbox/<id>/`, htmx) of the request
-  at the top of the list, whose id the list gave. Theirs: `GET /api/projects/<id>/next/`,
-  which picks the next task and locks it for the annotator.
+  at the top of the list (the client reads its id from the database, untimed). Theirs:
+  `GET /api/projects/<id>/next/`, which picks the next task and locks it for the annotator.
 - decide: ours: `POST /inbox/<id>/decide/` (approve, htmx), which also picks and renders the
   next request; theirs: `POST /api/tasks/<id>/annotations/` with a choice. The item decided
   is the top pending one on each side, read from each database before the request.
@@ -39,9 +39,9 @@ sends `--per-round` requests of each operation to each, and its ratio is our med
 theirs. Printed per operation: both medians over all rounds, their ratio, and the spread
 (lowest and highest round's ratio). The goal is a ratio <= 0.25 on every operation: "met in
 every round" when the highest round's ratio is within it. "Cold" is the first request of
-each operation after each server started (one sample each). The date and load average are
-printed at the start and end: the machine is shared, so only the ratios of one run mean
-anything.
+each operation after each server started and was seeded (one sample each). The date and
+load average are printed at the start and end: the machine is shared, so only the ratios of
+one run mean anything.
 """
 
 from __future__ import annotations
