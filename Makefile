@@ -25,8 +25,8 @@ $(NPM_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NPM_STAMP)
 
-# Web, Celery worker and Celery beat on http://127.0.0.1:8000 with SQLite and the embedded
-# filesystem broker; Ctrl-C stops all three.
+# Web, Celery worker, Celery beat and the MCP server (on :8001) with SQLite and the embedded
+# filesystem broker; web on http://127.0.0.1:8000; Ctrl-C stops all four.
 run: export DEBUG ?= true
 run: install
 	$(PY) manage.py migrate --noinput

@@ -2,7 +2,7 @@
 
 Start the product with `make run` (it prints the demo token), then in another terminal:
 
-    python examples/langchain_agent.py     # HITL_URL / HITL_TOKEN override the defaults
+    .venv/bin/python examples/langchain_agent.py     # HITL_URL, HITL_TOKEN override
 
 The model asks for two tool calls in one turn; the middleware pauses the agent with one
 interrupt for both (a LangChain HITLRequest). `client.resume` sends it to HITL Review as it is

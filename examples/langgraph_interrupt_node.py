@@ -2,9 +2,9 @@
 
 Start the product with `make run` (it prints the demo token), then in another terminal:
 
-    python examples/langgraph_interrupt_node.py     # HITL_URL / HITL_TOKEN override the defaults
-    python examples/langgraph_interrupt_node.py --list          # interrupt([request])[0]
-    python examples/langgraph_interrupt_node.py --wait-in-node  # the node waits itself
+    .venv/bin/python examples/langgraph_interrupt_node.py     # HITL_URL, HITL_TOKEN override
+    .venv/bin/python examples/langgraph_interrupt_node.py --list          # interrupt([request])[0]
+    .venv/bin/python examples/langgraph_interrupt_node.py --wait-in-node  # the node waits itself
 
 The node asks with a HumanInterrupt (`action_request`, `config`, `description`) and the graph
 pauses; `client.resume` sends it to HITL Review as it is and waits. Open

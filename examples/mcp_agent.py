@@ -3,8 +3,8 @@
 Start the product with `make run` (it serves MCP over streamable HTTP at :8001/mcp), then in
 another terminal:
 
-    python examples/mcp_agent.py           # HITL_MCP_URL / HITL_TOKEN override the defaults
-    python examples/mcp_agent.py --stdio   # starts `python manage.py mcp_server` itself
+    .venv/bin/python examples/mcp_agent.py           # HITL_MCP_URL, HITL_TOKEN override
+    .venv/bin/python examples/mcp_agent.py --stdio   # starts `python manage.py mcp_server` itself
 
 It lists the server's tools, then calls `request_approval` for a 120 EUR refund, which waits
 for a person, printing the server's progress notifications. Open

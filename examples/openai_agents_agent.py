@@ -3,7 +3,7 @@
 Start the product with `make run` (it prints the demo token), then in another terminal:
 
     pip install "./hitl_client[openai-agents]"   # `make run` has installed it already
-    python examples/openai_agents_agent.py       # HITL_URL / HITL_TOKEN override the defaults
+    .venv/bin/python examples/openai_agents_agent.py       # HITL_URL, HITL_TOKEN override
 
 The tool needs approval (`reviewed` sets `needs_approval` and lets a reviewer's changed
 arguments through), so the agent's run pauses with the call in `result.interruptions`.
@@ -78,7 +78,7 @@ agent = Agent(
 def main() -> str:
     result = Runner.run_sync(agent, "Order A-1042 arrived broken; the customer wants 120 EUR.")
     while result.interruptions:
-        print("Waiting for a reviewer at http://127.0.0.1:8000/inbox/ ...")
+        print(f"Waiting for a reviewer at {client.base_url}/inbox/ ...")
         # The one line of glue: a review request per call, the decisions applied to the run.
         state = approvals(client, "refunds", result, timeout=900, confidence=0.62)
         result = Runner.run_sync(agent, state)

@@ -3,7 +3,7 @@
 Start the product with `make run` (it prints the demo token), then in another terminal:
 
     pip install "./hitl_client[pydantic-ai]"   # `make run` has installed it already
-    python examples/pydantic_ai_agent.py       # HITL_URL / HITL_TOKEN override the defaults
+    .venv/bin/python examples/pydantic_ai_agent.py       # HITL_URL, HITL_TOKEN override
 
 The tool is registered with `requires_approval=True`, so the agent's first run ends with the
 call unexecuted (`DeferredToolRequests`). `approvals` submits it as a review request and
@@ -60,7 +60,7 @@ def issue_refund(order: str, amount: float) -> str:
 def main() -> str:
     result = agent.run_sync("Order A-1042 arrived broken; the customer wants 120 EUR back.")
     while isinstance(result.output, DeferredToolRequests):
-        print("Waiting for a reviewer at http://127.0.0.1:8000/inbox/ ...")
+        print(f"Waiting for a reviewer at {client.base_url}/inbox/ ...")
         # The one line of glue: a review request per call, answered once a person decides.
         decisions = approvals(client, "refunds", result.output, timeout=900, confidence=0.62)
         result = agent.run_sync(

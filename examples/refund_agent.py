@@ -2,7 +2,7 @@
 
 Start the product with `make run` (it prints the demo token), then in another terminal:
 
-    python examples/refund_agent.py            # HITL_URL / HITL_TOKEN override the defaults
+    .venv/bin/python examples/refund_agent.py            # HITL_URL, HITL_TOKEN override
 
 The agent reads the category's guidelines (for its prompt), asks the server whether a refund
 would need a human (dry run), then calls `issue_refund`, which `@requires_approval` holds

@@ -4,9 +4,9 @@ Start the product with `make run`, log in at http://127.0.0.1:8000/ as `admin` /
 open Policies -> Agents -> support-bot, set its webhook URL to http://127.0.0.1:9000/ and copy
 its signing secret, then in another terminal:
 
-    HITL_WEBHOOK_SECRET=<secret> python examples/webhook_receiver.py   # HITL_WEBHOOK_PORT
+    HITL_WEBHOOK_SECRET=<secret> .venv/bin/python examples/webhook_receiver.py   # HITL_WEBHOOK_PORT
 
-Make support-bot ask (`python examples/refund_agent.py`, say) and decide its request at
+Make support-bot ask (`.venv/bin/python examples/refund_agent.py`, say) and decide its request at
 http://127.0.0.1:8000/inbox/ (log in as `reviewer` / `hitl-demo`): once the undo window
 closes, the receiver checks the delivery's signature and prints the event and the outcome.
 

@@ -48,7 +48,6 @@ from .lookups import category_with_queue
 from .models import Agent, ReviewRequest, Verb
 from .services.errors import IdempotencyConflict
 from .services.guidelines import guidelines_for
-from .services.interrupts import attributes_for
 from .services.submission import submit_request
 
 Status = ReviewRequest.Status
@@ -234,7 +233,7 @@ class Tools:
             recommended_option=recommended_option,
             proposed_action={"action": action, "args": args},
             confidence=confidence,
-            attributes=attributes_for(args, attributes),
+            attributes=attributes or {},
             idempotency_key=idempotency_key,
         )
         review, waited = await self.settle(agent, review, ctx)

@@ -133,6 +133,13 @@ def test_the_rules_read_a_tool_call_s_arguments(api, refunds):
     assert email.attributes["amount"] == 5 and email.attributes["to"] == "ana@example.com"
     sent = post(api, {**TOOL_APPROVAL, "attributes": {"amount": 1}})
     assert requests_of(sent)[0].attributes["amount"] == 1
+    # Any door: what the OpenAI Agents and Pydantic AI adapters send to /requests.
+    call = {"tool": "issue_refund", "args": {"order": 7, "amount": 950}}
+    body = {"category": "refunds", "title": "Refund", "proposed_action": call}
+    response = api.post_json("/api/v1/requests", body)
+    assert response.status_code == 201
+    assert "amount is missing" not in response.content.decode()
+    assert ReviewRequest.objects.get(public_id=response.json()["id"]).attributes["amount"] == 950
 
 
 def test_a_question_is_nobody_s_precedent(api, refunds):

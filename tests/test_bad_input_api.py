@@ -191,4 +191,4 @@ def test_an_interrupt_answer_survives_attributes_that_set_interrupt_config(api, 
         decide_request(review.pk, by=alice, outcome="rejected", reason="No.", now=past)
         answer = api.get(f"/api/v1/interrupts/{review.public_id}")
         assert answer.status_code == 200, (config, answer.content)
-        assert answer.json()["response"] == {"type": "ignore", "args": None}
+        assert answer.json()["response"] == {"type": "ignore", "args": "No."}

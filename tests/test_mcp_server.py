@@ -194,7 +194,7 @@ def test_the_example_config_starts_the_stdio_server(setup):
     stdio = entry["hitl-stdio"]
     env = {k: v.replace("${HITL_AGENT_TOKEN}", setup["token"]) for k, v in stdio["env"].items()}
     params = StdioServerParameters(
-        command=sys.executable if stdio["command"] == "python" else stdio["command"],
+        command=str(ROOT / stdio["command"]),  # the project's venv, as `make run` made it
         args=stdio["args"],
         env={**env, "DATABASE_URL": database_url()},  # the test database, not db.sqlite3
         cwd=str(ROOT),

@@ -21,8 +21,6 @@ FORMS = ("hitl_request", "tool_approval", "human_interrupt", "human_interrupt_li
 # Forms whose requests are a bundle even when there is only one: their answer is a list.
 BUNDLED = ("hitl_request",)
 MAX_KEY = 200
-# A longer string argument (an email's body) is content to read, not a data point for a rule.
-MAX_PLAIN_TEXT = 200
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def submit_interrupt(
                 situation=action.situation,
                 proposed_action=action.proposed_action,
                 confidence=confidence,
-                attributes=attributes_for(action.proposed_action.get("args"), attributes),
+                attributes=attributes,
                 idempotency_key=sibling_key(idempotency_key, index),
                 external_ref=action.external_ref,
                 allowed_decisions=action.allowed_decisions,
@@ -87,22 +85,6 @@ def submit_interrupt(
                 request.bundle_id = request.public_id
             submissions.append(submission)
     return submissions
-
-
-def attributes_for(args: Any, attributes: dict[str, Any] | None) -> dict[str, Any]:
-    """What the category's rules read of a tool call: its plain top-level arguments (amount,
-    customer_tier, ...), then what the agent sent as attributes, which wins. Without this a
-    rule on `amount` could not evaluate a framework's tool call unless the agent repeated
-    its arguments as attributes."""
-    plain = {}
-    if isinstance(args, dict):
-        plain = {
-            name: value
-            for name, value in args.items()
-            if isinstance(value, (bool, int, float))
-            or (isinstance(value, str) and len(value) <= MAX_PLAIN_TEXT)
-        }
-    return {**plain, **(attributes or {})}
 
 
 def sibling_key(key: str, index: int) -> str:

@@ -62,6 +62,27 @@ def payload_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# A longer string argument (an email's body) is content to read, not a data point for a rule.
+MAX_PLAIN_TEXT = 200
+
+
+def attributes_for(proposed_action: Any, attributes: dict[str, Any] | None) -> dict[str, Any]:
+    """What the category's rules read: the plain top-level arguments of a tool call's
+    `{…, "args": {…}}` (amount, customer_tier, ...), then what the agent sent as attributes,
+    which wins. Without this a rule on `amount` could not evaluate a framework's tool call
+    unless the agent repeated its arguments as attributes."""
+    args = proposed_action.get("args") if isinstance(proposed_action, dict) else None
+    plain = {}
+    if isinstance(args, dict):
+        plain = {
+            name: value
+            for name, value in args.items()
+            if isinstance(value, (bool, int, float))
+            or (isinstance(value, str) and len(value) <= MAX_PLAIN_TEXT)
+        }
+    return {**plain, **(attributes or {})}
+
+
 def _validate_submission(
     agent: Agent,
     options: list[Any],
@@ -129,7 +150,7 @@ def submit_request(
     call of one agent turn goes to whoever has the first, not to the least loaded)."""
     attempted = list(attempted or [])
     options = list(options or [])
-    attributes = dict(attributes or {})
+    attributes = attributes_for(proposed_action, attributes)
     proposed_action = proposed_action if proposed_action is not None else {}
     # In Verb order whatever order they came in, so a retry listing them otherwise matches.
     verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
