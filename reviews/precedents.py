@@ -29,12 +29,18 @@ def amount_band(value: Any) -> str | None:
     return f"1e{math.floor(math.log10(value))}"
 
 
-def key_for(category: Category, recommendation: str, attributes: dict[str, Any]) -> str:
+def key_for(
+    category: Category, recommendation: str, attributes: dict[str, Any], tool: str = ""
+) -> str:
+    """`tool`: the tool a framework's tool call names. Two tools of one agent turn (a refund
+    and an email) are not alike; without a tool the key is what it always was."""
     parts = {
         "category": category.slug,
         "recommendation": recommendation.strip().lower()[:200],
         "amount": amount_band(attributes.get("amount")),
     }
+    if tool:
+        parts["tool"] = tool
     for name in settings.HITL_PRECEDENT_ATTRIBUTES:
         value = attributes.get(name)
         if isinstance(value, (str, int, float, bool)):

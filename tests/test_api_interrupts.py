@@ -142,6 +142,16 @@ def test_the_rules_read_a_tool_call_s_arguments(api, refunds):
     assert ReviewRequest.objects.get(public_id=response.json()["id"]).attributes["amount"] == 950
 
 
+def test_two_tools_of_one_turn_are_not_each_other_s_precedents(api, refunds):
+    """Alike in everything but the tool: a refund is no precedent for an email."""
+    same_args = [{**REFUND, "args": {"order": 1}}, {**EMAIL, "args": {"order": 1}}]
+    turn = {**HITL_REQUEST, "action_requests": same_args}
+    refund, email = requests_of(post(api, turn))
+    assert refund.precedent_key != email.precedent_key
+    again, _ = requests_of(post(api, {**turn, "idempotency_key": "2"}))
+    assert again.precedent_key == refund.precedent_key
+
+
 def test_a_question_is_nobody_s_precedent(api, refunds):
     """An ask-the-user tool answered is not a rejected proposal alike to later refunds."""
     ask = {**TOOL_APPROVAL, "name": "ask_user", "args": {}, "allowed_decisions": ["respond"]}

@@ -66,6 +66,16 @@ def payload_hash(data: dict[str, Any]) -> str:
 MAX_PLAIN_TEXT = 200
 
 
+def tool_of(proposed_action: Any) -> str:
+    """The tool a tool call `{"action" | "name" | "tool": …, "args": {…}}` names; else ''."""
+    if not isinstance(proposed_action, dict) or not isinstance(proposed_action.get("args"), dict):
+        return ""
+    for field in ("tool", "name", "action"):
+        if isinstance(proposed_action.get(field), str):
+            return proposed_action[field][:200]
+    return ""
+
+
 def attributes_for(proposed_action: Any, attributes: dict[str, Any] | None) -> dict[str, Any]:
     """What the category's rules read: the plain top-level arguments of a tool call's
     `{…, "args": {…}}` (amount, customer_tier, ...), then what the agent sent as attributes,
@@ -185,7 +195,9 @@ def submit_request(
     # A question (it cannot be approved, only answered) proposes nothing to be right or wrong
     # about: it is nobody's precedent, and has none.
     precedent_key = (
-        precedents.key_for(category, recommended_option or recommendation, attributes)
+        precedents.key_for(
+            category, recommended_option or recommendation, attributes, tool_of(proposed_action)
+        )
         if Verb.APPROVE in verbs
         else ""
     )
