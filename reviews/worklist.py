@@ -143,14 +143,20 @@ def bundle_place(user: Any, req: ReviewRequest) -> BundlePlace | None:
 
 
 def next_item(
-    user: Any, queue_ids: list[int], filters: Filters, wanted: str, skip: int
+    user: Any, queue_ids: list[int], filters: Filters, wanted: str, after: ReviewRequest
 ) -> ReviewRequest | None:
-    """The row the reviewer expects next (the one below in their list), else the top one."""
+    """The first still-pending call of the agent turn just decided (the agent resumes only
+    once every call of it is answered), else the row the reviewer expects next (the one
+    below in their list), else the top one."""
     qs = (
         pending(user, queue_ids, filters)
-        .exclude(pk=skip)
+        .exclude(pk=after.pk)
         .select_related("category", "queue__next_queue", "agent", "assignee")
     )
+    if after.bundle_id is not None:
+        sibling = qs.filter(bundle_id=after.bundle_id).order_by("bundle_index").first()
+        if sibling is not None:
+            return sibling
     if (wanted_pk := validation.parse_id(wanted)) is not None:
         hit = qs.filter(pk=wanted_pk).first()
         if hit is not None:

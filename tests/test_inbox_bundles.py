@@ -63,3 +63,20 @@ def test_a_request_alone_says_nothing_of_a_turn(client, agent, refunds, alice):
     client.force_login(alice)
     page = client.get(reverse("inbox_item", args=[alone.pk])).content.decode()
     assert "bundle-place" not in page
+
+
+def test_after_one_call_of_a_turn_the_next_item_is_its_first_call_still_pending(
+    client, agent, refunds, alice
+):
+    """The agent waits for every call of the turn: deciding the second goes to the first,
+    not to the row below, even when the page asked for that row."""
+    first, second, third = turn(agent, refunds)
+    client.force_login(first.assignee)
+    url = reverse("inbox_decide", args=[second.pk])
+    response = client.post(url, {"version": 1, "outcome": "approve", "next": str(third.pk)})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("inbox_item", args=[first.pk]))
+    response = client.post(
+        reverse("inbox_decide", args=[first.pk]), {"version": 1, "outcome": "approve"}
+    )
+    assert response["Location"].startswith(reverse("inbox_item", args=[third.pk]))

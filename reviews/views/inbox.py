@@ -504,7 +504,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         )
 
     filters = Filters.from_data(request.POST)
-    following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req.pk)
+    following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req)
     verb = decision.verb_label.lower()
     if not request.htmx:
         messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
