@@ -82,12 +82,16 @@ def test_the_count_reads_at_most_the_cap_per_member(cap, agent, refunds, alice, 
         params = [ReviewRequest.Status.PENDING, refunds.queue.pk, timezone.now()]
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'reviews_reviewrequest'")
+        request_indexes = {name for (name,) in cursor.fetchall()}
     plan = plan[0]["Plan"] if isinstance(plan, list) else plan
+    # Index and index-only scans name the table; a bitmap index scan (which would read every
+    # matching entry before any limit applies) names only its index.
     read = [
         node
         for node in plan_nodes(plan)
         if node.get("Relation Name") == "reviews_reviewrequest"
-        or node.get("Index Name") == "request_pending_by_assignee"
+        or node.get("Index Name") in request_indexes
     ]
     assert read, plan
     rows = sum(
@@ -96,4 +100,3 @@ def test_the_count_reads_at_most_the_cap_per_member(cap, agent, refunds, alice, 
     )
     # Two members, each counted up to the cap: 500 open requests, 6 rows read.
     assert rows <= 2 * cap, plan
-    assert all(node["Index Name"] == "request_pending_by_assignee" for node in read), plan
