@@ -23,6 +23,7 @@ from .access import (
     requests_for_reviewer,
 )
 from .models import PeriodicReviewItem, Queue, ReviewRequest, SecondReview
+from .services.recount import counts_generation
 
 Status = ReviewRequest.Status
 
@@ -229,12 +230,15 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
 
 # Counting is the one read that grows with the backlog: the counts per queue and the groups
 # of alike requests scan every pending row of the reviewer's queues (about 20 ms each at
-# 100,000). Above this many pending, their result is kept for a few seconds, so the page and
-# its 8-second poll stop paying for it; a small backlog is always counted exactly.
+# 100,000). Above this many pending, their result is kept for a while, so the page and its
+# 8-second poll stop paying for it; a small backlog is always counted exactly.
 COUNTS_CACHE_FROM = 2000
 
 
-COUNTS_CACHE_SECONDS = 5
+# Longer than the list's poll (every 8 s, templates/inbox/page.html), so the reviewer's own
+# next refresh finds them; other people's work shows within this long. Their own decisions
+# show at once: the key carries their generation (services.recount), renewed by each.
+COUNTS_CACHE_SECONDS = 20
 
 
 def _cached_if_large(key: str, compute: Callable[[], tuple[Any, int]]) -> Any:
@@ -248,8 +252,9 @@ def _cached_if_large(key: str, compute: Callable[[], tuple[Any, int]]) -> Any:
 
 
 def _counts_key(user: Any, queue_ids: list[int], part: str, extra: str = "") -> str:
+    # Per user and their exact queues: nobody is ever served counts of queues they may not see.
     digest = hashlib.sha1(f"{sorted(queue_ids)}|{extra}".encode()).hexdigest()[:16]
-    return f"inbox:{part}:{user.pk}:{digest}"
+    return f"inbox:{part}:{user.pk}:{counts_generation(user.pk)}:{digest}"
 
 
 def pending_counts(user: Any, queue_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -11,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from reviews import worklist
 from reviews.models import AuditEvent, Category, Decision, Message, ReviewRequest
 from reviews.services.conversation import post_message
 from reviews.services.decisions import decide_request
@@ -21,6 +24,7 @@ from .conftest import ROUTINE
 pytestmark = pytest.mark.django_db
 
 HX = {"HTTP_HX_REQUEST": "true"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def submit(agent, category, **overrides):
@@ -127,10 +131,10 @@ def large_backlog(monkeypatch):
     the shared one would flush the Redis database the Celery broker may share)."""
     from django.core.cache.backends.locmem import LocMemCache
 
-    from reviews import worklist
-
     monkeypatch.setattr(worklist, "COUNTS_CACHE_FROM", 3)
-    monkeypatch.setattr(worklist, "cache", LocMemCache("inbox-counts-test", {}))
+    own = LocMemCache("inbox-counts-test", {})
+    own.clear()  # caches of one name share their entries: the last test's are still there
+    monkeypatch.setattr(worklist, "cache", own)
 
 
 def test_a_large_backlog_is_counted_once_every_few_seconds(
@@ -158,6 +162,32 @@ def test_a_small_backlog_is_counted_exactly_every_time(client, alice, agent, ref
     submit(agent, refunds)
     content = client.get(reverse("inbox")).content.decode()
     assert 'Support <span class="chip-n">2</span>' in content
+
+
+def test_the_counts_outlive_the_poll_so_the_next_refresh_finds_them():
+    page = (ROOT / "templates" / "inbox" / "page.html").read_text()
+    poll = int(re.search(r'hx-trigger="every (\d+)s', page).group(1))
+    assert poll < worklist.COUNTS_CACHE_SECONDS
+
+
+def test_the_decider_sees_their_decision_and_its_undo_counted_at_once(
+    client, alice, agent, refunds, large_backlog, django_capture_on_commit_callbacks
+):
+    requests = [submit(agent, refunds) for _ in range(4)]
+    assert (
+        'Support <span class="chip-n">4</span>'
+        in as_user(client, alice).get(reverse("inbox")).content.decode()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("inbox_decide", args=[requests[0].pk]),
+            {"version": 1, "outcome": "approve"},
+            **HX,
+        )
+    assert 'Support <span class="chip-n">3</span>' in client.get(reverse("inbox")).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("inbox_undo", args=[requests[0].pk]), **HX)
+    assert 'Support <span class="chip-n">4</span>' in client.get(reverse("inbox")).content.decode()
 
 
 # --- one item -------------------------------------------------------------------------------
