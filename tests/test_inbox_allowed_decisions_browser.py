@@ -39,6 +39,9 @@ def test_without_modify_there_is_no_modify_button_and_its_keys_do_nothing(
     expect(help_dialog).to_contain_text("Approve")
     expect(help_dialog.get_by_text("Modify the action")).to_be_hidden()
     expect(help_dialog.get_by_text("Respond: answer in the action's place")).to_be_hidden()
+    # The page's other keys only where they apply: this request has options, no revision.
+    expect(help_dialog.get_by_text("Choose an option")).to_be_visible()
+    expect(help_dialog.get_by_text("Show the agent's revised proposal")).to_be_hidden()
     page.keyboard.press("Escape")
     assert ReviewRequest.objects.get(pk=request.pk).is_pending
     assert not Decision.objects.exists()
@@ -62,6 +65,7 @@ def test_a_question_is_answered_with_the_keyboard_alone(page, agent, refunds, al
     help_dialog = page.locator("#help-dialog")
     expect(help_dialog.get_by_text("Respond: answer in the action's place")).to_be_visible()
     expect(help_dialog.get_by_text("Reject, with a reason", exact=True)).to_be_hidden()
+    expect(help_dialog.get_by_text("Choose an option")).to_be_hidden()  # it has none
     page.keyboard.press("Escape")
 
     page.keyboard.press("s")

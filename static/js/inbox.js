@@ -143,12 +143,17 @@
 
   // --- dialogs -------------------------------------------------------------------------------
 
-  // The help lists only the decisions the open request allows (all of them with none open).
+  // The help lists only what applies to the open request (everything with none open): the
+  // decisions it allows, and the option and revision keys only when it has options or revisions.
   function fitHelp(dialog) {
     const item = currentItem();
     const allowed = item && item.dataset.allowed !== undefined ? item.dataset.allowed.split(" ") : null;
-    $$("[data-verbs]", dialog).forEach((row) => {
-      row.hidden = allowed !== null && !row.dataset.verbs.split(" ").some((verb) => allowed.includes(verb));
+    const has = item && item.dataset.has !== undefined ? item.dataset.has.split(" ") : null;
+    $$("[data-verbs], [data-needs]", dialog).forEach((row) => {
+      const verbs = row.dataset.verbs ? row.dataset.verbs.split(" ") : null;
+      const refused = allowed !== null && verbs !== null && !verbs.some((verb) => allowed.includes(verb));
+      const lacking = has !== null && row.dataset.needs !== undefined && !has.includes(row.dataset.needs);
+      row.hidden = refused || lacking;
     });
   }
 
