@@ -158,17 +158,21 @@ def bench_size(
     print(summary("decide and load next", decide_ms, base))
 
     batch_s = []
+    # Three batches of 1,000, or of a third of what is left on a small backlog (a batch of
+    # nothing is refused).
+    size = min(1000, pending.count() // 3)
     for _ in range(3):
-        ids = list(pending.order_by("deadline").values_list("pk", "proposal_version")[:1000])
+        ids = list(pending.order_by("deadline").values_list("pk", "proposal_version")[:size])
         chosen = ",".join(f"{pk}:{version}" for pk, version in ids)
         start = time.perf_counter()
         response = client.post("/inbox/batch/", {"outcome": "approve", "ids": chosen}, **HX)
         batch_s.append(time.perf_counter() - start)
         assert response.status_code == 200 and f"{len(ids)} approved".encode() in response.content
-    print(f"  {'batch approve 1,000':<28} " + "  ".join(f"{s:.2f} s" for s in batch_s))
+    print(f"  {f'batch approve {size:,}':<28} " + "  ".join(f"{s:.2f} s" for s in batch_s))
     return {
         "decide_p50": statistics.median(decide_ms),
         "batch_median": statistics.median(batch_s),
+        "batch_size": size,
     }
 
 
@@ -203,8 +207,8 @@ def main() -> None:
         + ("met" if r["decide_p50"] <= 30 else "NOT met")
     )
     print(
-        f"  batch approve 1,000 {r['batch_median']:.2f} s (goal <= 1 s): "
-        + ("met" if r["batch_median"] <= 1 else "NOT met")
+        f"  batch approve {r['batch_size']:,} {r['batch_median']:.2f} s (goal: 1,000 <= 1 s): "
+        + ("met" if r["batch_median"] <= 1 and r["batch_size"] >= 1000 else "NOT shown")
     )
 
 
