@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,11 +42,10 @@ from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.urls import include, path  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
 from bench.common import throwaway_database  # noqa: E402
-from bench.seed import request_row, setup_people, top_up  # noqa: E402
-from reviews.models import Agent, Category, Decision, ReviewRequest  # noqa: E402
+from bench.seed import add_precedents, setup_people, top_up  # noqa: E402
+from reviews.models import ReviewRequest  # noqa: E402
 from reviews.services.recount import recount_for  # noqa: E402
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -61,28 +59,6 @@ urlpatterns = [path("bench/bare/", bare), path("", include("hitl.urls"))]
 
 
 # --- data ---------------------------------------------------------------------------------
-
-
-def add_precedents(user: User, category: Category, agent: Agent, rng: random.Random) -> None:
-    now = timezone.now()
-    rows = [request_row(n, rng, user, category, agent, now) for n in range(2000)]
-    for row in rows:
-        row.status, row.decided_at = "approved", now - timedelta(minutes=rng.randint(1, 10000))
-    ReviewRequest.objects.bulk_create(rows)
-    Decision.objects.bulk_create(
-        [
-            Decision(
-                request=r,
-                decided_by=user,
-                outcome="approved",
-                channel="web",
-                as_proposed=True,
-                created_at=r.decided_at,
-                effective_at=r.decided_at,
-            )
-            for r in rows
-        ]
-    )
 
 
 # --- measuring ----------------------------------------------------------------------------

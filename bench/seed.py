@@ -1,6 +1,6 @@
 """The inbox's data for the benchmarks: a reviewer and a colleague in a queue, a category, an
-agent, and pending requests inserted in bulk (5,000 rows a statement). Import after
-django.setup()."""
+agent, pending requests inserted in bulk (5,000 rows a statement), and 2,000 decided ones
+for precedents. Import after django.setup()."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.utils import timezone
 
-from reviews.models import Agent, Category, Queue, ReviewRequest
+from reviews.models import Agent, Category, Decision, Queue, ReviewRequest
 
 CUSTOMERS = ["Globex", "Initech", "Hooli", "Acme Corp", "Umbrella Health", "Pied Piper"]
 TIERS = ["standard", "standard", "startup", "enterprise"]
@@ -84,3 +84,25 @@ def top_up(target: int, user: User, category: Category, agent: Agent, rng: rando
         )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE reviews_reviewrequest")  # as autovacuum would have
+
+
+def add_precedents(user: User, category: Category, agent: Agent, rng: random.Random) -> None:
+    now = timezone.now()
+    rows = [request_row(n, rng, user, category, agent, now) for n in range(2000)]
+    for row in rows:
+        row.status, row.decided_at = "approved", now - timedelta(minutes=rng.randint(1, 10000))
+    ReviewRequest.objects.bulk_create(rows)
+    Decision.objects.bulk_create(
+        [
+            Decision(
+                request=r,
+                decided_by=user,
+                outcome="approved",
+                channel="web",
+                as_proposed=True,
+                created_at=r.decided_at,
+                effective_at=r.decided_at,
+            )
+            for r in rows
+        ]
+    )
