@@ -8,3 +8,7 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Served straight from the checkout's static folders by WhiteNoise (DEBUG is off and there is
+# no collectstatic), for benchmarks that load pages in a browser.
+WHITENOISE_USE_FINDERS = True
