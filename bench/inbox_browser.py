@@ -28,7 +28,10 @@ How a press is timed, all in the page, on its clock (`performance.now()`):
 - server: for the request the key sent (htmx's XHR, read from the page's Resource Timing
   entries started after t0), `responseStart - requestStart`: the time to the first byte,
   i.e. the server's work plus one loopback hop. "send" is t0 to the request's start (the
-  inbox's key handler and htmx), "recv+swap" the response's end to the swap seen. For the
+  inbox's key handler and htmx), "recv+swap" the response's end to the swap seen, split by
+  htmx's events (caught on `window`, before the inbox's handlers) into "htmx" (to
+  `htmx:beforeSwap`), "dom" (to `htmx:afterSwap`: htmx's history snapshot when the URL is
+  pushed, then the swap itself) and "handlers" (the inbox's afterSwap work). For the
   list after a batch these are the poll's, so its "send" holds the whole batch request.
 
 The actions: `j` (open the next row: `GET /inbox/<id>/`), `a` (approve and show the next:
@@ -91,11 +94,20 @@ PROBE = """
     arm.t0 = performance.now();
     arm.input = arm.t0 - event.timeStamp;
   }, true);
+  // htmx's swap events, caught before the inbox's own handlers (capture, on window).
+  for (const type of ["htmx:beforeSwap", "htmx:afterSwap"]) {
+    window.addEventListener(type, (event) => {
+      const arm = bench.current;
+      if (arm && arm.t0 !== null) {
+        arm.events.push({ type, t: performance.now(), target: event.detail.target.id });
+      }
+    }, true);
+  }
   bench.arm = (key, kind, pks) => {
     performance.clearResourceTimings();
     const before = (document.querySelector("#pane #item") || {}).dataset?.pk || "";
     const target = document.querySelector(kind === "list" ? "#list" : "#pane");
-    const arm = (bench.armed = { key, t0: null });
+    const arm = (bench.armed = bench.current = { key, t0: null, events: [] });
     const gone = () => !pks.some((pk) => document.getElementById("row-" + pk));
     const next = () => {
       const item = document.querySelector("#pane #item");
@@ -117,7 +129,7 @@ PROBE = """
                            requestStart: e.requestStart, responseStart: e.responseStart,
                            responseEnd: e.responseEnd }));
           bench.armed = null;
-          resolve({ t0: arm.t0, input: arm.input, swap, paint, xhr });
+          resolve({ t0: arm.t0, input: arm.input, swap, paint, xhr, events: arm.events });
         }));
       });
       observer.observe(target, { childList: true, subtree: true });
@@ -239,6 +251,14 @@ def split(sample: dict, path_part: str) -> dict[str, float]:
         out["send"] = x["start"] - sample["t0"]
         out["server"] = x["responseStart"] - x["requestStart"]
         out["swap"] = sample["swap"] - x["responseEnd"]
+        target = "list" if path_part == "/inbox/poll/" else "pane"
+        seen = [e for e in sample["events"] if e["target"] == target and e["t"] <= sample["swap"]]
+        before = [e["t"] for e in seen if e["type"] == "htmx:beforeSwap"]
+        after = [e["t"] for e in seen if e["type"] == "htmx:afterSwap"]
+        if before and after:
+            out["htmx"] = before[-1] - x["responseEnd"]
+            out["dom"] = after[-1] - before[-1]
+            out["handlers"] = sample["swap"] - after[-1]
     return out
 
 
@@ -283,7 +303,8 @@ def batch(inbox: Inbox) -> tuple[dict[str, float], dict[str, float]]:
                   .map((e) => ({ name: new URL(e.name).pathname, start: e.startTime,
                                  requestStart: e.requestStart, responseStart: e.responseStart,
                                  responseEnd: e.responseEnd }));
-                resolve({ t0: arm.t0, input: arm.input, swap, paint: performance.now(), xhr });
+                resolve({ t0: arm.t0, input: arm.input, swap, paint: performance.now(), xhr,
+                           events: arm.events.slice() });
               }));
             });
             observer.observe(document.querySelector('#pane'), { childList: true, subtree: true });
@@ -309,6 +330,7 @@ def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
     print(
         f"\n{'action':<22} {'n':>4} {'p50':>7} {'p95':>7} {'spread':>13} {'cold':>7}   "
         "p50 of: input  send  server  recv+swap  paint   goal p95 < 50 ms"
+        "   (recv+swap: htmx  dom  handlers)"
     )
     for action, rounds in samples.items():
         flat = [s for r in rounds for s in r]
@@ -324,6 +346,7 @@ def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
             f"{action:<22} {len(totals):>4} {statistics.median(totals):7.1f} {p95(totals):7.1f} "
             f"{min(medians):6.1f}-{max(medians):6.1f} {cold[action]['total']:7.1f}   "
             f"{part('input')} {part('send')} {part('server')} {part('swap'):>9} {part('paint')}"
+            f"   ({part('htmx')} {part('dom')} {part('handlers')})"
             f"   {verdict}"
         )
     print(
