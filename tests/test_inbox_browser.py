@@ -259,3 +259,22 @@ def test_the_phone_layout_is_one_column_with_actions_under_the_thumb(phone_page,
     assert status(three[0]) == "approved"
     wait_for(lambda: page.locator("#pane #item").get_attribute("data-pk") == str(three[1].pk))
     assert no_horizontal_scroll(page)
+
+
+def test_the_back_button_brings_each_earlier_request_back_as_a_whole_page(page, three):
+    """j pushes each request's URL; Back returns to the one before, with the page around it
+    (list, navigation), however many steps back."""
+    first, second, third = three
+    open_inbox(page)
+    page.keyboard.press("j")
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
+    page.keyboard.press("j")
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(third.pk))
+    for earlier in (second, first):
+        page.go_back()
+        expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(earlier.pk))
+        expect(page.locator("#list")).to_be_visible()
+        expect(page.locator(f"#row-{third.pk}")).to_have_count(1)
+        expect(page.get_by_role("navigation").first).to_be_visible()
+    page.keyboard.press("j")  # the keys still work on the restored page
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
