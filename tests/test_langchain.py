@@ -180,9 +180,10 @@ def test_two_calls_of_one_turn_are_decided_in_order_and_an_edit_reaches_the_tool
         [approve, edit(body="Refunded 120 EUR.")],
         alice,
     )
-    assert shop.ran == [
-        ("refund", 1042, 120),
+    # LangGraph runs a turn's approved calls side by side: they ran, in no set order.
+    assert sorted(shop.ran) == [
         ("email", "ana@example.com", "Refunded 120 EUR."),
+        ("refund", 1042, 120),
     ]
     assert result["messages"][-1].content == "All done."
     refund, email = ReviewRequest.objects.order_by("bundle_index")
