@@ -33,6 +33,7 @@ urlpatterns = [
     path("inbox/<int:pk>/", inbox.item, name="inbox_item"),
     path("inbox/<int:pk>/raw.json", inbox.item_raw, name="inbox_item_raw"),
     path("inbox/<int:pk>/decide/", inbox.decide, name="inbox_decide"),
+    path("inbox/<int:pk>/shown/", inbox.shown, name="inbox_shown"),
     path("inbox/<int:pk>/undo/", inbox.undo, name="inbox_undo"),
     path("inbox/batch/<uuid:batch_id>/undo/", batch.undo_batch, name="inbox_undo_batch"),
     path("inbox/<int:pk>/reply/", inbox.reply, name="inbox_reply"),

@@ -702,6 +702,7 @@ def urls_for(req):
             reverse("inbox_decide", args=[req.pk]),
             reverse("inbox_undo", args=[req.pk]),
             reverse("inbox_reply", args=[req.pk]),
+            reverse("inbox_shown", args=[req.pk]),
         ],
     }
 

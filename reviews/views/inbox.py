@@ -332,13 +332,32 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "inbox/page.html", {**context, "nav_active": "inbox"})
 
 
+# The inbox fetches the next request ahead, while the reviewer reads the one on screen: such
+# a fetch is no view (review time counts from the opening), so it records nothing, and the
+# page says when it puts the copy on screen (`shown`).
+PREFETCH_HEADER = "X-Inbox-Prefetch"
+# Sent with a one-key decision when the page already shows the next request: the answer is
+# then the toast alone, without finding and rendering the next item.
+NEXT_SHOWN_HEADER = "X-Inbox-Next-Shown"
+
+
 @require_GET
 @role_required(REVIEWERS)
 def item(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_request_for_reviewer(request.user, pk)
-    if req.is_pending:
+    if req.is_pending and not request.headers.get(PREFETCH_HEADER):
         record_first_view(req, by=request.user)
     return render_item(request, req)
+
+
+@require_POST
+@role_required(REVIEWERS)
+def shown(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page put a copy it fetched ahead on screen: the reviewer opened the request now."""
+    req = get_request_for_reviewer(request.user, pk, only=("status", "first_viewed_at"))
+    if req.is_pending:
+        record_first_view(req, by=request.user)
+    return HttpResponse(status=204)
 
 
 @require_GET
@@ -503,9 +522,17 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             respond_text=reason,
         )
 
+    verb = decision.verb_label.lower()
+    toast = {
+        "text": f"#{req.pk} {verb}",
+        "outcome": decision.shown_as,
+        "undo_url": reverse("inbox_undo", args=[req.pk]),
+        "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
+    }
+    if request.htmx and request.headers.get(NEXT_SHOWN_HEADER):
+        return render(request, "inbox/_toast.html", {"toast": toast})
     filters = Filters.from_data(request.POST)
     following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req)
-    verb = decision.verb_label.lower()
     if not request.htmx:
         messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
@@ -515,15 +542,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         context = item_context(following, request.user)
     else:
         context = {"req": None}
-    context.update(
-        toast={
-            "text": f"#{req.pk} {verb}",
-            "outcome": decision.shown_as,
-            "undo_url": reverse("inbox_undo", args=[req.pk]),
-            "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
-        },
-        removed_pk=req.pk,
-    )
+    context.update(toast=toast, removed_pk=req.pk)
     response = render(request, "inbox/_decided.html", context)
     url = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
     return push_url(response, url + (f"?{filters.querystring()}" if filters.active else ""))
