@@ -1,13 +1,16 @@
 """Benchmark: this dashboard against Label Studio 1.23.2, the same four operations, same client.
 
     .venv/bin/python bench/vs_label_studio.py [--pending 10000] [--rounds 6] [--per-round 10]
-        [--postgres postgres://postgres@127.0.0.1:5432]
+        [--keep] [--postgres postgres://postgres@127.0.0.1:5432]
 
 The first run installs `label-studio==1.23.2` with pip into its own virtual environment,
 `var/label-studio-1.23.2` (Python 3.11; `var/` is ignored by git), and later runs reuse it.
 Both servers run on PostgreSQL (both support it; Label Studio's own default, SQLite, would
 measure a different database), each in a database of its own (`ls_bench_ours`,
-`ls_bench_theirs`, created at the start and dropped at the end), and both are served the
+`ls_bench_theirs`, created at the start and dropped at the end; with `--keep`,
+`hitl_bench_ours_<pending>`, shared with `bench/scale.py --keep`, and
+`ls_bench_theirs_<pending>`, reused by the next `--keep` run of that size and topped up to
+it, so a million tasks are imported once), and both are served the
 way Label Studio's `label-studio start` serves itself: Django's threaded `runserver`, on
 127.0.0.1, with DEBUG off, so the WSGI server is the same for both. Each is given `--pending`
 items waiting for a decision, inserted in bulk (ours 5,000 rows a statement, as
@@ -47,17 +50,14 @@ one run mean anything.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,16 +65,17 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import servers
+from bench.servers import PASSWORD, Ours, Response, call, expect, wait_for
+
+ROOT = servers.ROOT
 LS_VERSION = "1.23.2"
 LS_VENV = ROOT / "var" / f"label-studio-{LS_VERSION}"
 LS_DATA = ROOT / "var" / "label-studio-data"
-OURS_DB, THEIRS_DB = "ls_bench_ours", "ls_bench_theirs"
-AGENT_TOKEN = "hitl_bench_agent_token_vs_label_studio_0123"
 LS_TOKEN = "lsbenchtoken0123456789abcdef0123456789ab"
-LS_USER, PASSWORD = "bench@localhost.test", "bench-password-1"
+LS_USER = "bench@localhost.test"
 LABEL_CONFIG = (
     '<View><Text name="text" value="$text"/>'
     '<Choices name="decision" toName="text">'
@@ -83,6 +84,7 @@ LABEL_CONFIG = (
 GOAL = 0.25
 OPERATIONS = ("create", "list", "next", "decide")
 FLOOR = "bare"  # measured like the operations, printed apart: no goal applies to it
+IMPORT_BATCH = 10_000
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,6 +92,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=10, help="requests per op, server, round")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="reuse the databases of an earlier --keep run of this size, and keep them",
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
@@ -104,203 +111,11 @@ def stamp(when: str) -> None:
     print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
 
 
-# --- the client ---------------------------------------------------------------------------
-
-
-class Response:
-    def __init__(self, status: int, body: bytes, cookies: dict[str, str], ms: float):
-        self.status, self.body, self.cookies, self.ms = status, body, cookies, ms
-
-    def json(self) -> dict | list:
-        return json.loads(self.body)
-
-
-def call(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-) -> Response:
-    """One request on a new connection, timed from connecting to the last byte read."""
-    started = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    ms = (time.perf_counter() - started) * 1000
-    cookies = {}
-    for name, value in response.getheaders():
-        if name.lower() == "set-cookie":
-            key, _, rest = value.partition("=")
-            cookies[key.strip()] = rest.split(";", 1)[0]
-    return Response(response.status, data, cookies, ms)
-
-
-def expect(response: Response, *statuses: int) -> Response:
-    if response.status not in statuses:
-        raise SystemExit(f"unexpected {response.status}: {response.body[:300]!r}")
-    return response
-
-
-def wait_for(port: int, path: str, proc: subprocess.Popen, name: str, seconds: int = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited at start")
-        try:
-            if call(port, "GET", path).status < 500:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{name} did not answer within {seconds} s")
-
-
-# --- databases ----------------------------------------------------------------------------
-
-
-def admin(server: str, sql: str) -> None:
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def fresh_database(server: str, name: str) -> None:
-    admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin(server, f'CREATE DATABASE "{name}"')
-
-
-# --- our side -----------------------------------------------------------------------------
-
-
-def ours_env(server: str, port: int, var_dir: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"{server}/{OURS_DB}",
-        "DEBUG": "false",
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_COOKIES": "false",
-        "HITL_API_RATE_LIMIT": "0",
-        "LOGIN_FAILURE_LIMIT": "1000",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "bench.static_settings",
-        "PYTHONPATH": str(ROOT),
-        # Webhooks go to a private queue (the embedded filesystem broker in a temporary folder
-        # unless REDIS_URL is set); no worker runs.
-        "CELERY_QUEUE": f"hitl-bench-vs-ls-{os.getpid()}",
-        "HITL_VAR_DIR": var_dir,
-    }
-    env.pop("PORT", None)
-    return env
-
-
-SEED_OURS = """
-import random, sys
-import django
-django.setup()
-from bench.seed import setup_people, top_up
-from reviews.models import AgentToken, Category
-user, category, agent = setup_people()
-Category.objects.filter(pk=category.pk).update(mode=Category.Mode.GATE)
-AgentToken.issue(agent, name="bench", raw=sys.argv[-2])
-user.set_password(sys.argv[-1])
-user.save()
-top_up(int(sys.argv[-3]), user, category, agent, random.Random(4))
-"""
-
-
-def seed_ours(env: dict[str, str], pending: int) -> None:
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    script = Path(env["HITL_VAR_DIR"]) / "seed.py"
-    script.write_text(SEED_OURS)
-    subprocess.run(
-        [sys.executable, str(script), str(pending), AGENT_TOKEN, PASSWORD],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        input=b"",
-    )
-
-
-class Ours:
-    name = "ours"
-
-    def __init__(self, port: int, server: str):
-        self.port, self.server = port, server
-        self.cookies: dict[str, str] = {}
-        self.n = 0
-
-    def login(self) -> None:
-        page = expect(call(self.port, "GET", "/login/"), 200)
-        self.cookies.update(page.cookies)
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1)
-        form = urlencode(
-            {"username": "bench-reviewer", "password": PASSWORD, "csrfmiddlewaretoken": token}
-        )
-        done = call(self.port, "POST", "/login/", form.encode(), self.form_headers())
-        expect(done, 302)
-        self.cookies.update(done.cookies)
-
-    def headers(self) -> dict[str, str]:
-        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-
-    def form_headers(self) -> dict[str, str]:
-        return {
-            **self.headers(),
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-CSRFToken": self.cookies.get("csrftoken", ""),
-        }
-
-    def top(self) -> tuple[int, int]:
-        """The request at the top of the reviewer's list (the list's order), and its version."""
-        with psycopg.connect(f"{self.server}/{OURS_DB}") as conn:
-            return conn.execute(
-                "SELECT id, proposal_version FROM reviews_reviewrequest WHERE status = 'pending'"
-                " ORDER BY priority DESC, deadline, id LIMIT 1"
-            ).fetchone()
-
-    def create(self) -> Response:
-        self.n += 1
-        body = json.dumps(
-            {
-                "category": "refunds",
-                "title": f"Refund {self.n}",
-                "situation": "Parcel arrived damaged.",
-                "options": [{"key": "A", "label": "Refund"}, {"key": "B", "label": "Deny"}],
-                "recommended_option": "A",
-                "proposed_action": {"action": "refund", "order": self.n, "amount": 120},
-                "confidence": 0.5,
-                "attributes": {"amount": 120, "customer_tier": "standard"},
-            }
-        ).encode()
-        headers = {
-            "Authorization": f"Bearer {AGENT_TOKEN}",
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"vs-ls-{uuid.uuid4().hex}",
-        }
-        return expect(call(self.port, "POST", "/api/v1/requests", body, headers), 201)
-
-    def bare(self) -> Response:
-        return expect(call(self.port, "GET", "/api/v1/ping"), 200)
-
-    def list(self) -> Response:
-        response = expect(call(self.port, "GET", "/inbox/", headers=self.headers()), 200)
-        assert b'id="list"' in response.body
-        return response
-
-    def next(self) -> Response:
-        pk, _ = self.top()
-        headers = {**self.headers(), "HX-Request": "true"}
-        return expect(call(self.port, "GET", f"/inbox/{pk}/", headers=headers), 200)
-
-    def decide(self) -> Response:
-        pk, version = self.top()
-        form = urlencode({"outcome": "approve", "version": version}).encode()
-        headers = {**self.form_headers(), "HX-Request": "true"}
-        response = call(self.port, "POST", f"/inbox/{pk}/decide/", form, headers)
-        expect(response, 200)
-        assert b'id="item"' in response.body
-        return response
+def database_names(pending: int, keep: bool) -> tuple[str, str]:
+    """Ours and theirs. Kept ones are named by size; ours is shared with bench/scale.py."""
+    if keep:
+        return f"hitl_bench_ours_{pending}", f"ls_bench_theirs_{pending}"
+    return "ls_bench_ours", "ls_bench_theirs"
 
 
 # --- Label Studio -------------------------------------------------------------------------
@@ -318,12 +133,12 @@ def install_label_studio() -> Path:
     return binary
 
 
-def theirs_env(server: str) -> dict[str, str]:
+def theirs_env(server: str, db: str) -> dict[str, str]:
     url = urlsplit(server)
     return {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PORT")},
         "DJANGO_DB": "default",
-        "POSTGRE_NAME": THEIRS_DB,
+        "POSTGRE_NAME": db,
         "POSTGRE_USER": url.username or "postgres",
         "POSTGRE_PASSWORD": url.password or "",
         "POSTGRE_HOST": url.hostname or "127.0.0.1",
@@ -365,8 +180,8 @@ def start_theirs(binary: Path, env: dict[str, str], port: int) -> subprocess.Pop
 class Theirs:
     name = "theirs"
 
-    def __init__(self, port: int, server: str):
-        self.port, self.server = port, server
+    def __init__(self, port: int, dsn: str):
+        self.port, self.dsn = port, dsn
         self.project = 0
         self.n = 0
 
@@ -377,26 +192,47 @@ class Theirs:
         body = json.dumps(payload).encode()
         return expect(call(self.port, "POST", path, body, self.headers()), *statuses)
 
+    def query(self, sql: str, params: list | None = None) -> tuple:
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute(sql, params or []).fetchone()
+
+    def unlabeled(self) -> int:
+        sql = "SELECT count(*) FROM task WHERE project_id = %s AND NOT is_labeled"
+        return self.query(sql, [self.project])[0]
+
     def setup(self, pending: int) -> None:
-        project = self.post(
-            "/api/projects/",
-            {"title": "Bench", "label_config": LABEL_CONFIG, "sampling": "Sequential sampling"},
-            201,
-        ).json()
-        self.project = project["id"]
-        for start in range(0, pending, 10_000):
-            tasks = [task(n) for n in range(start, min(start + 10_000, pending))]
-            self.post(f"/api/projects/{self.project}/import", tasks, 201)
-        with psycopg.connect(f"{self.server}/{THEIRS_DB}", autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE task")  # as autovacuum would have
+        """The Bench project (the one a kept database has, else a new one), with unlabeled
+        tasks imported through Label Studio's own API up to `pending`."""
+        found = self.query("SELECT min(id) FROM project WHERE title = 'Bench'")[0]
+        if found is None:
+            project = self.post(
+                "/api/projects/",
+                {"title": "Bench", "label_config": LABEL_CONFIG, "sampling": "Sequential sampling"},
+                201,
+            ).json()
+            found = project["id"]
+        self.project = found
+        have = self.unlabeled()
+        started, first = time.monotonic(), self.query("SELECT count(*) FROM task")[0]
+        for start in range(first, first + pending - have, IMPORT_BATCH):
+            stop = min(start + IMPORT_BATCH, first + pending - have)
+            self.post(
+                f"/api/projects/{self.project}/import", [task(n) for n in range(start, stop)], 201
+            )
+            if (stop - first) % 100_000 == 0:
+                print(
+                    f"  {stop - first:,} tasks imported, {time.monotonic() - started:.0f} s",
+                    flush=True,
+                )
+        if pending > have:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE task")  # as autovacuum would have
+        print(f"  theirs: {self.unlabeled():,} unlabeled tasks in project {self.project}")
 
     def top(self) -> int:
         """The first task nobody labelled, the one sequential sampling gives next."""
-        with psycopg.connect(f"{self.server}/{THEIRS_DB}") as conn:
-            return conn.execute(
-                "SELECT id FROM task WHERE project_id = %s AND NOT is_labeled ORDER BY id LIMIT 1",
-                [self.project],
-            ).fetchone()[0]
+        sql = "SELECT id FROM task WHERE project_id = %s AND NOT is_labeled ORDER BY id LIMIT 1"
+        return self.query(sql, [self.project])[0]
 
     def create(self) -> Response:
         self.n += 1
@@ -439,14 +275,6 @@ def task(n: int) -> dict:
 
 
 # --- measuring ----------------------------------------------------------------------------
-
-
-def start_ours(env: dict[str, str], port: int) -> subprocess.Popen:
-    command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    log = open(Path(env["HITL_VAR_DIR"]) / "server.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(port, "/api/v1/ping", proc, "our server")
-    return proc
 
 
 def measure(sides: list, rounds: int, per_round: int) -> dict[str, dict[str, list]]:
@@ -493,25 +321,25 @@ def main() -> None:
     args = parse_args()
     stamp("start")
     server = args.postgres.rstrip("/")
+    ours_db, theirs_db = database_names(args.pending, args.keep)
     binary = install_label_studio()
     LS_DATA.mkdir(parents=True, exist_ok=True)
     var_dir = tempfile.mkdtemp(prefix="hitl-bench-vs-ls-")
-    env = ours_env(server, args.port, var_dir)
+    env = servers.server_env(server, ours_db, var_dir)
     procs: list[subprocess.Popen] = []
     try:
-        fresh_database(server, OURS_DB)
-        fresh_database(server, THEIRS_DB)
+        if not (args.keep and servers.exists(server, theirs_db)):
+            servers.fresh_database(server, theirs_db)
+        servers.seed(server, ours_db, args.pending, args.keep, var_dir)
+        procs.append(servers.start(env, args.port))
         started = time.monotonic()
-        seed_ours(env, args.pending)
-        print(f"ours seeded with {args.pending:,} pending in {time.monotonic() - started:.0f} s")
-        procs.append(start_ours(env, args.port))
-        started = time.monotonic()
-        procs.append(start_theirs(binary, theirs_env(server), args.port + 1))
+        procs.append(start_theirs(binary, theirs_env(server, theirs_db), args.port + 1))
         print(f"Label Studio migrated and started in {time.monotonic() - started:.0f} s")
-        ours, theirs = Ours(args.port, server), Theirs(args.port + 1, server)
+        ours = Ours(args.port, f"{server}/{ours_db}")
+        theirs = Theirs(args.port + 1, f"{server}/{theirs_db}")
         started = time.monotonic()
         theirs.setup(args.pending)
-        print(f"theirs seeded with {args.pending:,} tasks in {time.monotonic() - started:.0f} s")
+        print(f"theirs ready in {time.monotonic() - started:.0f} s", flush=True)
         ours.login()
         sides = [ours, theirs]
         cold = {op: {s.name: getattr(s, op)().ms for s in sides} for op in (*OPERATIONS, FLOOR)}
@@ -527,15 +355,11 @@ def main() -> None:
             "requests per operation and side; both on PostgreSQL, Django runserver, DEBUG off"
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for name in (OURS_DB, THEIRS_DB):
-            admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        servers.stop(procs)
+        servers.forget_queue(env)
+        if not args.keep:
+            for name in (ours_db, theirs_db):
+                servers.admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(var_dir, ignore_errors=True)
         stamp("end")
 
