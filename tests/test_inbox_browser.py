@@ -59,6 +59,8 @@ def test_the_keyboard_flow_decides_moves_and_undoes(page, three):
 
     page.keyboard.press("2")  # option B
     expect(page.locator("#pane #item")).not_to_have_attribute("data-pk", str(first.pk))
+    # The next request may be on screen before the server's answer: the toast says it is done.
+    expect(page.locator("#toast")).to_contain_text(f"#{first.pk} approved")
     assert Decision.objects.get(request=first).chosen_option == "B"
 
 

@@ -224,6 +224,223 @@
     deltaBox.appendChild(list);
   }
 
+  // --- the next request, fetched ahead --------------------------------------------------------
+
+  // While the reviewer reads a request, its neighbours in the list are fetched in the
+  // background and kept here, so that j, k and a one-key decision show the next one with no
+  // request on the way. A fetch ahead says so (X-Inbox-Prefetch) and the server records no
+  // view; the page tells it when it puts a copy on screen (shown/). A copy is dropped once
+  // old, once the list no longer has its row or has a newer version of it, and after any
+  // refusal; a decision posts the version shown, so a copy gone stale is refused, never
+  // decided. `localStorage["inbox-prefetch"] = "off"` turns it off (to compare, in bench/).
+  const AHEAD_MS = 20000;
+  const AHEAD_ROWS = [1, 2, -1]; // the next two and the one before
+  const ahead = new Map(); // pk -> { at, version, fragment }
+  const fetching = new Set();
+  const deciding = new Set(); // decided here, their answer not in yet: kept out of the list
+
+  function prefetchOn() {
+    try {
+      return localStorage.getItem("inbox-prefetch") !== "off";
+    } catch (exc) {
+      return true;
+    }
+  }
+
+  function csrfToken() {
+    return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  }
+
+  const rowUrl = (row) => $(".row-link", row).getAttribute("href");
+
+  // A copy fit to show: fresh, and of the version the list has.
+  function aheadFor(row) {
+    const copy = row && ahead.get(row.dataset.pk);
+    if (!copy) return null;
+    if (Date.now() - copy.at > AHEAD_MS || copy.version !== row.dataset.version) {
+      ahead.delete(row.dataset.pk);
+      return null;
+    }
+    return copy;
+  }
+
+  function prune() {
+    const listed = new Map(rows().map((row) => [row.dataset.pk, row]));
+    for (const pk of Array.from(ahead.keys())) {
+      if (!aheadFor(listed.get(pk))) ahead.delete(pk);
+    }
+  }
+
+  async function fetchAhead(row) {
+    const pk = row.dataset.pk;
+    if (fetching.has(pk) || aheadFor(row)) return;
+    fetching.add(pk);
+    try {
+      const response = await fetch(rowUrl(row), {
+        headers: { "HX-Request": "true", "HX-Target": "pane", "X-Inbox-Prefetch": "1" },
+        credentials: "same-origin",
+      });
+      if (!response.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = await response.text();
+      const item = $("#item", template.content);
+      if (!item || item.dataset.pk !== pk || item.dataset.pending !== "1") return;
+      ahead.set(pk, { at: Date.now(), version: item.dataset.version, fragment: template.content });
+    } catch (exc) {
+      // Fetching ahead is a bonus: the key falls back to asking the server then.
+    } finally {
+      fetching.delete(pk);
+    }
+  }
+
+  // Once the pane is painted and the browser idle, one fetch at a time.
+  function prefetchSoon() {
+    if (!prefetchOn() || listTab()) return;
+    clearTimeout(prefetchSoon.timer);
+    prefetchSoon.timer = setTimeout(() => {
+      const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 50));
+      idle(async () => {
+        prune();
+        const from = currentPk();
+        for (const step of AHEAD_ROWS) {
+          if (currentPk() !== from) return; // moved on: the next call fetches around the new one
+          const row = rowAfter(from, step);
+          if (row && !(from === "" && step < 0)) await fetchAhead(row);
+        }
+      }, { timeout: 500 });
+    }, 0);
+  }
+
+  function pushUrl(url) {
+    // htmx's own state marker: Back then reloads the earlier URL whole (hx-history="false").
+    history.replaceState({ htmx: true }, "", location.href);
+    history.pushState({ htmx: true }, "", url);
+  }
+
+  // The reviewer now has the request on screen: its review clock starts (see prefetch above).
+  function sendShown(row) {
+    fetch(rowUrl(row) + "shown/", {
+      method: "POST",
+      headers: { "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+      keepalive: true,
+    }).catch(() => {}); // a lost beacon only leaves this review's time unknown
+  }
+
+  // What the inbox does after any new pane, from htmx or from a copy fetched ahead.
+  function paneShown() {
+    const dialog = $("#pane dialog[data-open]");
+    if (dialog) openDialog(dialog.id);
+    if (!wide.matches) window.scrollTo(0, 0);
+  }
+
+  function fillPane(content) {
+    const pane = $("#pane");
+    if (typeof content === "string") pane.innerHTML = content;
+    else pane.replaceChildren(content);
+    htmx.process(pane);
+    // As after htmx's own swap: other scripts (bars.js) finish new content on htmx:load.
+    Array.from(pane.children).forEach((el) => htmx.trigger(el, "htmx:load"));
+    paneShown();
+    markActive();
+    syncSelection();
+    tickDeadlines();
+  }
+
+  // Show the row's request from its copy fetched ahead; false when there is none to show.
+  function showAhead(row) {
+    const copy = prefetchOn() && aheadFor(row);
+    if (!copy) return false;
+    ahead.delete(row.dataset.pk);
+    fillPane(copy.fragment);
+    pushUrl(rowUrl(row));
+    sendShown(row);
+    prefetchSoon();
+    return true;
+  }
+
+  function go(row) {
+    if (row && !showAhead(row)) open(row);
+  }
+
+  // A decision taken with one key and no dialog: the next request goes on screen at once and
+  // the decision is posted behind it. The server answers with the undo toast alone; if it
+  // refuses (someone decided first, the agent revised it, the decision is not allowed, an
+  // error), the decided request comes back on screen with the reason and its row returns.
+  function decideAhead(form) {
+    const item = currentItem();
+    if (!prefetchOn() || listTab() || !item || item.dataset.pending !== "1") return false;
+    if (item.dataset.bundle !== undefined) return false; // the server picks its next call
+    if (form.closest("dialog")) return false;
+    const pk = item.dataset.pk;
+    const next = rowAfter(pk, 1) || rowAfter(pk, -1);
+    if (!next || next.dataset.pk === pk || !aheadFor(next)) return false;
+    const row = $("#row-" + pk);
+    const place = row && { parent: row.parentNode, before: row.nextElementSibling };
+    const url = location.href;
+    const body = new FormData(form);
+    deciding.add(pk);
+    if (row) row.remove();
+    showAhead(next);
+    const putBack = () => {
+      deciding.delete(pk);
+      if ($("#row-" + pk)) return;
+      if (row && place.parent.isConnected) {
+        place.parent.insertBefore(row, place.before && place.before.parentNode === place.parent ? place.before : null);
+      } else {
+        htmx.trigger(document.body, "inbox:refresh");
+      }
+      markActive();
+    };
+    fetch(form.getAttribute("hx-post"), {
+      method: "POST",
+      body,
+      headers: { "HX-Request": "true", "HX-Target": "pane", "X-Inbox-Next-Shown": "1", "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    }).then(async (response) => {
+      const html = await response.text();
+      if (response.ok) {
+        deciding.delete(pk);
+        const toast = $("#toast");
+        toast.outerHTML = html;
+        htmx.process($("#toast"));
+        startCountdown();
+        return;
+      }
+      ahead.clear();
+      putBack();
+      if (response.status === 409 || response.status === 422) {
+        fillPane(html); // the request as it is now, with why nothing was decided
+        history.replaceState({ htmx: true }, "", url);
+        prefetchSoon();
+        return;
+      }
+      broughtBack(pk, url, "The server answered HTTP " + response.status + ".");
+    }).catch(() => {
+      ahead.clear();
+      putBack();
+      broughtBack(pk, url, "The server could not be reached.");
+    });
+    return true;
+  }
+
+  // After a failure the server did not explain: the request as the server has it now (decided
+  // or not), and a word on what happened.
+  function broughtBack(pk, url, why) {
+    htmx.ajax("GET", url, { target: "#pane" }).then(() => {
+      history.replaceState({ htmx: true }, "", url);
+      const box = $("#pane-notice");
+      if (!box || currentPk() !== pk) return;
+      const alert = document.createElement("div");
+      alert.className = "alert alert-error notice";
+      alert.setAttribute("role", "alert");
+      const strong = document.createElement("strong");
+      strong.textContent = why;
+      alert.append(strong, " Your decision on #" + pk + " may not have been recorded: here is the request as it stands.");
+      box.replaceChildren(alert);
+    });
+  }
+
   // --- keyboard ------------------------------------------------------------------------------
 
   function press(key) {
@@ -254,8 +471,8 @@
     if ($("dialog[open]")) return; // Esc closes it natively
     const key = event.key;
     let handled = true;
-    if (key === "j") open(rowAfter(currentPk(), 1));
-    else if (key === "k") open(rowAfter(currentPk(), -1));
+    if (key === "j") go(rowAfter(currentPk(), 1));
+    else if (key === "k") go(rowAfter(currentPk(), -1));
     else if (key === "x") toggleSelect(currentPk() || (rows()[0] && rows()[0].dataset.pk));
     else if (key === "?") openDialog("help-dialog");
     else if (key === "/") $("#q").focus();
@@ -345,6 +562,14 @@
     }
   });
 
+  // A one-key decision with the next request fetched ahead: decided behind it (decideAhead).
+  document.body.addEventListener("htmx:confirm", (event) => {
+    const form = event.detail.elt;
+    if (form.matches && form.matches("form[hx-post$='/decide/']") && decideAhead(form)) {
+      event.preventDefault();
+    }
+  });
+
   // Batches confirm with the count, in our own dialog rather than window.confirm.
   document.body.addEventListener("htmx:confirm", (event) => {
     const form = event.detail.elt;
@@ -399,15 +624,13 @@
       const settled = $("#list [data-settled-notice]");
       if (settled) notice(settled.dataset.settledNotice);
     }
-    if (target.id === "pane") {
-      const dialog = $("dialog[data-open]", target);
-      if (dialog) openDialog(dialog.id);
-      if (!wide.matches) window.scrollTo(0, 0);
-    }
+    if (target.id === "list") deciding.forEach((pk) => { const row = $("#row-" + pk); if (row) row.remove(); });
+    if (target.id === "pane") paneShown();
     if (target.id === "toast") startCountdown();
     markActive();
     syncSelection();
     tickDeadlines();
+    if (target.id === "pane" || target.id === "list") prefetchSoon();
   });
 
   document.body.addEventListener("htmx:oobAfterSwap", (event) => {
@@ -440,5 +663,6 @@
     if (wide.matches && $("#item-empty") && rows().length && !location.search.includes("q=")) {
       open(rows()[0]); // on a laptop the first request opens at once; a phone shows the list
     }
+    prefetchSoon();
   });
 })();
