@@ -38,10 +38,12 @@ from .models import (
     DailyRollup,
     Decision,
     EscalationRule,
+    GroupTally,
     Guideline,
     Heartbeat,
     Message,
     Notification,
+    PendingTally,
     PeriodicReviewBatch,
     PeriodicReviewItem,
     PolicyVersion,
@@ -469,6 +471,17 @@ class SweepRunAdmin(ReadOnlyAdmin):
         "reminders",
         "skipped",
     ]
+
+
+# Kept by the database's triggers; `manage.py check_tallies --repair` recounts them.
+@admin.register(PendingTally)
+class PendingTallyAdmin(ReadOnlyAdmin):
+    list_display = ["queue_id", "assignee_id", "slot", "n"]
+
+
+@admin.register(GroupTally)
+class GroupTallyAdmin(ReadOnlyAdmin):
+    list_display = ["queue_id", "group_key", "n", "sample_id"]
 
 
 @admin.register(Heartbeat)

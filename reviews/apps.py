@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ReviewsConfig(AppConfig):
@@ -8,3 +9,6 @@ class ReviewsConfig(AppConfig):
     def ready(self) -> None:
         from . import logins, rulebook  # noqa: F401  (connect their signal receivers)
         from .services import autonomy  # noqa: F401  (starts and ends monitoring periods)
+        from .tallies import reinstall_if_dropped  # it reads the models, loaded by now
+
+        post_migrate.connect(reinstall_if_dropped, sender=self)

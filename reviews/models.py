@@ -1243,3 +1243,50 @@ class SecondReview(models.Model):
 
     def __str__(self) -> str:
         return f"second review of #{self.request_id}: {self.outcome or 'open'}"
+
+
+# --- tallies: the inbox's counts, kept by database triggers (reviews.tallies) ---------------
+# Plain integer ids rather than foreign keys (0 stands for none): a trigger writes them on
+# every change of a pending request, and a foreign key would lock the queue and user rows too.
+
+
+class PendingTally(models.Model):
+    """Pending requests of one queue assigned to one reviewer (0: nobody), in one of
+    tallies.SLOTS slots (the request's id modulo SLOTS): concurrent submissions add to
+    different rows, and the reader sums them."""
+
+    queue_id = models.IntegerField()
+    assignee_id = models.IntegerField()
+    slot = models.SmallIntegerField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue_id", "assignee_id", "slot"], name="pending_tally_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"queue {self.queue_id}, assignee {self.assignee_id}, slot {self.slot}: {self.n}"
+
+
+class GroupTally(models.Model):
+    """Pending requests of one queue with one group key (requests alike, decided together).
+    One row per group, so the largest are read in the order of an index on the count."""
+
+    queue_id = models.IntegerField()
+    group_key = models.CharField(max_length=32)
+    n = models.BigIntegerField(default=0)
+    # A request of the group, for its label (category, recommendation, fired rules are the
+    # same for all: they make the key); renewed when the group starts again from empty.
+    sample_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue_id", "group_key"], name="group_tally_unique")
+        ]
+        indexes = [models.Index(fields=["queue_id", "-n"], name="group_tally_largest")]
+
+    def __str__(self) -> str:
+        return f"queue {self.queue_id}, group {self.group_key}: {self.n}"

@@ -4,18 +4,15 @@ which item comes next. The views in reviews.views.inbox render it."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.cache import cache
-from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery
+from django.db.models import Count, F, Func, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from . import rules as engine
-from . import validation
+from . import tallies, validation
 from .access import (
     open_second_reviews_for,
     periodic_review_batches_for_reviewer,
@@ -23,7 +20,6 @@ from .access import (
     requests_for_reviewer,
 )
 from .models import PeriodicReviewItem, Queue, ReviewRequest, SecondReview
-from .services.recount import counts_generation
 
 Status = ReviewRequest.Status
 
@@ -228,80 +224,70 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
     return {"periodic_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
 
 
-# Counting is the one read that grows with the backlog: the counts per queue and the groups
-# of alike requests scan every pending row of the reviewer's queues (about 20 ms each at
-# 100,000). Above this many pending, their result is kept for a while, so the page and its
-# 8-second poll stop paying for it; a small backlog is always counted exactly.
-COUNTS_CACHE_FROM = 2000
-
-
-# Longer than the list's poll (every 8 s, templates/inbox/page.html), so the reviewer's own
-# next refresh finds them; other people's work shows within this long. Their own decisions
-# show at once: the key carries their generation (services.recount), renewed by each.
-COUNTS_CACHE_SECONDS = 20
-
-
-def _cached_if_large(key: str, compute: Callable[[], tuple[Any, int]]) -> Any:
-    """compute() returns (value, pending rows it looked at); keep the value if that was many."""
-    value = cache.get(key)
-    if value is None:
-        value, scanned = compute()
-        if scanned >= COUNTS_CACHE_FROM:
-            cache.set(key, value, COUNTS_CACHE_SECONDS)
-    return value
-
-
-def _counts_key(user: Any, queue_ids: list[int], part: str, extra: str = "") -> str:
-    # Per user and their exact queues: nobody is ever served counts of queues they may not see.
-    digest = hashlib.sha1(f"{sorted(queue_ids)}|{extra}".encode()).hexdigest()[:16]
-    return f"inbox:{part}:{user.pk}:{counts_generation(user.pk)}:{digest}"
-
-
 def pending_counts(user: Any, queue_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Pending requests per queue, and how many of them are assigned to the user."""
+    """Pending requests per queue, and how many of them are assigned to the user: read from
+    the tallies the database keeps (reviews.tallies), exact and the same cost at any backlog."""
+    return tallies.queue_counts(queue_ids, user.pk)
 
-    def compute() -> tuple[dict[int, dict[str, int]], int]:
-        counts = {
-            c["queue_id"]: {"n": c["n"], "mine": c["mine"]}
-            for c in requests_for_reviewer(user, queue_ids)
-            .filter(status=Status.PENDING)
-            .values("queue_id")
-            .annotate(n=Count("*"), mine=Count("assignee", filter=Q(assignee=user)))
-        }
-        return counts, sum(c["n"] for c in counts.values())
 
-    return _cached_if_large(_counts_key(user, queue_ids, "counts"), compute)
+GROUPS_SHOWN = 4
+# A search, category or assignee filter has no tally of its own: its groups are counted
+# among this many of the matching requests, and the page says so when there were more.
+FILTERED_GROUPS_FROM = 1000
 
 
 def group_summaries(
     user: Any, queue_ids: list[int], filters: Filters, qs: QuerySet[ReviewRequest], total: int
 ) -> list[dict[str, Any]]:
-    """The four largest groups of alike pending requests, labelled from one member each."""
+    """The four largest groups of alike pending requests, labelled from one member each.
 
-    def compute() -> tuple[list[dict[str, Any]], int]:
-        # Count by group key alone (an index-only scan of inbox_pending_groups).
-        groups = list(
-            qs.exclude(group_key="")
-            .values("group_key")
-            .annotate(n=Count("*"), sample=Min("id"))
-            .filter(n__gte=2)
-            .order_by("-n")[:4]
-        )
-        samples = {
-            r.pk: r
-            for r in ReviewRequest.objects.filter(pk__in=[g["sample"] for g in groups])
-            .select_related("category")
-            .only("id", "fired_rules", "recommendation", "recommended_option", "category__name")
-        }
-        for g in groups:
-            sample = samples[g["sample"]]
-            g["category_name"] = sample.category.name
-            g["recommendation"] = sample.recommendation or sample.recommended_option
-            g["why"] = ", ".join(fired_summary(sample.fired_rules))
-        return groups, total  # the scan covers (at most) every pending row of these queues
+    Unfiltered (or by queue), from the group tallies, exact. Otherwise counted among the
+    first FILTERED_GROUPS_FROM matching requests; `at_least` then holds that number when more
+    matched than were counted."""
+    if filters.category or filters.who or filters.q:
+        groups = _groups_among_matches(qs)
+    else:
+        if filters.queue:
+            queue_ids = list(
+                Queue.objects.filter(pk__in=queue_ids, slug=filters.queue).values_list(
+                    "pk", flat=True
+                )
+            )
+        groups = tallies.largest_groups(queue_ids, GROUPS_SHOWN)
+    samples = {
+        r.pk: r
+        for r in ReviewRequest.objects.filter(pk__in=[g["sample_id"] for g in groups])
+        .select_related("category")
+        .only("id", "fired_rules", "recommendation", "recommended_option", "category__name")
+    }
+    for g in groups:
+        sample = samples.get(g["sample_id"])
+        if sample is None:  # deleted since (requests are not, but a manual fix might)
+            alike = qs.filter(group_key=g["group_key"]).select_related("category").order_by()
+            sample = next(iter(alike[:1]), None)
+        if sample is None:
+            continue
+        g["category_name"] = sample.category.name
+        g["recommendation"] = sample.recommendation or sample.recommended_option
+        g["why"] = ", ".join(fired_summary(sample.fired_rules))
+    return [g for g in groups if "why" in g]
 
-    key = _counts_key(user, queue_ids, "groups", filters.querystring())
-    return _cached_if_large(key, compute)
+
+def _groups_among_matches(qs: QuerySet[ReviewRequest]) -> list[dict[str, Any]]:
+    """The largest groups among the first FILTERED_GROUPS_FROM requests of `qs` (in no
+    particular order: reading them in the list's order could mean reading all)."""
+    rows = list(qs.order_by().values_list("group_key", "id")[: FILTERED_GROUPS_FROM + 1])
+    groups: dict[str, dict[str, Any]] = {}
+    for key, pk in rows[:FILTERED_GROUPS_FROM]:
+        if key:
+            group = groups.setdefault(key, {"group_key": key, "n": 0, "sample_id": pk})
+            group["n"] += 1
+    ranked = sorted(
+        (g for g in groups.values() if g["n"] >= 2), key=lambda g: (-g["n"], g["group_key"])
+    )
+    # More matched than were counted: each group holds at least its n (the page says so).
+    among = f"{FILTERED_GROUPS_FROM:,}" if len(rows) > FILTERED_GROUPS_FROM else ""
+    return [{**g, "at_least": among} for g in ranked[:GROUPS_SHOWN]]
 
 
 def fired_summary(fired_rules: list[Any]) -> list[str]:

@@ -387,8 +387,8 @@ def test_a_decision_queues_a_signed_webhook_after_commit(
     request = submit(agent, refunds, confidence=0.1)
     with django_capture_on_commit_callbacks() as callbacks:
         decide_request(request.pk, by=alice, outcome="approved")
-    # The webhook's dispatch, and the decider's inbox counts starting over (services.recount).
-    assert len(callbacks) == 2
+    # The webhook's dispatch.
+    assert len(callbacks) == 1
     delivery = WebhookDelivery.objects.get(request=request)
     assert delivery.event == "request.decided"
     assert delivery.payload["request"]["status"] == "approved"

@@ -37,7 +37,6 @@ from .errors import (
     refused_claim,
 )
 from .outbox import decision_data, enqueue, webhook_payload, webhook_url_for
-from .recount import recount_for
 from .sightings import review_seconds_for, review_starts
 
 Status = ReviewRequest.Status
@@ -169,7 +168,6 @@ def take_back(
     if claimed != len(requests):
         what = "Some of these requests" if several else "The request"
         raise StateChanged(f"{what} changed meanwhile; nothing was undone.")
-    recount_for(by.pk)
     WebhookDelivery.objects.filter(
         request__in=requests, event="request.decided", state=WebhookDelivery.State.PENDING
     ).update(state=WebhookDelivery.State.CANCELLED)
@@ -239,8 +237,6 @@ def record_decisions(
         if not request.allows(verb):
             raise DecisionNotAllowed(request, verb)
     status = OUTCOME_STATUS[outcome]
-    if by is not None:
-        recount_for(by.pk)
     undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
     effective_at = now + timedelta(seconds=undo_window)
     befores, decisions = [], []
