@@ -29,25 +29,41 @@ def record_first_view(
     )
     if request.first_viewed_at is not None and seen is not None and seen[0] is not None:
         return
-    with transaction.atomic(savepoint=False):  # one commit for both writes (WAL flushes)
-        if request.first_viewed_at is None:
-            ReviewRequest.objects.filter(pk=request.pk, first_viewed_at__isnull=True).update(
-                first_viewed_at=now
-            )
-            request.first_viewed_at = now
-        if seen is None:
-            # If a list render inserted the row meanwhile, keep its first sighting and add
-            # the opening.
-            RequestSighting.objects.bulk_create(
-                [RequestSighting(request=request, reviewer=by, first_seen_at=now, opened_at=now)],
-                update_conflicts=True,
-                unique_fields=["request", "reviewer"],
-                update_fields=["opened_at"],
-            )
-        elif seen[0] is None:
-            RequestSighting.objects.filter(
-                request_id=request.pk, reviewer=by, opened_at__isnull=True
-            ).update(opened_at=now)
+    sightings, requests = RequestSighting._meta.db_table, ReviewRequest._meta.db_table
+    writes = []
+    if request.first_viewed_at is None:
+        writes.append(
+            f"UPDATE {requests} SET first_viewed_at = %(now)s"
+            " WHERE id = %(request)s AND first_viewed_at IS NULL"
+        )
+        request.first_viewed_at = now
+    if seen is None:
+        # If a list render inserted the row meanwhile, keep its first sighting and add the
+        # opening.
+        writes.append(
+            f"INSERT INTO {sightings} (request_id, reviewer_id, first_seen_at, opened_at)"
+            " VALUES (%(request)s, %(by)s, %(now)s, %(now)s) ON CONFLICT (request_id, reviewer_id)"
+            f" DO UPDATE SET opened_at = EXCLUDED.opened_at WHERE {sightings}.opened_at IS NULL"
+        )
+    elif seen[0] is None:
+        writes.append(
+            f"UPDATE {sightings} SET opened_at = %(now)s"
+            " WHERE request_id = %(request)s AND reviewer_id = %(by)s AND opened_at IS NULL"
+        )
+    params = {"request": request.pk, "by": by.pk}
+    params["now"] = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        if len(writes) == 1:
+            cursor.execute(writes[0], params)
+        elif connection.vendor == "postgresql":
+            # One statement for both writes on the path of every newly opened item (each
+            # decide-and-next): one round trip and one commit instead of four.
+            first, last = writes
+            cursor.execute(f"WITH viewed AS ({first}) {last}", params)
+        else:
+            with transaction.atomic(savepoint=False):  # one commit for both writes
+                for sql in writes:
+                    cursor.execute(sql, params)
 
 
 def seen_by(user: AbstractBaseUser) -> Exists:
