@@ -270,7 +270,7 @@ NAMES = {
     "bare": "bare Django view",
     "page": "inbox page",
     "poll": "list refresh (poll)",
-    "cold poll": "list refresh, cold counts",
+    "cold poll": "list refresh, cold",
     "item": "open an item (partial)",
     "decide": "decide and load next",
     "batch": f"batch approve {BATCH:,}",
