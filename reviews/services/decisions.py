@@ -279,8 +279,9 @@ def record_decisions(
     )
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
-            agent=request.agent,
-            request=request,
+            # Ids, not objects: nothing reads them back from the delivery.
+            agent_id=request.agent_id,
+            request_id=request.pk,
             event="request.decided",
             url=webhook_url_for(request),
             payload=webhook_payload(request, "request.decided", decision),

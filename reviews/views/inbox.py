@@ -473,7 +473,9 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     # decide_request reads the request again with what it needs; a refusal re-reads it whole.
     queue_ids = reviewer_queue_ids(request.user)
-    req = get_request_for_reviewer(request.user, pk, only=("proposed_action",), queue_ids=queue_ids)
+    req = get_request_for_reviewer(
+        request.user, pk, only=("proposed_action", "bundle_id"), queue_ids=queue_ids
+    )  # next_item reads its bundle
     # A respond is a rejection whose reason is the answer (Decision.responded).
     responded = request.POST.get("outcome", "") == Verb.RESPOND
     outcome = Outcome.REJECTED if responded else OUTCOMES.get(request.POST.get("outcome", ""))
