@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis import RedisError
 
@@ -90,6 +91,13 @@ def _fail_open(fallback: Any) -> Any:
     return decorate
 
 
+COUNT_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 class FailOpenRedisCacheClient(RedisCacheClient):
     add = _fail_open(False)(RedisCacheClient.add)
     get = _fail_open("default")(RedisCacheClient.get)
@@ -104,6 +112,13 @@ class FailOpenRedisCacheClient(RedisCacheClient):
 
     # A counter reads as freshly started (the delta) while Redis is down: rate limits fail open.
     incr = _fail_open("default")(RedisCacheClient.incr)
+
+    @_fail_open(1)
+    def count_hit(self, key: str, timeout: int) -> int:
+        """Add one to the counter at `key`, which expires `timeout` seconds after its first
+        hit: one round trip (the script runs whole on the server). Counts 1 while Redis is
+        down: rate limits fail open."""
+        return self.get_client(key, write=True).eval(COUNT_HIT_SCRIPT, 1, key, timeout)
 
     def ping(self) -> bool:
         """Ask Redis directly (for /health/), whatever the outage flag says."""
@@ -125,3 +140,21 @@ class FailOpenRedisCache(RedisCache):
 
     def ping(self) -> bool:
         return self._cache.ping()
+
+    def count_hit(self, key: str, timeout: int) -> int:
+        return self._cache.count_hit(self.make_and_validate_key(key), timeout)
+
+
+def count_hit(key: str, timeout: int) -> int:
+    """One more hit on a counter that starts at the first hit and expires `timeout` seconds
+    later (a fixed window's count): one atomic round trip on Redis, add-then-incr on another
+    cache (per-process memory when there is no REDIS_URL)."""
+    cache = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(cache, FailOpenRedisCache):
+        return cache.count_hit(key, timeout)
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1

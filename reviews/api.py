@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -24,6 +23,8 @@ from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
+
+from hitl.redis_outage import count_hit
 
 from . import interrupts, lookups, validation
 from .api_schemas import (
@@ -149,19 +150,13 @@ def check_body_size(request: HttpRequest) -> None:
 
 
 def throttle(agent: Agent) -> None:
-    """A fixed window per agent in the shared cache (Redis in production): atomic incr."""
+    """A fixed window per agent in the shared cache (Redis in production): one atomic count."""
     limit = settings.HITL_API_RATE_LIMIT
     if limit <= 0:
         return
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
-    key = f"api-rate:{agent.pk}:{window}"
-    cache.add(key, 0, timeout=RATE_WINDOW_SECONDS * 2)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=RATE_WINDOW_SECONDS * 2)
-        count = 1
+    count = count_hit(f"api-rate:{agent.pk}:{window}", RATE_WINDOW_SECONDS * 2)
     if count > limit:
         retry = max(int((window + 1) * RATE_WINDOW_SECONDS - now) + 1, 1)
         raise ApiError(

@@ -10,6 +10,8 @@ import time
 import pytest
 from django.core.cache import cache
 
+from hitl.redis_outage import count_hit
+
 from .timeouts_support import free_port
 
 
@@ -39,6 +41,7 @@ def test_it_reads_as_a_miss_and_warns_once(dead_redis_cache, caplog):
             dead_redis_cache.set("k", 1, 5)
             assert dead_redis_cache.add("n", 0, 5) is False
             assert dead_redis_cache.incr("n") == 1  # counts nothing: no rate limit
+            assert count_hit("n", 5) == 1  # the rate limiter's count: the same
             assert dead_redis_cache.get_many(["a", "b"]) == {}
     assert time.monotonic() - started < 2  # after the first failure, Redis is not even asked
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
