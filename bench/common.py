@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 
@@ -55,3 +60,68 @@ def throwaway_database(broker_queue: str = "") -> Iterator[None]:
                 f"_kombu.binding.{broker_queue}",
                 f"_kombu.binding_permanent.{broker_queue}",
             )
+
+
+@dataclass
+class Count:
+    """What a `with` block counted, read after the block."""
+
+    n: int = 0
+
+
+@contextmanager
+def postgres_round_trips() -> Iterator[Count]:
+    """The round trips this process's Django connections make to PostgreSQL inside the block,
+    from libpq's own trace of the protocol: each ReadyForQuery from the server ends one. BEGIN,
+    COMMIT and savepoints count too, which Django's execute_wrapper never sees; a connection
+    the pool hands out meanwhile is traced from the moment Django takes it."""
+    counted = Count()
+    traced = []
+    with tempfile.TemporaryFile() as trace:
+
+        def attach(connection: Any = connection, **kwargs: Any) -> None:
+            pgconn = connection.connection.pgconn
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(pgconn_trace_flags())
+            traced.append(pgconn)
+
+        connection_created.connect(attach)
+        if connection.connection is not None:
+            attach()
+        try:
+            yield counted
+        finally:
+            connection_created.disconnect(attach)
+            for pgconn in traced:
+                pgconn.untrace()
+            trace.seek(0)
+            counted.n = sum(
+                1 for line in trace if line.startswith(b"B\t") and b"\tReadyForQuery" in line
+            )
+
+
+def pgconn_trace_flags() -> int:
+    from psycopg import pq
+
+    return pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE
+
+
+@contextmanager
+def redis_commands(url: str, containing: str) -> Iterator[list[str]]:
+    """The commands the Redis server at `url` received inside the block whose text contains
+    `containing` (a key prefix of the caller's own, so other clients of a shared server are
+    left out), seen by MONITOR. A Lua script's own calls are not listed, only its EVAL: one
+    round trip."""
+    client = redis.Redis.from_url(url)
+    seen: list[str] = []
+    with client.monitor() as monitor:
+        yield seen
+        end = f"end-of-count-{uuid.uuid4().hex}"
+        client.echo(end)
+        while True:
+            command = monitor.next_command()
+            if end in command["command"]:
+                break
+            if command["client_type"] != "lua" and containing in command["command"]:
+                seen.append(command["command"])
+    client.close()
