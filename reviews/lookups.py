@@ -79,6 +79,16 @@ def _columns(model: type[models.Model], alias: str) -> _Columns:
     )
 
 
+def columns_of(model: type[models.Model], alias: str) -> str:
+    """The select list of a model's columns under a table alias, for instance_of."""
+    return _columns(model, alias).select
+
+
+def instance_of(model: type[models.Model], alias: str, values: Sequence[Any]) -> models.Model:
+    """The instance a row selected with columns_of(model, alias) stands for."""
+    return _columns(model, alias).instance(values)
+
+
 def _one(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

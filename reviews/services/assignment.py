@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .. import lookups
 from ..models import Notification, Queue, ReviewerProfile, ReviewRequest
 from .audit import Actor, audit
 from .errors import AlreadyDecided, TransitionError, not_pending
@@ -34,20 +35,28 @@ def pick_assignee(queue: Queue | None, exclude: list[int] | tuple[int, ...] = ()
     random, so that a flood spreads over them instead of landing on one."""
     if queue is None:
         return None
-    # Plain statements: every escalated submission runs one, and the ORM's version of this
-    # subquery cost more CPU to compile than the database spent answering it.
+    # Plain statements, rows made users as reviews.lookups makes them: every escalated
+    # submission runs one, and the ORM's version of this subquery (or a raw queryset) cost
+    # more CPU to compile than the database spent answering it.
     members: list[Any] = [queue.pk, connection.ops.adapt_datetimefield_value(timezone.now())]
     skip = ""
     if exclude:
         skip = f"AND u.id NOT IN ({', '.join(['%s'] * len(exclude))})"
         members.extend(exclude)
-    users = get_user_model().objects
-    found = list(
-        users.raw(_least_loaded_member_sql().format(skip=skip), [Status.PENDING, *members])
-    )
-    if found and found[0].open_load >= LOAD_CAP:
-        found = list(users.raw(_any_member_sql().format(skip=skip), members))
-    return found[0] if found else None
+    found = _first_member(_least_loaded_member_sql().format(skip=skip), [Status.PENDING, *members])
+    if found is not None and found[1] >= LOAD_CAP:
+        found = _first_member(_any_member_sql().format(skip=skip), [0, *members])
+    return found[0] if found is not None else None
+
+
+def _first_member(sql: str, params: list[Any]) -> tuple[Any, int] | None:
+    """The user the statement's first row names, and its load (the row's last column)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return lookups.instance_of(get_user_model(), "u", row[:-1]), row[-1]
 
 
 def _present_members_sql() -> str:
@@ -64,7 +73,7 @@ def _least_loaded_member_sql() -> str:
     # The inner LIMIT bounds the rows read per member (an index-only scan of
     # request_pending_by_assignee), whatever the backlog.
     return f"""
-    SELECT u.*, (
+    SELECT {lookups.columns_of(get_user_model(), "u")}, (
         SELECT COUNT(*) FROM (
             SELECT 1 FROM {ReviewRequest._meta.db_table} r
             WHERE r.assignee_id = u.id AND r.status = %s
@@ -79,7 +88,10 @@ def _least_loaded_member_sql() -> str:
 
 @functools.cache
 def _any_member_sql() -> str:
-    return f"SELECT u.* {_present_members_sql()} ORDER BY random() LIMIT 1"
+    return (
+        f"SELECT {lookups.columns_of(get_user_model(), 'u')}, %s"
+        f" {_present_members_sql()} ORDER BY random() LIMIT 1"
+    )
 
 
 def _move(
