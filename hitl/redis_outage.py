@@ -99,6 +99,20 @@ return count
 
 
 class FailOpenRedisCacheClient(RedisCacheClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        # One client per connection pool, not a new one per call as Django builds them:
+        # building a redis.Redis (its table of reply callbacks) cost more CPU than the
+        # command it then sent. A client is safe to share between threads.
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
+        return client
+
     add = _fail_open(False)(RedisCacheClient.add)
     get = _fail_open("default")(RedisCacheClient.get)
     set = _fail_open(None)(RedisCacheClient.set)

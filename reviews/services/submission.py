@@ -3,6 +3,7 @@ for a human (with an assignee and a deadline) or approved by the rules."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -327,8 +328,13 @@ def _record(request: ReviewRequest, decision: Decision | None, events: list[Audi
         row._state.adding, row._state.db = False, connection.alias
 
 
+@functools.cache
+def _model_fields(model: type[Model], skip: tuple[str, ...]) -> list[Field]:
+    return [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in skip]
+
+
 def _fields(row: Model, *skip: str) -> list[Field]:
-    return [f for f in row._meta.concrete_fields if not f.primary_key and f.attname not in skip]
+    return _model_fields(type(row), skip)
 
 
 def _table(row: Model) -> str:
@@ -336,7 +342,12 @@ def _table(row: Model) -> str:
 
 
 def _insert_values(row: Model, *skip: str) -> tuple[str, str]:
-    fields = _fields(row, *skip)
+    return _columns_and_placeholders(type(row), skip)
+
+
+@functools.cache
+def _columns_and_placeholders(model: type[Model], skip: tuple[str, ...]) -> tuple[str, str]:
+    fields = _model_fields(model, skip)
     return (
         ", ".join(connection.ops.quote_name(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
