@@ -26,13 +26,9 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
+from bench.common import setup_django
 
-import django
-
-django.setup()
+setup_django(DEBUG="false")
 
 from django.contrib.auth.models import User  # noqa: E402
 from django.db import connection  # noqa: E402

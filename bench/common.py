@@ -1,15 +1,17 @@
-"""What the benchmarks share: the request they submit, and a throwaway PostgreSQL database to
-run in. Import after django.setup()."""
+"""What the benchmarks share: their Django setup, the request they submit, a throwaway
+PostgreSQL database to run in, and counters of round trips to PostgreSQL and Redis."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,6 +19,28 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django(queue: str = "", **env: str) -> str:
+    """The benchmarks' prelude: the project importable, its settings with a throwaway secret
+    key unless one is set, the `env` given (DEBUG="false": DEBUG keeps every query in memory),
+    then django.setup(). With `queue`, the run gets a Celery queue and a var folder of its own
+    (a child process it starts inherits them); returns the queue's name, for
+    throwaway_database to delete."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.update(env)
+    if queue:
+        os.environ.setdefault("HITL_BENCH_QUEUE", f"hitl-bench-{queue}-{os.getpid()}")
+        os.environ["CELERY_QUEUE"] = os.environ["HITL_BENCH_QUEUE"]
+        os.environ.setdefault("HITL_VAR_DIR", tempfile.mkdtemp(prefix="hitl-bench-"))
+    import django
+
+    django.setup()
+    return os.environ.get("HITL_BENCH_QUEUE", "")
 
 
 def submission(i: int) -> bytes:

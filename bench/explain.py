@@ -25,22 +25,13 @@ import os
 import random
 import re
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ["DEBUG"] = "false"
-os.environ["ALLOWED_HOSTS"] = "testserver"
-BENCH_QUEUE = f"hitl-bench-explain-{os.getpid()}"
-os.environ["CELERY_QUEUE"] = BENCH_QUEUE
-os.environ["HITL_VAR_DIR"] = tempfile.mkdtemp(prefix="hitl-bench-")
+from bench.common import setup_django
 
-import django  # noqa: E402
-
-django.setup()
+BENCH_QUEUE = setup_django("explain", DEBUG="false", ALLOWED_HOSTS="testserver")
 
 from django.db import DatabaseError, connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402

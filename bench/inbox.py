@@ -28,26 +28,17 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory and slows everything down
-os.environ["ALLOWED_HOSTS"] = "testserver"
+from bench.common import setup_django
+
 # Webhook tasks go to a private queue (Redis, as in production, when REDIS_URL is set; else
 # the embedded filesystem broker in a temporary folder), removed at the end; no worker runs.
-BENCH_QUEUE = f"hitl-bench-inbox-{os.getpid()}"
-os.environ["CELERY_QUEUE"] = BENCH_QUEUE
-os.environ["HITL_VAR_DIR"] = tempfile.mkdtemp(prefix="hitl-bench-")
-
-import django  # noqa: E402
-
-django.setup()
+BENCH_QUEUE = setup_django("inbox", DEBUG="false", ALLOWED_HOSTS="testserver")
 logging.getLogger("axes").setLevel(logging.WARNING)  # a login line per size, not the figures
 
 import redis  # noqa: E402

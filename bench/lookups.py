@@ -27,25 +27,19 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory and slows everything down
-os.environ["ALLOWED_HOSTS"] = "testserver"
-os.environ["HITL_API_RATE_LIMIT"] = "0"  # thousands of submissions a minute from one agent
-BENCH_QUEUE = f"hitl-bench-lookups-{os.getpid()}"
-os.environ.setdefault("CELERY_QUEUE", BENCH_QUEUE)
-os.environ.setdefault("HITL_VAR_DIR", tempfile.mkdtemp(prefix="hitl-bench-"))
+from bench.common import setup_django
+
+# HITL_API_RATE_LIMIT=0: thousands of submissions a minute from one agent.
+BENCH_QUEUE = setup_django(
+    "lookups", DEBUG="false", ALLOWED_HOSTS="testserver", HITL_API_RATE_LIMIT="0"
+)
 
 import django  # noqa: E402
-
-django.setup()
-
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402

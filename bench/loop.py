@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
+from bench.common import setup_django
 
-import django
-
-django.setup()
+setup_django()
 
 from django.conf import settings  # noqa: E402
 

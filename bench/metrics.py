@@ -13,19 +13,15 @@ Goals: dashboard p95 <= 200 ms, rebuild <= 60 s.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
+from bench.common import setup_django
 
-import django
-
-django.setup()
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
