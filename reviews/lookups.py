@@ -143,22 +143,34 @@ def people_precedents(
     definition of a precedent: the count at submission and the item and audit pages read it
     (reviews.precedents).
 
-    The status test lets the partial index request_people_precedents answer it, in order."""
+    The status test lets the partial index request_people_precedents answer it, in order:
+    on PostgreSQL the decision of each row is looked up beside it (LATERAL, kept apart by
+    OFFSET 0), so the walk stops after `limit` rows. As a plain join the planner, which
+    misjudges how many decisions match, hashed every decision ever taken and sorted every
+    precedent of the key: 40 ms at 40,000 decisions, growing with the history, against
+    about 1 ms for a hundred lookups."""
     channels = [str(c) for c in PEOPLE_CHANNELS]
+    decisions = Decision._meta.db_table
+    effective = f"d.channel IN ({', '.join(['%s'] * len(channels))}) AND d.effective_at <= %s"
+    if connection.vendor == "postgresql":
+        join = (
+            f" CROSS JOIN LATERAL (SELECT d.outcome, d.as_proposed FROM {decisions} d"
+            f" WHERE d.request_id = r.id AND {effective} OFFSET 0) d"
+        )
+    else:
+        join = f" JOIN {decisions} d ON d.request_id = r.id AND {effective}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT r.id, d.outcome, d.as_proposed FROM {ReviewRequest._meta.db_table} r"
-            f" JOIN {Decision._meta.db_table} d ON d.request_id = r.id"
+            f"SELECT r.id, d.outcome, d.as_proposed FROM {ReviewRequest._meta.db_table} r{join}"
             " WHERE r.precedent_key = %s"
             f" AND r.status IN ({', '.join(['%s'] * len(DECIDED_STATUSES))})"
-            f" AND d.channel IN ({', '.join(['%s'] * len(channels))})"
-            " AND d.effective_at <= %s AND r.id <> %s"
+            " AND r.id <> %s"
             " ORDER BY r.decided_at DESC LIMIT %s",
             [
-                precedent_key,
-                *DECIDED_STATUSES,
                 *channels,
                 connection.ops.adapt_datetimefield_value(as_of),
+                precedent_key,
+                *DECIDED_STATUSES,
                 exclude,
                 limit,
             ],
