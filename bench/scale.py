@@ -2,7 +2,7 @@
 side by side; the goal is at most 1.25 times the small database's cost on the large one.
 
     REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python bench/scale.py [--keep]
-        [--small 10000] [--large 1000000] [--rounds 6] [--per-round 5]
+        [--small 10000] [--large 1000000] [--rounds 10] [--per-round 5]
         [--postgres postgres://postgres@127.0.0.1:5432]
 
 Two PostgreSQL databases of the checkout's schema, seeded by `bench/seed.py` (bulk, 5,000
@@ -77,7 +77,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=5, help="requests per op, size, round")
     parser.add_argument("--keep", action="store_true", help="reuse the databases, keep them")
     parser.add_argument(
@@ -85,7 +85,7 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server both databases are on",
     )
-    parser.add_argument("--port", type=int, default=8141, help="the small one's; large +1")
+    parser.add_argument("--port", type=int, default=0, help="the small one's (large: +1)")
     return parser.parse_args()
 
 
@@ -177,8 +177,9 @@ def main() -> None:
     try:
         for size, db in zip(sizes, dbs, strict=True):
             servers.seed(server, db, size, args.keep, var_dir)
+        ports = [args.port, args.port + 1] if args.port else [servers.free_port() for _ in dbs]
         sides = [
-            Side(size, args.port + i, server, db, f"bench-scale-{i}-{os.getpid()}")
+            Side(size, ports[i], server, db, f"bench-scale-{i}-{os.getpid()}")
             for i, (size, db) in enumerate(zip(sizes, dbs, strict=True))
         ]
         for side in sides:
@@ -189,8 +190,9 @@ def main() -> None:
 
         def top_up() -> None:
             with ThreadPoolExecutor(len(sides)) as pool:
-                for side in sides:
-                    pool.submit(servers.seed, server, side.db, side.size, True, var_dir, True)
+                args = [(server, s.db, s.size, True, var_dir, True) for s in sides]
+                for done in [pool.submit(servers.seed, *a) for a in args]:
+                    done.result()
 
         for side in sides:  # warm each server's connections, templates and caches
             for method in OPERATIONS.values():

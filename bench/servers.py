@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -28,8 +29,11 @@ PASSWORD = "bench-password-1"
 
 
 class Response:
-    def __init__(self, status: int, body: bytes, cookies: dict[str, str], ms: float):
+    def __init__(
+        self, status: int, body: bytes, cookies: dict[str, str], ms: float, where: str = ""
+    ):
         self.status, self.body, self.cookies, self.ms = status, body, cookies, ms
+        self.where = where  # the request, and where a redirect pointed, for errors
 
     def json(self) -> dict | list:
         return json.loads(self.body)
@@ -53,12 +57,17 @@ def call(
         if name.lower() == "set-cookie":
             key, _, rest = value.partition("=")
             cookies[key.strip()] = rest.split(";", 1)[0]
-    return Response(response.status, data, cookies, ms)
+    where = f"{method} {path}" + (
+        f" -> {response.getheader('Location')}" if response.getheader("Location") else ""
+    )
+    return Response(response.status, data, cookies, ms, where)
 
 
 def expect(response: Response, *statuses: int) -> Response:
     if response.status not in statuses:
-        raise SystemExit(f"unexpected {response.status}: {response.body[:300]!r}")
+        raise SystemExit(
+            f"unexpected {response.status} ({response.where}): {response.body[:300]!r}"
+        )
     return response
 
 
@@ -206,12 +215,23 @@ def seed(server: str, db: str, pending: int, keep: bool, var_dir: str, quiet: bo
 # --- our server ---------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A port nothing listens on now: other benchmarks on this machine start servers too, and
+    one answering on a fixed port would be measured in place of ours."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start(env: dict[str, str], port: int) -> subprocess.Popen:
     """Django's threaded runserver on 127.0.0.1, as `label-studio start` serves itself."""
     command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
     log = open(Path(env["HITL_VAR_DIR"]) / f"server-{port}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_for(port, "/api/v1/ping", proc, "our server")
+    time.sleep(1)
+    if proc.poll() is not None:  # another server had the port, and answered in its place
+        raise SystemExit(f"our server exited at start: is port {port} taken?")
     return proc
 
 

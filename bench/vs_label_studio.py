@@ -102,7 +102,7 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server both databases are created on",
     )
-    parser.add_argument("--port", type=int, default=8131, help="ours; Label Studio's is +1")
+    parser.add_argument("--port", type=int, default=0, help="ours (Label Studio's: +1)")
     return parser.parse_args()
 
 
@@ -331,12 +331,15 @@ def main() -> None:
         if not (args.keep and servers.exists(server, theirs_db)):
             servers.fresh_database(server, theirs_db)
         servers.seed(server, ours_db, args.pending, args.keep, var_dir)
-        procs.append(servers.start(env, args.port))
+        port, their_port = (
+            (args.port, args.port + 1) if args.port else (servers.free_port(), servers.free_port())
+        )
+        procs.append(servers.start(env, port))
         started = time.monotonic()
-        procs.append(start_theirs(binary, theirs_env(server, theirs_db), args.port + 1))
+        procs.append(start_theirs(binary, theirs_env(server, theirs_db), their_port))
         print(f"Label Studio migrated and started in {time.monotonic() - started:.0f} s")
-        ours = Ours(args.port, f"{server}/{ours_db}")
-        theirs = Theirs(args.port + 1, f"{server}/{theirs_db}")
+        ours = Ours(port, f"{server}/{ours_db}")
+        theirs = Theirs(their_port, f"{server}/{theirs_db}")
         started = time.monotonic()
         theirs.setup(args.pending)
         print(f"theirs ready in {time.monotonic() - started:.0f} s", flush=True)
