@@ -180,6 +180,8 @@ if have < pending:
     started = time.monotonic()
     top_up(pending, user, category, agent, rng)
     print(f"  {pending - have:,} pending requests inserted in {time.monotonic() - started:.0f} s")
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")  # all tables, as autovacuum would have (it may be off)
 print(f"  {ReviewRequest.objects.filter(status='pending').count():,} pending")
 """
 

@@ -224,9 +224,10 @@ class Theirs:
                     f"  {stop - first:,} tasks imported, {time.monotonic() - started:.0f} s",
                     flush=True,
                 )
-        if pending > have:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE task")  # as autovacuum would have
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            if pending > have:
+                conn.execute("VACUUM task")
+            conn.execute("ANALYZE")  # all tables, as autovacuum would have (it may be off)
         print(f"  theirs: {self.unlabeled():,} unlabeled tasks in project {self.project}")
 
     def top(self) -> int:
