@@ -1,6 +1,6 @@
 """The item page grows linearly with what the agent sent: a submission at the API's size limit,
 in any shape (nested to the depth limit, wide, long strings that escape to more), renders a
-page of bounded size quickly, and the Modify form still holds the whole action."""
+page of bounded size in bounded CPU time, and the Modify form still holds the whole action."""
 
 from __future__ import annotations
 
@@ -83,9 +83,11 @@ def test_a_submission_at_the_size_limit_renders_a_bounded_page_quickly(
     assert size > MAX_BODY_BYTES * 0.9
     client.force_login(alice)
     for extra in ({}, HX):
-        started = time.perf_counter()
+        # CPU time of this process (the test client renders in it): other processes on a
+        # shared machine do not count, a rendering that grows faster than its input does.
+        started = time.process_time()
         response = client.get(reverse("inbox_item", args=[review.pk]), **extra)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         assert response.status_code == 200
         assert len(response.content) < PAGE_LIMIT, (name, len(response.content))
         assert elapsed < SECONDS_LIMIT, (name, elapsed)
