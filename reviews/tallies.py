@@ -34,7 +34,8 @@ _GROUP_KEY = "COALESCE(queue_id, 0), group_key"
 # One aggregated write per statement: a batch that decides 1,000 requests moves each tally
 # row once. A row that stays pending with the same queue, assignee and group (a sighting,
 # a reminder) adds -1 and +1, which cancel, and nothing is written. Rows are written in key
-# order so two statements lock shared tally rows in the same order.
+# order, groups first (the row alike submissions share), so that statements lock shared
+# tally rows in one order: a lone submission waiting for a group row holds no other.
 
 
 def _pg_changes(old: bool, new: bool, key: str, extra: str = "") -> str:
@@ -50,10 +51,6 @@ def _pg_function(name: str, old: bool, new: bool) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO {PENDING_TALLY} (queue_id, assignee_id, slot, n)
-  SELECT q, a, s, SUM(d) FROM ({_pg_changes(old, new, _PENDING_KEY)}) AS changes (q, a, s, d)
-  GROUP BY q, a, s HAVING SUM(d) <> 0 ORDER BY q, a, s
-  ON CONFLICT (queue_id, assignee_id, slot) DO UPDATE SET n = {PENDING_TALLY}.n + EXCLUDED.n;
   INSERT INTO {GROUP_TALLY} (queue_id, group_key, n, sample_id)
   SELECT q, g, SUM(d), MIN(i) FROM ({_pg_changes(old, new, _GROUP_KEY, ", id")})
     AS changes (q, g, d, i)
@@ -62,6 +59,10 @@ BEGIN
     n = {GROUP_TALLY}.n + EXCLUDED.n,
     sample_id = CASE WHEN {GROUP_TALLY}.n <= 0 THEN EXCLUDED.sample_id
                 ELSE {GROUP_TALLY}.sample_id END;
+  INSERT INTO {PENDING_TALLY} (queue_id, assignee_id, slot, n)
+  SELECT q, a, s, SUM(d) FROM ({_pg_changes(old, new, _PENDING_KEY)}) AS changes (q, a, s, d)
+  GROUP BY q, a, s HAVING SUM(d) <> 0 ORDER BY q, a, s
+  ON CONFLICT (queue_id, assignee_id, slot) DO UPDATE SET n = {PENDING_TALLY}.n + EXCLUDED.n;
   RETURN NULL;
 END $$;"""
 
@@ -153,10 +154,15 @@ def installed(conn: BaseDatabaseWrapper = connection) -> bool:
 
 def reinstall_if_dropped(using: str = "default", **kwargs: Any) -> None:
     """After every `migrate` (a post_migrate receiver): put the triggers back, recounting,
-    if a migration dropped them (SQLite rebuilds a table it alters, without its triggers)."""
+    if a migration dropped them (SQLite rebuilds a table it alters, without its triggers);
+    on PostgreSQL, replace the functions with this version's."""
     conn = connections[using]
-    if PENDING_TALLY in conn.introspection.table_names() and not installed(conn):
+    if PENDING_TALLY not in conn.introspection.table_names():
+        return
+    if not installed(conn):
         rebuild(conn)
+    elif conn.vendor == "postgresql":
+        install(conn)
 
 
 # --- checking and repairing ---------------------------------------------------------------

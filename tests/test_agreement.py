@@ -90,6 +90,27 @@ def test_the_least_loaded_colleague_gets_it_and_never_the_decider(agent, sampled
     assert sorted(reviewers) == ["carol", "carol", "dave", "dave"]
 
 
+def test_open_second_reviews_count_up_to_a_cap_past_which_members_are_equally_full(
+    agent, sampled, alice, carol, monkeypatch
+):
+    from reviews.services import agreement  # the module whose cap the test lowers
+
+    monkeypatch.setattr(agreement, "SECOND_LOAD_CAP", 2)
+    dave = make_user("dave", "reviewers")
+    sampled.queue.members.add(dave)
+    for _ in range(20):
+        decide(submit(agent, sampled), alice)
+    SecondReview.objects.update(reviewer=carol)  # carol holds 20 open, dave none
+    for _ in range(18):
+        decide(submit(agent, sampled), alice)
+    new = [r.reviewer.username for r in SecondReview.objects.order_by("pk")[20:]]
+    # Below the cap the least loaded still wins: dave, twice. Counted in full, dave would
+    # then take all the rest (he holds fewer than 20); past the cap both count as full and
+    # the draw per request spreads the other 16 over both (all 16 to one: 1 in 32,768).
+    assert new[:2] == ["dave", "dave"]
+    assert "carol" in new[2:]
+
+
 def test_nobody_else_present_means_no_second_review(agent, sampled, alice, carol):
     ReviewerProfile.objects.create(user=carol, away_until=timezone.now() + timedelta(days=1))
     decide(submit(agent, sampled), alice)

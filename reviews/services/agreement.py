@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import IntegerField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..access import REVIEWERS
@@ -27,6 +27,9 @@ Outcome = Decision.Outcome
 
 
 SECOND_REVIEW_SALT = "second-review:"
+# Past this many open second reviews, members count as equally full (the draw decides): a
+# person works through fewer before they go stale, and counting on would grow with them.
+SECOND_LOAD_CAP = 200
 
 
 def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[SecondReview]:
@@ -52,12 +55,14 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
     ]
     if not picked:
         return []
-    open_load = (
-        SecondReview.objects.filter(reviewer=OuterRef("pk"), outcome="")
-        .order_by()
-        .values("reviewer")
-        .annotate(n=Count("pk"))
-        .values("n")
+    # Each member's open second reviews, counted up to SECOND_LOAD_CAP (the inner LIMIT
+    # bounds the rows read from second_review_open, however many are open).
+    users = get_user_model()._meta.db_table
+    open_load = RawSQL(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {SecondReview._meta.db_table} s"
+        f" WHERE s.reviewer_id = {users}.id AND s.outcome = '' LIMIT %s) AS held",
+        [SECOND_LOAD_CAP],
+        output_field=IntegerField(),
     )
     loads: dict[int, dict[int, int]] = {}  # queue -> reviewer -> open second reviews
     reviews = []
@@ -70,7 +75,7 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
                     review_queues=request.queue_id, is_active=True, groups__name=REVIEWERS
                 )
                 .exclude(reviewer_profile__away_until__gt=now)
-                .annotate(load=Coalesce(Subquery(open_load), 0))
+                .annotate(load=open_load)
                 .values_list("pk", "load")
             )
             loads[request.queue_id] = dict(members)
