@@ -164,13 +164,17 @@ def people_precedents(
             f"SELECT r.id, d.outcome, d.as_proposed FROM {ReviewRequest._meta.db_table} r{join}"
             " WHERE r.precedent_key = %s"
             f" AND r.status IN ({', '.join(['%s'] * len(DECIDED_STATUSES))})"
-            " AND r.id <> %s"
+            # Decided by then, as every decision in effect by then was (it takes effect at
+            # its decision or after its undo window): the walk starts at `as_of` instead of
+            # stepping over every decision since, for a request submitted long ago.
+            " AND r.decided_at <= %s AND r.id <> %s"
             " ORDER BY r.decided_at DESC LIMIT %s",
             [
                 *channels,
                 connection.ops.adapt_datetimefield_value(as_of),
                 precedent_key,
                 *DECIDED_STATUSES,
+                connection.ops.adapt_datetimefield_value(as_of),
                 exclude,
                 limit,
             ],
