@@ -102,9 +102,9 @@
     return Math.round(h / 24) + " days";
   }
 
-  function tickDeadlines() {
+  function tickDeadlines(root) {
     const now = Date.now();
-    $$("time[data-deadline]").forEach((el) => {
+    $$("time[data-deadline]", root).forEach((el) => {
       const ms = Date.parse(el.dataset.deadline) - now;
       if (Number.isNaN(ms)) return;
       const text = untilText(ms).trim();
@@ -344,7 +344,13 @@
     paneShown();
     markActive();
     syncSelection();
-    tickDeadlines();
+    tickDeadlines(pane); // the list's own are ticked with the list
+  }
+
+  // After the frame that shows what the key asked for: the server's work for a beacon or a
+  // decision then does not compete with that frame for the CPU.
+  function afterPaint(callback) {
+    requestAnimationFrame(() => setTimeout(callback, 0));
   }
 
   // Show the row's request from its copy fetched ahead; false when there is none to show.
@@ -354,7 +360,7 @@
     ahead.delete(row.dataset.pk);
     fillPane(copy.fragment);
     pushUrl(rowUrl(row));
-    sendShown(row);
+    afterPaint(() => sendShown(row));
     prefetchSoon();
     return true;
   }
@@ -392,12 +398,13 @@
       }
       markActive();
     };
-    fetch(form.getAttribute("hx-post"), {
+    const post = () => fetch(form.getAttribute("hx-post"), {
       method: "POST",
       body,
       headers: { "HX-Request": "true", "HX-Target": "pane", "X-Inbox-Next-Shown": "1", "X-CSRFToken": csrfToken() },
       credentials: "same-origin",
-    }).then(async (response) => {
+    });
+    new Promise((resolve) => afterPaint(resolve)).then(post).then(async (response) => {
       const html = await response.text();
       if (response.ok) {
         deciding.delete(pk);
@@ -657,12 +664,13 @@
     markActive();
     syncSelection();
     tickDeadlines();
-    setInterval(tickDeadlines, 30000);
+    setInterval(() => tickDeadlines(), 30000);
     const dialog = $("dialog[data-open]");
     if (dialog) openDialog(dialog.id);
     if (wide.matches && $("#item-empty") && rows().length && !location.search.includes("q=")) {
       open(rows()[0]); // on a laptop the first request opens at once; a phone shows the list
+    } else {
+      prefetchSoon(); // else once that one is on screen
     }
-    prefetchSoon();
   });
 })();
