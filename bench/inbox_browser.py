@@ -1,7 +1,8 @@
 """Benchmark the inbox's keys in Chromium: from the keydown to the next request painted.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl_bench \
-        .venv/bin/python bench/inbox_browser.py [--pending 10000] [--rounds 10] [--per-round 10]
+        .venv/bin/python bench/inbox_browser.py [--pending 10000] [--rounds 10] [--per-round 10] \
+        [--read-ms 500]
 
 Goal: p95 under 50 ms from the keydown to the next request painted, at 10,000 pending.
 
@@ -34,19 +35,31 @@ How a press is timed, all in the page, on its clock (`performance.now()`):
   pushed, then the swap itself) and "handlers" (the inbox's afterSwap work). For the
   list after a batch these are the poll's, so its "send" holds the whole batch request.
 
+The inbox fetches the next requests ahead while one is on screen (inbox.js), so `j` and `a`
+usually need no request at all; this compares both ways in one run. "ahead" presses run with
+it on, "htmx" presses with it off (`localStorage["inbox-prefetch"] = "off"`: every key asks
+the server through htmx, as before). Before each press the harness waits `--read-ms`
+(untimed: the reviewer reading the request; real reading takes seconds), for both ways
+alike. A press with it on is counted "fetched ahead" when the key sent no htmx request (the
+fetches ahead, the shown/ beacon and a decision posted behind the next request are `fetch`
+calls, not XHRs, and none of them is on the key's way), else "nothing ahead" (htmx, as
+before). Each round also reloads the page and presses `j` at once, with nothing fetched yet:
+"j just after a page load", both ways.
+
 The actions: `j` (open the next row: `GET /inbox/<id>/`), `a` (approve and show the next:
 `POST /inbox/<id>/decide/`), and a batch: 50 rows chosen with `x` and `j` (untimed), Shift+A,
 then Enter on the confirmation dialog (untimed up to here); timed from that Enter's keydown
 to the result painted in the pane (`POST /inbox/batch/`) and to the list repainted without
 the 50 (`GET /inbox/poll/`, which the batch's response triggers). Rounds interleave the
-actions in a rotating order; the first press of each action after the page loads is
-printed apart as cold. Spread: the lowest and highest round's median.
+actions in a rotating order, each way's presses interleaved; the first press of each action
+after the page loads is printed apart as cold. Spread: the lowest and highest round's median.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,6 +72,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +153,22 @@ PROBE = """
 """
 
 
+# What the page shows when a press painted nothing: to tell a slow server from a stuck page.
+STATE = """() => ({
+  item: document.querySelector("#pane #item")?.dataset.pk || null,
+  pane: document.querySelector("#pane")?.textContent.trim().slice(0, 200),
+  toast: document.querySelector("#toast")?.textContent.trim().slice(0, 120),
+  rows: document.querySelectorAll("#list .inbox-row").length,
+  ahead: localStorage.getItem("inbox-prefetch") !== "off",
+  focus: document.activeElement && document.activeElement.outerHTML.slice(0, 80),
+  dialog: document.querySelector("dialog[open]")?.id || null,
+  approve: !!document.querySelector('[data-shortcut="a"]:not([disabled])'),
+  requests: performance.getEntriesByType("resource").map((e) => [
+    new URL(e.name).pathname, e.initiatorType, Math.round(e.startTime - window.__bench.current.t0),
+    Math.round(e.duration)]),
+})"""
+
+
 def stamp(when: str) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
@@ -214,22 +244,49 @@ class Inbox:
             "Array.from(document.querySelectorAll('#list .inbox-row'), r => r.dataset.pk)"
         )
 
+    def set_ahead(self, on: bool) -> None:
+        """Fetching ahead on or off, then a fresh list (its swap starts the fetches ahead)."""
+        self.page.evaluate(
+            "on => on ? localStorage.removeItem('inbox-prefetch')"
+            " : localStorage.setItem('inbox-prefetch', 'off')",
+            on,
+        )
+        self.refresh_and_open_first()
+
     def press(self, key: str, kind: str = "pane", pks: list[str] | None = None) -> dict:
         self.page.evaluate(
             "([k, kind, pks]) => window.__bench.arm(k, kind, pks)", [key, kind, pks or []]
         )
         self.page.keyboard.press(key)
-        return self.page.evaluate("window.__benchDone")
+        try:
+            return self.page.evaluate("window.__benchDone")
+        except Exception:
+            print(f"after {key} at {self.page.url}: {self.page.evaluate(STATE)}", flush=True)
+            raise
 
     def refresh_and_open_first(self) -> None:
-        """Untimed: a fresh list of 50, and its first row open."""
-        self.page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
-        self.page.wait_for_timeout(50)
-        self.page.wait_for_load_state("networkidle")
+        """Untimed: a fresh list of 50, and its first row open, pending. With decisions posted
+        behind the next request, one may still be on its way: its row can come back in a
+        poll that raced it, and leave again; so wait a moment, and try again if so."""
+        for _ in range(3):
+            self.page.wait_for_timeout(300)
+            self.open_first()
+            if self.page.evaluate("!!document.querySelector('#pane #item[data-pending=\"1\"]')"):
+                return
+
+    def open_first(self) -> None:
+        # The list as the poll now has it (not a row a decision in flight takes away after).
+        with self.page.expect_response(lambda r: "/inbox/poll/" in r.url):
+            self.page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
+        self.page.wait_for_timeout(100)
         first = self.rows()[0]
         if self.current() != first:
             self.page.click(f"#row-{first} .row-link")
-            self.page.wait_for_selector(f"#pane #item[data-pk='{first}']")
+            try:
+                self.page.wait_for_selector(f"#pane #item[data-pk='{first}']")
+            except Exception:
+                print(f"opening #{first}: {self.page.evaluate(STATE)}", flush=True)
+                raise
 
     def ensure_room(self, steps: int) -> None:
         rows = self.rows()
@@ -238,20 +295,28 @@ class Inbox:
             self.refresh_and_open_first()
 
 
-def split(sample: dict, path_part: str) -> dict[str, float]:
-    """The press's figures in ms: total (t0 to paint) and its parts."""
-    xhr = [x for x in sample["xhr"] if path_part in x["name"]]
+ITEM = r"^/inbox/\d+/$"
+DECIDE = r"/decide/$"
+
+
+def split(sample: dict, path: str) -> dict[str, float]:
+    """The press's figures in ms: total (t0 to paint) and its parts. `ahead` is 1 when the
+    key sent no htmx request for `path` (a regular expression): the copy fetched ahead."""
+    xhr = [x for x in sample["xhr"] if re.search(path, x["name"])]
     out = {
         "total": sample["paint"] - sample["t0"],
         "input": sample["input"],
         "paint": sample["paint"] - sample["swap"],
+        "ahead": 0 if xhr else 1,
     }
+    if not xhr:
+        out["key_to_swap"] = sample["swap"] - sample["t0"]
     if xhr:
         x = xhr[0]
         out["send"] = x["start"] - sample["t0"]
         out["server"] = x["responseStart"] - x["requestStart"]
         out["swap"] = sample["swap"] - x["responseEnd"]
-        target = "list" if path_part == "/inbox/poll/" else "pane"
+        target = "list" if path == "/inbox/poll/" else "pane"
         seen = [e for e in sample["events"] if e["target"] == target and e["t"] <= sample["swap"]]
         before = [e["t"] for e in seen if e["type"] == "htmx:beforeSwap"]
         after = [e["t"] for e in seen if e["type"] == "htmx:afterSwap"]
@@ -262,12 +327,20 @@ def split(sample: dict, path_part: str) -> dict[str, float]:
     return out
 
 
-def press_j(inbox: Inbox) -> dict[str, float]:
-    return split(inbox.press("j"), "/inbox/")
+def press_j(inbox: Inbox, read_ms: int = 0) -> dict[str, float]:
+    inbox.page.wait_for_timeout(read_ms)
+    return split(inbox.press("j"), ITEM)
 
 
-def press_a(inbox: Inbox) -> dict[str, float]:
-    return split(inbox.press("a"), "/decide/")
+def press_a(inbox: Inbox, read_ms: int = 0) -> dict[str, float]:
+    inbox.page.wait_for_timeout(read_ms)
+    return split(inbox.press("a"), DECIDE)
+
+
+def j_after_load(inbox: Inbox) -> dict[str, float]:
+    """The page reloaded (first row open), then j at once: nothing fetched ahead yet."""
+    inbox.load()
+    return press_j(inbox)
 
 
 def batch(inbox: Inbox) -> tuple[dict[str, float], dict[str, float]]:
@@ -328,12 +401,14 @@ def p95(values: list[float]) -> float:
 
 def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
     print(
-        f"\n{'action':<22} {'n':>4} {'p50':>7} {'p95':>7} {'spread':>13} {'cold':>7}   "
-        "p50 of: input  send  server  recv+swap  paint   goal p95 < 50 ms"
-        "   (recv+swap: htmx  dom  handlers)"
+        f"\n{'action':<34} {'n':>4} {'p50':>7} {'p95':>7} {'spread':>13} {'cold':>7} {'ahead':>7}"
+        "   p50 of: input  send  server  recv+swap  paint   goal p95 < 50 ms"
+        "   (recv+swap: htmx  dom  handlers; or key to swap)"
     )
     for action, rounds in samples.items():
         flat = [s for r in rounds for s in r]
+        if not flat:
+            continue
         totals = [s["total"] for s in flat]
         medians = [statistics.median(s["total"] for s in r) for r in rounds if r]
 
@@ -342,17 +417,30 @@ def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
             return f"{statistics.median(values):6.1f}" if values else "     -"
 
         verdict = "met" if p95(totals) < GOAL_MS else "NOT met"
+        first = f"{cold[action]['total']:7.1f}" if action in cold else "      -"
+        ahead = f"{sum(s['ahead'] for s in flat)}/{len(flat)}"
         print(
-            f"{action:<22} {len(totals):>4} {statistics.median(totals):7.1f} {p95(totals):7.1f} "
-            f"{min(medians):6.1f}-{max(medians):6.1f} {cold[action]['total']:7.1f}   "
+            f"{action:<34} {len(totals):>4} {statistics.median(totals):7.1f} {p95(totals):7.1f} "
+            f"{min(medians):6.1f}-{max(medians):6.1f} {first} {ahead:>7}   "
             f"{part('input')} {part('send')} {part('server')} {part('swap'):>9} {part('paint')}"
-            f"   ({part('htmx')} {part('dom')} {part('handlers')})"
+            f"   ({part('htmx')} {part('dom')} {part('handlers')}; {part('key_to_swap')})"
             f"   {verdict}"
         )
     print(
         "\n(ms; spread: the lowest and highest round's median; cold: the first press after the"
-        " page loaded; server: time to first byte of the key's request)"
+        " page loaded; ahead: presses that sent no htmx request; server: time to first byte"
+        " of the key's request)"
     )
+    for key in ("j", "a"):
+        new = [s["total"] for r in samples[f"{key}, fetched ahead"] for s in r]
+        old = [s["total"] for r in samples[f"{key}, htmx (fetching ahead off)"] for s in r]
+        if new and old:
+            p50_new, p50_old = statistics.median(new), statistics.median(old)
+            print(
+                f"{key}: fetched ahead vs htmx, p50 {p50_new:.1f} vs {p50_old:.1f} ms"
+                f" ({p50_old / p50_new:.1f}x), p95 {p95(new):.1f} vs {p95(old):.1f} ms"
+                f" ({p95(old) / p95(new):.1f}x)"
+            )
 
 
 def main() -> None:
@@ -360,6 +448,9 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=10, help="presses of j and of a a round")
+    parser.add_argument(
+        "--read-ms", type=int, default=500, help="untimed pause before each j and a press"
+    )
     parser.add_argument("--port", type=int, default=8141)
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
@@ -392,6 +483,12 @@ def main() -> None:
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             context.set_default_timeout(15_000)
             page = context.new_page()
+            page.on("pageerror", lambda error: print(f"page error: {error}", flush=True))
+            page.on("requestfailed", lambda r: print(f"failed: {r.method} {r.url}", flush=True))
+            page.on(
+                "response",
+                lambda r: r.status >= 400 and print(f"HTTP {r.status}: {r.url}", flush=True),
+            )
             base = f"http://127.0.0.1:{args.port}"
             page.goto(base + "/login/")
             page.fill("input[name=username]", "bench-reviewer")
@@ -402,26 +499,79 @@ def main() -> None:
             inbox.load()
             print("inbox loaded", flush=True)
             inbox.ensure_room(3)
-            cold = {"j (next)": press_j(inbox), "a (approve, next)": press_a(inbox)}
+            cold = {"j, fetched ahead": press_j(inbox), "a, fetched ahead": press_a(inbox)}
+            inbox.set_ahead(False)
+            cold["j, htmx (fetching ahead off)"] = press_j(inbox)
+            cold["a, htmx (fetching ahead off)"] = press_a(inbox)
             cold["batch 50: pane"], cold["batch 50: list"] = batch(inbox)
             stamp("measuring")
-            samples: dict[str, list[list[dict]]] = {k: [] for k in cold}
+            names = [
+                "j, fetched ahead",
+                "j, nothing ahead (htmx)",
+                "j, htmx (fetching ahead off)",
+                "a, fetched ahead",
+                "a, nothing ahead (htmx)",
+                "a, htmx (fetching ahead off)",
+                "j just after a page load, ahead on",
+                "j just after a page load, ahead off",
+                "batch 50: pane",
+                "batch 50: list",
+            ]
+            samples: dict[str, list[list[dict]]] = {name: [] for name in names}
+            stalls: dict[str, int] = {name: 0 for name in names}
+
+            def attempt(name: str, measure, *args):
+                """One measurement; a press that painted nothing within 10 s (the page's state
+                is printed) is counted as a stall, and the page is loaded again."""
+                try:
+                    return measure(*args)
+                except (PlaywrightError, AssertionError) as exc:
+                    stalls[name] += 1
+                    print(f"stall in {name}: {str(exc).splitlines()[0]}", flush=True)
+                    inbox.load()
+                    return None
+
             for r in range(args.rounds):
                 order = ["j", "a", "batch"]
                 order = order[r % 3 :] + order[: r % 3]
+                ways = [True, False] if r % 2 == 0 else [False, True]
+                for on in ways:  # a page load, then j at once
+                    inbox.set_ahead(on)
+                    name = f"j just after a page load, ahead {'on' if on else 'off'}"
+                    got = attempt(name, j_after_load, inbox)
+                    samples[name].append([got] if got else [])
                 for action in order:
                     if action == "batch":
-                        pane, listed = batch(inbox)
-                        samples["batch 50: pane"].append([pane])
-                        samples["batch 50: list"].append([listed])
+                        pane, listed = attempt("batch 50: pane", batch, inbox) or (None, None)
+                        samples["batch 50: pane"].append([pane] if pane else [])
+                        samples["batch 50: list"].append([listed] if listed else [])
                         continue
-                    inbox.ensure_room(args.per_round)
                     press = press_j if action == "j" else press_a
-                    key = "j (next)" if action == "j" else "a (approve, next)"
-                    samples[key].append([press(inbox) for _ in range(args.per_round)])
+                    for on in ways:
+                        name = (
+                            f"{action}, fetched ahead"
+                            if on
+                            else f"{action}, htmx (fetching ahead off)"
+                        )
+                        if attempt(name, lambda on=on: inbox.set_ahead(on) or True) is None:
+                            inbox.set_ahead(on)  # once more, on the page loaded again
+                        inbox.ensure_room(args.per_round + 3)
+                        got = [
+                            attempt(name, press, inbox, args.read_ms) for _ in range(args.per_round)
+                        ]
+                        got = [s for s in got if s]
+                        if on:
+                            samples[name].append([s for s in got if s["ahead"]])
+                            samples[f"{action}, nothing ahead (htmx)"].append(
+                                [s for s in got if not s["ahead"]]
+                            )
+                        else:
+                            samples[name].append(got)
                 print(f"  round {r + 1}/{args.rounds} done", flush=True)
             browser.close()
         report(samples, cold)
+        stalled = {name: n for name, n in stalls.items() if n}
+        print(f"presses that painted nothing within 10 s (page reloaded): {stalled or 'none'}")
         print(
             f"\n{args.pending:,} pending at the start; {args.rounds} rounds of {args.per_round} j,"
             f" {args.per_round} a and one batch of {BATCH}; headless Chromium, Django runserver,"
