@@ -18,12 +18,14 @@ from django.utils import timezone
 
 from reviews import tallies
 from reviews.models import Category, Decision, GroupTally, PendingTally, ReviewRequest
+from reviews.services import interrupts
 from reviews.services.assignment import escalate_request, reassign_request
 from reviews.services.bulk import decide_requests_in_bulk, undo_batch
 from reviews.services.deadlines import time_out_batch
 from reviews.services.decisions import cancel_request, decide_request, undo_decision
 from reviews.services.errors import TransitionError
 from reviews.services.interrupts import InterruptAction, submit_interrupt
+from reviews.services.policies import current_version_id
 from reviews.services.submission import submit_request
 
 from .conftest import ROUTINE
@@ -338,3 +340,108 @@ def test_migrate_puts_back_triggers_a_table_rebuild_dropped(agent, refunds):
     submit_request(agent, category=refunds, title="r", confidence=0.1)
     tallies.reinstall_if_dropped()  # what post_migrate runs
     assert tallies.installed() and tallies.check().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("victim", ["bundle", "lone"])
+def test_a_bundle_and_a_lone_submission_in_a_lock_cycle_both_land(
+    agent, bob, finance_queue, victim
+):
+    """An interrupt's requests are inserted one statement each, in one transaction: its first
+    holds a (queue, assignee, slot) tally row while its second waits for a group's row, which
+    a lone submission holds while it waits for that slot row. PostgreSQL aborts one of them
+    (deadlock_detected); that one is run again, and both are recorded once."""
+    category = Category.objects.create(
+        slug="po", name="Purchase orders", mode="gate", queue=finance_queue, timeout_seconds=60
+    )
+    current_version_id(category)  # committed before either starts: both name it
+    first_in, lone_waiting = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    first_ids: list[int] = []
+    real_submit = interrupts.submit_request
+
+    def pausing_after_the_first(*args, **kwargs):
+        submission = real_submit(*args, **kwargs)
+        if not first_ids:  # the first attempt only: a rerun goes straight through
+            first_ids.append(submission.request.pk)
+            first_in.set()
+            lone_waiting.wait(timeout=30)
+        return submission
+
+    def with_deadlock_timeout(ms: int, work) -> None:
+        try:
+            with connection.cursor() as cursor:
+                # Whoever waits the shorter time looks for the cycle first and is the victim.
+                cursor.execute(f"SET deadlock_timeout = '{ms}ms'")
+            work()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def bundle() -> None:
+        submit_interrupt(
+            agent,
+            category=category,
+            form="tool_approval",
+            idempotency_key="bundle",
+            actions=[
+                InterruptAction(
+                    title="one", proposed_action={"n": 1}, allowed_decisions=["approve"]
+                ),
+                InterruptAction(
+                    title="two", proposed_action={"n": 2}, allowed_decisions=["reject"]
+                ),
+            ],
+        )
+
+    def lone() -> None:
+        submit_request(
+            agent,
+            category=category,
+            title="lone",
+            allowed_decisions=["reject"],
+            idempotency_key="lone",
+        )
+
+    fast, slow = (100, 5000) if victim == "bundle" else (5000, 100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(interrupts, "submit_request", pausing_after_the_first)
+        bundle_thread = threading.Thread(target=with_deadlock_timeout, args=(fast, bundle))
+        bundle_thread.start()
+        assert first_in.wait(timeout=30)
+        with connection.cursor() as cursor:
+            # The lone request's id counts in the same slot as the bundle's first.
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                [tallies.REQUESTS, first_ids[0] + tallies.SLOTS - 1],
+            )
+        lone_thread = threading.Thread(target=with_deadlock_timeout, args=(slow, lone))
+        lone_thread.start()
+        for _ in range(300):  # until the lone submission waits for the slot row
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+            threading.Event().wait(0.02)
+        else:
+            pytest.fail("the lone submission never waited for a tally row")
+        lone_waiting.set()
+        bundle_thread.join(timeout=60)
+        lone_thread.join(timeout=60)
+    assert not errors, errors
+    # The victim's first attempt was rolled back: it was recorded again, under later ids.
+    ids = dict(ReviewRequest.objects.values_list("idempotency_key", "pk"))
+    lone_id = first_ids[0] + tallies.SLOTS
+    assert (ids["bundle"] != first_ids[0], ids["lone"] != lone_id) == (
+        victim == "bundle",
+        victim == "lone",
+    )
+    keys = sorted(ReviewRequest.objects.values_list("idempotency_key", flat=True))
+    assert keys == ["bundle", "bundle#1", "lone"]
+    assert ReviewRequest.objects.filter(status="pending", assignee=bob).count() == 3
+    assert_exact(bob)

@@ -25,6 +25,7 @@ matches the row and the others match none.
     setup             an admin's queues, agents and API tokens
     audit             the audit trail every write leaves; its verbs are listed there
     errors            why a transition was refused
+    retries           a deadlock's victim runs its transaction again
 
 No module here imports reviews.tasks (which builds on them: the outbox names its tasks), and
 their imports form no cycle; tests/test_architecture.py keeps both true.

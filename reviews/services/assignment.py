@@ -18,6 +18,7 @@ from .audit import Actor, audit
 from .errors import AlreadyDecided, TransitionError, not_pending
 from .notify import notify_assignee
 from .outbox import queue_webhook
+from .retries import retried
 
 Status = ReviewRequest.Status
 
@@ -122,6 +123,7 @@ def _move(
     return request
 
 
+@retried
 def reassign_request(
     request_id: int,
     *,
@@ -158,6 +160,7 @@ def reassign_request(
         )
 
 
+@retried
 def escalate_request(
     request_id: int, *, by: Actor = None, reason: str = "", now: datetime | None = None
 ) -> ReviewRequest:
@@ -190,6 +193,7 @@ def escalate_request(
         )
 
 
+@retried
 def restart_deadline(
     request_id: int, *, reason: str = "", now: datetime | None = None
 ) -> ReviewRequest:
@@ -227,18 +231,21 @@ def hand_over_away_requests(*, now: datetime | None = None, limit: int = 500) ->
     moved = 0
     for request_id in ids:
         try:
-            with transaction.atomic():
-                reassign_request(
-                    request_id, by="system:away", reason="The assignee is away.", now=now
-                )
-                request = ReviewRequest.objects.select_related(
-                    "category", "queue__next_queue", "assignee"
-                ).get(pk=request_id)
-                notify_assignee(request, Notification.Kind.REASSIGNED, now=now)
+            _hand_over(request_id, now)
             moved += 1
         except TransitionError:
             pass  # decided meanwhile, or nobody else is present: the deadline still applies
     return moved
+
+
+@retried
+def _hand_over(request_id: int, now: datetime) -> None:
+    with transaction.atomic():
+        reassign_request(request_id, by="system:away", reason="The assignee is away.", now=now)
+        request = ReviewRequest.objects.select_related(
+            "category", "queue__next_queue", "assignee"
+        ).get(pk=request_id)
+        notify_assignee(request, Notification.Kind.REASSIGNED, now=now)
 
 
 def set_away(

@@ -21,6 +21,7 @@ from .errors import (
     StateChanged,
     TransitionError,
 )
+from .retries import retried
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -42,6 +43,7 @@ class BulkDecision:
     batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
 
 
+@retried
 def decide_requests_in_bulk(
     request_ids: list[int],
     *,
@@ -111,6 +113,7 @@ def decide_requests_in_bulk(
     return BulkDecision(decisions, sorted(conflicts), batch_id)
 
 
+@retried
 def undo_batch(
     batch_id: uuid.UUID, *, by: AbstractBaseUser, now: datetime | None = None
 ) -> list[ReviewRequest]:

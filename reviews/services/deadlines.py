@@ -17,6 +17,7 @@ from .deadline_plan import Decide, Escalate, Reassign, Wait, plan_for
 from .decisions import decide_request, record_decisions
 from .errors import AlreadyDecided, StateChanged, TransitionError
 from .notify import notify_assignee
+from .retries import retried
 
 Status = ReviewRequest.Status
 Channel = Decision.Channel
@@ -92,6 +93,7 @@ def overdue_claim(cutoff: datetime, limit: int) -> list[int]:
     )
 
 
+@retried
 def time_out_batch(cutoff: datetime, *, limit: int, now: datetime | None = None) -> dict[str, int]:
     """Apply the timeout policy to one bounded batch of requests due by `cutoff`.
 

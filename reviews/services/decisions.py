@@ -37,6 +37,7 @@ from .errors import (
     refused_claim,
 )
 from .outbox import decision_data, enqueue, webhook_payload, webhook_url_for
+from .retries import retried
 from .sightings import review_seconds_for, review_starts
 
 Status = ReviewRequest.Status
@@ -44,6 +45,7 @@ Outcome = Decision.Outcome
 Channel = Decision.Channel
 
 
+@retried
 def decide_request(
     request_id: int,
     *,
@@ -122,6 +124,7 @@ def decide_request(
     return decision
 
 
+@retried
 def undo_decision(
     request_id: int, *, by: AbstractBaseUser, now: datetime | None = None
 ) -> ReviewRequest:
@@ -190,6 +193,7 @@ def take_back(
     return requests
 
 
+@retried
 def cancel_request(request_id: int, *, agent: Agent, reason: str = "") -> ReviewRequest:
     """The agent withdraws its own pending request (it no longer needs the answer)."""
     with transaction.atomic():

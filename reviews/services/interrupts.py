@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Agent, Category, ReviewRequest
+from .retries import retried
 from .submission import Submission, submit_request
 
 # The shapes an interrupt comes in (ReviewRequest.interrupt_form); its answer goes back in it.
@@ -35,6 +36,7 @@ class InterruptAction:
     external_ref: str = ""
 
 
+@retried
 def submit_interrupt(
     agent: Agent,
     *,

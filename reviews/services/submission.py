@@ -24,6 +24,7 @@ from ..rulebook import rulebook_for
 from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
+from .retries import retried
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -132,6 +133,7 @@ def _validate_submission(
         raise ValidationError(errors)
 
 
+@retried
 def submit_request(
     agent: Agent,
     *,
