@@ -215,3 +215,34 @@ def test_with_nothing_fetched_ahead_the_keys_ask_the_server_as_before(page, thre
     assert Decision.objects.get(request=second).decided_by == alice
     assert not [d for d in network.sent if d[2]]  # nothing fetched ahead
     assert opened_at(second, alice) is not None and opened_at(third, alice) is not None
+
+
+@pytest.mark.parametrize("prefetch", ["on", "off"])
+def test_a_list_refresh_counted_before_a_decision_does_not_bring_its_row_back(
+    page, three, alice, prefetch
+):
+    first, second, _ = three
+    network = open_inbox(page, first)
+    if prefetch == "off":
+        page.evaluate("localStorage.setItem('inbox-prefetch', 'off')")
+    else:
+        network.wait_fetched_ahead(second)
+    held = []
+    # The first refresh is held back; later ones go through.
+    page.route("**/inbox/poll/**", lambda route: route.continue_() if held else held.append(route))
+    page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    stale = held[0].fetch()  # the list as it was: the first request still pending
+    assert f'id="row-{first.pk}"' in stale.text()
+
+    page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text(f"#{first.pk} approved")
+    with page.expect_response("**/inbox/poll/**"):  # the stale one is asked for again
+        held[0].fulfill(response=stale)
+
+    page.wait_for_timeout(300)
+    expect(page.locator(f"#row-{first.pk}")).to_have_count(0)
+    expect(page.locator(f"#row-{second.pk}")).to_have_count(1)

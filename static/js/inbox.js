@@ -238,6 +238,9 @@
   const ahead = new Map(); // pk -> { at, version, fragment }
   const fetching = new Set();
   const deciding = new Set(); // decided here, their answer not in yet: kept out of the list
+  // Decisions (and undos) answered so far on this page. A list refresh sent before the latest
+  // of them may still list what it settled: it is dropped and asked for again.
+  let settledSeq = 0;
 
   function prefetchOn() {
     try {
@@ -408,6 +411,7 @@
       const html = await response.text();
       if (response.ok) {
         deciding.delete(pk);
+        settledSeq += 1;
         const toast = $("#toast");
         toast.outerHTML = html;
         htmx.process($("#toast"));
@@ -546,6 +550,7 @@
     const path = event.detail.path;
     const item = currentItem();
     if (path.includes("/inbox/poll/")) {
+      event.detail.headers["X-Inbox-Settled"] = String(settledSeq);
       if (item && item.dataset.pending === "1") {
         event.detail.parameters.current = item.dataset.pk;
         // Ask whether the proposal on screen is still the current one, until we have been told.
@@ -617,7 +622,18 @@
   });
 
   let before = new Set();
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    const path = event.detail.requestConfig.path;
+    if (event.detail.successful && /\/(decide|batch|undo)\/$/.test(path)) settledSeq += 1;
+  });
+
   document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const sent = event.detail.requestConfig.headers["X-Inbox-Settled"];
+    if (sent !== undefined && Number(sent) !== settledSeq) {
+      event.detail.shouldSwap = false; // it counted the list before a decision landed
+      htmx.trigger(document.body, "inbox:refresh");
+      return;
+    }
     if (event.detail.target.id === "list") before = new Set(rows().map((row) => row.dataset.pk));
   });
 
