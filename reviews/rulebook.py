@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from .models import Category, EscalationRule, PolicyVersion
-from .services.policies import current_version_id
+from .services.policies import current_version
 
 MAX_ENTRIES = 512
 
@@ -55,14 +56,24 @@ def rulebook_for(category: Category) -> Rulebook:
         if found is not None:
             _entries.move_to_end(key)
             return found
+    version_id, recorded_now = current_version(category)
     loaded = Rulebook(
         rules=tuple(rule.as_engine_rule() for rule in rules_for(category)),
-        policy_version_id=current_version_id(category),
+        policy_version_id=version_id,
     )
-    with _lock:
-        _entries[key] = loaded
-        while len(_entries) > MAX_ENTRIES:
-            _entries.popitem(last=False)
+
+    def keep() -> None:
+        with _lock:
+            _entries[key] = loaded
+            while len(_entries) > MAX_ENTRIES:
+                _entries.popitem(last=False)
+
+    if recorded_now:
+        # A version recorded inside a transaction that rolls back never existed: kept at
+        # once, every later submission of the category would name a missing row.
+        transaction.on_commit(keep)
+    else:
+        keep()
     return loaded
 
 

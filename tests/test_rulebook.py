@@ -1,8 +1,11 @@
 """The rules a submission is judged by are kept in memory per web process: a change to a rule
 or a policy version must still apply to the very next submission, in every process."""
 
+import pytest
+from django.db import transaction
+
 from reviews import rulebook
-from reviews.models import Category, EscalationRule
+from reviews.models import Category, EscalationRule, PolicyVersion
 from reviews.services.submission import submit_request
 
 ROUTINE = {"amount": 50, "customer_tier": "standard", "no_matching_precedent": False}
@@ -56,3 +59,20 @@ def test_another_process_change_is_seen_through_the_category_stamp(agent, refund
     assert (after.version, after.updated_at) != (before.version, before.updated_at)
     assert len(rulebook.rulebook_for(after).rules) == len(old.rules) + 1
     assert submit(agent, refunds, confidence=0.9).status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_policy_version_rolled_back_is_not_remembered(agent, refunds):
+    """The first submission of a category records its policy as version 1. If that happens in
+    a transaction that rolls back (a refused interrupt, a deadlock victim), the version never
+    existed, and the next submission must not name it."""
+    rulebook.forget_all()
+    assert not PolicyVersion.objects.filter(category=refunds).exists()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        rulebook.rulebook_for(fresh(refunds))
+        raise RuntimeError("refused half-way")
+    assert not PolicyVersion.objects.filter(category=refunds).exists()
+
+    request = submit(agent, refunds, confidence=0.9)
+
+    assert PolicyVersion.objects.filter(pk=request.policy_version_id).exists()

@@ -48,6 +48,12 @@ def current_version_id(category: Category) -> int:
 
     Called when a request is submitted, so every request names the rule set that judged it.
     """
+    return current_version(category)[0]
+
+
+def current_version(category: Category) -> tuple[int, bool]:
+    """current_version_id, and whether this call recorded it (its row exists only once the
+    caller's transaction commits)."""
     latest = (
         PolicyVersion.objects.filter(category=category)
         .order_by("-number")
@@ -55,13 +61,14 @@ def current_version_id(category: Category) -> int:
         .first()
     )
     if latest is not None:
-        return latest
-    return _baseline(category).pk
+        return latest, False
+    version, created = _baseline(category)
+    return version.pk, created
 
 
-def _baseline(category: Category) -> PolicyVersion:
+def _baseline(category: Category) -> tuple[PolicyVersion, bool]:
     # get_or_create survives a concurrent first call (unique category+number).
-    version, _ = PolicyVersion.objects.get_or_create(
+    return PolicyVersion.objects.get_or_create(
         category=category,
         number=category.version,
         defaults={
@@ -69,7 +76,6 @@ def _baseline(category: Category) -> PolicyVersion:
             "note": "The policy as it was when versioning began.",
         },
     )
-    return version
 
 
 def latest_version(category: Category) -> PolicyVersion | None:
@@ -218,7 +224,7 @@ def record_outside_change(category: Category, *, by: AbstractBaseUser | None, no
 def version_before_switch(category: Category) -> PolicyVersion:
     """The version in force before services switches a category's mode (recorded now if the
     policy was never versioned). Call inside the switch's transaction, before the update."""
-    return latest_version(category) or _baseline(category)
+    return latest_version(category) or _baseline(category)[0]
 
 
 def record_switch(
