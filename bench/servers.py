@@ -340,6 +340,16 @@ class Ours:
         assert b'id="item"' in response.body
         return response
 
+    def decide_alone(self) -> Response:
+        """The decision as the inbox posts it when the next request is already on screen
+        (fetched ahead): no next item to find or render, the undo toast is the answer."""
+        pk, version = self.top()
+        form = urlencode({"outcome": "approve", "version": version}).encode()
+        headers = {**self.form_headers(), "HX-Request": "true", "X-Inbox-Next-Shown": "1"}
+        response = expect(call(self.port, "POST", f"/inbox/{pk}/decide/", form, headers), 200)
+        assert b"approved" in response.body and b'id="item"' not in response.body
+        return response
+
     def batch(self, size: int = 1000) -> Response:
         """Approve the `size` pending requests due first, in one POST, as the list's batch bar
         sends them (`pk:version`, comma-separated)."""

@@ -32,6 +32,9 @@ The operations, mapped to what a reviewer (or the agent) does on each:
 - decide: ours: `POST /inbox/<id>/decide/` (approve, htmx), which also picks and renders the
   next request; theirs: `POST /api/tasks/<id>/annotations/` with a choice. The item decided
   is the top pending one on each side, read from each database before the request.
+- decide alone: ours: the same POST as the inbox sends it when the next request is already on
+  screen, fetched ahead (`X-Inbox-Next-Shown`): the answer is the undo toast, as theirs is the
+  annotation; theirs: the same annotation POST as for decide.
 
 A fifth row, "bare", is each server's cheapest answer (our `GET /api/v1/ping`, their
 `GET /health/`): what a request costs on this machine before any work, which no operation can
@@ -82,7 +85,7 @@ LABEL_CONFIG = (
     '<Choice value="Approve"/><Choice value="Reject"/></Choices></View>'
 )
 GOAL = 0.25
-OPERATIONS = ("create", "list", "next", "decide")
+OPERATIONS = ("create", "list", "next", "decide", "decide_alone")
 FLOOR = "bare"  # measured like the operations, printed apart: no goal applies to it
 IMPORT_BATCH = 10_000
 
@@ -263,6 +266,8 @@ class Theirs:
         ]
         return self.post(f"/api/tasks/{self.top()}/annotations/", {"result": result}, 201)
 
+    decide_alone = decide  # their annotation call answers with the annotation alone anyway
+
 
 def task(n: int) -> dict:
     """What Label Studio stores for an item: the same text and proposal our request carries."""
@@ -299,7 +304,7 @@ def verdict(ratio: float, worst: float) -> str:
 
 def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]]) -> None:
     print(
-        f"\n{'operation':<9} {'ours p50':>10} {'theirs p50':>11} {'ratio':>7} "
+        f"\n{'operation':<12} {'ours p50':>10} {'theirs p50':>11} {'ratio':>7} "
         f"{'spread (rounds)':>16} {'cold ours':>10} {'cold theirs':>12}  goal <= {GOAL}"
     )
     for op in (*OPERATIONS, FLOOR):
@@ -311,7 +316,7 @@ def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]
         ]
         ratio = ours_p50 / theirs_p50
         print(
-            f"{op:<9} {ours_p50:8.1f}ms {theirs_p50:9.1f}ms {ratio:7.2f} "
+            f"{op:<12} {ours_p50:8.1f}ms {theirs_p50:9.1f}ms {ratio:7.2f} "
             f"{min(per_round):7.2f} - {max(per_round):5.2f} "
             f"{cold[op]['ours']:8.1f}ms {cold[op]['theirs']:10.1f}ms  "
             + (verdict(ratio, max(per_round)) if op != FLOOR else "(the floor: no work)")
