@@ -85,6 +85,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="a worktree of the code to compare with")
+    parser.add_argument("--json-out", type=Path, help="also write the ratios there")
     parser.add_argument("--count-round-trips", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -546,6 +547,18 @@ def main() -> None:
             f"{statistics.median(r['cpu_ms'] for r in rounds):.2f} ms per submission; "
             f"goal >= 40% of the floor: {'met' if median >= 0.4 else 'NOT met'}"
         )
+    if args.json_out:
+        figures = {
+            label: {
+                "api_per_s": statistics.median(r["api"] for r in rounds),
+                "floor_per_s": statistics.median(r["floor"] for r in rounds),
+                "ratio": statistics.median(r["ratio"] for r in rounds),
+                "low": min(r["ratio"] for r in rounds),
+                "high": max(r["ratio"] for r in rounds),
+            }
+            for label, rounds in results.items()
+        }
+        args.json_out.write_text(json.dumps({"rounds": args.rounds, "codes": figures}, indent=1))
     print(f"load average at the end {os.getloadavg()}")
 
 

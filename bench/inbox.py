@@ -24,6 +24,7 @@ database connection each time.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -269,13 +270,15 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
 
 
-def report(small: Backlog, large: Backlog) -> dict[str, tuple[float, float]]:
+def report(small: Backlog, large: Backlog) -> tuple[dict, dict]:
+    """Prints the table; returns the p50s (small, large) and the large size's round medians'
+    spread (lowest, highest), by action."""
     print(
         f"\n{'action':<28} {'p50 / p95 at ' + format(small.size, ','):>24} "
         f"{'p50 / p95 at ' + format(large.size, ','):>26}   ratio   "
         f"round medians at {small.size:,} | {large.size:,}"
     )
-    medians = {}
+    medians, spreads = {}, {}
     for action, name in NAMES.items():
         if action not in small.samples:
             continue
@@ -285,11 +288,12 @@ def report(small: Backlog, large: Backlog) -> dict[str, tuple[float, float]]:
         ra = [statistics.median(r) for r in small.samples[action]]
         rb = [statistics.median(r) for r in large.samples[action]]
         medians[action] = (ma, mb)
+        spreads[action] = (min(rb), max(rb))
         print(
             f"{name:<28} {ma:10.2f} / {p95(a):8.2f} ms {mb:12.2f} / {p95(b):8.2f} ms"
             f"   x{mb / ma:4.2f}   {min(ra):.1f}-{max(ra):.1f} | {min(rb):.1f}-{max(rb):.1f} ms"
         )
-    return medians
+    return medians, spreads
 
 
 def main() -> None:
@@ -302,6 +306,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the seeded databases")
     parser.add_argument("--pages", action="store_true", help="also the inbox page and its poll")
     parser.add_argument("--cold", action="store_true", help="also the poll on a new connection")
+    parser.add_argument("--json-out", type=Path, help="also write the p50s and spreads there")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/inbox.py measures PostgreSQL: set DATABASE_URL=postgres://…")
@@ -331,7 +336,7 @@ def main() -> None:
                         top_up(backlog, rng)
                         one_round(backlog, args.per_round, rng, args.pages, args.cold)
                 print(f"  round {n + 1}/{args.rounds} done")
-            medians = report(small, large)
+            medians, spreads = report(small, large)
     finally:
         if backlogs and not args.keep:
             drop(backlogs)
@@ -357,6 +362,13 @@ def main() -> None:
         f"  batch approve {BATCH:,} {b10 / 1000:.2f} s and {b1m / 1000:.2f} s (< 1 s): "
         + verdict(max(b10, b1m) < 1000)
     )
+    if args.json_out:
+        actions = {
+            action: dict(small_ms=a, large_ms=b, low=spreads[action][0], high=spreads[action][1])
+            for action, (a, b) in medians.items()
+        }
+        run = {"small": small_size, "large": large_size, "rounds": args.rounds, "actions": actions}
+        args.json_out.write_text(json.dumps(run, indent=1))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ after the page loads is printed apart as cold. Spread: the lowest and highest ro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -399,7 +400,9 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
 
 
-def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
+def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> dict:
+    """Prints the table; returns p50, p95 and spread by action, for --json-out."""
+    figures = {}
     print(
         f"\n{'action':<34} {'n':>4} {'p50':>7} {'p95':>7} {'spread':>13} {'cold':>7} {'ahead':>7}"
         "   p50 of: input  send  server  recv+swap  paint   goal p95 < 50 ms"
@@ -419,6 +422,8 @@ def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
         verdict = "met" if p95(totals) < GOAL_MS else "NOT met"
         first = f"{cold[action]['total']:7.1f}" if action in cold else "      -"
         ahead = f"{sum(s['ahead'] for s in flat)}/{len(flat)}"
+        figures[action] = {"n": len(totals), "p50": statistics.median(totals), "p95": p95(totals)}
+        figures[action] |= {"low": min(medians), "high": max(medians)}
         print(
             f"{action:<34} {len(totals):>4} {statistics.median(totals):7.1f} {p95(totals):7.1f} "
             f"{min(medians):6.1f}-{max(medians):6.1f} {first} {ahead:>7}   "
@@ -441,6 +446,7 @@ def report(samples: dict[str, list[list[dict]]], cold: dict[str, dict]) -> None:
                 f" ({p50_old / p50_new:.1f}x), p95 {p95(new):.1f} vs {p95(old):.1f} ms"
                 f" ({p95(old) / p95(new):.1f}x)"
             )
+    return figures
 
 
 def main() -> None:
@@ -452,6 +458,7 @@ def main() -> None:
         "--read-ms", type=int, default=500, help="untimed pause before each j and a press"
     )
     parser.add_argument("--port", type=int, default=8141)
+    parser.add_argument("--json-out", type=Path, help="also write p50, p95 and spreads there")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -569,9 +576,12 @@ def main() -> None:
                             samples[name].append(got)
                 print(f"  round {r + 1}/{args.rounds} done", flush=True)
             browser.close()
-        report(samples, cold)
+        figures = report(samples, cold)
         stalled = {name: n for name, n in stalls.items() if n}
         print(f"presses that painted nothing within 10 s (page reloaded): {stalled or 'none'}")
+        if args.json_out:
+            run = {"pending": args.pending, "rounds": args.rounds, "actions": figures}
+            args.json_out.write_text(json.dumps(run, indent=1))
         print(
             f"\n{args.pending:,} pending at the start; {args.rounds} rounds of {args.per_round} j,"
             f" {args.per_round} a and one batch of {BATCH}; headless Chromium, Django runserver,"

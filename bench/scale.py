@@ -41,6 +41,7 @@ mean anything.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -86,6 +87,7 @@ def parse_args() -> argparse.Namespace:
         help="PostgreSQL server both databases are on",
     )
     parser.add_argument("--port", type=int, default=0, help="the small one's (large: +1)")
+    parser.add_argument("--json-out", type=Path, help="also write the table's figures there")
     return parser.parse_args()
 
 
@@ -141,7 +143,9 @@ def verdict(median_ratio: float, worst: float) -> str:
     return "met by the median, not every round" if median_ratio <= GOAL else "NOT met"
 
 
-def report(samples: dict, small: Side, large: Side) -> None:
+def report(samples: dict, small: Side, large: Side) -> dict:
+    """Prints the table; returns its figures by operation, for --json-out."""
+    figures = {}
     print(
         f"\n{'operation':<14} {small.name + ' p50':>14} {large.name + ' p50':>16} "
         f"{'ratio (rounds)':>15} {'spread':>13}  goal <= {GOAL}"
@@ -152,6 +156,8 @@ def report(samples: dict, small: Side, large: Side) -> None:
         b50 = statistics.median(ms for batch in b for ms in batch)
         ratios = [statistics.median(y) / statistics.median(x) for x, y in zip(a, b, strict=True)]
         median_ratio = statistics.median(ratios)
+        figures[op] = {"small_ms": a50, "large_ms": b50, "ratio": median_ratio}
+        figures[op] |= {"low": min(ratios), "high": max(ratios)}
         print(
             f"{op:<14} {a50:11.1f} ms {b50:13.1f} ms {median_ratio:15.2f} "
             f"{min(ratios):6.2f} - {max(ratios):4.2f}  {verdict(median_ratio, max(ratios))}"
@@ -161,6 +167,7 @@ def report(samples: dict, small: Side, large: Side) -> None:
         a, b = samples[op][small.name], samples[op][large.name]
         ratios = [statistics.median(y) / statistics.median(x) for x, y in zip(a, b, strict=True)]
         print(f"  {op:<14} " + " ".join(f"{r:.2f}" for r in ratios))
+    return figures
 
 
 def main() -> None:
@@ -204,7 +211,10 @@ def main() -> None:
             print(f"{side.db}: {side.count_pending():,} pending before measuring")
         stamp("measuring")
         samples = measure(sides, args.rounds, args.per_round, top_up)
-        report(samples, *sides)
+        figures = report(samples, *sides)
+        if args.json_out:
+            run = {"small": args.small, "large": args.large, "rounds": args.rounds}
+            args.json_out.write_text(json.dumps({**run, "operations": figures}, indent=1))
         for side in sides:
             print(f"{side.db}: {side.count_pending():,} pending at the end")
         print(

@@ -75,7 +75,8 @@ from bench.servers import PASSWORD, Ours, Response, call, expect, wait_for
 
 ROOT = servers.ROOT
 LS_VERSION = "1.23.2"
-LS_VENV = ROOT / "var" / f"label-studio-{LS_VERSION}"
+# LABEL_STUDIO_VENV: a venv of another checkout's earlier run, so this one installs nothing.
+LS_VENV = Path(os.environ.get("LABEL_STUDIO_VENV", ROOT / "var" / f"label-studio-{LS_VERSION}"))
 LS_DATA = ROOT / "var" / "label-studio-data"
 LS_TOKEN = "lsbenchtoken0123456789abcdef0123456789ab"
 LS_USER = "bench@localhost.test"
@@ -106,6 +107,7 @@ def parse_args() -> argparse.Namespace:
         help="PostgreSQL server both databases are created on",
     )
     parser.add_argument("--port", type=int, default=0, help="ours (Label Studio's: +1)")
+    parser.add_argument("--json-out", type=Path, help="also write the table's figures there")
     return parser.parse_args()
 
 
@@ -302,7 +304,9 @@ def verdict(ratio: float, worst: float) -> str:
     return "met by the medians, not in every round" if ratio <= GOAL else "NOT met"
 
 
-def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]]) -> None:
+def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]]) -> dict:
+    """Prints the table; returns its figures by operation, for --json-out."""
+    figures = {}
     print(
         f"\n{'operation':<12} {'ours p50':>10} {'theirs p50':>11} {'ratio':>7} "
         f"{'spread (rounds)':>16} {'cold ours':>10} {'cold theirs':>12}  goal <= {GOAL}"
@@ -315,12 +319,15 @@ def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]
             statistics.median(a) / statistics.median(b) for a, b in zip(ours, theirs, strict=True)
         ]
         ratio = ours_p50 / theirs_p50
+        figures[op] = {"ours_ms": ours_p50, "theirs_ms": theirs_p50, "ratio": ratio}
+        figures[op] |= {"low": min(per_round), "high": max(per_round)}
         print(
             f"{op:<12} {ours_p50:8.1f}ms {theirs_p50:9.1f}ms {ratio:7.2f} "
             f"{min(per_round):7.2f} - {max(per_round):5.2f} "
             f"{cold[op]['ours']:8.1f}ms {cold[op]['theirs']:10.1f}ms  "
             + (verdict(ratio, max(per_round)) if op != FLOOR else "(the floor: no work)")
         )
+    return figures
 
 
 def main() -> None:
@@ -358,7 +365,10 @@ def main() -> None:
                     getattr(side, op)()
         stamp("measuring")
         samples = measure(sides, args.rounds, args.per_round)
-        report(samples, cold)
+        figures = report(samples, cold)
+        if args.json_out:
+            run = {"pending": args.pending, "rounds": args.rounds, "operations": figures}
+            args.json_out.write_text(json.dumps(run, indent=1))
         print(
             f"\n{args.pending:,} pending on each side, {args.rounds} rounds x {args.per_round} "
             "requests per operation and side; both on PostgreSQL, Django runserver, DEBUG off"
