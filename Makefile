@@ -49,5 +49,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The speed goals in one run, one table at the end (docs/benchmarks.md); needs PostgreSQL and
+# REDIS_URL. ARGS passes options, e.g. `make bench ARGS=--quick` for a smoke run.
+bench: install
+	$(PY) bench/goals.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) node_modules var db.sqlite3 staticfiles .pytest_cache .ruff_cache .hypothesis
