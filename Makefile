@@ -51,7 +51,7 @@ format: install
 
 # The speed goals in one run, one table at the end (docs/benchmarks.md); needs PostgreSQL and
 # REDIS_URL. ARGS passes options, e.g. `make bench ARGS=--quick` for a smoke run.
-bench: install
+bench: $(STAMP)
 	$(PY) bench/goals.py $(ARGS)
 
 clean:
