@@ -38,6 +38,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,6 @@ class Step:
     full: list[str]
     quick: list[str]
     keeps: bool = False  # takes --keep
-    needs_database_url: bool = False
 
     def command(self, args: argparse.Namespace, out: Path) -> list[str]:
         command = [sys.executable, str(ROOT / "bench" / self.script)]
@@ -94,14 +94,12 @@ STEPS = [
         "api_submit.py",
         ["--rounds", "5", "--submissions", "1000"],
         ["--rounds", "1", "--submissions", "200", "--warmup", "50"],
-        needs_database_url=True,
     ),
     Step(
         "inbox_browser",
         "inbox_browser.py",
         ["--pending", "10000", "--rounds", "10", "--per-round", "10"],
         ["--pending", "10000", "--rounds", "1", "--per-round", "3"],
-        needs_database_url=True,
     ),
     Step(
         "inbox",
@@ -110,7 +108,6 @@ STEPS = [
         # A smoke run seeds no million of its own: a kept one takes minutes to make.
         ["--sizes", "1000", "10000", "--rounds", "1", "--per-round", "3"],
         keeps=True,
-        needs_database_url=True,
     ),
 ]
 
@@ -126,10 +123,9 @@ class Row:
     verdict: str = NOT_RUN
 
 
-def ratio_verdict(ratio: float, worst: float, goal: float, at_most: bool = True) -> str:
-    """For a ratio whose rounds run from best to worst: met by the median, in every round."""
-    within = (lambda x: x <= goal) if at_most else (lambda x: x >= goal)
-    if not within(ratio):
+def verdict(median: float, worst: float, within: Callable[[float], bool]) -> str:
+    """Met by the median, and in every round when the worst round's figure is within too."""
+    if not within(median):
         return "NOT met"
     return "met in every round" if within(worst) else "met by the median, not every round"
 
@@ -152,7 +148,7 @@ def scale_rows(run: dict | None) -> list[Row]:
         if figures:
             row.figure = f"{figures['small_ms']:.1f} / {figures['large_ms']:.1f} ms"
             row.ratio = spread(figures)
-            row.verdict = ratio_verdict(figures["ratio"], figures["high"], 1.25)
+            row.verdict = verdict(figures["ratio"], figures["high"], lambda r: r <= 1.25)
         rows.append(row)
     return rows
 
@@ -166,7 +162,7 @@ def label_studio_rows(runs: dict[int, dict | None]) -> list[Row]:
             if figures:
                 row.figure = f"{figures['ours_ms']:.1f} / {figures['theirs_ms']:.1f} ms"
                 row.ratio = spread(figures)
-                row.verdict = ratio_verdict(figures["ratio"], figures["high"], 0.25)
+                row.verdict = verdict(figures["ratio"], figures["high"], lambda r: r <= 0.25)
             rows.append(row)
     return rows
 
@@ -177,7 +173,7 @@ def api_rows(run: dict | None) -> list[Row]:
     if figures:
         row.figure = f"{figures['api_per_s']:.0f} / {figures['floor_per_s']:.0f} per s"
         row.ratio = spread(figures, "{:.0%}")
-        row.verdict = ratio_verdict(figures["ratio"], figures["low"], 0.40, at_most=False)
+        row.verdict = verdict(figures["ratio"], figures["low"], lambda r: r >= 0.40)
     return [row]
 
 
@@ -207,13 +203,7 @@ def batch_rows(scale: dict | None, inbox: dict | None) -> list[Row]:
     if figures:
         in_process.figure = f"{figures['large_ms']:.0f} ms"
         in_process.ratio = f"rounds' {figures['low']:.0f} - {figures['high']:.0f} ms"
-        in_process.verdict = (
-            "NOT met"
-            if figures["large_ms"] >= 1000
-            else "met in every round"
-            if figures["high"] < 1000
-            else "met by the median, not every round"
-        )
+        in_process.verdict = verdict(figures["large_ms"], figures["high"], lambda ms: ms < 1000)
     return [over_http, in_process]
 
 
@@ -235,8 +225,8 @@ def table(rows: list[Row]) -> str:
         "|---|---|---|---|",
     ]
     for row in rows:
-        verdict = row.verdict if row.verdict.startswith("met") else f"**{row.verdict}**"
-        lines.append(f"| {row.goal} | {row.figure} | {row.ratio} | {verdict} |")
+        shown = row.verdict if row.verdict.startswith("met") else f"**{row.verdict}**"
+        lines.append(f"| {row.goal} | {row.figure} | {row.ratio} | {shown} |")
     return "\n".join(lines)
 
 
