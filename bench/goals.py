@@ -56,7 +56,8 @@ SCALE_OPERATIONS = (
 )
 LS_OPERATIONS = ("create", "list", "next", "decide")
 LS_SIZES = (10_000, 1_000_000)
-BROWSER_ACTIONS = ("j (next)", "a (approve, next)", "batch 50: pane", "batch 50: list")
+# The rows shown when inbox_browser.py did not run; when it did, every action it timed.
+BROWSER_ACTIONS = ("j, fetched ahead", "a, fetched ahead", "batch 50: pane", "batch 50: list")
 
 
 @dataclass

@@ -92,8 +92,8 @@ def test_submissions_need_forty_percent_of_the_floor(tmp_path):
 
 def test_browser_keys_by_their_p95_and_the_batch_by_inbox_py(tmp_path):
     actions = {
-        "j (next)": {"n": 100, "p50": 20.0, "p95": 45.0, "low": 18.0, "high": 25.0},
-        "a (approve, next)": {"n": 100, "p50": 30.0, "p95": 60.0, "low": 25.0, "high": 40.0},
+        "j, fetched ahead": {"n": 100, "p50": 20.0, "p95": 45.0, "low": 18.0, "high": 25.0},
+        "a, fetched ahead": {"n": 100, "p50": 30.0, "p95": 60.0, "low": 25.0, "high": 40.0},
     }
     write(tmp_path, "inbox_browser", {"pending": 10_000, "actions": actions})
     batch = {"small_ms": 700.0, "large_ms": 800.0, "low": 700.0, "high": 1100.0}
@@ -102,8 +102,8 @@ def test_browser_keys_by_their_p95_and_the_batch_by_inbox_py(tmp_path):
     found = verdicts(tmp_path)
 
     keys = "keydown to painted at 10,000, p95 < 50 ms"
-    assert found[f"{keys}: j (next) (inbox_browser.py)"] == "met"
-    assert found[f"{keys}: a (approve, next) (inbox_browser.py)"] == "NOT met"
+    assert found[f"{keys}: j, fetched ahead (inbox_browser.py)"] == "met"
+    assert found[f"{keys}: a, fetched ahead (inbox_browser.py)"] == "NOT met"
     assert found["batch of 1,000 at 1,000,000 < 1 s, server time (inbox.py)"] == (
         "met by the median, not every round"
     )
