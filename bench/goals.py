@@ -54,7 +54,8 @@ SCALE_OPERATIONS = (
     "decide+next",
     "batch 1,000",
 )
-LS_OPERATIONS = ("create", "list", "next", "decide")
+# The rows shown when vs_label_studio.py did not run; when it did, every operation it timed.
+LS_OPERATIONS = ("create", "list", "next", "decide", "decide_alone")
 LS_SIZES = (10_000, 1_000_000)
 # The rows shown when inbox_browser.py did not run; when it did, every action it timed.
 BROWSER_ACTIONS = ("j, fetched ahead", "a, fetched ahead", "batch 50: pane", "batch 50: list")
@@ -157,9 +158,10 @@ def scale_rows(run: dict | None) -> list[Row]:
 def label_studio_rows(runs: dict[int, dict | None]) -> list[Row]:
     rows = []
     for pending, run in runs.items():
-        for op in LS_OPERATIONS:
+        operations = (run or {}).get("operations") or dict.fromkeys(LS_OPERATIONS)
+        operations.pop("bare", None)  # the floor of a request: no goal applies to it
+        for op, figures in operations.items():
             row = Row(f"vs Label Studio at {pending:,}: {op} <= 0.25x (vs_label_studio.py)")
-            figures = (run or {}).get("operations", {}).get(op)
             if figures:
                 row.figure = f"{figures['ours_ms']:.1f} / {figures['theirs_ms']:.1f} ms"
                 row.ratio = spread(figures)
