@@ -246,3 +246,37 @@ def test_a_list_refresh_counted_before_a_decision_does_not_bring_its_row_back(
     page.wait_for_timeout(300)
     expect(page.locator(f"#row-{first.pk}")).to_have_count(0)
     expect(page.locator(f"#row-{second.pk}")).to_have_count(1)
+
+
+def test_j_while_the_next_is_still_being_fetched_shows_that_fetch_with_no_second_request(
+    page, three, alice
+):
+    first, second, _ = three
+    log_in(page, "alice")
+    held = []
+    page.route(
+        f"**/inbox/{second.pk}/",
+        lambda route: (
+            held.append(route) if "x-inbox-prefetch" in route.request.headers else route.continue_()
+        ),
+    )
+    network = Network(page)
+    page.reload()  # the key comes right after a page load
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the next request was not fetched ahead at load"
+
+    page.keyboard.press("j")
+    page.wait_for_timeout(300)
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
+    held[0].continue_()
+
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
+    assert page.url.endswith(f"/inbox/{second.pk}/")
+    assert [d for d in network.sent if d[1] == f"/inbox/{second.pk}/"] == [
+        ("GET", f"/inbox/{second.pk}/", True)
+    ]
+    wait_opened(page, second, alice)

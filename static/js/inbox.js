@@ -236,7 +236,7 @@
   const AHEAD_MS = 20000;
   const AHEAD_ROWS = [1, 2, -1]; // the next two and the one before
   const ahead = new Map(); // pk -> { at, version, fragment }
-  const fetching = new Set();
+  const fetching = new Map(); // pk -> the fetch in flight, settled once its copy is kept or not
   const deciding = new Set(); // decided here, their answer not in yet: kept out of the list
   // Decisions (and undos) answered so far on this page. A list refresh sent before the latest
   // of them may still list what it settled: it is dropped and asked for again.
@@ -274,10 +274,17 @@
     }
   }
 
-  async function fetchAhead(row) {
+  function fetchAhead(row) {
     const pk = row.dataset.pk;
-    if (fetching.has(pk) || aheadFor(row)) return;
-    fetching.add(pk);
+    if (fetching.has(pk)) return fetching.get(pk);
+    if (aheadFor(row)) return Promise.resolve();
+    const promise = fetchCopy(row).finally(() => fetching.delete(pk));
+    fetching.set(pk, promise);
+    return promise;
+  }
+
+  async function fetchCopy(row) {
+    const pk = row.dataset.pk;
     try {
       const response = await fetch(rowUrl(row), {
         headers: { "HX-Request": "true", "HX-Target": "pane", "X-Inbox-Prefetch": "1" },
@@ -291,21 +298,23 @@
       ahead.set(pk, { at: Date.now(), version: item.dataset.version, fragment: template.content });
     } catch (exc) {
       // Fetching ahead is a bonus: the key falls back to asking the server then.
-    } finally {
-      fetching.delete(pk);
     }
   }
 
-  // Once the pane is painted and the browser idle, one fetch at a time.
+  // Once the pane is painted: the next row at once (the likeliest key), the others when the
+  // browser is idle, one fetch at a time.
   function prefetchSoon() {
     if (!prefetchOn() || listTab()) return;
     clearTimeout(prefetchSoon.timer);
     prefetchSoon.timer = setTimeout(() => {
+      prune();
+      const from = currentPk();
+      const next = rowAfter(from, AHEAD_ROWS[0]);
+      const first = next ? fetchAhead(next) : Promise.resolve();
       const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 50));
       idle(async () => {
-        prune();
-        const from = currentPk();
-        for (const step of AHEAD_ROWS) {
+        await first;
+        for (const step of AHEAD_ROWS.slice(1)) {
           if (currentPk() !== from) return; // moved on: the next call fetches around the new one
           const row = rowAfter(from, step);
           if (row && !(from === "" && step < 0)) await fetchAhead(row);
@@ -368,8 +377,25 @@
     return true;
   }
 
+  // The row a key asked for last: a copy still in flight is shown when it lands only if no
+  // later key (or click) has moved on.
+  let wanted = null;
+
   function go(row) {
-    if (row && !showAhead(row)) open(row);
+    if (!row || showAhead(row)) return;
+    const pending = prefetchOn() && fetching.get(row.dataset.pk);
+    if (!pending) {
+      open(row);
+      return;
+    }
+    // Its copy is on the way: one request, not a second one racing it.
+    const from = currentPk();
+    wanted = row;
+    pending.then(() => {
+      if (wanted !== row || currentPk() !== from) return;
+      wanted = null;
+      if (row.isConnected && !showAhead(row)) open(row);
+    });
   }
 
   // A decision taken with one key and no dialog: the next request goes on screen at once and
@@ -433,6 +459,107 @@
       broughtBack(pk, url, "The server could not be reached.");
     });
     return true;
+  }
+
+  // A batch from the selection: its rows leave the list at once and the pane says it is on its
+  // way; the server's answer then shows what it decided (with the undo toast) and the rows it
+  // left alone come back. Nothing reads as decided before that answer. On a failure every row
+  // comes back, selected again, with a notice.
+  function batchAhead(verb, reason) {
+    if (!prefetchOn() || listTab() || !selected.size) return false;
+    const chosen = new Map(selected);
+    const placed = rows().filter((row) => chosen.has(row.dataset.pk)).map((row) => {
+      let before = row.nextElementSibling;
+      while (before && chosen.has(before.dataset.pk)) before = before.nextElementSibling;
+      return { row, parent: row.parentNode, before };
+    });
+    const bar = $("#selection-bar");
+    const body = new URLSearchParams({ outcome: verb, ids: [...chosen].map(([pk, v]) => pk + ":" + v).join(",") });
+    if (reason) body.set("reason", reason);
+    chosen.forEach((version, pk) => deciding.add(pk));
+    placed.forEach(({ row }) => row.remove());
+    selected.clear();
+    fillPane(batchPending(verb, chosen.size, bar.dataset.inbox));
+    pushUrl(bar.dataset.inbox);
+    prefetchSoon(); // the first row, for J
+    const pending = () => !!$("#pane #batch-result[data-batch-pending]");
+    const putBack = (pks) => {
+      placed.filter(({ row }) => pks.has(row.dataset.pk)).forEach(({ row, parent, before }) => {
+        if (!parent.isConnected || $("#row-" + row.dataset.pk)) return; // the refresh lists it
+        parent.insertBefore(row, before && before.parentNode === parent ? before : null);
+      });
+    };
+    const settle = (back) => {
+      chosen.forEach((version, pk) => deciding.delete(pk));
+      putBack(back);
+      settledSeq += 1;
+      markActive();
+      syncSelection();
+      htmx.trigger(document.body, "inbox:refresh");
+    };
+    const failed = (why) => {
+      chosen.forEach((version, pk) => selected.set(pk, version)); // to try again
+      settle(new Set(chosen.keys()));
+      if (pending()) fillPane(batchPending(verb, chosen.size, bar.dataset.inbox, why));
+      notice(why);
+    };
+    new Promise((resolve) => afterPaint(resolve)).then(() => fetch(bar.getAttribute("hx-post"), {
+      method: "POST",
+      body,
+      headers: { "HX-Request": "true", "HX-Target": "pane", "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    })).then(async (response) => {
+      const html = await response.text();
+      if (!response.ok && response.status !== 422) {
+        failed("The batch failed (HTTP " + response.status + "): the list shows the requests as the server has them.");
+        return;
+      }
+      const template = document.createElement("template");
+      template.innerHTML = html;
+      const toast = $("#toast", template.content);
+      if (toast) {
+        toast.remove();
+        $("#toast").replaceWith(toast);
+        htmx.process(toast);
+        startCountdown();
+      }
+      if (response.status === 422) chosen.forEach((version, pk) => selected.set(pk, version));
+      const left = response.ok ? $$("[data-conflict]", template.content) : [];
+      settle(response.ok ? new Set(left.map((li) => li.dataset.conflict)) : new Set(chosen.keys()));
+      if (pending()) fillPane(template.content);
+      else if (left.length || !response.ok) notice($(".alert", template.content).textContent.replace(/\s+/g, " ").trim());
+    }).catch(() => failed("The batch could not be confirmed: the list shows the requests as the server has them."));
+    return true;
+  }
+
+  // The pane while a batch is on its way, or after it failed (`why`): built here, from text only.
+  function batchPending(verb, count, inboxUrl, why) {
+    const article = document.createElement("article");
+    article.id = "batch-result";
+    article.className = "item batch-result";
+    article.dataset.batchPending = "";
+    article.setAttribute("aria-labelledby", "batch-title");
+    const back = Object.assign(document.createElement("a"), { className: "back-link", href: inboxUrl, textContent: "← Inbox" });
+    back.dataset.back = "";
+    const done = Object.assign(document.createElement("div"), { className: "batch-done" });
+    const title = Object.assign(document.createElement("h1"), { id: "batch-title" });
+    const word = verb === "reject" ? "Rejecting " : "Approving ";
+    if (why) {
+      title.textContent = "Nothing " + (verb === "reject" ? "rejected" : "approved") + " for sure";
+      const alert = Object.assign(document.createElement("div"), { className: "alert alert-error notice", textContent: why });
+      alert.setAttribute("role", "alert");
+      done.append(title, alert);
+    } else {
+      article.setAttribute("aria-busy", "true");
+      title.textContent = word + count + " request" + (count === 1 ? "" : "s") + "…";
+      const line = Object.assign(document.createElement("p"), { className: "muted", textContent: "Sent; the server's answer lists any left as they were." });
+      done.append(title, line);
+    }
+    const hint = Object.assign(document.createElement("p"), { className: "muted small" });
+    hint.append("Press ", Object.assign(document.createElement("kbd"), { className: "key", textContent: "J" }), " for the next request.");
+    done.append(hint);
+    article.append(back, done);
+    return article;
   }
 
   // After a failure the server did not explain: the request as the server has it now (decided
@@ -549,6 +676,7 @@
   document.body.addEventListener("htmx:configRequest", (event) => {
     const path = event.detail.path;
     const item = currentItem();
+    if (event.detail.target && event.detail.target.id === "pane") wanted = null; // moved on
     if (path.includes("/inbox/poll/")) {
       event.detail.headers["X-Inbox-Settled"] = String(settledSeq);
       if (item && item.dataset.pending === "1") {
@@ -607,13 +735,25 @@
     dialog.addEventListener("close", function onClose() {
       dialog.removeEventListener("close", onClose);
       if (dialog.returnValue !== "ok") return;
+      if (form.id === "selection-bar" && batchAhead(verb, "")) return;
       batchVerb = verb;
       event.detail.issueRequest(true);
     });
     dialog.showModal();
   });
 
-  // The batch reject dialog is its own confirmation (it states the count); close it once sent.
+  // The batch reject dialog is its own confirmation (it states the count); sent behind the
+  // list like an approval when it can be (batchAhead), else closed once sent.
+  document.body.addEventListener("htmx:confirm", (event) => {
+    const form = event.detail.elt;
+    if (!form.matches || !form.matches("[data-batch-selection]")) return;
+    const reason = $("textarea[name=reason]", form).value.trim();
+    if (!reason || !batchAhead("reject", reason)) return;
+    event.preventDefault();
+    form.reset();
+    form.closest("dialog").close();
+  });
+
   document.body.addEventListener("htmx:afterRequest", (event) => {
     const form = event.detail.elt;
     if (!form.matches || !form.matches("[data-batch-selection]") || !event.detail.successful) return;
@@ -685,6 +825,8 @@
     if (dialog) openDialog(dialog.id);
     if (wide.matches && $("#item-empty") && rows().length && !location.search.includes("q=")) {
       open(rows()[0]); // on a laptop the first request opens at once; a phone shows the list
+      // The first j after a load is the likeliest key: its copy is asked for alongside.
+      if (prefetchOn() && !listTab() && rows()[1]) fetchAhead(rows()[1]);
     } else {
       prefetchSoon(); // else once that one is on screen
     }
