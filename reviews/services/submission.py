@@ -3,7 +3,6 @@ for a human (with an assignee and a deadline) or approved by the rules."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -26,19 +25,6 @@ from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
 from .retries import retried
-
-# psycopg keeps its parse of a statement (where each %s goes) only for statements of at most
-# 50 parameters; the auto-approved insert below has 69, so it was parsed again on every
-# submission. The cache is keyed by the statement's text and bounded (an LRU of 128), so
-# letting larger statements in costs a bounded amount of memory and changes no result.
-STATEMENT_PARAMS_CACHED = 100
-with contextlib.suppress(ImportError):
-    from psycopg import _queries as psycopg_queries
-
-    if getattr(psycopg_queries, "MAX_CACHED_STATEMENT_PARAMS", STATEMENT_PARAMS_CACHED) < (
-        STATEMENT_PARAMS_CACHED
-    ):
-        psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = STATEMENT_PARAMS_CACHED
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
