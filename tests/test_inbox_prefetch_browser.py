@@ -272,6 +272,9 @@ def test_j_while_the_next_is_still_being_fetched_shows_that_fetch_with_no_second
     page.keyboard.press("j")
     page.wait_for_timeout(300)
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
+    with page.expect_response("**/inbox/poll/**"):  # the list drawn again meanwhile
+        page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
+    page.wait_for_timeout(200)
     held[0].continue_()
 
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))

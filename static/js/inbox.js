@@ -377,24 +377,27 @@
     return true;
   }
 
-  // The row a key asked for last: a copy still in flight is shown when it lands only if no
-  // later key (or click) has moved on.
+  // The request a key asked for last: a copy still in flight is shown when it lands only if
+  // no later key (or click) has moved on.
   let wanted = null;
 
   function go(row) {
     if (!row || showAhead(row)) return;
-    const pending = prefetchOn() && fetching.get(row.dataset.pk);
+    const pk = row.dataset.pk;
+    const pending = prefetchOn() && fetching.get(pk);
     if (!pending) {
       open(row);
       return;
     }
     // Its copy is on the way: one request, not a second one racing it.
     const from = currentPk();
-    wanted = row;
+    wanted = pk;
     pending.then(() => {
-      if (wanted !== row || currentPk() !== from) return;
+      if (wanted !== pk || currentPk() !== from) return;
       wanted = null;
-      if (row.isConnected && !showAhead(row)) open(row);
+      // A list refresh meanwhile has drawn new rows, and may no longer list this one.
+      const now = $("#row-" + pk) || rowAfter(from, 1);
+      if (now && !showAhead(now)) open(now);
     });
   }
 
