@@ -58,7 +58,12 @@ SCALE_OPERATIONS = (
 LS_OPERATIONS = ("create", "list", "next", "decide", "decide_alone")
 LS_SIZES = (10_000, 1_000_000)
 # The rows shown when inbox_browser.py did not run; when it did, every action it timed.
-BROWSER_ACTIONS = ("j, fetched ahead", "a, fetched ahead", "batch 50: pane", "batch 50: list")
+BROWSER_ACTIONS = (
+    "j, fetched ahead",
+    "a, fetched ahead",
+    "batch 50: pane, ahead on",
+    "batch 50: list, ahead on",
+)
 
 
 @dataclass

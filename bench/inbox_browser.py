@@ -49,8 +49,12 @@ before). Each round also reloads the page and presses `j` at once, with nothing 
 The actions: `j` (open the next row: `GET /inbox/<id>/`), `a` (approve and show the next:
 `POST /inbox/<id>/decide/`), and a batch: 50 rows chosen with `x` and `j` (untimed), Shift+A,
 then Enter on the confirmation dialog (untimed up to here); timed from that Enter's keydown
-to the result painted in the pane (`POST /inbox/batch/`) and to the list repainted without
-the 50 (`GET /inbox/poll/`, which the batch's response triggers). Rounds interleave the
+to the pane repainted with the 50 rows gone, to the list drawn again without them (with
+the next rows: the 50 were the whole list), and to the server's answer (`POST /inbox/batch/`:
+what it decided) painted in the pane, each way. With fetching ahead
+on, the rows leave and the pane says the batch is on its way at once, and the answer follows
+(its post is a `fetch`, so no htmx parts); off, all three wait for htmx's batch request and
+the list for the poll its response triggers (`GET /inbox/poll/`). Rounds interleave the
 actions in a rotating order, each way's presses interleaved; the first press of each action
 after the page loads is printed apart as cold. Spread: the lowest and highest round's median.
 """
@@ -344,8 +348,10 @@ def j_after_load(inbox: Inbox) -> dict[str, float]:
     return press_j(inbox)
 
 
-def batch(inbox: Inbox) -> tuple[dict[str, float], dict[str, float]]:
-    inbox.refresh_and_open_first()
+def batch(inbox: Inbox, on: bool) -> tuple[dict[str, float], ...]:
+    """The pane repainted, the list without the rows, and the server's answer in the pane:
+    with fetching ahead on the first two come before the answer (a batch on its way)."""
+    inbox.set_ahead(on)
     chosen = inbox.rows()[:BATCH]
     for i in range(len(chosen)):  # untimed: x on each row, j to the next
         inbox.page.keyboard.press("x")
@@ -356,19 +362,20 @@ def batch(inbox: Inbox) -> tuple[dict[str, float], dict[str, float]]:
     assert int(count) == len(chosen), (count, len(chosen))
     inbox.page.keyboard.press("Shift+A")
     inbox.page.wait_for_selector("#confirm-dialog[open]")
-    # Two observers: the pane's result and the list without the rows, from the same keydown.
+    # Observers from the same keydown: the pane's result (on its way, or the server's answer),
+    # the server's answer, and the list without the rows.
     page = inbox.page
     page.evaluate("([k, pks]) => window.__bench.arm(k, 'list', pks)", ["Enter", chosen])
     page.evaluate("() => { window.__benchList = window.__benchDone; }")
     armed = page.evaluate("window.__bench.armed")
     assert armed is not None
-    page.evaluate(
-        """() => {
+    watch = """([slot, selector, pks]) => {
+          const gone = () => !pks.some((pk) => document.getElementById('row-' + pk));
           const arm = window.__bench.armed;
-          window.__benchPane = new Promise((resolve, reject) => {
+          window[slot] = new Promise((resolve, reject) => {
             setTimeout(() => reject(new Error('no batch result within 10 s')), 10000);
             const observer = new MutationObserver(() => {
-              if (arm.t0 === null || !document.querySelector('#pane #batch-result')) return;
+              if (arm.t0 === null || !document.querySelector(selector) || !gone()) return;
               observer.disconnect();
               const swap = performance.now();
               requestAnimationFrame(() => requestAnimationFrame(() => {
@@ -381,16 +388,22 @@ def batch(inbox: Inbox) -> tuple[dict[str, float], dict[str, float]]:
                            events: arm.events.slice() });
               }));
             });
-            observer.observe(document.querySelector('#pane'), { childList: true, subtree: true });
+            for (const id of ['#pane', '#list']) {
+              observer.observe(document.querySelector(id), { childList: true, subtree: true });
+            }
           });
         }"""
-    )
+    page.evaluate(watch, ["__benchPane", "#pane #batch-result", chosen])
+    answered = "#pane #batch-result:not([data-batch-pending])"
+    page.evaluate(watch, ["__benchAnswer", answered, chosen])
     page.keyboard.press("Enter")
     pane = page.evaluate("window.__benchPane")
     listed = page.evaluate("window.__benchList")
+    answer = page.evaluate("window.__benchAnswer")
     result = page.evaluate("document.querySelector('#batch-title').textContent")
     assert result.startswith(f"{len(chosen)} approved"), result
-    return split(pane, "/inbox/batch/"), split(listed, "/inbox/poll/")
+    batched = "/inbox/batch/"
+    return split(pane, batched), split(listed, "/inbox/poll/"), split(answer, batched)
 
 
 # --- report -------------------------------------------------------------------------------
@@ -510,7 +523,11 @@ def main() -> None:
             inbox.set_ahead(False)
             cold["j, htmx (fetching ahead off)"] = press_j(inbox)
             cold["a, htmx (fetching ahead off)"] = press_a(inbox)
-            cold["batch 50: pane"], cold["batch 50: list"] = batch(inbox)
+            for on in (True, False):
+                way = "ahead on" if on else "ahead off"
+                got = batch(inbox, on)
+                for part, sample in zip(("pane", "list", "answer"), got, strict=True):
+                    cold[f"batch 50: {part}, {way}"] = sample
             stamp("measuring")
             names = [
                 "j, fetched ahead",
@@ -521,8 +538,12 @@ def main() -> None:
                 "a, htmx (fetching ahead off)",
                 "j just after a page load, ahead on",
                 "j just after a page load, ahead off",
-                "batch 50: pane",
-                "batch 50: list",
+                "batch 50: pane, ahead on",
+                "batch 50: list, ahead on",
+                "batch 50: answer, ahead on",
+                "batch 50: pane, ahead off",
+                "batch 50: list, ahead off",
+                "batch 50: answer, ahead off",
             ]
             samples: dict[str, list[list[dict]]] = {name: [] for name in names}
             stalls: dict[str, int] = {name: 0 for name in names}
@@ -549,9 +570,15 @@ def main() -> None:
                     samples[name].append([got] if got else [])
                 for action in order:
                     if action == "batch":
-                        pane, listed = attempt("batch 50: pane", batch, inbox) or (None, None)
-                        samples["batch 50: pane"].append([pane] if pane else [])
-                        samples["batch 50: list"].append([listed] if listed else [])
+                        for on in ways:
+                            way = "ahead on" if on else "ahead off"
+                            got = attempt(f"batch 50: pane, {way}", batch, inbox, on)
+                            for part, sample in zip(
+                                ("pane", "list", "answer"), got or (None,) * 3, strict=True
+                            ):
+                                samples[f"batch 50: {part}, {way}"].append(
+                                    [sample] if sample else []
+                                )
                         continue
                     press = press_j if action == "j" else press_a
                     for on in ways:
