@@ -50,7 +50,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -89,11 +88,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="the small one's (large: +1)")
     parser.add_argument("--json-out", type=Path, help="also write the table's figures there")
     return parser.parse_args()
-
-
-def stamp(when: str) -> None:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
 
 
 class Side(Ours):
@@ -174,7 +168,7 @@ def main() -> None:
     args = parse_args()
     if not os.environ.get("REDIS_URL"):
         sys.exit("bench/scale.py runs the cache on Redis, as in production: set REDIS_URL")
-    stamp("start")
+    servers.stamp("start")
     server = args.postgres.rstrip("/")
     prefix = "hitl_bench_ours" if args.keep else f"hitl_bench_scale_{os.getpid()}"
     var_dir = tempfile.mkdtemp(prefix="hitl-bench-scale-")
@@ -209,7 +203,7 @@ def main() -> None:
         top_up()
         for side in sides:
             print(f"{side.db}: {side.count_pending():,} pending before measuring")
-        stamp("measuring")
+        servers.stamp("measuring")
         samples = measure(sides, args.rounds, args.per_round, top_up)
         figures = report(samples, *sides)
         if args.json_out:
@@ -234,7 +228,7 @@ def main() -> None:
             for db in dbs:
                 servers.admin(server, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(var_dir, ignore_errors=True)
-        stamp("end")
+        servers.stamp("end")
 
 
 if __name__ == "__main__":

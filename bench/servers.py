@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -215,6 +216,13 @@ def seed(server: str, db: str, pending: int, keep: bool, var_dir: str, quiet: bo
 
 
 # --- our server ---------------------------------------------------------------------------
+
+
+def stamp(when: str) -> None:
+    """A line with the time and the load average: a shared machine's figures mean little
+    without them."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
 
 
 def free_port() -> int:

@@ -62,7 +62,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -109,11 +108,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="ours (Label Studio's: +1)")
     parser.add_argument("--json-out", type=Path, help="also write the table's figures there")
     return parser.parse_args()
-
-
-def stamp(when: str) -> None:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{when}: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, load average {load}", flush=True)
 
 
 def database_names(pending: int, keep: bool) -> tuple[str, str]:
@@ -332,7 +326,7 @@ def report(samples: dict[str, dict[str, list]], cold: dict[str, dict[str, float]
 
 def main() -> None:
     args = parse_args()
-    stamp("start")
+    servers.stamp("start")
     server = args.postgres.rstrip("/")
     ours_db, theirs_db = database_names(args.pending, args.keep)
     binary = install_label_studio()
@@ -363,7 +357,7 @@ def main() -> None:
             for op in (*OPERATIONS, FLOOR):
                 for _ in range(3):
                     getattr(side, op)()
-        stamp("measuring")
+        servers.stamp("measuring")
         samples = measure(sides, args.rounds, args.per_round)
         figures = report(samples, cold)
         if args.json_out:
@@ -380,7 +374,7 @@ def main() -> None:
             for name in (ours_db, theirs_db):
                 servers.admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(var_dir, ignore_errors=True)
-        stamp("end")
+        servers.stamp("end")
 
 
 if __name__ == "__main__":

@@ -7,25 +7,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from reviews.models import Decision, ReviewRequest
+from reviews.models import Decision
 from reviews.services.decisions import decide_request
 
+from .test_inbox_browser import status, three
 from .test_inbox_prefetch_browser import open_inbox
 from .test_inbox_trust_browser import as_colleague, revise_to
-from .test_inbox_views import submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def three(agent, refunds, alice):
-    reqs = [submit(agent, refunds, title=f"Refund number {n}", priority=3 - n) for n in range(3)]
-    ReviewRequest.objects.filter(pk__in=[r.pk for r in reqs]).update(assignee=alice)
-    return reqs
-
-
-def status(req) -> str:
-    return ReviewRequest.objects.get(pk=req.pk).status
+__all__ = ["three"]  # a fixture, used by name
 
 
 def select_the_first_two(page, first, second) -> None:

@@ -11,17 +11,11 @@ from reviews.models import Decision, RequestSighting, ReviewRequest
 from reviews.services.decisions import decide_request
 
 from .conftest import log_in
+from .test_inbox_browser import three
 from .test_inbox_trust_browser import as_colleague, revise_to
-from .test_inbox_views import submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def three(agent, refunds, alice):
-    reqs = [submit(agent, refunds, title=f"Refund number {n}", priority=3 - n) for n in range(3)]
-    ReviewRequest.objects.filter(pk__in=[r.pk for r in reqs]).update(assignee=alice)
-    return reqs
+__all__ = ["three"]  # a fixture, used by name
 
 
 class Network:
