@@ -20,8 +20,9 @@ alternate which server goes first, `--per-round` of each operation to each:
 
 - submit: the agent's `POST /api/v1/requests`, which waits for a person (gate mode);
 - inbox page: `GET /inbox/`, the whole page;
-- list refresh, cold: the poll (`GET /inbox/poll/`, htmx) after the server's cached inbox
-  counts were deleted from Redis (untimed), so it counts;
+- list refresh, cold: the poll (`GET /inbox/poll/`, htmx) after any inbox key of the server's
+  cache was deleted from Redis (untimed). The counts are tallies the database keeps and are
+  not cached, so today both refreshes take the same path; a cache brought back would show;
 - list refresh, warm: the same poll again, right after;
 - next item: the item partial (`GET /inbox/<id>/`, htmx) of the request at the top of the list;
 - decide and next: `POST /inbox/<id>/decide/` (approve, htmx) of the top pending request,
