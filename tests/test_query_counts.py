@@ -24,6 +24,7 @@ from reviews.models import (
     SecondReview,
 )
 from reviews.services.conversation import post_message
+from reviews.services.deadlines import time_out_batch
 from reviews.services.decisions import decide_request
 
 from .api_support import AgentClient, _no_rate_limit, escalated
@@ -144,6 +145,25 @@ def test_a_batch_takes_as_many_statements_for_2_or_30_requests(reviewer, first):
             (FEW, MANY)[: len(counts)]
         )
     assert_constant(*counts, 11)
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_the_timeout_sweep_decides_2_or_30_overdue_requests_in_as_many_statements(
+    agent, refunds, action
+):
+    refunds.timeout_action = action
+    refunds.save()
+    counts = []
+    for size in (FEW, MANY):
+        ids = [submit(agent, refunds).pk for _ in range(size)]
+        due = timezone.now() - timedelta(minutes=1)
+        ReviewRequest.objects.filter(pk__in=ids).update(deadline=due)
+        with CaptureQueriesContext(connection) as ctx:
+            done = time_out_batch(timezone.now(), limit=1000)
+        assert done["claimed"] == size
+        assert Decision.objects.filter(request_id__in=ids, channel="timeout").count() == size
+        counts.append(len(ctx))
+    assert_constant(*counts, 16)
 
 
 def test_the_second_review_tab_is_constant(client, agent, refunds, alice, carol):

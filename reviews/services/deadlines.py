@@ -142,6 +142,11 @@ _TIMEOUT_FIELDS = (
     "allowed_decisions",
     "first_viewed_at",
     "decided_at",
+    # Read by every decision (the audit snapshot, the option it approves): left out, each
+    # row fetched them one by one.
+    "proposal_version",
+    "recommended_option",
+    "options",
 )
 
 
