@@ -92,6 +92,8 @@ def test_a_shows_the_next_at_once_and_the_decision_and_its_undo_follow(page, thr
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(second.pk))
     expect(page.locator(f"#row-{first.pk}")).to_have_count(0)
     expect(page.locator("#toast")).to_contain_text(f"#{first.pk} approved")
+    # The counts beside the list follow at once, not at the next poll (every 8 s).
+    expect(page.locator("[data-total]")).to_have_text("2", timeout=3000)
     decision = Decision.objects.get(request=first)
     assert (decision.outcome, decision.decided_by, decision.proposal_version) == (
         "approved",

@@ -441,6 +441,7 @@
       if (response.ok) {
         deciding.delete(pk);
         settledSeq += 1;
+        htmx.trigger(document.body, "inbox:refresh"); // the counts beside the list
         const toast = $("#toast");
         toast.outerHTML = html;
         htmx.process($("#toast"));
