@@ -180,6 +180,7 @@ def run_with_workers(workers: int, count: int, timeout: float) -> tuple[float, f
     from django.db import connection
     from django.utils import timezone
 
+    from bench import servers
     from hitl.celery import app
     from reviews.models import ReviewRequest, SweepRun
     from reviews.tasks import sweep_overdue_requests
@@ -225,13 +226,7 @@ def run_with_workers(workers: int, count: int, timeout: float) -> tuple[float, f
         return seconds, run.duration_seconds or 0.0
     finally:
         app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        servers.stop(procs)
 
 
 def prove_exactly_once(count: int) -> None:

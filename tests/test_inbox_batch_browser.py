@@ -11,7 +11,7 @@ from reviews.models import Decision
 from reviews.services.decisions import decide_request
 
 from .test_inbox_browser import status, three
-from .test_inbox_prefetch_browser import open_inbox
+from .test_inbox_prefetch_browser import hold_a_list_refresh, open_inbox
 from .test_inbox_trust_browser import as_colleague, revise_to
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -130,14 +130,7 @@ def test_a_batch_that_fails_brings_every_row_back_selected(page, three):
 def test_a_list_refresh_counted_before_the_batch_landed_does_not_bring_its_rows_back(page, three):
     first, second, third = three
     select_the_first_two(page, first, second)
-    held = []
-    page.route("**/inbox/poll/**", lambda route: route.continue_() if held else held.append(route))
-    page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    stale = held[0].fetch()  # the list as it was: both still pending
+    held, stale = hold_a_list_refresh(page)  # both still pending in it
     assert f'id="row-{first.pk}"' in stale.text()
 
     page.keyboard.press("Enter")

@@ -50,6 +50,19 @@ def open_inbox(page, first) -> Network:
     return network
 
 
+def hold_a_list_refresh(page):
+    """Send a list refresh and hold its answer back (later ones go through): the held route,
+    in a list, and the list as the server drew it then, to be delivered late."""
+    held = []
+    page.route("**/inbox/poll/**", lambda route: route.continue_() if held else held.append(route))
+    page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    return held, held[0].fetch()
+
+
 def opened_at(req, user):
     sighting = RequestSighting.objects.filter(request=req, reviewer=user).first()
     return sighting.opened_at if sighting else None
@@ -223,15 +236,7 @@ def test_a_list_refresh_counted_before_a_decision_does_not_bring_its_row_back(
         page.evaluate("localStorage.setItem('inbox-prefetch', 'off')")
     else:
         network.wait_fetched_ahead(second)
-    held = []
-    # The first refresh is held back; later ones go through.
-    page.route("**/inbox/poll/**", lambda route: route.continue_() if held else held.append(route))
-    page.evaluate("htmx.trigger(document.body, 'inbox:refresh')")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    stale = held[0].fetch()  # the list as it was: the first request still pending
+    held, stale = hold_a_list_refresh(page)  # the first request still pending in it
     assert f'id="row-{first.pk}"' in stale.text()
 
     page.keyboard.press("a")
