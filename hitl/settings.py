@@ -242,6 +242,18 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HITL Review <hitl@localhost>")
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# Channels where reviewers decide besides the inbox (docs/channels.md). Each is off while its
+# settings are empty. Slack: a bot token (xoxb-) and the app's signing secret; the API's base
+# URL is a setting so tests (and a proxy) can stand in for Slack.
+SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET")
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
+# Web Push: the VAPID key pair (the private key as base64url DER or PEM, the public key as
+# the base64url uncompressed point browsers take) and a contact for the push services.
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
+VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:hitl@localhost")
+
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport, an embedded
 # broker that needs no server, so `make run` works on a fresh machine.
 REDIS_URL = env_str("REDIS_URL")

@@ -116,6 +116,14 @@ def get_request_for_reviewer(
     )
 
 
+def may_decide(user: AbstractBaseUser | AnonymousUser, request_id: int) -> bool:
+    """Whether the user may decide the request, whatever channel they decide through: an
+    active reviewer in one of its queues (what the inbox's decide view allows)."""
+    if not (user.is_authenticated and user.is_active and has_role(user, REVIEWERS)):
+        return False
+    return requests_for_reviewer(user).filter(pk=request_id).exists()
+
+
 def get_request_for_guideline(user: AbstractBaseUser, request_id: int) -> ReviewRequest:
     """A request to write a guideline from: any one for an admin, else one of the reviewer's
     queues; 404 otherwise."""

@@ -30,6 +30,7 @@ from django.views.decorators.http import require_POST
 from . import logins
 from . import rules as engine
 from .models import (
+    ActionLink,
     Agent,
     AgentToken,
     AuditEvent,
@@ -47,13 +48,16 @@ from .models import (
     PeriodicReviewBatch,
     PeriodicReviewItem,
     PolicyVersion,
+    PushSubscription,
     Queue,
     RequestSighting,
     ReviewerProfile,
     ReviewerRollup,
+    ReviewerToken,
     ReviewRequest,
     RollupCursor,
     SecondReview,
+    SlackMessage,
     SubmissionRollup,
     SweepRun,
     WebhookDelivery,
@@ -456,6 +460,31 @@ class NotificationAdmin(OutboxAdmin):
     list_display = ["created_at", "kind", "channel", "target", "request", "state", "attempts"]
     list_filter = ["state", "kind", "channel"]
     search_fields = ["target", "subject"]
+
+
+@admin.register(ReviewerToken)
+class ReviewerTokenAdmin(ReadOnlyAdmin):
+    """Issued and revoked by the reviewer on their Channels page, so the raw value is shown
+    once to them alone."""
+
+    list_display = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+
+
+@admin.register(SlackMessage)
+class SlackMessageAdmin(ReadOnlyAdmin):
+    list_display = ["request", "channel", "ts", "shows_status", "posted_at", "updated_at"]
+
+
+@admin.register(ActionLink)
+class ActionLinkAdmin(ReadOnlyAdmin):
+    list_display = ["request", "user", "verb", "proposal_version", "expires_at", "used_at"]
+    exclude = ["token_hash"]
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(ReadOnlyAdmin):
+    list_display = ["user", "user_agent", "created_at", "last_success_at"]
 
 
 @admin.register(SweepRun)

@@ -45,6 +45,20 @@ class Queue(models.Model):
         validators=[HTTP_ONLY],
         help_text="Optional Slack-compatible incoming webhook for reminders.",
     )
+    # Where reviewers decide besides the inbox (reviews/channels/): each is off until an
+    # admin turns it on for the queue.
+    slack_channel = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Slack channel ID (C…) that new requests of this queue are posted to.",
+    )
+    slack_direct_messages = models.BooleanField(
+        default=False, help_text="Send the assignee a Slack direct message with the buttons."
+    )
+    email_links = models.BooleanField(
+        default=False,
+        help_text="Put one-tap Approve and Reject links in assignment and reminder emails.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -264,10 +278,11 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-class AgentToken(models.Model):
-    TOKEN_PREFIX = "hitl_"
+class BearerToken(models.Model):
+    """A secret shown once at issue and kept only as its hash; revoked, never deleted."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+    TOKEN_PREFIX = ""
+
     name = models.CharField(max_length=100, default="default")
     prefix = models.CharField(max_length=16, help_text="First characters, to recognise a token.")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -276,21 +291,12 @@ class AgentToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
 
-    def __str__(self) -> str:
-        return f"{self.agent} / {self.name} ({self.prefix}…)"
-
     @classmethod
-    def issue(
-        cls, agent: Agent, name: str = "default", raw: str | None = None
-    ) -> tuple[AgentToken, str]:
-        """Create a token; the raw value is returned once and never stored."""
-        raw = raw or cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(
-            agent=agent, name=name, prefix=raw[:12], token_hash=hash_token(raw)
-        )
-        return token, raw
+    def new_raw(cls) -> str:
+        return cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
 
     @property
     def is_active(self) -> bool:
@@ -302,6 +308,55 @@ class AgentToken(models.Model):
             self.save(update_fields=["revoked_at"])
 
 
+class AgentToken(BearerToken):
+    TOKEN_PREFIX = "hitl_"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta(BearerToken.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.agent} / {self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(
+        cls, agent: Agent, name: str = "default", raw: str | None = None
+    ) -> tuple[AgentToken, str]:
+        """Create a token; the raw value is returned once and never stored."""
+        raw = raw or cls.new_raw()
+        token = cls.objects.create(
+            agent=agent, name=name, prefix=raw[:12], token_hash=hash_token(raw)
+        )
+        return token, raw
+
+
+class ReviewerToken(BearerToken):
+    """A reviewer's personal token for the reviewer API (/api/v1/reviewer/): it acts as that
+    reviewer, with exactly their permissions, until they revoke it."""
+
+    TOKEN_PREFIX = "hitlr_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviewer_tokens"
+    )
+
+    class Meta(BearerToken.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "default") -> tuple[ReviewerToken, str]:
+        """Create a token; the raw value is returned once and never stored."""
+        raw = cls.new_raw()
+        token = cls.objects.create(
+            user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw)
+        )
+        return token, raw
+
+
 class ReviewerProfile(models.Model):
     """Per-reviewer settings: away status keeps new work from landing on someone on leave."""
 
@@ -309,6 +364,8 @@ class ReviewerProfile(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviewer_profile"
     )
     away_until = models.DateTimeField(null=True, blank=True)
+    # The Slack member (U…) this reviewer is, matched by verified email or linked by them.
+    slack_user_id = models.CharField(max_length=40, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"{self.user}"
@@ -550,6 +607,9 @@ class Decision(models.Model):
         BATCH = "batch", "Batch"
         TIMEOUT = "timeout", "Timeout"
         AUTO = "auto", "Rules (no human)"
+        SLACK = "slack", "Slack"
+        EMAIL = "email", "Email link"
+        API = "api", "Reviewer API"
 
     request = models.OneToOneField(ReviewRequest, on_delete=models.CASCADE, related_name="decision")
     decided_by = models.ForeignKey(
@@ -661,7 +721,13 @@ DECIDED_STATUSES = list(OUTCOME_STATUS.values())
 # The channels through which a person decides; the others, TIMEOUT and AUTO, are the deadline
 # and the rules deciding for no one. The one list of them: precedents, agreement, reviewer
 # rollups, threshold advice and the undo window (services) all mean this set.
-PEOPLE_CHANNELS = [Decision.Channel.WEB, Decision.Channel.BATCH]
+PEOPLE_CHANNELS = [
+    Decision.Channel.WEB,
+    Decision.Channel.BATCH,
+    Decision.Channel.SLACK,
+    Decision.Channel.EMAIL,
+    Decision.Channel.API,
+]
 
 
 class RequestSighting(models.Model):
@@ -878,10 +944,15 @@ class Notification(OutboxMessage):
         REMINDER = "reminder", "Deadline reminder"
         REASSIGNED = "reassigned", "Reassigned to you"
         REINSTATED = "reinstated", "Gate reinstated"
+        NEW = "new", "New request"
+        ASSIGNED = "assigned", "Assigned to you"
+        SETTLED = "settled", "Decided or withdrawn"
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
         CHAT = "chat", "Chat webhook"
+        SLACK = "slack", "Slack"
+        PUSH = "push", "Web Push"
 
     # Fewer attempts than a webhook's: a reminder that arrives half an hour late has missed
     # its moment, and a mail server that accepts one retries on its own.
@@ -900,9 +971,14 @@ class Notification(OutboxMessage):
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     channel = models.CharField(max_length=10, choices=Channel.choices)
-    target = models.CharField(max_length=500, help_text="Email address or chat webhook URL.")
+    target = models.CharField(
+        max_length=500,
+        help_text="Email, chat webhook URL, Slack conversation or push subscription.",
+    )
     subject = models.CharField(max_length=300)
     body = models.TextField()
+    # What a channel's sender needs beyond subject and body (a push message's link).
+    payload = models.JSONField(default=dict, blank=True)
 
     class Meta(OutboxMessage.Meta):
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="notification_due")]
@@ -910,6 +986,68 @@ class Notification(OutboxMessage):
     def __str__(self) -> str:
         about = f"#{self.request_id}" if self.request_id else self.target
         return f"{self.kind} by {self.channel} for {about} ({self.state})"
+
+
+class SlackMessage(models.Model):
+    """A Slack message about a request (a channel post or a direct message), kept so that
+    every one of them is updated when the request is decided, undone or withdrawn."""
+
+    request = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, related_name="slack_messages"
+    )
+    channel = models.CharField(max_length=40, help_text="Slack conversation ID.")
+    ts = models.CharField(max_length=40, help_text="Slack's id of the message in the channel.")
+    # The request's status the message last showed, so an update is skipped when unchanged.
+    shows_status = models.CharField(max_length=20, blank=True)
+    posted_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "ts"], name="slack_message_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.request_id} in {self.channel} ({self.ts})"
+
+
+class ActionLink(models.Model):
+    """A one-tap decision link in an email: bound to one reviewer, one verb and the version
+    of the proposal the email showed; single-use, and dead once the request is settled or
+    its deadline passes. Only the hash of its secret is kept."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    request = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, related_name="action_links"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="action_links"
+    )
+    verb = models.CharField(max_length=10, choices=Verb.choices)
+    proposal_version = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.verb} #{self.request_id} for {self.user}"
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription for a reviewer (one per device)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
+    endpoint = models.URLField(max_length=2000, unique=True, validators=[HTTP_ONLY])
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.user_agent[:40] or self.endpoint[:40]})"
 
 
 class SweepRun(models.Model):

@@ -9,6 +9,7 @@ from .views import (
     guidelines,
     home,
     inbox,
+    my_channels,
     metrics,
     periodic_reviews,
     policies,
@@ -95,4 +96,6 @@ urlpatterns = [
     path("status/", status.status, name="status"),
     path("health/", status.health, name="health"),
     path("away/", away.away, name="away"),
+    # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
+    path("me/channels/", my_channels.my_channels, name="my_channels"),
 ]

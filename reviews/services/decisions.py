@@ -36,6 +36,7 @@ from .errors import (
     not_pending,
     refused_claim,
 )
+from .notify import notify_settled
 from .outbox import decision_data, enqueue, webhook_payload, webhook_url_for
 from .retries import retried
 from .sightings import review_seconds_for, review_starts
@@ -190,6 +191,7 @@ def take_back(
             after["second_review_withdrawn"] = withdrawn[decision.pk]
         events.append(audit_event("decision.undone", request, by, before=before, after=after))
     AuditEvent.objects.bulk_create(events)
+    notify_settled([r.pk for r in requests], now)
     return requests
 
 
@@ -207,6 +209,7 @@ def cancel_request(request_id: int, *, agent: Agent, reason: str = "") -> Review
             raise not_pending(request_id)
         request.status, request.decided_at = Status.CANCELLED, now
         audit("cancelled", request, agent, before=before, after=request.snapshot(), note=reason)
+        notify_settled([request.pk], now)
     return request
 
 
@@ -299,4 +302,5 @@ def record_decisions(
         delivery_ids = [d.pk for d in deliveries]
         transaction.on_commit(lambda: enqueue(WebhookDelivery, delivery_ids, effective_at))
     sample_second_reviews(decisions, now=now)
+    notify_settled([r.pk for r in requests], now)
     return decisions

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+from ..channels import email_links, push, slack
 from ..models import Decision, Notification, ReviewRequest
 from .deadline_plan import plan_for
 from .outbox import queue_notifications
@@ -50,6 +51,7 @@ def notify_assignee(
     )
     notes = []
     if assignee.email:
+        body += email_links.links_text(request, assignee, now)
         notes.append(
             Notification(
                 request=request,
@@ -82,4 +84,26 @@ def notify_assignee(
                 next_attempt_at=now,
             )
         )
+    notes += slack.assignment_notes(request, kind, now)
+    notes += push.assignment_notes(request, kind, now)
     return queue_notifications(notes)
+
+
+def notify_new_request(request: ReviewRequest, now: datetime) -> list[Notification]:
+    """Tell the channels of a request that has just arrived for a human: its queue's Slack
+    channel, and its assignee (a Slack direct message, a push to their devices)."""
+    if not (slack.enabled() or push.enabled()):
+        return []  # the submission's hot path pays nothing while no channel is set up
+    notes = slack.new_request_notes(request, now)
+    if request.assignee_id is not None:
+        notes += slack.assignment_notes(request, Notification.Kind.ASSIGNED, now)
+        notes += push.assignment_notes(request, Notification.Kind.ASSIGNED, now)
+    return queue_notifications(notes)
+
+
+def notify_settled(request_ids: list[int], now: datetime | None = None) -> list[Notification]:
+    """Requests decided, undone or withdrawn: every channel message still offering a
+    decision on them is brought up to date."""
+    if not request_ids or not slack.enabled():
+        return []
+    return queue_notifications(slack.settled_notes(request_ids, now or timezone.now()))

@@ -25,6 +25,7 @@ from django.utils import timezone
 from hitl.redis_outage import BROKER
 
 from .. import webhook_targets, webhooks
+from ..channels import push, slack
 from ..models import Decision, Notification, OutboxMessage, ReviewRequest, WebhookDelivery
 from .audit import audit
 
@@ -223,6 +224,10 @@ def _send(row: OutboxMessage) -> webhooks.Attempt:
         return webhooks.send(row.url, row.agent.signing_secrets(), row.payload, row.pk)
     if row.channel == Notification.Channel.CHAT:
         return webhooks.post_chat(row.target, row.body)
+    if row.channel == Notification.Channel.SLACK:
+        return slack.send(row)
+    if row.channel == Notification.Channel.PUSH:
+        return push.send(row)
     return _send_email(row)
 
 

@@ -24,6 +24,7 @@ from ..rulebook import rulebook_for
 from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
+from .notify import notify_new_request
 from .retries import retried
 
 Status = ReviewRequest.Status
@@ -280,6 +281,8 @@ def submit_request(
             if existing is not None:
                 return Submission(existing, created=False)
         raise
+    if request.status == Status.PENDING:
+        notify_new_request(request, now)
     return Submission(request, created=True)
 
 
