@@ -66,6 +66,18 @@ class Queue(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def decision_channels(self) -> list[str]:
+        """Where this queue's reviewers decide besides the inbox, as the queues page says it."""
+        channels = []
+        if self.slack_channel:
+            channels.append(f"Slack {self.slack_channel}")
+        if self.slack_direct_messages:
+            channels.append("Slack DMs")
+        if self.email_links:
+            channels.append("Email links")
+        return channels
+
     def clean(self) -> None:
         seen = {self.pk}
         nxt = self.next_queue

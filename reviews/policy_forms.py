@@ -8,6 +8,7 @@ parsed per operator; reviews.rules.validate_rule then names the field at fault.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from .insights.readiness import Readiness
 from .models import Agent, Category, EscalationRule, Queue
 from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
 
+# A public (C…) or private (G…) Slack channel's ID.
+SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
 OPERATOR_CHOICES = [(op, engine.OPERATOR_LABELS[op]) for op in engine.OPERATOR_LABELS]
 
 
@@ -298,8 +301,23 @@ def rule_initial(rule: EscalationRule, order: int) -> dict[str, Any]:
 class QueueForm(forms.ModelForm):
     class Meta:
         model = Queue
-        fields = ["name", "slug", "next_queue", "members", "chat_webhook_url"]
-        labels = {"next_queue": "Escalates to", "chat_webhook_url": "Chat webhook URL"}
+        fields = [
+            "name",
+            "slug",
+            "next_queue",
+            "members",
+            "chat_webhook_url",
+            "slack_channel",
+            "slack_direct_messages",
+            "email_links",
+        ]
+        labels = {
+            "next_queue": "Escalates to",
+            "chat_webhook_url": "Chat webhook URL",
+            "slack_channel": "Slack channel ID",
+            "slack_direct_messages": "Slack direct message to the assignee, with the buttons",
+            "email_links": "One-tap Approve and Reject links in assignment and reminder emails",
+        }
         widgets = {"members": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -316,6 +334,16 @@ class QueueForm(forms.ModelForm):
             others = others.exclude(pk=self.instance.pk)
         self.fields["next_queue"].queryset = others
         self.fields["next_queue"].empty_label = "Nowhere: the final fallback applies"
+
+    def clean_slack_channel(self) -> str:
+        # Slack's API takes the channel's ID; a name (#refunds) would fail on every post.
+        channel = self.cleaned_data["slack_channel"].strip()
+        if channel and not SLACK_CHANNEL_ID.fullmatch(channel):
+            raise forms.ValidationError(
+                "Use the channel's ID (C… or G…, in Slack under the channel's details), "
+                "not its name."
+            )
+        return channel
 
     def _current_members(self) -> list[int]:
         if not self.instance.pk:

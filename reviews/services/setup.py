@@ -24,6 +24,9 @@ def _queue_state(queue: Queue) -> dict[str, Any]:
         "next_queue": queue.next_queue_id,
         "members": sorted(queue.members.values_list("username", flat=True)),
         "chat_webhook_url": queue.chat_webhook_url,
+        "slack_channel": queue.slack_channel,
+        "slack_direct_messages": queue.slack_direct_messages,
+        "email_links": queue.email_links,
     }
 
 

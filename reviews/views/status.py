@@ -1,4 +1,4 @@
-"""Operations status: the timeout sweep, backlog, reminders, webhooks and liveness."""
+"""Operations status: the timeout sweep, backlog, channels to people, webhooks and liveness."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from ..access import ADMINS, role_required
+from ..channel_health import channel_health, refused_interactions
 from ..health import liveness
-from ..models import Notification, OutboxMessage, ReviewRequest, SweepRun, WebhookDelivery
+from ..models import OutboxMessage, ReviewRequest, SweepRun, WebhookDelivery
 
 State = OutboxMessage.State
 
@@ -29,11 +30,6 @@ def status(request: HttpRequest) -> HttpResponse:
         due_soon=Count("pk", filter=Q(deadline__gt=now, deadline__lte=now + timedelta(hours=1))),
         unassigned=Count("pk", filter=Q(assignee__isnull=True)),
         oldest_overdue=Min("deadline", filter=Q(deadline__lte=now)),
-    )
-    reminders = Notification.objects.aggregate(
-        sent=Count("pk", filter=Q(state=State.SUCCEEDED, delivered_at__gte=day_ago)),
-        pending=Count("pk", filter=Q(state=State.PENDING)),
-        failed=Count("pk", filter=Q(state=State.FAILED, created_at__gte=day_ago)),
     )
     webhooks = WebhookDelivery.objects.aggregate(
         pending=Count("pk", filter=Q(state=State.PENDING)),
@@ -54,7 +50,8 @@ def status(request: HttpRequest) -> HttpResponse:
         "nav_active": "status",
         "now": now,
         "backlog": backlog,
-        "reminders": reminders,
+        "channels": channel_health(now),
+        "slack_refused": refused_interactions(now),
         "webhooks": webhooks,
         "runs": runs,
         "last_run": last_run,
