@@ -6,6 +6,7 @@ from .views import (
     audit,
     away,
     batch,
+    email_links,
     guidelines,
     home,
     inbox,
@@ -98,4 +99,7 @@ urlpatterns = [
     path("away/", away.away, name="away"),
     # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
     path("me/channels/", my_channels.my_channels, name="my_channels"),
+    # --- one-tap email links: the link is the credential, no login ------------------------
+    path("email/decide/<str:token>/", email_links.confirm, name="email_link"),
+    path("email/decide/<str:token>/undo/", email_links.undo, name="email_link_undo"),
 ]

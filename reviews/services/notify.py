@@ -1,15 +1,18 @@
-"""Emails and chat messages to reviewers (reassigned to you, reminder), recorded in this
-transaction and sent by the outbox after commit."""
+"""Emails and chat messages to reviewers (assigned or reassigned to you, reminder), recorded
+in this transaction and sent by the outbox after commit."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 from django.conf import settings
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from ..channels import email_links, push, slack
 from ..models import Decision, Notification, ReviewRequest
+from ..proposals import display_value
 from .deadline_plan import plan_for
 from .outbox import queue_notifications
 
@@ -19,6 +22,80 @@ Channel = Decision.Channel
 def inbox_item_url(request_id: int) -> str:
     """The reviewer's link to one item (the inbox owns the page at /inbox/<pk>/)."""
     return f"{settings.SITE_URL}/inbox/{request_id}/"
+
+
+# An email's subject and first line, by kind.
+EMAIL_HEADS = {
+    Notification.Kind.ASSIGNED: (
+        "Assigned to you: “{title}” (due {due})",
+        "A review has been assigned to you.",
+    ),
+    Notification.Kind.REASSIGNED: (
+        "Assigned to you: “{title}” (due {due})",
+        "A review has been reassigned to you.",
+    ),
+    Notification.Kind.REMINDER: (
+        "Reminder: “{title}” is due at {due}",
+        "A review assigned to you is waiting for your decision.",
+    ),
+}
+# Key data shown in an email; the rest is one tap away in the inbox.
+EMAIL_DATA_POINTS = 6
+
+
+def heads(request: ReviewRequest, kind: str) -> tuple[str, str, str]:
+    """A message's subject, first line and due time."""
+    due = timezone.localtime(request.deadline).strftime("%Y-%m-%d %H:%M %Z")
+    subject, lead = EMAIL_HEADS[kind]
+    return subject.format(title=request.title, due=due)[:300], lead, due
+
+
+def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notification:
+    """An unsaved email to the request's assignee: plain text, and the same as HTML (kept in
+    the payload, so the outbox sends what was recorded). With the queue's one-tap links on,
+    both carry its Approve and Reject links, issued for this assignee."""
+    assignee = request.assignee
+    link = inbox_item_url(request.pk)
+    subject, lead, due = heads(request, kind)
+    consequence = plan_for(request).consequence
+    links = email_links.issue(request, assignee, now)
+    body = (
+        f"{lead}\n\n{request.title}\nCategory: {request.category.name}\n"
+        f"Due: {due}. If nobody decides by then, {consequence}.\n\nOpen it: {link}\n"
+    ) + email_links.as_text(links)
+    labels = request.option_labels
+    html = render_to_string(
+        "email/assignment.html",
+        {
+            "subject": subject,
+            "lead": lead,
+            "req": request,
+            "recommended_label": labels.get(request.recommended_option, ""),
+            "data_points": [
+                {"label": str(key).replace("_", " ").capitalize(), "value": display_value(value)}
+                for key, value in itertools.islice(
+                    (request.attributes or {}).items(), EMAIL_DATA_POINTS
+                )
+            ],
+            "due": due,
+            "consequence": consequence,
+            "links": links,
+            "inbox_url": link,
+            "recipient": assignee.email,
+        },
+    )
+    return Notification(
+        request=request,
+        recipient=assignee,
+        kind=kind,
+        channel=Notification.Channel.EMAIL,
+        target=assignee.email,
+        subject=subject,
+        body=body,
+        payload={"html": html},
+        created_at=now,
+        next_attempt_at=now,
+    )
 
 
 def _slack_escape(text: str) -> str:
@@ -36,35 +113,11 @@ def notify_assignee(
     if assignee is None:
         return []
     link = inbox_item_url(request.pk)
-    due = timezone.localtime(request.deadline).strftime("%Y-%m-%d %H:%M %Z")
+    subject, lead, due = heads(request, kind)
     consequence = plan_for(request).consequence
-    if kind == Notification.Kind.REMINDER:
-        subject = f"Reminder: “{request.title}” is due at {due}"
-        lead = "A review assigned to you is waiting for your decision."
-    else:
-        subject = f"Assigned to you: “{request.title}” (due {due})"
-        lead = "A review has been reassigned to you."
-    subject = subject[:300]
-    body = (
-        f"{lead}\n\n{request.title}\nCategory: {request.category.name}\n"
-        f"Due: {due}. If nobody decides by then, {consequence}.\n\nOpen it: {link}\n"
-    )
     notes = []
     if assignee.email:
-        body += email_links.links_text(request, assignee, now)
-        notes.append(
-            Notification(
-                request=request,
-                recipient=assignee,
-                kind=kind,
-                channel=Notification.Channel.EMAIL,
-                target=assignee.email,
-                subject=subject,
-                body=body,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
+        notes.append(assignee_email(request, kind, now))
     if request.queue_id and request.queue.chat_webhook_url:
         who = assignee.get_full_name() or assignee.get_username()
         text = (
@@ -91,13 +144,18 @@ def notify_assignee(
 
 def notify_new_request(request: ReviewRequest, now: datetime) -> list[Notification]:
     """Tell the channels of a request that has just arrived for a human: its queue's Slack
-    channel, and its assignee (a Slack direct message, a push to their devices)."""
-    if not (slack.enabled() or push.enabled()):
+    channel, and its assignee (a Slack direct message, a push to their devices, an email
+    with one-tap links)."""
+    # The queue came with the request's category: asking it costs no query.
+    email = request.queue_id is not None and request.queue.email_links
+    if not (slack.enabled() or push.enabled() or email):
         return []  # the submission's hot path pays nothing while no channel is set up
     notes = slack.new_request_notes(request, now)
     if request.assignee_id is not None:
         notes += slack.assignment_notes(request, Notification.Kind.ASSIGNED, now)
         notes += push.assignment_notes(request, Notification.Kind.ASSIGNED, now)
+        if email and request.assignee.email:
+            notes.append(assignee_email(request, Notification.Kind.ASSIGNED, now))
     return queue_notifications(notes)
 
 

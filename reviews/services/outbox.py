@@ -17,7 +17,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -232,8 +232,11 @@ def _send(row: OutboxMessage) -> webhooks.Attempt:
 
 
 def _send_email(note: Notification) -> webhooks.Attempt:
+    message = EmailMultiAlternatives(note.subject, note.body, to=[note.target])
+    if html := note.payload.get("html"):
+        message.attach_alternative(html, "text/html")
     try:
-        EmailMessage(note.subject, note.body, to=[note.target]).send()
+        message.send()
     except smtplib.SMTPRecipientsRefused as exc:  # the address will not start working
         return webhooks.Attempt(False, False, None, f"recipient refused: {exc}"[:500])
     except (smtplib.SMTPException, OSError) as exc:
