@@ -15,6 +15,7 @@ from .views import (
     periodic_reviews,
     policies,
     second_reviews,
+    slack,
     status,
 )
 
@@ -99,7 +100,11 @@ urlpatterns = [
     path("away/", away.away, name="away"),
     # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
     path("me/channels/", my_channels.my_channels, name="my_channels"),
+    path("me/channels/slack/unlink/", slack.unlink, name="slack_unlink"),
     # --- one-tap email links: the link is the credential, no login ------------------------
     path("email/decide/<str:token>/", email_links.confirm, name="email_link"),
     path("email/decide/<str:token>/undo/", email_links.undo, name="email_link_undo"),
+    # --- Slack: its buttons and modals post here; a reviewer links their member -----------
+    path("slack/interactions/", slack.interactions, name="slack_interactions"),
+    path("slack/link/<str:token>/", slack.link, name="slack_link"),
 ]

@@ -16,6 +16,7 @@ matches the row and the others match none.
     sightings         when a reviewer first saw or opened a request (review time)
     conversation      messages on a request and the agent's revised proposals
     notify            emails and chat messages to reviewers
+    slack_links       which reviewer a Slack member is
     outbox            webhooks, emails and chat messages: recorded, handed to Celery, sent, retried
     autonomy          a category runs without a human, and the gate comes back
     periodic_reviews  verdicts on sampled human-free decisions

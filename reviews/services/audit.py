@@ -15,6 +15,8 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
     agent.webhook_secret_rotated
     webhook.resent, notification.resent                          an admin sends one again
+    slack.linked, slack.unlinked, slack.refused                  a reviewer's Slack identity;
+                                                                 an unsigned or stale request
     login.locked_out, login.unlocked, admin.<added|changed|deleted|password_changed>
 """
 

@@ -16,6 +16,7 @@ from .. import proposals
 from ..models import Agent, Message, ReviewRequest
 from .audit import Actor, audit
 from .errors import StateChanged, not_pending
+from .notify import notify_settled
 from .outbox import queue_webhook
 
 Status = ReviewRequest.Status
@@ -111,4 +112,6 @@ def revise_proposal(
             after={**request.snapshot(), "message": message.pk, "changes": changes},
             note=body,
         )
+        # Messages in channels offer buttons on the old version: show the new one.
+        notify_settled([request.pk], now)
     return message

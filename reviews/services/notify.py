@@ -98,11 +98,6 @@ def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notifica
     )
 
 
-def _slack_escape(text: str) -> str:
-    # Slack's mrkdwn treats <...> as links and & as an entity: agent text must not become one.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def notify_assignee(
     request: ReviewRequest, kind: str, now: datetime | None = None
 ) -> list[Notification]:
@@ -121,7 +116,7 @@ def notify_assignee(
     if request.queue_id and request.queue.chat_webhook_url:
         who = assignee.get_full_name() or assignee.get_username()
         text = (
-            f"{_slack_escape(lead)} *{_slack_escape(request.title)}* for {_slack_escape(who)}, "
+            f"{slack.escape(lead)} *{slack.escape(request.title)}* for {slack.escape(who)}, "
             f"due {due}; then {consequence}. <{link}|Open it>"
         )
         notes.append(
@@ -160,8 +155,8 @@ def notify_new_request(request: ReviewRequest, now: datetime) -> list[Notificati
 
 
 def notify_settled(request_ids: list[int], now: datetime | None = None) -> list[Notification]:
-    """Requests decided, undone or withdrawn: every channel message still offering a
-    decision on them is brought up to date."""
+    """Requests decided, undone, withdrawn or revised: every channel message still offering
+    a decision on them is brought up to date."""
     if not request_ids or not slack.enabled():
         return []
     return queue_notifications(slack.settled_notes(request_ids, now or timezone.now()))

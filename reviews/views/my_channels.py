@@ -11,6 +11,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from ..access import REVIEWERS, role_required
+from ..channels import slack
+from ..models import Queue, ReviewerProfile
 
 
 @require_GET
@@ -28,7 +30,16 @@ def my_channels(request: HttpRequest) -> HttpResponse:
 
 def slack_section(user: AbstractBaseUser) -> dict[str, Any]:
     """Whether Slack is set up, and the Slack member this reviewer is linked to."""
-    return {}
+    profile = ReviewerProfile.objects.filter(user=user).first()
+    return {
+        "slack_enabled": slack.enabled(),
+        "slack_member": profile.slack_user_id if profile else "",
+        "slack_dm_queues": list(
+            Queue.objects.filter(members=user, slack_direct_messages=True).values_list(
+                "name", flat=True
+            )
+        ),
+    }
 
 
 def push_section(user: AbstractBaseUser) -> dict[str, Any]:
