@@ -4,16 +4,20 @@ violation."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from reviews.channels.email_links import issue
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
     Category,
+    Notification,
     PeriodicReviewBatch,
     PeriodicReviewItem,
     ReviewRequest,
@@ -22,6 +26,7 @@ from reviews.models import (
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
+from reviews.services.notify import notify_assignee
 from reviews.services.submission import submit_request
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
@@ -283,4 +288,37 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
         audit.resize(size)
         for path in METRICS_PAGES:
             audit.visit(path)
+    audit.assert_clean()
+
+
+def link_paths(request, reviewer) -> list[str]:
+    """Fresh Approve and Reject links of the request for the reviewer."""
+    return [urlsplit(link.url).path for link in issue(request, reviewer, timezone.now())]
+
+
+def test_the_email_link_pages_and_the_email(audit, agent, refunds, alice):
+    refunds.queue.email_links = True
+    refunds.queue.save()
+    page = audit.page
+    unknown = "/email/decide/" + "A" * 43 + "/"
+    for size in SIZES:
+        audit.resize(size)
+        request, stale = submit(agent, refunds), submit(agent, refunds)
+        note = notify_assignee(request, Notification.Kind.REMINDER)[0]
+        approve, reject = link_paths(request, alice)
+        page.set_content(note.payload["html"])  # the HTML email, as a mail app shows it
+        audit.check("the reminder email")
+        audit.visit(reject)
+        audit.visit(approve)
+        page.get_by_role("button", name="Approve").click()
+        expect(page.get_by_role("heading", name="Approved.")).to_be_visible()
+        audit.check(f"{approve} approved")
+        page.get_by_role("button", name="Undo").click()
+        expect(page.get_by_role("heading", name="Undone.")).to_be_visible()
+        audit.check(f"{approve}undo/")
+        audit.visit(approve, status=410)
+        stale_approve, _ = link_paths(stale, alice)
+        revise_proposal(stale.pk, agent=agent, proposed_action={"action": "refund", "amount": 9})
+        audit.visit(stale_approve, status=409)
+        audit.visit(unknown, status=404)
     audit.assert_clean()

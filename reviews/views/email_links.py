@@ -3,7 +3,8 @@ decision when it is tapped, and its undo.
 
 No login: the link is the credential, bound to its reviewer, verb and proposal version. A GET
 only reads (mail scanners fetch every link in a message), so only the form's POST decides.
-Every page is kept out of caches and sends no Referer, so the token stays in the address bar.
+Every page is kept out of caches, and a Referer from it carries the origin alone, never the
+path with the token.
 """
 
 from __future__ import annotations
@@ -35,14 +36,19 @@ VERB_BUTTON = {Verb.APPROVE: "btn-approve", Verb.REJECT: "btn-reject"}
 OUTCOME_MARK = {"approved": "✓", "rejected": "✕"}
 
 
+# Not no-referrer: with it, browsers send `Origin: null` on the page's own form POST, which
+# Django's CSRF check (rightly) refuses. strict-origin still never sends the path.
+REFERRER_POLICY = "strict-origin"
+
+
 def private_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """No cache keeps a page that carries the token, and no page sends it on as a Referer."""
+    """No cache keeps a page that carries the token, and no page sends it on in a Referer."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         add_never_cache_headers(response)
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = REFERRER_POLICY
         return response
 
     return wrapped
