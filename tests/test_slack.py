@@ -133,7 +133,7 @@ def test_it_posts_a_new_request_to_the_channel_and_the_assignee_with_the_context
     assert "&lt;@U999&gt;" in rendered and "&lt;script&gt;&amp;" in rendered
     # The context: recommendation, key data, the rules that fired, the deadline.
     assert "*Recommendation*: Refund in full" in rendered
-    assert "*Amount*" in rendered and "*Why a person decides*" in rendered
+    assert "*Amount*" in rendered and "*Rules that fired*" in rendered
     assert f"<!date^{int(request.deadline.timestamp())}^" in rendered
     approve = button(to_channel, "hitl_approve")
     assert approve["text"]["text"] == "Approve: Refund in full"
@@ -180,7 +180,7 @@ def test_approve_in_slack_decides_through_the_channel_audits_and_updates_every_m
     )
     for update in updates:
         assert not any(b["type"] == "actions" for b in update["blocks"])
-        assert "*Approved* by alice (slack), <!date^" in texts(update["blocks"])
+        assert "*Approved* by alice in Slack, <!date^" in texts(update["blocks"])
     assert set(SlackMessage.objects.values_list("shows_status", flat=True)) == {"approved:1"}
 
 
@@ -224,7 +224,7 @@ def test_a_decision_anywhere_else_updates_every_message_and_takes_the_buttons_aw
             {"outcome": "approve", "option": "credit", "version": 1},
         )
         assert response.status_code in (200, 302)
-        expected = "*Approved* by carol (web)"
+        expected = "*Approved* by carol in the inbox"
     elif how == "deadline":
         refunds.timeout_action = "reject"
         refunds.save()
@@ -445,7 +445,7 @@ def test_with_slack_down_the_inbox_decides_and_the_messages_follow_once_it_is_ba
         sent = back.named("chat.postMessage")[-len(notes) :]
         assert len(sent) == len(notes)
         for message in sent:
-            assert "*Approved* by carol (web)" in texts(message["blocks"])
+            assert "*Approved* by carol in the inbox" in texts(message["blocks"])
             assert not any(b["type"] == "actions" for b in message["blocks"])
     finally:
         if back is not fake_slack:

@@ -142,13 +142,14 @@ def pending_message(request: ReviewRequest) -> tuple[str, list[dict[str, Any]]]:
         for key, value in list((request.attributes or {}).items())[:FIELDS_MAX]
     ]
     if fields:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Key data*"}})
-        blocks.append({"type": "section", "fields": fields})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*Key data*"}, "fields": fields}
+        )
     reasons = [str(f.get("reason", "")) for f in request.fired_rules if isinstance(f, dict)][
         :RULES_SHOWN
     ]
     if reasons:
-        text = "*Why a person decides*\n" + "\n".join(f"• {escape(r)}" for r in reasons)
+        text = "*Rules that fired*\n" + "\n".join(f"• {escape(r)}" for r in reasons)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_MAX)}})
     if request.deadline:
         consequence = escape(plan_for(request).consequence)
@@ -200,6 +201,16 @@ def _buttons(request: ReviewRequest) -> list[dict[str, Any]]:
     return buttons
 
 
+# Where a person decided, as the updated message says it.
+WHERE = {
+    Decision.Channel.WEB: "in the inbox",
+    Decision.Channel.BATCH: "in a batch",
+    Decision.Channel.SLACK: "in Slack",
+    Decision.Channel.EMAIL: "from an email link",
+    Decision.Channel.API: "through the reviewer API",
+}
+
+
 def settled_line(request: ReviewRequest) -> str:
     """What happened, who did it and when, in mrkdwn."""
     decision = Decision.objects.select_related("decided_by").filter(request=request).first()
@@ -212,8 +223,8 @@ def settled_line(request: ReviewRequest) -> str:
         else:
             who = "the rules"
         line = f"*{decision.verb_label}* by {who}"
-        if decision.channel not in (Decision.Channel.TIMEOUT, Decision.Channel.AUTO):
-            line += f" ({decision.get_channel_display().lower()})"
+        if decision.channel in WHERE:
+            line += f" {WHERE[decision.channel]}"
         line += f", {slack_date(decision.created_at)}"
         if decision.chosen_option:
             label = request.option_labels.get(decision.chosen_option, decision.chosen_option)
