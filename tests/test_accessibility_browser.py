@@ -20,6 +20,7 @@ from reviews.models import (
     Notification,
     PeriodicReviewBatch,
     PeriodicReviewItem,
+    ReviewerProfile,
     ReviewRequest,
     SecondReview,
 )
@@ -27,6 +28,7 @@ from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
 from reviews.services.notify import notify_assignee
+from reviews.services.slack_links import link_token
 from reviews.services.submission import submit_request
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
@@ -321,4 +323,20 @@ def test_the_email_link_pages_and_the_email(audit, agent, refunds, alice):
         revise_proposal(stale.pk, agent=agent, proposed_action={"action": "refund", "amount": 9})
         audit.visit(stale_approve, status=409)
         audit.visit(unknown, status=404)
+    audit.assert_clean()
+
+
+def test_a_reviewer_links_and_unlinks_slack(audit, settings, alice):
+    settings.SLACK_BOT_TOKEN = "xoxb-test"
+    page = audit.page
+    log_in(page, "alice")
+    for size in SIZES:
+        audit.resize(size)
+        ReviewerProfile.objects.update_or_create(user=alice, defaults={"slack_user_id": ""})
+        audit.visit("/me/channels/")
+        audit.visit(f"/slack/link/{link_token('U0SLACK')}/")
+        page.get_by_role("button", name="Link this Slack account").click()
+        expect(page.locator("#slack")).to_contain_text("U0SLACK")
+        audit.check("/me/channels/ linked to Slack")
+        audit.visit("/slack/link/forged/", status=400)
     audit.assert_clean()
