@@ -126,6 +126,13 @@ def test_the_reminder_carries_fresh_links_too(pending):
     assert ActionLink.objects.filter(request=pending).count() == 4  # assignment + reminder
 
 
+def test_a_title_with_line_breaks_is_one_line_in_the_subject(agent, refunds, links_on):
+    request = submit(agent, refunds, title="Refund\r\nBcc: someone@example.net")
+    message = deliver_email(request)
+    assert message.subject.startswith("Assigned to you: “Refund Bcc: someone@example.net”")
+    assert message.recipients() == ["alice@example.com"]
+
+
 def test_only_the_verbs_the_request_allows_get_a_link(agent, refunds, links_on):
     no_reject = submit(agent, refunds, allowed_decisions=["approve", "modify"])
     assert set(links_in(deliver_email(no_reject))) == {"approve"}

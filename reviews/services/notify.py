@@ -47,7 +47,10 @@ def heads(request: ReviewRequest, kind: str) -> tuple[str, str, str]:
     """A message's subject, first line and due time."""
     due = timezone.localtime(request.deadline).strftime("%Y-%m-%d %H:%M %Z")
     subject, lead = EMAIL_HEADS[kind]
-    return subject.format(title=request.title, due=due)[:300], lead, due
+    # One line: the agent's title may hold line breaks, and a header must not (Django refuses
+    # to send it, and a mail server would read what follows as headers of its own).
+    title = " ".join(request.title.split())
+    return subject.format(title=title, due=due)[:300], lead, due
 
 
 def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notification:
