@@ -53,6 +53,7 @@ from .longpoll import Refusal, release_connection, watcher
 from .models import (
     Agent,
     AgentToken,
+    BearerToken,
     Category,
     Decision,
     EscalationRule,
@@ -94,9 +95,11 @@ class ApiError(HttpError):
         detail: str,
         fields: dict[str, list[str]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(status, detail)
         self.code, self.detail, self.fields, self.headers = code, detail, fields, headers or {}
+        self.extra = extra or {}  # more keys of the body (a stale proposal's changes)
 
 
 class StrictJSONParser(Parser):
@@ -119,7 +122,7 @@ class AgentBearer(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Agent | None:
         agent = agent_for_bearer(token)
         if agent is not None:
-            throttle(agent)
+            throttle(str(agent.pk), "this agent")
         return agent
 
 
@@ -130,12 +133,17 @@ def agent_for_bearer(token: str) -> Agent | None:
     if found is None:
         return None
     agent, used = found
+    touch_token(AgentToken, used)
+    return agent
+
+
+def touch_token(model: type[BearerToken], token: BearerToken) -> None:
+    """Note a token's use, at most once a TOKEN_TOUCH_SECONDS: not a write on every call."""
     now = timezone.now()
-    if used.last_used_at is None or (now - used.last_used_at).total_seconds() > (
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > (
         TOKEN_TOUCH_SECONDS
     ):
-        AgentToken.objects.filter(pk=used.pk).update(last_used_at=now)
-    return agent
+        model.objects.filter(pk=token.pk).update(last_used_at=now)
 
 
 def check_body_size(request: HttpRequest) -> None:
@@ -149,20 +157,21 @@ def check_body_size(request: HttpRequest) -> None:
         )
 
 
-def throttle(agent: Agent) -> None:
-    """A fixed window per agent in the shared cache (Redis in production): one atomic count."""
+def throttle(subject: str, who: str) -> None:
+    """A fixed window per caller (an agent, a reviewer's token) in the shared cache (Redis in
+    production): one atomic count. `who` names the caller in the refusal."""
     limit = settings.HITL_API_RATE_LIMIT
     if limit <= 0:
         return
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
-    count = count_hit(f"api-rate:{agent.pk}:{window}", RATE_WINDOW_SECONDS * 2)
+    count = count_hit(f"api-rate:{subject}:{window}", RATE_WINDOW_SECONDS * 2)
     if count > limit:
         retry = max(int((window + 1) * RATE_WINDOW_SECONDS - now) + 1, 1)
         raise ApiError(
             429,
             "rate_limited",
-            f"More than {limit} requests a minute from this agent; retry in {retry} s.",
+            f"More than {limit} requests a minute from {who}; retry in {retry} s.",
             headers={"Retry-After": str(retry)},
         )
 
@@ -173,7 +182,9 @@ api = NinjaAPI(
     description=(
         "Submit proposed actions, wait for the human decision, converse with the reviewer. "
         "Authenticate with `Authorization: Bearer <agent token>`. Bodies are JSON, at most "
-        f"{MAX_BODY_BYTES // 1024} KiB. Errors are `{{error, detail, fields}}`."
+        f"{MAX_BODY_BYTES // 1024} KiB. Errors are `{{error, detail, fields}}`. "
+        "Reviewers' own tools use the Reviewer API below (/api/v1/reviewer/) with a personal "
+        "reviewer token (`hitlr_…`), issued on their Channels page."
     ),
     urls_namespace="api",
     auth=AgentBearer(),
@@ -214,10 +225,12 @@ def error_response(
     detail: str,
     fields: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
     body: dict[str, Any] = {"error": code, "detail": detail}
     if fields:
         body["fields"] = fields
+    body.update(extra or {})
     response = api.create_response(request, body, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -228,7 +241,9 @@ def error_response(
 
 @api.exception_handler(ApiError)
 def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(request, exc.status_code, exc.code, exc.detail, exc.fields, exc.headers)
+    return error_response(
+        request, exc.status_code, exc.code, exc.detail, exc.fields, exc.headers, exc.extra
+    )
 
 
 @api.exception_handler(HttpError)
@@ -776,3 +791,10 @@ def interrupt_answer(
 def ping(request: HttpRequest) -> JsonResponse:
     """Liveness for agents and load balancers; also the benchmark's baseline."""
     return JsonResponse({"ok": True})
+
+
+# The reviewer API shares this API's schema, parser, limits and errors: mounted last, once
+# everything it imports from here exists.
+from .reviewer_api import router as reviewer_router  # noqa: E402
+
+api.add_router("/reviewer/", reviewer_router)

@@ -151,7 +151,7 @@ class Tools:
             if agent is None:
                 raise ToolError("This agent's token is no longer valid (revoked or inactive).")
             try:
-                throttle(agent)
+                throttle(str(agent.pk), "this agent")
             except ApiError as exc:
                 raise refused(exc) from None
             return agent

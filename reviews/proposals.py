@@ -78,6 +78,21 @@ def changes_since(request: ReviewRequest, version: int) -> list[dict[str, Any]]:
     return action_delta(proposal_at(request, version), request.proposed_action)
 
 
+def changed_kind(proposed: Any, final: dict[str, Any]) -> str:
+    """Why a modified action cannot stand, or "": a field that was a number or text must stay
+    one (the agent's code reads it as such), whatever channel the modification came from."""
+    if not isinstance(proposed, dict):
+        return ""
+    for key, old in proposed.items():
+        new = final.get(key)
+        if key in final and new is not None and old is not None:
+            if engine.is_number(old) and not engine.is_number(new):
+                return f"“{key}” must stay a number."
+            if isinstance(old, str) and not isinstance(new, str):
+                return f"“{key}” must stay text."
+    return ""
+
+
 def parse_version(raw: Any) -> int | None:
     """A version posted by a form: a positive integer, else None."""
     text = str(raw or "").strip()

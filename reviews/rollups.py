@@ -124,6 +124,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
             "as_proposed",
             "channel",
             "review_seconds",
+            "batch_id",
             "created_at",
             "decided_by_id",
             "request__category_id",
@@ -141,6 +142,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         as_proposed,
         channel,
         review_seconds,
+        batch_id,
         decided_at,
         reviewer_id,
         category_id,
@@ -158,7 +160,8 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         if reviewer_id and channel in PEOPLE_CHANNELS:
             tally = reviewers.setdefault((reviewer_id, category_id), Tally())
             _count(tally, outcome, as_proposed, channel, review_seconds, wait, None)
-            if channel == Decision.Channel.BATCH:
+            # A batch from the inbox, or one through the reviewer API (channel "api").
+            if channel == Decision.Channel.BATCH or batch_id is not None:
                 tally.batched += 1  # whether they opened it is counted below
             elif review_seconds is None:
                 tally.unopened += 1  # other channels time from the opening: none, never opened
@@ -218,9 +221,9 @@ def _unopened_in_batches(
             created_at__gte=start,
             created_at__lt=end,
             effective_at__lte=cutoff,
-            channel=Decision.Channel.BATCH,
             decided_by__isnull=False,
         )
+        .filter(Q(channel=Decision.Channel.BATCH) | Q(batch_id__isnull=False))
         .filter(~Exists(opened))
         .values_list("decided_by_id", "request__category_id")
         .annotate(n=Count("*"))

@@ -101,6 +101,12 @@ urlpatterns = [
     # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
     path("me/channels/", my_channels.my_channels, name="my_channels"),
     path("me/channels/slack/unlink/", slack.unlink, name="slack_unlink"),
+    path("me/channels/tokens/", my_channels.token_issue, name="my_token_issue"),
+    path(
+        "me/channels/tokens/<int:token_id>/revoke/",
+        my_channels.token_revoke,
+        name="my_token_revoke",
+    ),
     # --- one-tap email links: the link is the credential, no login ------------------------
     path("email/decide/<str:token>/", email_links.confirm, name="email_link"),
     path("email/decide/<str:token>/undo/", email_links.undo, name="email_link_undo"),

@@ -14,6 +14,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     policy.saved, queue.saved, agent.created, agent.saved,
     agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
     agent.webhook_secret_rotated
+    reviewer.token_issued, reviewer.token_revoked                a reviewer's own API tokens
     webhook.resent, notification.resent                          an admin sends one again
     slack.linked, slack.unlinked, slack.refused                  a reviewer's Slack identity;
                                                                  an unsigned or stale request

@@ -4,7 +4,7 @@ undo of a batch as a whole. A request that does not allow the batch's verb is le
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -41,6 +41,8 @@ class BulkDecision:
     decided: list[Decision]
     conflicts: list[tuple[int, str]]  # (request id, why it was left alone)
     batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
+    # Request id -> why, as a code a program reads: already_decided, stale_proposal, not_allowed.
+    conflict_codes: dict[int, str] = field(default_factory=dict)
 
 
 @retried
@@ -110,7 +112,10 @@ def decide_requests_in_bulk(
     conflicts = [(r.pk, str(AlreadyDecided(r))) for r in left]
     conflicts += [(r.pk, str(StaleProposal(r, versions.get(r.pk, 0)))) for r in stale if versions]
     conflicts += [(r.pk, str(DecisionNotAllowed(r, verb))) for r in refused]
-    return BulkDecision(decisions, sorted(conflicts), batch_id)
+    codes = {r.pk: "already_decided" for r in left}
+    codes.update({r.pk: "stale_proposal" for r in stale})
+    codes.update({r.pk: "not_allowed" for r in refused})
+    return BulkDecision(decisions, sorted(conflicts), batch_id, codes)
 
 
 @retried

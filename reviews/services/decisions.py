@@ -247,7 +247,10 @@ def record_decisions(
     undo_window = settings.HITL_UNDO_SECONDS if by and channel in PEOPLE_CHANNELS else 0
     effective_at = now + timedelta(seconds=undo_window)
     befores, decisions = [], []
-    starts = review_starts([r.pk for r in requests], by, channel)
+    # A batch through the reviewer API is timed as the inbox's batch is: by the batch, not
+    # by the channel it came through.
+    batched = channel == Channel.BATCH or batch_id is not None
+    starts = review_starts([r.pk for r in requests], by, batched)
     for request in requests:
         befores.append(request.snapshot())
         request.status, request.decided_at = status, now
@@ -262,7 +265,7 @@ def record_decisions(
                 reason=reason.strip(),
                 responded=responded,
                 channel=channel,
-                review_seconds=review_seconds_for(starts, request.pk, channel, now),
+                review_seconds=review_seconds_for(starts, request.pk, batched, now),
                 created_at=now,
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,

@@ -1,8 +1,9 @@
-"""The admin's setup of queues, agents and their API tokens, each change audited."""
+"""The admin's setup of queues, agents and their API tokens, and reviewers' own tokens for the
+reviewer API, each change audited."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -12,9 +13,13 @@ from .. import webhooks
 from ..models import (
     Agent,
     AgentToken,
+    BearerToken,
     Queue,
+    ReviewerToken,
 )
 from .audit import audit
+
+T = TypeVar("T", bound=BearerToken)
 
 
 def _queue_state(queue: Queue) -> dict[str, Any]:
@@ -75,20 +80,44 @@ def rotate_webhook_secret(agent: Agent, *, by: AbstractBaseUser) -> Agent:
 def issue_agent_token(agent: Agent, name: str, *, by: AbstractBaseUser) -> tuple[AgentToken, str]:
     """A new API token; the raw value is returned once and only its hash is kept."""
     with transaction.atomic():
-        token, raw = AgentToken.issue(agent, name=name.strip() or "default")
-        audit("agent.token_issued", None, by, after={"agent": agent.name, "prefix": token.prefix})
+        token, raw = AgentToken.issue(agent, name=_token_name(name))
+        audit("agent.token_issued", None, by, after=_token_state(token, agent=agent.name))
     return token, raw
 
 
 def revoke_agent_token(token: AgentToken, *, by: AbstractBaseUser) -> AgentToken:
+    return _revoke(token, "agent.token_revoked", by, agent=token.agent.name)
+
+
+def issue_reviewer_token(user: AbstractBaseUser, name: str) -> tuple[ReviewerToken, str]:
+    """A reviewer's own token for the reviewer API, issued by them: the raw value is returned
+    once and only its hash is kept."""
     with transaction.atomic():
-        was_active = token.is_active
-        token.revoke()
-        if was_active:
-            audit(
-                "agent.token_revoked",
-                None,
-                by,
-                after={"agent": token.agent.name, "prefix": token.prefix},
-            )
+        token, raw = ReviewerToken.issue(user, name=_token_name(name))
+        audit("reviewer.token_issued", None, user, after=_token_state(token))
+    return token, raw
+
+
+def revoke_reviewer_token(token: ReviewerToken, *, by: AbstractBaseUser) -> ReviewerToken:
+    return _revoke(token, "reviewer.token_revoked", by, reviewer=token.user.get_username())
+
+
+def _token_name(name: str) -> str:
+    return name.strip() or "default"
+
+
+def _token_state(token: BearerToken, **owner: str) -> dict[str, Any]:
+    # Never the value nor its hash: the audit log is readable by more people than the token.
+    return {**owner, "name": token.name, "prefix": token.prefix}
+
+
+def _revoke(token: T, verb: str, by: AbstractBaseUser, **owner: str) -> T:
+    """Revoke a token once: of two concurrent revokes, the one that finds it active under the
+    row lock revokes it and writes the audit event; the other changes nothing."""
+    with transaction.atomic():
+        locked = type(token).objects.select_for_update().get(pk=token.pk)
+        if locked.is_active:
+            locked.revoke()
+            audit(verb, None, by, after=_token_state(locked, **owner))
+    token.revoked_at = locked.revoked_at
     return token

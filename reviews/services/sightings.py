@@ -10,9 +10,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from ..models import Decision, RequestSighting, ReviewRequest
-
-Channel = Decision.Channel
+from ..models import RequestSighting, ReviewRequest
 
 
 def record_first_view(
@@ -95,14 +93,15 @@ def record_sightings(
 
 
 def review_starts(
-    request_ids: list[int], by: AbstractBaseUser | None, channel: str
+    request_ids: list[int], by: AbstractBaseUser | None, batched: bool
 ) -> dict[int, datetime]:
-    """When the decider's review of each request began: for a batch, their first sight of
-    the row (in the list, a group table, or opened); for any other channel, their opening of
-    it in the inbox. Never a colleague's view: review time belongs to whoever decides."""
+    """When the decider's review of each request began: for a batch (from the inbox or the
+    reviewer API), their first sight of the row (in the list, a group table, or opened); for
+    a single decision, from any channel, their opening of it (the inbox's item, the reviewer
+    API's read of it). Never a colleague's view: review time belongs to whoever decides."""
     if by is None:
         return {}
-    start = "first_seen_at" if channel == Channel.BATCH else "opened_at"
+    start = "first_seen_at" if batched else "opened_at"
     return dict(
         RequestSighting.objects.filter(
             request_id__in=request_ids, reviewer=by, **{f"{start}__isnull": False}
@@ -111,14 +110,14 @@ def review_starts(
 
 
 def review_seconds_for(
-    starts: dict[int, datetime], request_id: int, channel: str, now: datetime
+    starts: dict[int, datetime], request_id: int, batched: bool, now: datetime
 ) -> float | None:
     """From the decider's review start (review_starts) to the decision. A batch row its
-    decider never had on screen was looked at for 0 s. A decision posted without the request
-    ever being opened in the inbox has no known start: None, not a guess."""
+    decider never had on screen was looked at for 0 s. A single decision on a request never
+    opened has no known start: None, not a guess."""
     start = starts.get(request_id)
     if start is None:
-        return 0.0 if channel == Channel.BATCH else None
+        return 0.0 if batched else None
     return max((now - start).total_seconds(), 0.0)
 
 

@@ -33,7 +33,7 @@ from ..access import (
 from ..insights.calibration import calibration_hint
 from ..insights.patterns import option_change
 from ..models import DEFAULT_VERBS, Decision, Message, ReviewRequest, Verb
-from ..proposals import action_delta, changes_since, display_value, parse_version
+from ..proposals import action_delta, changed_kind, changes_since, display_value, parse_version
 from ..services.conversation import post_message
 from ..services.deadline_plan import plan_for
 from ..services.decisions import decide_request, undo_decision
@@ -141,14 +141,9 @@ def validate_final_action(proposed: Any, text: str) -> dict[str, Any]:
         raise ValidationError(str(exc)) from None
     if not isinstance(final, dict):
         raise ValidationError("The action must be a JSON object: {…}.")
-    if isinstance(proposed, dict):
-        for key, old in proposed.items():
-            new = final.get(key)
-            if key in final and new is not None and old is not None:
-                if engine.is_number(old) and not engine.is_number(new):
-                    raise ValidationError(f"“{key}” must stay a number.")
-                if isinstance(old, str) and not isinstance(new, str):
-                    raise ValidationError(f"“{key}” must stay text.")
+    kind_changed = changed_kind(proposed, final)
+    if kind_changed:
+        raise ValidationError(kind_changed)
     return final
 
 

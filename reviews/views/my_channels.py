@@ -5,27 +5,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from ..access import REVIEWERS, role_required
 from ..channels import slack
-from ..models import Queue, ReviewerProfile
+from ..models import Queue, ReviewerProfile, ReviewerToken
+from ..services.setup import issue_reviewer_token, revoke_reviewer_token
 
 
 @require_GET
 @role_required(REVIEWERS)
 def my_channels(request: HttpRequest) -> HttpResponse:
+    return render_page(request)
+
+
+def render_page(request: HttpRequest, status: int = 200, **extra: Any) -> HttpResponse:
     user = request.user
     context = {
         "nav_active": "channels",
         **slack_section(user),
         **push_section(user),
         **token_section(user),
+        **extra,
     }
-    return render(request, "channels/mine.html", context)
+    return render(request, "channels/mine.html", context, status=status)
 
 
 def slack_section(user: AbstractBaseUser) -> dict[str, Any]:
@@ -47,6 +55,40 @@ def push_section(user: AbstractBaseUser) -> dict[str, Any]:
     return {}
 
 
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        label="Token name",
+        help_text="What it is for, e.g. 'team dashboard' or 'ops bot'.",
+    )
+
+
 def token_section(user: AbstractBaseUser) -> dict[str, Any]:
     """This reviewer's API tokens, active and revoked."""
-    return {}
+    return {
+        "tokens": list(ReviewerToken.objects.filter(user=user).order_by("-created_at")),
+        "token_form": TokenForm(),
+    }
+
+
+@require_POST
+@role_required(REVIEWERS)
+def token_issue(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return render_page(request, status=400, token_form=form)
+    token, raw = issue_reviewer_token(request.user, form.cleaned_data["name"])
+    # Rendered, not redirected: the raw token must never sit in a session or a message cookie.
+    response = render_page(request, new_token=token, raw_token=raw)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@role_required(REVIEWERS)
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    # Another reviewer's token does not exist for this one.
+    token = get_object_or_404(ReviewerToken, pk=token_id, user=request.user)
+    revoke_reviewer_token(token, by=request.user)
+    messages.success(request, f"Revoked the token {token.prefix}…; calls with it now fail.")
+    return redirect("my_channels")
