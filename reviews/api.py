@@ -15,18 +15,23 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 from ninja import Header, NinjaAPI, Query
 from ninja import Status as WithStatus
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
-from ninja.parser import Parser
 from ninja.security import HttpBearer
 
-from hitl.redis_outage import count_hit
-
 from . import interrupts, lookups, validation
+from .api_door import (
+    MAX_BODY_BYTES,
+    ApiError,
+    StrictJSONParser,
+    check_body_size,
+    message_out,
+    throttle,
+    touch_token,
+)
 from .api_schemas import (
     INTERRUPT_FORMS,
     PRIORITIES,
@@ -53,7 +58,6 @@ from .longpoll import Refusal, release_connection, watcher
 from .models import (
     Agent,
     AgentToken,
-    BearerToken,
     Category,
     Decision,
     EscalationRule,
@@ -61,6 +65,7 @@ from .models import (
     ReviewRequest,
     hash_token,
 )
+from .reviewer_api import router as reviewer_router
 from .services import conversation
 from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
@@ -71,42 +76,13 @@ from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data
 from .services.submission import evaluate_for, submit_request
 
-# Bodies above this are refused with 413 before they are parsed.
-MAX_BODY_BYTES = 256 * 1024
-# last_used_at is written at most this often per token, not on every call.
-TOKEN_TOUCH_SECONDS = 60
 MAX_WAIT_SECONDS = 60
 # Both long-polls (/wait and GET /interrupts/{id}) wait this long unless told otherwise: half
 # the cap, so a default wait ends well inside the 60 s idle timeout of common proxies.
 DEFAULT_WAIT_SECONDS = 30
-RATE_WINDOW_SECONDS = 60
 
 Status = ReviewRequest.Status
 DECIDED = {Status.APPROVED, Status.MODIFIED, Status.REJECTED, Status.AUTO_APPROVED}
-
-
-class ApiError(HttpError):
-    """An error answered as {"error", "detail", "fields"} with its status and headers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        fields: dict[str, list[str]] | None = None,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(status, detail)
-        self.code, self.detail, self.fields, self.headers = code, detail, fields, headers or {}
-        self.extra = extra or {}  # more keys of the body (a stale proposal's changes)
-
-
-class StrictJSONParser(Parser):
-    def parse_body(self, request: HttpRequest) -> Any:
-        # NaN, Infinity and numbers overflowing to infinity are refused here (a 400 whose
-        # detail says why, see on_http_error); the fields' types check the rest.
-        return validation.loads(request.body)
 
 
 # --- authentication and limits -------------------------------------------------------------
@@ -135,45 +111,6 @@ def agent_for_bearer(token: str) -> Agent | None:
     agent, used = found
     touch_token(AgentToken, used)
     return agent
-
-
-def touch_token(model: type[BearerToken], token: BearerToken) -> None:
-    """Note a token's use, at most once a TOKEN_TOUCH_SECONDS: not a write on every call."""
-    now = timezone.now()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > (
-        TOKEN_TOUCH_SECONDS
-    ):
-        model.objects.filter(pk=token.pk).update(last_used_at=now)
-
-
-def check_body_size(request: HttpRequest) -> None:
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY_BYTES or (declared == 0 and len(request.body) > MAX_BODY_BYTES):
-        raise ApiError(
-            413, "payload_too_large", f"The body is over the limit of {MAX_BODY_BYTES} bytes."
-        )
-
-
-def throttle(subject: str, who: str) -> None:
-    """A fixed window per caller (an agent, a reviewer's token) in the shared cache (Redis in
-    production): one atomic count. `who` names the caller in the refusal."""
-    limit = settings.HITL_API_RATE_LIMIT
-    if limit <= 0:
-        return
-    now = time.time()
-    window = int(now // RATE_WINDOW_SECONDS)
-    count = count_hit(f"api-rate:{subject}:{window}", RATE_WINDOW_SECONDS * 2)
-    if count > limit:
-        retry = max(int((window + 1) * RATE_WINDOW_SECONDS - now) + 1, 1)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"More than {limit} requests a minute from {who}; retry in {retry} s.",
-            headers={"Retry-After": str(retry)},
-        )
 
 
 api = NinjaAPI(
@@ -326,24 +263,6 @@ def links(request: HttpRequest, review: ReviewRequest) -> dict[str, str]:
         "messages": base + "/messages",
         "cancel": base + "/cancel",
         "review": settings.SITE_URL + reverse("inbox_item", args=[review.pk]),
-    }
-
-
-def message_out(message: Message) -> dict[str, Any]:
-    if message.author_kind == Message.Author.REVIEWER and message.author_id:
-        name: str | None = message.author.get_username()
-    elif message.author_kind == Message.Author.AGENT:
-        name = message.request.agent.name
-    else:
-        name = None
-    return {
-        "id": message.pk,
-        "author": message.author_kind,
-        "author_name": name,
-        "kind": message.kind,
-        "body": message.body,
-        "payload": message.payload,
-        "created_at": message.created_at,
     }
 
 
@@ -793,8 +712,5 @@ def ping(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-# The reviewer API shares this API's schema, parser, limits and errors: mounted last, once
-# everything it imports from here exists.
-from .reviewer_api import router as reviewer_router  # noqa: E402
-
+# The reviewer API: its own tag and bearer scheme in this one schema, with these errors.
 api.add_router("/reviewer/", reviewer_router)

@@ -25,7 +25,7 @@ from ninja import Query, Router
 from ninja.security import HttpBearer
 
 from .access import REVIEWERS, has_role, requests_for_reviewer
-from .api import ApiError, check_body_size, message_out, throttle, touch_token
+from .api_door import ApiError, check_body_size, message_out, throttle, touch_token
 from .api_schemas import PRIORITIES, ErrorOut, PriorityName, Text
 from .models import Decision, ReviewerToken, ReviewRequest, Verb, hash_token
 from .proposals import changed_kind
@@ -270,7 +270,7 @@ LIMIT_QUERY = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX, description="Rows per page.
     "/requests",
     response={200: RequestPageOut, **ERRORS},
     url_name="reviewer_requests",
-    operation_id="reviewerListRequests",
+    operation_id="listMyWork",
     summary="Your pending work, in the inbox's order",
 )
 def list_requests(
@@ -305,7 +305,7 @@ def list_requests(
     "/requests/{request_id}",
     response={200: ReviewerRequestOut, **ERRORS},
     url_name="reviewer_request",
-    operation_id="reviewerGetRequest",
+    operation_id="readRequest",
     summary="One request with its whole escalation context",
 )
 def get_request(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
@@ -365,7 +365,7 @@ def final_action_of(payload: DecideIn, proposed: Any) -> dict[str, Any] | None:
     "/requests/{request_id}/decision",
     response={200: DecidedOut, 409: ConflictOut, **ERRORS},
     url_name="reviewer_decide",
-    operation_id="reviewerDecide",
+    operation_id="decideRequest",
     summary="Approve, modify, reject or respond, on the version you read",
 )
 def decide(request: HttpRequest, request_id: UUID, payload: DecideIn) -> dict[str, Any]:
@@ -403,7 +403,7 @@ def decide(request: HttpRequest, request_id: UUID, payload: DecideIn) -> dict[st
     "/batch",
     response={200: BatchOut, **ERRORS},
     url_name="reviewer_batch",
-    operation_id="reviewerBatch",
+    operation_id="decideBatch",
     summary="Approve or reject many at once",
 )
 def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
@@ -462,7 +462,7 @@ def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
     "/requests/{request_id}/undo",
     response={200: UndoneOut, 409: ConflictOut, **ERRORS},
     url_name="reviewer_undo",
-    operation_id="reviewerUndo",
+    operation_id="undoDecision",
     summary="Take back your decision before the agent is told",
 )
 def undo(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
@@ -481,7 +481,7 @@ def undo(request: HttpRequest, request_id: UUID) -> dict[str, Any]:
     "/batches/{batch_id}/undo",
     response={200: UndoneOut, 409: ConflictOut, **ERRORS},
     url_name="reviewer_batch_undo",
-    operation_id="reviewerUndoBatch",
+    operation_id="undoBatch",
     summary="Take back a whole batch before the agents are told",
 )
 def undo_whole_batch(request: HttpRequest, batch_id: UUID) -> dict[str, Any]:

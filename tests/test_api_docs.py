@@ -1,12 +1,12 @@
-"""The agent API's own documentation: every request body in the OpenAPI document carries an
-example that works against the demo data, operations are named as verbs, and both long-polls
-wait the same default time."""
+"""The API's own documentation (the agents' and the reviewers'): every request body in the
+OpenAPI document carries an example that works against the demo data, operations are named as
+verbs, and both long-polls wait the same default time."""
 
 import pytest
 
 from reviews import api as agent_api
 from reviews.management.commands.seed_demo import DEMO_TOKEN
-from reviews.models import AgentToken
+from reviews.models import AgentToken, ReviewerToken
 from reviews.services.submission import submit_request
 
 from .api_support import AgentClient, _no_rate_limit, escalated
@@ -23,6 +23,8 @@ EXAMPLE_STATUS = {
     "evaluateRules": 200,
     "submitInterrupt": 201,
 }
+# The reviewer API's, sent with a reviewer's token on a request of their queue.
+REVIEWER_EXAMPLE_STATUS = {"decideRequest": 200, "decideBatch": 200}
 
 
 @pytest.fixture
@@ -58,15 +60,21 @@ def body_examples(openapi: dict, operation: dict) -> list:
 def test_it_names_every_operation_with_a_verb_in_camel_case(openapi):
     assert sorted(operations(openapi)) == [
         "cancelRequest",
+        "decideBatch",
+        "decideRequest",
         "evaluateRules",
         "getGuidelines",
         "getInterruptResponse",
         "getRequest",
         "listCategories",
         "listMessages",
+        "listMyWork",
         "postMessage",
+        "readRequest",
         "submitInterrupt",
         "submitRequest",
+        "undoBatch",
+        "undoDecision",
         "waitForDecision",
     ]
 
@@ -77,7 +85,7 @@ def test_every_operation_with_a_body_has_an_example(openapi):
         for name, (_, _, operation) in operations(openapi).items()
         if "requestBody" in operation
     }
-    assert with_body == set(EXAMPLE_STATUS)
+    assert with_body == set(EXAMPLE_STATUS) | set(REVIEWER_EXAMPLE_STATUS)
 
 
 @pytest.mark.parametrize("operation_id", sorted(EXAMPLE_STATUS))
@@ -92,6 +100,23 @@ def test_each_body_example_works_against_the_demo_data(
     for example in body_examples(openapi, operation):
         response = demo_api.post_json(url, example)
         assert response.status_code == EXAMPLE_STATUS[operation_id], response.content
+
+
+@pytest.mark.parametrize("operation_id", sorted(REVIEWER_EXAMPLE_STATUS))
+def test_each_reviewer_body_example_works_on_a_request_of_ones_queue(
+    openapi, alice, agent, refunds, operation_id
+):
+    method, path, operation = operations(openapi)[operation_id]
+    assert method == "post"
+    fields = {k: v for k, v in escalated().items() if k != "category"}
+    pending = submit_request(agent, category=refunds, **fields).request
+    reviewer_api = AgentClient(ReviewerToken.issue(alice, "docs")[1])
+    url = path.replace("{request_id}", str(pending.public_id))
+    for example in body_examples(openapi, operation):
+        for item in example.get("items", []):
+            item["id"] = str(pending.public_id)  # the example's id is any request's
+        response = reviewer_api.post_json(url, example)
+        assert response.status_code == REVIEWER_EXAMPLE_STATUS[operation_id], response.content
 
 
 def test_the_interrupt_body_shows_an_example_of_each_form_it_takes(openapi):
