@@ -28,6 +28,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.status = 200
         self.error = ""  # an ok=false error Slack names, for every call
+        self.refused: dict[str, str] = {}  # conversation -> the error chat.update answers
         self._ts = 0
         fake = self
 
@@ -79,6 +80,8 @@ class FakeSlack:
             if channel.startswith("U"):  # a member's id: Slack posts in the bot's DM with them
                 channel = "D" + channel[1:]
             return {"ok": True, "channel": channel, "ts": f"1765000000.{self._ts:06d}"}
+        if method == "chat.update" and args["channel"] in self.refused:
+            return {"ok": False, "error": self.refused[args["channel"]]}
         if method == "chat.update":
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":

@@ -158,8 +158,10 @@ def test_approve_in_slack_decides_through_the_channel_audits_and_updates_every_m
     agent, refunds, fake_slack, client, alice
 ):
     request, message = posted_request(agent, refunds, fake_slack)
+    started = time.monotonic()
     response = click(client, "UALICE", message, "hitl_approve")
     assert response.status_code == 200
+    assert time.monotonic() - started < 3  # Slack's limit for an answer
     decision = Decision.objects.get(request=request)
     assert (decision.channel, decision.decided_by, decision.chosen_option) == (
         "slack",
@@ -458,6 +460,20 @@ def test_a_channel_slack_does_not_know_is_not_retried(agent, refunds, fake_slack
     assert deliver_slack() == ["failed", "failed"]
     note = Notification.objects.filter(request=request).first()
     assert note.last_error == "Slack: channel_not_found"
+
+
+def test_a_message_slack_will_not_update_fails_the_note_and_the_others_are_updated(
+    agent, refunds, fake_slack, carol
+):
+    request, _ = posted_request(agent, refunds, fake_slack)
+    direct = SlackMessage.objects.exclude(channel="CQUEUE").get(request=request)
+    fake_slack.refused[direct.channel] = "channel_not_found"
+    decide_request(request.pk, by=carol, outcome="approved", version=1)
+    assert deliver_slack() == ["failed"]
+    note = Notification.objects.get(kind="settled")
+    assert note.last_error == f"{direct.channel}/{direct.ts}: Slack: channel_not_found"
+    shown = dict(SlackMessage.objects.values_list("channel", "shows_status"))
+    assert shown == {"CQUEUE": "approved:1", direct.channel: "pending:1"}
 
 
 def test_slack_rate_limits_are_retried(agent, refunds, fake_slack):

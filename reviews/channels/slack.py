@@ -45,18 +45,20 @@ RULES_SHOWN = 8
 # Errors worth another try; any other (invalid_auth, channel_not_found …) will not change.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable"}
 TIMEOUT_SECONDS = 5
+# Calls made while Slack waits for our answer, which it wants within 3 seconds.
+ANSWER_TIMEOUT_SECONDS = 1
 
 
 def enabled() -> bool:
     return bool(settings.SLACK_BOT_TOKEN)
 
 
-def client() -> WebClient:
+def client(timeout: int = TIMEOUT_SECONDS) -> WebClient:
     # No retries inside the client: the outbox retries, with its backoff and its record.
     return WebClient(
         token=settings.SLACK_BOT_TOKEN,
         base_url=settings.SLACK_API_URL,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,
         retry_handlers=[],
     )
 
@@ -351,6 +353,11 @@ def settled_notes(request_ids: list[int], now: datetime) -> list[Notification]:
 # --- sending -------------------------------------------------------------------------------
 
 
+class MessagesRefused(Exception):
+    """Slack refused to update some messages of a request for good (not in the channel any
+    more, say); the rest were updated."""
+
+
 def _request(pk: int) -> ReviewRequest:
     return ReviewRequest.objects.select_related("category", "queue").get(pk=pk)
 
@@ -367,6 +374,8 @@ def send(note: Notification) -> Attempt:
             post(note.request_id, note.target)
     except SlackApiError as exc:
         return _failure(exc)
+    except MessagesRefused as exc:
+        return Attempt(False, False, None, str(exc)[:500])
     except OSError as exc:  # refused, reset, timed out, the name does not resolve
         return Attempt(False, True, None, f"{type(exc).__name__}: {exc}"[:500])
     return Attempt(True, False, 200, "")
@@ -399,7 +408,8 @@ def post(request_id: int, conversation: str) -> SlackMessage:
 
 
 def update_messages(request_id: int) -> int:
-    """Bring every Slack message of the request up to date; how many were changed."""
+    """Bring every Slack message of the request up to date; how many were changed. Raises
+    SlackApiError on an error worth retrying, MessagesRefused on ones that are not."""
     request = _request(request_id)
     state = shown_state(request)
     stale = list(SlackMessage.objects.filter(request=request).exclude(shows_status=state))
@@ -407,17 +417,23 @@ def update_messages(request_id: int) -> int:
         return 0
     text, blocks = message_for(request)
     slack = client()
+    refused = []
     for message in stale:
         try:
             slack.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
         except SlackApiError as exc:
-            if exc.response.get("error") == "message_not_found":  # deleted in Slack
-                log.info("Slack message %s of request %s is gone", message.ts, request_id)
-            else:
-                raise
+            failure = _failure(exc)
+            if failure.retryable:
+                raise  # the outbox tries again; the messages done so far are skipped then
+            if exc.response.get("error") != "message_not_found":  # deleted in Slack: done
+                refused.append(f"{message.channel}/{message.ts}: {failure.error}")
+                continue
         SlackMessage.objects.filter(pk=message.pk).update(
             shows_status=state, updated_at=timezone.now()
         )
+    if refused:
+        # The others are updated; these will not be, whatever the outbox does.
+        raise MessagesRefused("; ".join(refused))
     return len(stale)
 
 
@@ -425,16 +441,18 @@ def update_messages(request_id: int) -> int:
 
 
 def tell(conversation: str, member: str, text: str) -> None:
-    """A message only `member` sees; best effort, since the click has been answered anyway."""
+    """A message only `member` sees; best effort: whether it arrives changes nothing decided."""
     try:
-        client().chat_postEphemeral(channel=conversation, user=member, text=text)
+        client(ANSWER_TIMEOUT_SECONDS).chat_postEphemeral(
+            channel=conversation, user=member, text=text
+        )
     except (SlackApiError, OSError) as exc:
         log.warning("Could not tell Slack member %s: %s", member, exc)
 
 
 def open_modal(trigger_id: str, view: dict[str, Any]) -> bool:
     try:
-        client().views_open(trigger_id=trigger_id, view=view)
+        client(ANSWER_TIMEOUT_SECONDS).views_open(trigger_id=trigger_id, view=view)
     except (SlackApiError, OSError) as exc:
         log.warning("Could not open a Slack modal: %s", exc)
         return False
@@ -444,7 +462,7 @@ def open_modal(trigger_id: str, view: dict[str, Any]) -> bool:
 def verified_email(member: str) -> str:
     """The member's email address if Slack says it is confirmed, else ""."""
     try:
-        response = client().users_info(user=member)
+        response = client(ANSWER_TIMEOUT_SECONDS).users_info(user=member)
     except (SlackApiError, OSError) as exc:
         log.warning("Could not look up Slack member %s: %s", member, exc)
         return ""
