@@ -253,6 +253,9 @@ SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
 VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
 VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:hitl@localhost")
+# Push services a browser may name although they are not public https hosts (a test's or a
+# closed network's own push service); none by default (reviews/channels/push.py).
+HITL_PUSH_ALLOWED_HOSTS = env_list("HITL_PUSH_ALLOWED_HOSTS")
 
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport, an embedded
 # broker that needs no server, so `make run` works on a fresh machine.

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .views import (
+    app_shell,
     audit,
     away,
     batch,
@@ -14,6 +15,7 @@ from .views import (
     my_channels,
     periodic_reviews,
     policies,
+    push,
     second_reviews,
     slack,
     status,
@@ -113,4 +115,11 @@ urlpatterns = [
     # --- Slack: its buttons and modals post here; a reviewer links their member -----------
     path("slack/interactions/", slack.interactions, name="slack_interactions"),
     path("slack/link/<str:token>/", slack.link, name="slack_link"),
+    path("me/push/subscriptions/", push.subscribe, name="push_subscribe"),
+    path("me/push/subscriptions/<int:pk>/remove/", push.remove, name="push_remove"),
+    path("me/push/test/", push.test, name="push_test"),
+    # --- the installable app (manifest, service worker, offline page) ----------------------
+    path("sw.js", app_shell.service_worker, name="service_worker"),
+    path("manifest.webmanifest", app_shell.manifest, name="manifest"),
+    path("offline/", app_shell.offline, name="offline"),
 ]

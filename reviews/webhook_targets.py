@@ -34,8 +34,11 @@ def allowed_hosts(agent: Agent) -> set[str]:
     return hosts
 
 
-def url_problem(url: str, allowed: Collection[str]) -> str | None:
-    """Why the product must not POST to this URL, or None.
+def url_problem(
+    url: str, allowed: Collection[str], setting: str = "HITL_WEBHOOK_ALLOWED_HOSTS"
+) -> str | None:
+    """Why the product must not POST to this URL, or None; `setting` is the one an admin
+    allows a host in.
 
     A name that does not resolve (yet) is not refused here: its POST fails as a connection
     error, which the outbox retries, and each retry checks again."""
@@ -57,7 +60,7 @@ def url_problem(url: str, allowed: Collection[str]) -> str | None:
         if not address.is_global or address.is_multicast:
             return (
                 f"{host} is a loopback, link-local, private or reserved address ({address}); "
-                "an admin must allow the host (HITL_WEBHOOK_ALLOWED_HOSTS) before it is called."
+                f"an admin must allow the host ({setting}) before it is called."
             )
     return None
 

@@ -15,6 +15,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
     agent.webhook_secret_rotated
     reviewer.token_issued, reviewer.token_revoked                a reviewer's own API tokens
+    push.device_added, push.device_removed                       a reviewer's phone notifications
     webhook.resent, notification.resent                          an admin sends one again
     slack.linked, slack.unlinked, slack.refused                  a reviewer's Slack identity;
                                                                  an unsigned or stale request

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
@@ -13,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from ..access import REVIEWERS, role_required
-from ..channels import slack
-from ..models import Queue, ReviewerProfile, ReviewerToken
+from ..channels import push, slack
+from ..models import PushSubscription, Queue, ReviewerProfile, ReviewerToken
 from ..services.setup import issue_reviewer_token, revoke_reviewer_token
 
 
@@ -52,7 +53,22 @@ def slack_section(user: AbstractBaseUser) -> dict[str, Any]:
 
 def push_section(user: AbstractBaseUser) -> dict[str, Any]:
     """Whether Web Push is set up, and this reviewer's subscribed devices."""
-    return {}
+    if not push.enabled():
+        return {"push_enabled": False}
+    devices = PushSubscription.objects.filter(user=user).order_by("created_at")
+    return {
+        "push_enabled": True,
+        "vapid_public_key": settings.VAPID_PUBLIC_KEY,
+        "push_devices": [
+            {
+                "pk": device.pk,
+                "label": push.describe_device(device.user_agent),
+                "created_at": device.created_at,
+                "last_success_at": device.last_success_at,
+            }
+            for device in devices
+        ],
+    }
 
 
 class TokenForm(forms.Form):
