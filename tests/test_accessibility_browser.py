@@ -13,6 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from reviews.channels.email_links import issue
+from reviews.channels.push import parse_subscription
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
@@ -28,10 +29,12 @@ from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
 from reviews.services.notify import notify_assignee
+from reviews.services.push_devices import add_device
 from reviews.services.slack_links import link_token
 from reviews.services.submission import submit_request
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
+from .push_support import Device, vapid_pair
 from .test_csp_browser import METRICS_PAGES, admin_pages
 from .test_inbox_views import submit
 
@@ -339,4 +342,20 @@ def test_a_reviewer_links_and_unlinks_slack(audit, settings, alice):
         expect(page.locator("#slack")).to_contain_text("U0SLACK")
         audit.check("/me/channels/ linked to Slack")
         audit.visit("/slack/link/forged/", status=400)
+
+
+def test_a_reviewer_channels_page_with_push_on_and_off_and_the_offline_page(audit, settings, alice):
+    log_in(audit.page, "alice")
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit("/me/channels/")  # push not set up: the note for an admin
+        audit.visit("/offline/")
+    settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = vapid_pair()
+    settings.HITL_PUSH_ALLOWED_HOSTS = ["127.0.0.1"]
+    for name in ("phone", "laptop"):
+        device = Device(f"http://127.0.0.1:9/push/{name}")
+        add_device(alice, parse_subscription(device.subscription()), f"Mozilla/5.0 ({name})")
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit("/me/channels/")  # the button, the devices with their Remove buttons
     audit.assert_clean()

@@ -12,6 +12,7 @@ from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import Agent, AuditEvent, Category, ReviewRequest, WebhookDelivery
 
 from .conftest import DESKTOP, log_in
+from .push_support import vapid_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -163,3 +164,15 @@ def test_the_policy_refuses_an_inline_script(watched, demo):
     watched.wait_for_timeout(200)
     assert watched.evaluate("() => window.ran === undefined")
     assert any("script-src" in v for v in watched.violations)
+
+
+def test_the_channels_page_and_the_offline_page_keep_the_policy(watched, settings, alice):
+    settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = vapid_pair()
+    log_in(watched, "alice")
+    visit(watched, "/me/channels/")
+    # push-settings.js ran: it found its button and wired it (no inline handler needed).
+    turn_on = watched.get_by_role("button", name="Turn on notifications on this device")
+    expect(turn_on).to_be_enabled()
+    visit(watched, "/offline/")
+    assert watched.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    assert watched.violations == []

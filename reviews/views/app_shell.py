@@ -56,6 +56,7 @@ def service_worker(request: HttpRequest) -> HttpResponse:
         f"const SHELL_CACHE = {json.dumps('hitl-shell-' + version)};\n"
         f"const SHELL_URLS = {json.dumps(urls)};\n"
         f"const OFFLINE_URL = {json.dumps(reverse('offline'))};\n"
+        f"const ICON_URL = {json.dumps(static('img/icon-192.png'))};\n"
     )
     response = HttpResponse(head + code, content_type="application/javascript; charset=utf-8")
     response["Service-Worker-Allowed"] = "/"
