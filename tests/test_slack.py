@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.utils import timezone
@@ -320,6 +321,31 @@ def test_a_forged_or_replayed_request_is_refused_and_audited(
     assert not fake_slack.named("chat.postEphemeral")
     event = AuditEvent.objects.get(verb="slack.refused")
     assert event.actor_label == "slack" and event.note
+
+
+def test_a_request_received_twice_is_refused_the_second_time(
+    agent, refunds, fake_slack, client, alice
+):
+    request, message = posted_request(agent, refunds, fake_slack)
+    body = urlencode(
+        {
+            "payload": json.dumps(
+                {
+                    "type": "block_actions",
+                    "user": {"id": "UALICE"},
+                    "channel": {"id": "CQUEUE"},
+                    "actions": [button(message, "hitl_approve")],
+                }
+            )
+        }
+    )
+    sent_at = int(time.time()) - 5
+    assert signed_post(client, body=body, timestamp=sent_at).status_code == 200
+    undo_decision(request.pk, by=alice)
+    replay = signed_post(client, body=body, timestamp=sent_at)
+    assert replay.status_code == 401
+    assert not Decision.objects.filter(request=request).exists()
+    assert "replay" in AuditEvent.objects.get(verb="slack.refused").note
 
 
 @pytest.mark.parametrize(

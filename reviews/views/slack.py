@@ -21,6 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from slack_sdk.signature import SignatureVerifier
 
+from hitl.redis_outage import count_hit
+
 from ..access import REVIEWERS, may_decide, role_required
 from ..channels import slack
 from ..models import Decision, ReviewRequest, Verb
@@ -72,7 +74,13 @@ def signature_problem(body: bytes, headers: Any) -> str:
         valid = verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
     except UnicodeDecodeError:
         valid = False
-    return "" if valid else "Wrong signature."
+    if not valid:
+        return "Wrong signature."
+    # A signature is good for the whole window: the second time it comes, it is a replay
+    # (Slack does not retry interactions). While Redis is down this counts 1 and lets it by.
+    if count_hit(f"slack-signature:{signature[:80]}", WINDOW_SECONDS + 60) > 1:
+        return "Already received (a replay)."
+    return ""
 
 
 def parse(request: HttpRequest) -> dict[str, Any]:
