@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.urls import reverse
 from django.utils import timezone
 from slack_sdk import WebClient
@@ -291,7 +292,13 @@ def reject_modal(request: ReviewRequest, channel: str) -> dict[str, Any]:
 # --- outbox messages -----------------------------------------------------------------------
 
 
-def _note(request: ReviewRequest, kind: str, target: str, now: datetime, recipient=None):
+def _note(
+    request: ReviewRequest,
+    kind: str,
+    target: str,
+    now: datetime,
+    recipient: AbstractBaseUser | None = None,
+) -> Notification:
     return Notification(
         request=request,
         recipient=recipient,
