@@ -21,13 +21,16 @@ from reviews.models import (
     WebhookDelivery,
 )
 from reviews.services import slack_links
+from reviews.services.assignment import escalate_request
 from reviews.services.conversation import revise_proposal
 from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request, undo_decision
+from reviews.services.notify import notify_assignee
 from reviews.services.outbox import dispatch_due
 from reviews.services.submission import submit_request
 from reviews.tasks import send_notification
 
+from .conftest import make_user
 from .slack_support import (
     SIGNING_SECRET,
     FakeSlack,
@@ -245,6 +248,26 @@ def test_a_decision_anywhere_else_updates_every_message_and_takes_the_buttons_aw
     for update in updates:
         assert expected in texts(update["blocks"])
         assert not any(b["type"] == "actions" for b in update["blocks"])
+
+
+def test_an_escalated_request_is_posted_to_the_next_queues_channel(
+    agent, refunds, fake_slack, client, leads_queue, alice
+):
+    lead = make_user("lena", "reviewers")
+    leads_queue.members.add(lead)
+    leads_queue.slack_channel = "CLEADS"
+    leads_queue.save()
+    request, old_post = posted_request(agent, refunds, fake_slack)
+    escalate_request(request.pk, reason="Deadline passed after reassignments.")
+    # What the sweep does after it escalates (deadlines._time_out_with_notice).
+    notify_assignee(ReviewRequest.objects.get(pk=request.pk), Notification.Kind.REASSIGNED)
+    assert deliver_slack() == ["succeeded"]
+    [new_post] = fake_slack.named("chat.postMessage")[2:]
+    assert new_post["channel"] == "CLEADS" and "Support leads" in texts(new_post["blocks"])
+    # The old queue's reviewers may no longer decide it, and are told so.
+    click(client, "UALICE", old_post, "hitl_approve")
+    assert "not in any of your queues" in fake_slack.named("chat.postEphemeral")[0]["text"]
+    assert not Decision.objects.exists()
 
 
 def test_an_undo_brings_the_buttons_back(agent, refunds, fake_slack, client, alice):

@@ -320,20 +320,29 @@ def new_request_notes(request: ReviewRequest, now: datetime) -> list[Notificatio
 
 
 def assignment_notes(request: ReviewRequest, kind: str, now: datetime) -> list[Notification]:
-    """Unsaved Slack direct messages to the request's assignee (assigned, reminder)."""
+    """Unsaved Slack direct messages to the request's assignee (assigned, reminder), and a
+    post in its queue's channel when it has just come from another queue (escalated)."""
     if not enabled() or request.assignee_id is None or not request.queue_id:
         return []
+    notes = []
+    channel = request.queue.slack_channel
+    if kind == Kind.REASSIGNED and channel:
+        posted = Notification.objects.filter(
+            request=request, channel=Notification.Channel.SLACK, target=channel
+        )
+        if not posted.exists():
+            notes.append(_note(request, Kind.NEW, channel, now))
     if not request.queue.slack_direct_messages:
-        return []
+        return notes
     member = (
         ReviewerProfile.objects.filter(user_id=request.assignee_id)
         .values_list("slack_user_id", flat=True)
         .first()
     )
     if not member:
-        return []
+        return notes
     # Posting to a member's id opens (or reuses) the bot's direct conversation with them.
-    return [_note(request, kind, member, now, recipient=request.assignee)]
+    return [*notes, _note(request, kind, member, now, recipient=request.assignee)]
 
 
 def settled_notes(request_ids: list[int], now: datetime) -> list[Notification]:
