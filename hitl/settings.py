@@ -253,6 +253,12 @@ SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
 VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
 VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:hitl@localhost")
+if DEBUG and not (VAPID_PUBLIC_KEY or VAPID_PRIVATE_KEY):
+    # `make run`: a pair kept in var/, so phone notifications work on localhost with no
+    # setup. Outside debug, push stays off until the keys are set.
+    from reviews.vapid import development_keys  # debug only; it imports no model
+
+    VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY = development_keys(VAR_DIR / "vapid-dev.json")
 # Push services a browser may name although they are not public https hosts (a test's or a
 # closed network's own push service); none by default (reviews/channels/push.py).
 HITL_PUSH_ALLOWED_HOSTS = env_list("HITL_PUSH_ALLOWED_HOSTS")

@@ -18,6 +18,7 @@ from reviews.models import AuditEvent, Decision, Notification, PushSubscription,
 from reviews.services import outbox, push_devices
 from reviews.services.assignment import hand_over_away_requests, set_away
 from reviews.services.deadlines import remind_request
+from reviews.vapid import development_keys
 
 from .push_support import PushService, unb64url, vapid_pair
 from .test_inbox_views import HX, submit
@@ -485,3 +486,11 @@ def test_every_page_links_the_manifest_and_the_worker(client, alice):
     page = client.get(reverse("my_channels")).content.decode()
     assert '<link rel="manifest" href="/manifest.webmanifest">' in page
     assert 'data-service-worker="/sw.js"' in page and 'name="theme-color"' in page
+
+
+def test_make_run_gets_one_development_pair_for_all_its_processes(tmp_path):
+    path = tmp_path / "var" / "vapid-dev.json"
+    first = development_keys(path)
+    assert development_keys(path) == first  # the worker reads the web process's pair
+    assert push.vapid_key(first[1]).public_key is not None
+    assert len(unb64url(first[0])) == 65

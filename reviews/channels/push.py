@@ -20,12 +20,6 @@ from urllib.parse import urlsplit
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
@@ -54,19 +48,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 def enabled() -> bool:
     return bool(settings.VAPID_PRIVATE_KEY and settings.VAPID_PUBLIC_KEY)
-
-
-def new_vapid_keys() -> tuple[str, str]:
-    """A fresh VAPID key pair as the settings take it: the public key as the base64url
-    uncompressed point browsers want, the private key as base64url DER (PKCS #8)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    private = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-    return _b64url(public), _b64url(private)
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 # --- subscriptions -------------------------------------------------------------------------

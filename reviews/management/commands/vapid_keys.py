@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from reviews.channels import push
+from reviews import vapid
 
 
 class Command(BaseCommand):
@@ -17,6 +17,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        public, private = push.new_vapid_keys()
+        public, private = vapid.new_keys()
         self.stdout.write(f"VAPID_PUBLIC_KEY={public}")
         self.stdout.write(f"VAPID_PRIVATE_KEY={private}")
