@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from django.db import connection
 from slack_sdk.signature import SignatureVerifier
 
 from reviews.models import Notification
@@ -29,6 +31,9 @@ class FakeSlack:
         self.status = 200
         self.error = ""  # an ok=false error Slack names, for every call
         self.refused: dict[str, str] = {}  # conversation -> the error chat.update answers
+        # Called with each call's method and arguments before it is answered (in the
+        # server's thread, with a database connection of its own).
+        self.before_answer: Callable[[str, dict[str, Any]], None] | None = None
         self._ts = 0
         fake = self
 
@@ -61,6 +66,11 @@ class FakeSlack:
         method = urlsplit(handler.path).path.rsplit("/", 1)[-1]
         args = {k: (v[0] if isinstance(v, list) and k in ("user",) else v) for k, v in args.items()}
         self.calls.append((method, args))
+        if self.before_answer is not None:
+            try:
+                self.before_answer(method, args)
+            finally:
+                connection.close()
         if self.status != 200:
             body, code = b"upstream connect error", self.status
         else:

@@ -488,10 +488,13 @@ def test_with_slack_down_the_inbox_decides_and_the_messages_follow_once_it_is_ba
     else:
         back = FakeSlack(port)
     try:
-        Notification.objects.filter(request=request).update(next_attempt_at=timezone.now())
-        assert dispatch_due(Notification, send_notification) == len(notes)
-        for note in notes:
-            assert send_notification(note.pk, 1) == "succeeded"
+        # The posts, and the update the decision queued since they were still to be sent.
+        due = Notification.objects.filter(request=request).order_by("pk")
+        assert [n.kind for n in due] == ["new", "assigned", "settled"]
+        due.update(next_attempt_at=timezone.now())
+        assert dispatch_due(Notification, send_notification) == 3
+        for note in due:
+            assert send_notification(note.pk, note.attempts) == "succeeded"
         # The posts show the truth as of their sending: decided, no buttons.
         sent = back.named("chat.postMessage")[-len(notes) :]
         assert len(sent) == len(notes)
@@ -531,16 +534,38 @@ def test_slack_rate_limits_are_retried(agent, refunds, fake_slack):
     assert deliver_slack() == ["pending", "pending"]
 
 
-def test_a_post_that_arrives_after_the_decision_is_updated_at_once(
-    agent, refunds, fake_slack, carol
-):
-    """The update note was made while no message existed; the post renders the truth."""
+def test_a_post_that_waited_shows_the_decision_taken_meanwhile(agent, refunds, fake_slack, carol):
     request = submit(agent, refunds)
     decide_request(request.pk, by=carol, outcome="approved", version=1)
-    assert not Notification.objects.filter(kind="settled").exists()
-    deliver_slack()
+    assert set(deliver_slack()) == {"succeeded"}
     for message in fake_slack.named("chat.postMessage"):
         assert "*Approved* by carol" in texts(message["blocks"])
+    assert not fake_slack.named("chat.update")  # nothing was ever out of date
+    assert set(SlackMessage.objects.values_list("shows_status", flat=True)) == {"approved:1"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_taken_while_the_post_is_on_its_way_is_shown_at_once(
+    agent, refunds, fake_slack, carol
+):
+    request = submit(agent, refunds)
+
+    def decide_meanwhile(method: str, args: dict) -> None:
+        if method == "chat.postMessage" and args["channel"] == "CQUEUE":
+            decide_request(request.pk, by=carol, outcome="approved", version=1)
+
+    fake_slack.before_answer = decide_meanwhile
+    assert set(deliver_slack()) == {"succeeded"}
+    [first, *_] = fake_slack.named("chat.postMessage")
+    assert button(first, "hitl_approve") is not None  # rendered before the decision
+    [update] = fake_slack.named("chat.update")
+    assert update["channel"] == "CQUEUE" and "*Approved* by carol" in texts(update["blocks"])
+    # Updated by the post itself, at once: before the next message was even sent.
+    assert [name for name, _ in fake_slack.calls] == [
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",
+    ]
     assert set(SlackMessage.objects.values_list("shows_status", flat=True)) == {"approved:1"}
 
 

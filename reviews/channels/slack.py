@@ -165,15 +165,10 @@ def pending_message(request: ReviewRequest) -> tuple[str, list[dict[str, Any]]]:
 def _buttons(request: ReviewRequest) -> list[dict[str, Any]]:
     """Only the verbs the request allows; Modify and Respond need the inbox's form."""
     buttons = []
+    labels = request.option_labels
     if request.allows(Verb.APPROVE):
-        option = (
-            request.recommended_option
-            if request.recommended_option in (request.option_labels)
-            else ""
-        )
-        label = "Approve"
-        if option:
-            label += f": {request.option_labels[option]}"
+        option = request.recommended_option if request.recommended_option in labels else ""
+        label = f"Approve: {labels[option]}" if option else "Approve"
         buttons.append(
             {
                 "type": "button",
@@ -347,10 +342,17 @@ def assignment_notes(request: ReviewRequest, kind: str, now: datetime) -> list[N
 
 def settled_notes(request_ids: list[int], now: datetime) -> list[Notification]:
     """Unsaved updates of the Slack messages of requests decided, undone or withdrawn."""
-    posted = set(
-        SlackMessage.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True)
+    posted = SlackMessage.objects.filter(request_id__in=request_ids).values_list(
+        "request_id", flat=True
     )
-    # A request whose post is still in the outbox needs none: the post renders it as it is.
+    # A post still in the outbox renders the request as it is then; but one being sent right
+    # now may have rendered it before this change, and be stored just after this read.
+    posting = Notification.objects.filter(
+        request_id__in=request_ids,
+        channel=Notification.Channel.SLACK,
+        state=Notification.State.PENDING,
+    ).exclude(kind=Kind.SETTLED)
+    touched = set(posted) | set(posting.values_list("request_id", flat=True))
     return [
         Notification(
             request_id=pk,
@@ -362,7 +364,7 @@ def settled_notes(request_ids: list[int], now: datetime) -> list[Notification]:
             created_at=now,
             next_attempt_at=now,
         )
-        for pk in sorted(posted)
+        for pk in sorted(touched)
     ]
 
 
