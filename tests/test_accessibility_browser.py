@@ -22,6 +22,7 @@ from reviews.models import (
     PeriodicReviewBatch,
     PeriodicReviewItem,
     ReviewerProfile,
+    ReviewerToken,
     ReviewRequest,
     SecondReview,
 )
@@ -358,4 +359,25 @@ def test_a_reviewer_channels_page_with_push_on_and_off_and_the_offline_page(audi
     for size in SIZES:
         audit.resize(size)
         audit.visit("/me/channels/")  # the button, the devices with their Remove buttons
+    audit.assert_clean()
+
+
+def test_a_reviewer_issues_and_revokes_a_reviewer_api_token(audit, alice):
+    ReviewerToken.issue(alice, "ops bot")
+    page = audit.page
+    log_in(page, "alice")
+    tokens = page.locator("#tokens")
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit("/me/channels/")
+        tokens.get_by_role("button", name="Issue a token").click()  # no name: refused
+        expect(tokens.locator(".errorlist")).to_be_visible()
+        audit.check("/me/channels/ a token without a name")
+        tokens.get_by_label("Token name").fill(f"dashboard {size}")
+        tokens.get_by_role("button", name="Issue a token").click()
+        expect(tokens.locator("[data-raw-token]")).to_be_visible()
+        audit.check("/me/channels/ a new token, shown once")
+        tokens.get_by_role("button", name=f"Revoke the token dashboard {size}").click()
+        expect(page.locator(".flash-success")).to_be_visible()
+        audit.check("/me/channels/ a token revoked")
     audit.assert_clean()
