@@ -69,6 +69,7 @@ from .services.policies import record_outside_change
 from .services.setup import (
     issue_agent_token,
     revoke_agent_token,
+    revoke_reviewer_token,
     rotate_webhook_secret,
     save_queue,
 )
@@ -469,6 +470,14 @@ class ReviewerTokenAdmin(ReadOnlyAdmin):
 
     list_display = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ReviewerToken]) -> None:
+        active = list(queryset.filter(revoked_at=None).select_related("user"))
+        for token in active:
+            revoke_reviewer_token(token, by=request.user)
+        self.message_user(request, f"Revoked {len(active)} tokens; calls with them now fail.")
 
 
 @admin.register(SlackMessage)

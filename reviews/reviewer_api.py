@@ -340,7 +340,11 @@ def refused(exc: TransitionError) -> ApiError:
         extra = {"current_version": exc.request.proposal_version, "changes": exc.delta}
         return ApiError(409, "stale_proposal", str(exc), extra=extra)
     if isinstance(exc, AlreadyDecided):
-        return ApiError(409, "already_decided", str(exc))
+        decision = getattr(exc.request, "decision", None)
+        extra = {"status": exc.request.status}
+        if decision is not None:
+            extra |= {"decided_by": decision.decided_by_label, "decided_at": decision.created_at}
+        return ApiError(409, "already_decided", str(exc), extra=extra)
     if isinstance(exc, DecisionNotAllowed):
         return ApiError(422, "not_allowed", str(exc))
     return ApiError(409, "conflict", str(exc))

@@ -179,6 +179,9 @@ class ConflictOut(Schema):
     )
     detail: str = Field(..., description="Says why: by whom and when, or what changed.")
     fields: dict[str, list[str]] | None = None
+    status: STATUSES | None = Field(None, description="already_decided: the request's status.")
+    decided_by: str | None = Field(None, description="already_decided: who decided it first.")
+    decided_at: datetime | None = Field(None, description="already_decided: when.")
     current_version: int | None = Field(None, description="stale_proposal: the version now.")
     changes: list[dict[str, Any]] | None = Field(
         None, description="stale_proposal: what changed since your version (key, before, after)."

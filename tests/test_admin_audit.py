@@ -27,6 +27,7 @@ from reviews.models import (
     Notification,
     PolicyVersion,
     ReviewerProfile,
+    ReviewerToken,
     WebhookDelivery,
     hash_token,
 )
@@ -167,6 +168,7 @@ def world(admin_user, alice, carol, support_queue, refunds, agent) -> World:
         "managers": Group.objects.get_or_create(name="managers")[0],
         "make": {
             "reviews.agenttoken": lambda: AgentToken.issue(agent, name="existing")[0],
+            "reviews.reviewertoken": lambda: ReviewerToken.issue(alice, name="existing")[0],
             "reviews.webhookdelivery": lambda: WebhookDelivery.objects.create(
                 agent=agent, event="request.decided", url="https://agent.example.com/h",
                 payload={}, state=WebhookDelivery.State.FAILED, attempts=8,

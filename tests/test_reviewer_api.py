@@ -330,6 +330,8 @@ def test_a_decision_on_a_request_already_decided_is_a_409_naming_who_and_when(
     body = response.json()
     assert body["error"] == "already_decided"
     assert body["detail"].startswith("Already approved by carol at ")
+    assert body["decided_by"] == "carol" and body["status"] == "approved"
+    assert body["decided_at"].startswith(str(timezone.now().year))
     assert Decision.objects.get(request=review).decided_by == carol
 
 
@@ -539,3 +541,19 @@ def test_the_openapi_schema_lists_the_reviewer_endpoints_with_their_bearer_schem
 def test_an_agent_token_is_never_a_reviewer_token(agent):
     _, raw = AgentToken.issue(agent)
     assert not raw.startswith(ReviewerToken.TOKEN_PREFIX)
+
+
+def test_an_admin_revokes_a_reviewers_token_in_django_admin(admin_client, admin_user, alice):
+    token, raw = ReviewerToken.issue(alice, "tool")
+    changelist = reverse("admin:reviews_reviewertoken_changelist")
+    page = admin_client.get(changelist).content.decode()
+    assert token.prefix in page and raw not in page and token.token_hash not in page
+    response = admin_client.post(
+        changelist, {"action": "revoke", "_selected_action": [token.pk]}, follow=True
+    )
+    assert "Revoked 1 tokens" in response.content.decode()
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    event = AuditEvent.objects.get(verb="reviewer.token_revoked")
+    assert event.actor_user == admin_user and event.after["reviewer"] == "alice"
+    assert AgentClient(raw).get(f"{BASE}/requests").status_code == 401
