@@ -3,6 +3,7 @@ lists, reads, decides, batches and undoes with exactly the inbox's permissions a
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -170,6 +171,13 @@ def test_an_agent_token_opens_no_reviewer_endpoint_and_a_reviewer_token_no_agent
 
 def test_each_token_has_its_own_rate_limit_and_notes_its_use(settings, alice, alice_api):
     settings.HITL_API_RATE_LIMIT = 2
+    # The configured cache under a prefix of its own: another test's token of the same id
+    # (another worker's database) counts elsewhere.
+    fresh = f"rate-{uuid.uuid4()}"
+    cache = {**settings.CACHES["default"], "KEY_PREFIX": fresh}
+    if cache["BACKEND"].endswith("LocMemCache"):
+        cache["LOCATION"] = fresh
+    settings.CACHES = {"default": cache}
     assert alice_api.get(f"{BASE}/requests").status_code == 200
     assert ReviewerToken.objects.get(user=alice).last_used_at is not None
     assert alice_api.get(f"{BASE}/requests").status_code == 200
