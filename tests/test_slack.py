@@ -448,6 +448,32 @@ def test_a_forged_or_expired_link_is_refused(client, alice, settings):
     assert ReviewerProfile.objects.get(user=alice).slack_user_id == "UALICE"
 
 
+def test_only_a_reviewer_may_link_and_only_with_get_or_post(client, manager, alice):
+    link = f"/slack/link/{slack_links.link_token('UNEW')}/"
+    client.force_login(manager)
+    assert client.post(link).status_code == 403
+    assert client.post("/me/channels/slack/unlink/").status_code == 403
+    client.force_login(alice)
+    assert client.put(link).status_code == 405
+    assert ReviewerProfile.objects.get(user=alice).slack_user_id == "UALICE"
+    assert not AuditEvent.objects.filter(verb="slack.linked").exists()
+
+
+def test_payloads_the_product_does_not_act_on_are_acknowledged(client, agent, refunds):
+    submit(agent, refunds)
+    for payload in (
+        {"type": "view_closed", "user": {"id": "UALICE"}},
+        {"type": "view_submission", "user": {"id": "UALICE"}, "view": {"callback_id": "x"}},
+        {
+            "type": "block_actions",
+            "user": {"id": "UALICE"},
+            "actions": [{"action_id": "hitl_open"}],
+        },
+    ):
+        assert signed_post(client, payload).status_code == 200
+    assert not Decision.objects.exists()
+
+
 def test_the_channels_page_shows_the_member_and_unlinks_it(client, alice):
     client.force_login(alice)
     page = client.get("/me/channels/")
