@@ -228,7 +228,9 @@ def send(note: Notification) -> Attempt:
     return push_to(device, payload, ttl)
 
 
-def push_to(device: PushSubscription, payload: dict[str, Any], ttl: int) -> Attempt:
+def push_to(
+    device: PushSubscription, payload: dict[str, Any], ttl: int, timeout: float = TIMEOUT_SECONDS
+) -> Attempt:
     """Encrypt the payload for the device and POST it to its push service."""
     # Checked again now: what the endpoint's name resolves to may have changed.
     problem = endpoint_problem(device.endpoint)
@@ -242,7 +244,7 @@ def push_to(device: PushSubscription, payload: dict[str, Any], ttl: int) -> Atte
             # A fresh dict each time: pywebpush writes the audience and expiry into it.
             vapid_claims={"sub": settings.VAPID_SUBJECT},
             ttl=ttl,
-            timeout=TIMEOUT_SECONDS,
+            timeout=timeout,
             requests_session=_session(),
         )
     except WebPushException as exc:
