@@ -76,9 +76,17 @@
 
   if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
     button.disabled = true;
-    say("This browser cannot receive push notifications here. On an iPhone or iPad, add the app to your Home Screen first (Share, then Add to Home Screen) and open it from there.", "warn");
+    say("This browser cannot receive push notifications here: they need the site over HTTPS, and on an iPhone or iPad the app added to your Home Screen (Share, then Add to Home Screen) and opened from there.", "warn");
     return;
   }
+  // Already on for this browser: say so, and the button renews the subscription.
+  navigator.serviceWorker.getRegistration("/").then(async (registration) => {
+    const subscription = registration && (await registration.pushManager.getSubscription());
+    if (subscription && Notification.permission === "granted") {
+      say("Notifications are on for this device.", "ok");
+      button.textContent = "Renew notifications on this device";
+    }
+  }).catch(() => {});
   button.addEventListener("click", () => {
     button.disabled = true;
     turnOn()
