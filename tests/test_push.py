@@ -135,14 +135,25 @@ def test_it_pushes_a_reminder_with_the_minutes_left(service, alice, carol, agent
 def test_agent_text_is_pushed_short_and_plain(service, alice, carol, agent, refunds):
     subscribe(alice, service.device("alice"))
     subscribe(carol, service.device("carol"))
-    title = "<b>Refund</b>\x1b[31m\nnow " + "x" * 200
+    title = "<b>Refund</b>\x1b[31m\nnow\u202e " + "x" * 200
     request = submit(agent, refunds, title=title)
     [note] = pushes_for(request)
     deliver(note)
     body = service.received[0].message["body"]
     first_line = body.split("\n")[0]
     assert first_line.startswith("<b>Refund</b> [31m now xxx") and len(first_line) == 80
-    assert first_line.endswith("…") and "\x1b" not in body
+    assert first_line.endswith("…") and "\x1b" not in body and "\u202e" not in body
+
+
+def test_the_time_left_reads_naturally(vapid, alice, carol, agent, refunds):
+    request = submit(agent, refunds)
+    at = request.deadline
+    reminder, assigned = Notification.Kind.REMINDER, Notification.Kind.ASSIGNED
+    assert push.message(request, reminder, at - timedelta(minutes=1))["title"] == "Due in 1 minute"
+    assert push.message(request, reminder, at - timedelta(hours=5))["title"] == "Due in 5 hours"
+    assert push.message(request, reminder, at + timedelta(seconds=1))["title"] == "Due now"
+    late = push.message(request, assigned, at + timedelta(minutes=3))
+    assert late["body"].endswith("\nOverdue") and late["ttl"] == push.MIN_TTL_SECONDS
 
 
 def test_push_costs_no_query_while_it_is_not_set_up(

@@ -12,6 +12,7 @@ import binascii
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -182,7 +183,7 @@ def message(request: ReviewRequest, kind: str, now: datetime) -> dict[str, Any]:
         title = "New review for you"
     body = plain(request.title, MAX_TITLE_CHARS)
     if left is not None and kind != Kind.REMINDER:
-        body += f"\nDue in {_duration(left)}"
+        body += f"\nDue in {_duration(left)}" if left.total_seconds() > 0 else "\nOverdue"
     ttl = MAX_TTL_SECONDS
     if left is not None:
         ttl = max(MIN_TTL_SECONDS, min(MAX_TTL_SECONDS, int(left.total_seconds())))
@@ -196,8 +197,10 @@ def message(request: ReviewRequest, kind: str, now: datetime) -> dict[str, Any]:
 
 
 def plain(text: str, limit: int) -> str:
-    """One line of agent text: control characters out, cut at `limit` with an ellipsis."""
-    text = " ".join(_CONTROL.sub(" ", text).split())
+    """One line of agent text: control and format characters out (no bidi override can make
+    a notification read backwards), cut at `limit` with an ellipsis."""
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
