@@ -412,9 +412,9 @@ HITL_WEBHOOK_SECRET_OVERLAP_HOURS = env_int("HITL_WEBHOOK_SECRET_OVERLAP_HOURS",
 # Hosts a request's callback URL may name although they resolve to a loopback, link-local or
 # private address (reviews.webhook_targets); none by default.
 HITL_WEBHOOK_ALLOWED_HOSTS = env_list("HITL_WEBHOOK_ALLOWED_HOSTS")
-# Agent API: requests per agent per minute (0: no limit), and long-polls one web process
-# serves at once: by default three quarters of the Procfile's gunicorn threads (WEB_THREADS),
-# so waiting agents never take every thread.
+# Agent API: requests per agent (and, on the reviewer API, per reviewer token) per minute
+# (0: no limit), and long-polls one web process serves at once: by default three quarters of
+# the Procfile's gunicorn threads (WEB_THREADS), so waiting agents never take every thread.
 HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
 HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
 # One agent's share of those: a quarter by default, so until four agents each hold their whole
