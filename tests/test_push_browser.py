@@ -89,6 +89,12 @@ def test_the_inbox_is_installable_and_its_worker_keeps_only_the_shell(app, item)
     assert page.locator("meta[name=theme-color]").get_attribute("content") == data["theme_color"]
 
     controlled(page)
+    # What Chromium itself says before it offers to install the app.
+    cdp = page.context.new_cdp_session(page)
+    assert cdp.send("Page.getAppManifest")["errors"] == []
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    # Playwright's contexts are incognito windows, where nothing installs; nothing else.
+    assert [e["errorId"] for e in errors if e["errorId"] != "in-incognito"] == []
     # Agent data the page fetches once controlled: a page, a fragment, a raw JSON view.
     page.goto(page.base + "/inbox/")
     page.evaluate("fetch('/inbox/poll/', {headers: {'HX-Request': 'true'}}).then((r) => r.text())")
