@@ -20,6 +20,7 @@ from reviews.services.assignment import hand_over_away_requests, set_away
 from reviews.services.deadlines import remind_request
 from reviews.vapid import development_keys
 
+from .bad_input import BAD_JSON_VALUES, row_counts
 from .push_support import PushService, unb64url, vapid_pair
 from .test_inbox_views import HX, submit
 
@@ -398,6 +399,10 @@ BAD_SUBSCRIPTIONS = {
     "loopback": lambda s: {**_good(s), "endpoint": "https://127.0.0.2/push/x"},
     "private": lambda s: {**_good(s), "endpoint": "https://10.1.2.3/push/x"},
     "link-local": lambda s: {**_good(s), "endpoint": "https://[fe80::1]/push/x"},
+    "lone surrogate in the URL": lambda s: {**_good(s), "endpoint": "https://a.example/\ud800"},
+    "bidi override in the URL": lambda s: {**_good(s), "endpoint": "https://a.example/\u202e"},
+    "bad IPv6 literal": lambda s: {**_good(s), "endpoint": "https://[::1/push/x"},
+    "not an address": lambda s: {**_good(s), "endpoint": "http://[zz]/push/x"},
     "endpoint too long": lambda s: {
         **_good(s),
         "endpoint": "https://push.example.com/" + "a" * 2000,
@@ -414,6 +419,25 @@ def test_a_bad_subscription_is_refused_and_nothing_is_written(service, client, a
     assert response.json()["error"] == "refused" and response.json()["detail"]
     assert not PushSubscription.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize("where", ["body", "endpoint", "auth", "extra"])
+@pytest.mark.parametrize("name", list(BAD_JSON_VALUES))
+def test_json_no_field_may_take_is_refused_wherever_it_is(service, client, alice, where, name):
+    good = _good(service)
+    value = BAD_JSON_VALUES[name]
+    endpoint, p256dh, auth = (json.dumps(v) for v in (good["endpoint"], *good["keys"].values()))
+    endpoint = value if where == "endpoint" else endpoint
+    auth = value if where == "auth" else auth
+    extra = f', "expirationTime": {value}' if where == "extra" else ""
+    body = f'{{"endpoint": {endpoint}, "keys": {{"p256dh": {p256dh}, "auth": {auth}}}{extra}}}'
+    client.force_login(alice)
+    before = row_counts()
+
+    response = post_json(client, value if where == "body" else body)
+
+    assert 400 <= response.status_code < 500, response.content
+    assert row_counts() == before
 
 
 def test_a_huge_body_is_refused_unread(service, client, alice):

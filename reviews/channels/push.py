@@ -72,9 +72,20 @@ def parse_subscription(data: Any) -> Subscription:
     {"endpoint": "https://…", "keys": {"p256dh": "…", "auth": "…"}}. Raises BadSubscription."""
     if not isinstance(data, dict):
         raise BadSubscription("Send the subscription as a JSON object.")
+    if unknown := sorted(set(data) - {"endpoint", "expirationTime", "keys"}):
+        raise BadSubscription(f"A subscription has no field {unknown[0]!r}.")
     endpoint, keys = data.get("endpoint"), data.get("keys")
     if not isinstance(endpoint, str) or not isinstance(keys, dict):
         raise BadSubscription("The subscription needs an endpoint (text) and keys (an object).")
+    if unknown := sorted(set(keys) - {"p256dh", "auth"}):
+        raise BadSubscription(f"A subscription's keys have no {unknown[0]!r}.")
+    expires = data.get("expirationTime")
+    if expires is not None and (
+        isinstance(expires, bool)
+        or not isinstance(expires, int | float)
+        or not math.isfinite(expires)
+    ):
+        raise BadSubscription("expirationTime must be a number of milliseconds, or null.")
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
     if not isinstance(p256dh, str) or not isinstance(auth, str):
         raise BadSubscription("The subscription's keys p256dh and auth must be text.")
@@ -96,10 +107,15 @@ def endpoint_problem(endpoint: str) -> str | None:
     whoever is logged in) names, so a non-public address needs an admin's leave."""
     if len(endpoint) > MAX_ENDPOINT_LENGTH:
         return f"The endpoint must be at most {MAX_ENDPOINT_LENGTH} characters."
-    if _CONTROL.search(endpoint):
-        return "The endpoint must not contain control characters."
+    if not endpoint.isascii() or _CONTROL.search(endpoint):
+        # Push services hand out plain ASCII URLs; anything else (a lone surrogate, say)
+        # is not one of theirs, and PostgreSQL could not even store some of it.
+        return "The endpoint must be a URL of plain ASCII characters."
     allowed = {host.lower() for host in settings.HITL_PUSH_ALLOWED_HOSTS}
-    host = (urlsplit(endpoint).hostname or "").lower() if "://" in endpoint else ""
+    try:
+        host = (urlsplit(endpoint).hostname or "").lower()
+    except ValueError:  # a malformed IPv6 literal: url_problem says so below
+        host = ""
     if not endpoint.lower().startswith("https://") and host not in allowed:
         return "The endpoint must be an https:// URL."
     return webhook_targets.url_problem(endpoint, allowed, setting="HITL_PUSH_ALLOWED_HOSTS")

@@ -28,8 +28,8 @@ def subscribe(request: HttpRequest) -> JsonResponse:
     if len(request.body) > MAX_BODY_BYTES:
         return _refused(f"The subscription must be at most {MAX_BODY_BYTES} bytes.", 413)
     try:
-        data = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(request.body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return _refused("Send the subscription as JSON.")
     try:
         subscription = push.parse_subscription(data)
@@ -69,6 +69,10 @@ def test(request: HttpRequest) -> HttpResponse:
     if not result.sent and not result.failures:
         messages.info(request, "No device of yours is subscribed yet.")
     return redirect(reverse("my_channels") + "#push")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _refused(detail: str, status: int = 400) -> JsonResponse:
