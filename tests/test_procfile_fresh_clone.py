@@ -8,6 +8,7 @@ commands run as written by a shell (gunicorn kept small through its documented k
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -167,6 +168,16 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         assert (app / "var" / "celerybeat-schedule").exists() or list(
             (app / "var").glob("celerybeat-schedule*")
         )
+
+        # The installable app on production's hashed static names: every file the service
+        # worker keeps loads, and so does every icon of the manifest.
+        worker_js = requests.get(base + "/sw.js", timeout=5)
+        assert worker_js.status_code == 200 and "no-cache" in worker_js.headers["Cache-Control"]
+        shell_urls = json.loads(worker_js.text.split("const SHELL_URLS = ", 1)[1].split(";", 1)[0])
+        assert any(re.fullmatch(r"/static/css/app\.[0-9a-f]{12}\.css", u) for u in shell_urls)
+        icons = [i["src"] for i in requests.get(base + "/manifest.webmanifest").json()["icons"]]
+        for url in shell_urls + icons:
+            assert requests.get(base + url, timeout=5).status_code == 200, url
 
         # Beat publishes and the worker consumes: a decision's webhook leaves after the undo
         # window by beat's dispatch tick, run on the worker.
