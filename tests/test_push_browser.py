@@ -131,7 +131,9 @@ def test_offline_a_navigation_shows_the_offline_page_and_no_inbox_data(app, item
     expect(page.locator("#pane")).to_contain_text("Refund 480 EUR to Initech")
 
 
-def test_a_push_message_shows_a_notification_that_names_the_item(app, item, live_server):
+def deliver_push(app, data: dict) -> list[dict]:
+    """Log in, let the worker take the page, hand it a push as the push service would (CDP),
+    and answer the notifications it shows."""
     context, page = app
     context.grant_permissions(["notifications"], origin=page.base)
     cdp = context.new_cdp_session(page)
@@ -144,53 +146,38 @@ def test_a_push_message_shows_a_notification_that_names_the_item(app, item, live
     log_in(page, "alice")
     controlled(page)
     registration = wait_for(lambda: next((r for r in registrations if not r["isDeleted"]), None))
-
-    message = push.message(item, Notification.Kind.ASSIGNED, timezone.now())
-    message.pop("ttl")
     cdp.send(
         "ServiceWorker.deliverPushMessage",
         {
             "origin": page.base,
             "registrationId": registration["registrationId"],
-            "data": json.dumps(message),
+            "data": json.dumps(data),
         },
     )
+    return wait_for(lambda: page.evaluate(NOTIFICATIONS))
 
-    shown = wait_for(lambda: page.evaluate(NOTIFICATIONS))
+
+def test_a_push_message_shows_a_notification_that_names_the_item(app, item, live_server):
+    message = push.message(item, Notification.Kind.ASSIGNED, timezone.now())
+    message.pop("ttl")
+
+    shown = deliver_push(app, message)
+
+    base = app[1].base
     assert shown == [
         {
             "title": "New review for you",
             "body": message["body"],
             "tag": f"request-{item.pk}",
-            "data": {"url": f"{page.base}/inbox/{item.pk}/"},
+            "data": {"url": f"{base}/inbox/{item.pk}/"},
         }
     ]
     assert message["body"].startswith("Refund 480 EUR to Initech")
 
 
 def test_a_push_that_names_another_site_opens_the_inbox(app, item):
-    context, page = app
-    context.grant_permissions(["notifications"], origin=page.base)
-    cdp = context.new_cdp_session(page)
-    registrations: list[dict] = []
-    cdp.on(
-        "ServiceWorker.workerRegistrationUpdated",
-        lambda e: registrations.extend(e["registrations"]),
-    )
-    cdp.send("ServiceWorker.enable")
-    log_in(page, "alice")
-    controlled(page)
-    registration = wait_for(lambda: next((r for r in registrations if not r["isDeleted"]), None))
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": page.base,
-            "registrationId": registration["registrationId"],
-            "data": json.dumps({"title": "Hi", "url": "https://evil.example/x"}),
-        },
-    )
-    shown = wait_for(lambda: page.evaluate(NOTIFICATIONS))
-    assert shown[0]["data"] == {"url": f"{page.base}/inbox/"}
+    shown = deliver_push(app, {"title": "Hi", "url": "https://evil.example/x"})
+    assert shown[0]["data"] == {"url": f"{app[1].base}/inbox/"}
 
 
 def test_the_channels_page_subscribes_a_device_as_the_browser_would(app, vapid, alice):
