@@ -24,6 +24,18 @@ def display_value(value: Any) -> str:
     return engine.format_value(value)
 
 
+def data_points(values: Any, limit: int | None = None) -> list[dict[str, str]]:
+    """Key data or a proposed action's top-level fields as a summary lists them away from the
+    inbox (an email, its confirmation page): a label and a display value each."""
+    if not isinstance(values, dict):
+        return [{"label": "Value", "value": display_value(values)}] if values else []
+    items = list(values.items())[:limit]
+    return [
+        {"label": str(key).replace("_", " ").capitalize(), "value": display_value(value)}
+        for key, value in items
+    ]
+
+
 def action_delta(before: Any, after: Any) -> list[dict[str, Any]]:
     """Top-level differences between two actions: each key with its old and new value
     (None where the key is absent)."""

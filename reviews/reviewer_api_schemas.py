@@ -158,7 +158,7 @@ class BatchDecidedOut(Schema):
 
 class BatchConflictOut(Schema):
     id: UUID
-    error: Literal["already_decided", "stale_proposal", "not_allowed"]
+    error: Literal["already_decided", "stale_proposal", "unknown_version", "not_allowed"]
     detail: str
 
 

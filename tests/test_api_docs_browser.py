@@ -14,9 +14,11 @@ def test_try_it_out_submits_the_example_with_the_demo_token(page, agent, refunds
     AgentToken.issue(agent, name="demo", raw=DEMO_TOKEN)
     page.goto(page.base + "/api/v1/docs")
     page.get_by_role("button", name="Authorize").first.click()
-    page.locator(".auth-container input").fill(DEMO_TOKEN)
-    page.locator(".auth-btn-wrapper button.authorize").click()
-    page.locator(".btn-done").click()
+    # One box per scheme (agents' and reviewers' tokens): the agent's.
+    agents = page.locator(".auth-container", has_text="AgentBearer")
+    agents.locator("input").fill(DEMO_TOKEN)
+    agents.locator("button.authorize").click()
+    agents.locator(".btn-done").click()
     page.locator("#operations-Requests-submitRequest .opblock-summary").click()
     page.locator("#operations-Requests-submitRequest .try-out__btn").click()
     expect(

@@ -366,3 +366,36 @@ def test_two_taps_at_once_decide_once(agent, refunds, links_on, alice):
     assert sorted(statuses) == [200, 410]
     assert Decision.objects.filter(request=request).count() == 1
     assert AuditEvent.objects.filter(request=request, verb="decided.approved").count() == 1
+
+
+def test_the_email_and_its_page_show_the_action_approve_would_approve(client, pending, links):
+    message = mail.outbox[-1]
+    html = message.alternatives[0][0]
+    assert "Proposed action" in html and "Currency" in html
+    assert 'Proposed action: {"action": "refund", "amount": 120, "currency": "EUR"}' in message.body
+    page = client.get(links["approve"]).content.decode()
+    assert "What you approve" in page
+    assert "&quot;amount&quot;: 120" in page and "&quot;currency&quot;: &quot;EUR&quot;" in page
+
+
+def test_after_an_undo_the_emails_other_link_decides_nothing(client, pending, links):
+    client.post(links["approve"])
+    assert client.post(links["approve"] + "undo/").status_code == 200
+    before = row_counts()
+    for response in (client.get(links["reject"]), client.post(links["reject"], {"reason": "no"})):
+        assert response.status_code == 410
+        assert "You used another link to this request at" in response.content.decode()
+    assert row_counts() == before
+    assert ReviewRequest.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_links_turned_off_stay_dead_when_turned_on_again(admin_client, client, pending, links):
+    url = reverse("queue_edit", args=[pending.queue.pk])
+    members = [m.pk for m in pending.queue.members.all()]
+    data = {"name": pending.queue.name, "slug": pending.queue.slug, "members": members}
+    assert admin_client.post(url, data).status_code == 302  # the box unticked
+    assert admin_client.post(url, {**data, "email_links": "on"}).status_code == 302
+
+    response = client.post(links["approve"])
+    assert response.status_code == 410 and "This link expired at" in response.content.decode()
+    assert ReviewRequest.objects.get(pk=pending.pk).status == "pending"

@@ -62,7 +62,9 @@ def item(agent, refunds, alice, carol):
 def controlled(page) -> None:
     """Wait until the service worker is installed, active and controls the page."""
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    # Polled from here: wait_for_function's polling evaluates in the page, which the CSP's
+    # script-src (no unsafe-eval) may refuse.
+    wait_for(lambda: page.evaluate("navigator.serviceWorker.controller !== null"))
 
 
 def test_the_inbox_is_installable_and_its_worker_keeps_only_the_shell(app, item):

@@ -599,3 +599,22 @@ def test_without_a_bot_token_nothing_is_queued(agent, refunds, settings):
     settings.SLACK_BOT_TOKEN = ""
     submit(agent, refunds)
     assert not Notification.objects.filter(channel="slack").exists()
+
+
+def test_the_message_shows_the_action_approve_would_approve(agent, refunds, fake_slack):
+    submit(agent, refunds, proposed_action={"tool": "refund", "amount": 12000, "note": "<b>&"})
+    deliver_slack()
+    message = posted(fake_slack)[0]
+    rendered = texts(message["blocks"])
+    assert "*Proposed action*" in rendered and '\\"amount\\": 12000' in rendered
+    assert "&lt;b&gt;&amp;" in rendered and "<b>" not in rendered
+    assert button(message, "hitl_approve")
+
+
+def test_an_action_too_long_to_show_in_slack_cannot_be_approved_there(agent, refunds, fake_slack):
+    submit(agent, refunds, proposed_action={"tool": "refund", "lines": ["x" * 50] * 80})
+    deliver_slack()
+    message = posted(fake_slack)[0]
+    assert "too long to show here" in texts(message["blocks"])
+    assert button(message, "hitl_approve") is None
+    assert button(message, "hitl_reject") and button(message, "hitl_open")

@@ -37,6 +37,7 @@ def fixed_request(db, settings, agent, refunds):
         recommended_option="refund",
         recommendation="The carrier confirms the parcel was lost; a full refund is policy.",
         attributes={"amount": 12500, "customer_tier": "enterprise", "order": "1042"},
+        proposed_action={"tool": "refund", "order": "1042", "amount": 12500, "currency": "EUR"},
         fired_rules=[
             {"field": "amount", "reason": "amount 12500 is above 10000"},
             {"field": "customer_tier", "reason": "customer_tier enterprise is in the list"},

@@ -123,7 +123,7 @@ def refusal(link: ActionLink, now: datetime) -> LinkRefused | None:
     the decision asks it again (decide_from_channel re-checks everything under its claim)."""
     request = link.request
     if link.used_at is not None:
-        when = timezone.localtime(link.used_at).strftime("%Y-%m-%d %H:%M:%S")
+        when = timezone.localtime(link.used_at).strftime("%Y-%m-%d %H:%M:%S %Z")
         return LinkRefused(
             "Link already used", f"You used this link at {when}; each link works once.", 410, link
         )
@@ -137,10 +137,33 @@ def refusal(link: ActionLink, now: datetime) -> LinkRefused | None:
         )
     if not request.is_pending:
         return LinkRefused("Already decided", str(not_pending(request.pk)), 409, link)
-    if link.expires_at <= now:
-        when = timezone.localtime(link.expires_at).strftime("%Y-%m-%d %H:%M")
+    # The reviewer's other links to it (the email's other button, an earlier reminder's):
+    # after an undo, no link decides what its reviewer took back.
+    used = (
+        ActionLink.objects.filter(
+            request_id=link.request_id, user_id=link.user_id, used_at__isnull=False
+        )
+        .order_by("-used_at")
+        .values_list("used_at", flat=True)
+        .first()
+    )
+    if used is not None:
+        when = timezone.localtime(used).strftime("%Y-%m-%d %H:%M:%S %Z")
         return LinkRefused(
-            "Link expired", f"This link expired at {when}, the request's deadline.", 410, link
+            "Link already used",
+            f"You used another link to this request at {when}, and undid that decision; "
+            "decide it in the inbox.",
+            410,
+            link,
+        )
+    if link.expires_at <= now:
+        when = timezone.localtime(link.expires_at).strftime("%Y-%m-%d %H:%M %Z")
+        return LinkRefused(
+            "Link expired",
+            f"This link expired at {when}. Links expire at the request's deadline, and when an "
+            "admin turns email links off for its queue.",
+            410,
+            link,
         )
     if request.queue is None or not request.queue.email_links:
         return LinkRefused(

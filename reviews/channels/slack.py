@@ -29,6 +29,7 @@ from ..models import (
 )
 from ..proposals import display_value
 from ..services.deadline_plan import plan_for
+from ..templatetags.inbox_tags import json_text
 from ..webhooks import Attempt
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ REASON_BLOCK, REASON_INPUT = "reason", "reason"
 # section. Longer agent text is cut with an ellipsis rather than refused by Slack.
 HEADER_MAX, TEXT_MAX, FIELD_MAX, BUTTON_MAX, FIELDS_MAX = 150, 3000, 2000, 75, 10
 RULES_SHOWN = 8
+# The proposed action in a code block within a section's limit, its markup included.
+ACTION_MAX = TEXT_MAX - 40
 # Errors worth another try; any other (invalid_auth, channel_not_found …) will not change.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable"}
 TIMEOUT_SECONDS = 5
@@ -133,6 +136,8 @@ def pending_message(request: ReviewRequest) -> tuple[str, list[dict[str, Any]]]:
         if request.recommendation:
             text += "\n" + escape(request.recommendation)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_MAX)}})
+    if request.proposed_action:
+        blocks.append(_action_block(request))
     fields = [
         {
             "type": "mrkdwn",
@@ -162,11 +167,31 @@ def pending_message(request: ReviewRequest) -> tuple[str, list[dict[str, Any]]]:
     return f"Review needed: {escape(cut(request.title, 300))}", blocks
 
 
+def _action_text(request: ReviewRequest) -> str:
+    # Inside a code block Slack still reads &, < and >; a ``` in agent text would end it.
+    return escape(json_text(request.proposed_action)).replace("```", "`\u200b``")
+
+
+def shows_whole_action(request: ReviewRequest) -> bool:
+    """Whether the message can show the whole proposed action: Approve is offered only then,
+    so nobody approves in Slack an action they could not read there."""
+    return len(_action_text(request)) <= ACTION_MAX
+
+
+def _action_block(request: ReviewRequest) -> dict[str, Any]:
+    if shows_whole_action(request):
+        text = f"*Proposed action*\n```{_action_text(request)}```"
+    else:
+        text = "*Proposed action*: too long to show here. Open it in the inbox to decide."
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
 def _buttons(request: ReviewRequest) -> list[dict[str, Any]]:
-    """Only the verbs the request allows; Modify and Respond need the inbox's form."""
+    """Only the verbs the request allows; Modify and Respond need the inbox's form, and
+    Approve needs the whole action on screen."""
     buttons = []
     labels = request.option_labels
-    if request.allows(Verb.APPROVE):
+    if request.allows(Verb.APPROVE) and shows_whole_action(request):
         option = request.recommended_option if request.recommended_option in labels else ""
         label = f"Approve: {labels[option]}" if option else "Approve"
         buttons.append(

@@ -17,9 +17,10 @@ from .decisions import record_decisions, take_back
 from .errors import (
     AlreadyDecided,
     DecisionNotAllowed,
-    StaleProposal,
     StateChanged,
     TransitionError,
+    UnknownVersion,
+    version_refusal,
 )
 from .retries import retried
 
@@ -110,10 +111,13 @@ def decide_requests_in_bulk(
         "decision__decided_by"
     )
     conflicts = [(r.pk, str(AlreadyDecided(r))) for r in left]
-    conflicts += [(r.pk, str(StaleProposal(r, versions.get(r.pk, 0)))) for r in stale if versions]
-    conflicts += [(r.pk, str(DecisionNotAllowed(r, verb))) for r in refused]
     codes = {r.pk: "already_decided" for r in left}
-    codes.update({r.pk: "stale_proposal" for r in stale})
+    for r in stale:
+        why = version_refusal(r, versions.get(r.pk, 0) if versions else 0)
+        unknown = isinstance(why, UnknownVersion)
+        conflicts.append((r.pk, " ".join(why.messages) if unknown else str(why)))
+        codes[r.pk] = "unknown_version" if unknown else "stale_proposal"
+    conflicts += [(r.pk, str(DecisionNotAllowed(r, verb))) for r in refused]
     codes.update({r.pk: "not_allowed" for r in refused})
     return BulkDecision(decisions, sorted(conflicts), batch_id, codes)
 

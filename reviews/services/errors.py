@@ -3,6 +3,7 @@ proposal was revised after the person saw it, or it does not allow that decision
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from .. import proposals
@@ -84,12 +85,34 @@ class IdempotencyConflict(Exception):
         super().__init__("This Idempotency-Key was already used with a different request body.")
 
 
-def refused_claim(request_id: int, version: int | None) -> TransitionError:
-    """Why a decision's claim matched nothing: decided meanwhile, or revised since seen."""
+class UnknownVersion(ValidationError):
+    """A decision on a version of the proposal that never existed (a client's bug, or a forged
+    form): no person was shown it, so it is bad input rather than a stale page."""
+
+    def __init__(self, request: ReviewRequest, seen: int):
+        self.request = request
+        super().__init__(
+            {
+                "version": f"Version {seen} of this proposal does not exist; the current one "
+                f"is {request.proposal_version}."
+            }
+        )
+
+
+def version_refusal(request: ReviewRequest, seen: int) -> StaleProposal | UnknownVersion:
+    """Why a decision on version `seen` of a pending request is refused."""
+    if seen > request.proposal_version or seen < 1:
+        return UnknownVersion(request, seen)
+    return StaleProposal(request, seen)
+
+
+def refused_claim(request_id: int, version: int | None) -> Exception:
+    """Why a decision's claim matched nothing: decided meanwhile, revised since seen, or on a
+    version that never was."""
     if version is not None:
         current = ReviewRequest.objects.filter(pk=request_id).first()
         if current is not None and current.is_pending and current.proposal_version != version:
-            return StaleProposal(current, version)
+            return version_refusal(current, version)
     return not_pending(request_id)
 
 

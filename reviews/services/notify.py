@@ -3,7 +3,7 @@ in this transaction and sent by the outbox after commit."""
 
 from __future__ import annotations
 
-import itertools
+import json
 from datetime import datetime
 
 from django.conf import settings
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ..channels import email_links, push, slack
 from ..models import Decision, Notification, ReviewRequest
-from ..proposals import display_value
+from ..proposals import data_points
 from .deadline_plan import plan_for
 from .outbox import queue_notifications
 
@@ -41,6 +41,7 @@ EMAIL_HEADS = {
 }
 # Key data shown in an email; the rest is one tap away in the inbox.
 EMAIL_DATA_POINTS = 6
+PLAIN_ACTION_CHARS = 500
 
 
 def heads(request: ReviewRequest, kind: str) -> tuple[str, str, str]:
@@ -51,6 +52,16 @@ def heads(request: ReviewRequest, kind: str) -> tuple[str, str, str]:
     # to send it, and a mail server would read what follows as headers of its own).
     title = " ".join(request.title.split())
     return subject.format(title=title, due=due)[:300], lead, due
+
+
+def action_line(request: ReviewRequest) -> str:
+    """The proposed action in a plain-text email, cut short (the links' page shows it all)."""
+    if not request.proposed_action:
+        return ""
+    action = json.dumps(request.proposed_action, ensure_ascii=False, default=str)
+    if len(action) > PLAIN_ACTION_CHARS:
+        action = action[: PLAIN_ACTION_CHARS - 1] + "…"
+    return f"Proposed action: {action}\n"
 
 
 def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notification:
@@ -64,7 +75,8 @@ def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notifica
     links = email_links.issue(request, assignee, now)
     body = (
         f"{lead}\n\n{request.title}\nCategory: {request.category.name}\n"
-        f"Due: {due}. If nobody decides by then, {consequence}.\n\nOpen it: {link}\n"
+        f"Due: {due}. If nobody decides by then, {consequence}.\n"
+        f"{action_line(request)}\nOpen it: {link}\n"
     ) + email_links.as_text(links)
     labels = request.option_labels
     html = render_to_string(
@@ -74,12 +86,12 @@ def assignee_email(request: ReviewRequest, kind: str, now: datetime) -> Notifica
             "lead": lead,
             "req": request,
             "recommended_label": labels.get(request.recommended_option, ""),
-            "data_points": [
-                {"label": str(key).replace("_", " ").capitalize(), "value": display_value(value)}
-                for key, value in itertools.islice(
-                    (request.attributes or {}).items(), EMAIL_DATA_POINTS
-                )
-            ],
+            "data_points": data_points(request.attributes, EMAIL_DATA_POINTS),
+            # What Approve approves: the decision is on exactly this action.
+            "action_points": data_points(request.proposed_action, EMAIL_DATA_POINTS),
+            "action_points_hidden": max(len(request.proposed_action) - EMAIL_DATA_POINTS, 0)
+            if isinstance(request.proposed_action, dict)
+            else 0,
             "due": due,
             "consequence": consequence,
             "links": links,

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from .. import webhooks
 from ..models import (
+    ActionLink,
     Agent,
     AgentToken,
     BearerToken,
@@ -40,6 +41,12 @@ def save_queue(form: Any, *, by: AbstractBaseUser) -> Queue:
     with transaction.atomic():
         before = _queue_state(Queue.objects.get(pk=form.instance.pk)) if form.instance.pk else None
         queue = form.save()
+        if before and before["email_links"] and not queue.email_links:
+            # Off means the links already sent are dead, even if the box is ticked again:
+            # an admin turns them off after a leak.
+            ActionLink.objects.filter(
+                request__queue=queue, used_at__isnull=True, expires_at__gt=timezone.now()
+            ).update(expires_at=timezone.now())
         audit("queue.saved", None, by, before=before, after=_queue_state(queue))
     return queue
 

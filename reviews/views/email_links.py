@@ -9,7 +9,6 @@ path with the token.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -26,11 +25,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from ..channels import email_link_decisions
 from ..channels.email_links import MAX_REASON, LinkRefused, find, refusal
 from ..models import ActionLink, Verb
-from ..proposals import display_value
+from ..proposals import data_points
 from ..services.channel_decisions import NotYours
 from ..services.deadline_plan import plan_for
 from ..services.errors import DecisionNotAllowed, StaleProposal, TransitionError
 from ..services.notify import EMAIL_DATA_POINTS, inbox_item_url
+from ..templatetags.inbox_tags import json_text
 
 VERB_BUTTON = {Verb.APPROVE: "btn-approve", Verb.REJECT: "btn-reject"}
 OUTCOME_MARK = {"approved": "✓", "rejected": "✕"}
@@ -114,10 +114,9 @@ def confirm_context(link: ActionLink, now: datetime, **extra: Any) -> dict[str, 
         "is_reject": link.verb == Verb.REJECT,
         "button_class": VERB_BUTTON.get(link.verb, "btn-primary"),
         "recommended_label": req.option_labels.get(req.recommended_option, ""),
-        "data_points": [
-            {"label": str(key).replace("_", " ").capitalize(), "value": display_value(value)}
-            for key, value in itertools.islice(attributes.items(), EMAIL_DATA_POINTS)
-        ],
+        "data_points": data_points(attributes, EMAIL_DATA_POINTS),
+        # The whole action, as the decision will approve it: nothing of it is left out here.
+        "action_json": json_text(req.proposed_action) if req.proposed_action else "",
         "data_points_hidden": max(len(attributes) - EMAIL_DATA_POINTS, 0),
         "consequence": plan_for(req).consequence,
         "who": who.get_full_name() or who.get_username(),
