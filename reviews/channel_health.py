@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count, Max, Q
 
+from .channels import push
 from .models import AuditEvent, Notification, OutboxMessage, PushSubscription, Queue
 
 State = OutboxMessage.State
@@ -28,18 +29,20 @@ class ChannelHealth:
     retrying: int  # waiting after a failed attempt
     failed: int  # given up, in the last 24 hours
     last_error: str
+    problem: str = ""  # a setting missing that breaks the channel
 
     @property
     def state(self) -> str:
         """'failing', 'retrying', 'ok' or 'off': the badge the status page shows."""
-        if self.failed:
+        if self.failed or self.problem:
             return "failing"
         if self.retrying:
             return "retrying"
         return "ok" if self.active else "off"
 
 
-def _setup() -> dict[str, tuple[bool, str]]:
+def _setup() -> dict[str, tuple[bool, str, str]]:
+    """Per channel: whether it is on, how it is set up, and what is wrong with that."""
     queues = Queue.objects.aggregate(
         chat=Count("pk", filter=~Q(chat_webhook_url="")),
         slack=Count("pk", filter=~Q(slack_channel="")),
@@ -47,25 +50,40 @@ def _setup() -> dict[str, tuple[bool, str]]:
         email_links=Count("pk", filter=Q(email_links=True)),
     )
     backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
-    email = f"{backend} backend; one-tap links in {queues['email_links']} queue(s)"
+    email = f"{backend} backend"
+    if backend == "console":
+        email += " (printed by the worker, not sent)"
+    email += f"; one-tap links in {_count(queues['email_links'], 'queue')}"
     slack_on = bool(settings.SLACK_BOT_TOKEN)
     slack = (
-        f"posts in {queues['slack']} queue(s), direct messages in {queues['slack_dms']}"
+        f"posts in {_count(queues['slack'], 'queue')}, direct messages in "
+        f"{_count(queues['slack_dms'], 'queue')}"
         if slack_on
         else "off: SLACK_BOT_TOKEN is not set"
     )
-    push_on = bool(settings.VAPID_PRIVATE_KEY and settings.VAPID_PUBLIC_KEY)
-    push = (
-        f"{PushSubscription.objects.count()} device(s) subscribed"
+    slack_problem = ""
+    if slack_on and not settings.SLACK_SIGNING_SECRET:
+        slack_problem = "SLACK_SIGNING_SECRET is not set: every button click is refused"
+    push_on = push.enabled()
+    devices = (
+        f"{_count(PushSubscription.objects.count(), 'device')} subscribed"
         if push_on
         else "off: VAPID keys are not set"
     )
     return {
-        Channel.EMAIL: (True, email),
-        Channel.CHAT: (bool(queues["chat"]), f"webhooks in {queues['chat']} queue(s)"),
-        Channel.SLACK: (slack_on, slack),
-        Channel.PUSH: (push_on, push),
+        Channel.EMAIL: (True, email, ""),
+        Channel.CHAT: (
+            bool(queues["chat"]),
+            f"webhooks in {_count(queues['chat'], 'queue')}",
+            "",
+        ),
+        Channel.SLACK: (slack_on, slack, slack_problem),
+        Channel.PUSH: (push_on, devices, ""),
     }
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def channel_health(now: datetime) -> list[ChannelHealth]:
@@ -94,7 +112,7 @@ def channel_health(now: datetime) -> list[ChannelHealth]:
                 .first()
                 or ""
             )
-        active, how = setup[channel]
+        active, how, problem = setup[channel]
         health.append(
             ChannelHealth(
                 channel=channel,
@@ -107,6 +125,7 @@ def channel_health(now: datetime) -> list[ChannelHealth]:
                 retrying=row.get("retrying", 0),
                 failed=row.get("failed", 0),
                 last_error=last_error,
+                problem=problem,
             )
         )
     return health

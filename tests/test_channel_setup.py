@@ -80,7 +80,7 @@ def note(channel, state, *, error="", attempts=1, delivered=None, target="x"):
 
 
 def test_the_status_page_shows_each_channels_health(client, admin_user, settings):
-    settings.SLACK_BOT_TOKEN = "xoxb-test"
+    settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET = "xoxb-test", "secret"
     delivered = timezone.now() - timedelta(minutes=3)
     note("email", State.SUCCEEDED, delivered=delivered)
     note("slack", State.SUCCEEDED, delivered=delivered)
@@ -109,3 +109,18 @@ def test_a_channels_last_error_is_escaped_on_the_status_page(client, admin_user)
     client.force_login(admin_user)
     body = client.get(reverse("status")).content.decode()
     assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)" in body
+
+
+def test_slack_without_its_signing_secret_is_shown_as_failing(client, admin_user, settings):
+    settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET = "xoxb-test", ""
+    client.force_login(admin_user)
+    response = client.get(reverse("status"))
+    slack = next(h for h in response.context["channels"] if h.channel == "slack")
+    assert slack.state == "failing"
+    assert "SLACK_SIGNING_SECRET is not set: every button click is refused" in (
+        response.content.decode()
+    )
+    settings.SLACK_SIGNING_SECRET = "secret"
+    response = client.get(reverse("status"))
+    slack = next(h for h in response.context["channels"] if h.channel == "slack")
+    assert slack.state == "ok" and not slack.problem
