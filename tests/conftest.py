@@ -22,6 +22,9 @@ from django.db import connection
 from reviews import rulebook
 from reviews.models import Agent, AgentToken, Category, EscalationRule, Queue
 
+from . import pg_cluster
+from .pg_cluster import pg_cluster_fixture  # noqa: F401 (every test may ask for it)
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -71,6 +74,9 @@ def redis_available() -> str | None:
 
 
 def missing_service(item: pytest.Item) -> str | None:
+    if item.get_closest_marker("postgres") and "pg_cluster" in item.fixturenames:
+        # Its own cluster, not the shared server: it needs the binaries, not DATABASE_URL.
+        return pg_cluster.missing()
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         return "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl"
     if item.get_closest_marker("redis") and (reason := redis_available()):
