@@ -107,7 +107,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "reviews.middleware.api_errors_as_json",
     "reviews.middleware.content_security_policy",
-    "reviews.middleware.DatabaseBusyMiddleware",
+    "reviews.middleware.DatabaseUnavailableMiddleware",
     # Last, so it turns a refused login into the login page with the lockout message.
     "axes.middleware.AxesMiddleware",
 ]
@@ -155,7 +155,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         "max_size": DATABASE_POOL_MAX_SIZE,
         "timeout": DATABASE_POOL_TIMEOUT,
         "max_idle": 60,
+        # While the database restarts, give up a failed opening after a few seconds instead of
+        # retrying on a backoff for minutes: the next request starts a fresh one, so the pool
+        # reconnects within a request of the database coming back.
+        "reconnect_timeout": 3,
     }
+    # A database host that does not answer at all fails a connection in 5 s, not the kernel's
+    # minutes, so the pool's opening threads are free to try again.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and beat share one SQLite file without
     # "database is locked" errors; IMMEDIATE makes write transactions take the lock up front.

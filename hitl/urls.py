@@ -21,3 +21,6 @@ urlpatterns = [
     # --- pages ----------------------------------------------------------------------------
     path("", include("reviews.urls")),
 ]
+
+# A database connection error raised anywhere (middleware too) answers 503, not 500.
+handler500 = "reviews.middleware.server_error"

@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psycopg
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.utils import timezone
+from psycopg_pool import PoolTimeout
 
 from .models import Heartbeat
+
+DATABASE_PROBE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -93,18 +97,37 @@ def check_cache() -> Part:
     return Part(True, detail="Redis")
 
 
+def probe_database() -> None:
+    """SELECT 1, waiting at most DATABASE_PROBE_SECONDS for a pooled connection: a request
+    would wait the whole pool timeout, too long for a load balancer's check."""
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return
+    pool.open()  # idempotent; Django opens it on first use, which may not have happened yet
+    try:
+        with pool.connection(timeout=DATABASE_PROBE_SECONDS) as conn:
+            conn.execute("SELECT 1")
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise OperationalError("PostgreSQL unreachable") from exc
+
+
 def liveness(now: datetime | None = None) -> Liveness:
     now = now or timezone.now()
     broker = check_broker()
     shared_cache = check_cache()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        probe_database()
         beats = dict(Heartbeat.objects.values_list("name", "seen_at"))
     except DatabaseError as exc:
         unknown = Part(False, detail="unknown: the database is down")
         return Liveness(
-            Part(False, detail=type(exc).__name__), broker, unknown, unknown, shared_cache
+            Part(False, detail=f"unreachable: {type(exc.__cause__ or exc).__name__}"),
+            broker,
+            unknown,
+            unknown,
+            shared_cache,
         )
     beat_seen = beats.get("beat")
     beat = Part(

@@ -1,20 +1,24 @@
 """Keep the agent API's promise that every error is JSON, also where Django or django-ninja
 answer before any API code runs: a path with no endpoint (404) or the wrong method (405); and
-answer an exhausted database connection pool with 503, never 500; and refuse people's input
+answer a database that is busy or cannot be reached with 503, never 500; and refuse people's input
 that cannot be stored before a view sees it."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
-from psycopg_pool import PoolTimeout
+from django.views import defaults
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from . import validation
 
@@ -54,6 +58,13 @@ def api_errors_as_json(get_response: Callable[[HttpRequest], HttpResponse]) -> C
 # requests hold one for milliseconds, so the backlog is gone within seconds (or the retry
 # lands on a less busy process).
 BUSY_RETRY_AFTER_SECONDS = 2
+# A database that cannot be reached is restarting or failing over: managed PostgreSQL takes
+# 20-60 s, so a few seconds between tries is often enough and never hammers it.
+UNREACHABLE_RETRY_AFTER_SECONDS = 5
+# Connection-level SQLSTATEs: class 08 (connection exception) and the server shutting down or
+# still starting (57P01-57P03). Other OperationalErrors (a deadlock, a cancelled statement) are
+# real errors of one request and stay 500s.
+UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def pool_exhausted(exc: BaseException) -> bool:
@@ -61,9 +72,64 @@ def pool_exhausted(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
 
 
-class DatabaseBusyMiddleware:
-    """Answer 503 with Retry-After, not 500, when a thread cannot get a database connection in
-    time (JSON for the agent API): the server is overloaded, the request was not wrong."""
+def database_unreachable(exc: BaseException) -> bool:
+    """True when the error says the database cannot be talked to (refused, closed, shutting
+    down), as Django raises it (its own OperationalError/InterfaceError wrapping psycopg's)."""
+    if isinstance(exc, InterfaceError):
+        return True  # the connection is closed or unusable: never the request's fault
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, (PoolTimeout, PoolClosed, psycopg.InterfaceError)):
+        return True
+    if isinstance(cause, psycopg.OperationalError):
+        sqlstate = cause.sqlstate or ""
+        return not sqlstate or sqlstate.startswith(UNREACHABLE_SQLSTATES)
+    return False
+
+
+def pool_cannot_connect() -> bool:
+    """After a pool timeout: True when the pool was still allowed to open connections, so the
+    wait was for one the database would not give (it is down), not for a busy pool's."""
+    pool = getattr(connection, "pool", None)
+    return pool is None or pool.get_stats().get("pool_size", 0) < pool.max_size
+
+
+def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """503 with Retry-After: JSON for the API, a page for people that needs no database (no
+    user, no session, no context processors), and a header the inbox's script recognises."""
+    busy = pool_exhausted(exc) and not pool_cannot_connect()
+    retry = str(BUSY_RETRY_AFTER_SECONDS if busy else UNREACHABLE_RETRY_AFTER_SECONDS)
+    if busy:
+        log.warning("no database connection within the pool timeout for %s", request.path)
+        code, detail = "unavailable", f"The server is busy; retry in {retry} s."
+    else:
+        log.warning("database unreachable for %s: %s", request.path, exc)
+        code = "database_unavailable"
+        detail = (
+            "The database cannot be reached (it may be restarting); retry in "
+            f"{retry} s with the same Idempotency-Key."
+        )
+    if request.path.startswith(API_PREFIX):
+        response: HttpResponse = JsonResponse({"error": code, "detail": detail}, status=503)
+    else:
+        page = render_to_string("503.html", {"busy": busy, "retry": retry})
+        response = HttpResponse(page, status=503)
+    response["Retry-After"] = retry
+    response["X-HITL-Unavailable"] = "busy" if busy else "database"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def database_trouble(exc: BaseException | None) -> bool:
+    return exc is not None and (pool_exhausted(exc) or database_unreachable(exc))
+
+
+class DatabaseUnavailableMiddleware:
+    """Answer 503 with Retry-After, not 500, when a view cannot get or keep a database
+    connection: the request was not wrong, the server is overloaded or its database is
+    restarting. Errors raised in other middleware (sessions, authentication, axes) reach
+    server_error below instead, Django's last resort for any layer."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -72,23 +138,16 @@ class DatabaseBusyMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        if not pool_exhausted(exc):
-            return None
-        log.warning("no database connection within the pool timeout for %s", request.path)
-        retry = str(BUSY_RETRY_AFTER_SECONDS)
-        if request.path.startswith(API_PREFIX):
-            response: HttpResponse = JsonResponse(
-                {"error": "unavailable", "detail": f"The server is busy; retry in {retry} s."},
-                status=503,
-            )
-        else:
-            response = HttpResponse(
-                f"The server is busy. Try again in {retry} seconds.",
-                status=503,
-                content_type="text/plain; charset=utf-8",
-            )
-        response["Retry-After"] = retry
-        return response
+        return unavailable_response(request, exc) if database_trouble(exc) else None
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: Django calls it for an exception in any middleware or view; a database
+    connection error gets the 503 too, anything else the usual 500 page."""
+    exc = sys.exc_info()[1]
+    if database_trouble(exc):
+        return unavailable_response(request, exc)
+    return defaults.server_error(request)
 
 
 def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:
