@@ -165,7 +165,9 @@ def test_while_the_database_restarts_every_door_says_unavailable_then_works_agai
             base + "/api/v1/requests", json=SUBMISSION, headers={"Idempotency-Key": key}, timeout=30
         ),
         "detail": lambda: agent.get(f"{base}/api/v1/requests/{request_id}", timeout=30),
-        "wait": lambda: agent.get(f"{base}/api/v1/requests/{request_id}/wait?timeout=2", timeout=30),
+        "wait": lambda: agent.get(
+            f"{base}/api/v1/requests/{request_id}/wait?timeout=2", timeout=30
+        ),
     }
     for name, call in calls.items():
         started = time.monotonic()
