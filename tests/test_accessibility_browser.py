@@ -4,11 +4,13 @@ violation."""
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.template.loader import render_to_string
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -380,4 +382,25 @@ def test_a_reviewer_issues_and_revokes_a_reviewer_api_token(audit, alice):
         tokens.get_by_role("button", name=f"Revoke the token dashboard {size}").click()
         expect(page.locator(".flash-success")).to_be_visible()
         audit.check("/me/channels/ a token revoked")
+    audit.assert_clean()
+
+
+def test_the_database_unavailable_page(audit):
+    """The page a person gets while the database restarts (tests/test_db_unavailable.py causes
+    it). The live server's database cannot be stopped under the test, so the page is rendered
+    here as the middleware renders it (without a request) and served from the server's origin,
+    with its real stylesheet."""
+    page = audit.page
+    body = render_to_string("503.html", {"retry": "5"})
+    page.route(
+        "**/inbox/",
+        lambda route: route.fulfill(status=503, body=body, content_type="text/html; charset=utf-8"),
+    )
+    shots = os.environ.get("HITL_SCREENSHOTS", "")
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit("/inbox/", status=503)
+        expect(page.get_by_role("heading", name="Reconnecting to the database")).to_be_visible()
+        if shots:
+            page.screenshot(path=f"{shots}/database-unavailable-{size}.png")
     audit.assert_clean()
