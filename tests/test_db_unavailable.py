@@ -184,6 +184,11 @@ def test_while_the_database_restarts_every_door_says_unavailable_then_works_agai
     assert "Internal" not in inbox.text and "rita" not in inbox.text  # no user, no nav
     htmx = reviewer.get(base + "/inbox/", headers={"HX-Request": "true"}, timeout=30)
     assert_database_unavailable(htmx)
+    # Raised in a middleware, not a view (the input refusal renders the page's navigation,
+    # which reads the user's roles): Django's handler500 gives the same 503.
+    refused = reviewer.get(base + "/inbox/", params={"q": "\x00"}, timeout=30)
+    assert_database_unavailable(refused)
+    assert "Reconnecting to the database" in refused.text
     # A login needs the database (axes, the user): the same page, never a 500.
     anonymous = requests.Session()
     anonymous.get(base + "/login/", timeout=30)
