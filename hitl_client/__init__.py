@@ -30,10 +30,15 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
+import http.client
 import inspect
 import json
+import logging
+import math
 import os
 import random
+import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -51,6 +56,7 @@ __all__ = [
     "HITLError",
     "Rejected",
     "ReviewerAddedFields",
+    "Unavailable",
     "interrupt_key",
     "requires_approval",
     "resume_body",
@@ -59,6 +65,12 @@ __version__ = "1.0.0"
 
 MAX_WAIT = 60  # the server's longest long-poll
 SETTLED = {"approved", "modified", "rejected", "auto_approved", "cancelled"}
+# "Not now" rather than "broken": the server's 503 (its database is restarting, say), and a
+# proxy's 502 or 504 while the server behind it restarts. A 500 is a bug: a few tries only.
+UNAVAILABLE = {502, 503, 504}
+BACKOFF_CAP = 10.0  # seconds: the longest pause between tries while the server is down
+
+log = logging.getLogger("hitl_client")
 
 
 class HITLError(Exception):
@@ -95,6 +107,11 @@ class Cancelled(HITLError):
         super().__init__("The request was cancelled.")
 
 
+class Unavailable(HITLError):
+    """The server could not be reached (refused, reset, timed out) or said it is unavailable
+    (503, or a proxy's 502 or 504) for longer than the call could wait."""
+
+
 class ApprovalTimeout(HITLError, TimeoutError):
     def __init__(self, request: dict[str, Any]) -> None:
         self.request = request
@@ -102,7 +119,12 @@ class ApprovalTimeout(HITLError, TimeoutError):
 
 
 class Client:
-    """`Client(base_url, token)`; both default to the HITL_URL and HITL_TOKEN variables."""
+    """`Client(base_url, token)`; both default to the HITL_URL and HITL_TOKEN variables.
+
+    A server that is down (refused, reset or timed-out connections, 503, a proxy's 502 or
+    504) is waited out: a call keeps trying, after the server's Retry-After or with backoff
+    and jitter, for up to `unavailable_timeout` seconds, a wait for as long as its own
+    `timeout` allows; then `Unavailable`. A 500 or a 429 is tried `retries` more times."""
 
     def __init__(
         self,
@@ -111,6 +133,7 @@ class Client:
         *,
         retries: int = 3,
         http_timeout: float = MAX_WAIT + 15,
+        unavailable_timeout: float = 300,
     ) -> None:
         self.base_url = (base_url or os.environ.get("HITL_URL", "http://127.0.0.1:8000")).rstrip(
             "/"
@@ -118,6 +141,9 @@ class Client:
         self.token = token or os.environ.get("HITL_TOKEN", "")
         self.retries = retries
         self.http_timeout = http_timeout
+        self.unavailable_timeout = unavailable_timeout
+        self._down_since: float | None = None  # when the current outage began, if one has
+        self._outage_lock = threading.Lock()
 
     # --- transport ------------------------------------------------------------------------
 
@@ -132,14 +158,28 @@ class Client:
     ) -> Any:
         """One API call, retried on connection errors, 5xx and (unless retry_429 is off) 429
         (submissions carry an Idempotency-Key, so a retried submission never makes a second
-        request)."""
+        request); an unavailable server is waited out for `unavailable_timeout` seconds."""
+        deadline = time.monotonic() + self.unavailable_timeout
+        return self._call(method, path, body, query, headers, retry_429, deadline)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        retry_429: bool = True,
+        deadline: float = math.inf,
+    ) -> Any:
+        """`request`, waiting out an unavailable server until `deadline` (time.monotonic)."""
         call = self._prepare(method, path, body, query, headers)
-        for attempt in range(self.retries + 1):
-            answer, delay = self._attempt(call, attempt, retry_429)
+        tries = _Tries(self.retries, deadline, retry_429)
+        while True:
+            answer, delay = self._attempt(call, tries)
             if delay is None:
                 return answer
             time.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _prepare(
         self,
@@ -163,26 +203,61 @@ class Client:
         return method, url, data, all_headers
 
     def _attempt(
-        self, call: tuple[str, str, bytes | None, dict[str, str]], attempt: int, retry_429: bool
+        self, call: tuple[str, str, bytes | None, dict[str, str]], tries: _Tries
     ) -> tuple[Any, float | None]:
         """One try of a call: (the answer, None), or (None, seconds to pause) before the next
         try. Raises HITLError when the answer is final or the retries are spent. The sync and
         async clients both loop over this, so they retry alike."""
         method, url, data, headers = call
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        # A hung connection must not outlast the caller's deadline by more than a little.
+        limit = min(self.http_timeout, max(tries.deadline - time.monotonic(), 0) + 15)
         try:
-            with urllib.request.urlopen(req, timeout=self.http_timeout) as response:
-                return json.loads(response.read() or b"null"), None
+            with urllib.request.urlopen(req, timeout=limit) as response:
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             payload = _json_or_none(exc.read())
-            retryable = exc.code >= 500 or (exc.code == 429 and retry_429)
-            if not retryable or attempt == self.retries:
-                raise _error_from(exc.code, payload, exc.headers.get("Retry-After")) from None
-            return None, _retry_after(exc.headers.get("Retry-After"), attempt)
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            if attempt == self.retries:
-                raise HITLError(f"Cannot reach {self.base_url}: {exc}") from exc
-            return None, 0.5 * 2**attempt
+            error = _error_from(exc.code, payload, exc.headers.get("Retry-After"))
+            if exc.code in UNAVAILABLE:
+                self._outage_began()
+                delay = tries.after_outage(error)
+            elif exc.code >= 500 or (exc.code == 429 and tries.retry_429):
+                delay = tries.after_failure(error)
+            else:
+                delay = None
+            if delay is None:
+                raise error from None
+            return None, delay
+        except (OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):  # a certificate will not fix itself
+                error: HITLError = HITLError(f"Cannot reach {self.base_url}: {reason}")
+                delay = tries.after_failure(error)
+            else:  # refused, reset, timed out, cut off mid-answer: a restart
+                error = Unavailable(f"Cannot reach {self.base_url}: {reason}")
+                self._outage_began()
+                delay = tries.after_outage(error)
+            if delay is None:
+                raise error from exc
+            return None, delay
+        self._outage_ended()
+        return json.loads(raw or b"null"), None
+
+    def _outage_began(self) -> None:
+        """One warning per outage, however many calls and tries meet it."""
+        with self._outage_lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning("HITL server unavailable, retrying: %s", self.base_url)
+
+    def _outage_ended(self) -> None:
+        if self._down_since is None:  # the usual case, without taking the lock
+            return
+        with self._outage_lock:
+            if self._down_since is not None:
+                seconds = time.monotonic() - self._down_since
+                self._down_since = None
+                log.warning("HITL server available again after %.0f s", seconds)
 
     # --- the API --------------------------------------------------------------------------
 
@@ -204,6 +279,7 @@ class Client:
             body["proposed_action"] = proposed_action
         if callback_url is not None:
             body["callback_url"] = callback_url
+        # Made once per submission, before the first try: every retry carries the same key.
         key = idempotency_key or str(uuid.uuid4())
         return self.request("POST", "/requests", body, headers={"Idempotency-Key": key})
 
@@ -216,8 +292,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             current = self._long_poll(f"/requests/{request_id}/wait", deadline)
-            if current is None:  # refused a wait slot until the deadline: read the state
-                current = self.get(request_id)
+            if current is None:  # refused or unavailable until the deadline: a last look
+                current = self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
             if deadline is not None and time.monotonic() >= deadline:
@@ -227,21 +303,36 @@ class Client:
         """One long-poll of at most MAX_WAIT seconds. A 429 (this agent's share of the server's
         wait slots, or the server's, is taken) is no failure of the wait: ask again after its
         Retry-After, with a little jitter so an agent's refused loops do not return in step.
-        None when the deadline passes first."""
+        An unavailable server neither: ask again with backoff. None when the deadline passes
+        first."""
+        outage = 0
         while True:
             left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
-            try:
-                return self.request(
-                    "GET", path, query={"timeout": min(left, MAX_WAIT)}, retry_429=False
+            try:  # one try per outage answer here, so each asks for the time then left
+                return self._call(
+                    "GET",
+                    path,
+                    query={"timeout": min(left, MAX_WAIT)},
+                    retry_429=False,
+                    deadline=time.monotonic(),
                 )
             except HITLError as exc:
-                if exc.status != 429:
-                    raise
-                pause = (exc.retry_after or 1.0) + random.uniform(0, 0.5)
+                outage = outage + 1 if isinstance(exc, Unavailable) else 0
+                pause = _not_yet(exc, outage)
                 if deadline is not None and time.monotonic() + pause >= deadline:
                     time.sleep(max(deadline - time.monotonic(), 0))
                     return None
                 time.sleep(pause)
+
+    def _last_look(
+        self, path: str, known: dict[str, Any], query: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The request's state once a wait's deadline has passed; what was `known` of it when
+        the server is still unavailable (the wait is over either way)."""
+        try:
+            return self._call("GET", path, query=query, deadline=time.monotonic())
+        except Unavailable:
+            return {"status": "pending", **known}
 
     def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
         return self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
@@ -313,6 +404,13 @@ class Client:
             headers={"Idempotency-Key": key},
         )
 
+    def _withdraw(self, request_id: str) -> None:
+        """Cancel a request its agent stopped waiting for, trying an unavailable server once:
+        the caller's timeout has passed, and the server's deadline will close it anyway."""
+        with contextlib.suppress(HITLError):
+            body = {"reason": STOPPED_WAITING}
+            self._call("POST", f"/requests/{request_id}/cancel", body, deadline=time.monotonic())
+
     def interrupt_response(
         self, request_id: str, timeout: float | None = None
     ) -> dict[str, Any] | None:
@@ -321,7 +419,8 @@ class Client:
         while True:
             answer = self._long_poll(f"/interrupts/{request_id}", deadline)
             if answer is None:
-                answer = self.request("GET", f"/interrupts/{request_id}", query={"timeout": 0})
+                known = {"id": request_id, "response": None}
+                answer = self._last_look(f"/interrupts/{request_id}", known, {"timeout": 0})
             if answer["response"] is not None:
                 return answer["response"]
             if deadline is not None and time.monotonic() >= deadline:
@@ -362,9 +461,9 @@ class Client:
                 raise Cancelled(answer)
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(answer)
-            polled = self._long_poll(f"/interrupts/{answer['id']}", deadline)
-            answer = polled or self.request(
-                "GET", f"/interrupts/{answer['id']}", query={"timeout": 0}
+            path = f"/interrupts/{answer['id']}"
+            answer = self._long_poll(path, deadline) or self._last_look(
+                path, answer, {"timeout": 0}
             )
         return answer["response"]
 
@@ -390,9 +489,16 @@ class AsyncClient:
         *,
         retries: int = 3,
         http_timeout: float = MAX_WAIT + 15,
+        unavailable_timeout: float = 300,
         max_concurrency: int = 32,
     ) -> None:
-        self.sync = Client(base_url, token, retries=retries, http_timeout=http_timeout)
+        self.sync = Client(
+            base_url,
+            token,
+            retries=retries,
+            http_timeout=http_timeout,
+            unavailable_timeout=unavailable_timeout,
+        )
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_concurrency, thread_name_prefix="hitl-client"
         )
@@ -425,25 +531,49 @@ class AsyncClient:
         retry_429: bool = True,
     ) -> Any:
         """Client.request, pausing between tries with asyncio rather than in a thread."""
+        deadline = time.monotonic() + self.sync.unavailable_timeout
+        return await self._call(method, path, body, query, headers, retry_429, deadline)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        retry_429: bool = True,
+        deadline: float = math.inf,
+    ) -> Any:
         call = self.sync._prepare(method, path, body, query, headers)
-        for attempt in range(self.sync.retries + 1):
-            answer, delay = await self._run(self.sync._attempt, call, attempt, retry_429)
+        tries = _Tries(self.sync.retries, deadline, retry_429)
+        while True:
+            answer, delay = await self._run(self.sync._attempt, call, tries)
             if delay is None:
                 return answer
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     async def submit(
-        self, category: str, title: str, *, callback_url: str | None = None, **fields: Any
+        self,
+        category: str,
+        title: str,
+        *,
+        proposed_action: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         """Client.submit: proposed_action, idempotency_key, callback_url and the other fields
         by name."""
-        return await self._run(
-            self.sync.submit, category, title, callback_url=callback_url, **fields
-        )
+        body = {"category": category, "title": title, **fields}
+        if proposed_action is not None:
+            body["proposed_action"] = proposed_action
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        key = idempotency_key or str(uuid.uuid4())  # once, as Client.submit
+        return await self.request("POST", "/requests", body, headers={"Idempotency-Key": key})
 
     async def get(self, request_id: str) -> dict[str, Any]:
-        return await self._run(self.sync.get, request_id)
+        return await self.request("GET", f"/requests/{request_id}")
 
     async def wait(self, request_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Client.wait: the request once decided or cancelled; ApprovalTimeout after
@@ -452,42 +582,65 @@ class AsyncClient:
         while True:
             current = await self._long_poll(f"/requests/{request_id}/wait", deadline)
             if current is None:
-                current = await self.get(request_id)
+                current = await self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
 
     async def _long_poll(self, path: str, deadline: float | None) -> Any:
-        """Client._long_poll: a 429 means "not yet", asked again after its Retry-After."""
+        """Client._long_poll: a 429 or an unavailable server means "not yet"."""
+        outage = 0
         while True:
             left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
             try:
-                return await self.request(
-                    "GET", path, query={"timeout": min(left, MAX_WAIT)}, retry_429=False
+                return await self._call(
+                    "GET",
+                    path,
+                    query={"timeout": min(left, MAX_WAIT)},
+                    retry_429=False,
+                    deadline=time.monotonic(),
                 )
             except HITLError as exc:
-                if exc.status != 429:
-                    raise
-                pause = (exc.retry_after or 1.0) + random.uniform(0, 0.5)
+                outage = outage + 1 if isinstance(exc, Unavailable) else 0
+                pause = _not_yet(exc, outage)
                 if deadline is not None and time.monotonic() + pause >= deadline:
                     await asyncio.sleep(max(deadline - time.monotonic(), 0))
                     return None
                 await asyncio.sleep(pause)
 
+    async def _last_look(
+        self, path: str, known: dict[str, Any], query: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Client._last_look."""
+        try:
+            return await self._call("GET", path, query=query, deadline=time.monotonic())
+        except Unavailable:
+            return {"status": "pending", **known}
+
+    async def _withdraw(self, request_id: str) -> None:
+        """Client._withdraw."""
+        await self._run(self.sync._withdraw, request_id)
+
     async def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
-        return await self._run(self.sync.cancel, request_id, reason)
+        return await self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
 
     async def messages(self, request_id: str) -> list[dict[str, Any]]:
-        return await self._run(self.sync.messages, request_id)
+        return await self.request("GET", f"/requests/{request_id}/messages")
 
     async def answer(self, request_id: str, body: str) -> dict[str, Any]:
-        return await self._run(self.sync.answer, request_id, body)
+        return await self.request(
+            "POST", f"/requests/{request_id}/messages", {"kind": "answer", "body": body}
+        )
 
     async def revise(
         self, request_id: str, proposed_action: dict[str, Any], body: str = ""
     ) -> dict[str, Any]:
-        return await self._run(self.sync.revise, request_id, proposed_action, body)
+        return await self.request(
+            "POST",
+            f"/requests/{request_id}/messages",
+            {"kind": "revision", "body": body, "proposed_action": proposed_action},
+        )
 
     async def evaluate(
         self,
@@ -495,13 +648,17 @@ class AsyncClient:
         confidence: float | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return await self._run(self.sync.evaluate, category, confidence, attributes)
+        return await self.request(
+            "POST",
+            "/evaluate",
+            {"category": category, "confidence": confidence, "attributes": attributes or {}},
+        )
 
     async def categories(self) -> list[dict[str, Any]]:
-        return await self._run(self.sync.categories)
+        return await self.request("GET", "/categories")
 
     async def guidelines(self, category: str) -> dict[str, Any]:
-        return await self._run(self.sync.guidelines, category)
+        return await self.request("GET", "/guidelines", query={"category": category})
 
     async def interrupt(
         self,
@@ -512,12 +669,17 @@ class AsyncClient:
         callback_url: str | None = None,
     ) -> dict[str, Any]:
         """Client.interrupt, keyed the same way: sending it again gets the same request."""
-        return await self._run(
-            self.sync.interrupt,
-            category,
-            interrupt,
-            idempotency_key=idempotency_key,
-            callback_url=callback_url,
+        body, own_id = _interrupt_parts(interrupt)
+        key = (
+            idempotency_key or body.get("idempotency_key") or interrupt_key(category, body, own_id)
+        )
+        if callback_url is not None:
+            body = {**body, "callback_url": callback_url}
+        return await self.request(
+            "POST",
+            "/interrupts",
+            {"category": category, **body},
+            headers={"Idempotency-Key": key},
         )
 
     async def interrupt_response(
@@ -528,9 +690,9 @@ class AsyncClient:
         while True:
             answer = await self._long_poll(f"/interrupts/{request_id}", deadline)
             if answer is None:
-                answer = await self.request(
-                    "GET", f"/interrupts/{request_id}", query={"timeout": 0}
-                )
+                known = {"id": request_id, "response": None}
+                path = f"/interrupts/{request_id}"
+                answer = await self._last_look(path, known, {"timeout": 0})
             if answer["response"] is not None:
                 return answer["response"]
             if deadline is not None and time.monotonic() >= deadline:
@@ -559,8 +721,8 @@ class AsyncClient:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ApprovalTimeout(answer)
                 path = f"/interrupts/{answer['id']}"
-                answer = await self._long_poll(path, deadline) or await self.request(
-                    "GET", path, query={"timeout": 0}
+                answer = await self._long_poll(path, deadline) or await self._last_look(
+                    path, answer, {"timeout": 0}
                 )
             return answer["response"]
 
@@ -686,8 +848,7 @@ def requires_approval(
                         outcome = await api.wait(created["id"], timeout=timeout)
                     except ApprovalTimeout:
                         if cancel_on_timeout:  # as the sync wrapper, below
-                            with contextlib.suppress(HITLError):
-                                await api.cancel(created["id"], reason=STOPPED_WAITING)
+                            await api._withdraw(created["id"])
                         raise
                 call = settle(arguments, outcome)
                 if call is None:
@@ -710,8 +871,7 @@ def requires_approval(
                     # Withdraw it; if a human decided at the last moment, the agent still
                     # does not act, because it has stopped waiting.
                     if cancel_on_timeout:
-                        with contextlib.suppress(HITLError):
-                            api.cancel(created["id"], reason=STOPPED_WAITING)
+                        api._withdraw(created["id"])
                     raise
             call = settle(arguments, outcome)
             if call is None:
@@ -736,7 +896,11 @@ def _async_client(client: Client | AsyncClient | None) -> AsyncClient:
         return client
     sync = client or Client()
     return AsyncClient(
-        sync.base_url, sync.token, retries=sync.retries, http_timeout=sync.http_timeout
+        sync.base_url,
+        sync.token,
+        retries=sync.retries,
+        http_timeout=sync.http_timeout,
+        unavailable_timeout=sync.unavailable_timeout,
     )
 
 
@@ -867,15 +1031,16 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _error_from(status: int, payload: Any, retry_after: str | None = None) -> HITLError:
     seconds = _seconds(retry_after)
+    kind = Unavailable if status in UNAVAILABLE else HITLError
     if isinstance(payload, dict):
-        return HITLError(
+        return kind(
             str(payload.get("detail", payload)),
             status,
             str(payload.get("error", "")),
             payload.get("fields"),
             seconds,
         )
-    return HITLError(f"HTTP {status}", status, retry_after=seconds)
+    return kind(f"HTTP {status}", status, retry_after=seconds)
 
 
 def _seconds(header: str | None) -> float | None:
@@ -889,3 +1054,50 @@ def _seconds(header: str | None) -> float | None:
 def _retry_after(header: str | None, attempt: int) -> float:
     seconds = _seconds(header)
     return 0.5 * 2**attempt if seconds is None else seconds
+
+
+class _Tries:
+    """What is left of one call's tries: an outage is waited out until `deadline`, other
+    retryable failures (a 500, a 429) get `retries` more tries."""
+
+    def __init__(self, retries: int, deadline: float, retry_429: bool) -> None:
+        self.retries, self.deadline, self.retry_429 = retries, deadline, retry_429
+        self.failures = 0
+        self.outage = 0
+
+    def after_failure(self, error: HITLError) -> float | None:
+        """The pause before the next try, or None when the retries are spent."""
+        if self.failures >= self.retries:
+            return None
+        self.failures += 1
+        if error.retry_after is not None:
+            return error.retry_after
+        return 0.5 * 2 ** (self.failures - 1)
+
+    def after_outage(self, error: HITLError) -> float | None:
+        """The pause before the next try, or None once the deadline has passed. The last try
+        is made at the deadline."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return None
+        self.outage += 1
+        return min(outage_pause(error, self.outage), left)
+
+
+def _not_yet(error: HITLError, outage: int) -> float:
+    """The pause before a long-poll asks again, or raise the error when it is no "not yet":
+    a 429 (no wait slot free) or the `outage`-th unavailable answer in a row."""
+    if error.status == 429:
+        return (error.retry_after or 1.0) + random.uniform(0, 0.5)
+    if isinstance(error, Unavailable):
+        return outage_pause(error, outage)
+    raise error
+
+
+def outage_pause(error: HITLError, tries: int) -> float:
+    """How long to wait after the `tries`-th unavailable answer in a row: the server's
+    Retry-After when it gave one, else a backoff that doubles up to BACKOFF_CAP; with jitter
+    either way, so that agents turned away together do not come back together."""
+    if error.retry_after is not None:
+        return error.retry_after + random.uniform(0, 0.5)
+    return min(BACKOFF_CAP, 0.5 * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)

@@ -85,8 +85,9 @@ def test_a_connection_error_is_retried_then_reported():
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # closed again: nothing listens there
+    client = Client(f"http://127.0.0.1:{port}", "t", retries=1, unavailable_timeout=0.5)
     with pytest.raises(HITLError, match="Cannot reach"):
-        Client(f"http://127.0.0.1:{port}", "t", retries=1).get("0fdb")
+        client.get("0fdb")
 
 
 def test_answer_and_revise_post_to_the_thread():
@@ -121,9 +122,10 @@ def test_the_async_client_has_every_call_of_the_sync_one():
     assert public_calls(Client) <= public_calls(AsyncClient)
 
 
-def run_async(url: str, call: str, *args, retries: int = 2):
+def run_async(url: str, call: str, *args, retries: int = 2, unavailable_timeout: float = 300):
     async def go():
-        async with AsyncClient(url, "t", retries=retries) as client:
+        client = AsyncClient(url, "t", retries=retries, unavailable_timeout=unavailable_timeout)
+        async with client:
             return await getattr(client, call)(*args)
 
     return run_coroutine(go())
@@ -151,7 +153,7 @@ def test_an_async_connection_error_is_retried_then_reported():
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     with pytest.raises(HITLError, match="Cannot reach"):
-        run_async(f"http://127.0.0.1:{port}", "get", "0fdb", retries=1)
+        run_async(f"http://127.0.0.1:{port}", "get", "0fdb", retries=1, unavailable_timeout=0.5)
 
 
 def test_an_async_wait_refused_a_slot_asks_again_and_gets_the_decision():
