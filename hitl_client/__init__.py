@@ -478,8 +478,9 @@ class AsyncClient:
     urllib blocks, so each HTTP call runs in a thread of the client's own pool, at most
     `max_concurrency` at once (the event loop's default pool has only a few threads, and
     every wait holds one for up to a minute). The calls, their retries and their backoff are
-    the sync Client's; `wait` and `interrupt_response` pause with asyncio, so cancelling one
-    stops it at once, though its last long-poll runs out (at most MAX_WAIT s) in its thread.
+    the sync Client's, but every pause is asyncio's, so cancelling a call (a wait, or a
+    submission waiting out an outage) stops it at once, though its last HTTP try runs out (a
+    long-poll at most MAX_WAIT s) in its thread.
     """
 
     def __init__(
