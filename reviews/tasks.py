@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -167,6 +167,13 @@ def _record(name: str) -> None:
 def _beat_started(sender: object = None, **kwargs: object) -> None:
     global _in_beat
     _in_beat = True
+    # Beat is one thread that must keep its schedule. Through the pool, a heartbeat waits
+    # DATABASE_POOL_TIMEOUT for a connection while PostgreSQL restarts, and beat publishes
+    # nothing meanwhile; a direct connection fails at once (or within connect_timeout when
+    # the host does not answer), and one connection per heartbeat costs nothing.
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    if options.pop("pool", None) is not None:
+        options.setdefault("connect_timeout", 2)
     _record("beat")
 
 
