@@ -23,6 +23,7 @@ from django.db import connection, connections
 from django.db.models import Q
 from django.utils import timezone
 
+from .db_outage import database_unreachable, pool_exhausted
 from .models import ReviewRequest
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,13 @@ class Watcher:
                 ids = list(self._waiters)
             try:
                 done = settled(ids)
-            except Exception:  # a database hiccup must not kill the watcher; waiters time out
-                log.exception("long-poll watcher query failed")
+            except Exception as exc:  # a database hiccup must not kill the watcher
+                if database_unreachable(exc) or pool_exhausted(exc):
+                    # A restart: one line per look, not a traceback; waiters time out, and
+                    # those still waiting once it is back hear their decision.
+                    log.warning("long-poll watcher cannot reach the database: %s", exc)
+                else:
+                    log.exception("long-poll watcher query failed")
                 done = set()
             # Hand the connection back between looks: on PostgreSQL it returns to the process's
             # pool, where request threads use it for the other 0.25 s.

@@ -10,17 +10,15 @@ import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
-from psycopg_pool import PoolClosed, PoolTimeout
 
 from . import validation
+from .db_outage import database_unreachable, pool_cannot_connect, pool_exhausted
 
 log = logging.getLogger(__name__)
 
@@ -61,38 +59,6 @@ BUSY_RETRY_AFTER_SECONDS = 2
 # A database that cannot be reached is restarting or failing over: managed PostgreSQL takes
 # 20-60 s, so a few seconds between tries is often enough and never hammers it.
 UNREACHABLE_RETRY_AFTER_SECONDS = 5
-# Connection-level SQLSTATEs: class 08 (connection exception) and the server shutting down or
-# still starting (57P01-57P03). Other OperationalErrors (a deadlock, a cancelled statement) are
-# real errors of one request and stay 500s.
-UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-
-
-def pool_exhausted(exc: BaseException) -> bool:
-    """True when the database connection pool had no connection to give within its timeout."""
-    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """True when the error says the database cannot be talked to (refused, closed, shutting
-    down), as Django raises it (its own OperationalError/InterfaceError wrapping psycopg's)."""
-    if isinstance(exc, InterfaceError):
-        return True  # the connection is closed or unusable: never the request's fault
-    if not isinstance(exc, OperationalError):
-        return False
-    cause = exc.__cause__
-    if isinstance(cause, (PoolTimeout, PoolClosed, psycopg.InterfaceError)):
-        return True
-    if isinstance(cause, psycopg.OperationalError):
-        sqlstate = cause.sqlstate or ""
-        return not sqlstate or sqlstate.startswith(UNREACHABLE_SQLSTATES)
-    return False
-
-
-def pool_cannot_connect() -> bool:
-    """After a pool timeout: True when the pool was still allowed to open connections, so the
-    wait was for one the database would not give (it is down), not for a busy pool's."""
-    pool = getattr(connection, "pool", None)
-    return pool is None or pool.get_stats().get("pool_size", 0) < pool.max_size
 
 
 def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.db import OperationalError, connection, transaction
+
+from reviews.db_outage import database_unreachable
 
 from .pg_cluster import PgCluster
 from .timeouts_support import Proc, free_port
@@ -222,3 +225,17 @@ def test_while_the_database_restarts_every_door_says_unavailable_then_works_agai
     assert reviewer.get(base + "/inbox/", timeout=30).status_code == 200
     assert requests.get(base + "/health/", timeout=30).json()["checks"]["database"]["ok"]
     assert " 500 " not in web.output()
+
+
+@pytest.mark.django_db
+def test_a_cancelled_statement_is_a_real_error_not_an_outage():
+    """Only connection errors are answered 503: a statement the server cancelled (here by
+    statement_timeout) is the request's own failure and stays a 500."""
+    with (
+        pytest.raises(OperationalError) as caught,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL statement_timeout = 10")
+        cursor.execute("SELECT pg_sleep(1)")
+    assert not database_unreachable(caught.value)
