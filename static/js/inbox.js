@@ -417,6 +417,7 @@
     const place = row && { parent: row.parentNode, before: row.nextElementSibling };
     const url = location.href;
     const body = new FormData(form);
+    const shown = Array.from($("#pane").childNodes, (node) => node.cloneNode(true));
     deciding.add(pk);
     if (row) row.remove();
     showAhead(next);
@@ -456,11 +457,12 @@
         prefetchSoon();
         return;
       }
-      broughtBack(pk, url, "The server answered HTTP " + response.status + ".");
+      if (unreachable(response.status)) notRecordedHere(shown, pk, url, keyFor(form));
+      else broughtBack(pk, url, "The server answered HTTP " + response.status + ".");
     }).catch(() => {
       ahead.clear();
       putBack();
-      broughtBack(pk, url, "The server could not be reached.");
+      notRecordedHere(shown, pk, url, keyFor(form));
     });
     return true;
   }
@@ -515,7 +517,8 @@
     })).then(async (response) => {
       const html = await response.text();
       if (!response.ok && response.status !== 422) {
-        failed("The batch failed (HTTP " + response.status + "): the list shows the requests as the server has them.");
+        failed(unreachable(response.status) ? notRecordedText(verb === "reject" ? "⇧R" : "⇧A")
+          : "The batch failed (HTTP " + response.status + "): the list shows the requests as the server has them.");
         return;
       }
       const template = document.createElement("template");
@@ -532,7 +535,7 @@
       settle(response.ok ? new Set(left.map((li) => li.dataset.conflict)) : new Set(chosen.keys()));
       if (pending()) fillPane(template.content);
       else if (left.length || !response.ok) notice($(".alert", template.content).textContent.replace(/\s+/g, " ").trim());
-    }).catch(() => failed("The batch could not be confirmed: the list shows the requests as the server has them."));
+    }).catch(() => failed(notRecordedText(verb === "reject" ? "⇧R" : "⇧A")));
     return true;
   }
 
@@ -583,6 +586,106 @@
     });
   }
 
+  // --- riding out an outage ------------------------------------------------------------------
+
+  // A decision the server did not answer, or answered with a 5xx, was not recorded: while the
+  // database is down nothing is written (a 409 on the next try says if it was after all). The
+  // request stays on screen with the key that repeats it; the list's polling backs off, with a
+  // banner, until the server answers again. A 2xx is recorded, and is never shown otherwise.
+  const POLL_CAP_MS = 32000;
+  const poller = $("#inbox-poll");
+  const pollBase = poller ? Number(poller.dataset.pollMs) || 8000 : 8000;
+  let pollWait = pollBase;
+  let pollTimer = 0;
+
+  const unreachable = (status) => status === 0 || status >= 500;
+  const notRecordedText = (key) => "Not recorded: the service is reconnecting. Press " + key + " again.";
+
+  // The key that sends this form again: its own button's, or the one that opens its dialog.
+  function keyFor(form) {
+    const dialog = form.closest("dialog");
+    const button = dialog ? $('[data-open-dialog="' + dialog.id + '"][data-shortcut]') : $("[data-shortcut]", form);
+    if (!button) return "the button";
+    const key = button.dataset.shortcut; // shown as on the buttons: A for a, ⇧A for A
+    return key === key.toLowerCase() ? key.toUpperCase() : "⇧" + key;
+  }
+
+  function notRecorded(key) {
+    const alert = document.createElement("div");
+    alert.className = "alert alert-error notice";
+    alert.setAttribute("role", "alert");
+    alert.dataset.notRecorded = "";
+    const strong = document.createElement("strong");
+    strong.textContent = "Not recorded:";
+    const kbd = Object.assign(document.createElement("kbd"), { className: "key", textContent: key });
+    alert.append(strong, " the service is reconnecting. Press ", key === "the button" ? key : kbd, " again.");
+    const box = $("#pane #pane-notice");
+    if (box) box.replaceChildren(alert);
+    else notice(notRecordedText(key));
+    reconnecting();
+    schedulePoll(); // the banner's "next try" counts from now
+  }
+
+  // The request decided ahead comes back as it was shown: the server cannot be asked for it.
+  function notRecordedHere(shown, pk, url, key) {
+    const fragment = document.createDocumentFragment();
+    fragment.append(...shown);
+    fillPane(fragment);
+    history.replaceState({ htmx: true }, "", url);
+    if (currentPk() === pk) notRecorded(key);
+  }
+
+  function reconnecting() {
+    const banner = $("#reconnecting");
+    if (!banner) return;
+    banner.hidden = false;
+    $("[data-reconnect-text]", banner).textContent =
+      "The service is not answering; next try in " + Math.round(pollWait / 1000) + " s.";
+  }
+
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (poller) pollTimer = setTimeout(() => htmx.trigger(poller, "inbox:poll"), pollWait);
+  }
+
+  function pollAnswered(status) {
+    const banner = $("#reconnecting");
+    if (unreachable(status)) {
+      pollWait = Math.min(pollWait * 2, POLL_CAP_MS);
+      reconnecting();
+    } else {
+      pollWait = pollBase;
+      if (banner && !banner.hidden) {
+        banner.hidden = true;
+        notice("Reconnected: the list is up to date.");
+      }
+    }
+    schedulePoll();
+  }
+
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    if (event.detail.elt === poller) pollAnswered(event.detail.xhr.status);
+  });
+
+  // A failed decision sent by htmx (no copy ahead, a dialog, a batch, an undo): said in the
+  // pane, not in the page's alert, which the next poll would clear.
+  function decisionFailed(event) {
+    const elt = event.detail.elt;
+    const path = event.detail.requestConfig ? event.detail.requestConfig.path : "";
+    if (elt === poller) {
+      event.stopPropagation(); // the banner says it
+      return;
+    }
+    if (!/\/(decide|batch|undo)\/$/.test(path) || !unreachable(event.detail.xhr.status)) return;
+    event.stopPropagation();
+    const form = elt.closest("form") || elt;
+    const dialog = form.closest("dialog");
+    if (dialog) dialog.close(); // what was typed stays in it for the next try
+    notRecorded(keyFor(form));
+  }
+  document.body.addEventListener("htmx:responseError", decisionFailed);
+  document.body.addEventListener("htmx:sendError", decisionFailed);
+
   // --- keyboard ------------------------------------------------------------------------------
 
   function press(key) {
@@ -628,10 +731,11 @@
 
   document.addEventListener("click", (event) => {
     const el = event.target.closest(
-      "[data-open-dialog], [data-close-dialog], [data-reason], [data-focus], [data-set-filter], [data-clear-selection]"
+      "[data-open-dialog], [data-close-dialog], [data-reason], [data-focus], [data-set-filter], [data-clear-selection], [data-poll-now]"
     );
     if (!el) return;
-    if (el.dataset.openDialog) openDialog(el.dataset.openDialog);
+    if (el.hasAttribute("data-poll-now")) htmx.trigger(poller, "inbox:poll");
+    else if (el.dataset.openDialog) openDialog(el.dataset.openDialog);
     else if (el.hasAttribute("data-close-dialog")) el.closest("dialog").close();
     else if (el.dataset.reason) {
       const area = $("textarea[name=reason]", el.closest("form"));
@@ -825,6 +929,7 @@
     syncSelection();
     tickDeadlines();
     setInterval(() => tickDeadlines(), 30000);
+    schedulePoll();
     const dialog = $("dialog[data-open]");
     if (dialog) openDialog(dialog.id);
     if (wide.matches && $("#item-empty") && rows().length && !location.search.includes("q=")) {
