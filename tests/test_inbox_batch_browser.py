@@ -119,7 +119,9 @@ def test_a_batch_that_fails_brings_every_row_back_selected(page, three):
 
     page.keyboard.press("Enter")
 
-    expect(page.locator("#live-notice")).to_contain_text("The batch failed (HTTP 502)")
+    expect(page.locator("#live-notice")).to_contain_text(
+        "Not recorded: the service is reconnecting. Press ⇧A again."
+    )
     expect(page.locator(f"#row-{first.pk}")).to_have_count(1)
     expect(page.locator(f"#row-{second.pk}")).to_have_count(1)
     expect(page.locator("[data-selected-count]")).to_have_text("2")

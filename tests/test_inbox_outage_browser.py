@@ -4,6 +4,7 @@ behind a banner, and all of it recovers without a reload once the database is ba
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from .test_inbox_prefetch_browser import Network
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 __all__ = ["three"]  # a fixture, used by name
 
+SHOTS = os.environ.get("HITL_SCREENSHOTS", "")
 NOT_RECORDED = "Not recorded: the service is reconnecting. Press A again."
 
 
@@ -87,7 +89,9 @@ def test_a_decision_during_an_outage_is_not_recorded_and_the_inbox_recovers(page
     with database_away():
         page.keyboard.press("a")
         # The decided request comes back, with the key that repeats it; nothing was decided.
-        expect(page.locator("#pane [data-not-recorded]")).to_have_text(NOT_RECORDED)
+        expect(page.locator("#pane [data-not-recorded]")).to_have_text(
+            NOT_RECORDED, use_inner_text=True
+        )
         expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
         expect(page.locator("#row-" + str(first.pk))).to_be_visible()
         assert not Decision.objects.filter(request=first).exists()
@@ -95,11 +99,16 @@ def test_a_decision_during_an_outage_is_not_recorded_and_the_inbox_recovers(page
         expect(banner).to_be_visible()
         expect(banner).to_have_attribute("role", "status")
         expect(banner).to_contain_text("Reconnecting…")
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "inbox-reconnecting-desktop.png"))
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.screenshot(path=os.path.join(SHOTS, "inbox-reconnecting-phone.png"))
+            page.set_viewport_size({"width": 1366, "height": 900})
 
         # The polling backs off: each failed poll doubles the wait, up to a cap.
         waits = []
         for _ in range(4):
-            waits.append(int(re.search(r"next try in (\d+) s", banner.inner_text()).group(1)))
+            waits.append(int(re.search(r"Next try in (\d+) s", banner.inner_text()).group(1)))
             answered = len(polled.answers)
             page.clock.fast_forward(waits[-1] * 1000)
             polled.wait(answered + 1)
@@ -127,7 +136,7 @@ def test_a_dialog_decision_during_an_outage_keeps_its_text_for_the_next_try(page
     with database_away():
         page.keyboard.press("Enter")
         expect(page.locator("#pane [data-not-recorded]")).to_have_text(
-            "Not recorded: the service is reconnecting. Press R again."
+            "Not recorded: the service is reconnecting. Press R again.", use_inner_text=True
         )
         expect(page.locator("#page-alert")).to_be_empty()  # said once, in the pane
         expect(page.locator("#reconnecting")).to_be_visible()

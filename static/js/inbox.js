@@ -504,6 +504,7 @@
       htmx.trigger(document.body, "inbox:refresh");
     };
     const failed = (why) => {
+      if (why.startsWith("Not recorded")) reconnecting();
       chosen.forEach((version, pk) => selected.set(pk, version)); // to try again
       settle(new Set(chosen.keys()));
       if (pending()) fillPane(batchPending(verb, chosen.size, bar.dataset.inbox, why));
@@ -618,12 +619,14 @@
     const strong = document.createElement("strong");
     strong.textContent = "Not recorded:";
     const kbd = Object.assign(document.createElement("kbd"), { className: "key", textContent: key });
-    alert.append(strong, " the service is reconnecting. Press ", key === "the button" ? key : kbd, " again.");
+    const press = Object.assign(document.createElement("span"), { className: "kbd-hint" });
+    press.append("Press ", key === "the button" ? key : kbd, " again.");
+    const tap = Object.assign(document.createElement("span"), { className: "touch-hint", textContent: "Tap it again." });
+    alert.append(strong, " the service is reconnecting. ", press, tap); // keys are hidden on a phone
     const box = $("#pane #pane-notice");
     if (box) box.replaceChildren(alert);
     else notice(notRecordedText(key));
     reconnecting();
-    schedulePoll(); // the banner's "next try" counts from now
   }
 
   // The request decided ahead comes back as it was shown: the server cannot be asked for it.
@@ -635,12 +638,14 @@
     if (currentPk() === pk) notRecorded(key);
   }
 
+  // The banner, and the next poll a full wait from now (what the banner says).
   function reconnecting() {
+    schedulePoll();
     const banner = $("#reconnecting");
     if (!banner) return;
     banner.hidden = false;
     $("[data-reconnect-text]", banner).textContent =
-      "The service is not answering; next try in " + Math.round(pollWait / 1000) + " s.";
+      "Next try in " + Math.round(pollWait / 1000) + " s.";
   }
 
   function schedulePoll() {
@@ -653,12 +658,12 @@
     if (unreachable(status)) {
       pollWait = Math.min(pollWait * 2, POLL_CAP_MS);
       reconnecting();
-    } else {
-      pollWait = pollBase;
-      if (banner && !banner.hidden) {
-        banner.hidden = true;
-        notice("Reconnected: the list is up to date.");
-      }
+      return;
+    }
+    pollWait = pollBase;
+    if (banner && !banner.hidden) {
+      banner.hidden = true;
+      notice("Reconnected: the list is up to date.");
     }
     schedulePoll();
   }
