@@ -146,3 +146,21 @@ def test_a_dialog_decision_during_an_outage_keeps_its_text_for_the_next_try(page
     page.keyboard.press("Enter")
     expect(page.locator("#toast")).to_contain_text(f"#{first.pk} rejected")
     assert Decision.objects.filter(request=first).count() == 1
+
+
+def test_an_undo_during_an_outage_is_not_recorded_and_works_once_back(page, three, alice):
+    first, _, _ = three
+    log_in(page, "alice")
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
+    page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text(f"#{first.pk} approved")
+    with database_away():
+        page.keyboard.press("u")
+        expect(page.locator("#pane [data-not-recorded]")).to_have_text(
+            "Not recorded: the service is reconnecting. Press U again.", use_inner_text=True
+        )
+        assert ReviewRequest.objects.get(pk=first.pk).status == "approved"
+    page.keyboard.press("u")
+    expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
+    expect(page.locator("#pane #item")).to_have_attribute("data-pending", "1")
+    assert ReviewRequest.objects.get(pk=first.pk).status == "pending"
