@@ -18,6 +18,7 @@ from psycopg import sql
 from reviews.models import Decision, ReviewRequest
 
 from .conftest import log_in
+from .test_accessibility_browser import SIZES, Audit
 from .test_inbox_browser import three
 from .test_inbox_prefetch_browser import Network
 
@@ -164,3 +165,20 @@ def test_an_undo_during_an_outage_is_not_recorded_and_works_once_back(page, thre
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(first.pk))
     expect(page.locator("#pane #item")).to_have_attribute("data-pending", "1")
     assert ReviewRequest.objects.get(pk=first.pk).status == "pending"
+
+
+def test_the_banner_and_the_not_recorded_notice_pass_axe(chromium, live_server, three, alice):
+    first, _, _ = three
+    audit = Audit(chromium, live_server.url)
+    page = audit.page
+    log_in(page, "alice")
+    for size in SIZES:
+        audit.resize(size)
+        page.goto(f"{page.base}/inbox/{first.pk}/")
+        with database_away():
+            page.locator(".actionbar-approve button").click()
+            expect(page.locator("#pane [data-not-recorded]")).to_be_visible()
+            expect(page.locator("#reconnecting")).to_be_visible()
+            audit.check(f"/inbox/{first.pk}/ not recorded, reconnecting")
+    audit.close()
+    audit.assert_clean()
