@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import requests
@@ -97,12 +98,8 @@ def log_in(base: str) -> requests.Session:
     return session
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--outage", type=float, default=20)
-    args = parser.parse_args()
-    if reason := missing():
-        raise SystemExit(reason)
+def scenario(outage: float) -> dict[str, Any]:
+    """Run the restart and answer its figures (tests/test_db_restart_scenario.py runs it)."""
     cluster, redis_server = PgCluster(), OwnRedis(free_port())
     cluster.start()
     redis_server.start()
@@ -156,11 +153,11 @@ def main() -> None:
 
         cluster.stop()
         stopped = time.monotonic()
-        api, inbox, retry_after, slowest = Counter(), Counter(), 0, 0.0
+        api, inbox, retry_after, slowest, told = Counter(), Counter(), 0, 0.0, 0
         late = [threading.Thread(target=agent, args=(10 + i,)) for i in range(5)]
         for thread in late:
             thread.start()
-        while time.monotonic() - stopped < args.outage:
+        while time.monotonic() - stopped < outage:
             answer = requests.get(
                 f"{base}/api/v1/requests/{probe_id}",
                 headers={"Authorization": f"Bearer {token}"},
@@ -172,6 +169,7 @@ def main() -> None:
             page = reviewer.get(base + "/inbox/", timeout=30)
             slowest = max(slowest, page.elapsed.total_seconds())
             inbox[page.status_code] += 1
+            told += "Reconnecting to the database" in page.text
             time.sleep(max(0.0, 1 - (time.monotonic() - stopped) % 1))
         cluster.start()
 
@@ -200,23 +198,45 @@ def main() -> None:
             overdue_applied = conn.execute(
                 "SELECT count(*) FROM reviews_decision WHERE request_id = %s", (overdue,)
             ).fetchone()[0]
-        log = procs[0].output()
-        print(f"PostgreSQL stopped {args.outage:.0f} s; 10 agents waiting, 5 submitting meanwhile")
-        print("| during / after the outage | now |")
-        print("|---|---|")
-        print(f"| agent API (raw) | {dict(api)}; 503 with Retry-After: {retry_after} |")
-        print(f"| inbox page | {dict(inbox)} |")
-        print(f"| slowest answer during the outage | {slowest:.1f} s |")
-        print(f"| agents that heard their decision | {len(heard)} of 15 ({Counter(heard)}) |")
-        print(f"| agents that got an exception | {len(failed)} {Counter(failed).most_common(2)} |")
-        print(f"| decisions taken twice | {twice} |")
-        print(f"| overdue request's decisions (want 1) | {overdue_applied} |")
-        print(f"| 500s in gunicorn's log | {log.count(' 500 ')} |")
+        return {
+            "api": dict(api),
+            "retry_after": retry_after,
+            "inbox": dict(inbox),
+            "inbox_told": told,
+            "slowest": slowest,
+            "heard": Counter(heard),
+            "failed": failed,
+            "twice": twice,
+            "overdue_applied": overdue_applied,
+            "server_errors": procs[0].output().count(" 500 "),
+        }
     finally:
         for proc in reversed(procs):
             proc.stop()
         redis_server.kill()
         cluster.destroy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--outage", type=float, default=20)
+    args = parser.parse_args()
+    if reason := missing():
+        raise SystemExit(reason)
+    f = scenario(args.outage)
+    heard = sum(f["heard"].values())
+    print(f"PostgreSQL stopped {args.outage:.0f} s; 10 agents waiting, 5 submitting meanwhile")
+    print("| during / after the outage | now |")
+    print("|---|---|")
+    print(f"| agent API (raw) | {f['api']}; 503 with Retry-After: {f['retry_after']} |")
+    print(f"| inbox page | {f['inbox']}; saying it is reconnecting: {f['inbox_told']} |")
+    print(f"| slowest answer during the outage | {f['slowest']:.1f} s |")
+    print(f"| agents that heard their decision | {heard} of 15 ({dict(f['heard'])}) |")
+    failed = Counter(f["failed"]).most_common(2)
+    print(f"| agents that got an exception | {len(f['failed'])} {failed} |")
+    print(f"| decisions taken twice | {f['twice']} |")
+    print(f"| overdue request's decisions (want 1) | {f['overdue_applied']} |")
+    print(f"| 500s in gunicorn's log | {f['server_errors']} |")
 
 
 if __name__ == "__main__":
