@@ -5,23 +5,20 @@ that cannot be stored before a view sees it."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 
 from . import validation
-from .db_outage import OUTAGE, database_unreachable, pool_cannot_connect, pool_exhausted
+from .db_outage import database_unreachable, pool_cannot_connect, pool_exhausted
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +70,7 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpRespon
         log.warning("no database connection within the pool timeout for %s", request.path)
         code, detail = "unavailable", f"The server is busy; retry in {retry} s."
     else:
-        if OUTAGE.failed():  # once an outage: every request of it is answered alike
-            log.warning("database unreachable (first seen on %s): %s", request.path, exc)
+        log.warning("database unreachable for %s: %s", request.path, exc)
         code = "database_unavailable"
         detail = (
             "The database cannot be reached (it may be restarting); retry in "
@@ -95,11 +91,6 @@ def database_trouble(exc: BaseException | None) -> bool:
     return exc is not None and (pool_exhausted(exc) or database_unreachable(exc))
 
 
-@functools.cache
-def health_path() -> str:
-    return reverse("health")
-
-
 class DatabaseUnavailableMiddleware:
     """Answer 503 with Retry-After, not 500, when a view cannot get or keep a database
     connection: the request was not wrong, the server is overloaded or its database is
@@ -110,9 +101,6 @@ class DatabaseUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        # /health/ probes the database itself, and says which part is down.
-        if request.path_info != health_path() and OUTAGE.still_down():
-            return unavailable_response(request, OperationalError("database unreachable"))
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:

@@ -156,7 +156,7 @@ def test_health_is_down_with_a_503_when_the_database_does_not_answer(client, mon
     assert response.status_code == 503
     data = response.json()
     assert data["status"] == "down"
-    assert data["checks"]["database"] == {"ok": False, "detail": "OperationalError"}
+    assert data["checks"]["database"] == {"ok": False, "detail": "unreachable: OperationalError"}
 
 
 def test_health_refuses_post(client):
