@@ -66,7 +66,7 @@ from .models import (
     hash_token,
 )
 from .reviewer_api import router as reviewer_router
-from .services import conversation
+from .services import conversation, turns
 from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
@@ -293,8 +293,40 @@ def request_out(
         "on_timeout": review.category.timeout_action,
         "created_at": review.created_at,
         "decision": decision_data(decision),
+        **turn_out(review),
         "messages": messages,
         "links": links(request, review),
+    }
+
+
+def turn_out(review: ReviewRequest) -> dict[str, Any]:
+    """Whose move the request waits on, and what the reviewer asked when it is the agent's."""
+    if agent_status(review) != Status.PENDING:
+        return {
+            "turn": None,
+            "turn_since": None,
+            "answer_due": None,
+            "reviewer_message": None,
+            "rounds": review.rounds,
+        }
+    asked = None
+    if review.turn == ReviewRequest.Turn.AGENT:
+        asked = (
+            review.messages.filter(
+                author_kind=Message.Author.REVIEWER,
+                kind__in=turns.ASKS_AGENT,
+                created_at__gte=review.turn_since,
+            )
+            .select_related("author", "request__agent")
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+    return {
+        "turn": review.turn,
+        "turn_since": review.turn_since,
+        "answer_due": review.answer_due,
+        "reviewer_message": message_out(asked) if asked is not None else None,
+        "rounds": review.rounds,
     }
 
 
@@ -326,7 +358,11 @@ def category_by_slug(slug: str, field: str = "category") -> Category:
 
 def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> ReviewRequest:
     """Block up to `timeout` seconds for the agent-visible outcome; the request as it is then."""
-    if timeout <= 0 or agent_status(review) != Status.PENDING:
+    if (
+        timeout <= 0
+        or agent_status(review) != Status.PENDING
+        or review.turn == ReviewRequest.Turn.AGENT
+    ):
         return review
     release_connection()  # hold no database connection while blocked
     outcome = watcher.wait(review.pk, agent.pk, timeout)
@@ -387,6 +423,7 @@ def submit(
         external_ref=payload.external_ref,
         allowed_decisions=payload.allowed_decisions,
         callback_url=payload.callback_url,
+        default_answer=payload.default_answer,
     )
     if submission.created:
         return WithStatus(201, request_out(request, submission.request, with_messages=False))
@@ -420,8 +457,10 @@ def wait(
     request_id: UUID,
     timeout: int = WAIT_TIMEOUT,
 ) -> dict[str, Any]:
-    """Answers as soon as the decision is final (or the request is cancelled), else with the
-    current state after `timeout` seconds (at most 60). Call it again to keep waiting. A 429
+    """Answers as soon as the decision is final (or the request is cancelled), or a reviewer
+    asks the agent something (`turn` is then 'agent': see `reviewer_message`, answer with
+    POST …/messages, and wait again), else with the current state after `timeout` seconds
+    (at most 60). Call it again to keep waiting. A 429
     says no wait slot is free now: `agent_wait_share` (this agent already holds its share of
     the server's waits) or `too_many_waiters` (the server's); call again after Retry-After."""
     agent: Agent = request.auth
@@ -509,13 +548,23 @@ def post_message(
             raise ApiError(
                 422, "invalid", "The request is invalid; see fields.", {"body": ["Say something."]}
             )
-        message = conversation.post_message(
-            review,
-            author_kind=Message.Author.AGENT,
-            body=payload.body,
-            kind=payload.kind,
-            agent=agent,
-        )
+        try:
+            message = conversation.post_message(
+                review,
+                author_kind=Message.Author.AGENT,
+                body=payload.body,
+                kind=payload.kind,
+                agent=agent,
+            )
+        except turns.NotWaitingOnAgent:
+            raise ApiError(
+                409,
+                "not_waiting_on_agent",
+                "Nobody asked this agent anything: an answer is for a request whose turn is "
+                "'agent'. Send a comment, or a revision.",
+            ) from None
+        except TransitionError:
+            raise conflict(agent, review) from None
     message.request = review
     return WithStatus(201, message_out(message))
 

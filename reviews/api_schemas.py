@@ -75,6 +75,12 @@ class SubmitIn(In):
         default_factory=dict, description="Key data points the rules read (amount, tier, ...)."
     )
     priority: PriorityName = "normal"
+    default_answer: Text = Field(
+        "",
+        max_length=20_000,
+        description="For a question (allowed_decisions ['respond']): the answer the agent gets "
+        "when nobody answers by the deadline. Without one, the deadline's policy applies.",
+    )
     external_ref: Text = Field("", max_length=100, description="The agent's own id for it.")
     idempotency_key: Text = Field(
         "", max_length=200, description="Same as the Idempotency-Key header (which wins)."
@@ -195,6 +201,21 @@ class RequestOut(Schema):
     decision: DecisionOut | None = Field(
         None, description="Present once the decision is final (after the reviewer's undo window)."
     )
+    turn: Literal["reviewer", "agent"] | None = Field(
+        ...,
+        description="Whose move a pending request waits on: 'agent' when a reviewer asked a "
+        "question or sent instructions (answer with POST …/messages); null once settled.",
+    )
+    turn_since: datetime | None
+    answer_due: datetime | None = Field(
+        ..., description="While it is the agent's turn: when the category's answer timeout acts."
+    )
+    reviewer_message: MessageOut | None = Field(
+        ...,
+        description="While it is the agent's turn: the reviewer's question or instructions "
+        "(the latest) that the agent owes an answer to.",
+    )
+    rounds: int = Field(..., description="Times the agent answered or revised for a reviewer.")
     messages: list[MessageOut]
     links: Links
 

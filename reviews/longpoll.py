@@ -1,8 +1,9 @@
 """Long-poll waits that cost a thread but no database connection per waiting agent.
 
 One watcher thread per web process looks up every waited-on request in a single query a few
-times a second and wakes the waiters whose request has settled: decided and past the undo
-window, cancelled, or auto-approved. A waiter blocks on an Event, holding no connection, so
+times a second and wakes the waiters whose request has settled (decided and past the undo
+window, cancelled, or auto-approved) or waits on the agent (a reviewer asked it something). A
+waiter blocks on an Event, holding no connection, so
 100 waiting agents cost 100 idle threads and one query every WATCH_INTERVAL, not 100
 connections polling. `HITL_API_MAX_WAITERS` caps the waiters of one process below its thread
 count, so waits can never take the threads that serve everything else, and
@@ -34,12 +35,15 @@ WATCH_INTERVAL = 0.25
 
 
 def settled(ids: list[int]) -> set[int]:
-    """The requests an agent may now learn the outcome of."""
+    """The requests an agent may now learn the outcome of, or must answer a reviewer on."""
     now = timezone.now()
+    pending = ReviewRequest.Status.PENDING
     return set(
         ReviewRequest.objects.filter(pk__in=ids)
-        .exclude(status=ReviewRequest.Status.PENDING)
-        .filter(Q(decision__isnull=True) | Q(decision__effective_at__lte=now))
+        .filter(
+            (~Q(status=pending) & (Q(decision__isnull=True) | Q(decision__effective_at__lte=now)))
+            | Q(status=pending, turn=ReviewRequest.Turn.AGENT)
+        )
         .values_list("pk", flat=True)
     )
 
@@ -83,7 +87,8 @@ class Watcher:
         return self._count
 
     def wait(self, request_id: int, agent_id: int, timeout: float) -> bool | Refusal:
-        """Block until the request settles (True) or `timeout` passes (False); a Refusal when
+        """Block until the request settles or turns to the agent (True) or `timeout` passes
+        (False); a Refusal when
         the agent already holds its share of this process's waits, or the process its cap."""
         waiter = _Waiter(agent_id, time.monotonic() + timeout)
         with self._lock:

@@ -120,6 +120,12 @@ class Category(models.Model):
         APPROVE = "approve", "Approve"
         REJECT = "reject", "Reject"
 
+    class AnswerTimeoutAction(models.TextChoices):
+        """What happens when the agent does not answer a reviewer's question in time."""
+
+        RETURN = "return", "Back to the reviewer, marked unanswered"
+        REJECT = "reject", "Reject: the agent did not answer"
+
     slug = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
@@ -143,6 +149,15 @@ class Category(models.Model):
     max_reassignments = models.PositiveSmallIntegerField(default=1)
     final_fallback = models.CharField(
         max_length=10, choices=Fallback.choices, default=Fallback.REJECT
+    )
+    answer_timeout_seconds = models.PositiveIntegerField(
+        default=3600,
+        validators=[MinValueValidator(1)],
+        help_text="How long the agent has to answer a reviewer's question or instructions; "
+        "the reviewer's deadline does not run meanwhile.",
+    )
+    answer_timeout_action = models.CharField(
+        max_length=10, choices=AnswerTimeoutAction.choices, default=AnswerTimeoutAction.RETURN
     )
     sample_rate = models.FloatField(
         default=0.05,
@@ -414,6 +429,13 @@ class ReviewRequest(models.Model):
         AUTO_APPROVED = "auto_approved", "Auto-approved"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Turn(models.TextChoices):
+        """Whose move a pending request waits on: a reviewer's decision, or the agent's answer
+        to a reviewer's question or instructions."""
+
+        REVIEWER = "reviewer", "Waiting on the reviewer"
+        AGENT = "agent", "Waiting on the agent"
+
     class Priority(models.IntegerChoices):
         LOW = 0, "Low"
         NORMAL = 1, "Normal"
@@ -501,6 +523,20 @@ class ReviewRequest(models.Model):
     reassignment_count = models.PositiveSmallIntegerField(default=0)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     reminded_at = models.DateTimeField(null=True, blank=True)
+    # The conversation's clock (services.turns): while it is the agent's turn the reviewer's
+    # deadline stands still, and answer_due bounds the agent's turn instead.
+    turn = models.CharField(max_length=10, choices=Turn.choices, default=Turn.REVIEWER)
+    turn_since = models.DateTimeField(null=True, blank=True)
+    answer_due = models.DateTimeField(null=True, blank=True)
+    agent_seconds = models.FloatField(
+        default=0, help_text="Time spent waiting on the agent's answers, summed over rounds."
+    )
+    rounds = models.PositiveSmallIntegerField(
+        default=0, help_text="Reviewer asked, agent answered or revised: one round."
+    )
+    default_answer = models.TextField(
+        blank=True, help_text="A question's answer when nobody answers by the deadline."
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     first_viewed_at = models.DateTimeField(null=True, blank=True)
@@ -557,6 +593,12 @@ class ReviewRequest(models.Model):
                 condition=models.Q(status__in=["approved", "modified", "rejected"]),
                 name="request_people_precedents",
             ),
+            # The answer-timeout sweep's look: the few requests waiting on their agent.
+            models.Index(
+                fields=["answer_due"],
+                condition=models.Q(status="pending", turn="agent"),
+                name="request_waiting_on_agent",
+            ),
             models.Index(
                 fields=["bundle_id", "bundle_index"],
                 condition=models.Q(bundle_id__isnull=False),
@@ -603,6 +645,8 @@ class ReviewRequest(models.Model):
             "escalation_level": self.escalation_level,
             "proposed_action": self.proposed_action,
             "proposal_version": self.proposal_version,
+            "turn": self.turn,
+            "answer_due": self.answer_due.isoformat() if self.answer_due else None,
         }
 
 

@@ -115,6 +115,29 @@ def _turn(config: pytest.Config, alone: bool):
         yield  # the files' closing releases both locks
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """On SQLite, the test database is a file of this process's own, as `make run`'s is.
+
+    An in-memory database is one connection that the live server's request threads would
+    share; two requests at once (the inbox's poll beside a page load) then fail with
+    "database table is locked" or take the process down. A file gives each thread its own
+    connection, serialised by SQLite's own locking (WAL and the busy timeout in settings).
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = f"hitl-test-{os.getpid()}.sqlite3"
+        path = Path(tempfile.gettempdir()) / name
+        db.setdefault("TEST", {})["NAME"] = str(path)
+        yield
+        for leftover in (f"{path}-wal", f"{path}-shm"):
+            Path(leftover).unlink(missing_ok=True)
+    else:
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _require_services(request: pytest.FixtureRequest) -> None:
     reason = missing_service(request.node)

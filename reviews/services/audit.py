@@ -8,6 +8,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     decided.<outcome>, decided.responded, decision.undone        a decision and its undo
     reassigned, escalated, reminded, reviewer.away, reviewer.back  who has it, and when
     deadline_restarted                                           the deadline may not decide it
+    turn.agent, turn.reviewer                                    whose move a request waits on
     second_review.assigned, second_review.<outcome>              blind second reviews
     periodic_review.<verdict>                                    periodic review's verdicts
     category.autonomous, category.monitoring_started, category.reinstated   autonomy

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +15,9 @@ from django.utils import timezone
 
 from .. import proposals
 from ..models import Agent, Message, ReviewRequest
+from . import turns
 from .audit import Actor, audit
-from .errors import StateChanged, not_pending
+from .errors import AlreadyDecided, StateChanged, not_pending
 from .notify import notify_settled
 from .outbox import queue_webhook
 
@@ -32,8 +34,13 @@ def post_message(
     agent: Agent | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Message:
-    """Add to the request's thread; the agent hears of reviewers' messages by webhook."""
+    """Add to the request's thread. A reviewer's question or instructions hand the pending
+    request to the agent (its waits wake, the deadline stands still); the agent's answer hands
+    it back, and is refused with NotWaitingOnAgent when nobody asked. The agent also hears of
+    reviewers' messages by webhook."""
     with transaction.atomic():
+        if author_kind == Message.Author.AGENT and kind == Message.Kind.ANSWER:
+            turns.hand_to_reviewer(request.pk, by=agent or "system", why="The agent answered.")
         message = Message.objects.create(
             request=request,
             author_kind=author_kind,
@@ -45,6 +52,17 @@ def post_message(
         actor: Actor = author or agent or "system"
         audit("message." + kind, request, actor, after={"message": message.pk, "body": body})
         if author_kind == Message.Author.REVIEWER:
+            if kind in turns.ASKS_AGENT and request.is_pending:
+                who = author.get_username() if author else "A reviewer"
+                asked = "asked a question" if kind == Message.Kind.QUESTION else "sent instructions"
+                # Settled meanwhile: the message stays a note in the thread.
+                with contextlib.suppress(AlreadyDecided):
+                    turns.hand_to_agent(
+                        request.pk,
+                        by=author or "system",
+                        why=f"{who} {asked}.",
+                        now=message.created_at,
+                    )
             queue_webhook(request, "request.message")
     return message
 
@@ -104,6 +122,10 @@ def revise_proposal(
             },
             created_at=now,
         )
+        if request.turn == ReviewRequest.Turn.AGENT:
+            request = turns.hand_to_reviewer(
+                request.pk, by=agent, why="The agent revised its proposal.", now=now
+            )
         audit(
             "revised",
             request,

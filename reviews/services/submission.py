@@ -157,6 +157,7 @@ def submit_request(
     bundle_id: uuid.UUID | None = None,
     bundle_index: int = 0,
     interrupt_form: str = "",
+    default_answer: str = "",
     same_assignee_as: ReviewRequest | None = None,
     now: datetime | None = None,
 ) -> Submission:
@@ -192,6 +193,7 @@ def submit_request(
             "bundle_id": bundle_id,
             "bundle_index": bundle_index,
             "interrupt_form": interrupt_form,
+            "default_answer": default_answer,
         }
     )
     # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
@@ -243,6 +245,7 @@ def submit_request(
         bundle_id=bundle_id,
         bundle_index=bundle_index,
         interrupt_form=interrupt_form,
+        default_answer=default_answer,
         created_at=now,
     )
     if verdict.needs_human:
