@@ -165,6 +165,14 @@ def time_out_turns(*, now: datetime | None = None, limit: int = 500) -> dict[str
     return tally
 
 
+def answer_timeout_words(category: Category) -> str:
+    """What the category's answer timeout does, as the item page and the policy state it."""
+    waited = _duration(category.answer_timeout_seconds)
+    if category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT:
+        return f"If the agent does not answer within {waited}, the request is rejected."
+    return f"If the agent does not answer within {waited}, it comes back marked unanswered."
+
+
 def _duration(seconds: int) -> str:
     if seconds % 3600 == 0:
         hours = seconds // 3600
