@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "data_folder_processed": str(folder / "processed"),
             "control_folder": str(folder / "control"),
         }
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def redis_available() -> str | None:
