@@ -45,8 +45,9 @@ import urllib.parse
 import urllib.request
 import uuid
 import warnings
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Union
 
 __all__ = [
     "ApprovalTimeout",
@@ -55,7 +56,9 @@ __all__ = [
     "Client",
     "HITLError",
     "Rejected",
+    "Reply",
     "ReviewerAddedFields",
+    "ReviewerAsked",
     "Unavailable",
     "interrupt_key",
     "requires_approval",
@@ -116,6 +119,107 @@ class ApprovalTimeout(HITLError, TimeoutError):
     def __init__(self, request: dict[str, Any]) -> None:
         self.request = request
         super().__init__(f"No decision on request {request.get('id')} in time.")
+
+
+class ReviewerAsked(HITLError):
+    """A reviewer asked the agent something (a question, or new instructions) and the wait had
+    no `on_message` to answer with, or it answered None. `message` is the reviewer's message
+    (kind, body, author_name, ...), `request` the whole record, `request_id` its id. Answer
+    with `client.answer(request_id, ...)` or `client.revise(...)`, then wait again: the
+    reviewer's deadline stands still meanwhile."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request, self.request_id = request, request.get("id")
+        self.message: dict[str, Any] = request.get("reviewer_message") or {}
+        kind = self.message.get("kind", "question")
+        super().__init__(
+            f"A reviewer sent {kind} on request {self.request_id}: {self.message.get('body', '')}",
+            error="reviewer_asked",
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an `on_message` handler answers a reviewer with: `answer` (text) and, to revise
+    the proposal too, `proposed_action` (the whole new action). A revision is both the answer
+    and the new version the reviewer decides on."""
+
+    answer: str = ""
+    proposed_action: dict[str, Any] | None = None
+
+
+# A wait's handler of a reviewer's message: (message, request) -> an answer (str), a revised
+# proposed action (dict) or a Reply; AsyncClient's may be a coroutine function. Union, since
+# Python 3.9 evaluates these aliases.
+ReplyLike = Union[str, dict[str, Any], Reply, None]  # noqa: UP007
+OnMessage = Callable[[dict[str, Any], dict[str, Any]], Union[ReplyLike, Awaitable[ReplyLike]]]  # noqa: UP007
+
+
+def _reply_body(reply: ReplyLike, current: dict[str, Any]) -> dict[str, Any]:
+    """The POST …/messages body for a handler's reply; ReviewerAsked when it gave none."""
+    if isinstance(reply, str):
+        reply = Reply(answer=reply)
+    elif isinstance(reply, dict):
+        reply = Reply(proposed_action=reply)
+    elif reply is None:
+        raise ReviewerAsked(current)
+    elif not isinstance(reply, Reply):
+        raise TypeError("on_message returns a str, a dict (the revised action) or a Reply.")
+    action = reply.proposed_action
+    # A "revision" to the proposal as it stands changes nothing and would not hand the turn
+    # back (the server treats it as a retry): it is sent as an answer.
+    if action is None or action == current.get("proposed_action"):
+        return {"kind": "answer", "body": reply.answer or "The proposal stands as it is."}
+    return {"kind": "revision", "body": reply.answer, "proposed_action": action}
+
+
+def _asked(current: dict[str, Any]) -> bool:
+    return current.get("turn") == "agent" and current.get("reviewer_message") is not None
+
+
+def _options(choices: list[str] | dict[str, str] | list[dict[str, str]] | None) -> list[dict]:
+    """A question's choices as the API's options: keys (each its own label), {key: label}, or
+    [{key, label}]."""
+    if not choices:
+        return []
+    if isinstance(choices, dict):
+        return [{"key": key, "label": label} for key, label in choices.items()]
+    return [c if isinstance(c, dict) else {"key": c, "label": c} for c in choices]
+
+
+def _question(question: str, context: str, choices: Any, default: str | None) -> dict[str, Any]:
+    """The submission of a question request: the reviewer can only respond."""
+    return {
+        "title": question.strip().splitlines()[0][:300] if question.strip() else "A question",
+        "task": "A question from the agent",
+        "situation": context,
+        "options": _options(choices),
+        "proposed_action": {"action": "ask_human", "args": {"question": question}},
+        "allowed_decisions": ["respond"],
+        **({"default_answer": default} if default is not None else {}),
+    }
+
+
+def _answer_of(outcome: dict[str, Any], choices: Any, default: str | None) -> str:
+    """The answer to a question request once settled: the chosen choice's key when there
+    were choices and one was picked, else the reviewer's text."""
+    decision = outcome.get("decision") or {}
+    status = outcome["status"]
+    if status == "cancelled":
+        raise Cancelled(outcome)
+    if choices and decision.get("chosen_option"):
+        return decision["chosen_option"]
+    if decision.get("response") is not None:
+        return decision["response"]
+    if decision.get("chosen_option"):
+        return decision["chosen_option"]
+    if default is not None and (status == "auto_approved" or decision.get("channel") == "timeout"):
+        return default  # nobody answered: the default the question was asked with
+    if status == "rejected":
+        raise Rejected(outcome)
+    raise HITLError(
+        f"No reviewer answered request {outcome.get('id')} ({status}).", error="not_answered"
+    )
 
 
 class Client:
@@ -286,9 +390,19 @@ class Client:
     def get(self, request_id: str) -> dict[str, Any]:
         return self.request("GET", f"/requests/{request_id}")
 
-    def wait(self, request_id: str, timeout: float | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        request_id: str,
+        timeout: float | None = None,
+        on_message: OnMessage | None = None,
+    ) -> dict[str, Any]:
         """Long-poll until the request is decided or cancelled; ApprovalTimeout after
-        `timeout` seconds (None: wait as long as it takes)."""
+        `timeout` seconds (None: wait as long as it takes).
+
+        A reviewer's question or new instructions wake the wait: `on_message(message,
+        request)` answers with a str, a revised proposed action (dict) or a Reply, which is
+        posted, and the wait goes on within the same `timeout`. Without a handler (or when it
+        returns None) the wait raises ReviewerAsked."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             current = self._long_poll(f"/requests/{request_id}/wait", deadline)
@@ -296,8 +410,52 @@ class Client:
                 current = self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
+            if _asked(current):
+                if on_message is None:
+                    raise ReviewerAsked(current)
+                self._reply(
+                    current, _reply_body(on_message(current["reviewer_message"], current), current)
+                )
+                continue  # the next long-poll asks for no more than what is left
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
+
+    def _reply(self, current: dict[str, Any], body: dict[str, Any]) -> None:
+        """Post a handler's reply. A 409 (decided, withdrawn, or the answer timeout handed the
+        turn back meanwhile) is no failure of the wait: the next look says what happened."""
+        try:
+            self.request("POST", f"/requests/{current['id']}/messages", body)
+        except HITLError as exc:
+            if exc.status != 409:
+                raise
+
+    def ask(
+        self,
+        question: str,
+        *,
+        category: str,
+        context: str = "",
+        choices: list[str] | dict[str, str] | list[dict[str, str]] | None = None,
+        default: str | None = None,
+        timeout: float | None = None,
+        on_message: OnMessage | None = None,
+    ) -> str:
+        """Ask a reviewer a question and return the answer's text.
+
+        `choices` (keys, {key: label}, or [{key, label}]) are offered to pick from; when the
+        reviewer picks one, its key is returned. `default` is what the server answers with
+        when nobody does by the category's deadline. No answer within `timeout` seconds:
+        the question is withdrawn and ApprovalTimeout raised; withdrawn meanwhile: Cancelled;
+        declined without an answer: Rejected."""
+        created = self.submit(category, **_question(question, context, choices, default))
+        outcome = created
+        if created["status"] not in SETTLED:
+            try:
+                outcome = self.wait(created["id"], timeout=timeout, on_message=on_message)
+            except ApprovalTimeout:
+                self._withdraw(created["id"])
+                raise
+        return _answer_of(outcome, choices, default)
 
     def _long_poll(self, path: str, deadline: float | None) -> Any:
         """One long-poll of at most MAX_WAIT seconds. A 429 (this agent's share of the server's
@@ -576,9 +734,14 @@ class AsyncClient:
     async def get(self, request_id: str) -> dict[str, Any]:
         return await self.request("GET", f"/requests/{request_id}")
 
-    async def wait(self, request_id: str, timeout: float | None = None) -> dict[str, Any]:
+    async def wait(
+        self,
+        request_id: str,
+        timeout: float | None = None,
+        on_message: OnMessage | None = None,
+    ) -> dict[str, Any]:
         """Client.wait: the request once decided or cancelled; ApprovalTimeout after
-        `timeout` seconds."""
+        `timeout` seconds. `on_message` may be a plain or a coroutine function."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             current = await self._long_poll(f"/requests/{request_id}/wait", deadline)
@@ -586,8 +749,39 @@ class AsyncClient:
                 current = await self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
+            if _asked(current):
+                if on_message is None:
+                    raise ReviewerAsked(current)
+                reply = on_message(current["reviewer_message"], current)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+                await self._run(self.sync._reply, current, _reply_body(reply, current))
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        category: str,
+        context: str = "",
+        choices: list[str] | dict[str, str] | list[dict[str, str]] | None = None,
+        default: str | None = None,
+        timeout: float | None = None,
+        on_message: OnMessage | None = None,
+    ) -> str:
+        """Client.ask: the reviewer's answer (a picked choice's key); ApprovalTimeout after
+        `timeout` seconds, the question withdrawn."""
+        created = await self.submit(category, **_question(question, context, choices, default))
+        outcome = created
+        if created["status"] not in SETTLED:
+            try:
+                outcome = await self.wait(created["id"], timeout=timeout, on_message=on_message)
+            except ApprovalTimeout:
+                await self._withdraw(created["id"])
+                raise
+        return _answer_of(outcome, choices, default)
 
     async def _long_poll(self, path: str, deadline: float | None) -> Any:
         """Client._long_poll: a 429 or an unavailable server means "not yet"."""
@@ -761,6 +955,7 @@ def requires_approval(
     cancel_on_timeout: bool = True,
     exclude: tuple[str, ...] = ("self", "cls"),
     on_reject: Literal["raise", "return"] = "raise",
+    on_message: OnMessage | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Ask a human before the function (sync or async) runs.
 
@@ -778,6 +973,10 @@ def requires_approval(
     rejection the function's result, the reviewer's reason (or their answer, when they
     responded in the function's place, which the requests then allow), for a framework tool
     whose model should read it rather than an error; a withdrawn request returns so too.
+
+    `on_message` answers a reviewer's question while the call waits (see `Client.wait`);
+    without it the call raises ReviewerAsked. When the agent revised its proposal and the
+    reviewer approved the revision, the function runs with the revised action.
     """
     if on_reject not in ("raise", "return"):
         raise ValueError('on_reject is "raise" or "return".')
@@ -817,17 +1016,23 @@ def requires_approval(
                 raise Rejected(outcome)
             if status == "cancelled":
                 raise Cancelled(outcome)
+            # The version approved wins over the call's arguments: the agent's revision (when
+            # a reviewer's question made it revise), then the reviewer's own changes.
+            changes: dict[str, Any] = {}
+            if (outcome.get("proposal_version") or 1) > 1:
+                changes.update(outcome.get("proposed_action") or {})
             if status == "modified":
-                unusable = {}
-                for key, value in (decision.get("final_action") or {}).items():
-                    if key in named:
-                        arguments[key] = value
-                    elif var_kw and key not in exclude and key != CHOSEN_OPTION:
-                        arguments.setdefault(var_kw, {})[key] = value
-                    elif key not in exclude:
-                        unusable[key] = value
-                if unusable:  # before the call, so that an "error" filter stops it
-                    warnings.warn(ReviewerAddedFields(unusable, outcome), stacklevel=3)
+                changes.update(decision.get("final_action") or {})
+            unusable = {}
+            for key, value in changes.items():
+                if key in named:
+                    arguments[key] = value
+                elif var_kw and key not in exclude and key != CHOSEN_OPTION:
+                    arguments.setdefault(var_kw, {})[key] = value
+                elif key not in exclude:
+                    unusable[key] = value
+            if unusable:  # before the call, so that an "error" filter stops it
+                warnings.warn(ReviewerAddedFields(unusable, outcome), stacklevel=3)
             if CHOSEN_OPTION in signature.parameters:
                 arguments[CHOSEN_OPTION] = decision.get("chosen_option")
             return inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
@@ -846,7 +1051,9 @@ def requires_approval(
                 outcome = created
                 if created["status"] == "pending":
                     try:
-                        outcome = await api.wait(created["id"], timeout=timeout)
+                        outcome = await api.wait(
+                            created["id"], timeout=timeout, on_message=on_message
+                        )
                     except ApprovalTimeout:
                         if cancel_on_timeout:  # as the sync wrapper, below
                             await api._withdraw(created["id"])
@@ -867,7 +1074,7 @@ def requires_approval(
             outcome = created
             if created["status"] == "pending":
                 try:
-                    outcome = api.wait(created["id"], timeout=timeout)
+                    outcome = api.wait(created["id"], timeout=timeout, on_message=on_message)
                 except ApprovalTimeout:
                     # Withdraw it; if a human decided at the last moment, the agent still
                     # does not act, because it has stopped waiting.
