@@ -10,6 +10,10 @@ A tool that waits for a person holds no database connection (the long-poll watch
 `longpoll.py` wakes it), reports progress every HITL_MCP_PROGRESS_SECONDS so the host sees it
 is alive, and gives up after HITL_MCP_MAX_WAIT_SECONDS with a "still pending" result naming the
 request: `wait_for_decision` picks the wait up again, and nothing is asked twice.
+
+A reviewer's question or new instructions end a wait at once: the result carries the
+`reviewer_message` and asks the model to answer with `reply_to_reviewer`, which posts the
+answer (or the revised args) and waits again.
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ from .api import (
     all_categories_out,
     request_for_agent,
     throttle,
+    turn_out,
     visible_decision,
 )
 from .api_schemas import JSONObject, OptionIn, Text
 from .longpoll import Refusal, release_connection, watcher
 from .lookups import category_with_queue
-from .models import Agent, ReviewRequest, Verb
-from .services.errors import IdempotencyConflict
+from .models import Agent, Message, ReviewRequest, Verb
+from .services import conversation, turns
+from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
 from .services.submission import submit_request
 
@@ -57,7 +63,8 @@ T = TypeVar("T")
 INSTRUCTIONS = (
     "Ask a human before an action that needs one: request_approval proposes an action and "
     "returns the reviewer's decision (run the action only when `approved` is true, with the "
-    "returned args); ask_human asks a reviewer a question and returns the answer. "
+    "returned args); ask_human asks a reviewer a question and returns the answer. A reviewer "
+    "may ask you something first: answer with reply_to_reviewer, which then waits on. "
     "get_guidelines gives a category's guidelines; list_categories the categories."
 )
 
@@ -110,18 +117,73 @@ def outcome(review: ReviewRequest, waited: float) -> dict[str, Any]:
         "chosen_option": (decision.chosen_option or None) if decision else None,
         "decided_by": decision.decided_by_label if decision else None,
     }
-    if status == Status.PENDING:
+    asked = (
+        turn_out(review)["reviewer_message"] if review.turn == ReviewRequest.Turn.AGENT else None
+    )
+    answer["reviewer_message"] = reviewer_message(asked)
+    if asked is not None:
+        answer["message"] = (
+            f"A reviewer ({asked['author_name'] or 'a reviewer'}) sent you {asked['kind']} "
+            "before deciding; see reviewer_message. Do not run the action yet. Answer with "
+            f"reply_to_reviewer, request_id {review.public_id}: `answer` in words, and `args` "
+            "as well if you revise the proposal; it then waits for the decision."
+        )
+    elif status == Status.PENDING:
         answer["message"] = (
             f"Still pending after {waited:.0f} s: no reviewer has decided yet. Do not run the "
             f"action. Call wait_for_decision with request_id {review.public_id} to keep waiting."
         )
     elif status == Status.CANCELLED:
         answer["message"] = "The request was withdrawn; do not run the action."
+    elif status == Status.REJECTED and answer["response"] is not None:
+        answer["message"] = "A reviewer answered in the action's place; see response."
     elif status == Status.REJECTED:
         answer["message"] = "A reviewer said no; do not run the action. See reason."
     else:
         answer["message"] = "Go ahead, with action and args as given here."
     return answer
+
+
+def reviewer_message(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The reviewer's message as a tool shows it, its time as text."""
+    if message is None:
+        return None
+    return {
+        "kind": message["kind"],
+        "body": message["body"],
+        "author_name": message["author_name"],
+        "created_at": message["created_at"].isoformat(),
+    }
+
+
+def reply(agent: Agent, request_id: UUID, answer: str, args: dict[str, Any] | None) -> None:
+    """Post the agent's answer, or its revision (the same action with new args), as the API's
+    POST …/messages does."""
+    review = request_for_agent(agent, request_id)
+    if agent_status(review) != Status.PENDING:
+        raise ToolError(f"The request is no longer pending (it is {agent_status(review)}).")
+    proposed = review.proposed_action
+    revised = None
+    if args is not None:
+        revised = {**proposed, "args": args} if "args" in proposed else args
+    try:
+        if revised is not None and revised != proposed:
+            conversation.revise_proposal(
+                review.pk, agent=agent, proposed_action=revised, body=answer
+            )
+            return
+        if not answer.strip():
+            raise ToolError("Write an answer, or revise the args.")
+        conversation.post_message(
+            review, author_kind=Message.Author.AGENT, body=answer, kind="answer", agent=agent
+        )
+    except turns.NotWaitingOnAgent:
+        raise ToolError(
+            "Nobody asked you anything on this request (or the answer time ran out); call "
+            "wait_for_decision to wait for the decision."
+        ) from None
+    except (TransitionError, ValidationError) as exc:
+        raise refused(exc) from None
 
 
 class Tools:
@@ -178,7 +240,8 @@ class Tools:
         """Wait for the agent-visible outcome, reporting progress, at most `max_wait` seconds;
         the request as it is then, and the seconds waited."""
         started = time.monotonic()
-        while agent_status(review) == Status.PENDING:
+        # A reviewer's question ends the wait too: the model answers it first.
+        while agent_status(review) == Status.PENDING and review.turn != ReviewRequest.Turn.AGENT:
             waited = time.monotonic() - started
             left = self.max_wait - waited
             if left <= 0:
@@ -257,10 +320,13 @@ class Tools:
         question: Annotated[Text, Field(min_length=1, max_length=20_000)],
         context: LongText = "",
         choices: Annotated[list[OptionIn], Field(max_length=20)] | None = None,
+        default: LongText = "",
         idempotency_key: Key = "",
     ) -> str:
         """Ask a human reviewer a question and wait for the answer (text). `choices` offers
-        options to pick from; `context` says what the reviewer needs to know."""
+        options to pick from (the answer then starts with the chosen key in brackets);
+        `context` says what the reviewer needs to know; `default` is the answer if nobody
+        answers by the deadline."""
         agent = await self.agent(ctx)
         review = await self.submit(
             agent,
@@ -271,10 +337,31 @@ class Tools:
             options=[option.model_dump() for option in choices or []],
             proposed_action={"action": "ask_human", "args": {"question": question}},
             allowed_decisions=[Verb.RESPOND.value],
+            default_answer=default,
             idempotency_key=idempotency_key,
         )
         review, waited = await self.settle(agent, review, ctx)
         return await in_thread(answer_text, review, waited)
+
+    async def reply_to_reviewer(
+        self,
+        ctx: Context,
+        request_id: UUID,
+        answer: LongText = "",
+        args: JSONObject | None = None,
+    ) -> dict[str, Any]:
+        """Answer a reviewer who asked you something about a request (a result's
+        reviewer_message), then wait for the decision; answers as request_approval does.
+        `answer` is your reply in words; `args`, when given, revise the proposal: the same
+        action with these args is what the reviewer then decides on."""
+        agent = await self.agent(ctx)
+        try:
+            await in_thread(reply, agent, request_id, answer, args)
+            review = await in_thread(request_for_agent, agent, request_id)
+        except ApiError as exc:
+            raise refused(exc) from None
+        review, waited = await self.settle(agent, review, ctx)
+        return await in_thread(outcome, review, waited)
 
     async def get_guidelines(self, ctx: Context, category: CategorySlug) -> dict[str, Any]:
         """The category's guidelines from its reviewers: follow them before proposing."""
@@ -345,6 +432,12 @@ def permission_answer(answer: dict[str, Any], original: dict[str, Any]) -> dict[
 
 def answer_text(review: ReviewRequest, waited: float) -> str:
     answer = outcome(review, waited)
+    asked = answer["reviewer_message"]
+    if asked is not None:
+        return (
+            f"Before answering, a reviewer sent you {asked['kind']}: {asked['body']}\n"
+            f"{answer['message']}"
+        )
     if answer["status"] == Status.PENDING:
         return answer["message"]
     if answer["status"] == Status.REJECTED:
@@ -391,6 +484,7 @@ def build_server(
         (tools.request_approval, None),
         (tools.wait_for_decision, None),
         (tools.ask_human, None),
+        (tools.reply_to_reviewer, None),
         (tools.get_guidelines, reads),
         (tools.list_categories, reads),
     ):

@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from reviews.models import Agent, AgentToken, Category, Decision, Guideline, ReviewRequest
+from reviews.services.conversation import post_message
 from reviews.services.decisions import decide_request
 from reviews.services.submission import submit_request
 
@@ -39,6 +40,7 @@ TOOLS = {
     "request_approval",
     "wait_for_decision",
     "ask_human",
+    "reply_to_reviewer",
     "get_guidelines",
     "list_categories",
     "approval_prompt",
@@ -379,6 +381,123 @@ def test_ask_human_returns_the_reviewers_answer(setup):
     assert review.allowed_decisions == ["respond"]
     assert review.decision.responded
     assert review.title == "Which address should the replacement go to?"
+
+
+def asks(reviewer, body: str):
+    return lambda review: post_message(
+        review, author_kind="reviewer", author=reviewer, kind="question", body=body
+    )
+
+
+def approve_the_version_seen(reviewer):
+    return lambda review: decide_request(
+        review.pk, by=reviewer, outcome="approved", version=review.proposal_version
+    )
+
+
+def test_a_reviewers_question_ends_the_wait_and_reply_to_reviewer_revises_then_waits(setup):
+    reviewer = setup["reviewer"]
+
+    async def scenario():
+        async with stdio_session(setup["token"]) as session:
+            asked, _ = await call_while_a_reviewer_decides(
+                session,
+                "request_approval",
+                REFUND,
+                setup["agent"],
+                asks(reviewer, "Did the customer send photos?"),
+            )
+            request_id = asked.structured_content["request_id"]
+            decided, _ = await call_while_a_reviewer_decides(
+                session,
+                "reply_to_reviewer",
+                {
+                    "request_id": request_id,
+                    "answer": "No photos: half, then.",
+                    "args": {"order": 1042, "amount": 60},
+                },
+                setup["agent"],
+                approve_the_version_seen(reviewer),
+            )
+            return asked, decided
+
+    asked, decided = run_coroutine(scenario())
+    question = asked.structured_content
+    assert question["status"] == "pending" and question["approved"] is False
+    assert question["reviewer_message"]["body"] == "Did the customer send photos?"
+    assert question["reviewer_message"]["author_name"] == "alice"
+    assert "reply_to_reviewer" in question["message"]
+    answer = decided.structured_content
+    assert answer["approved"] is True and answer["reviewer_message"] is None
+    assert answer["args"] == {"order": 1042, "amount": 60}
+    review = ReviewRequest.objects.get(agent=setup["agent"])
+    assert review.rounds == 1 and review.decision.proposal_version == 2
+    assert review.messages.get(kind="revision").body == "No photos: half, then."
+
+
+def test_ask_human_hears_a_question_back_and_takes_choices_and_a_default(setup):
+    reviewer = setup["reviewer"]
+
+    async def scenario():
+        async with stdio_session(setup["token"]) as session:
+            asked, _ = await call_while_a_reviewer_decides(
+                session,
+                "ask_human",
+                {
+                    "category": "refunds",
+                    "question": "Which address should the replacement go to?",
+                    "choices": [{"key": "old", "label": "On the order"}, {"key": "new"}],
+                    "default": "old",
+                },
+                setup["agent"],
+                asks(reviewer, "Did the customer give a new one?"),
+            )
+            review = await anyio.to_thread.run_sync(
+                in_thread(lambda: ReviewRequest.objects.get(agent=setup["agent"]))
+            )
+            answered, _ = await call_while_a_reviewer_decides(
+                session,
+                "reply_to_reviewer",
+                {"request_id": str(review.public_id), "answer": "Yes, 12 Rue Oberkampf."},
+                setup["agent"],
+                lambda r: decide_request(
+                    r.pk,
+                    by=reviewer,
+                    outcome="rejected",
+                    reason="Use the new one.",
+                    responded=True,
+                    chosen_option="new",
+                ),
+            )
+            unasked = await session.call_tool(
+                "reply_to_reviewer", {"request_id": str(review.public_id), "answer": "Hello?"}
+            )
+            return asked, answered, unasked
+
+    asked, answered, unasked = run_coroutine(scenario())
+    assert "Did the customer give a new one?" in asked.content[0].text
+    assert "reply_to_reviewer" in asked.content[0].text
+    assert answered.structured_content["response"] == "Use the new one."
+    assert answered.structured_content["chosen_option"] == "new"
+    assert unasked.is_error and "no longer pending" in unasked.content[0].text
+    review = ReviewRequest.objects.get(agent=setup["agent"])
+    assert review.default_answer == "old"
+    assert [o["key"] for o in review.options] == ["old", "new"]
+    assert review.messages.get(kind="answer").body == "Yes, 12 Rue Oberkampf."
+
+
+def test_reply_to_reviewer_refuses_an_answer_nobody_asked_for(setup):
+    async def scenario():
+        async with stdio_session(setup["token"], HITL_MCP_MAX_WAIT_SECONDS="1") as session:
+            pending = await session.call_tool("request_approval", REFUND)
+            request_id = pending.structured_content["request_id"]
+            return await session.call_tool(
+                "reply_to_reviewer", {"request_id": request_id, "answer": "Hello?"}
+            )
+
+    result = run_coroutine(scenario())
+    assert result.is_error and "Nobody asked you anything" in result.content[0].text
+    assert not ReviewRequest.objects.get(agent=setup["agent"]).messages.exists()
 
 
 def test_get_guidelines_and_list_categories(setup, refunds):
