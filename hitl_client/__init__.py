@@ -60,6 +60,7 @@ __all__ = [
     "ReviewerAddedFields",
     "ReviewerAsked",
     "Unavailable",
+    "changed_action",
     "interrupt_key",
     "requires_approval",
     "resume_body",
@@ -171,6 +172,18 @@ def _reply_body(reply: ReplyLike, current: dict[str, Any]) -> dict[str, Any]:
     if action is None or action == current.get("proposed_action"):
         return {"kind": "answer", "body": reply.answer or "The proposal stands as it is."}
     return {"kind": "revision", "body": reply.answer, "proposed_action": action}
+
+
+def changed_action(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The action a settled go-ahead stands for when it is not the one first submitted: the
+    reviewer's modification, else the agent's own revision (made on a reviewer's question)
+    that the reviewer approved; None when the original action stands."""
+    decision = request.get("decision") or {}
+    if request.get("status") == "modified":
+        return decision.get("final_action") or {}
+    if request.get("status") == "approved" and (request.get("proposal_version") or 1) > 1:
+        return request.get("proposed_action") or {}
+    return None
 
 
 def _asked(current: dict[str, Any]) -> bool:
@@ -420,6 +433,17 @@ class Client:
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
 
+    def _answer_asked(self, interrupt: dict[str, Any], on_message: OnMessage | None) -> None:
+        """Answer the reviewers who asked something on an interrupt's requests (its answer
+        says only whether all are decided, so each open one is looked at)."""
+        for request_id in interrupt.get("requests") or [interrupt["id"]]:
+            current = self.get(str(request_id))
+            if _asked(current):
+                if on_message is None:
+                    raise ReviewerAsked(current)
+                reply = on_message(current["reviewer_message"], current)
+                self._reply(current, _reply_body(reply, current))
+
     def _reply(self, current: dict[str, Any], body: dict[str, Any]) -> None:
         """Post a handler's reply. A 409 (decided, withdrawn, or the answer timeout handed the
         turn back meanwhile) is no failure of the wait: the next look says what happened."""
@@ -590,6 +614,7 @@ class Client:
         category: str,
         *,
         timeout: float | None = None,
+        on_message: OnMessage | None = None,
         **fields: Any,
     ) -> Any:
         """What to resume a paused graph with, once reviewers have decided its interrupts.
@@ -602,7 +627,8 @@ class Client:
         HumanResponse or a list of one); several: the {interrupt id: value} map LangGraph
         resumes them with. `fields` (title, confidence, attributes) go with every interrupt.
         No answer within `timeout` seconds raises ApprovalTimeout; a request withdrawn with
-        no answer the interrupt accepts raises Cancelled."""
+        no answer the interrupt accepts raises Cancelled. `on_message` answers a reviewer's
+        question on any of them meanwhile (see `wait`); without it, ReviewerAsked."""
         pending = _interrupt_list(interrupts)
         deadline = None if timeout is None else time.monotonic() + timeout
         submitted = []
@@ -610,13 +636,16 @@ class Client:
             body, key = resume_body(interrupt, category, fields)
             answer = self.request("POST", "/interrupts", body, headers={"Idempotency-Key": key})
             submitted.append(answer)
-        values = [self._resume_value(answer, deadline) for answer in submitted]
+        values = [self._resume_value(answer, deadline, on_message) for answer in submitted]
         return _resume_of(pending, values)
 
-    def _resume_value(self, answer: dict[str, Any], deadline: float | None) -> Any:
+    def _resume_value(
+        self, answer: dict[str, Any], deadline: float | None, on_message: OnMessage | None
+    ) -> Any:
         while answer["response"] is None:
             if answer["status"] == "cancelled":
                 raise Cancelled(answer)
+            self._answer_asked(answer, on_message)
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(answer)
             path = f"/interrupts/{answer['id']}"
@@ -813,6 +842,18 @@ class AsyncClient:
         except Unavailable:
             return {"status": "pending", **known}
 
+    async def _answer_asked(self, interrupt: dict[str, Any], on_message: OnMessage | None) -> None:
+        """Client._answer_asked, with a sync or async handler."""
+        for request_id in interrupt.get("requests") or [interrupt["id"]]:
+            current = await self.get(str(request_id))
+            if _asked(current):
+                if on_message is None:
+                    raise ReviewerAsked(current)
+                reply = on_message(current["reviewer_message"], current)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+                await self._run(self.sync._reply, current, _reply_body(reply, current))
+
     async def _withdraw(self, request_id: str) -> None:
         """Client._withdraw."""
         await self._run(self.sync._withdraw, request_id)
@@ -899,6 +940,7 @@ class AsyncClient:
         category: str,
         *,
         timeout: float | None = None,
+        on_message: OnMessage | None = None,
         **fields: Any,
     ) -> Any:
         """Client.resume: the interrupts are submitted, then awaited, together."""
@@ -913,6 +955,7 @@ class AsyncClient:
             while answer["response"] is None:
                 if answer["status"] == "cancelled":
                     raise Cancelled(answer)
+                await self._answer_asked(answer, on_message)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ApprovalTimeout(answer)
                 path = f"/interrupts/{answer['id']}"

@@ -28,16 +28,23 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import CanUseTool, PermissionResult
 
-from . import SETTLED, ApprovalTimeout, AsyncClient
+from . import SETTLED, ApprovalTimeout, AsyncClient, OnMessage, changed_action
 
 __all__ = ["can_use_tool", "permission_result", "tool_use_key"]
 
 
 def can_use_tool(
-    client: AsyncClient, category: str, *, timeout: float | None = 3600, **fields: Any
+    client: AsyncClient,
+    category: str,
+    *,
+    timeout: float | None = 3600,
+    on_message: OnMessage | None = None,
+    **fields: Any,
 ) -> CanUseTool:
     """The `can_use_tool` callback: a reviewer of `category` decides each tool use. `fields`
-    go with every submission (task, confidence, attributes, ...)."""
+    go with every submission (task, confidence, attributes, ...). `on_message` answers a
+    reviewer's question meanwhile (see `Client.wait`); without it, a question raises
+    ReviewerAsked out of the callback."""
 
     async def decide(
         tool_name: str, tool_input: dict[str, Any], context: ToolPermissionContext
@@ -55,7 +62,7 @@ def can_use_tool(
         )
         if request["status"] not in SETTLED:
             try:
-                request = await client.wait(request["id"], timeout=timeout)
+                request = await client.wait(request["id"], timeout=timeout, on_message=on_message)
             except ApprovalTimeout as exc:
                 return PermissionResultDeny(
                     message=f"No reviewer decided in time (request {exc.request.get('id')})."
@@ -69,12 +76,12 @@ def permission_result(request: dict[str, Any], tool_input: dict[str, Any]) -> Pe
     """A settled request as the SDK's permission result."""
     decision = request.get("decision") or {}
     status = request["status"]
-    if status in ("approved", "auto_approved"):
-        return PermissionResultAllow(updated_input=tool_input)
-    if status == "modified":
-        final = decision.get("final_action") or {}
+    final = changed_action(request)  # a reviewer's changes, or a revision they approved
+    if final is not None:
         args = final["args"] if isinstance(final.get("args"), dict) else final
         return PermissionResultAllow(updated_input=args)
+    if status in ("approved", "auto_approved"):
+        return PermissionResultAllow(updated_input=tool_input)
     if status == "rejected":
         return PermissionResultDeny(message=decision.get("reason") or "A reviewer said no.")
     return PermissionResultDeny(message="The approval request was withdrawn.")

@@ -24,16 +24,25 @@ from typing import Any
 
 from langgraph.config import get_config
 
-from . import AsyncClient, Client
+from . import AsyncClient, Client, OnMessage
 
 __all__ = ["ainterrupt", "interrupt", "node_key"]
 
 
 def interrupt(
-    client: Client, category: str, value: Any, *, timeout: float | None = None, **fields: Any
+    client: Client,
+    category: str,
+    value: Any,
+    *,
+    timeout: float | None = None,
+    on_message: OnMessage | None = None,
+    **fields: Any,
 ) -> Any:
-    """`langgraph.types.interrupt(value)`, answered by a reviewer while the node waits."""
-    return client.resume(value, category, timeout=timeout, **_keyed(category, value, fields))
+    """`langgraph.types.interrupt(value)`, answered by a reviewer while the node waits;
+    `on_message` answers a reviewer's question meanwhile (see `Client.wait`)."""
+    return client.resume(
+        value, category, timeout=timeout, on_message=on_message, **_keyed(category, value, fields)
+    )
 
 
 async def ainterrupt(
@@ -42,10 +51,13 @@ async def ainterrupt(
     value: Any,
     *,
     timeout: float | None = None,
+    on_message: OnMessage | None = None,
     **fields: Any,
 ) -> Any:
     """`interrupt` for async nodes, with an AsyncClient."""
-    return await client.resume(value, category, timeout=timeout, **_keyed(category, value, fields))
+    return await client.resume(
+        value, category, timeout=timeout, on_message=on_message, **_keyed(category, value, fields)
+    )
 
 
 def node_key(category: str, value: Any) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any
 from agents import FunctionTool, RunState, ToolApprovalItem
 from agents.tool_context import ToolContext
 
-from . import SETTLED, AsyncClient, Client, HITLError
+from . import SETTLED, AsyncClient, Client, HITLError, OnMessage, changed_action
 
 __all__ = ["approvals", "async_approvals", "reviewed", "tool_call_key"]
 
@@ -53,6 +53,7 @@ def approvals(
     run: Any,
     *,
     timeout: float | None = 3600,
+    on_message: OnMessage | None = None,
     **fields: Any,
 ) -> RunState:
     """Submit every call awaiting approval, wait for each decision, and apply them all.
@@ -62,13 +63,17 @@ def approvals(
     so a reviewer sees them together. `fields` go with every submission (confidence,
     attributes, task, ...). No decision within `timeout` seconds raises `ApprovalTimeout`;
     the requests stay open, and calling again with the same run waits on them rather than
-    asking twice (see `tool_call_key`).
+    asking twice (see `tool_call_key`). `on_message` answers a reviewer's question
+    meanwhile (see `Client.wait`); a revision the reviewer approves is applied as a
+    modification.
     """
     state, items = _pending(run)
     fields = {"allowed_decisions": ALLOWED_DECISIONS, **fields}
     created = [client.submit(category, **_submission(category, item), **fields) for item in items]
     decided = [
-        request if request["status"] in SETTLED else client.wait(request["id"], timeout=timeout)
+        request
+        if request["status"] in SETTLED
+        else client.wait(request["id"], timeout=timeout, on_message=on_message)
         for request in created
     ]
     return _apply(state, items, decided)
@@ -80,6 +85,7 @@ async def async_approvals(
     run: Any,
     *,
     timeout: float | None = 3600,
+    on_message: OnMessage | None = None,
     **fields: Any,
 ) -> RunState:
     """`approvals` with an `AsyncClient`: the calls are submitted, then waited on, together."""
@@ -92,7 +98,7 @@ async def async_approvals(
     async def decided(request: dict[str, Any]) -> dict[str, Any]:
         if request["status"] in SETTLED:
             return request
-        return await client.wait(request["id"], timeout=timeout)
+        return await client.wait(request["id"], timeout=timeout, on_message=on_message)
 
     return _apply(state, items, list(await asyncio.gather(*(decided(r) for r in created))))
 
@@ -170,11 +176,12 @@ def _apply(
     for item, request in zip(items, decided, strict=True):
         decision = request.get("decision") or {}
         status = request["status"]
-        if status in ("approved", "auto_approved"):
+        final = changed_action(request)  # a reviewer's changes, or a revision they approved
+        if final is not None:
+            _apply_modification(state, item, final)
+        elif status in ("approved", "auto_approved"):
             _remember(item, None)
             state.approve(item)
-        elif status == "modified":
-            _apply_modification(state, item, decision.get("final_action") or {})
         elif status == "rejected":
             state.reject(item, rejection_message=_reviewer_text(decision))
         else:  # cancelled: nobody approved it, so the tool must not run

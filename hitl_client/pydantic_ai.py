@@ -25,7 +25,7 @@ from typing import Any
 from pydantic_ai import DeferredToolRequests, DeferredToolResults, ToolApproved, ToolDenied
 from pydantic_ai.messages import ToolCallPart
 
-from . import SETTLED, AsyncClient, Client
+from . import SETTLED, AsyncClient, Client, OnMessage, changed_action
 
 __all__ = ["approvals", "async_approvals", "tool_call_key"]
 
@@ -36,6 +36,7 @@ def approvals(
     requests: DeferredToolRequests,
     *,
     timeout: float | None = 3600,
+    on_message: OnMessage | None = None,
     **fields: Any,
 ) -> DeferredToolResults:
     """Submit every call awaiting approval, wait for each decision, and answer them all.
@@ -44,13 +45,16 @@ def approvals(
     `fields` go with every submission (confidence, attributes, task, ...). No decision within
     `timeout` seconds raises `ApprovalTimeout`; the requests stay open, and calling again
     with the same `requests` waits on them rather than asking twice (see `tool_call_key`).
+    `on_message` answers a reviewer's question meanwhile (see `Client.wait`).
     """
     created = [
         client.submit(category, **_submission(category, requests, call), **fields)
         for call in requests.approvals
     ]
     decided = [
-        request if request["status"] in SETTLED else client.wait(request["id"], timeout=timeout)
+        request
+        if request["status"] in SETTLED
+        else client.wait(request["id"], timeout=timeout, on_message=on_message)
         for request in created
     ]
     return _results(requests, decided)
@@ -62,6 +66,7 @@ async def async_approvals(
     requests: DeferredToolRequests,
     *,
     timeout: float | None = 3600,
+    on_message: OnMessage | None = None,
     **fields: Any,
 ) -> DeferredToolResults:
     """`approvals` with an `AsyncClient`: the calls are submitted, then waited on, together."""
@@ -75,7 +80,7 @@ async def async_approvals(
     async def decided(request: dict[str, Any]) -> dict[str, Any]:
         if request["status"] in SETTLED:
             return request
-        return await client.wait(request["id"], timeout=timeout)
+        return await client.wait(request["id"], timeout=timeout, on_message=on_message)
 
     return _results(requests, await asyncio.gather(*(decided(r) for r in created)))
 
@@ -110,11 +115,11 @@ def _results(requests: DeferredToolRequests, decided: list[dict[str, Any]]) -> D
     for call, request in zip(requests.approvals, decided, strict=True):
         decision = request.get("decision") or {}
         status = request["status"]
-        if status in ("approved", "auto_approved"):
-            answers[call.tool_call_id] = True
-        elif status == "modified":
-            final = decision.get("final_action") or {}
+        final = changed_action(request)  # a reviewer's changes, or a revision they approved
+        if final is not None:
             answers[call.tool_call_id] = ToolApproved(override_args=final.get("args", final))
+        elif status in ("approved", "auto_approved"):
+            answers[call.tool_call_id] = True
         elif status == "rejected":
             answers[call.tool_call_id] = ToolDenied(decision.get("reason") or "A reviewer said no.")
         else:  # cancelled: nobody approved it, so the tool must not run

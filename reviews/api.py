@@ -747,6 +747,11 @@ def interrupt_answer(
         if left <= 0:
             break
         bundle[index] = wait_until_settled(agent, review, left)
+        if (
+            bundle[index].turn == ReviewRequest.Turn.AGENT
+            and agent_status(bundle[index]) == Status.PENDING
+        ):
+            break  # a reviewer asked the agent something: it answers before waiting on
     answer = interrupt_out(request, agent, bundle)
     release_connection()
     return answer

@@ -11,7 +11,7 @@ from claude_agent_sdk import (
     ToolPermissionContext,
 )
 
-from hitl_client import AsyncClient
+from hitl_client import AsyncClient, Reply
 from hitl_client.claude import can_use_tool, tool_use_key
 from reviews.mcp_server import permission_key
 from reviews.models import Category, ReviewRequest
@@ -19,10 +19,12 @@ from reviews.services.decisions import decide_request
 
 from .conftest import run_coroutine
 from .test_api_client import concurrent, reviewer
+from .turns_support import QUESTION, reviewer_asks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BASH = {"command": "rm -rf build"}
+SAFER = {"command": "rm -rf build/tmp"}
 
 
 @pytest.fixture
@@ -99,3 +101,21 @@ def test_no_decision_in_time_is_a_denial_and_asking_again_finds_the_same_request
 def test_the_callback_and_the_mcp_permission_prompt_key_a_tool_use_alike():
     args = ("claude-code", "toolu_01", "Bash", BASH)
     assert tool_use_key(*args) == permission_key(*args)
+
+
+@concurrent
+def test_a_reviewers_question_is_answered_and_the_approved_revision_is_the_input(
+    client, gate, alice
+):
+    async def on_message(message, request):
+        assert message["body"] == QUESTION
+        return Reply("Only the temporary files, then.", {"action": "Bash", "args": SAFER})
+
+    callback = can_use_tool(client, "claude-code", timeout=30, on_message=on_message)
+    options = ClaudeAgentOptions(can_use_tool=callback)
+    context = ToolPermissionContext(tool_use_id="toolu_02")
+    thread, seen = reviewer_asks(alice)
+    result = run_coroutine(options.can_use_tool("Bash", dict(BASH), context))
+    thread.join()
+    assert seen.error is None
+    assert result == PermissionResultAllow(updated_input=SAFER)

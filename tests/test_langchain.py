@@ -27,6 +27,7 @@ from reviews.services.decisions import decide_request
 
 from .conftest import ROUTINE, run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
+from .turns_support import QUESTION, reviewer_asks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -443,3 +444,28 @@ def test_an_async_node_waits_with_an_async_client(live_server, agent_token, sett
     request = ReviewRequest.objects.get()
     assert request.status == "auto_approved"
     assert request.idempotency_key.startswith("langgraph-sha256:")
+
+
+@concurrent
+def test_a_node_waiting_itself_answers_a_reviewers_question_then_gets_the_decision(
+    client, refunds, alice
+):
+    heard = []
+
+    def on_message(message, request):
+        heard.append(message["body"])
+        return "Yes, two photos."
+
+    def node(state: State) -> State:
+        value = human_interrupt(state["amount"])
+        answer = hitl_langchain.interrupt(
+            client, "refunds", value, timeout=30, on_message=on_message, **UNSURE
+        )
+        return {"answer": answer}
+
+    thread, seen = reviewer_asks(alice)
+    result = in_own_thread(graph_of(node).invoke, {"amount": 950}, config("asked"))
+    thread.join()
+    assert seen.error is None and heard == [QUESTION]
+    assert result["answer"] == {"type": "accept", "args": None}
+    assert ReviewRequest.objects.get().messages.get(kind="answer").body == "Yes, two photos."

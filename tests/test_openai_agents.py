@@ -27,6 +27,7 @@ from reviews.services.decisions import decide_request
 
 from .conftest import run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
+from .turns_support import QUESTION, reviewer_asks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 set_tracing_disabled(True)  # the SDK's tracing would export to OpenAI's servers
@@ -339,3 +340,20 @@ def test_the_raw_client_glue_the_adapter_replaces_works_too(client, refunds, ali
     output = in_own_thread(run_with_the_raw_client, refund_agent(refunded), client)
     thread.join()
     assert (refunded, output) == ([], "refund said: Far too much.")
+
+
+@concurrent
+def test_a_reviewers_question_is_answered_while_the_call_waits(client, refunds, alice):
+    refunded = []
+    heard = []
+
+    def on_message(message, request):
+        heard.append(message["body"])
+        return "Yes, two photos of the broken lid."
+
+    thread, seen = reviewer_asks(alice)
+    output = run_with_approvals(refund_agent(refunded), client, on_message=on_message, **UNSURE)
+    thread.join()
+    assert seen.error is None and heard == [QUESTION]
+    assert refunded == [(1042, 120)]
+    assert output == "refund said: refunded 120 on 1042"

@@ -20,6 +20,7 @@ from reviews.services.decisions import decide_request
 
 from .conftest import run_coroutine
 from .test_api_client import concurrent, reviewer
+from .turns_support import reviewer_asks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -164,3 +165,18 @@ def test_an_async_agent_gets_its_approval(live_server, agent_token, settings, re
     thread.join()
     assert refunded == [(1042, 120)]
     assert output == "refund said: refunded 120 on 1042"
+
+
+@concurrent
+def test_a_reviewers_question_is_answered_and_the_approved_revision_runs(client, refunds, alice):
+    refunded = []
+
+    def lower(message, request):
+        return {**request["proposed_action"], "args": {"order": 1042, "amount": 60}}
+
+    thread, seen = reviewer_asks(alice)
+    output = run_with_approvals(refund_agent(refunded), client, on_message=lower, **UNSURE)
+    thread.join()
+    assert seen.error is None
+    assert refunded == [(1042, 60)]
+    assert output == "refund said: refunded 60 on 1042"
