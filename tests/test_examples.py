@@ -26,6 +26,7 @@ from .conftest import run_coroutine, wait_for
 from .test_api_client import concurrent, reviewer
 from .test_mcp_server import TOOLS, server_env, serving_http
 from .timeouts_support import free_port
+from .turns_support import reviewer_asks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -349,3 +350,28 @@ def test_the_mcp_example_says_when_the_server_refuses_its_token(agent_token):
         " token?"
     )
     assert "Traceback" not in finished.stderr
+
+
+@concurrent
+@pytest.mark.django_db(transaction=True)
+def test_the_collaborative_example_answers_the_question_and_carries_out_the_approved_revision(
+    live_server, agent_token, settings, refunds, alice, capsys
+):
+    settings.HITL_UNDO_SECONDS = 0
+    path = ROOT / "examples" / "collaborative_agent.py"
+    spec = importlib.util.spec_from_file_location("collaborative_agent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.client = Client(live_server.url, agent_token, retries=0)
+
+    thread, seen = reviewer_asks(alice)  # asks about photos, then approves what it then sees
+    output = module.main()
+    thread.join()
+    assert seen.error is None and seen.answered.proposal_version == 2
+    assert output == "Refunded 60.00 EUR on A-1042 (version 2)"
+    printed = capsys.readouterr().out
+    assert "alice asks (question): Did the customer send photos?" in printed
+    assert "Agent revises: refund 60.00 EUR on A-1042" in printed
+    assert "Approved version 2." in printed
+    request = ReviewRequest.objects.get()
+    assert request.messages.get(kind="revision").payload["previous"]["amount"] == 120.0
