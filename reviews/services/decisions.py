@@ -219,6 +219,15 @@ def _recommended(request: ReviewRequest) -> str:
     return option if option and option in request.option_labels else ""
 
 
+def _human_seconds(seconds: float | None, request: ReviewRequest) -> float | None:
+    """Review time without the agent's turns: a question or new instructions hand the request
+    to the agent only after someone saw it, so its turns all fall after a first view and the
+    reviewer was not the one keeping the request waiting meanwhile."""
+    if not seconds:  # untimed or 0 s (the sweep's rows, which leave agent_seconds unread)
+        return seconds
+    return max(seconds - request.agent_seconds, 0.0)
+
+
 def record_decisions(
     requests: list[ReviewRequest],
     *,
@@ -265,7 +274,9 @@ def record_decisions(
                 reason=reason.strip(),
                 responded=responded,
                 channel=channel,
-                review_seconds=review_seconds_for(starts, request.pk, batched, now),
+                review_seconds=_human_seconds(
+                    review_seconds_for(starts, request.pk, batched, now), request
+                ),
                 created_at=now,
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,
