@@ -26,7 +26,13 @@ from .figures import pct_bar, pct_vs
 from .insights.periods import Period
 from .insights.stats import add_lists, wilson, zero_error_sample
 from .insights.summaries import Summary
-from .models import PEOPLE_CHANNELS, DailyRollup, Decision, EscalationRule
+from .models import (
+    PEOPLE_CHANNELS,
+    QUESTION_DECISIONS,
+    DailyRollup,
+    Decision,
+    EscalationRule,
+)
 from .rollups import CONF_BUCKETS, day_bounds
 
 CONF_STEP = 1 / CONF_BUCKETS  # a confidence threshold moves by one rollup bucket at a time
@@ -286,7 +292,7 @@ def rule_sample(
         created_at__lt=end,
         effective_at__lte=timezone.now(),  # as in the rollups: an undone decision never counts
         channel__in=PEOPLE_CHANNELS,  # timeouts and rules decided nothing
-    )
+    ).exclude(request__allowed_decisions=QUESTION_DECISIONS)  # as in the rollups
     if rule.category_id:
         decisions = decisions.filter(request__category_id=rule.category_id)
     in_database = connection.features.supports_json_field_contains

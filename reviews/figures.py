@@ -79,7 +79,9 @@ COUNTS = {
     "overview": (
         "Decisions that took effect in the period (after the undo window); the escalation "
         "rate is over requests submitted in the period, waiting ones included; “unchanged” = "
-        "approved as proposed"
+        "approved as proposed; an answered question is neither approved nor rejected; review "
+        "time leaves out the agent's turns, and waiting on people is submission to decision "
+        "less the agent's turns"
     ),
     "calibration": (
         f"Decisions by people in the period on requests with a stated confidence; {RIGHT}"

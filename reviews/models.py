@@ -414,6 +414,8 @@ class Verb(models.TextChoices):
 
 
 DEFAULT_VERBS = [Verb.APPROVE.value, Verb.MODIFY.value, Verb.REJECT.value]
+# The allowed decisions of a request that only asks a question (ReviewRequest.is_question).
+QUESTION_DECISIONS = [Verb.RESPOND.value]
 
 
 def default_verbs() -> list[str]:
@@ -627,7 +629,7 @@ class ReviewRequest(models.Model):
     def is_question(self) -> bool:
         """The agent only asks for an answer (an MCP ask_human, a tool a person stands in
         for): nothing to approve, the reviewer can only respond."""
-        return self.allowed_decisions == [Verb.RESPOND.value]
+        return self.allowed_decisions == QUESTION_DECISIONS
 
     @property
     def batchable(self) -> bool:
@@ -1186,6 +1188,19 @@ class DailyRollup(models.Model):
     conf_n = models.JSONField(default=list, help_text="Human decisions per confidence bucket.")
     conf_ok = models.JSONField(default=list, help_text="Of those, approved unchanged.")
     conf_sum = models.JSONField(default=list, help_text="Sum of stated confidence.")
+    # The conversation: questions answered are not judgements of a proposal, so they are in
+    # `total` but in no outcome; rounds are over requests people decided.
+    answered = models.PositiveIntegerField(
+        default=0, help_text="Question requests a person answered (not approved or rejected)."
+    )
+    rounds = models.PositiveIntegerField(default=0, help_text="Rounds, summed.")
+    with_rounds = models.PositiveIntegerField(
+        default=0, help_text="Requests people decided with at least one round."
+    )
+    agent_hist = models.JSONField(default=list, help_text="Time waiting on the agent.")
+    human_hist = models.JSONField(
+        default=list, help_text="Creation to decision, less the time waiting on the agent."
+    )
 
     class Meta:
         ordering = ["-day", "category", "agent", "rule_id"]

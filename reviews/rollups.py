@@ -22,6 +22,7 @@ from django.utils import timezone
 from . import rules as engine
 from .models import (
     PEOPLE_CHANNELS,
+    QUESTION_DECISIONS,
     DailyRollup,
     Decision,
     RequestSighting,
@@ -73,6 +74,11 @@ class Tally:
     conf_sum: list[float] = field(default_factory=lambda: [0.0] * CONF_BUCKETS)
     batched: int = 0  # per reviewer only: decided in a batch
     unopened: int = 0  # per reviewer only: decided without having opened the request
+    answered: int = 0  # question requests a person answered: no outcome of a proposal
+    rounds: int = 0  # over requests people decided
+    with_rounds: int = 0
+    agent_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
+    human_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -86,6 +92,16 @@ def local_day(moment: datetime) -> date:
     return timezone.localtime(moment).date()
 
 
+@dataclass(frozen=True)
+class Turns:
+    """A decided request's conversation: whether it only asked a question, its rounds, and
+    the time it waited on the agent."""
+
+    question: bool = False
+    rounds: int = 0
+    agent_seconds: float = 0.0
+
+
 def _count(
     tally: Tally,
     outcome: str,
@@ -94,19 +110,28 @@ def _count(
     review_seconds: float | None,
     wait_seconds: float,
     confidence: float | None,
+    turns: Turns = Turns(),
 ) -> None:
     tally.total += 1
     if channel == Decision.Channel.AUTO:
         tally.auto_approved += 1
         return
     tally.decision_hist[time_bucket(wait_seconds)] += 1
+    tally.agent_hist[time_bucket(turns.agent_seconds)] += 1
+    tally.human_hist[time_bucket(wait_seconds - turns.agent_seconds)] += 1
     if channel == Decision.Channel.TIMEOUT:
         tally.timed_out += 1
         return
-    judged = HUMAN[judged_outcome(outcome, as_proposed)]
-    setattr(tally, judged, getattr(tally, judged) + 1)
+    tally.rounds += turns.rounds
+    tally.with_rounds += turns.rounds > 0
     if review_seconds is not None:
         tally.review_hist[time_bucket(review_seconds)] += 1
+    if turns.question:
+        # An answer to a question judges no proposal: neither approved nor rejected.
+        tally.answered += 1
+        return
+    judged = HUMAN[judged_outcome(outcome, as_proposed)]
+    setattr(tally, judged, getattr(tally, judged) + 1)
     if confidence is not None:
         bucket = conf_bucket(confidence)
         tally.conf_n[bucket] += 1
@@ -132,6 +157,9 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
             "request__created_at",
             "request__confidence",
             "request__fired_rules",
+            "request__allowed_decisions",
+            "request__rounds",
+            "request__agent_seconds",
         )
         .order_by()
     )
@@ -150,14 +178,19 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
         created_at,
         confidence,
         fired,
+        allowed,
+        rounds,
+        agent_seconds,
     ) in rows.iterator(chunk_size=5000):
         wait = (decided_at - created_at).total_seconds()
+        turns = Turns(allowed == QUESTION_DECISIONS, rounds, agent_seconds)
         rule_ids = {DailyRollup.ALL_RULES}
         rule_ids.update(f["rule_id"] for f in fired or () if f.get("rule_id"))
         for rule_id in rule_ids:
             tally = tallies.setdefault((category_id, agent_id, rule_id), Tally())
-            _count(tally, outcome, as_proposed, channel, review_seconds, wait, confidence)
-        if reviewer_id and channel in PEOPLE_CHANNELS:
+            _count(tally, outcome, as_proposed, channel, review_seconds, wait, confidence, turns)
+        if reviewer_id and channel in PEOPLE_CHANNELS and not turns.question:
+            # A reviewer's page judges their approvals and rejections: answers are neither.
             tally = reviewers.setdefault((reviewer_id, category_id), Tally())
             _count(tally, outcome, as_proposed, channel, review_seconds, wait, None)
             # A batch from the inbox, or one through the reviewer API (channel "api").
@@ -184,6 +217,11 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
             conf_n=t.conf_n,
             conf_ok=t.conf_ok,
             conf_sum=[round(x, 4) for x in t.conf_sum],
+            answered=t.answered,
+            rounds=t.rounds,
+            with_rounds=t.with_rounds,
+            agent_hist=t.agent_hist,
+            human_hist=t.human_hist,
         )
         for (category_id, agent_id, rule_id), t in tallies.items()
     ]

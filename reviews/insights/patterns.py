@@ -9,6 +9,7 @@ from typing import Any
 from .. import rules as engine
 from ..models import (
     PEOPLE_CHANNELS,
+    QUESTION_DECISIONS,
     Category,
     Decision,
     EscalationRule,
@@ -94,6 +95,7 @@ def change_patterns(
                 created_at__gte=start,
                 created_at__lt=end,
             )
+            .exclude(request__allowed_decisions=QUESTION_DECISIONS)  # answers change nothing
             .order_by("-created_at")
             .values_list(
                 "outcome",

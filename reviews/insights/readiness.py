@@ -19,6 +19,7 @@ from ..figures import day as figures_day
 from ..figures import pct_bar, pct_vs
 from ..models import (
     PEOPLE_CHANNELS,
+    QUESTION_DECISIONS,
     Category,
     CategoryAutonomy,
     DailyRollup,
@@ -217,7 +218,8 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
         tallies[row["category_id"]].update(
             {"n": row["n"], "ok": row["ok"], "timed_out": row["timed_out"]}
         )
-    people = Q(channel__in=PEOPLE_CHANNELS)
+    # As in the rollups: an answer to a question is no judgement of a proposal.
+    people = Q(channel__in=PEOPLE_CHANNELS) & ~Q(request__allowed_decisions=QUESTION_DECISIONS)
     first_rows = (
         Decision.objects.filter(first_day, effective_at__lte=now)
         .order_by()

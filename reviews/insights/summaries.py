@@ -32,7 +32,20 @@ ROLLUP_FIELDS = [
     "conf_n",
     "conf_ok",
     "conf_sum",
+    "answered",
+    "rounds",
+    "with_rounds",
+    "agent_hist",
+    "human_hist",
 ]
+# A Summary adds up these counts, and these histograms and tallies element by element.
+COUNTS = [
+    "total", "approved", "modified", "rejected", "timed_out", "auto_approved", "answered",
+    "rounds", "with_rounds",
+]  # fmt: skip
+LISTS = [
+    "review_hist", "decision_hist", "conf_n", "conf_ok", "conf_sum", "agent_hist", "human_hist",
+]  # fmt: skip
 
 
 @dataclass
@@ -48,23 +61,56 @@ class Summary:
     conf_n: list[int] = field(default_factory=list)
     conf_ok: list[int] = field(default_factory=list)
     conf_sum: list[float] = field(default_factory=list)
+    answered: int = 0
+    rounds: int = 0
+    with_rounds: int = 0
+    agent_hist: list[int] = field(default_factory=list)
+    human_hist: list[int] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> Summary:
-        for name in ("total", "approved", "modified", "rejected", "timed_out", "auto_approved"):
+        for name in COUNTS:
             setattr(self, name, getattr(self, name) + row[name])
-        for name in ("review_hist", "decision_hist", "conf_n", "conf_ok", "conf_sum"):
+        for name in LISTS:
             add_lists(getattr(self, name), row[name])
         return self
 
     @property
     def human(self) -> int:
+        """People's judgements of proposals: approved, modified or rejected."""
         return self.approved + self.modified + self.rejected
 
     @property
+    def reviewed(self) -> int:
+        """Requests people decided: their judgements and their answers to questions."""
+        return self.human + self.answered
+
+    @property
     def escalated(self) -> int:
-        """Decisions on escalated requests: by people or by the deadline. (The escalation
-        rate is over submissions: see Submissions.)"""
-        return self.total - self.auto_approved
+        """Decisions on escalated requests that judge a proposal: by people or by the
+        deadline; answers to questions are neither approvals nor rejections, so not here.
+        (The escalation rate is over submissions: see Submissions.)"""
+        return self.total - self.auto_approved - self.answered
+
+    @property
+    def rounds_mean(self) -> float | None:
+        """Rounds per request people decided."""
+        return self.rounds / self.reviewed if self.reviewed else None
+
+    @property
+    def with_rounds_rate(self) -> float | None:
+        """Share of requests people decided that went to the agent and back at least once."""
+        return share(self.with_rounds, self.reviewed)
+
+    @property
+    def agent_p50(self) -> float | None:
+        """Median time a decided escalation waited on the agent."""
+        return percentile(self.agent_hist, 0.5)
+
+    @property
+    def human_p50(self) -> float | None:
+        """Median time a decided escalation waited on people: creation to decision, less
+        the agent's turns."""
+        return percentile(self.human_hist, 0.5)
 
     def rate(self, name: str) -> float | None:
         """Share of decisions on escalated requests with this outcome."""

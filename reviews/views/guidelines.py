@@ -19,7 +19,7 @@ def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
     review = get_request_for_guideline(request.user, request_id)
     decision = getattr(review, "decision", None)
     error = ""
-    text = ""
+    text = request.GET.get("text", "")  # a draft, e.g. a question the metrics page links
     if request.method == "POST":
         text = request.POST.get("text", "")
         try:

@@ -15,12 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import charts, exports, figures, monitoring, validation
-from ..access import ADMINS, MANAGERS, role_required
+from ..access import ADMINS, MANAGERS, REVIEWERS, has_role, role_required
 from ..advice import threshold_advice
 from ..insights.agreement import agreement_report
 from ..insights.calibration import calibration_bins, calibration_reading
 from ..insights.patterns import change_patterns
 from ..insights.periods import PERIODS, Period, period_from
+from ..insights.questions import top_questions
 from ..insights.readiness import readiness_of
 from ..insights.reviewers import RUBBER_STAMP_SECONDS, reviewer_stats
 from ..insights.stats import add_lists, zero_error_sample
@@ -144,14 +145,23 @@ def overview(request: HttpRequest) -> HttpResponse:
         fmt=lambda v: f"{v:.0%}",
         max_value=1.0,
     )
+    by_category = _breakdown(rows, submitted, "category_id", ctx["category_names"])
+    asked = top_questions(period, ctx["category_id"], ctx["agent_id"])
     ctx.update(
         summary=summary,
         submissions=submissions_by(submitted),
         volume_chart=volume,
         time_chart=times,
         escalation_chart=escalation,
-        by_category=_breakdown(rows, submitted, "category_id", ctx["category_names"]),
+        by_category=by_category,
         by_agent=_breakdown(rows, submitted, "agent_id", ctx["agent_names"]),
+        questions=[
+            (name, asked[pk])
+            for pk, name in sorted(ctx["category_names"].items(), key=lambda item: item[1])
+            if pk in asked
+        ],
+        # The guideline form is a reviewer's or an admin's; a manager only sees the questions.
+        writes_guidelines=has_role(request.user, REVIEWERS, ADMINS),
         counts_note=figures.counts_note("overview", summary.timed_out),
     )
     return render(request, "metrics/overview.html", ctx)
