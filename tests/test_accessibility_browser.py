@@ -5,21 +5,25 @@ violation."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.template.loader import render_to_string
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from reviews import rollups
 from reviews.channels.email_links import issue
 from reviews.channels.push import parse_subscription
 from reviews.management.commands.seed_demo import DEMO_PASSWORD
 from reviews.models import (
     Agent,
     Category,
+    Decision,
+    Message,
     Notification,
     PeriodicReviewBatch,
     PeriodicReviewItem,
@@ -33,8 +37,10 @@ from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
 from reviews.services.notify import notify_assignee
 from reviews.services.push_devices import add_device
+from reviews.services.sightings import record_first_view
 from reviews.services.slack_links import link_token
 from reviews.services.submission import submit_request
+from reviews.services.turns import hand_to_agent, hand_to_reviewer
 
 from .conftest import AXE, DESKTOP, PHONE, log_in
 from .push_support import Device, vapid_pair
@@ -296,6 +302,61 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
         audit.resize(size)
         for path in METRICS_PAGES:
             audit.visit(path)
+    audit.assert_clean()
+
+
+# A heading at the top of the screen, below the sticky header.
+SCROLL_TO = "(id) => { document.getElementById(id).scrollIntoView(); window.scrollBy(0, -70); }"
+
+
+def test_a_category_s_conversation_metrics_and_its_questions(audit, demo):
+    """Rounds, waits and the questions reviewers ask most, on one category's page: as the
+    manager reads it, and as an admin, who can turn a question into a guideline."""
+    reviewer = User.objects.get(username="reviewer")
+    category = Category.objects.filter(queue__members=reviewer).order_by("pk").first()
+    bot = Agent.objects.get(name="support-bot")
+    start = timezone.now() - timedelta(hours=3)
+    asked_as = [
+        "Did the customer send photos?",
+        "did the customer  send photos",
+        "Did the customer send photos?!",
+        "Is this a repeat customer?",
+        "is this a repeat customer",
+        "Was the parcel insured?",
+        "Which carrier shipped it? The tracking page names two.",
+        "Was the parcel insured",
+    ]
+    for n, body in enumerate(asked_as):
+        asked = start + timedelta(minutes=n)
+        request = submit(bot, category, title=f"Damaged parcel {n}", now=asked)
+        record_first_view(request, by=reviewer, now=asked)
+        Message.objects.create(
+            request=request, author_kind="reviewer", author=reviewer, kind="question", body=body
+        )
+        hand_to_agent(request.pk, by=reviewer, why="reviewer asked.", now=asked)
+        answered = asked + timedelta(minutes=5 + n)
+        hand_to_reviewer(request.pk, by=bot, why="The agent answered.", now=answered)
+        decided_at = answered + timedelta(minutes=1)
+        decide_request(request.pk, by=reviewer, outcome="approved", now=decided_at)
+    Decision.objects.filter(request__title__startswith="Damaged parcel").update(
+        effective_at=timezone.now() - timedelta(minutes=1)
+    )
+    rollups.roll_up()
+    shots = os.environ.get("HITL_SCREENSHOTS", "")
+    page = audit.page
+    for user in ("manager", "admin"):
+        log_in(page, user, DEMO_PASSWORD)
+        for size in SIZES:
+            audit.resize(size)
+            audit.visit(f"/metrics/?days=7&category={category.pk}")
+            expect(page.get_by_role("heading", name="Questions reviewers ask most")).to_be_visible()
+            if shots and user == "admin":
+                page.evaluate(SCROLL_TO, "conversation-title")
+                page.screenshot(path=f"{shots}/metrics-conversation-{size}.png")
+                if size == "phone":  # on a desktop both cards are in the one shot
+                    page.evaluate(SCROLL_TO, "questions-title")
+                    page.screenshot(path=f"{shots}/metrics-questions-{size}.png")
+        page.context.clear_cookies()
     audit.assert_clean()
 
 
