@@ -204,17 +204,23 @@ def test_the_deadline_deciding_directly_is_refused_too(agent, refunds):
     nothing_written(request)
 
 
-def test_a_response_counts_as_a_rejection_in_the_metrics(agent, refunds, alice):
-    answered = submit(agent, refunds, ["respond"])
+def test_a_response_in_the_action_s_place_counts_as_a_rejection_in_the_metrics(
+    agent, refunds, alice
+):
+    """The tool's proposal was not taken: a rejection. A question's answer judges nothing."""
+    in_its_place = submit(agent, refunds, ["reject", "respond"])
+    question = submit(agent, refunds, ["respond"])
     refused = submit(agent, refunds)
     approved = submit(agent, refunds)
-    decide_request(answered.pk, by=alice, outcome=REJECTED, reason="Rotterdam", responded=True)
+    decide_request(in_its_place.pk, by=alice, outcome=REJECTED, reason="Later", responded=True)
+    decide_request(question.pk, by=alice, outcome=REJECTED, reason="Rotterdam", responded=True)
     decide_request(refused.pk, by=alice, outcome=REJECTED, reason="No photos")
     decide_request(approved.pk, by=alice, outcome=APPROVED)
     Decision.objects.update(effective_at=timezone.now() - timedelta(seconds=1))
     rollups.roll_up()
     summary = summarize(rollup_rows(period_from({"days": "7"})))
     assert (summary.approved, summary.modified, summary.rejected) == (1, 0, 2)
+    assert (summary.answered, summary.total) == (1, 4)
 
 
 def test_a_response_is_not_sampled_for_a_second_review(agent, refunds, alice, carol):
