@@ -186,6 +186,12 @@ def changed_action(request: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _pause_before_asking_again(deadline: float | None) -> float:
+    """A message this wait answered is still shown (the answer was refused: the request is
+    being decided, say): look again in a second rather than answer it twice or spin."""
+    return 1.0 if deadline is None else min(1.0, max(deadline - time.monotonic(), 0))
+
+
 def _asked(current: dict[str, Any]) -> bool:
     return current.get("turn") == "agent" and current.get("reviewer_message") is not None
 
@@ -417,18 +423,21 @@ class Client:
         posted, and the wait goes on within the same `timeout`. Without a handler (or when it
         returns None) the wait raises ReviewerAsked."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        answered: set[Any] = set()  # the reviewer's messages this wait has answered
         while True:
             current = self._long_poll(f"/requests/{request_id}/wait", deadline)
             if current is None:  # refused or unavailable until the deadline: a last look
                 current = self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
-            if _asked(current):
+            if _asked(current) and current["reviewer_message"]["id"] in answered:
+                time.sleep(_pause_before_asking_again(deadline))
+            elif _asked(current):
                 if on_message is None:
                     raise ReviewerAsked(current)
-                self._reply(
-                    current, _reply_body(on_message(current["reviewer_message"], current), current)
-                )
+                reply = on_message(current["reviewer_message"], current)
+                self._reply(current, _reply_body(reply, current))
+                answered.add(current["reviewer_message"]["id"])
                 continue  # the next long-poll asks for no more than what is left
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)
@@ -772,19 +781,23 @@ class AsyncClient:
         """Client.wait: the request once decided or cancelled; ApprovalTimeout after
         `timeout` seconds. `on_message` may be a plain or a coroutine function."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        answered: set[Any] = set()
         while True:
             current = await self._long_poll(f"/requests/{request_id}/wait", deadline)
             if current is None:
                 current = await self._last_look(f"/requests/{request_id}", {"id": request_id})
             if current["status"] in SETTLED:
                 return current
-            if _asked(current):
+            if _asked(current) and current["reviewer_message"]["id"] in answered:
+                await asyncio.sleep(_pause_before_asking_again(deadline))
+            elif _asked(current):
                 if on_message is None:
                     raise ReviewerAsked(current)
                 reply = on_message(current["reviewer_message"], current)
                 if inspect.isawaitable(reply):
                     reply = await reply
                 await self._run(self.sync._reply, current, _reply_body(reply, current))
+                answered.add(current["reviewer_message"]["id"])
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise ApprovalTimeout(current)

@@ -310,7 +310,8 @@ def turn_out(review: ReviewRequest) -> dict[str, Any]:
             "rounds": review.rounds,
         }
     asked = None
-    if review.turn == ReviewRequest.Turn.AGENT:
+    # A decision inside its undo window leaves the turn as it was: nothing to answer then.
+    if review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING:
         asked = (
             review.messages.filter(
                 author_kind=Message.Author.REVIEWER,
@@ -361,7 +362,7 @@ def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> Rev
     if (
         timeout <= 0
         or agent_status(review) != Status.PENDING
-        or review.turn == ReviewRequest.Turn.AGENT
+        or (review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING)
     ):
         return review
     release_connection()  # hold no database connection while blocked
@@ -749,7 +750,7 @@ def interrupt_answer(
         bundle[index] = wait_until_settled(agent, review, left)
         if (
             bundle[index].turn == ReviewRequest.Turn.AGENT
-            and agent_status(bundle[index]) == Status.PENDING
+            and bundle[index].status == Status.PENDING
         ):
             break  # a reviewer asked the agent something: it answers before waiting on
     answer = interrupt_out(request, agent, bundle)

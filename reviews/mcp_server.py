@@ -117,9 +117,7 @@ def outcome(review: ReviewRequest, waited: float) -> dict[str, Any]:
         "chosen_option": (decision.chosen_option or None) if decision else None,
         "decided_by": decision.decided_by_label if decision else None,
     }
-    asked = (
-        turn_out(review)["reviewer_message"] if review.turn == ReviewRequest.Turn.AGENT else None
-    )
+    asked = turn_out(review)["reviewer_message"]  # None unless a reviewer waits on the agent
     answer["reviewer_message"] = reviewer_message(asked)
     if asked is not None:
         answer["message"] = (
@@ -142,6 +140,11 @@ def outcome(review: ReviewRequest, waited: float) -> dict[str, Any]:
     else:
         answer["message"] = "Go ahead, with action and args as given here."
     return answer
+
+
+def asked_of_agent(review: ReviewRequest) -> bool:
+    """A reviewer asked and waits on the agent (not a decision inside its undo window)."""
+    return review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING
 
 
 def reviewer_message(message: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -241,7 +244,7 @@ class Tools:
         the request as it is then, and the seconds waited."""
         started = time.monotonic()
         # A reviewer's question ends the wait too: the model answers it first.
-        while agent_status(review) == Status.PENDING and review.turn != ReviewRequest.Turn.AGENT:
+        while agent_status(review) == Status.PENDING and not asked_of_agent(review):
             waited = time.monotonic() - started
             left = self.max_wait - waited
             if left <= 0:

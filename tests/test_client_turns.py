@@ -17,6 +17,7 @@ from hitl_client import (
     requires_approval,
 )
 from reviews.models import Message, ReviewRequest
+from reviews.services.conversation import post_message
 from reviews.services.decisions import decide_request
 
 from .api_support import _no_rate_limit
@@ -260,3 +261,22 @@ def test_a_blocked_wait_hears_the_question_within_a_second(client, refunds, alic
     thread.join()
     assert seen.error is None and len(handled_at) == 1
     assert 0 <= handled_at[0] - seen.asked_at < 1.0
+
+
+def test_a_question_the_reviewer_decided_over_is_not_answered_and_the_decision_comes(
+    client, refunds, alice, settings
+):
+    """Asked, then approved at once, inside the undo window: the question is no longer the
+    agent's to answer, and the wait returns the decision once the window has passed."""
+    settings.HITL_UNDO_SECONDS = 2
+    created = client.submit("refunds", "Refund 120 EUR", **REFUND)
+    request = ReviewRequest.objects.get(public_id=created["id"])
+    post_message(request, author_kind="reviewer", author=alice, kind="question", body=QUESTION)
+    decide_request(request.pk, by=alice, outcome="approved", version=1)
+    heard = []
+
+    outcome = client.wait(
+        created["id"], timeout=30, on_message=lambda m, r: heard.append(m) or "Yes."
+    )
+    assert heard == [] and outcome["status"] == "approved"
+    assert not Message.objects.filter(request=request, kind="answer").exists()
