@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, F, Func, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from . import rules as engine
@@ -19,9 +19,12 @@ from .access import (
     periodic_review_items_for_reviewer,
     requests_for_reviewer,
 )
-from .models import PeriodicReviewItem, Queue, ReviewRequest, SecondReview
+from .models import Message, PeriodicReviewItem, Queue, ReviewRequest, SecondReview
+from .proposals import changes_since
+from .services.turns import ANSWERS_REVIEWER, ASKS_AGENT, answer_timeout_words
 
 Status = ReviewRequest.Status
+Turn = ReviewRequest.Turn
 
 LIST_SIZE = 50  # rows in the list; the rest is a count and a search away
 # What a list row never shows: not read (nor JSON-decoded) for the 50 rows of every poll.
@@ -82,19 +85,122 @@ def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[Revie
 
 
 INBOX_ORDER = ("-priority", "deadline", "id")
+# Requests waiting on their agent's answer come after all the reviewer's own work, the
+# longest-waiting first (the request_waiting_on_agent index holds them in this order).
+WAITING_ORDER = ("answer_due", "id")
 
 
 def inbox_rows(user: Any, qs: QuerySet[ReviewRequest], limit: int) -> list[ReviewRequest]:
-    """Assigned-to-me first, then by priority and nearest deadline.
+    """The reviewer's turn first (assigned-to-me first, then by priority and nearest
+    deadline), then the requests waiting on the agent, the longest-waiting first.
 
-    Two index-ordered reads (inbox_pending_mine, inbox_pending_order) rather than one sort
-    on a per-user expression, which would read every pending row."""
+    Index-ordered reads that stop at `limit` (inbox_pending_mine, inbox_pending_order),
+    rather than one sort on a per-user expression, which would read every pending row. When
+    they read every pending request, the waiting ones are moved down here; only a backlog
+    beyond one page with some of it waiting is read again, turn by turn."""
     qs = qs.select_related("category", "assignee")
-    mine = list(qs.filter(assignee=user).order_by(*INBOX_ORDER)[:limit])
-    if len(mine) < limit:
-        rest = qs.exclude(assignee=user).order_by(*INBOX_ORDER)[: limit - len(mine)]
-        mine += list(rest)
-    return mine
+    rows = _by_urgency(user, qs, limit)
+    waiting = [r for r in rows if r.turn == Turn.AGENT]
+    if not waiting:
+        return rows
+    if len(rows) == limit:
+        rows = _by_urgency(user, qs.filter(turn=Turn.REVIEWER), limit)
+        if len(rows) < limit:
+            rows += qs.filter(turn=Turn.AGENT).order_by(*WAITING_ORDER)[: limit - len(rows)]
+        return rows
+    ready = [r for r in rows if r.turn == Turn.REVIEWER]
+    return ready + sorted(waiting, key=lambda r: (r.answer_due or r.created_at, r.pk))
+
+
+def _by_urgency(user: Any, qs: QuerySet[ReviewRequest], limit: int) -> list[ReviewRequest]:
+    rows = list(qs.filter(assignee=user).order_by(*INBOX_ORDER)[:limit])
+    if len(rows) < limit:
+        rows += qs.exclude(assignee=user).order_by(*INBOX_ORDER)[: limit - len(rows)]
+    return rows
+
+
+def with_turn_marks(qs: QuerySet[ReviewRequest]) -> QuerySet[ReviewRequest]:
+    """Annotate what the agent sent since the request came back to the reviewer (its answer,
+    its revision), for the list's "Agent answered" mark: two lookups by request per row."""
+    since_back = Message.objects.filter(
+        request=OuterRef("pk"),
+        author_kind=Message.Author.AGENT,
+        created_at__gte=OuterRef("turn_since"),
+    )
+    return qs.annotate(
+        agent_answered=Exists(since_back.filter(kind=Message.Kind.ANSWER)),
+        agent_revised=Exists(since_back.filter(kind=Message.Kind.REVISION)),
+    )
+
+
+@dataclass(frozen=True)
+class TurnMark:
+    """Where a pending request stands in its conversation with the agent, as the list and the
+    item say it: `state` is "waiting" (on the agent), "answered", "revised", "answered revised"
+    or "unanswered" (back after the answer timeout)."""
+
+    state: str
+    label: str
+
+
+def turn_mark(req: ReviewRequest, answered: bool, revised: bool) -> TurnMark | None:
+    """None for a request the agent was never asked about (or was, and it is settled).
+
+    `turn_since` is set by every hand-over, so a request on the reviewer's turn with one came
+    back from the agent: with an answer or a revision sent since, else unanswered in time."""
+    if not req.is_pending or req.turn_since is None:
+        return None
+    if req.turn == Turn.AGENT:
+        return TurnMark("waiting", "Waiting on agent")
+    if answered and revised:
+        return TurnMark("answered revised", "Agent answered and revised")
+    if answered:
+        return TurnMark("answered", "Agent answered")
+    if revised:
+        return TurnMark("revised", "Agent revised")
+    return TurnMark("unanswered", "No answer from agent")
+
+
+def mark_rows(rows: list[ReviewRequest]) -> None:
+    """Set `turn_mark` on rows read with with_turn_marks."""
+    for row in rows:
+        row.turn_mark = turn_mark(row, row.agent_answered, row.agent_revised)
+
+
+def conversation_state(req: ReviewRequest, thread: list[Message]) -> dict[str, Any]:
+    """What the item page says about the conversation with the agent: while waiting on it,
+    what was asked, since when, and what its answer timeout does; once back, the agent's
+    answers and the change from the version the reviewer saw when they asked."""
+    if not req.is_pending or req.turn_since is None:
+        return {"turn_mark": None}
+    asks = [m for m in thread if m.author_kind == Message.Author.REVIEWER and m.kind in ASKS_AGENT]
+    asked = asks[-1] if asks else None
+    if req.turn == Turn.AGENT:
+        return {
+            "turn_mark": turn_mark(req, False, False),
+            "asked": asked,
+            "answer_timeout": answer_timeout_words(req.category),
+        }
+    since = [
+        m
+        for m in thread
+        if m.author_kind == Message.Author.AGENT
+        and m.kind in ANSWERS_REVIEWER
+        and m.created_at >= req.turn_since
+    ]
+    answers = [m for m in since if m.kind == Message.Kind.ANSWER]
+    revisions = [m for m in since if m.kind == Message.Kind.REVISION]
+    # The version on the reviewer's screen when the agent took its turn: the one the first
+    # revision since replaced.
+    seen = (revisions[0].payload or {}).get("version", req.proposal_version) - 1 if revisions else 0
+    seen = seen if isinstance(seen, int) and 0 < seen < req.proposal_version else 0
+    return {
+        "turn_mark": turn_mark(req, bool(answers), bool(revisions)),
+        "asked": asked,
+        "answers": answers,
+        "seen_version": seen,
+        "back_changes": changes_since(req, seen) if seen else [],
+    }
 
 
 @dataclass(frozen=True)
@@ -144,9 +250,11 @@ def next_item(
 ) -> ReviewRequest | None:
     """The first still-pending call of the agent turn just decided (the agent resumes only
     once every call of it is answered), else the row the reviewer expects next (the one
-    below in their list), else the top one."""
+    below in their list), else the top one. Never a request waiting on its agent: there is
+    nothing to decide on it until the agent answers."""
     qs = (
         pending(user, queue_ids, filters)
+        .filter(turn=Turn.REVIEWER)
         .exclude(pk=after.pk)
         .select_related("category", "queue__next_queue", "agent", "assignee")
     )

@@ -53,12 +53,15 @@ from ..worklist import (
     LIST_SIZE,
     Filters,
     bundle_place,
+    conversation_state,
     fired_summary,
     group_summaries,
     inbox_rows,
+    mark_rows,
     next_item,
     pending,
     pending_counts,
+    with_turn_marks,
     work_counts,
     work_rows,
 )
@@ -76,10 +79,12 @@ REJECT_REASONS = [
     "Too risky to automate",
     "Customer already compensated",
 ]
+# A question first: it is what the reply box is mostly for, and it hands the request to the
+# agent; a plain reply asks nothing and leaves it with the reviewer.
 REPLY_KINDS = {
-    Message.Kind.COMMENT: "Reply",
     Message.Kind.QUESTION: "Question",
     Message.Kind.INSTRUCTIONS: "New instructions",
+    Message.Kind.COMMENT: "Reply",
 }
 OUTCOMES = {"approve": Outcome.APPROVED, "reject": Outcome.REJECTED, "modify": Outcome.MODIFIED}
 
@@ -98,8 +103,9 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         work.update(work_rows(user, queue_ids, filters))
     rows = []
     if not filters.tab:
-        listed = qs.defer(*LIST_DEFERRED).annotate(seen=seen_by(user))
+        listed = with_turn_marks(qs.defer(*LIST_DEFERRED).annotate(seen=seen_by(user)))
         rows = inbox_rows(user, listed, LIST_SIZE)
+        mark_rows(rows)
         if shown:  # a batch of these rows is timed from their first sight
             record_sightings([r.pk for r in rows if not r.seen], by=user)
     counts = pending_counts(user, queue_ids)
@@ -108,6 +114,9 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
     total = sum(c["n"] for c in counts.values())
     return {
         "rows": rows,
+        # The list shows the reviewer's own turn, then, apart, what waits on the agent.
+        "rows_ready": [r for r in rows if r.turn == ReviewRequest.Turn.REVIEWER],
+        "rows_waiting": [r for r in rows if r.turn == ReviewRequest.Turn.AGENT],
         "queues": queues,
         "total": total,
         "mine_total": sum(c["mine"] for c in counts.values()),
@@ -275,6 +284,7 @@ def item_context(
         "reject_reasons": REJECT_REASONS,
         "blind": blind,
         "bundle": bundle_place(user, req),
+        **(conversation_state(req, thread) if not blind else {"turn_mark": None}),
         **extra,
     }
 
@@ -386,6 +396,17 @@ def poll(request: HttpRequest) -> HttpResponse:
         if open_item is not None and not open_item.is_pending and not settled_by_me:
             context["closed_notice"] = str(AlreadyDecided(open_item))
             context["closed_pk"] = open_item.pk
+        elif (
+            open_item is not None
+            and open_item.is_pending
+            and request.GET.get("current_turn") == ReviewRequest.Turn.AGENT
+            and open_item.turn == ReviewRequest.Turn.REVIEWER
+        ):
+            # The agent answered (or revised) the item on screen: say so, and offer it.
+            context["returned"] = open_item
+            context["returned_state"] = conversation_state(
+                open_item, list(open_item.messages.all())
+            )
         elif open_item is not None and seen is not None and seen != open_item.proposal_version:
             context["revised"] = open_item
             context["revised_delta"] = changes_since(open_item, seen)
@@ -602,15 +623,18 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
         if error:
             messages.error(request, error)
         return redirect("inbox_item", pk=pk)
-    context = {
-        "req": req,
-        "thread": list(req.messages.select_related("author")),
-        "reply_kinds": REPLY_KINDS.items(),
-        "reply_error": error,
-        "reply_body": body if error else "",
-        "reply_kind": kind,
-    }
-    return render(request, "inbox/_thread.html", context, status=422 if error else 200)
+    # The whole item: a question or instructions hand it to the agent, which changes what the
+    # item says (waiting on the agent, the deadline paused) and where the list puts it.
+    req = get_request_for_reviewer(request.user, pk)
+    response = render_item(
+        request,
+        req,
+        status=422 if error else 200,
+        reply_error=error,
+        reply_body=body if error else "",
+        reply_kind=kind,
+    )
+    return response if error else trigger_client_event(response, "inbox:refresh")
 
 
 def toast_only(request: HttpRequest, text: str, status: int) -> HttpResponse:

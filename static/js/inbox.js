@@ -32,6 +32,15 @@
     return all[index + step];
   }
 
+  // What follows a decision: the next row waiting on the reviewer (below, else above), never
+  // one waiting on its agent, which has nothing to decide yet (worklist.next_item agrees).
+  function nextToDecide(pk) {
+    const ready = rows().filter((row) => row.dataset.turn !== "agent" || row.dataset.pk === pk);
+    const index = ready.findIndex((row) => row.dataset.pk === pk);
+    if (index === -1) return ready.find((row) => row.dataset.turn !== "agent");
+    return [ready[index + 1], ready[index - 1]].find((row) => row && row.dataset.turn !== "agent");
+  }
+
   function open(row) {
     if (!row) return;
     const link = $(".row-link", row);
@@ -411,7 +420,7 @@
     if (item.dataset.bundle !== undefined) return false; // the server picks its next call
     if (form.closest("dialog")) return false;
     const pk = item.dataset.pk;
-    const next = rowAfter(pk, 1) || rowAfter(pk, -1);
+    const next = nextToDecide(pk);
     if (!next || next.dataset.pk === pk || !aheadFor(next)) return false;
     const row = $("#row-" + pk);
     const place = row && { parent: row.parentNode, before: row.nextElementSibling };
@@ -795,7 +804,11 @@
       if (item && item.dataset.pending === "1") {
         event.detail.parameters.current = item.dataset.pk;
         // Ask whether the proposal on screen is still the current one, until we have been told.
-        if (!$("#pane-notice[data-revised]")) event.detail.parameters.current_version = item.dataset.version;
+        if (!$("#pane-notice[data-revised]")) {
+          event.detail.parameters.current_version = item.dataset.version;
+          // Waiting on the agent: the server says when it has answered.
+          event.detail.parameters.current_turn = item.dataset.turn;
+        }
       }
       // The rows in view: the server names those another actor settled since the last look.
       if (!listTab()) event.detail.parameters.shown = rows().map((row) => row.dataset.pk).join(",");
@@ -810,7 +823,7 @@
       event.detail.parameters.ids = ids.join(",");
     }
     if (/\/decide\/$/.test(path)) {
-      const after = rowAfter(currentPk(), 1) || rowAfter(currentPk(), -1);
+      const after = nextToDecide(currentPk());
       if (after && after.dataset.pk !== currentPk()) event.detail.parameters.next = after.dataset.pk;
     }
   });
