@@ -147,7 +147,35 @@ def test_after_a_decision_the_next_item_is_never_one_waiting_on_the_agent(
     assert rows_in_order(page) == [str(first.pk), str(last.pk), str(waiting.pk)]
     page.keyboard.press("a")
     expect(page.locator("#pane #item")).to_have_attribute("data-pk", str(last.pk))
+    # The first decision was posted behind the next request: its answer is in.
+    expect(page.locator("#toast")).to_contain_text(f"#{first.pk} approved")
     page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text(f"#{last.pk} approved")
     # Only the request waiting on its agent is left: nothing to decide, nothing opens.
     expect(page.locator("#pane #item")).to_have_count(0)
     assert ReviewRequest.objects.get(pk=waiting.pk).status == "pending"
+
+
+def test_a_question_with_choices_is_answered_with_one_key_and_offers_no_approval(
+    page, agent, refunds, alice
+):
+    question = submit(
+        agent,
+        refunds,
+        title="Which warehouse should ship order 1042?",
+        allowed_decisions=["respond"],
+        options=[{"key": "rtm", "label": "Rotterdam"}, {"key": "ham", "label": "Hamburg"}],
+        recommended_option="rtm",
+    )
+    ReviewRequest.objects.filter(pk=question.pk).update(assignee=alice)
+    log_in(page, "alice")
+    item = page.locator("#pane #item")
+    expect(item).to_have_attribute("data-pk", str(question.pk))
+    expect(item).to_contain_text("The agent asks")
+    expect(item.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(item.get_by_role("button", name="Reject")).to_have_count(0)
+    expect(item.get_by_role("button", name="Hamburg")).to_be_visible()
+    page.keyboard.press("2")
+    expect(page.locator("#toast")).to_contain_text(f"#{question.pk} responded")
+    decision = Decision.objects.get(request=question)
+    assert (decision.responded, decision.reason, decision.chosen_option) == (True, "Hamburg", "ham")
