@@ -338,6 +338,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 with contextlib.suppress(OSError):  # a read-only disk: beat then names the file it cannot open
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 HITL_SWEEP_SECONDS = env_int("HITL_SWEEP_SECONDS", 20)
+# How often beat hands back requests whose agent did not answer a reviewer in time.
+HITL_TURN_SWEEP_SECONDS = env_int("HITL_TURN_SWEEP_SECONDS", 20)
 # Webhook deliveries and reminders are due-time rows in PostgreSQL: beat's dispatch hands
 # the due ones to workers this often (so a decision's webhook leaves at most this long after
 # its undo window closes). No worker ever holds a delayed message: the pinned Celery/kombu
@@ -353,6 +355,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-overdue-requests": {
         "task": "reviews.tasks.sweep_overdue_requests",
         "schedule": timedelta(seconds=HITL_SWEEP_SECONDS),
+    },
+    "time-out-turns": {
+        "task": "reviews.tasks.time_out_turns",
+        "schedule": timedelta(seconds=HITL_TURN_SWEEP_SECONDS),
     },
     "dispatch-due-work": {
         "task": "reviews.tasks.dispatch_due_work",

@@ -19,6 +19,7 @@ from .services.assignment import hand_over_away_requests
 from .services.autonomy import catch_up
 from .services.deadlines import remind_due_requests, time_out_batch
 from .services.outbox import deliver, dispatch_due
+from .services.turns import time_out_turns as time_out_agent_turns
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,17 @@ def run_sweep_batch(run_id: int) -> tuple[bool, dict[str, int]]:
     log.info("sweep %s batch: %s", run_id, tally)
     # A batch of nothing but skips would find the same rows again: stop, the next run retries.
     return claimed == limit and claimed > skipped, tally
+
+
+@shared_task
+def time_out_turns() -> dict[str, int]:
+    """Beat's answer-timeout tick: requests whose agent did not answer a reviewer's question
+    in time go back to the reviewer (or are rejected), a bounded batch per tick; what is left
+    waits for the next tick."""
+    tally = time_out_agent_turns(limit=settings.HITL_SWEEP_BATCH_SIZE)
+    if any(tally.values()):
+        log.info("answer timeouts: %s", tally)
+    return tally
 
 
 # --- liveness --------------------------------------------------------------------------------

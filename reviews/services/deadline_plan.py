@@ -9,6 +9,10 @@ The deadline never decides with a verb the request does not allow. An approval i
 becomes a rejection when the request allows one (the action does not run, as when nobody
 answers); otherwise people keep the request: reassigned, escalated, and at the end of the
 line the deadline starts over (Wait) until a person decides or the agent cancels.
+
+A question (it can only be answered) that came with a default answer is answered with it at
+the deadline (Answer): the agent gets the default as the answer, as if a person had given it.
+Without one, people keep it as above.
 """
 
 from __future__ import annotations
@@ -102,6 +106,29 @@ class Decide:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """Answer a question with the default answer the agent sent with it: a response by the
+    system, which the agent reads as the answer."""
+
+    default_answer: str
+    result: ClassVar[str] = "timed_out.answered"
+    outcome: ClassVar[str] = Outcome.REJECTED  # a response is given in the action's place
+
+    @property
+    def reason(self) -> str:
+        """The decision's reason: the agent reads it as the answer."""
+        return self.default_answer
+
+    @property
+    def brief(self) -> str:
+        return "answered with the default answer"
+
+    @property
+    def words(self) -> str:
+        return self.brief
+
+
+@dataclass(frozen=True)
 class Wait:
     """Keep the request with people: the deadline starts over with the same assignee, who is
     reminded. The last step when the deadline may not decide the request and nobody else can
@@ -119,13 +146,13 @@ class Wait:
         return self.brief
 
 
-Step = Reassign | Escalate | Decide | Wait
+Step = Reassign | Escalate | Decide | Answer | Wait
 
 
 @dataclass(frozen=True)
 class DeadlinePlan:
-    """The steps the deadline takes, in order. The last one always escalates, decides or waits,
-    so the sweep always finds one it can take."""
+    """The steps the deadline takes, in order. The last one always escalates, decides, answers
+    or waits, so the sweep always finds one it can take."""
 
     steps: tuple[Step, ...]
 
@@ -161,6 +188,8 @@ def plan_for(request: ReviewRequest) -> DeadlinePlan:
     """The deadline's plan for this request under its category's timeout policy and the
     decisions the request allows. Callers load the category and `queue__next_queue` with the
     request."""
+    if request.is_question and request.default_answer.strip():
+        return DeadlinePlan((Answer(request.default_answer),))
     policy = request.category
     policy_outcome = {Action.APPROVE: Outcome.APPROVED, Action.REJECT: Outcome.REJECTED}
     if policy.timeout_action in policy_outcome:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from ..models import OUTCOME_STATUS, Agent, Category, Decision, Notification, Queue, ReviewRequest
 from .assignment import escalate_request, reassign_request, restart_deadline
 from .audit import audit
-from .deadline_plan import Decide, Escalate, Reassign, Wait, plan_for
+from .deadline_plan import Answer, Decide, Escalate, Reassign, Wait, plan_for
 from .decisions import decide_request, record_decisions
 from .errors import AlreadyDecided, StateChanged, TransitionError
 from .notify import notify_assignee
@@ -33,6 +33,10 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
         pk=request_id
     )
     if request.status != Status.PENDING or request.deadline is None or request.deadline > now:
+        return "skipped"
+    if request.turn == ReviewRequest.Turn.AGENT:
+        # The reviewer's clock stands still while the agent answers: the deadline is moved on
+        # by the agent's time when the turn comes back (turns.hand_to_reviewer).
         return "skipped"
     for step in plan_for(request).steps:
         match step:
@@ -59,6 +63,20 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
                         now=now,
                     )
                 except (StateChanged, AlreadyDecided):
+                    return "skipped"
+            case Answer():
+                try:
+                    decide_request(
+                        request_id,
+                        by=None,
+                        outcome=step.outcome,
+                        channel=Channel.TIMEOUT,
+                        reason=step.reason,
+                        now=now,
+                        due_by=now,
+                        responded=True,
+                    )
+                except TransitionError:
                     return "skipped"
             case Decide():
                 try:
@@ -87,7 +105,8 @@ def overdue_claim(cutoff: datetime, limit: int) -> list[int]:
     """
     return list(
         ReviewRequest.objects.select_for_update(skip_locked=True)
-        .filter(status=Status.PENDING, deadline__lte=cutoff)
+        # Not while the agent has the turn: the deadline stands still until it answers.
+        .filter(status=Status.PENDING, turn=ReviewRequest.Turn.REVIEWER, deadline__lte=cutoff)
         .order_by("deadline", "pk")
         .values_list("pk", flat=True)[:limit]
     )
@@ -142,6 +161,9 @@ _TIMEOUT_FIELDS = (
     "allowed_decisions",
     "first_viewed_at",
     "decided_at",
+    "turn",
+    # A question's deadline answers it with this (deadline_plan.plan_for).
+    "default_answer",
     # Read by every decision (the audit snapshot, the option it approves): left out, each
     # row fetched them one by one.
     "proposal_version",
@@ -197,7 +219,7 @@ def _decide_timed_out(
     # The claim. The rows are locked by this transaction (FOR UPDATE, or SQLite's write lock),
     # so every one must still match; if not, something bypassed the lock: undo the batch.
     claimed = ReviewRequest.objects.filter(
-        pk__in=ids, status=Status.PENDING, deadline__lte=cutoff
+        pk__in=ids, status=Status.PENDING, turn=ReviewRequest.Turn.REVIEWER, deadline__lte=cutoff
     ).update(status=status, decided_at=now)
     if claimed != len(ids):
         raise StateChanged(f"{len(ids) - claimed} of {len(ids)} requests changed while locked.")
@@ -216,8 +238,12 @@ def remind_request(request_id: int, *, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     with transaction.atomic():
         # The claim: of two sweeps, only one finds reminded_at still empty.
+        # Nobody is reminded of a deadline that stands still while the agent answers.
         claimed = ReviewRequest.objects.filter(
-            pk=request_id, status=Status.PENDING, reminded_at__isnull=True
+            pk=request_id,
+            status=Status.PENDING,
+            turn=ReviewRequest.Turn.REVIEWER,
+            reminded_at__isnull=True,
         ).update(reminded_at=now)
         if claimed != 1:
             return False
@@ -247,6 +273,7 @@ def remind_due_requests(*, now: datetime | None = None, limit: int = 500) -> int
         due = ReviewRequest.objects.filter(
             category=category,
             status=Status.PENDING,
+            turn=ReviewRequest.Turn.REVIEWER,
             reminded_at__isnull=True,
             assignee__isnull=False,
             deadline__gt=now,

@@ -105,6 +105,7 @@ def _validate_submission(
     confidence: Any,
     allowed_decisions: list[str],
     callback_url: str,
+    default_answer: str = "",
 ) -> None:
     errors: dict[str, str] = {}
     if callback_url:
@@ -130,6 +131,11 @@ def _validate_submission(
         )
     if confidence is not None and (not engine.is_number(confidence) or not 0 <= confidence <= 1):
         errors["confidence"] = "Confidence must be a number between 0 and 1."
+    if default_answer and list(allowed_decisions) != [Verb.RESPOND.value]:
+        # Only a question's deadline answers with it: on anything else it would never be used.
+        errors["default_answer"] = (
+            "A default answer is for a question: send allowed_decisions ['respond'] with it."
+        )
     if errors:
         raise ValidationError(errors)
 
@@ -171,7 +177,9 @@ def submit_request(
     proposed_action = proposed_action if proposed_action is not None else {}
     # In Verb order whatever order they came in, so a retry listing them otherwise matches.
     verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
-    _validate_submission(agent, options, recommended_option, confidence, verbs, callback_url)
+    _validate_submission(
+        agent, options, recommended_option, confidence, verbs, callback_url, default_answer
+    )
     verbs = [v for v in Verb.values if v in verbs]
     fingerprint = payload_hash(
         {

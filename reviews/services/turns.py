@@ -10,15 +10,18 @@ that says whose turn it became, why, and where the deadline went.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from ..models import Category, Decision, Message, ReviewRequest
+from ..models import Category, Decision, Message, ReviewRequest, Verb
 from .audit import Actor, audit
 from .decisions import decide_request
 from .errors import AlreadyDecided, TransitionError
+
+log = logging.getLogger(__name__)
 
 Status = ReviewRequest.Status
 Turn = ReviewRequest.Turn
@@ -122,53 +125,75 @@ def hand_to_reviewer(
 
 def time_out_turns(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Apply each category's answer timeout to requests whose agent has not answered in time:
-    back to the reviewer marked unanswered, or rejected, as the category says."""
+    back to the reviewer marked unanswered, or rejected, as the category says.
+
+    A request that does not allow a rejection goes back to the reviewer instead: no request
+    stays on the agent's turn past its answer_due. Safe to run twice or concurrently: each
+    request is handed back under its row lock, and one already handed back is skipped."""
     now = now or timezone.now()
     ids = list(
         ReviewRequest.objects.filter(status=Status.PENDING, turn=Turn.AGENT, answer_due__lte=now)
         .order_by("answer_due", "pk")
         .values_list("pk", flat=True)[:limit]
     )
-    tally = {"returned": 0, "rejected": 0, "skipped": 0}
+    tally = {"returned": 0, "rejected": 0, "skipped": 0, "failed": 0}
     for request_id in ids:
-        request = ReviewRequest.objects.select_related("category").get(pk=request_id)
-        category = request.category
-        waited = _duration(category.answer_timeout_seconds)
-        why = f"The agent did not answer within {waited}."
         try:
-            if category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT:
-                hand_to_reviewer(request_id, by="system:answer_timeout", why=why, now=now)
-                decide_request(
-                    request_id,
-                    by=None,
-                    outcome=Decision.Outcome.REJECTED,
-                    channel=Decision.Channel.TIMEOUT,
-                    reason=why,
-                    now=now,
-                )
-                tally["rejected"] += 1
-            else:
-                with transaction.atomic():
-                    hand_to_reviewer(
-                        request_id, by="system:answer_timeout", why=why, now=now, answered=False
-                    )
-                    Message.objects.create(
-                        request_id=request_id,
-                        author_kind=Message.Author.SYSTEM,
-                        kind=Message.Kind.COMMENT,
-                        body=why,
-                        created_at=now,
-                    )
-                tally["returned"] += 1
+            tally[_time_out_turn(request_id, now)] += 1
         except TransitionError:
             tally["skipped"] += 1  # answered, decided or cancelled meanwhile
+        except DatabaseError:
+            # Rolled back whole: it stays on the agent's turn and the next run tries again;
+            # one bad row must not hold up the others behind it.
+            log.exception("answer timeout of request %s failed", request_id)
+            tally["failed"] += 1
     return tally
 
 
-def answer_timeout_words(category: Category) -> str:
-    """What the category's answer timeout does, as the item page and the policy state it."""
+def _time_out_turn(request_id: int, now: datetime) -> str:
+    """One request's answer timeout, all or nothing: the hand-back and its rejection (or its
+    note) commit together, so a failure leaves it on the agent's turn for the next run."""
+    with transaction.atomic():
+        request = _locked(request_id)
+        if request.turn != Turn.AGENT or request.answer_due is None or request.answer_due > now:
+            raise NotWaitingOnAgent("Answered meanwhile.")
+        category = request.category
+        why = f"The agent did not answer within {_duration(category.answer_timeout_seconds)}."
+        rejects = category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT
+        if rejects and request.allows(Verb.REJECT):
+            hand_to_reviewer(
+                request_id, by="system:answer_timeout", why=why, now=now, answered=False
+            )
+            decide_request(
+                request_id,
+                by=None,
+                outcome=Decision.Outcome.REJECTED,
+                channel=Decision.Channel.TIMEOUT,
+                reason=why,
+                now=now,
+            )
+            return "rejected"
+        if rejects:
+            why += " The policy is to reject, which this request does not allow."
+        hand_to_reviewer(request_id, by="system:answer_timeout", why=why, now=now, answered=False)
+        Message.objects.create(
+            request_id=request_id,
+            author_kind=Message.Author.SYSTEM,
+            kind=Message.Kind.COMMENT,
+            body=why,
+            created_at=now,
+        )
+        return "returned"
+
+
+def answer_timeout_words(category: Category, request: ReviewRequest | None = None) -> str:
+    """What the category's answer timeout does, as the item page and the policy state it.
+
+    Given the request, it says what happens to that one: a request that does not allow a
+    rejection comes back to the reviewer whatever the policy."""
     waited = _duration(category.answer_timeout_seconds)
-    if category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT:
+    rejects = category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT
+    if rejects and (request is None or request.allows(Verb.REJECT)):
         return f"If the agent does not answer within {waited}, the request is rejected."
     return f"If the agent does not answer within {waited}, it comes back marked unanswered."
 
