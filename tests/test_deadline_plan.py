@@ -16,6 +16,7 @@ from reviews.models import (
     ReviewRequest,
 )
 from reviews.services.deadline_plan import (
+    Answer,
     DeadlinePlan,
     Decide,
     Escalate,
@@ -26,6 +27,10 @@ from reviews.services.deadline_plan import (
 from reviews.services.deadlines import time_out_batch, time_out_request
 from reviews.services.notify import notify_assignee
 from reviews.services.submission import submit_request
+
+from .api_support import _no_rate_limit, api, escalated
+
+__all__ = ["_no_rate_limit", "api"]
 
 pytestmark = pytest.mark.django_db
 
@@ -122,13 +127,22 @@ SHAPES = {
         ["kept waiting for a person (the deadline starts over)"],
         ["approve", "modify", "respond"],
     ),
+    "a question with a default answer: answered with it, whatever the policy": (
+        (Action.REASSIGN, 2, 0, Fallback.APPROVE, True),
+        (Answer("Ship from Rotterdam."),),
+        ["answered with the default answer"],
+        ["respond"],
+        "Ship from Rotterdam.",
+    ),
 }
 
 
 @pytest.fixture(params=SHAPES.values(), ids=SHAPES.keys())
 def shape(request, agent, refunds, leads_queue):
     """A pending request under one policy shape, its deadline passed, and the plan expected."""
-    (action, most, done, fallback, escalates), steps, words, *allowed = request.param
+    (action, most, done, fallback, escalates), steps, words, *extra = request.param
+    allowed = extra[0] if extra else None
+    default_answer = extra[1] if len(extra) > 1 else ""
     refunds.timeout_action = action
     refunds.max_reassignments = most
     refunds.final_fallback = fallback
@@ -141,7 +155,8 @@ def shape(request, agent, refunds, leads_queue):
         category=refunds,
         title="Refund",
         confidence=0.1,
-        allowed_decisions=allowed[0] if allowed else None,
+        allowed_decisions=allowed,
+        default_answer=default_answer,
     ).request
     ReviewRequest.objects.filter(pk=pending.pk).update(
         reassignment_count=done, deadline=timezone.now() - timedelta(seconds=1)
@@ -172,10 +187,11 @@ def test_the_batch_sweep_takes_the_plans_first_step(shape):
     request, plan, _ = shape
     tally = time_out_batch(timezone.now(), limit=10)
     assert tally == {"claimed": 1, plan.steps[0].result: 1}
-    if isinstance(plan.steps[0], Decide):
+    if isinstance(plan.steps[0], (Decide, Answer)):
         decision = Decision.objects.get(request=request)
         assert decision.outcome == plan.steps[0].outcome
         assert decision.reason == plan.steps[0].reason
+        assert decision.responded == isinstance(plan.steps[0], Answer)
         assert request.allows(decision.verb)
     else:
         assert not Decision.objects.filter(request=request).exists()
@@ -281,3 +297,35 @@ def test_when_the_deadline_may_not_decide_it_starts_over_and_the_assignee_is_rem
     note = Notification.objects.get(request=request, recipient=alice)
     assert note.kind == Notification.Kind.REMINDER
     assert "it is kept waiting for a person (the deadline starts over)" in note.body
+
+
+def test_a_question_the_deadline_answers_gives_the_agent_the_default_answer(api, refunds):
+    created = api.post_json(
+        "/api/v1/requests",
+        escalated(
+            title="Which warehouse ships order 1042?",
+            allowed_decisions=["respond"],
+            default_answer="Ship from Rotterdam.",
+        ),
+    ).json()
+    request = ReviewRequest.objects.get(public_id=created["id"])
+    ReviewRequest.objects.filter(pk=request.pk).update(
+        deadline=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert time_out_batch(timezone.now(), limit=10) == {"claimed": 1, "timed_out.answered": 1}
+
+    decision = Decision.objects.get(request=request)
+    assert (decision.decided_by, decision.channel) == (None, Decision.Channel.TIMEOUT)
+    Decision.objects.filter(pk=decision.pk).update(effective_at=timezone.now())
+    body = api.get(f"/api/v1/requests/{created['id']}").json()
+    assert body["decision"]["response"] == "Ship from Rotterdam."
+
+
+def test_a_question_without_a_default_answer_stays_with_people(agent, refunds):
+    refunds.timeout_action = Action.REJECT
+    refunds.save()
+    request = ReviewRequest(category=refunds, queue=refunds.queue, allowed_decisions=["respond"])
+    assert not any(isinstance(step, Answer) for step in plan_for(request).steps)
+    request.default_answer = "   "  # blank is no answer
+    assert not any(isinstance(step, Answer) for step in plan_for(request).steps)
