@@ -184,6 +184,8 @@ class CategoryAdmin(AuditedAdmin):
         "queue",
         "timeout_seconds",
         "timeout_action",
+        "answer_timeout_seconds",
+        "answer_timeout_action",
         "sample_rate",
         "second_review_rate",
     ]

@@ -645,6 +645,8 @@ def category_out(category: Category, shared_fields: set[str]) -> dict[str, Any]:
         "timeout_seconds": category.timeout_seconds,
         "on_timeout": category.timeout_action,
         "at_deadline": "It is " + ", then ".join(plan.words) + ".",
+        "answer_timeout_seconds": category.answer_timeout_seconds,
+        "on_answer_timeout": category.answer_timeout_action,
     }
 
 

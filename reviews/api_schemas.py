@@ -252,6 +252,17 @@ class CategoryOut(Schema):
     timeout_seconds: int = Field(..., description="How long a human has to decide.")
     on_timeout: str = Field(..., description="approve, reject or reassign: the timeout action.")
     at_deadline: str = Field(..., description="What happens at the deadline, in words.")
+    answer_timeout_seconds: int = Field(
+        ...,
+        description="How long the agent has to answer a reviewer's question or instructions "
+        "(the reviewer's deadline stands still meanwhile).",
+    )
+    on_answer_timeout: str = Field(
+        ...,
+        description="return (back to the reviewer, marked unanswered) or reject (rejected, if "
+        "the request allows a rejection; otherwise returned): when the agent does not answer "
+        "in time.",
+    )
 
 
 class ErrorOut(Schema):

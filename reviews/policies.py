@@ -35,6 +35,8 @@ POLICY_FIELDS = [
     "timeout_action",
     "max_reassignments",
     "final_fallback",
+    "answer_timeout_seconds",
+    "answer_timeout_action",
     "sample_rate",
     "second_review_rate",
 ]
@@ -82,7 +84,7 @@ def summary_of(rule: dict[str, Any]) -> str:
 
 
 def _shown(name: str, value: Any) -> str:
-    if name == "timeout_seconds":
+    if name in ("timeout_seconds", "answer_timeout_seconds"):
         return duration(value)
     if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
@@ -108,7 +110,8 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
     old, new = before["policy"], after["policy"]
     for name in POLICY_FIELDS:
         label = name.replace("_", " ").capitalize()
-        if old.get(name) == new.get(name):
+        # A version saved before a field existed did not record it: nothing to compare.
+        if old.get(name) == new.get(name) or name not in old or name not in new:
             continue
         if name in LONG_TEXT_FIELDS:
             lines.append(f"{label} edited")

@@ -24,6 +24,7 @@ from .access import ADMINS, REVIEWERS
 from .insights.readiness import Readiness
 from .models import Agent, Category, EscalationRule, Queue
 from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
+from .services.turns import answer_timeout_words
 
 # A public (C…) or private (G…) Slack channel's ID.
 SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
@@ -112,6 +113,8 @@ class PolicyForm(forms.ModelForm):
         labels = {
             "mode_reason": "Reason for overriding the suggested mode",
             "timeout_seconds": "Timeout (seconds)",
+            "answer_timeout_seconds": "Answer timeout (seconds)",
+            "answer_timeout_action": "If the agent does not answer",
             "sample_rate": "Sample rate (0 to 1)",
             "second_review_rate": "Second review rate (0 to 1)",
         }
@@ -140,6 +143,17 @@ class PolicyForm(forms.ModelForm):
         # One clear message for zero and negatives alike (clean_timeout_seconds), not two.
         timeout.validators = [v for v in timeout.validators if not isinstance(v, MinValueValidator)]
         timeout.widget.attrs.update({"min": 1, "step": 1})
+        answer = self.fields["answer_timeout_seconds"]
+        answer.help_text = (
+            f"Now {duration(self.instance.answer_timeout_seconds)}: how long the agent has to "
+            "answer a reviewer's question or instructions. The reviewer's deadline stands "
+            "still meanwhile."
+        )
+        answer.validators = [v for v in answer.validators if not isinstance(v, MinValueValidator)]
+        answer.widget.attrs.update({"min": 1, "step": 1})
+        self.fields["answer_timeout_action"].help_text = "Now: " + answer_timeout_words(
+            self.instance
+        )
         for rate in ("sample_rate", "second_review_rate"):
             self.fields[rate].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
         self.fields["queue"].empty_label = None
@@ -148,6 +162,12 @@ class PolicyForm(forms.ModelForm):
         value = self.cleaned_data["timeout_seconds"]
         if value is None or value <= 0:
             raise forms.ValidationError("A timeout must be at least 1 second.")
+        return value
+
+    def clean_answer_timeout_seconds(self) -> int:
+        value = self.cleaned_data["answer_timeout_seconds"]
+        if value is None or value <= 0:
+            raise forms.ValidationError("An answer timeout must be at least 1 second.")
         return value
 
     def clean_sample_rate(self) -> float:

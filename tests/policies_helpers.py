@@ -34,6 +34,8 @@ def editor_data(
         "timeout_action": category.timeout_action,
         "max_reassignments": category.max_reassignments,
         "final_fallback": category.final_fallback,
+        "answer_timeout_seconds": category.answer_timeout_seconds,
+        "answer_timeout_action": category.answer_timeout_action,
         "sample_rate": category.sample_rate,
         "second_review_rate": category.second_review_rate,
         "days": 7,

@@ -32,6 +32,8 @@ def test_it_describes_each_category_with_the_attributes_its_rules_read(api, refu
         "timeout_seconds": 3600,
         "on_timeout": "reassign",
         "at_deadline": "It is reassigned to another reviewer, then escalated to Support leads.",
+        "answer_timeout_seconds": 3600,
+        "on_answer_timeout": "return",
     }
 
 

@@ -4,7 +4,9 @@ from typing import Any
 
 from django import template
 
+from ..models import Category
 from ..policies import duration
+from ..services.turns import answer_timeout_words
 
 register = template.Library()
 
@@ -22,3 +24,9 @@ def pol_percent(value: Any) -> str:
         return "\u2013"
     share = float(value) * 100
     return f"{share:.0f}%" if share >= 10 or share == 0 else f"{share:.1f}%"
+
+
+@register.filter
+def pol_answer_timeout(category: Category) -> str:
+    """What the category's answer timeout does, in the words the item page uses."""
+    return answer_timeout_words(category)
