@@ -78,8 +78,9 @@ class SubmitIn(In):
     default_answer: Text = Field(
         "",
         max_length=20_000,
-        description="For a question (allowed_decisions ['respond']): the answer the agent gets "
-        "when nobody answers by the deadline. Without one, the deadline's policy applies.",
+        description="Only for a question (allowed_decisions ['respond']; else a 422): the answer "
+        "the agent gets when nobody answers by the deadline. Without one, the deadline's "
+        "policy applies.",
     )
     external_ref: Text = Field("", max_length=100, description="The agent's own id for it.")
     idempotency_key: Text = Field(
