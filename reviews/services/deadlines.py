@@ -161,7 +161,9 @@ _TIMEOUT_FIELDS = (
     "allowed_decisions",
     "first_viewed_at",
     "decided_at",
+    # Read by the audit snapshot, like the fields below.
     "turn",
+    "answer_due",
     # A question's deadline answers it with this (deadline_plan.plan_for).
     "default_answer",
     # Read by every decision (the audit snapshot, the option it approves): left out, each
