@@ -28,6 +28,7 @@ from .services.turns import answer_timeout_words
 
 # A public (C…) or private (G…) Slack channel's ID.
 SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
+MAX_ANSWER_TIMEOUT = 30 * 24 * 3600
 OPERATOR_CHOICES = [(op, engine.OPERATOR_LABELS[op]) for op in engine.OPERATOR_LABELS]
 
 
@@ -150,7 +151,7 @@ class PolicyForm(forms.ModelForm):
             "still meanwhile."
         )
         answer.validators = [v for v in answer.validators if not isinstance(v, MinValueValidator)]
-        answer.widget.attrs.update({"min": 1, "step": 1})
+        answer.widget.attrs.update({"min": 1, "max": MAX_ANSWER_TIMEOUT, "step": 1})
         self.fields["answer_timeout_action"].help_text = "Now: " + answer_timeout_words(
             self.instance
         )
@@ -168,6 +169,9 @@ class PolicyForm(forms.ModelForm):
         value = self.cleaned_data["answer_timeout_seconds"]
         if value is None or value <= 0:
             raise forms.ValidationError("An answer timeout must be at least 1 second.")
+        if value > MAX_ANSWER_TIMEOUT:
+            # Beyond any agent's patience, and far enough out a due time overflows the calendar.
+            raise forms.ValidationError("An answer timeout is at most 30 days (2592000 seconds).")
         return value
 
     def clean_sample_rate(self) -> float:

@@ -59,7 +59,8 @@ def test_an_admin_sets_the_answer_timeout_and_the_version_says_what_changed(admi
         ("answer_timeout_seconds", "-60", "An answer timeout must be at least 1 second."),
         ("answer_timeout_seconds", "soon", "Enter a whole number."),
         ("answer_timeout_seconds", "", "This field is required."),
-        ("answer_timeout_seconds", "9" * 12, "less than or equal to"),
+        ("answer_timeout_seconds", "2592001", "at most 30 days"),
+        ("answer_timeout_seconds", "9" * 12, "at most 30 days"),
         ("answer_timeout_action", "explode", "Select a valid choice."),
     ],
 )
