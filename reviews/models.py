@@ -94,6 +94,10 @@ AUTONOMOUS_UNSAMPLED = (
 )
 
 
+# A due time far enough out overflows the calendar: the answer timeout is at most 30 days.
+MAX_ANSWER_TIMEOUT = 30 * 24 * 3600
+
+
 class Category(models.Model):
     """An action policy: who reviews a kind of action, when, and what happens at the deadline."""
 
@@ -152,7 +156,7 @@ class Category(models.Model):
     )
     answer_timeout_seconds = models.PositiveIntegerField(
         default=3600,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_ANSWER_TIMEOUT)],
         help_text="How long the agent has to answer a reviewer's question or instructions; "
         "the reviewer's deadline does not run meanwhile.",
     )

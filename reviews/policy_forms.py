@@ -22,13 +22,12 @@ from django.utils import timezone
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
 from .insights.readiness import Readiness
-from .models import Agent, Category, EscalationRule, Queue
+from .models import MAX_ANSWER_TIMEOUT, Agent, Category, EscalationRule, Queue
 from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
 from .services.turns import answer_timeout_words
 
 # A public (C…) or private (G…) Slack channel's ID.
 SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
-MAX_ANSWER_TIMEOUT = 30 * 24 * 3600
 OPERATOR_CHOICES = [(op, engine.OPERATOR_LABELS[op]) for op in engine.OPERATOR_LABELS]
 
 

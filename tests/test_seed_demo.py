@@ -84,3 +84,17 @@ def test_make_run_prints_what_the_readme_shows(capsys):
     call_command("seed_demo")
     printed = capsys.readouterr().out
     assert "Demo data ready" + shown.rstrip() in printed
+
+
+def test_the_demo_inbox_has_a_conversation_in_every_state():
+    call_command("seed_demo", quiet=True)
+    mine = ReviewRequest.objects.filter(status="pending", assignee__username="reviewer")
+    waiting = mine.get(turn="agent")
+    assert waiting.messages.get().body == "Did the customer send photos of the damage?"
+    revised = mine.get(proposal_version=2)
+    assert (revised.turn, revised.rounds) == ("reviewer", 1)
+    question = ReviewRequest.objects.get(idempotency_key="demo-question-1077")
+    assert question.is_question and question.status == "pending"
+    assert [o["key"] for o in question.options] == ["old", "new"]
+    # The metrics' conversation figures have a history to read.
+    assert ReviewRequest.objects.exclude(status="pending").filter(rounds__gt=0).count() >= 5

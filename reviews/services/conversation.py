@@ -33,14 +33,18 @@ def post_message(
     author: AbstractBaseUser | None = None,
     agent: Agent | None = None,
     payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Message:
     """Add to the request's thread. A reviewer's question or instructions hand the pending
     request to the agent (its waits wake, the deadline stands still); the agent's answer hands
     it back, and is refused with NotWaitingOnAgent when nobody asked. The agent also hears of
     reviewers' messages by webhook."""
+    now = now or timezone.now()
     with transaction.atomic():
         if author_kind == Message.Author.AGENT and kind == Message.Kind.ANSWER:
-            turns.hand_to_reviewer(request.pk, by=agent or "system", why="The agent answered.")
+            turns.hand_to_reviewer(
+                request.pk, by=agent or "system", why="The agent answered.", now=now
+            )
         message = Message.objects.create(
             request=request,
             author_kind=author_kind,
@@ -48,6 +52,7 @@ def post_message(
             kind=kind,
             body=body,
             payload=payload,
+            created_at=now,
         )
         actor: Actor = author or agent or "system"
         audit("message." + kind, request, actor, after={"message": message.pk, "body": body})

@@ -25,6 +25,7 @@ from reviews.models import (
     hash_token,
 )
 from reviews.services.agreement import record_second_review
+from reviews.services.conversation import post_message, revise_proposal
 from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request
 from reviews.services.periodic_reviews import record_periodic_review
@@ -213,6 +214,20 @@ EMAIL_TOPICS = [
     ("Renewal reminder with a 5% loyalty discount", "renewal"),
     ("Follow-up on a support ticket", "ticket"),
 ]
+# What reviewers ask the agent before deciding, and what it answers (the metrics' most-asked
+# questions, rounds and waits on the agent read these).
+QUESTIONS = {
+    "refunds": [
+        ("Did the customer send photos of the damage?", "Yes: two photos, attached to ticket."),
+        ("Did the customer send photos of the damage?", "Not yet; I have asked for them."),
+        ("Is this customer's first refund this year?", "Yes, the first since 2024."),
+        ("Was the parcel tracked as delivered?", "Tracked as delivered, reported damaged."),
+    ],
+    "purchase-orders": [
+        ("Is there a second quote from another supplier?", "Yes: 8% higher, same terms."),
+        ("Which budget line does this come out of?", "IT hardware, Q4; 40% left."),
+    ],
+}
 REJECT_REASONS = [
     "Outside the refund policy",
     "Needs more evidence",
@@ -415,7 +430,69 @@ class Command(BaseCommand):
             self.finish(request, outcome, created_at, rng, reviewers[slug] or [users["lead"]])
         if created:
             self.answer_second_reviews(rng, now)
+            self.seed_conversations(agents["support-bot"], categories["refunds"], users, now)
         return created
+
+    def seed_conversations(
+        self, agent: Agent, refunds: Category, users: dict[str, User], now: datetime
+    ) -> None:
+        """The inbox's conversation states: a request waiting on its agent, one the agent
+        answered and revised, and a question the agent asks with choices."""
+        pending = list(
+            ReviewRequest.objects.filter(
+                category=refunds, status=ReviewRequest.Status.PENDING, assignee=users["reviewer"]
+            )
+            .exclude(idempotency_key="demo-0")
+            .order_by("-created_at")[:2]
+        )
+        reviewer = users["reviewer"]
+        if pending:
+            waiting = pending[0]
+            record_first_view(waiting, by=reviewer, now=now - timedelta(minutes=6))
+            post_message(
+                waiting,
+                author_kind="reviewer",
+                author=reviewer,
+                kind="question",
+                body="Did the customer send photos of the damage?",
+                now=now - timedelta(minutes=5),
+            )
+        if len(pending) > 1:
+            answered = pending[1]
+            record_first_view(answered, by=reviewer, now=now - timedelta(minutes=9))
+            post_message(
+                answered,
+                author_kind="reviewer",
+                author=reviewer,
+                kind="instructions",
+                body="Offer store credit instead of a cash refund.",
+                now=now - timedelta(minutes=8),
+            )
+            action = {**answered.proposed_action, "method": "store_credit"}
+            revise_proposal(
+                answered.pk,
+                agent=answered.agent,
+                proposed_action=action,
+                body="Switched to store credit; the customer agreed by chat.",
+                now=now - timedelta(minutes=3),
+            )
+        submit_request(
+            agent,
+            category=refunds,
+            title="Which address should the replacement go to?",
+            task="Send a replacement for order 1077 (damaged in transit).",
+            situation="The customer moved last week; the order has the old address and the "
+            "account the new one. The customer has not answered my email.",
+            options=[
+                {"key": "old", "label": "The address on the order"},
+                {"key": "new", "label": "The new address on the account"},
+            ],
+            proposed_action={"action": "ask_human", "args": {"question": "Which address?"}},
+            allowed_decisions=["respond"],
+            default_answer="old",
+            idempotency_key="demo-question-1077",
+            now=now - timedelta(minutes=2),
+        )
 
     def review_older_periodic_batches(self, fallback: User) -> None:
         """Mark the periodic-review items of batches older than two days (nearly all correct,
@@ -502,6 +579,29 @@ class Command(BaseCommand):
         # pending work yet, so the least-loaded pick would give every decision to one person.
         reviewer = rng.choice(reviewers)
         record_first_view(request, by=reviewer, now=viewed)
+        asked = QUESTIONS.get(request.category.slug)
+        if asked and rng.random() < 0.25:
+            # The reviewer asks before deciding; the agent's answer comes back minutes later.
+            question, answer = rng.choice(asked)
+            at = viewed + timedelta(seconds=rng.uniform(10, 60))
+            post_message(
+                request,
+                author_kind="reviewer",
+                author=reviewer,
+                kind="question",
+                body=question,
+                now=at,
+            )
+            at += timedelta(minutes=rng.lognormvariate(1.5, 0.8))
+            post_message(
+                request,
+                author_kind="agent",
+                agent=request.agent,
+                kind="answer",
+                body=answer,
+                now=at,
+            )
+            decided = at + timedelta(seconds=rng.lognormvariate(2.2, 0.8))
         kwargs: dict[str, Any] = {}
         if outcome == "modified":
             final = dict(request.proposed_action)
