@@ -64,7 +64,7 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
                     )
                 except (StateChanged, AlreadyDecided):
                     return "skipped"
-            case Answer():
+            case Answer() | Decide():
                 try:
                     decide_request(
                         request_id,
@@ -74,20 +74,8 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
                         reason=step.reason,
                         now=now,
                         due_by=now,
-                        responded=True,
-                    )
-                except TransitionError:
-                    return "skipped"
-            case Decide():
-                try:
-                    decide_request(
-                        request_id,
-                        by=None,
-                        outcome=step.outcome,
-                        channel=Channel.TIMEOUT,
-                        reason=step.reason,
-                        now=now,
-                        due_by=now,
+                        # A question's default answer is a response, as a person's answer is.
+                        responded=isinstance(step, Answer),
                     )
                 except TransitionError:
                     return "skipped"
