@@ -158,7 +158,9 @@ class BatchDecidedOut(Schema):
 
 class BatchConflictOut(Schema):
     id: UUID
-    error: Literal["already_decided", "stale_proposal", "unknown_version", "not_allowed"]
+    error: Literal[
+        "already_decided", "stale_proposal", "unknown_version", "not_allowed", "waiting_on_agent"
+    ]
     detail: str
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from reviews.models import AuditEvent, Message, ReviewRequest
+from reviews.services.bulk import decide_requests_in_bulk
 from reviews.services.conversation import post_message, revise_proposal
 from reviews.services.turns import time_out_turns
 
@@ -110,3 +111,16 @@ def test_an_agent_that_never_answers_goes_back_to_the_reviewer_marked_unanswered
     assert request.turn == "reviewer" and request.rounds == 0 and request.status == "pending"
     note = Message.objects.filter(request=request, author_kind="system").get()
     assert note.body == "The agent did not answer within 1 hour."
+
+
+def test_a_batch_leaves_a_request_waiting_on_the_agent_alone(api, refunds, alice):
+    _created, asked = submitted(api)
+    _created, other = submitted(api)
+    ask(asked, alice)
+
+    result = decide_requests_in_bulk([asked.pk, other.pk], by=alice, outcome="approved")
+
+    assert [d.request_id for d in result.decided] == [other.pk]
+    assert result.conflict_codes == {asked.pk: "waiting_on_agent"}
+    asked.refresh_from_db()
+    assert (asked.status, asked.turn) == ("pending", "agent")

@@ -37,12 +37,16 @@ NOT_READ_BY_A_DECISION = (
 )  # fmt: skip
 
 
+WAITING_ON_AGENT = "Waiting on the agent's answer to a reviewer; open it to decide it alone."
+
+
 @dataclass(frozen=True)
 class BulkDecision:
     decided: list[Decision]
     conflicts: list[tuple[int, str]]  # (request id, why it was left alone)
     batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
-    # Request id -> why, as a code a program reads: already_decided, stale_proposal, not_allowed.
+    # Request id -> why, as a code a program reads: already_decided, stale_proposal, not_allowed,
+    # waiting_on_agent.
     conflict_codes: dict[int, str] = field(default_factory=dict)
 
 
@@ -64,7 +68,8 @@ def decide_requests_in_bulk(
     pending are left alone and reported with AlreadyDecided's message; so are those whose
     proposal is no longer the version in `versions` (what the person saw), with what changed;
     and those that do not allow the batch's verb (an agent that cannot resume with an approval
-    is never approved in a batch), with DecisionNotAllowed's message. The rest are decided.
+    is never approved in a batch), with DecisionNotAllowed's message; and those waiting on the
+    agent's answer to a reviewer's question. The rest are decided.
     """
     if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
         raise ValidationError({"outcome": "A batch is approved or rejected."})
@@ -86,6 +91,9 @@ def decide_requests_in_bulk(
         verb = decision_verb(outcome)
         refused = [r for r in rows if not r.allows(verb)]
         rows = [r for r in rows if r.allows(verb)]
+        # Someone asked the agent about it: a batch never answers that question for them.
+        waiting = [r for r in rows if r.turn == ReviewRequest.Turn.AGENT]
+        rows = [r for r in rows if r.turn != ReviewRequest.Turn.AGENT]
         stale = []
         if versions is not None:
             stale = [r for r in rows if r.proposal_version != versions.get(r.pk)]
@@ -106,7 +114,7 @@ def decide_requests_in_bulk(
             now=now,
             batch_id=batch_id,
         )
-    set_aside = {r.pk for r in stale} | {r.pk for r in refused}
+    set_aside = {r.pk for r in stale} | {r.pk for r in refused} | {r.pk for r in waiting}
     left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - set_aside).select_related(
         "decision__decided_by"
     )
@@ -119,6 +127,8 @@ def decide_requests_in_bulk(
         codes[r.pk] = "unknown_version" if unknown else "stale_proposal"
     conflicts += [(r.pk, str(DecisionNotAllowed(r, verb))) for r in refused]
     codes.update({r.pk: "not_allowed" for r in refused})
+    conflicts += [(r.pk, WAITING_ON_AGENT) for r in waiting]
+    codes.update({r.pk: "waiting_on_agent" for r in waiting})
     return BulkDecision(decisions, sorted(conflicts), batch_id, codes)
 
 
