@@ -294,10 +294,11 @@ class Client:
         headers: dict[str, str] | None = None,
         retry_429: bool = True,
         deadline: float = math.inf,
+        hold: float = 0,
     ) -> Any:
         """`request`, waiting out an unavailable server until `deadline` (time.monotonic)."""
         call = self._prepare(method, path, body, query, headers)
-        tries = _Tries(self.retries, deadline, retry_429)
+        tries = _Tries(self.retries, deadline, retry_429, hold)
         while True:
             answer, delay = self._attempt(call, tries)
             if delay is None:
@@ -333,8 +334,9 @@ class Client:
         async clients both loop over this, so they retry alike."""
         method, url, data, headers = call
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
-        # A hung connection must not outlast the caller's deadline by more than a little.
-        limit = min(self.http_timeout, max(tries.deadline - time.monotonic(), 0) + 15)
+        # A hung connection must not outlast the caller's deadline, nor a long-poll the time
+        # the server may hold it, by more than a little.
+        limit = min(self.http_timeout, max(tries.deadline - time.monotonic(), 0) + tries.hold + 15)
         try:
             with urllib.request.urlopen(req, timeout=limit) as response:
                 raw = response.read()
@@ -498,14 +500,15 @@ class Client:
         first."""
         outage = 0
         while True:
-            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            left = _poll_seconds(deadline)
             try:  # one try per outage answer here, so each asks for the time then left
                 return self._call(
                     "GET",
                     path,
-                    query={"timeout": min(left, MAX_WAIT)},
+                    query={"timeout": left},
                     retry_429=False,
                     deadline=time.monotonic(),
+                    hold=left,
                 )
             except HITLError as exc:
                 outage = outage + 1 if isinstance(exc, Unavailable) else 0
@@ -740,9 +743,10 @@ class AsyncClient:
         headers: dict[str, str] | None = None,
         retry_429: bool = True,
         deadline: float = math.inf,
+        hold: float = 0,
     ) -> Any:
         call = self.sync._prepare(method, path, body, query, headers)
-        tries = _Tries(self.sync.retries, deadline, retry_429)
+        tries = _Tries(self.sync.retries, deadline, retry_429, hold)
         while True:
             answer, delay = await self._run(self.sync._attempt, call, tries)
             if delay is None:
@@ -829,14 +833,15 @@ class AsyncClient:
         """Client._long_poll: a 429 or an unavailable server means "not yet"."""
         outage = 0
         while True:
-            left = MAX_WAIT if deadline is None else max(int(deadline - time.monotonic()), 0)
+            left = _poll_seconds(deadline)
             try:
                 return await self._call(
                     "GET",
                     path,
-                    query={"timeout": min(left, MAX_WAIT)},
+                    query={"timeout": left},
                     retry_429=False,
                     deadline=time.monotonic(),
+                    hold=left,
                 )
             except HITLError as exc:
                 outage = outage + 1 if isinstance(exc, Unavailable) else 0
@@ -1324,8 +1329,9 @@ class _Tries:
     """What is left of one call's tries: an outage is waited out until `deadline`, other
     retryable failures (a 500, a 429) get `retries` more tries."""
 
-    def __init__(self, retries: int, deadline: float, retry_429: bool) -> None:
+    def __init__(self, retries: int, deadline: float, retry_429: bool, hold: float = 0) -> None:
         self.retries, self.deadline, self.retry_429 = retries, deadline, retry_429
+        self.hold = hold  # how long the server may rightly hold the answer (a long-poll)
         self.failures = 0
         self.outage = 0
 
@@ -1346,6 +1352,15 @@ class _Tries:
             return None
         self.outage += 1
         return min(outage_pause(error, self.outage), left)
+
+
+def _poll_seconds(deadline: float | None) -> int:
+    """The whole seconds one long-poll asks the server to hold it: what is left of the wait,
+    rounded up (a last fraction of a second is one more hold, not a loop of instant answers),
+    at most the server's longest."""
+    if deadline is None:
+        return MAX_WAIT
+    return min(max(math.ceil(deadline - time.monotonic()), 0), MAX_WAIT)
 
 
 def _not_yet(error: HITLError, outage: int) -> float:

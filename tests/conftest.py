@@ -6,6 +6,7 @@ and fail instead when CI=true, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import concurrent.futures
 import contextlib
@@ -13,7 +14,9 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -30,8 +33,24 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
 
 
+def _serialise_ast_parse() -> None:
+    """CPython 3.11 keeps ast.parse's recursion count in shared state (gh-106905): a live
+    server thread logging a traceback (3.11 parses each line for its ^^^ marks) while pytest
+    parses a failing test's source raises "SystemError: AST constructor recursion depth
+    mismatch", which kills the xdist worker and hides the real failure. One at a time."""
+    parse, lock = ast.parse, threading.RLock()
+
+    def serialised(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return parse(*args, **kwargs)
+
+    ast.parse = serialised
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
+
+    _serialise_ast_parse()
 
     # Production keeps Django's PBKDF2, slow on purpose (a quarter second of CPU per hash);
     # nearly every test creates users, and at that price the suite spent most of its time

@@ -263,6 +263,39 @@ def test_a_blocked_wait_hears_the_question_within_a_second(client, refunds, alic
     assert 0 <= handled_at[0] - seen.asked_at < 1.0
 
 
+def test_a_long_quiet_wait_stays_one_held_request_and_hears_a_late_question_at_once(
+    client, refunds, alice, caplog
+):
+    """The server holds a long-poll up to 60 s: the client must not give up on the connection
+    after 15 s (taking the quiet for an outage and backing off), so a question posted 18 s in
+    still reaches the handler within a second."""
+    created = client.submit("refunds", "Refund 120 EUR", **REFUND)
+    handled_at = []
+
+    def on_message(message, request):
+        handled_at.append(time.monotonic())
+        return "Yes."
+
+    thread, seen = reviewer_asks(alice, pause=18.0)
+    with caplog.at_level("WARNING", logger="hitl_client"):
+        client.wait(created["id"], timeout=40, on_message=on_message)
+    thread.join()
+    assert seen.error is None and len(handled_at) == 1
+    assert 0 <= handled_at[0] - seen.asked_at < 1.0
+    assert "unavailable" not in caplog.text
+
+
+def test_the_last_second_of_a_wait_is_one_held_request_not_a_loop(client, refunds, monkeypatch):
+    created = client.submit("refunds", "Refund 120 EUR", **REFUND)
+    polls = []
+    real = client._call
+    monkeypatch.setattr(client, "_call", lambda *a, **k: polls.append(a) or real(*a, **k))
+    with pytest.raises(ApprovalTimeout):
+        client.wait(created["id"], timeout=1.5)
+    waits = [call for call in polls if call[1].endswith("/wait")]
+    assert 1 <= len(waits) <= 3
+
+
 def test_a_question_the_reviewer_decided_over_is_not_answered_and_the_decision_comes(
     client, refunds, alice, settings
 ):
