@@ -128,7 +128,12 @@ def with_turn_marks(qs: QuerySet[ReviewRequest]) -> QuerySet[ReviewRequest]:
         created_at__gte=OuterRef("turn_since"),
     )
     return qs.annotate(
-        agent_answered=Exists(since_back.filter(kind=Message.Kind.ANSWER)),
+        # A revision sent with words (the client's Reply) answers as well as revises.
+        agent_answered=Exists(
+            since_back.filter(
+                Q(kind=Message.Kind.ANSWER) | (Q(kind=Message.Kind.REVISION) & ~Q(body=""))
+            )
+        ),
         agent_revised=Exists(since_back.filter(kind=Message.Kind.REVISION)),
     )
 
@@ -179,7 +184,7 @@ def conversation_state(req: ReviewRequest, thread: list[Message]) -> dict[str, A
         return {
             "turn_mark": turn_mark(req, False, False),
             "asked": asked,
-            "answer_timeout": answer_timeout_words(req.category),
+            "answer_timeout": answer_timeout_words(req.category, req),
         }
     since = [
         m
@@ -188,7 +193,7 @@ def conversation_state(req: ReviewRequest, thread: list[Message]) -> dict[str, A
         and m.kind in ANSWERS_REVIEWER
         and m.created_at >= req.turn_since
     ]
-    answers = [m for m in since if m.kind == Message.Kind.ANSWER]
+    answers = [m for m in since if m.kind == Message.Kind.ANSWER or m.body]
     revisions = [m for m in since if m.kind == Message.Kind.REVISION]
     # The version on the reviewer's screen when the agent took its turn: the one the first
     # revision since replaced.

@@ -88,6 +88,12 @@ def test_a_question_waits_on_the_agent_and_comes_back_answered_and_revised(
     expect(waiting).to_contain_text(QUESTION)
     expect(waiting).to_contain_text("If the agent does not answer within 1 hour")
     expect(page.locator("#pane .deadline")).to_contain_text("Paused")
+    # Sent: the keys are the reviewer's again, not letters in the box.
+    expect(page.locator("#reply-body")).not_to_be_focused()
+    page.keyboard.press("c")
+    expect(page.locator("#reply-body")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#reply-body")).not_to_be_focused()
     request = ReviewRequest.objects.get(pk=asked.pk)
     assert request.turn == "agent"
     since = timezone.localtime(request.turn_since).strftime("%H:%M")

@@ -124,3 +124,19 @@ def test_a_batch_leaves_a_request_waiting_on_the_agent_alone(api, refunds, alice
     assert result.conflict_codes == {asked.pk: "waiting_on_agent"}
     asked.refresh_from_db()
     assert (asked.status, asked.turn) == ("pending", "agent")
+
+
+def test_a_question_is_not_judged_by_rules_made_for_proposed_actions(api, refunds):
+    body = api.post_json(
+        "/api/v1/requests",
+        {
+            "category": "refunds",
+            "title": "Which address should the replacement go to?",
+            "options": [{"key": "old", "label": "On the order"}, {"key": "new", "label": "New"}],
+            "allowed_decisions": ["respond"],
+            "default_answer": "old",
+        },
+    ).json()
+    assert body["status"] == "pending" and body["verdict"] == "gate"
+    # No confidence was sent: a rule on it would say it "cannot evaluate", which means nothing.
+    assert body["fired_rules"] == []

@@ -19,7 +19,16 @@ from django.utils import timezone
 
 from .. import precedents, webhook_targets
 from .. import rules as engine
-from ..models import DEFAULT_VERBS, Agent, AuditEvent, Category, Decision, ReviewRequest, Verb
+from ..models import (
+    DEFAULT_VERBS,
+    QUESTION_DECISIONS,
+    Agent,
+    AuditEvent,
+    Category,
+    Decision,
+    ReviewRequest,
+    Verb,
+)
 from ..rulebook import rulebook_for
 from .assignment import pick_assignee
 from .audit import audit_event
@@ -219,10 +228,15 @@ def submit_request(
     )
     # Only the flags the agent did not send; who gave them is kept for the item page's note.
     precedents_from = precedents.annotate(attributes, precedent_key, now)
-    verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
+    if verbs == QUESTION_DECISIONS:
+        # A question for a person: the rules judge proposed actions, and there is none here;
+        # only a person can answer it.
+        verdict = engine.Verdict(engine.GATE)
+    else:
+        verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
     if not verdict.needs_human and Verb.APPROVE not in verbs:
-        # The rules' go-ahead is an approval, which this request does not allow (a question
-        # for a person, say): only a person can settle it.
+        # The rules' go-ahead is an approval, which this request does not allow: only a
+        # person can settle it.
         verdict = engine.Verdict(engine.GATE, verdict.fired)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(

@@ -726,6 +726,12 @@
       target.form.requestSubmit();
       return;
     }
+    // Esc leaves a text box on the page (a dialog's Esc closes the dialog natively).
+    if (event.key === "Escape" && target.matches("textarea") && !target.closest("dialog")) {
+      target.blur();
+      event.preventDefault();
+      return;
+    }
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     if ($("dialog[open]")) return; // Esc closes it natively
     const key = event.key;
@@ -915,6 +921,11 @@
     }
     if (target.id === "list") deciding.forEach((pk) => { const row = $("#row-" + pk); if (row) row.remove(); });
     if (target.id === "pane") paneShown();
+    // htmx gives focus back to the reply box it replaced; once the message is sent the keys
+    // are the reviewer's again (v, a, j), unless the box says what to fix.
+    const box = $("#reply-body");
+    if (target.id === "pane" && box && document.activeElement === box && !$(".composer .field-error")
+        && event.detail.requestConfig.verb === "post") box.blur();
     if (target.id === "toast") startCountdown();
     markActive();
     syncSelection();
