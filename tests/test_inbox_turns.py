@@ -124,6 +124,23 @@ def test_an_answer_and_a_revision_bring_it_back_with_both_shown(client, alice, a
     assert "Yes, &lt;b&gt;two&lt;/b&gt; of them." in page  # the agent's text, escaped
     assert "from version 1, the one you saw, to version 2" in page
     assert "<del>120</del>" in page and "<ins>80</ins>" in page
+    # The key data are the submission's, and the page says so beside the revised action.
+    assert "As the agent submitted them with version 1" in page
+
+
+def test_a_revision_sent_with_words_is_the_agents_answer_too(client, alice, agent, three):
+    urgent = three[0]
+    ask(urgent, alice)
+    revise_proposal(
+        urgent.pk,
+        agent=agent,
+        proposed_action={"action": "refund", "amount": 80, "currency": "EUR"},
+        body="No photos yet: 80 now, the rest when they come.",
+    )
+    as_user(client, alice)
+    assert "Agent answered and revised" in client.get(reverse("inbox")).content.decode()
+    page = client.get(reverse("inbox_item", args=[urgent.pk]), **HX).content.decode()
+    assert "No photos yet: 80 now, the rest when they come." in page
 
 
 def test_an_unanswered_question_comes_back_marked_so(client, alice, three):
