@@ -130,7 +130,7 @@ SHAPES = {
     "a question with a default answer: answered with it, whatever the policy": (
         (Action.REASSIGN, 2, 0, Fallback.APPROVE, True),
         (Answer("Ship from Rotterdam."),),
-        ["answered with the default answer"],
+        ["answered with the default answer “Ship from Rotterdam.”"],
         ["respond"],
         "Ship from Rotterdam.",
     ),

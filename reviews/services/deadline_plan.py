@@ -125,7 +125,9 @@ class Answer:
 
     @property
     def words(self) -> str:
-        return self.brief
+        if len(self.default_answer) > 80:
+            return self.brief  # the item page shows the question's whole context anyway
+        return f"{self.brief} “{self.default_answer}”"
 
 
 @dataclass(frozen=True)
