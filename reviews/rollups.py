@@ -117,7 +117,10 @@ def _count(
         tally.auto_approved += 1
         return
     tally.decision_hist[time_bucket(wait_seconds)] += 1
-    tally.agent_hist[time_bucket(turns.agent_seconds)] += 1
+    if turns.agent_seconds > 0:
+        # Only requests the agent was asked about: most never are, and a median of their
+        # zeros read from a histogram would say "about 1 s" about nobody.
+        tally.agent_hist[time_bucket(turns.agent_seconds)] += 1
     tally.human_hist[time_bucket(wait_seconds - turns.agent_seconds)] += 1
     if channel == Decision.Channel.TIMEOUT:
         tally.timed_out += 1

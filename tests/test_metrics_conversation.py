@@ -99,6 +99,17 @@ def test_review_time_is_never_negative(agent, refunds, alice, carol):
     assert decision.review_seconds == 0.0
 
 
+def test_the_agents_median_is_over_the_requests_it_was_asked_about(agent, refunds, alice):
+    at = yesterday()
+    conversed(agent, refunds, alice, at=at, agent_seconds=600)
+    for _ in range(3):
+        conversed(agent, refunds, alice, at=at)
+    rollups.roll_up()
+    summary = summarize(rollup_rows(period_from({"days": "7"})))
+    assert 600 <= summary.agent_p50 < 900  # not the "about 1 s" of three zeros
+    assert summary.with_rounds_rate == pytest.approx(1 / 4)
+
+
 def test_rounds_and_waits_roll_up_per_category(client, manager, agent, refunds, alice):
     at = yesterday()
     conversed(agent, refunds, alice, at=at, agent_seconds=600)
