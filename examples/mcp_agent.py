@@ -10,7 +10,7 @@ It lists the server's tools, then calls `request_approval` for a 120 EUR refund,
 for a person, printing the server's progress notifications. Open
 http://127.0.0.1:8000/inbox/ (log in as `reviewer` / `hitl-demo`) and approve, modify or
 reject it: the agent prints the decision and refunds only when approved, with the reviewer's
-arguments. Then it calls `ask_human`; answer the question in the inbox (Respond) and the agent
+arguments. Then it calls `ask_human`; answer the question in the inbox (Answer, key S) and the agent
 prints the answer. Over stdio the server runs the product's code in this environment
 (`DATABASE_URL`, ...; none for `make run`'s SQLite database), as the agent whose token it is.
 See docs/mcp.md for the tools.
