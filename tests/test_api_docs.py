@@ -7,6 +7,7 @@ import pytest
 from reviews import api as agent_api
 from reviews.management.commands.seed_demo import DEMO_TOKEN
 from reviews.models import AgentToken, ReviewerToken
+from reviews.services.conversation import post_message
 from reviews.services.submission import submit_request
 
 from .api_support import AgentClient, _no_rate_limit, escalated
@@ -90,12 +91,14 @@ def test_every_operation_with_a_body_has_an_example(openapi):
 
 @pytest.mark.parametrize("operation_id", sorted(EXAMPLE_STATUS))
 def test_each_body_example_works_against_the_demo_data(
-    openapi, demo_api, agent, refunds, operation_id
+    openapi, demo_api, agent, refunds, alice, operation_id
 ):
     method, path, operation = operations(openapi)[operation_id]
     assert method == "post"
     fields = {k: v for k, v in escalated().items() if k != "category"}
     pending = submit_request(agent, category=refunds, **fields).request
+    if operation_id == "postMessage":  # the example answers a reviewer's question
+        post_message(pending, author_kind="reviewer", author=alice, kind="question", body="Photos?")
     url = path.replace("{request_id}", str(pending.public_id))
     for example in body_examples(openapi, operation):
         response = demo_api.post_json(url, example)
