@@ -77,17 +77,7 @@ def start_web(env: dict[str, str]) -> tuple[Proc, str]:
         env,
         "web",
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(base + "/login/", timeout=10)
-            return proc, base
-        except requests.RequestException:
-            if proc.proc.poll() is not None or time.monotonic() > deadline:
-                proc.stop()
-                pytest.fail(f"gunicorn did not start:\n{proc.output()[-3000:]}")
-            time.sleep(0.2)
+    return proc, proc.serving(port)
 
 
 def log_in(base: str) -> requests.Session:

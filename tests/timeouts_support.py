@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,20 @@ class Proc:
                 self.stop()
                 pytest.fail(f"no {text!r} in time:\n{self.output()[-3000:]}")
             time.sleep(0.2)
+
+    def serving(self, port: int, timeout: float = 30) -> str:
+        """The base URL once this web process answers on `port` (or the test fails)."""
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                requests.get(base + "/login/", timeout=10)
+                return base
+            except requests.RequestException:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"gunicorn did not start:\n{self.output()[-3000:]}")
+                time.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no acknowledgement, nothing finished."""

@@ -160,10 +160,11 @@ def _time_out_turn(request_id: int, now: datetime) -> str:
         category = request.category
         why = f"The agent did not answer within {_duration(category.answer_timeout_seconds)}."
         rejects = category.answer_timeout_action == Category.AnswerTimeoutAction.REJECT
-        if rejects and request.allows(Verb.REJECT):
-            hand_to_reviewer(
-                request_id, by="system:answer_timeout", why=why, now=now, answered=False
-            )
+        if rejects and not request.allows(Verb.REJECT):
+            rejects = False
+            why += " The policy is to reject, which this request does not allow."
+        hand_to_reviewer(request_id, by="system:answer_timeout", why=why, now=now, answered=False)
+        if rejects:
             decide_request(
                 request_id,
                 by=None,
@@ -173,9 +174,6 @@ def _time_out_turn(request_id: int, now: datetime) -> str:
                 now=now,
             )
             return "rejected"
-        if rejects:
-            why += " The policy is to reject, which this request does not allow."
-        hand_to_reviewer(request_id, by="system:answer_timeout", why=why, now=now, answered=False)
         Message.objects.create(
             request_id=request_id,
             author_kind=Message.Author.SYSTEM,
