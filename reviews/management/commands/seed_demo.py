@@ -490,6 +490,8 @@ class Command(BaseCommand):
             proposed_action={"action": "ask_human", "args": {"question": "Which address?"}},
             allowed_decisions=["respond"],
             default_answer="old",
+            # Not urgent (the default answer stands in): below the reviewer's requests to decide.
+            priority=ReviewRequest.Priority.LOW,
             idempotency_key="demo-question-1077",
             now=now - timedelta(minutes=2),
         )
