@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,7 +305,6 @@ def celery_worker(transactional_db, settings):
     """
     import subprocess
     import sys
-    import time
     import uuid
 
     from hitl.celery import app
@@ -413,6 +413,41 @@ def _browser_page(chromium, viewport: dict, mobile: bool):
     context.set_default_timeout(10_000)
     page = context.new_page()
     return context, page
+
+
+class _Requests:
+    """The live server's application, counting the requests it is still serving."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.running, self.lock = app, 0, threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        with self.lock:
+            self.running += 1
+        try:
+            return self.app(environ, start_response)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture(autouse=True)
+def _live_server_idle_before_flush(request: pytest.FixtureRequest):
+    """Closing a page does not stop a request the live server has begun (an inbox poll,
+    say), and flushing the database under it can deadlock on PostgreSQL. Set up after the
+    database, this is torn down before its flush: it waits a while for the server to go idle
+    (a test's own long-poll may outlive it, and is then left to end by itself)."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    httpd = request.getfixturevalue("live_server").thread.httpd
+    if not isinstance(httpd.get_app(), _Requests):
+        httpd.set_app(_Requests(httpd.get_app()))
+    served = httpd.get_app()
+    yield
+    deadline = time.monotonic() + 10
+    while served.running and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.fixture
