@@ -96,6 +96,27 @@ AUTONOMOUS_UNSAMPLED = (
 
 # A due time far enough out overflows the calendar: the answer timeout is at most 30 days.
 MAX_ANSWER_TIMEOUT = 30 * 24 * 3600
+# The largest cost or accepted damage a policy takes: beyond any real budget, and far enough
+# below a float's range that a month's projection never overflows.
+MAX_COST = 1e12
+
+
+def cost_policy_errors(category: Category) -> dict[str, str]:
+    """What is missing or contradictory in how a category costs its errors, by field."""
+    kind, errors = category.cost_kind, {}
+    if kind in (Category.CostKind.ATTRIBUTE, Category.CostKind.QUANTITY_PRICE):
+        if not category.cost_attribute.strip():
+            what = "amount" if kind == Category.CostKind.ATTRIBUTE else "quantity"
+            errors["cost_attribute"] = f"Name the attribute that carries the {what}."
+        if kind == Category.CostKind.QUANTITY_PRICE and not category.cost_price_attribute.strip():
+            errors["cost_price_attribute"] = "Name the attribute that carries the unit price."
+    if kind == Category.CostKind.FIXED and category.cost_per_error is None:
+        errors["cost_per_error"] = "Say what one error costs."
+    if category.accepted_damage is not None and not kind:
+        errors["accepted_damage"] = (
+            "An accepted damage needs a cost: choose how an error is costed first."
+        )
+    return errors
 
 
 class Category(models.Model):
@@ -174,6 +195,40 @@ class Category(models.Model):
         help_text="Share of human decisions shown blind to a second reviewer, to measure "
         "agreement. The first decision still rules.",
     )
+
+    class CostKind(models.TextChoices):
+        """How the cost of an error is read from an action (reviews.insights.damage)."""
+
+        NONE = "", "Unknown: errors are counted, not costed"
+        ATTRIBUTE = "attribute", "An attribute of the action (an amount)"
+        QUANTITY_PRICE = "quantity_price", "Quantity x unit price"
+        FIXED = "fixed", "A fixed cost per error"
+
+    cost_kind = models.CharField(
+        max_length=20, choices=CostKind.choices, blank=True, default=CostKind.NONE
+    )
+    cost_attribute = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The attribute that carries the cost (e.g. amount), or the quantity.",
+    )
+    cost_price_attribute = models.CharField(
+        max_length=100, blank=True, help_text="The unit price, for quantity x unit price."
+    )
+    cost_per_error = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_COST)],
+        help_text="For a fixed cost: what one error costs.",
+    )
+    cost_unit = models.CharField(max_length=12, blank=True, help_text="EUR, USD, $, hours…")
+    accepted_damage = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_COST)],
+        help_text="What the errors of a month may cost, in the cost unit, for the category to "
+        "run without a person. Empty: readiness rests on accuracy alone.",
+    )
     mode_reason = models.CharField(
         max_length=300,
         blank=True,
@@ -197,6 +252,16 @@ class Category(models.Model):
             models.CheckConstraint(
                 condition=models.Q(timeout_seconds__gt=0), name="category_timeout_positive"
             ),
+            models.CheckConstraint(
+                condition=models.Q(cost_per_error__isnull=True) | models.Q(cost_per_error__gte=0),
+                name="category_cost_per_error_not_negative",
+            ),
+            # An accepted damage is a budget in the cost unit: without a cost it means nothing.
+            models.CheckConstraint(
+                condition=models.Q(accepted_damage__isnull=True)
+                | (models.Q(accepted_damage__gte=0) & ~models.Q(cost_kind="")),
+                name="category_accepted_damage_needs_a_cost",
+            ),
             # An autonomous category is always sampled: periodic review is its only way back
             # to a human, so no write path (editor, restore, admin, SQL) may turn it off.
             models.CheckConstraint(
@@ -212,6 +277,9 @@ class Category(models.Model):
         super().clean()
         if self.mode == self.Mode.AUTONOMOUS and not self.sample_rate:
             raise ValidationError({"sample_rate": AUTONOMOUS_UNSAMPLED})
+        errors = cost_policy_errors(self)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def suggested_mode(self) -> str:
@@ -860,6 +928,12 @@ class Guideline(models.Model):
         on_delete=models.SET_NULL,
         related_name="guidelines",
         help_text="The request whose decision prompted it.",
+    )
+    pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        db_index=True,
+        help_text="The periodic-review pattern it was written from (e.g. amount > 700).",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from . import cusum
 from .figures import pct_bar, pct_vs
+from .insights.damage import Damage, cost_per_error, errors_words, per_month
 from .models import (
     CategoryAutonomy,
     Decision,
@@ -87,6 +88,51 @@ def state_fields(state: cusum.State) -> dict[str, Any]:
         "run_verdicts": state.run_verdicts,
         "run_errors": state.run_errors,
     }
+
+
+# --- the damage watch ------------------------------------------------------------------------
+
+
+def watched_damage(autonomy: CategoryAutonomy, *, now: datetime | None = None) -> Damage:
+    """The period's month: the actions taken without a person a month (since the switch) at
+    periodic review's error rate; an error costs the mean of the errors it found, or, before
+    any, the mean of the period's actions."""
+    now = now or timezone.now()
+    category = autonomy.category
+    end = autonomy.ended_at or now
+    human_free = ReviewRequest.objects.filter(
+        category_id=autonomy.category_id,
+        decision__channel=Decision.Channel.AUTO,
+        decided_at__gte=autonomy.autonomous_since,
+        decided_at__lt=end,
+    )
+    judged = period_items(autonomy).exclude(verdict="")
+    wrong = judged.filter(verdict=PeriodicReviewItem.Verdict.INCORRECT)
+    counts = judged.aggregate(
+        n=Count("id"), errors=Count("id", filter=Q(verdict=PeriodicReviewItem.Verdict.INCORRECT))
+    )
+    cost, source = cost_per_error(
+        category,
+        wrong.order_by("-reviewed_at").values_list("request__attributes", flat=True),
+        human_free.order_by("-decided_at").values_list("attributes", flat=True),
+        found_by="periodic review",
+        what="action taken without a person",
+    )
+    volume = per_month(human_free.count(), autonomy.autonomous_since, end)
+    return Damage(category, volume, counts["n"], counts["errors"], cost, source)
+
+
+def damage_reason(damage: Damage) -> str:
+    """Why the gate came back on cost, in plain words (the lower bound passed the budget)."""
+    return (
+        f"Periodic review found {_errors(damage.errors)} in {damage.judged:,} verdicts; over "
+        f"{damage.volume:,.0f} actions a month without a person that is "
+        f"{errors_words(damage.errors_lower)} costing at least "
+        f"{damage.money(damage.cost_lower or 0.0)} a month at 95% (about "
+        f"{damage.money(damage.cost_expected or 0.0)}), above the "
+        f"{damage.money(damage.accepted or 0.0)} accepted; an error costs "
+        f"{damage.money(damage.cost_per_error or 0.0)}, {damage.cost_source}."
+    )
 
 
 # --- words -----------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ POLICY_FIELDS = [
     "answer_timeout_action",
     "sample_rate",
     "second_review_rate",
+    "cost_kind",
+    "cost_attribute",
+    "cost_price_attribute",
+    "cost_per_error",
+    "cost_unit",
+    "accepted_damage",
 ]
 LONG_TEXT_FIELDS = {"description", "guidelines"}
 RULE_FIELDS = ["field", "operator", "value", "enabled", "description"]

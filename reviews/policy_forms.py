@@ -21,8 +21,17 @@ from django.utils import timezone
 
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
+from .insights.damage import cost_attribute_problem
 from .insights.readiness import Readiness
-from .models import MAX_ANSWER_TIMEOUT, Agent, Category, EscalationRule, Queue
+from .models import (
+    MAX_ANSWER_TIMEOUT,
+    MAX_COST,
+    Agent,
+    Category,
+    EscalationRule,
+    Queue,
+    cost_policy_errors,
+)
 from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
 from .services.turns import answer_timeout_words
 
@@ -117,6 +126,12 @@ class PolicyForm(forms.ModelForm):
             "answer_timeout_action": "If the agent does not answer",
             "sample_rate": "Sample rate (0 to 1)",
             "second_review_rate": "Second review rate (0 to 1)",
+            "cost_kind": "An error costs",
+            "cost_attribute": "Cost attribute",
+            "cost_price_attribute": "Unit price attribute",
+            "cost_per_error": "Cost per error",
+            "cost_unit": "Cost unit",
+            "accepted_damage": "Accepted damage a month",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -157,6 +172,10 @@ class PolicyForm(forms.ModelForm):
         for rate in ("sample_rate", "second_review_rate"):
             self.fields[rate].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
         self.fields["queue"].empty_label = None
+        for name in ("cost_attribute", "cost_price_attribute"):
+            self.fields[name].widget.attrs.update({"list": "rule-fields", "autocomplete": "off"})
+        for name in ("cost_per_error", "accepted_damage"):
+            self.fields[name].widget.attrs.update({"min": 0, "step": "any"})
 
     def clean_timeout_seconds(self) -> int:
         value = self.cleaned_data["timeout_seconds"]
@@ -185,8 +204,47 @@ class PolicyForm(forms.ModelForm):
             raise forms.ValidationError("A second review rate is between 0 (none) and 1 (all).")
         return value
 
+    def _clean_cost(self, name: str) -> float | None:
+        value = self.cleaned_data[name]
+        if value is not None and not 0 <= value <= MAX_COST:
+            raise forms.ValidationError(f"A cost is between 0 and {MAX_COST:,.0f}.")
+        return value
+
+    def clean_cost_per_error(self) -> float | None:
+        return self._clean_cost("cost_per_error")
+
+    def clean_accepted_damage(self) -> float | None:
+        return self._clean_cost("accepted_damage")
+
+    def _clean_cost_policy(self, data: dict[str, Any]) -> None:
+        """The cost fields agree with each other, and a named attribute is one the category's
+        actions carry, as a number."""
+        kind = data.get("cost_kind", "")
+        draft = Category(
+            cost_kind=kind,
+            cost_attribute=data.get("cost_attribute") or "",
+            cost_price_attribute=data.get("cost_price_attribute") or "",
+            cost_per_error=data.get("cost_per_error"),
+            accepted_damage=data.get("accepted_damage"),
+        )
+        for name, message in cost_policy_errors(draft).items():
+            if name not in self.errors:
+                self.add_error(name, message)
+        named = {Category.CostKind.ATTRIBUTE: ["cost_attribute"]}.get(kind, [])
+        if kind == Category.CostKind.QUANTITY_PRICE:
+            named = ["cost_attribute", "cost_price_attribute"]
+        for name in named:
+            attribute = (data.get(name) or "").strip()
+            problem = attribute and cost_attribute_problem(self.instance, attribute)
+            if problem and name not in self.errors:
+                self.add_error(name, problem)
+        if not kind:  # nothing to cost with: the cost fields would only mislead
+            for name in ("cost_attribute", "cost_price_attribute", "cost_per_error"):
+                data[name] = None if name == "cost_per_error" else ""
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        self._clean_cost_policy(data)
         suggested = suggested_mode(data.get("reversibility"), data.get("blast_radius"))
         mode = data.get("mode")
         if mode and suggested and mode != suggested:

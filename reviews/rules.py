@@ -38,6 +38,7 @@ OPERATOR_LABELS = {
 }
 
 _MISSING = object()
+MISSING = _MISSING  # what lookup() returns for an absent path
 
 
 class RuleValidationError(ValueError):

@@ -9,7 +9,7 @@ Periodic review of auto-approvals is another population, shown beside it, never 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Q, Sum
@@ -27,6 +27,7 @@ from ..models import (
     PeriodicReviewItem,
 )
 from ..rollups import day_bounds
+from .damage import Damage, about, at_stake, decisions_needed, escalations_a_month
 from .stats import share, wilson, zero_error_sample
 
 # A category that never switched is judged on its escalations of this many days.
@@ -44,6 +45,8 @@ class Readiness:
     timed_out: int  # escalations the deadline decided: no one's judgement, not counted
     sampled_n: int  # periodic review of actions taken without a person (not in the bound)
     sampled_ok: int
+    # What the escalations' errors would cost a month without a person (None: not computed).
+    damage: Damage | None = field(default=None)
 
     @property
     def n(self) -> int:
@@ -150,10 +153,34 @@ class Readiness:
         if self.human_n and self.lower < self.bar:
             out.append(
                 f"lower bound {pct_vs(self.lower, self.bar)} below the {pct_bar(self.bar)} bar"
+                f"{self._how_far(self.bar)}"
+            )
+        if self.damage is not None and self.damage.over_budget:
+            out.append(
+                f"errors cost too much: {self.damage.budget_words}"
+                f"{self._how_far(self.damage.target_accuracy())}"
             )
         if not self.monitored:
             out.append("no periodic review (sample rate 0)")
         return out
+
+    def _how_far(self, target: float | None) -> str:
+        """': needs about 2,100 more reviewed decisions at today's accuracy', or why no number
+        of them will do."""
+        if target is None or not self.human_n:
+            return ""
+        if target <= 0:
+            return ""
+        more = decisions_needed(self.human_ok, self.human_n, target)
+        if more is None:
+            return (
+                f": at today's accuracy ({pct_vs(self.accuracy or 0.0, target)}) no number of "
+                "decisions gets there"
+            )
+        if more == 0:
+            return ""
+        noun = "decision" if more == 1 else "decisions"
+        return f": needs about {about(more)} more reviewed {noun} at today's accuracy"
 
     @property
     def ready(self) -> bool:
@@ -248,10 +275,19 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
         tallies[row["request__category_id"]].update(
             {"checked_n": row["n"], "checked_ok": row["ok"]}
         )
+    volumes = escalations_a_month(now)
     out = []
     for category in categories:
         t = tallies[category.pk]
         since, reason = starts[category.pk]
+        damage = at_stake(
+            category,
+            since=since,
+            judged=t["n"],
+            errors=t["n"] - t["ok"],
+            volume=volumes.get(category.pk, 0.0),
+            now=now,
+        )
         out.append(
             Readiness(
                 category=category,
@@ -263,6 +299,7 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
                 timed_out=t["timed_out"],
                 sampled_n=t["checked_n"],
                 sampled_ok=t["checked_ok"],
+                damage=damage,
             )
         )
     return out

@@ -240,11 +240,19 @@ def count_verdict(item: PeriodicReviewItem, *, now: datetime) -> bool:
         verdicts=autonomy.verdicts + 1,
         errors=autonomy.errors + (not correct),
     )
-    if not cusum.alarmed(test, state):
+    if cusum.alarmed(test, state):
+        reason = monitoring.reinstatement_reason(test, state, autonomy)
+        return reinstate_gate(category_id, reason=reason, now=now)
+    return _watch_damage(category_id, autonomy, now=now)
+
+
+def _watch_damage(category_id: int, autonomy: CategoryAutonomy, *, now: datetime) -> bool:
+    """Bring the gate back when the period's errors evidently cost more a month than the
+    category accepts (the lower bound passed it). True if the gate was reinstated."""
+    damage = monitoring.watched_damage(autonomy, now=now)
+    if not damage.evidently_over_budget:
         return False
-    return reinstate_gate(
-        category_id, reason=monitoring.reinstatement_reason(test, state, autonomy), now=now
-    )
+    return reinstate_gate(category_id, reason=monitoring.damage_reason(damage), now=now)
 
 
 def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
@@ -260,13 +268,13 @@ def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
         correct = PeriodicReviewItem.Verdict.CORRECT
         verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
         if len(verdicts) == autonomy.verdicts:
-            return False
+            return _watch_damage(category_id, autonomy, now=now or timezone.now())
         test = monitoring.sequential_test(autonomy)
         state = cusum.fold(test, verdicts)
         CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
             **monitoring.state_fields(state), verdicts=len(verdicts), errors=verdicts.count(False)
         )
-        if not cusum.alarmed(test, state):
-            return False
-        reason = monitoring.reinstatement_reason(test, state, autonomy)
-        return reinstate_gate(category_id, reason=reason, now=now)
+        if cusum.alarmed(test, state):
+            reason = monitoring.reinstatement_reason(test, state, autonomy)
+            return reinstate_gate(category_id, reason=reason, now=now)
+        return _watch_damage(category_id, autonomy, now=now or timezone.now())

@@ -1,0 +1,344 @@
+"""What the errors of a category would cost a month without a person, with its uncertainty.
+
+An error costs the whole action it let through: the cost field of its proposed action (its
+amount, or quantity x unit price), or the category's fixed cost per error. The month's damage
+is the category's volume a month x its error rate x the mean cost of an error:
+
+- before a switch, the volume is the escalations people decide (what autonomy hands over),
+  the error rate is how often people did not take the proposal, and its bound is the same 95%
+  Wilson bound as the accuracy's; an error costs the mean of the errors people found, or,
+  before any, the mean of the actions;
+- while autonomous, the volume is the actions taken without a person and the error rate is
+  periodic review's, and the gate comes back once the lower bound passes the accepted damage:
+  evidence, as the sequential test is for accuracy, that the month costs too much.
+
+Nothing here writes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count
+
+from .. import rules as engine
+from ..models import PEOPLE_CHANNELS, QUESTION_DECISIONS, Category, Decision, ReviewRequest
+from .stats import wilson
+
+MONTH_DAYS = 30
+# Never scale a month from less than a day of traffic: one busy hour is not a month.
+MIN_SCALE_DAYS = 1
+# The most actions or errors read to average a cost: enough for a steady mean, and bounded.
+COST_SAMPLE = 5_000
+# Symbols written before the figure; any other unit is written after it ("1,400 EUR").
+PREFIX_UNITS = {"$", "€", "£", "¥"}
+
+
+# --- the cost of one action ------------------------------------------------------------------
+
+
+def action_cost(category: Category, attributes: Any) -> float | None:
+    """What letting this action through wrongly would cost; None when it carries no cost."""
+    kind = category.cost_kind
+    if kind == Category.CostKind.FIXED:
+        return category.cost_per_error
+    attrs = attributes if isinstance(attributes, Mapping) else {}
+    if kind == Category.CostKind.ATTRIBUTE:
+        value = engine.lookup(attrs, None, category.cost_attribute)
+        return abs(float(value)) if engine.is_number(value) else None
+    if kind == Category.CostKind.QUANTITY_PRICE:
+        quantity = engine.lookup(attrs, None, category.cost_attribute)
+        price = engine.lookup(attrs, None, category.cost_price_attribute)
+        if engine.is_number(quantity) and engine.is_number(price):
+            return abs(float(quantity) * float(price))
+    return None
+
+
+def cost_basis(category: Category) -> str:
+    """How an error is costed, in words: 'amount (EUR)', '40 USD per error'."""
+    unit = f" ({category.cost_unit})" if category.cost_unit else ""
+    kind = category.cost_kind
+    if kind == Category.CostKind.ATTRIBUTE:
+        return f"the action's {category.cost_attribute}{unit}"
+    if kind == Category.CostKind.QUANTITY_PRICE:
+        return f"{category.cost_attribute} x {category.cost_price_attribute}{unit}"
+    if kind == Category.CostKind.FIXED:
+        return f"{money(category.cost_per_error or 0.0, category.cost_unit)} per error"
+    return "unknown"
+
+
+# The recent requests a cost attribute is checked against when an admin names it.
+ATTRIBUTE_CHECK = 200
+
+
+def cost_attribute_problem(category: Category, name: str) -> str | None:
+    """Why `name` cannot carry the category's cost, judged on its recent requests; None when
+    it can, or when nothing was submitted yet to judge by."""
+    rows = list(
+        category.requests.order_by("-created_at").values_list("attributes", flat=True)[
+            :ATTRIBUTE_CHECK
+        ]
+    )
+    if not rows:
+        return None
+    found = (engine.lookup(a if isinstance(a, Mapping) else {}, None, name) for a in rows)
+    present = [value for value in found if value is not engine.MISSING]
+    if not present:
+        return f"None of the last {len(rows):,} requests of {category.name} carries “{name}”."
+    if not any(engine.is_number(value) for value in present):
+        return f"“{name}” is not a number in {category.name}'s requests (e.g. {present[0]!r})."
+    return None
+
+
+def money(value: float, unit: str) -> str:
+    """$1,400 or 1,400 EUR: whole units from 100 up, two decimals below it."""
+    figure = f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+    if unit in PREFIX_UNITS:
+        return f"{unit}{figure}"
+    return f"{figure} {unit}".strip()
+
+
+def mean_cost(category: Category, attribute_rows: Iterable[Any]) -> tuple[float | None, int, int]:
+    """The mean cost over actions' attributes: (mean, how many carried a cost, how many read)."""
+    total, costed, read = 0.0, 0, 0
+    for attributes in attribute_rows:
+        read += 1
+        cost = action_cost(category, attributes)
+        if cost is not None:
+            total, costed = total + cost, costed + 1
+    return (total / costed if costed else None), costed, read
+
+
+# --- the month's damage ----------------------------------------------------------------------
+
+
+def per_month(count: int, since: datetime, now: datetime) -> float:
+    """`count` events since `since`, as a month's worth (MONTH_DAYS days)."""
+    days = max((now - since) / timedelta(days=1), MIN_SCALE_DAYS)
+    return count * min(MONTH_DAYS / days, MONTH_DAYS / MIN_SCALE_DAYS)
+
+
+@dataclass
+class Damage:
+    """A month of a category without a person: errors and what they cost, with 95% bounds.
+
+    `judged` outcomes, `errors` of them wrong, over `volume` actions a month."""
+
+    category: Category
+    volume: float
+    judged: int
+    errors: int
+    cost_per_error: float | None  # None: unknown (no cost field, or nothing carried one)
+    cost_source: str  # where cost_per_error comes from, in words
+
+    @property
+    def costed(self) -> bool:
+        return self.cost_per_error is not None
+
+    @property
+    def unit(self) -> str:
+        return self.category.cost_unit
+
+    @property
+    def accepted(self) -> float | None:
+        return self.category.accepted_damage
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.judged if self.judged else None
+
+    @property
+    def error_bounds(self) -> tuple[float, float]:
+        return wilson(self.errors, self.judged)
+
+    @property
+    def errors_expected(self) -> float | None:
+        rate = self.error_rate
+        return None if rate is None else self.volume * rate
+
+    @property
+    def errors_upper(self) -> float:
+        return self.volume * self.error_bounds[1]
+
+    @property
+    def errors_lower(self) -> float:
+        return self.volume * self.error_bounds[0]
+
+    def _cost(self, errors: float | None) -> float | None:
+        if errors is None or self.cost_per_error is None:
+            return None
+        return errors * self.cost_per_error
+
+    @property
+    def cost_expected(self) -> float | None:
+        return self._cost(self.errors_expected)
+
+    @property
+    def cost_upper(self) -> float | None:
+        return self._cost(self.errors_upper)
+
+    @property
+    def cost_lower(self) -> float | None:
+        return self._cost(self.errors_lower)
+
+    @property
+    def over_budget(self) -> bool:
+        """The upper bound passes the accepted damage: not ready."""
+        upper = self.cost_upper
+        return self.accepted is not None and upper is not None and upper > self.accepted
+
+    @property
+    def evidently_over_budget(self) -> bool:
+        """Even the lower bound passes the accepted damage: the gate comes back."""
+        lower = self.cost_lower
+        return self.accepted is not None and lower is not None and lower > self.accepted
+
+    def money(self, value: float) -> str:
+        return money(value, self.unit)
+
+    @property
+    def summary(self) -> str:
+        """'~12 errors a month, about $1,400; up to $3,900 at 95%'."""
+        upper = f"up to {errors_words(self.errors_upper)}"
+        if self.errors_expected is None:
+            head = f"no outcome judged yet: {upper} a month at 95% (every one of them)"
+            if self.cost_upper is not None:
+                head += f", {self.money(self.cost_upper)}"
+            return head
+        head = f"~{errors_words(self.errors_expected)} a month"
+        if self.cost_expected is None:
+            return f"{head}; {upper} at 95%; cost unknown"
+        return (
+            f"{head}, about {self.money(self.cost_expected)}; up to "
+            f"{self.money(self.cost_upper or 0.0)} at 95%"
+        )
+
+    @property
+    def budget_words(self) -> str:
+        """'bound $3,900 against $2,000 accepted'."""
+        if self.accepted is None or self.cost_upper is None:
+            return ""
+        return f"bound {self.money(self.cost_upper)} against {self.money(self.accepted)} accepted"
+
+    def target_accuracy(self) -> float | None:
+        """The accuracy at which the damage bound would meet the accepted figure."""
+        if self.accepted is None or not self.cost_per_error or not self.volume:
+            return None
+        return 1 - self.accepted / (self.volume * self.cost_per_error)
+
+
+def errors_words(value: float) -> str:
+    n = round(value, 1) if value < 10 else round(value)
+    shown = f"{n:,.1f}".rstrip("0").rstrip(".") if value < 10 else f"{n:,}"
+    return f"{shown} error{'' if shown == '1' else 's'}"
+
+
+def decisions_needed(ok: int, n: int, target: float) -> int | None:
+    """How many more decisions, at today's accuracy (ok of n), until the 95% Wilson lower
+    bound reaches `target`. None when today's accuracy never gets there (or nothing to go on);
+    0 when it is already there."""
+    if n <= 0 or target <= 0:
+        return 0 if target <= 0 else None
+    accuracy = ok / n
+    if accuracy <= target:
+        return None if wilson(ok, n)[0] < target else 0
+    if wilson(ok, n)[0] >= target:
+        return 0
+
+    def reaches(total: int) -> bool:
+        return wilson(accuracy * total, total)[0] >= target
+
+    high = max(n, 1) * 2
+    while not reaches(high):
+        high *= 2
+        if high > 10**12:
+            return None
+    low = n
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high - n
+
+
+def about(n: int) -> str:
+    """A round figure for 'about N more': two significant digits."""
+    if n < 100:
+        return f"{n:,}"
+    digits = 10 ** (int(math.log10(n)) - 1)
+    return f"{round(n / digits) * digits:,}"
+
+
+# --- the figures, from the database ----------------------------------------------------------
+
+
+def escalations_a_month(now: datetime) -> dict[int, float]:
+    """Per category, the requests that went to people over the last MONTH_DAYS days: what a
+    switch to autonomous would hand to the agent. One query for every category."""
+    since = now - timedelta(days=MONTH_DAYS)
+    rows = (
+        ReviewRequest.objects.filter(
+            created_at__gte=since, created_at__lt=now, verdict__in=[engine.GATE, engine.ESCALATE]
+        )
+        .exclude(allowed_decisions=QUESTION_DECISIONS)
+        .order_by()
+        .values("category_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["category_id"]: float(row["n"]) for row in rows}
+
+
+def at_stake(
+    category: Category, *, since: datetime, judged: int, errors: int, volume: float, now: datetime
+) -> Damage:
+    """A category not yet autonomous: its escalations a month at the error rate people found
+    on them since `since`; an error costs the mean of those people found, or, before any, the
+    mean of the escalated actions of the last month."""
+    found = (
+        Decision.objects.filter(
+            request__category=category,
+            channel__in=PEOPLE_CHANNELS,
+            as_proposed=False,
+            created_at__gte=since,
+            created_at__lte=now,
+        )
+        .exclude(request__allowed_decisions=QUESTION_DECISIONS)
+        .order_by("-created_at")
+        .values_list("request__attributes", flat=True)
+    )
+    escalated = (
+        ReviewRequest.objects.filter(
+            category=category,
+            created_at__gte=now - timedelta(days=MONTH_DAYS),
+            verdict__in=[engine.GATE, engine.ESCALATE],
+        )
+        .order_by("-created_at")
+        .values_list("attributes", flat=True)
+    )
+    cost, source = cost_per_error(
+        category, found, escalated, found_by="people", what="escalated action"
+    )
+    return Damage(category, volume, judged, errors, cost, source)
+
+
+def cost_per_error(
+    category: Category, errors: Any, actions: Any, *, found_by: str, what: str
+) -> tuple[float | None, str]:
+    """What one error costs, and where that figure comes from: the category's fixed cost; or
+    the mean cost of the errors found (querysets of attributes, newest first); or, before any
+    error carried a cost, the mean cost of the actions."""
+    if category.cost_kind == Category.CostKind.FIXED and category.cost_per_error is not None:
+        return category.cost_per_error, "the category's fixed cost per error"
+    if not category.cost_kind:
+        return None, "no cost field is set"
+    cost, costed, _ = mean_cost(category, errors[:COST_SAMPLE])
+    if cost is not None:
+        plural = "s" if costed != 1 else ""
+        return cost, f"the mean of the {costed:,} error{plural} {found_by} found"
+    cost, costed, _ = mean_cost(category, actions[:COST_SAMPLE])
+    if cost is not None:
+        plural = "s" if costed != 1 else ""
+        return cost, f"the mean of {costed:,} {what}{plural} (no error found yet)"
+    return None, f"no action carries {cost_basis(category)}"

@@ -1,0 +1,223 @@
+"""What a category's errors would cost a month without a person, tested on worlds whose figures
+are worked out by hand, and the two things the figure does: it keeps a category from "ready",
+and it brings the gate back on an autonomous one."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from reviews import rollups
+from reviews.insights.damage import action_cost, decisions_needed, money
+from reviews.insights.readiness import readiness_of
+from reviews.insights.stats import wilson
+from reviews.models import (
+    AuditEvent,
+    Category,
+    CategoryAutonomy,
+    PeriodicReviewBatch,
+    PeriodicReviewItem,
+    ReviewRequest,
+)
+from reviews.monitoring import watched_damage
+from reviews.services.autonomy import catch_up, switch_to_autonomous
+from reviews.services.periodic_reviews import record_periodic_review
+
+from .known_truth import bulk
+
+pytestmark = pytest.mark.django_db
+
+
+def costed(category, accepted=None, bar=None):
+    category.cost_kind = Category.CostKind.ATTRIBUTE
+    category.cost_attribute = "amount"
+    category.cost_unit = "EUR"
+    category.accepted_damage = accepted
+    category.save()
+    if bar is not None:
+        CategoryAutonomy.objects.update_or_create(category=category, defaults={"bar": bar})
+    return category
+
+
+def with_amount(requests, amount):
+    ReviewRequest.objects.filter(pk__in=[r.pk for r in requests]).update(
+        attributes={"amount": amount}
+    )
+
+
+def state_of(category):
+    (state,) = readiness_of(category_id=category.pk)
+    return state
+
+
+@pytest.fixture
+def world(agent, refunds, alice):
+    """400 escalations in the last month, decided by people three days ago: 390 taken as
+    proposed (50 EUR each), 10 not (120 EUR each).
+
+    By hand: 400 a month at 10/400 = 2.5% is 10 errors, each 120 EUR (the mean of the errors
+    found): 1,200 EUR. The 95% Wilson interval of 10/400 is 1.3635% to 4.5402%, so at worst
+    400 x 4.5402% = 18.16 errors, 18.16 x 120 = 2,179.30 EUR."""
+    at = timezone.now() - timedelta(days=3)
+    right = bulk(agent, refunds, ["right"] * 390, at=at, by=alice)
+    wrong = bulk(agent, refunds, ["wrong"] * 10, at=at, by=alice)
+    with_amount(right, 50)
+    with_amount(wrong, 120)
+    rollups.rebuild()
+    return refunds
+
+
+def test_a_known_world_gives_the_expected_errors_and_cost_and_their_bound_exactly(world):
+    costed(world, accepted=5000)
+    damage = state_of(world).damage
+    assert damage.volume == 400 and (damage.judged, damage.errors) == (400, 10)
+    assert damage.errors_expected == pytest.approx(10.0)
+    assert damage.cost_per_error == pytest.approx(120.0)
+    assert damage.cost_source == "the mean of the 10 errors people found"
+    assert damage.cost_expected == pytest.approx(1200.0)
+    assert damage.errors_upper == pytest.approx(18.1608, abs=1e-3)
+    assert damage.cost_upper == pytest.approx(2179.30, abs=0.01)
+    assert damage.summary == "~10 errors a month, about 1,200 EUR; up to 2,179 EUR at 95%"
+    assert not damage.over_budget
+
+
+def test_damage_above_the_accepted_figure_keeps_a_category_from_ready_and_says_how_far(world):
+    # A 90% bar the accuracy meets (lower bound 95.5%): the damage alone decides.
+    costed(world, accepted=2000, bar=0.9)
+    state = state_of(world)
+    assert state.lower >= 0.9 and state.damage.over_budget and not state.ready
+    # At 97.5% the bound meets 2,000 EUR once it shows 1 - 2000 / (400 x 120) = 95.83%:
+    # 153 more decisions, said as about 150.
+    assert decisions_needed(390, 400, 1 - 2000 / (400 * 120)) == 153
+    assert state.blockers == [
+        "errors cost too much: bound 2,179 EUR against 2,000 EUR accepted: needs about 150 "
+        "more reviewed decisions at today's accuracy"
+    ]
+    costed(world, accepted=2500, bar=0.9)
+    assert state_of(world).ready
+
+
+def test_an_accuracy_that_never_reaches_the_bar_says_so(world):
+    costed(world, accepted=100)  # 1 - 100 / 48,000 = 99.8% needed; today 97.5%
+    blockers = state_of(world).blockers
+    assert any(
+        b.startswith("errors cost too much: bound 2,179 EUR against 100 EUR accepted: at today's "
+                     "accuracy (97.5%) no number of decisions gets there")
+        for b in blockers
+    ), blockers  # fmt: skip
+
+
+def test_before_any_error_an_error_costs_the_mean_escalated_action(agent, refunds, alice):
+    at = timezone.now() - timedelta(days=2)
+    with_amount(bulk(agent, refunds, ["right"] * 30, at=at, by=alice), 40)
+    with_amount(bulk(agent, refunds, ["right"] * 10, at=at, by=alice), 80)
+    rollups.rebuild()
+    damage = state_of(costed(refunds)).damage
+    # (30 x 40 + 10 x 80) / 40 = 50 EUR; no error yet, so ~0 expected, the bound from 0/40.
+    assert damage.cost_per_error == pytest.approx(50.0)
+    assert damage.cost_source == "the mean of 40 escalated actions (no error found yet)"
+    assert damage.errors_expected == 0
+    assert damage.errors_upper == pytest.approx(40 * wilson(0, 40)[1])
+
+
+def test_a_category_without_a_cost_counts_errors_and_says_the_cost_is_unknown(world):
+    state = state_of(world)
+    assert state.damage.cost_per_error is None and not state.damage.over_budget
+    assert state.damage.summary == "~10 errors a month; up to 18 errors at 95%; cost unknown"
+
+
+def test_each_way_of_costing_an_action(refunds):
+    refunds.cost_kind, refunds.cost_attribute = Category.CostKind.ATTRIBUTE, "order.total"
+    assert action_cost(refunds, {"order": {"total": -75.5}}) == 75.5
+    assert action_cost(refunds, {"order": {"total": "75"}}) is None  # text is no amount
+    assert action_cost(refunds, {"order": {"total": True}}) is None
+    refunds.cost_kind = Category.CostKind.QUANTITY_PRICE
+    refunds.cost_attribute, refunds.cost_price_attribute = "quantity", "unit_price"
+    assert action_cost(refunds, {"quantity": 12, "unit_price": 2.5}) == 30.0
+    assert action_cost(refunds, {"quantity": 12}) is None
+    refunds.cost_kind, refunds.cost_per_error = Category.CostKind.FIXED, 40.0
+    assert action_cost(refunds, {}) == 40.0
+    assert money(1400, "$") == "$1,400" and money(12.5, "EUR") == "12.50 EUR"
+
+
+def test_the_database_refuses_a_budget_without_a_cost_and_a_negative_cost(refunds):
+    refunds.accepted_damage = 1000
+    with pytest.raises(IntegrityError), transaction.atomic():
+        refunds.save()
+    refunds.refresh_from_db()
+    refunds.cost_kind, refunds.cost_per_error = Category.CostKind.FIXED, -1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        refunds.save()
+
+
+# --- while autonomous: the damage watch -------------------------------------------------------
+
+
+@pytest.fixture
+def autonomous_world(agent, refunds, manager):
+    """Autonomous for ten days, 300 actions without a person five days ago: 900 a month. Ten
+    of them sampled for periodic review; two will be found wrong, costing 500 and 300 EUR."""
+    refunds.sample_rate = 1.0
+    refunds.save()
+    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
+    CategoryAutonomy.objects.filter(category=refunds).update(
+        autonomous_since=timezone.now() - timedelta(days=10)
+    )
+    actions = bulk(agent, refunds, ["auto"] * 300, at=timezone.now() - timedelta(days=5))
+    with_amount(actions, 60)
+    with_amount(actions[:1], 500)
+    with_amount(actions[1:2], 300)
+    batch = PeriodicReviewBatch.objects.create(category=refunds, day=timezone.localdate())
+    items = [PeriodicReviewItem.objects.create(batch=batch, request=r) for r in actions[:10]]
+    refunds.refresh_from_db()
+    return refunds, items
+
+
+def judge_all(items, by):
+    """The two costly ones are wrong, the other eight right."""
+    for item in reversed(items):  # the errors last: the test sees all ten verdicts
+        wrong = item in items[:2]
+        record_periodic_review(
+            item.pk,
+            by=by,
+            verdict="incorrect" if wrong else "correct",
+            correction="Deny: outside policy" if wrong else "",
+        )
+
+
+def test_a_month_of_sampled_errors_evidently_over_the_budget_brings_the_gate_back(
+    autonomous_world, alice
+):
+    """By hand: 2 wrong of 10, Wilson 95% lower bound 5.668%; 900 a month x 5.668% = 51.01
+    errors at the least, each 400 EUR (the mean of 500 and 300): 20,405 EUR a month, above
+    the 20,000 EUR accepted. Two errors in ten do not fire the sequential test."""
+    category, items = autonomous_world
+    costed(category, accepted=20_000)
+    judge_all(items, alice)
+    category.refresh_from_db()
+    assert category.mode == Category.Mode.GATE
+    autonomy = CategoryAutonomy.objects.get(category=category)
+    assert autonomy.verdicts == 10 and autonomy.errors == 2
+    assert autonomy.reinstated_reason == (
+        "Periodic review found 2 errors in 10 verdicts; over 900 actions a month without a "
+        "person that is 51 errors costing at least 20,405 EUR a month at 95% (about 72,000 EUR), "
+        "above the 20,000 EUR accepted; an error costs 400 EUR, the mean of the 2 errors "
+        "periodic review found."
+    )
+    event = AuditEvent.objects.get(verb="category.reinstated")
+    assert event.note == autonomy.reinstated_reason
+
+
+def test_sampled_errors_within_the_budget_leave_the_category_autonomous(autonomous_world, alice):
+    category, items = autonomous_world
+    costed(category, accepted=21_000)
+    judge_all(items, alice)
+    category.refresh_from_db()
+    assert category.mode == Category.Mode.AUTONOMOUS
+    damage = watched_damage(CategoryAutonomy.objects.get(category=category))
+    assert damage.cost_lower == pytest.approx(20405.14, abs=0.01)
+    # An admin who lowers the accepted figure brings the gate back at the next sweep.
+    Category.objects.filter(pk=category.pk).update(accepted_damage=15_000)
+    assert catch_up(category.pk)
+    assert Category.objects.get(pk=category.pk).mode == Category.Mode.GATE
