@@ -2,9 +2,11 @@
 are worked out by hand, and the two things the figure does: it keeps a category from "ready",
 and it brings the gate back on an autonomous one."""
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -215,9 +217,28 @@ def test_sampled_errors_within_the_budget_leave_the_category_autonomous(autonomo
     judge_all(items, alice)
     category.refresh_from_db()
     assert category.mode == Category.Mode.AUTONOMOUS
-    damage = watched_damage(CategoryAutonomy.objects.get(category=category))
+    autonomy = CategoryAutonomy.objects.get(category=category)
+    damage = watched_damage(autonomy, now=autonomy.autonomous_since + timedelta(days=10))
+    assert damage.volume == pytest.approx(900)
     assert damage.cost_lower == pytest.approx(20405.14, abs=0.01)
     # An admin who lowers the accepted figure brings the gate back at the next sweep.
     Category.objects.filter(pk=category.pk).update(accepted_damage=15_000)
     assert catch_up(category.pk)
     assert Category.objects.get(pk=category.pk).mode == Category.Mode.GATE
+
+
+def test_the_scorecard_command_prints_the_month_without_a_person(world):
+    costed(world, accepted=2000, bar=0.9)
+    out = io.StringIO()
+    call_command("scorecard", "--category", "refunds", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Refunds (refunds): Rules: a human when a rule fires"
+    assert (
+        "  damage: 400 escalations a month would run without a person: ~10 errors a month, "
+        "about 1,200 EUR; up to 2,179 EUR at 95%"
+    ) in lines
+    assert "  an error costs: the mean of the 10 errors people found" in lines
+    assert "  accepted damage a month: 2,000 EUR" in lines
+    assert lines[-1].startswith("  not ready: errors cost too much: bound 2,179 EUR against")
+    with pytest.raises(CommandError, match="No category 'nope'"):
+        call_command("scorecard", "--category", "nope")
