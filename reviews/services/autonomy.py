@@ -243,16 +243,19 @@ def count_verdict(item: PeriodicReviewItem, *, now: datetime) -> bool:
     if cusum.alarmed(test, state):
         reason = monitoring.reinstatement_reason(test, state, autonomy)
         return reinstate_gate(category_id, reason=reason, now=now)
-    return _watch_damage(category_id, autonomy, now=now)
+    return _watch_damage(category, autonomy, now=now)
 
 
-def _watch_damage(category_id: int, autonomy: CategoryAutonomy, *, now: datetime) -> bool:
+def _watch_damage(category: Category, autonomy: CategoryAutonomy, *, now: datetime) -> bool:
     """Bring the gate back when the period's errors evidently cost more a month than the
     category accepts (the lower bound passed it). True if the gate was reinstated."""
+    if category.accepted_damage is None:
+        return False
+    autonomy.category = category  # as locked, with the accepted figure just read
     damage = monitoring.watched_damage(autonomy, now=now)
     if not damage.evidently_over_budget:
         return False
-    return reinstate_gate(category_id, reason=monitoring.damage_reason(damage), now=now)
+    return reinstate_gate(category.pk, reason=monitoring.damage_reason(damage), now=now)
 
 
 def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
@@ -268,7 +271,7 @@ def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
         correct = PeriodicReviewItem.Verdict.CORRECT
         verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
         if len(verdicts) == autonomy.verdicts:
-            return _watch_damage(category_id, autonomy, now=now or timezone.now())
+            return _watch_damage(category, autonomy, now=now or timezone.now())
         test = monitoring.sequential_test(autonomy)
         state = cusum.fold(test, verdicts)
         CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
@@ -277,4 +280,4 @@ def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
         if cusum.alarmed(test, state):
             reason = monitoring.reinstatement_reason(test, state, autonomy)
             return reinstate_gate(category_id, reason=reason, now=now)
-        return _watch_damage(category_id, autonomy, now=now or timezone.now())
+        return _watch_damage(category, autonomy, now=now or timezone.now())
