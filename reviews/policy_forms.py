@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
 from .insights.damage import cost_attribute_problem
-from .insights.readiness import Readiness
+from .insights.readiness import Readiness, under_policy
 from .models import (
     MAX_ANSWER_TIMEOUT,
     MAX_COST,
@@ -245,6 +245,8 @@ class PolicyForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self._clean_cost_policy(data)
+        if self.readiness is not None:  # a switch is judged on the costs saved with it
+            self.readiness = under_policy(self.readiness, data)
         suggested = suggested_mode(data.get("reversibility"), data.get("blast_radius"))
         mode = data.get("mode")
         if mode and suggested and mode != suggested:

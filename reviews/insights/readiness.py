@@ -8,9 +8,12 @@ Periodic review of auto-approvals is another population, shown beside it, never 
 
 from __future__ import annotations
 
+import copy
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
@@ -32,6 +35,16 @@ from .stats import share, wilson, zero_error_sample
 
 # A category that never switched is judged on its escalations of this many days.
 READINESS_DAYS = 90
+# The policy fields readiness reads from the category: its sampling and what an error costs.
+POLICY_INPUTS = (
+    "sample_rate",
+    "cost_kind",
+    "cost_attribute",
+    "cost_price_attribute",
+    "cost_per_error",
+    "cost_unit",
+    "accepted_damage",
+)
 
 
 @dataclass
@@ -185,6 +198,39 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return not self.blockers
+
+
+def under_policy(
+    state: Readiness, policy: Mapping[str, Any], now: datetime | None = None
+) -> Readiness:
+    """The same evidence judged under a policy being edited (its sampling, its costs and
+    accepted damage): the readiness a save would give. A switch saved with a new accepted
+    damage is judged on that figure, not on the one it replaces."""
+    edited = {
+        name: policy[name]
+        for name in POLICY_INPUTS
+        if name in policy and policy[name] != getattr(state.category, name)
+    }
+    if not edited:
+        return state
+    now = now or timezone.now()
+    draft = copy.copy(state.category)
+    for name, value in edited.items():
+        setattr(draft, name, value)
+    volume = (
+        state.damage.volume
+        if state.damage is not None
+        else escalations_a_month(now).get(draft.pk, 0.0)
+    )
+    damage = at_stake(
+        draft,
+        since=state.since,
+        judged=state.human_n,
+        errors=state.human_n - state.human_ok,
+        volume=volume,
+        now=now,
+    )
+    return replace(state, category=draft, damage=damage)
 
 
 def evidence_start(autonomy: CategoryAutonomy | None, now: datetime) -> tuple[datetime, str]:
