@@ -91,6 +91,7 @@ def test_the_editor_refuses_a_switch_whose_own_budget_the_bound_passes(
     assert response.status_code == 400
     [error] = response.context["form"].errors["override_readiness"]
     assert "errors cost too much: bound 2,179 EUR against 1,000 EUR accepted" in error
+    assert "against 1,000 EUR accepted" in response.content.decode()  # said on the page
     refunds.refresh_from_db()
     assert refunds.mode == Category.Mode.RULES and refunds.accepted_damage == 2500
     assert not CategoryAutonomy.objects.filter(category=refunds, autonomous_since__isnull=False)
