@@ -13,6 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import rules as engine
+from .insights.damage import money
 from .models import (
     PEOPLE_CHANNELS,
     Category,
@@ -94,6 +95,8 @@ def _shown(name: str, value: Any) -> str:
         return duration(value)
     if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
+    if name in ("cost_per_error", "accepted_damage") and isinstance(value, (int, float)):
+        return money(value, "")  # 2,500, not 2500.0
     if value in ("", None):
         return "(empty)"
     return str(value)

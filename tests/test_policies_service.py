@@ -66,6 +66,20 @@ def test_it_records_the_starting_point_and_the_change_with_a_readable_diff(refun
     assert event.actor_user == admin_user and event.after["version"] == 2
 
 
+def test_the_diff_writes_costs_as_amounts(refunds, admin_user):
+    costs = {"cost_kind": "fixed", "cost_per_error": 1250.0, "cost_unit": "EUR"}
+    version = save_policy(
+        refunds.pk,
+        expected_version=1,
+        policy=policy_of(refunds, **costs, accepted_damage=20000.0),
+        rules=saved_rules(refunds),
+        note="Finance set a budget",
+        by=admin_user,
+    )
+    assert "Cost per error: (empty) → 1,250" in version.diff
+    assert "Accepted damage: (empty) → 20,000" in version.diff
+
+
 def test_it_adds_removes_reorders_and_disables_rules(refunds, admin_user):
     rules = saved_rules(refunds)
     first, second, third = rules[0], rules[1], rules[2]
