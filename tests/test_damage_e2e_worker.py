@@ -103,7 +103,7 @@ def test_verdicts_given_on_the_periodic_review_page_put_the_gate_back_and_the_ma
     assert wait_for(lambda: sent.filter(state=Notification.State.SUCCEEDED).count() == 2)
 
 
-def test_an_accepted_damage_lowered_below_the_bound_brings_the_gate_back_at_the_sweep(
+def test_an_accepted_damage_lowered_in_the_editor_brings_the_gate_back_on_saving(
     mail, celery_worker, agent, refunds, manager, admin_user, alice, client
 ):
     world = autonomous_world(agent, refunds, manager, accepted=25_000)
@@ -126,9 +126,29 @@ def test_an_accepted_damage_lowered_below_the_bound_brings_the_gate_back_at_the_
     refunds.refresh_from_db()
     assert refunds.accepted_damage == 15_000
     assert PolicyVersion.objects.filter(category=refunds, number=refunds.version).exists()
-    # The editor saves the policy; judging the running period is the sweep's.
-    assert refunds.mode == Category.Mode.AUTONOMOUS
-    assert not AuditEvent.objects.filter(verb="category.reinstated").exists()
+    # The running period is judged against the new figure as the save commits.
+    assert refunds.mode == Category.Mode.GATE
+    [event] = AuditEvent.objects.filter(verb="category.reinstated")
+    assert event.note == reason_for("15,000") and event.actor_label == "system:monitoring"
+    bodies = delivered(mail, 1)
+    assert f"Why: {reason_for('15,000')}" in " ".join(bodies[manager.email].split())
+
+
+def test_a_budget_lowered_behind_the_editor_s_back_brings_the_gate_back_at_the_sweep(
+    mail, celery_worker, agent, refunds, manager, alice
+):
+    world = autonomous_world(agent, refunds, manager, accepted=25_000)
+    for item in world.routine + world.costly:
+        wrong = item in world.costly
+        record_periodic_review(
+            item.pk,
+            by=alice,
+            verdict="incorrect" if wrong else "correct",
+            correction="Deny: outside policy" if wrong else "",
+        )
+    # An UPDATE (a fix by SQL, an import) sends no signal: the sweep is the safety net.
+    Category.objects.filter(pk=refunds.pk).update(accepted_damage=15_000)
+    assert Category.objects.get(pk=refunds.pk).mode == Category.Mode.AUTONOMOUS
 
     sample_for_periodic_review.delay()  # what beat sends every HITL_SAMPLING_SECONDS
 

@@ -12,6 +12,7 @@ period records it."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -218,6 +219,10 @@ def _category_saved(sender: type, instance: Category, raw: bool = False, **kwarg
         by=getattr(instance, "changed_by", None),
         reason=getattr(instance, "change_note", "") or "Mode set to autonomous.",
     )
+    if instance.mode == Category.Mode.AUTONOMOUS and instance.accepted_damage is not None:
+        # A budget lowered below what the period's errors evidently cost brings the gate
+        # back as soon as the save commits, not at the next sweep.
+        transaction.on_commit(partial(catch_up, instance.pk))
 
 
 def count_verdict(item: PeriodicReviewItem, *, now: datetime) -> bool:
