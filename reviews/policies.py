@@ -170,6 +170,23 @@ class Example:
 
 
 @dataclass
+class RuleCatch:
+    """What one new or changed rule would have caught, split by who handled it then: requests
+    that ran without a person (with periodic review's verdicts on them) and requests people
+    already saw (with what they did)."""
+
+    summary: str
+    unattended: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    escalated: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.unattended + self.escalated
+
+
+@dataclass
 class Preview:
     """What a rule set would have done to a category's recent requests, against today's."""
 
@@ -187,6 +204,7 @@ class Preview:
     risky_examples: list[Example] = field(default_factory=list)
     new_examples: list[Example] = field(default_factory=list)
     rule_hits: list[tuple[str, int]] = field(default_factory=list)
+    catches: list[RuleCatch] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
@@ -221,12 +239,18 @@ def preview_policy(
     ]
     own = edited[len(shared) :]
     hits = {_key(rule): 0 for rule in own}
+    saved_keys = {_key(rule) for rule in saved}
+    catches = {
+        _key(rule): RuleCatch(engine.rule_summary(rule))
+        for rule in own
+        if _key(rule) not in saved_keys
+    }
     rows = (
         ReviewRequest.objects.filter(category=category, created_at__gte=since)
         .order_by("-created_at")
         .values_list(
             "id", "title", "status", "confidence", "attributes", "decision__outcome",
-            "decision__channel",
+            "decision__channel", "periodic_review__verdict",
         )[: limit + 1]
     )  # fmt: skip
     result = Preview(days=days, since=since)
@@ -235,18 +259,20 @@ def preview_policy(
         if result.total == limit:
             result.capped = True
             break
-        pk, title, status, confidence, attributes, outcome, channel = row
+        pk, title, status, confidence, attributes, outcome, channel, reviewed = row
         result.total += 1
         was = engine.evaluate(category.mode, saved, confidence, attributes)
         then = engine.evaluate(mode, edited, confidence, attributes)
+        by_human = channel in human
         for fired in then.fired:
             if (key := _key(fired)) in hits:
                 hits[key] += 1
+            if (catch := catches.get(_key(fired))) is not None:
+                _count_catch(catch, status, outcome, by_human, reviewed)
         result.escalated_now += was.needs_human
         result.escalated_then += then.needs_human
         if was.needs_human and not then.needs_human:
             result.to_auto += 1
-            by_human = channel in human
             key = _outcome_key(status, outcome, by_human)
             result.to_auto_outcomes[key] = result.to_auto_outcomes.get(key, 0) + 1
             if by_human and outcome in (Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED):
@@ -260,7 +286,24 @@ def preview_policy(
                 reasons = [f.reason for f in then.fired] or ["the mode always asks a human"]
                 result.new_examples.append(Example(pk, title, status, reasons))
     result.rule_hits = [(engine.rule_summary(rule), hits[_key(rule)]) for rule in own]
+    result.catches = list(catches.values())
     return result
+
+
+def _count_catch(
+    catch: RuleCatch, status: str, outcome: str | None, by_human: bool, reviewed: str | None
+) -> None:
+    if status == ReviewRequest.Status.AUTO_APPROVED:
+        # Ran without a person: periodic review's verdict, if it was sampled and reviewed.
+        catch.unattended += 1
+        key = {"correct": "marked correct", "incorrect": "marked incorrect"}.get(
+            reviewed or "", "not sampled" if reviewed is None else "awaiting review"
+        )
+        catch.verdicts[key] = catch.verdicts.get(key, 0) + 1
+    else:
+        catch.escalated += 1
+        key = _outcome_key(status, outcome, by_human)
+        catch.outcomes[key] = catch.outcomes.get(key, 0) + 1
 
 
 def _key(rule: engine.Rule | engine.FiredRule) -> tuple:

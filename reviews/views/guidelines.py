@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from ..access import ADMINS, REVIEWERS, get_request_for_guideline, role_required
+from ..insights.flagged import parse_pattern
 from ..services.guidelines import add_guideline
 
 
@@ -20,15 +21,23 @@ def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
     decision = getattr(review, "decision", None)
     error = ""
     text = request.GET.get("text", "")  # a draft, e.g. a question the metrics page links
+    pattern = request.GET.get("pattern", "")  # the periodic-review pattern it is written from
     if request.method == "POST":
         text = request.POST.get("text", "")
+        pattern = request.POST.get("pattern", "")
         try:
-            add_guideline(review.pk, by=request.user, text=text)
+            add_guideline(review.pk, by=request.user, text=text, pattern=pattern)
         except ValidationError as exc:
             error = "; ".join(exc.messages)
         else:
             messages.success(request, f"Guideline added to {review.category.name}.")
             return redirect("guideline_new", request_id=review.pk)
+    elif pattern:
+        try:
+            parse_pattern(pattern)
+        except ValueError as exc:
+            error = f"{exc} The guideline will not record a pattern."
+            pattern = ""
     return render(
         request,
         "metrics/guideline_form.html",
@@ -37,6 +46,8 @@ def new_guideline(request: HttpRequest, request_id: int) -> HttpResponse:
             "decision": decision,
             "error": error,
             "text": text,
+            "pattern": pattern,
             "existing": review.category.guideline_set.filter(is_active=True)[:20],
         },
+        status=400 if error else 200,
     )

@@ -19,6 +19,7 @@ from ..access import ADMINS, MANAGERS, REVIEWERS, has_role, role_required
 from ..advice import threshold_advice
 from ..insights.agreement import agreement_report
 from ..insights.calibration import calibration_bins, calibration_reading
+from ..insights.flagged import FLAGGED_DAYS, MIN_INCORRECT, by_category, flagged_patterns
 from ..insights.patterns import change_patterns
 from ..insights.periods import PERIODS, Period, period_from
 from ..insights.questions import top_questions
@@ -237,10 +238,25 @@ def advice(request: HttpRequest) -> HttpResponse:
 def patterns(request: HttpRequest) -> HttpResponse:
     ctx = _context(request, "metrics_patterns")
     ctx["patterns"] = change_patterns(ctx["period"], ctx["category_id"])
+    ctx.update(
+        flagged=flagged_patterns(ctx["category_id"]),
+        flagged_days=FLAGGED_DAYS,
+        flagged_min=MIN_INCORRECT,
+        **_adopters(request),
+    )
     ctx["counts_note"] = figures.counts_note(
         "patterns", timed_out(ctx["period"], ctx["category_id"])
     )
     return render(request, "metrics/patterns.html", ctx)
+
+
+def _adopters(request: HttpRequest) -> dict[str, bool]:
+    """Who may adopt a flagged pattern: the rule editor is an admin's, the guideline form a
+    reviewer's or an admin's; a manager sees the pattern and who may."""
+    return {
+        "edits_rules": has_role(request.user, ADMINS),
+        "writes_guidelines": has_role(request.user, REVIEWERS, ADMINS),
+    }
 
 
 @require_GET
@@ -275,8 +291,11 @@ def autonomy(request: HttpRequest) -> HttpResponse:
         readiness=states,
         counts_note=figures.counts_note("autonomy", sum(r.timed_out for r in states)),
     )
+    flagged = by_category(flagged_patterns())
+    ctx.update(_adopters(request))
     for row in states:  # how the way back to a human is doing, where it is open
         row.health = monitoring.health(row.autonomy) if row.is_autonomous else None
+        row.flagged = flagged.get(row.category.pk, [])
     return render(request, "metrics/autonomy.html", ctx)
 
 

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import policies
+from .. import policies, validation
 from .. import rules as engine
 from ..access import ADMINS, REVIEWERS, role_required
 from ..insights.readiness import Readiness, readiness_of
@@ -103,10 +103,37 @@ def _render_editor(request: HttpRequest, context: dict[str, Any], status: int = 
     return render(request, template, context, status=status)
 
 
-def _prefill(request: HttpRequest, category: Category, initial: list[dict]) -> list[str]:
-    """Apply ?rule=<id>&value=<v> (change a rule) or ?field=&operator=&value= (a new rule)."""
+def _prefill(
+    request: HttpRequest, category: Category, initial: list[dict], form_initial: dict[str, Any]
+) -> list[str]:
+    """Apply ?rule=<id>&value=<v> (change a rule) or ?field=&operator=&value= (a new rule),
+    and ?mode= (the mode to propose) and ?days= (the preview's window)."""
     notes: list[str] = []
     params = request.GET
+    if "days" in params:
+        days = validation.parse_id(params["days"])
+        if days is None or not 1 <= days <= policies.PREVIEW_DAYS_MAX:
+            messages.warning(
+                request,
+                f"days={params['days']!r} is not a preview window: use 1 to "
+                f"{policies.PREVIEW_DAYS_MAX} days. The preview covers the last "
+                f"{policies.PREVIEW_DAYS_DEFAULT}.",
+            )
+        else:
+            form_initial["days"] = days
+    if "mode" in params and params["mode"] != category.mode:
+        if params["mode"] not in Category.Mode.values:
+            messages.warning(
+                request,
+                f"mode={params['mode']!r} is not a mode (use {', '.join(Category.Mode.values)}); "
+                f"the mode stays {category.mode}.",
+            )
+        else:
+            form_initial["mode"] = params["mode"]
+            note = f"mode {category.mode} → {params['mode']}"
+            if category.mode == Category.Mode.AUTONOMOUS:
+                note += " (an autonomous category sends nothing to a person, whatever its rules)"
+            notes.append(note)
     if "rule" in params:
         try:
             rule_id = int(params["rule"])
@@ -172,13 +199,19 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     state = _readiness(category)
     if request.method == "GET":
         initial = [rule_initial(rule, i) for i, rule in enumerate(category.rules.all())]
-        notes = _prefill(request, category, initial)
-        form = PolicyForm(instance=editable, initial={"version": category.version}, readiness=state)
+        form_initial: dict[str, Any] = {"version": category.version}
+        notes = _prefill(request, category, initial, form_initial)
+        form = PolicyForm(instance=editable, initial=form_initial, readiness=state)
         formset = RuleFormSet(initial=initial, category=category, prefix="rules")
         extra: dict[str, Any] = {"prefill_notes": notes}
         rules = _prefilled_rules(initial) if notes else None
         if rules is not None:
-            extra["preview"] = policies.preview_policy(category, mode=category.mode, rules=rules)
+            extra["preview"] = policies.preview_policy(
+                category,
+                mode=form_initial.get("mode", category.mode),
+                rules=rules,
+                days=form_initial.get("days", policies.PREVIEW_DAYS_DEFAULT),
+            )
         return render(
             request, "policies/edit.html", _edit_context(request, category, form, formset, **extra)
         )
