@@ -18,6 +18,7 @@ from reviews.models import (
     AgentToken,
     Category,
     EscalationRule,
+    PeriodicReviewBatch,
     PeriodicReviewItem,
     Queue,
     ReviewRequest,
@@ -295,6 +296,7 @@ class Command(BaseCommand):
         rollups.roll_up()
         sampling.sample()
         self.review_older_periodic_batches(users["lead"])
+        self.seed_flagged_refunds(agents["support-bot"], categories["refunds"])
         if not quiet:
             self.print_logins(created)
 
@@ -516,6 +518,71 @@ class Command(BaseCommand):
                 verdict="incorrect" if wrong else "correct",
                 correction="Should have gone to a person" if wrong else "",
                 now=item.request.created_at + timedelta(hours=rng.uniform(20, 40)),
+            )
+
+    def seed_flagged_refunds(self, agent: Agent, refunds: Category) -> None:
+        """Refunds above 700 EUR that ran without a person and that periodic review marked
+        incorrect, beside smaller ones it found correct: the pattern the Autonomy and Patterns
+        pages offer as an escalation rule and a guideline."""
+        now = timezone.now()
+        reviewer = refunds.queue.members.order_by("username").first()
+        # Their own recommendation keeps them apart from the random history's precedents: a
+        # decision added here must not change the count another request was given.
+        recommendation = "Approve the full refund; the order qualifies."
+        spec = {
+            "task": "Decide on a refund.",
+            "recommendation": recommendation,
+            "proposed_action": {"action": "refund", "currency": "EUR"},
+            "confidence": 0.93,
+        }
+        # A person approved one of each size first, so the later ones have a precedent and
+        # no rule sends them to a person.
+        for n, amount in enumerate((60, 400, 2400)):
+            attributes = {"amount": amount, "currency": "EUR", "customer": "Globex",
+                          "customer_tier": "standard", "policy_conflict": True}  # fmt: skip
+            at = now - timedelta(days=40, hours=n)
+            submission = submit_request(
+                agent, category=refunds, title=f"Refund {amount:,.2f} EUR to Globex",
+                attributes=attributes, idempotency_key=f"demo-flagged-precedent-{n}", now=at,
+                **spec,
+            )  # fmt: skip
+            if submission.created and submission.request.status == ReviewRequest.Status.PENDING:
+                decide_request(
+                    submission.request.pk, by=reviewer, outcome="approved", channel="web",
+                    now=at + timedelta(minutes=20),
+                )  # fmt: skip
+        photos = "Above 700 EUR, ask for photos of the damage before refunding"
+        credit = "Offer store credit instead of a cash refund this large"
+        verdicts = [
+            (760, photos), (1240, photos), (2890, credit), (4350, photos), (880, credit),
+            (45, ""), (85, ""), (130, ""), (240, ""), (310, ""), (420, ""), (560, ""), (640, ""),
+        ]  # fmt: skip
+        for n, (amount, correction) in enumerate(verdicts):
+            customer = ("Hooli", "Initech", "Wayne Foods", "Soylent Co")[n % 4]
+            at = now - timedelta(days=4 + 2 * n, hours=n)
+            submission = submit_request(
+                agent, category=refunds, title=f"Refund {amount:,.2f} EUR to {customer}",
+                attributes={"amount": amount, "currency": "EUR", "customer": customer,
+                            "customer_tier": "standard", "policy_conflict": False},
+                idempotency_key=f"demo-flagged-{n}", now=at, **spec,
+            )  # fmt: skip
+            request = submission.request
+            if request.status != ReviewRequest.Status.AUTO_APPROVED:
+                continue
+            batch, _ = PeriodicReviewBatch.objects.get_or_create(
+                category=refunds, day=timezone.localdate(at)
+            )
+            item, _ = PeriodicReviewItem.objects.get_or_create(
+                request=request, defaults={"batch": batch}
+            )
+            if item.verdict:
+                continue
+            record_periodic_review(
+                item.pk,
+                by=reviewer,
+                verdict="incorrect" if correction else "correct",
+                correction=correction,
+                now=at + timedelta(hours=20),
             )
 
     def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
