@@ -62,6 +62,7 @@ from .models import (
     SweepRun,
     WebhookDelivery,
 )
+from .policy_forms import CategoryAdminForm
 from .services import outbox
 from .services.assignment import set_away
 from .services.audit import admin_snapshot, record_admin_write
@@ -175,6 +176,7 @@ class RuleInline(admin.TabularInline):
 
 @admin.register(Category)
 class CategoryAdmin(AuditedAdmin):
+    form = CategoryAdminForm
     list_display = [
         "name",
         "slug",

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from . import rules as engine
 from . import webhooks
+from .validation import text_problem
 
 # URLField also takes ftp:// and ftps://, which the webhook sender never speaks.
 HTTP_ONLY = URLValidator(schemes=["http", "https"])
@@ -101,20 +102,82 @@ MAX_ANSWER_TIMEOUT = 30 * 24 * 3600
 MAX_COST = 1e12
 
 
+COST_RANGE = f"A cost is between 0 and {MAX_COST:,.0f}."
+# The cost fields that hold text an admin types (attribute names, the unit).
+COST_TEXT_FIELDS = ("cost_attribute", "cost_price_attribute", "cost_unit")
+# The recent requests a cost attribute is checked against when an admin names it.
+ATTRIBUTE_CHECK = 200
+
+
+def cost_problem(value: Any) -> str | None:
+    """Why a cost or an accepted damage cannot be taken, or None. NaN fails every comparison,
+    so it is refused here too (the database would take it, and no month could be judged)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{COST_RANGE[:-1]}, as a number."
+    return None if 0 <= value <= MAX_COST else COST_RANGE
+
+
+def cost_attribute_problem(category: Category, name: str) -> str | None:
+    """Why `name` cannot carry the category's cost, judged on its recent requests; None when
+    it can, or when nothing was submitted yet to judge by."""
+    if category.pk is None:
+        return None
+    rows = list(
+        ReviewRequest.objects.filter(category_id=category.pk)
+        .order_by("-created_at")
+        .values_list("attributes", flat=True)[:ATTRIBUTE_CHECK]
+    )
+    if not rows:
+        return None
+    found = (engine.lookup(a if isinstance(a, dict) else {}, None, name) for a in rows)
+    present = [value for value in found if value is not engine.MISSING]
+    if not present:
+        return f"None of the last {len(rows):,} requests of {category.name} carries “{name}”."
+    if not any(engine.is_number(value) for value in present):
+        return f"“{name}” is not a number in {category.name}'s requests (e.g. {present[0]!r})."
+    return None
+
+
 def cost_policy_errors(category: Category) -> dict[str, str]:
-    """What is missing or contradictory in how a category costs its errors, by field."""
-    kind, errors = category.cost_kind, {}
+    """What is wrong with how a category costs its errors, one message a field: text that
+    cannot be stored, a cost out of range, fields missing or contradicting each other, and a
+    named attribute that the category's recent requests do not carry as a number.
+
+    The one place for these rules: Category.clean() runs it, so the policy editor, a restored
+    version and Django admin all refuse the same things with the same words."""
+    errors: dict[str, str] = {}
+    for name in COST_TEXT_FIELDS:
+        value = getattr(category, name)
+        if isinstance(value, str) and (problem := text_problem(value)):
+            errors[name] = problem
+    for name in ("cost_per_error", "accepted_damage"):
+        if problem := cost_problem(getattr(category, name)):
+            errors[name] = problem
+    kind = category.cost_kind
+    named: list[str] = []
     if kind in (Category.CostKind.ATTRIBUTE, Category.CostKind.QUANTITY_PRICE):
-        if not category.cost_attribute.strip():
-            what = "amount" if kind == Category.CostKind.ATTRIBUTE else "quantity"
-            errors["cost_attribute"] = f"Name the attribute that carries the {what}."
-        if kind == Category.CostKind.QUANTITY_PRICE and not category.cost_price_attribute.strip():
-            errors["cost_price_attribute"] = "Name the attribute that carries the unit price."
+        named = ["cost_attribute"]
+        if kind == Category.CostKind.QUANTITY_PRICE:
+            named.append("cost_price_attribute")
+    for name in named:
+        what = {
+            "cost_attribute": "amount" if kind == Category.CostKind.ATTRIBUTE else "quantity",
+            "cost_price_attribute": "unit price",
+        }[name]
+        attribute = getattr(category, name)
+        attribute = attribute.strip() if isinstance(attribute, str) else ""
+        if not attribute:
+            errors.setdefault(name, f"Name the attribute that carries the {what}.")
+        elif name not in errors and (problem := cost_attribute_problem(category, attribute)):
+            errors[name] = problem
     if kind == Category.CostKind.FIXED and category.cost_per_error is None:
-        errors["cost_per_error"] = "Say what one error costs."
+        errors.setdefault("cost_per_error", "Say what one error costs.")
     if category.accepted_damage is not None and not kind:
-        errors["accepted_damage"] = (
-            "An accepted damage needs a cost: choose how an error is costed first."
+        errors.setdefault(
+            "accepted_damage",
+            "An accepted damage needs a cost: choose how an error is costed first.",
         )
     return errors
 
@@ -280,6 +343,9 @@ class Category(models.Model):
         errors = cost_policy_errors(self)
         if errors:
             raise ValidationError(errors)
+        if not self.cost_kind:  # nothing to cost with: the other cost fields would only mislead
+            self.cost_attribute = self.cost_price_attribute = ""
+            self.cost_per_error = None
 
     @property
     def suggested_mode(self) -> str:

@@ -21,16 +21,14 @@ from django.utils import timezone
 
 from . import rules as engine
 from .access import ADMINS, REVIEWERS
-from .insights.damage import cost_attribute_problem
 from .insights.readiness import Readiness, under_policy
 from .models import (
     MAX_ANSWER_TIMEOUT,
-    MAX_COST,
     Agent,
     Category,
     EscalationRule,
     Queue,
-    cost_policy_errors,
+    cost_problem,
 )
 from .policies import POLICY_FIELDS, PREVIEW_DAYS_DEFAULT, PREVIEW_DAYS_MAX, RuleInput, duration
 from .services.turns import answer_timeout_words
@@ -92,7 +90,45 @@ def _looks_numeric(value: Any) -> bool:
     return isinstance(value, str) and parse_scalar(value) != value
 
 
-class PolicyForm(forms.ModelForm):
+class CostChecks:
+    """A ModelForm mixin for the forms that edit a category (the policy editor, Django admin).
+
+    The rules are the model's (models.cost_policy_errors, run by Category.clean()); this only
+    words a cost out of range as they do, and keeps the model's complaints about values the
+    form already refused from piling up beside its own message."""
+
+    cleaned_data: dict[str, Any]
+    errors: Any
+
+    def clean_cost_per_error(self) -> float | None:
+        return _cost(self.cleaned_data["cost_per_error"])
+
+    def clean_accepted_damage(self) -> float | None:
+        return _cost(self.cleaned_data["accepted_damage"])
+
+    def _update_errors(self, errors: forms.ValidationError) -> None:
+        # Category.clean() judges the category as the form filled it in, but a field the form
+        # refused keeps its saved value there ("abc" for a cost leaves the old cost): a
+        # complaint about that field would be about a value nobody typed.
+        if hasattr(errors, "error_dict"):
+            errors = forms.ValidationError(
+                {name: e for name, e in errors.error_dict.items() if name not in self.errors}
+            )
+        super()._update_errors(errors)  # type: ignore[misc]
+
+
+def _cost(value: float | None) -> float | None:
+    if problem := cost_problem(value):
+        raise forms.ValidationError(problem)
+    return value
+
+
+class CategoryAdminForm(CostChecks, forms.ModelForm):
+    """Django admin's category form: the same checks as the policy editor (the admin gives it
+    its model and fields)."""
+
+
+class PolicyForm(CostChecks, forms.ModelForm):
     """A category's policy; `version` is the one the admin started from."""
 
     version = forms.IntegerField(widget=forms.HiddenInput)
@@ -204,47 +240,8 @@ class PolicyForm(forms.ModelForm):
             raise forms.ValidationError("A second review rate is between 0 (none) and 1 (all).")
         return value
 
-    def _clean_cost(self, name: str) -> float | None:
-        value = self.cleaned_data[name]
-        if value is not None and not 0 <= value <= MAX_COST:
-            raise forms.ValidationError(f"A cost is between 0 and {MAX_COST:,.0f}.")
-        return value
-
-    def clean_cost_per_error(self) -> float | None:
-        return self._clean_cost("cost_per_error")
-
-    def clean_accepted_damage(self) -> float | None:
-        return self._clean_cost("accepted_damage")
-
-    def _clean_cost_policy(self, data: dict[str, Any]) -> None:
-        """The cost fields agree with each other, and a named attribute is one the category's
-        actions carry, as a number."""
-        kind = data.get("cost_kind", "")
-        draft = Category(
-            cost_kind=kind,
-            cost_attribute=data.get("cost_attribute") or "",
-            cost_price_attribute=data.get("cost_price_attribute") or "",
-            cost_per_error=data.get("cost_per_error"),
-            accepted_damage=data.get("accepted_damage"),
-        )
-        for name, message in cost_policy_errors(draft).items():
-            if name not in self.errors:
-                self.add_error(name, message)
-        named = {Category.CostKind.ATTRIBUTE: ["cost_attribute"]}.get(kind, [])
-        if kind == Category.CostKind.QUANTITY_PRICE:
-            named = ["cost_attribute", "cost_price_attribute"]
-        for name in named:
-            attribute = (data.get(name) or "").strip()
-            problem = attribute and cost_attribute_problem(self.instance, attribute)
-            if problem and name not in self.errors:
-                self.add_error(name, problem)
-        if not kind:  # nothing to cost with: the cost fields would only mislead
-            for name in ("cost_attribute", "cost_price_attribute", "cost_per_error"):
-                data[name] = None if name == "cost_per_error" else ""
-
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        self._clean_cost_policy(data)
         if self.readiness is not None:  # a switch is judged on the costs saved with it
             self.readiness = under_policy(self.readiness, data)
         suggested = suggested_mode(data.get("reversibility"), data.get("blast_radius"))

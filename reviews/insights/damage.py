@@ -70,29 +70,6 @@ def cost_basis(category: Category) -> str:
     return "unknown"
 
 
-# The recent requests a cost attribute is checked against when an admin names it.
-ATTRIBUTE_CHECK = 200
-
-
-def cost_attribute_problem(category: Category, name: str) -> str | None:
-    """Why `name` cannot carry the category's cost, judged on its recent requests; None when
-    it can, or when nothing was submitted yet to judge by."""
-    rows = list(
-        category.requests.order_by("-created_at").values_list("attributes", flat=True)[
-            :ATTRIBUTE_CHECK
-        ]
-    )
-    if not rows:
-        return None
-    found = (engine.lookup(a if isinstance(a, Mapping) else {}, None, name) for a in rows)
-    present = [value for value in found if value is not engine.MISSING]
-    if not present:
-        return f"None of the last {len(rows):,} requests of {category.name} carries “{name}”."
-    if not any(engine.is_number(value) for value in present):
-        return f"“{name}” is not a number in {category.name}'s requests (e.g. {present[0]!r})."
-    return None
-
-
 def money(value: float, unit: str) -> str:
     """$1,400 or 1,400 EUR: whole units from 100 up, two decimals below it."""
     figure = f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
