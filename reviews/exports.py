@@ -1,14 +1,17 @@
-"""Streamed exports: decisions with their context and the proposal/final delta (JSONL for
-training, CSV for spreadsheets), and the audit log. Rows come from `.iterator()` in chunks
+"""Streamed exports: decisions with their context and the proposal/final delta, and periodic
+reviewers' verdicts and corrections on actions taken without a person (JSONL for training, CSV
+for spreadsheets), and the audit log. Rows come from `.iterator()` in chunks
 and are written one at a time, so a million rows never sit in memory.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Q
@@ -16,7 +19,7 @@ from django.utils import timezone
 
 from .insights.patterns import describe_delta
 from .insights.periods import Period, period_from
-from .models import AuditEvent, Decision
+from .models import PEOPLE_CHANNELS, AuditEvent, Category, Decision, PeriodicReviewItem
 from .validation import parse_id
 
 CHUNK = 2000
@@ -45,90 +48,148 @@ DECISION_COLUMNS = [
     "delta",
     "reason",
     "review_seconds",
+    # Added after the columns above, which old consumers read by name and keep as they were.
+    "kind",
+    "taken_as",
+    "verdict",
+    "correction",
+    "reviewed_by",
+    "reviewed_at",
 ]
 
-AUDIT_COLUMNS = [
-    "id",
-    "created_at",
-    "actor",
-    "verb",
-    "request_id",
-    "category",
-    "before",
-    "after",
-    "note",
-]
+# What a row is: a person's decision, the rules' or the deadline's, or a periodic reviewer's
+# verdict on an action taken without a person (its decision columns are that action's).
+HUMAN_DECISION = "human_decision"
+SYSTEM_DECISION = "system_decision"
+PERIODIC_REVIEW = "periodic_review"
+# How an action was taken without a person: no escalation rule fired in a rules-mode category,
+# or the category ran autonomously.
+RULE_AUTO_APPROVAL = "rule_auto_approval"
+AUTONOMOUS = "autonomous"
+
+# What a row reads, as (values_list name, key): the request's side, from the decision or from
+# the periodic-review item, then the decision's, then the verdict's.
+_REQUEST_VALUES = [
+    ("public_id", "public_id"), ("external_ref", "external_ref"), ("category__slug", "category"),
+    ("agent__name", "agent"), ("created_at", "submitted_at"), ("title", "title"),
+    ("task", "task"), ("situation", "situation"), ("recommendation", "recommendation"),
+    ("recommended_option", "recommended_option"), ("confidence", "confidence"),
+    ("attributes", "attributes"), ("fired_rules", "fired_rules"),
+    ("proposed_action", "proposed_action"),
+    # The mode of the policy version that judged the request (reviews.rulebook).
+    ("policy_version__snapshot__policy__mode", "mode"),
+]  # fmt: skip
+_DECISION_VALUES = [
+    ("outcome", "outcome"), ("channel", "channel"), ("decided_by__username", "decided_by"),
+    ("created_at", "decided_at"), ("chosen_option", "chosen_option"),
+    ("final_action", "final_action"), ("reason", "reason"), ("review_seconds", "review_seconds"),
+    ("effective_at", "effective_at"),
+]  # fmt: skip
+_REVIEW_VALUES = [
+    ("verdict", "verdict"), ("correction", "correction"),
+    ("reviewed_by__username", "reviewed_by"), ("reviewed_at", "reviewed_at"),
+]  # fmt: skip
 
 
 def decision_rows(
     period: Period, category_id: int | None = None, agent_id: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Effective decisions of the period (the agent has been told), oldest first."""
+    """The period's training signal, oldest first: effective decisions (the agent has been
+    told), by when they were taken, and periodic reviewers' verdicts on actions taken without a
+    person, by when they were given. A sampled action nobody judged yet is not a signal."""
     start, end = period.bounds
     decisions = Decision.objects.filter(created_at__gte=start, created_at__lt=end)
+    reviews = PeriodicReviewItem.objects.exclude(verdict="").filter(
+        reviewed_at__gte=start, reviewed_at__lt=end
+    )
     if category_id:
         decisions = decisions.filter(request__category_id=category_id)
+        reviews = reviews.filter(request__category_id=category_id)
     if agent_id:
         decisions = decisions.filter(request__agent_id=agent_id)
-    values = decisions.order_by("created_at", "id").values_list(
-        "request__public_id",
-        "request__external_ref",
-        "request__category__slug",
-        "request__agent__name",
-        "request__created_at",
-        "request__title",
-        "request__task",
-        "request__situation",
-        "request__recommendation",
-        "request__recommended_option",
-        "request__confidence",
-        "request__attributes",
-        "request__fired_rules",
-        "request__proposed_action",
-        "outcome",
-        "channel",
-        "decided_by__username",
-        "created_at",
-        "chosen_option",
-        "final_action",
-        "reason",
-        "review_seconds",
-        "effective_at",
+        reviews = reviews.filter(request__agent_id=agent_id)
+    decided = _read(
+        decisions.order_by("created_at", "id"),
+        [(f"request__{name}", key) for name, key in _REQUEST_VALUES] + _DECISION_VALUES,
+    )
+    reviewed = _read(
+        reviews.order_by("reviewed_at", "id"),
+        [(f"request__{name}", key) for name, key in _REQUEST_VALUES]
+        + [(f"request__decision__{name}", key) for name, key in _DECISION_VALUES]
+        + _REVIEW_VALUES,
     )
     now = timezone.now()
-    for row in values.iterator(chunk_size=CHUNK):
-        (
-            public_id, ref, category, agent, submitted, title, task, situation, recommendation,
-            option, confidence, attributes, fired, proposed, outcome, channel, decided_by,
-            decided_at, chosen, final, reason, review_seconds, effective_at,
-        ) = row  # fmt: skip
-        if effective_at > now:
-            continue  # still inside its undo window
-        yield {
-            "request_id": str(public_id),
-            "external_ref": ref,
-            "category": category,
-            "agent": agent,
-            "submitted_at": submitted.isoformat(),
-            "title": title,
-            "task": task,
-            "situation": situation,
-            "recommendation": recommendation,
-            "recommended_option": option,
-            "confidence": confidence,
-            "attributes": attributes,
-            "fired_rules": [f.get("reason") for f in fired or ()],
-            "proposed_action": proposed,
-            "outcome": outcome,
-            "channel": channel,
-            "decided_by": decided_by or "system",
-            "decided_at": decided_at.isoformat(),
-            "chosen_option": chosen,
-            "final_action": final,
-            "delta": describe_delta(proposed, final) if outcome == "modified" else [],
-            "reason": reason,
-            "review_seconds": review_seconds,
-        }
+    timed_decisions = (
+        (values["decided_at"], _row(values, kind=_decision_kind(values["channel"])))
+        for values in decided
+        if values["effective_at"] <= now  # else still inside its undo window
+    )
+    timed_reviews = (
+        (values["reviewed_at"], _row(values, kind=PERIODIC_REVIEW)) for values in reviewed
+    )
+    # Both streams come in time order: merging them holds one row of each at a time.
+    for _, row in heapq.merge(timed_decisions, timed_reviews, key=lambda pair: pair[0]):
+        yield row
+
+
+def _read(queryset: Any, names: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """The queryset's rows, read in chunks, as dicts by key."""
+    keys = [key for _, key in names]
+    for row in queryset.values_list(*[name for name, _ in names]).iterator(chunk_size=CHUNK):
+        yield dict(zip(keys, row, strict=True))
+
+
+def _decision_kind(channel: str) -> str:
+    return HUMAN_DECISION if channel in PEOPLE_CHANNELS else SYSTEM_DECISION
+
+
+def taken_as(channel: str | None, mode: str | None, fired_rules: Any) -> str:
+    """How an action was taken without a person, from the policy version that judged it (a
+    rule that fired and still let it through also means autonomous); '' for the others."""
+    if channel != Decision.Channel.AUTO:
+        return ""
+    if mode == Category.Mode.AUTONOMOUS or fired_rules:
+        return AUTONOMOUS
+    return RULE_AUTO_APPROVAL if mode == Category.Mode.RULES else ""
+
+
+def _row(values: dict[str, Any], *, kind: str) -> dict[str, Any]:
+    proposed, final, outcome = values["proposed_action"], values["final_action"], values["outcome"]
+    return {
+        "request_id": str(values["public_id"]),
+        "external_ref": values["external_ref"],
+        "category": values["category"],
+        "agent": values["agent"],
+        "submitted_at": values["submitted_at"].isoformat(),
+        "title": values["title"],
+        "task": values["task"],
+        "situation": values["situation"],
+        "recommendation": values["recommendation"],
+        "recommended_option": values["recommended_option"],
+        "confidence": values["confidence"],
+        "attributes": values["attributes"],
+        "fired_rules": [f.get("reason") for f in values["fired_rules"] or ()],
+        "proposed_action": proposed,
+        "outcome": outcome,
+        "channel": values["channel"],
+        "decided_by": values["decided_by"] or "system",
+        "decided_at": _iso(values["decided_at"]),
+        "chosen_option": values["chosen_option"],
+        "final_action": final,
+        "delta": describe_delta(proposed, final) if outcome == "modified" else [],
+        "reason": values["reason"],
+        "review_seconds": values["review_seconds"],
+        "kind": kind,
+        "taken_as": taken_as(values["channel"], values["mode"], values["fired_rules"]),
+        "verdict": values.get("verdict") or None,
+        "correction": values.get("correction") or None,
+        "reviewed_by": values.get("reviewed_by"),
+        "reviewed_at": _iso(values.get("reviewed_at")),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def audit_events(params: Any) -> Any:
