@@ -152,6 +152,10 @@ def cost_policy_errors(category: Category) -> dict[str, str]:
         value = getattr(category, name)
         if isinstance(value, str) and (problem := text_problem(value)):
             errors[name] = problem
+        elif isinstance(value, str) and "\ufffd" in value:
+            # What a lone surrogate (or any byte that is not UTF-8) becomes once a form is
+            # decoded: no attribute or unit is named so.
+            errors[name] = "This text has characters that could not be read; type it again."
     for name in ("cost_per_error", "accepted_damage"):
         if problem := cost_problem(getattr(category, name)):
             errors[name] = problem

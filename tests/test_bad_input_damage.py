@@ -4,6 +4,8 @@ a good save is versioned with the cost changes in its diff and audited."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -157,6 +159,37 @@ def test_a_nul_character_in_a_cost_field_is_refused_at_the_door(
     # The product's door for people's text (reviews.middleware): a 422 and the page's message.
     assert response.status_code == 422
     assert "must not contain NUL characters. Nothing was saved" in response.content.decode()
+    assert state(refunds_with_traffic) == before
+
+
+@pytest.mark.parametrize("field", ["cost_attribute", "cost_price_attribute", "cost_unit"])
+def test_a_lone_surrogate_sent_by_a_form_is_named_at_its_field(
+    admin_client, refunds_with_traffic, field
+):
+    """Over HTTP a lone surrogate's bytes (ED A0 80) are no UTF-8: Django reads them as U+FFFD,
+    which no attribute or unit is named."""
+    before = state(refunds_with_traffic)
+    data = editor_data(
+        refunds_with_traffic,
+        action="save",
+        note="Cost it",
+        mode_reason="Rules catch the risky ones.",
+        **{
+            "cost_kind": "quantity_price",
+            "cost_attribute": "quantity",
+            "cost_price_attribute": "unit_price",
+            "cost_unit": "EUR",
+            field: "SURROGATE",
+        },
+    )
+    body = urlencode(data).replace("SURROGATE", "%ED%A0%80")
+    response = admin_client.post(
+        edit_url(refunds_with_traffic), body, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        field: ["This text has characters that could not be read; type it again."]
+    }
     assert state(refunds_with_traffic) == before
 
 
