@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import RowNumber
 
 from .. import rules as engine
 from ..models import PEOPLE_CHANNELS, QUESTION_DECISIONS, Category, Decision, ReviewRequest
@@ -33,6 +34,8 @@ MONTH_DAYS = 30
 MIN_SCALE_DAYS = 1
 # The most actions or errors read to average a cost: enough for a steady mean, and bounded.
 COST_SAMPLE = 5_000
+# The cost kinds read from an action's attributes (the others need no query).
+ATTRIBUTE_KINDS = (Category.CostKind.ATTRIBUTE, Category.CostKind.QUANTITY_PRICE)
 # Symbols written before the figure; any other unit is written after it ("1,400 EUR").
 PREFIX_UNITS = {"$", "€", "£", "¥"}
 
@@ -267,37 +270,85 @@ def escalations_a_month(now: datetime) -> dict[int, float]:
     return {row["category_id"]: float(row["n"]) for row in rows}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What a category's readiness rests on: `judged` escalations since `since`, `errors` of
+    them not taken as proposed."""
+
+    category: Category
+    since: datetime
+    judged: int
+    errors: int
+
+
+def damages_at_stake(
+    evidence: list[Evidence], now: datetime, volumes: dict[int, float] | None = None
+) -> dict[int, Damage]:
+    """Categories not yet autonomous: each one's escalations a month at the error rate people
+    found on them; an error costs the mean of those people found, or, before any, the mean of
+    the escalated actions of the last month. At most three queries, whatever the number of
+    categories."""
+    volumes = escalations_a_month(now) if volumes is None else volumes
+    read = [e for e in evidence if e.category.cost_kind in ATTRIBUTE_KINDS]
+    found: dict[int, list] = {}
+    if read:
+        windows = Q()
+        for e in read:
+            windows |= Q(request__category_id=e.category.pk, created_at__gte=e.since)
+        found = _newest_per_category(
+            Decision.objects.filter(
+                windows, channel__in=PEOPLE_CHANNELS, as_proposed=False, created_at__lte=now
+            ).exclude(request__allowed_decisions=QUESTION_DECISIONS),
+            "request__category_id",
+            "request__attributes",
+        )
+    bare = [
+        e.category.pk for e in read if mean_cost(e.category, found.get(e.category.pk, []))[1] == 0
+    ]
+    escalated = (
+        _newest_per_category(
+            ReviewRequest.objects.filter(
+                category_id__in=bare,
+                created_at__gte=now - timedelta(days=MONTH_DAYS),
+                verdict__in=[engine.GATE, engine.ESCALATE],
+            ),
+            "category_id",
+            "attributes",
+        )
+        if bare
+        else {}
+    )
+    out = {}
+    for e in evidence:
+        pk = e.category.pk
+        cost, source = cost_per_error(
+            e.category,
+            found.get(pk, []),
+            escalated.get(pk, []),
+            found_by="people",
+            what="escalated action",
+        )
+        out[pk] = Damage(e.category, volumes.get(pk, 0.0), e.judged, e.errors, cost, source)
+    return out
+
+
 def at_stake(
     category: Category, *, since: datetime, judged: int, errors: int, volume: float, now: datetime
 ) -> Damage:
-    """A category not yet autonomous: its escalations a month at the error rate people found
-    on them since `since`; an error costs the mean of those people found, or, before any, the
-    mean of the escalated actions of the last month."""
-    found = (
-        Decision.objects.filter(
-            request__category=category,
-            channel__in=PEOPLE_CHANNELS,
-            as_proposed=False,
-            created_at__gte=since,
-            created_at__lte=now,
-        )
-        .exclude(request__allowed_decisions=QUESTION_DECISIONS)
-        .order_by("-created_at")
-        .values_list("request__attributes", flat=True)
-    )
-    escalated = (
-        ReviewRequest.objects.filter(
-            category=category,
-            created_at__gte=now - timedelta(days=MONTH_DAYS),
-            verdict__in=[engine.GATE, engine.ESCALATE],
-        )
-        .order_by("-created_at")
-        .values_list("attributes", flat=True)
-    )
-    cost, source = cost_per_error(
-        category, found, escalated, found_by="people", what="escalated action"
-    )
-    return Damage(category, volume, judged, errors, cost, source)
+    """One category's month at stake (see damages_at_stake), at a given volume."""
+    evidence = [Evidence(category, since, judged, errors)]
+    return damages_at_stake(evidence, now, {category.pk: volume})[category.pk]
+
+
+def _newest_per_category(rows: Any, category: str, attributes: str) -> dict[int, list]:
+    """Each category's newest COST_SAMPLE attributes of `rows`, in one query."""
+    ranked = rows.annotate(
+        rank=Window(RowNumber(), partition_by=[F(category)], order_by=F("created_at").desc())
+    ).filter(rank__lte=COST_SAMPLE)
+    out: dict[int, list] = {}
+    for key, value in ranked.values_list(category, attributes):
+        out.setdefault(key, []).append(value)
+    return out
 
 
 def cost_per_error(

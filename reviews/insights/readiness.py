@@ -30,7 +30,15 @@ from ..models import (
     PeriodicReviewItem,
 )
 from ..rollups import day_bounds
-from .damage import Damage, about, at_stake, decisions_needed, escalations_a_month
+from .damage import (
+    Damage,
+    Evidence,
+    about,
+    at_stake,
+    damages_at_stake,
+    decisions_needed,
+    escalations_a_month,
+)
 from .stats import share, wilson, zero_error_sample
 
 # A category that never switched is judged on its escalations of this many days.
@@ -321,19 +329,20 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
         tallies[row["request__category_id"]].update(
             {"checked_n": row["n"], "checked_ok": row["ok"]}
         )
-    volumes = escalations_a_month(now)
+    damages = damages_at_stake(
+        [
+            Evidence(
+                c, starts[c.pk][0], tallies[c.pk]["n"], tallies[c.pk]["n"] - tallies[c.pk]["ok"]
+            )
+            for c in categories
+        ],
+        now,
+    )
     out = []
     for category in categories:
         t = tallies[category.pk]
         since, reason = starts[category.pk]
-        damage = at_stake(
-            category,
-            since=since,
-            judged=t["n"],
-            errors=t["n"] - t["ok"],
-            volume=volumes.get(category.pk, 0.0),
-            now=now,
-        )
+        damage = damages[category.pk]
         out.append(
             Readiness(
                 category=category,
