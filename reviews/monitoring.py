@@ -118,8 +118,18 @@ def watched_damage(autonomy: CategoryAutonomy, *, now: datetime | None = None) -
         found_by="periodic review",
         what="action taken without a person",
     )
-    volume = per_month(human_free.count(), autonomy.autonomous_since, end)
-    return Damage(category, volume, counts["n"], counts["errors"], cost, source)
+    ran = human_free.count()
+    volume = per_month(ran, autonomy.autonomous_since, end)
+    return Damage(
+        category,
+        volume,
+        counts["n"],
+        counts["errors"],
+        cost,
+        source,
+        volume_what=f"actions a month without a person (projected from {ran:,} since the switch)",
+        judged_what="periodic review verdicts",
+    )
 
 
 def damage_reason(damage: Damage) -> str:
@@ -199,6 +209,8 @@ class Health:
     last_verdict_at: datetime | None
     test_line: str
     warnings: list[str] = field(default_factory=list)
+    # The damage watch: the period's month against the accepted damage (watched_damage).
+    damage: Damage | None = None
 
     @property
     def sample_rate_shown(self) -> str:
@@ -237,6 +249,7 @@ def health(autonomy: CategoryAutonomy, *, now: datetime | None = None) -> Health
         sample_rate=category.sample_rate,
         actions=human_free.filter(decided_at__gte=since).count(),
         test_line=describe_test(sequential_test(autonomy), state_of(autonomy)),
+        damage=watched_damage(autonomy, now=now),
         **figures,
     )
     expected = out.actions * out.sample_rate

@@ -113,6 +113,10 @@ class Damage:
     errors: int
     cost_per_error: float | None  # None: unknown (no cost field, or nothing carried one)
     cost_source: str  # where cost_per_error comes from, in words
+    # What the volume counts and where it comes from ("escalations a month (last 30 days)"),
+    # and what was judged ("escalations people decided"): the page says what the month rests on.
+    volume_what: str = "actions a month"
+    judged_what: str = "outcomes judged"
 
     @property
     def costed(self) -> bool:
@@ -202,6 +206,128 @@ class Damage:
         if self.accepted is None or self.cost_upper is None:
             return ""
         return f"bound {self.money(self.cost_upper)} against {self.money(self.accepted)} accepted"
+
+    # --- in words, for the pages (reviews.insights.damage is the one place they are said) ---
+
+    @property
+    def volume_words(self) -> str:
+        """'79 escalations a month (last 30 days)'."""
+        return f"{self.volume:,.0f} {self.volume_what}"
+
+    @property
+    def rate_words(self) -> str:
+        """'15 of 55 escalations people decided were errors: 27.3% (95%: 17.3% to 40.3%)'."""
+        if not self.judged:
+            return f"no {self.judged_what} yet: at worst every action is an error"
+        low, high = self.error_bounds
+        return (
+            f"{self.errors:,} of {self.judged:,} {self.judged_what} were errors: "
+            f"{self.error_rate:.1%} (95%: {low:.1%} to {high:.1%})"
+        )
+
+    @property
+    def errors_expected_words(self) -> str:
+        if self.errors_expected is None:
+            return "not known yet"
+        return f"~{errors_words(self.errors_expected)}"
+
+    @property
+    def errors_upper_words(self) -> str:
+        return errors_words(self.errors_upper)
+
+    @property
+    def errors_lower_words(self) -> str:
+        return errors_words(self.errors_lower)
+
+    def _money_or(self, value: float | None) -> str:
+        if not self.costed:
+            return "cost unknown"
+        return "not known yet" if value is None else self.money(value)
+
+    @property
+    def cost_expected_words(self) -> str:
+        return self._money_or(self.cost_expected)
+
+    @property
+    def cost_upper_words(self) -> str:
+        return self._money_or(self.cost_upper)
+
+    @property
+    def cost_lower_words(self) -> str:
+        return self._money_or(self.cost_lower)
+
+    @property
+    def cost_words(self) -> str:
+        """How an error is costed and where the figure comes from: '3,091 EUR: the action's
+        amount (EUR), the mean of the 15 errors people found'."""
+        basis = cost_basis(self.category)
+        if self.cost_per_error is None:
+            if not self.category.cost_kind:
+                return "unknown: no cost is set for this category"
+            return f"unknown: {self.cost_source}"
+        if self.category.cost_kind == Category.CostKind.FIXED:
+            return basis
+        return f"{self.money(self.cost_per_error)}: {basis}, {self.cost_source}"
+
+    @property
+    def accepted_shown(self) -> str:
+        return "" if self.accepted is None else self.money(self.accepted)
+
+    @property
+    def risk_words(self) -> str:
+        """What an uncosted error can reach: 'medium blast radius, irreversible'."""
+        category = self.category
+        return (
+            f"{category.get_blast_radius_display().lower()} blast radius, "
+            f"{category.get_reversibility_display().lower()}"
+        )
+
+    @property
+    def accepted_words(self) -> str:
+        """The accepted damage and where the bound stands against it; or why there is none."""
+        if self.accepted is None:
+            if not self.category.cost_kind:
+                return "none: errors are not costed, so readiness rests on accuracy alone"
+            return "no accepted damage set: readiness rests on accuracy alone"
+        accepted = f"{self.money(self.accepted)} a month"
+        upper = self.cost_upper
+        if upper is None:
+            return f"{accepted}; the errors' cost is not known yet"
+        if upper > self.accepted:
+            return f"{accepted}: the 95% bound is {self.money(upper - self.accepted)} over it"
+        return f"{accepted}: within it, {self.money(self.accepted - upper)} to spare at worst"
+
+    @property
+    def watch_words(self) -> str:
+        """While autonomous: where the month stands against the accepted damage, and what
+        brings the gate back."""
+        if self.accepted is None:
+            if not self.category.cost_kind:
+                return "errors are not costed: only the accuracy test brings the gate back"
+            return "no accepted damage set: only the accuracy test brings the gate back"
+        accepted = self.money(self.accepted)
+        if self.cost_lower is None:
+            return f"the gate comes back once the month's 95% lower bound passes {accepted}"
+        lower = self.money(self.cost_lower)
+        if self.evidently_over_budget:
+            return f"lower bound {lower} is above the {accepted} accepted: the gate comes back"
+        return (
+            f"the gate comes back once the month's 95% lower bound passes {accepted} "
+            f"(now {lower}, {self.money(self.accepted - self.cost_lower)} below it)"
+        )
+
+    @property
+    def watch_summary(self) -> str:
+        """'~10 errors a month, about 1,200 EUR; at least 405 EUR at 95%'."""
+        if self.errors_expected is None:
+            return "no verdict yet: nothing to project"
+        head = f"~{errors_words(self.errors_expected)} a month"
+        if self.cost_expected is None:
+            return f"{head}; at least {errors_words(self.errors_lower)} at 95%; cost unknown"
+        return (
+            f"{head}, about {self.money(self.cost_expected)}; at least "
+            f"{self.money(self.cost_lower or 0.0)} at 95%"
+        )
 
     def target_accuracy(self) -> float | None:
         """The accuracy at which the damage bound would meet the accepted figure."""
@@ -328,7 +454,18 @@ def damages_at_stake(
             found_by="people",
             what="escalated action",
         )
-        out[pk] = Damage(e.category, volumes.get(pk, 0.0), e.judged, e.errors, cost, source)
+        volume = volumes.get(pk, 0.0)
+        out[pk] = Damage(
+            e.category,
+            volume,
+            e.judged,
+            e.errors,
+            cost,
+            source,
+            volume_what=f"escalation{'' if round(volume) == 1 else 's'} a month "
+            f"(last {MONTH_DAYS} days)",
+            judged_what="escalations people decided",
+        )
     return out
 
 

@@ -55,6 +55,23 @@ POLICY_INPUTS = (
 )
 
 
+@dataclass(frozen=True)
+class Blocker:
+    kind: str  # "sample", "accuracy", "damage" or "monitoring"
+    text: str
+
+    LABELS = {
+        "sample": "Too few decisions",
+        "accuracy": "Accuracy",
+        "damage": "Damage",
+        "monitoring": "Monitoring",
+    }
+
+    @property
+    def label(self) -> str:
+        return self.LABELS[self.kind]
+
+
 @dataclass
 class Readiness:
     category: Category
@@ -162,28 +179,43 @@ class Readiness:
         )
 
     @property
-    def blockers(self) -> list[str]:
+    def blocking(self) -> list[Blocker]:
+        """What keeps the category from running without a person, each with what it is about
+        (the sample, the accuracy, the damage or the monitoring) and how far off it is."""
         out = []
         if self.min_sample is None:
-            out.append(f"no sample can show a {pct_bar(self.bar)} bar")
+            out.append(Blocker("sample", f"no sample can show a {pct_bar(self.bar)} bar"))
         elif self.human_n < self.min_sample:
             out.append(
-                f"{self.human_n:,} decided escalations, {self.min_sample:,} needed "
-                f"({self.min_reason})"
+                Blocker(
+                    "sample",
+                    f"{self.human_n:,} decided escalations, {self.min_sample:,} needed "
+                    f"({self.min_reason})",
+                )
             )
         if self.human_n and self.lower < self.bar:
             out.append(
-                f"lower bound {pct_vs(self.lower, self.bar)} below the {pct_bar(self.bar)} bar"
-                f"{self._how_far(self.bar)}"
+                Blocker(
+                    "accuracy",
+                    f"lower bound {pct_vs(self.lower, self.bar)} below the {pct_bar(self.bar)} "
+                    f"bar{self._how_far(self.bar)}",
+                )
             )
         if self.damage is not None and self.damage.over_budget:
             out.append(
-                f"errors cost too much: {self.damage.budget_words}"
-                f"{self._how_far(self.damage.target_accuracy())}"
+                Blocker(
+                    "damage",
+                    f"errors cost too much: {self.damage.budget_words}"
+                    f"{self._how_far(self.damage.target_accuracy())}",
+                )
             )
         if not self.monitored:
-            out.append("no periodic review (sample rate 0)")
+            out.append(Blocker("monitoring", "no periodic review (sample rate 0)"))
         return out
+
+    @property
+    def blockers(self) -> list[str]:
+        return [b.text for b in self.blocking]
 
     def _how_far(self, target: float | None) -> str:
         """': needs about 2,100 more reviewed decisions at today's accuracy', or why no number
