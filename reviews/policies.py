@@ -90,9 +90,27 @@ def summary_of(rule: dict[str, Any]) -> str:
     return engine.rule_summary(engine.Rule(rule["field"], rule["operator"], rule.get("value")))
 
 
-def _shown(name: str, value: Any) -> str:
+# The damage-at-stake fields, as the editor names them.
+DIFF_LABELS = {
+    "cost_kind": "An error costs",
+    "cost_price_attribute": "Unit price attribute",
+}
+COST_KIND_WORDS = {
+    "": "unknown",
+    "attribute": "the action's amount",
+    "quantity_price": "quantity x unit price",
+    "fixed": "a fixed cost per error",
+}
+MONEY_FIELDS = ("cost_per_error", "accepted_damage")
+
+
+def _shown(name: str, value: Any, unit: str = "") -> str:
     if name in ("timeout_seconds", "answer_timeout_seconds"):
         return duration(value)
+    if name == "cost_kind":
+        return COST_KIND_WORDS.get(value or "", str(value))
+    if name in MONEY_FIELDS and isinstance(value, (int, float)):
+        return money(value, unit)
     if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
     if name in ("cost_per_error", "accepted_damage") and isinstance(value, (int, float)):
@@ -118,7 +136,7 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
     lines: list[str] = []
     old, new = before["policy"], after["policy"]
     for name in POLICY_FIELDS:
-        label = name.replace("_", " ").capitalize()
+        label = DIFF_LABELS.get(name, name.replace("_", " ").capitalize())
         # A version saved before a field existed did not record it: nothing to compare.
         if old.get(name) == new.get(name) or name not in old or name not in new:
             continue
@@ -127,7 +145,10 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
         elif name == "queue":
             lines.append(f"Queue: {old.get('queue_name')} → {new.get('queue_name')}")
         else:
-            lines.append(f"{label}: {_shown(name, old.get(name))} → {_shown(name, new.get(name))}")
+            # A cost reads in its own version's unit: "2,000 EUR → $1,500".
+            was = _shown(name, old.get(name), old.get("cost_unit") or "")
+            now = _shown(name, new.get(name), new.get("cost_unit") or "")
+            lines.append(f"{label}: {was} → {now}")
 
     old_rules = {r["id"]: r for r in before["rules"] if r.get("id") is not None}
     new_ids = {r.get("id") for r in after["rules"]}

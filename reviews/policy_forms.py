@@ -209,9 +209,46 @@ class PolicyForm(CostChecks, forms.ModelForm):
             self.fields[rate].widget.attrs.update({"min": 0, "max": 1, "step": 0.01})
         self.fields["queue"].empty_label = None
         for name in ("cost_attribute", "cost_price_attribute"):
-            self.fields[name].widget.attrs.update({"list": "rule-fields", "autocomplete": "off"})
+            self.fields[name].widget.attrs.update({"list": "cost-fields", "autocomplete": "off"})
         for name in ("cost_per_error", "accepted_damage"):
             self.fields[name].widget.attrs.update({"min": 0, "step": "any"})
+        self._cost_help()
+
+    # Short enough for the editor's narrow column; the model's labels say the same at length.
+    COST_KINDS = [
+        ("", "Unknown: counted, not costed"),
+        (Category.CostKind.ATTRIBUTE, "The action's amount"),
+        (Category.CostKind.QUANTITY_PRICE, "Quantity x unit price"),
+        (Category.CostKind.FIXED, "A fixed cost per error"),
+    ]
+
+    def _cost_help(self) -> None:
+        """Help that says the unit the figures are in (as typed, else as saved) and the month."""
+        typed = self.data.get("cost_unit") if self.is_bound else None
+        unit = (typed if typed is not None else self.instance.cost_unit).strip()
+        in_unit = f"in {unit}" if unit else "in the cost unit"
+        help_texts = {
+            "cost_kind": "How one error this category lets through is costed. Unknown: errors "
+            "are counted a month, not costed.",
+            "cost_unit": "The unit of every cost here and of the accepted damage: EUR, USD, $, "
+            "hours…",
+            "cost_attribute": "The attribute of each action that carries its amount (e.g. "
+            "amount, order.total); for quantity x unit price, the quantity.",
+            "cost_price_attribute": "The attribute that carries the unit price: an error costs "
+            "quantity x unit price.",
+            "cost_per_error": f"What one error costs, {in_unit}.",
+            "accepted_damage": f"What this category's errors may cost in a month (30 days), "
+            f"{in_unit}, for it to run without a person: it is ready once the 95% upper bound "
+            "stays within it, and an autonomous category's gate comes back once even the lower "
+            "bound passes it. Empty: readiness rests on accuracy alone.",
+        }
+        for name, text in help_texts.items():
+            self.fields[name].help_text = text
+        self.fields["cost_kind"].choices = self.COST_KINDS
+        for name in ("cost_per_error", "accepted_damage"):  # 2000, not 2000.0
+            value = self.initial.get(name)
+            if isinstance(value, float) and value.is_integer():
+                self.initial[name] = int(value)
 
     def clean_timeout_seconds(self) -> int:
         value = self.cleaned_data["timeout_seconds"]

@@ -26,7 +26,14 @@ from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 
 from .. import rules as engine
-from ..models import PEOPLE_CHANNELS, QUESTION_DECISIONS, Category, Decision, ReviewRequest
+from ..models import (
+    ATTRIBUTE_CHECK,
+    PEOPLE_CHANNELS,
+    QUESTION_DECISIONS,
+    Category,
+    Decision,
+    ReviewRequest,
+)
 from .stats import wilson
 
 MONTH_DAYS = 30
@@ -71,6 +78,28 @@ def cost_basis(category: Category) -> str:
     if kind == Category.CostKind.FIXED:
         return f"{money(category.cost_per_error or 0.0, category.cost_unit)} per error"
     return "unknown"
+
+
+# How deep into nested attributes the editor looks for numbers to suggest (order.total).
+ATTRIBUTE_DEPTH = 3
+
+
+def cost_attributes(category: Category) -> list[str]:
+    """The (dotted) attributes of the category's recent requests that carry numbers: what the
+    policy editor suggests as a cost or unit price attribute."""
+    found: set[str] = set()
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        if isinstance(value, Mapping) and depth < ATTRIBUTE_DEPTH:
+            for key, inner in value.items():
+                walk(inner, f"{path}.{key}" if path else str(key), depth + 1)
+        elif path and engine.is_number(value):
+            found.add(path)
+
+    rows = category.requests.order_by("-created_at").values_list("attributes", flat=True)
+    for attributes in rows[:ATTRIBUTE_CHECK]:
+        walk(attributes, "", 0)
+    return sorted(found)
 
 
 def money(value: float, unit: str) -> str:

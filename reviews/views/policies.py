@@ -18,8 +18,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import policies, validation
 from .. import rules as engine
 from ..access import ADMINS, REVIEWERS, role_required
+from ..insights.damage import Damage, cost_attributes
 from ..insights.readiness import Readiness, readiness_of
-from ..models import Agent, AgentToken, Category, EscalationRule, PolicyVersion, Queue
+from ..models import (
+    Agent,
+    AgentToken,
+    Category,
+    CategoryAutonomy,
+    EscalationRule,
+    PolicyVersion,
+    Queue,
+)
+from ..monitoring import watched_damage
 from ..policies import RuleInput
 from ..policy_forms import (
     AgentForm,
@@ -85,7 +95,9 @@ def _edit_context(
         "latest": latest_version(category),
         "global_rules": EscalationRule.objects.filter(category__isnull=True).order_by("order"),
         "known_fields": sorted(fields),
+        "cost_fields": cost_attributes(category),
         "readiness": form.readiness,
+        "damage": _damage(category, form.readiness),
         "suggested": suggested_mode(form["reversibility"].value(), form["blast_radius"].value()),
         "suggestions": {
             f"{r}|{b}": suggested_mode(r, b)
@@ -94,6 +106,17 @@ def _edit_context(
         },
         **extra,
     }
+
+
+def _damage(category: Category, state: Readiness | None) -> Damage | None:
+    """The damage figures beside the accepted one, with the saved cost settings: at stake
+    before a switch, the damage watch's month while autonomous."""
+    if state is not None:
+        return state.damage
+    autonomy = CategoryAutonomy.objects.filter(category=category).first()
+    if autonomy is None or not autonomy.monitoring:
+        return None
+    return watched_damage(autonomy)
 
 
 def _render_editor(request: HttpRequest, context: dict[str, Any], status: int = 200) -> Any:

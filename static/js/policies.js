@@ -1,4 +1,5 @@
-// Policy editor: add and reorder rule rows, and show the suggested mode as risk changes.
+// Policy editor: add and reorder rule rows, show the suggested mode as risk changes, and show
+// the damage-at-stake fields that the chosen cost kind reads.
 // Everything works without this file (order numbers, one POST per action); it only saves typing.
 (function () {
   "use strict";
@@ -51,9 +52,27 @@
     if (notReady) notReady.hidden = mode !== "autonomous";
   }
 
+  // Damage at stake: only the fields the chosen cost kind reads. A field the server marked
+  // invalid stays in sight whatever the kind, so its message is never hidden.
+  function costFields(form) {
+    var kind = form && form.querySelector("[name=cost_kind]");
+    if (!kind) return;
+    form.querySelectorAll("[data-cost-for]").forEach(function (wrapper) {
+      var applies = wrapper.dataset.costFor.split(" ").indexOf(kind.value) !== -1;
+      wrapper.hidden = !applies && !wrapper.querySelector(".errorlist");
+    });
+  }
+
   document.addEventListener("change", function (event) {
     if (event.target.matches("[name=reversibility], [name=blast_radius], [name=mode]")) {
       suggestion(event.target.form);
     }
+    if (event.target.matches("[name=cost_kind]")) costFields(event.target.form);
+  });
+
+  costFields(document.getElementById("policy-form"));
+  // The preview and a refused save swap the editor in anew.
+  document.addEventListener("htmx:afterSwap", function () {
+    costFields(document.getElementById("policy-form"));
   });
 })();

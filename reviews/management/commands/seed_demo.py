@@ -95,6 +95,12 @@ CATEGORIES = [
         "final_fallback": "reject",
         "sample_rate": 0.1,
         "second_review_rate": 0.35,
+        # A wrong refund costs its amount. The demo's errors bound well above 20,000 EUR a
+        # month, so the autonomy page shows a category that damage alone would keep gated.
+        "cost_kind": "attribute",
+        "cost_attribute": "amount",
+        "cost_unit": "EUR",
+        "accepted_damage": 20_000.0,
     },
     {
         "slug": "customer-email",
@@ -127,6 +133,12 @@ CATEGORIES = [
         "final_fallback": "reject",
         "sample_rate": 0.05,
         "second_review_rate": 0.4,
+        # Within its accepted damage (a reversible order can be cancelled): only accuracy
+        # keeps it from autonomy, beside Refunds, which its damage blocks too.
+        "cost_kind": "attribute",
+        "cost_attribute": "amount",
+        "cost_unit": "USD",
+        "accepted_damage": 500_000.0,
     },
     {
         "slug": "prod-config",
