@@ -123,7 +123,13 @@ def _render_editor(request: HttpRequest, context: dict[str, Any], status: int = 
     template = "policies/edit.html"
     if request.htmx:
         template += "#editor"
-    return render(request, template, context, status=status)
+    response = render(request, template, context, status=status)
+    if request.htmx and status >= 400:
+        # htmx leaves a 4xx unswapped: name the editor so the fields' messages are shown
+        # (static/js/htmx-errors.js swaps a refusal that names where it goes).
+        response["HX-Retarget"] = "#editor"
+        response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 def _prefill(

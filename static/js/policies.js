@@ -52,14 +52,15 @@
     if (notReady) notReady.hidden = mode !== "autonomous";
   }
 
-  // Damage at stake: only the fields the chosen cost kind reads. A field the server marked
-  // invalid stays in sight whatever the kind, so its message is never hidden.
-  function costFields(form) {
+  // Damage at stake: only the fields the chosen cost kind reads. As the server sends the
+  // editor, a field it refused stays in sight whatever the kind, so its message is never
+  // hidden; once the admin picks another kind, that kind decides.
+  function costFields(form, keepRefused) {
     var kind = form && form.querySelector("[name=cost_kind]");
     if (!kind) return;
     form.querySelectorAll("[data-cost-for]").forEach(function (wrapper) {
       var applies = wrapper.dataset.costFor.split(" ").indexOf(kind.value) !== -1;
-      wrapper.hidden = !applies && !wrapper.querySelector(".errorlist");
+      wrapper.hidden = !applies && !(keepRefused && wrapper.querySelector(".errorlist"));
     });
   }
 
@@ -67,12 +68,12 @@
     if (event.target.matches("[name=reversibility], [name=blast_radius], [name=mode]")) {
       suggestion(event.target.form);
     }
-    if (event.target.matches("[name=cost_kind]")) costFields(event.target.form);
+    if (event.target.matches("[name=cost_kind]")) costFields(event.target.form, false);
   });
 
-  costFields(document.getElementById("policy-form"));
+  costFields(document.getElementById("policy-form"), true);
   // The preview and a refused save swap the editor in anew.
   document.addEventListener("htmx:afterSwap", function () {
-    costFields(document.getElementById("policy-form"));
+    costFields(document.getElementById("policy-form"), true);
   });
 })();
