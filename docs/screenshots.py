@@ -23,6 +23,15 @@ answered that way:
         item-responded=/inbox/<id>/
     .venv/bin/python docs/screenshots.py --user reviewer --press s item-respond=/inbox/<id>/
 
+The damage-at-stake shots, on `make run`'s demo data (Refunds' block, and its editor's fieldset):
+
+    .venv/bin/python docs/screenshots.py --user admin \
+        --scroll-to "section.autonomy:has(.damage-over)" \
+        --phone-scroll-to "section.autonomy:has(.damage-over) .damage" \
+        metrics-autonomy=/metrics/autonomy/
+    .venv/bin/python docs/screenshots.py --user admin --scroll-to "#cost" \
+        policy-edit=/policies/refunds/edit/
+
 The reviewers shot, after `manage.py shell < docs/rubber_stamp_demo.py` (a batch rubber-stamper):
 
     .venv/bin/python docs/screenshots.py --user manager metrics-reviewers=/metrics/reviewers/
@@ -49,6 +58,10 @@ def main() -> None:
     parser.add_argument("--password", default="hitl-demo")
     parser.add_argument("--full-page", action="store_true")
     parser.add_argument("--press", help="press this key on each page first (opens a dialog)")
+    parser.add_argument(
+        "--scroll-to", help="scroll this CSS selector to the top of the view, below the header"
+    )
+    parser.add_argument("--phone-scroll-to", help="the same on the phone (default: --scroll-to)")
     parser.add_argument("shots", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -72,6 +85,11 @@ def main() -> None:
                 name, path = shot.split("=", 1)
                 page.goto(args.base + path)
                 page.wait_for_load_state("networkidle")
+                target_selector = (size == "phone" and args.phone_scroll_to) or args.scroll_to
+                if target_selector:
+                    page.locator(target_selector).first.evaluate(
+                        "(el) => { el.scrollIntoView(); window.scrollBy(0, -64); }"
+                    )
                 if args.press:
                     page.keyboard.press(args.press)
                     page.wait_for_timeout(300)  # the dialog's fade-in
