@@ -193,3 +193,12 @@ def test_a_refused_preview_goes_back_into_the_editor_with_its_messages(client, a
     assert response.status_code == 400
     assert response["HX-Retarget"] == "#editor"
     assert "An accepted damage needs a cost" in response.content.decode()
+
+
+def test_a_cost_no_action_carries_is_said_unknown_not_within_the_budget(client, manager, world):
+    costed(world, accepted=2000)
+    type(world).objects.filter(pk=world.pk).update(cost_attribute="refund.total")
+    shown = card(client, manager, "Refunds")
+    assert "Accepted 2,000 EUR cost not known yet" in shown
+    assert "An error costs unknown: no action carries the action's refund.total (EUR)" in shown
+    assert "bound within it" not in shown

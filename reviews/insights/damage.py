@@ -303,6 +303,15 @@ class Damage:
         return "" if self.accepted is None else self.money(self.accepted)
 
     @property
+    def accepted_note(self) -> str:
+        """Where the 95% bound stands against the accepted damage, in a few words."""
+        if self.accepted is None:
+            return "accuracy alone"
+        if self.cost_upper is None:
+            return "cost not known yet"
+        return "bound over it" if self.over_budget else "bound within it"
+
+    @property
     def risk_words(self) -> str:
         """What an uncosted error can reach: 'medium blast radius, irreversible'."""
         category = self.category
