@@ -110,11 +110,9 @@ def _shown(name: str, value: Any, unit: str = "") -> str:
     if name == "cost_kind":
         return COST_KIND_WORDS.get(value or "", str(value))
     if name in MONEY_FIELDS and isinstance(value, (int, float)):
-        return money(value, unit)
+        return money(value, unit)  # 2,500 EUR, not 2500.0
     if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
-    if name in ("cost_per_error", "accepted_damage") and isinstance(value, (int, float)):
-        return money(value, "")  # 2,500, not 2500.0
     if value in ("", None):
         return "(empty)"
     return str(value)

@@ -58,7 +58,7 @@ def test_damage_over_the_budget_blocks_the_switch_until_an_admin_accepts_more(
     assert refunds.accepted_damage == 2500 and refunds.version == 2
     version = PolicyVersion.objects.get(category=refunds, number=2)
     assert version.created_by == admin_user
-    assert "Accepted damage: 2,000 → 2,500" in version.diff
+    assert "Accepted damage: 2,000 EUR → 2,500 EUR" in version.diff
     saved = AuditEvent.objects.get(verb="policy.saved")
     assert saved.actor_user == admin_user
     assert saved.before["policy"]["accepted_damage"] == 2000

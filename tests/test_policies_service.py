@@ -76,8 +76,8 @@ def test_the_diff_writes_costs_as_amounts(refunds, admin_user):
         note="Finance set a budget",
         by=admin_user,
     )
-    assert "Cost per error: (empty) → 1,250" in version.diff
-    assert "Accepted damage: (empty) → 20,000" in version.diff
+    assert "Cost per error: (empty) → 1,250 EUR" in version.diff
+    assert "Accepted damage: (empty) → 20,000 EUR" in version.diff
 
 
 def test_it_adds_removes_reorders_and_disables_rules(refunds, admin_user):
