@@ -46,7 +46,7 @@ def test_damage_over_the_budget_blocks_the_switch_until_an_admin_accepts_more(
     admin.base = live_server.url
     log_in(admin, "ada")
     admin.goto(admin.base + "/policies/refunds/edit/")
-    assert admin.locator("#id_accepted_damage").input_value() == "2000.0"
+    assert admin.locator("#id_accepted_damage").input_value() == "2000"
     admin.fill("#id_accepted_damage", "2500")
     admin.fill("#id_mode_reason", "Refunds are small; rules catch the risky ones.")
     admin.fill("#id_note", "Finance accepts 2,500 EUR of refund errors a month")
