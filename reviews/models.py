@@ -140,6 +140,17 @@ def cost_attribute_problem(category: Category, name: str) -> str | None:
     return None
 
 
+# The policy fields that say how a category's errors are costed (reviews.insights.damage).
+COST_FIELDS = (
+    "cost_kind",
+    "cost_attribute",
+    "cost_price_attribute",
+    "cost_per_error",
+    "cost_unit",
+    "accepted_damage",
+)
+
+
 def cost_policy_errors(category: Category) -> dict[str, str]:
     """What is wrong with how a category costs its errors, one message a field: text that
     cannot be stored, a cost out of range, fields missing or contradicting each other, and a

@@ -15,6 +15,7 @@ from django.utils import timezone
 from . import rules as engine
 from .insights.damage import money
 from .models import (
+    COST_FIELDS,
     PEOPLE_CHANNELS,
     Category,
     Decision,
@@ -40,12 +41,7 @@ POLICY_FIELDS = [
     "answer_timeout_action",
     "sample_rate",
     "second_review_rate",
-    "cost_kind",
-    "cost_attribute",
-    "cost_price_attribute",
-    "cost_per_error",
-    "cost_unit",
-    "accepted_damage",
+    *COST_FIELDS,
 ]
 LONG_TEXT_FIELDS = {"description", "guidelines"}
 RULE_FIELDS = ["field", "operator", "value", "enabled", "description"]

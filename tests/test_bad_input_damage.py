@@ -255,11 +255,11 @@ def test_a_valid_damage_policy_is_saved_as_a_version_with_its_diff_and_audited(
     assert version.created_by == admin_user
     assert version.diff == [
         "Mode reason: (empty) → Rules catch the risky ones.",
-        "Cost kind: (empty) → quantity_price",
+        "An error costs: unknown → quantity x unit price",
         "Cost attribute: (empty) → quantity",
-        "Cost price attribute: (empty) → unit_price",
+        "Unit price attribute: (empty) → unit_price",
         "Cost unit: (empty) → EUR",
-        "Accepted damage: (empty) → 1,500",
+        "Accepted damage: (empty) → 1,500 EUR",
     ]
     assert version.snapshot["policy"]["accepted_damage"] == 1500.0
     (event,) = AuditEvent.objects.all()[events:]
@@ -418,10 +418,10 @@ def test_django_admin_versions_a_valid_damage_policy(admin_client, refunds_with_
     assert admin_client.post(url, data).status_code == 302
     latest = PolicyVersion.objects.filter(category=refunds_with_traffic).order_by("-number")[0]
     assert latest.diff == [
-        "Cost kind: (empty) → fixed",
-        "Cost per error: (empty) → 40",
+        "An error costs: unknown → a fixed cost per error",
+        "Cost per error: (empty) → 40 EUR",
         "Cost unit: (empty) → EUR",
-        "Accepted damage: (empty) → 400",
+        "Accepted damage: (empty) → 400 EUR",
     ]
     verbs = set(AuditEvent.objects.values_list("verb", flat=True))
     assert {"admin.changed", "policy.saved"} <= verbs

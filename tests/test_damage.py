@@ -18,14 +18,12 @@ from reviews.models import (
     AuditEvent,
     Category,
     CategoryAutonomy,
-    PeriodicReviewBatch,
-    PeriodicReviewItem,
-    ReviewRequest,
 )
 from reviews.monitoring import watched_damage
-from reviews.services.autonomy import catch_up, switch_to_autonomous
+from reviews.services.autonomy import catch_up
 from reviews.services.periodic_reviews import record_periodic_review
 
+from .damage_support import autonomous_world, reason_for, with_amount
 from .known_truth import bulk
 
 pytestmark = pytest.mark.django_db
@@ -40,12 +38,6 @@ def costed(category, accepted=None, bar=None):
     if bar is not None:
         CategoryAutonomy.objects.update_or_create(category=category, defaults={"bar": bar})
     return category
-
-
-def with_amount(requests, amount):
-    ReviewRequest.objects.filter(pk__in=[r.pk for r in requests]).update(
-        attributes={"amount": amount}
-    )
 
 
 def state_of(category):
@@ -156,30 +148,10 @@ def test_the_database_refuses_a_budget_without_a_cost_and_a_negative_cost(refund
 # --- while autonomous: the damage watch -------------------------------------------------------
 
 
-@pytest.fixture
-def autonomous_world(agent, refunds, manager):
-    """Autonomous for ten days, 300 actions without a person five days ago: 900 a month. Ten
-    of them sampled for periodic review; two will be found wrong, costing 500 and 300 EUR."""
-    refunds.sample_rate = 1.0
-    refunds.save()
-    switch_to_autonomous(refunds.pk, by=manager, reason="Ready")
-    CategoryAutonomy.objects.filter(category=refunds).update(
-        autonomous_since=timezone.now() - timedelta(days=10)
-    )
-    actions = bulk(agent, refunds, ["auto"] * 300, at=timezone.now() - timedelta(days=5))
-    with_amount(actions, 60)
-    with_amount(actions[:1], 500)
-    with_amount(actions[1:2], 300)
-    batch = PeriodicReviewBatch.objects.create(category=refunds, day=timezone.localdate())
-    items = [PeriodicReviewItem.objects.create(batch=batch, request=r) for r in actions[:10]]
-    refunds.refresh_from_db()
-    return refunds, items
-
-
-def judge_all(items, by):
-    """The two costly ones are wrong, the other eight right."""
-    for item in reversed(items):  # the errors last: the test sees all ten verdicts
-        wrong = item in items[:2]
+def judge(world, by):
+    """The two costly ones wrong, the other eight right; the errors last."""
+    for item in world.routine + world.costly:
+        wrong = item in world.costly
         record_periodic_review(
             item.pk,
             by=by,
@@ -189,42 +161,36 @@ def judge_all(items, by):
 
 
 def test_a_month_of_sampled_errors_evidently_over_the_budget_brings_the_gate_back(
-    autonomous_world, alice
+    agent, refunds, manager, alice
 ):
-    """By hand: 2 wrong of 10, Wilson 95% lower bound 5.668%; 900 a month x 5.668% = 51.01
-    errors at the least, each 400 EUR (the mean of 500 and 300): 20,405 EUR a month, above
-    the 20,000 EUR accepted. Two errors in ten do not fire the sequential test."""
-    category, items = autonomous_world
-    costed(category, accepted=20_000)
-    judge_all(items, alice)
-    category.refresh_from_db()
-    assert category.mode == Category.Mode.GATE
-    autonomy = CategoryAutonomy.objects.get(category=category)
+    """The watched world (tests/damage_support.py): at least 20,405 EUR a month at 95%, above
+    the 20,000 EUR accepted; two errors in ten do not fire the sequential test."""
+    world = autonomous_world(agent, refunds, manager, accepted=20_000)
+    judge(world, alice)
+    refunds.refresh_from_db()
+    assert refunds.mode == Category.Mode.GATE
+    autonomy = CategoryAutonomy.objects.get(category=refunds)
     assert autonomy.verdicts == 10 and autonomy.errors == 2
-    assert autonomy.reinstated_reason == (
-        "Periodic review found 2 errors in 10 verdicts; over 900 actions a month without a "
-        "person that is 51 errors costing at least 20,405 EUR a month at 95% (about 72,000 EUR), "
-        "above the 20,000 EUR accepted; an error costs 400 EUR, the mean of the 2 errors "
-        "periodic review found."
-    )
+    assert autonomy.reinstated_reason == reason_for("20,000")
     event = AuditEvent.objects.get(verb="category.reinstated")
     assert event.note == autonomy.reinstated_reason
 
 
-def test_sampled_errors_within_the_budget_leave_the_category_autonomous(autonomous_world, alice):
-    category, items = autonomous_world
-    costed(category, accepted=21_000)
-    judge_all(items, alice)
-    category.refresh_from_db()
-    assert category.mode == Category.Mode.AUTONOMOUS
-    autonomy = CategoryAutonomy.objects.get(category=category)
+def test_sampled_errors_within_the_budget_leave_the_category_autonomous(
+    agent, refunds, manager, alice
+):
+    world = autonomous_world(agent, refunds, manager, accepted=21_000)
+    judge(world, alice)
+    refunds.refresh_from_db()
+    assert refunds.mode == Category.Mode.AUTONOMOUS
+    autonomy = CategoryAutonomy.objects.get(category=refunds)
     damage = watched_damage(autonomy, now=autonomy.autonomous_since + timedelta(days=10))
     assert damage.volume == pytest.approx(900)
     assert damage.cost_lower == pytest.approx(20405.14, abs=0.01)
     # An admin who lowers the accepted figure brings the gate back at the next sweep.
-    Category.objects.filter(pk=category.pk).update(accepted_damage=15_000)
-    assert catch_up(category.pk)
-    assert Category.objects.get(pk=category.pk).mode == Category.Mode.GATE
+    Category.objects.filter(pk=refunds.pk).update(accepted_damage=15_000)
+    assert catch_up(refunds.pk)
+    assert Category.objects.get(pk=refunds.pk).mode == Category.Mode.GATE
 
 
 def test_the_scorecard_command_prints_the_month_without_a_person(world):

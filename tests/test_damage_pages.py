@@ -9,17 +9,22 @@ import re
 import pytest
 from django.urls import reverse
 
-from reviews.models import PolicyVersion
+from reviews.models import Category, PolicyVersion
 
-from . import test_damage
+from . import damage_support, test_damage
 from .policies_helpers import editor_data
-from .test_damage import costed, judge_all
+from .test_damage import costed, judge
 
 pytestmark = pytest.mark.django_db
 
-# The hand-worked worlds of tests/test_damage.py, as fixtures of this module too.
+# The hand-worked world of tests/test_damage.py, as a fixture of this module too.
 world = test_damage.world
-autonomous_world = test_damage.autonomous_world
+
+
+@pytest.fixture
+def autonomous_world(agent, refunds, manager):
+    """The watched world of tests/damage_support.py, costed by amount, no accepted figure."""
+    return damage_support.autonomous_world(agent, refunds, manager, accepted=None)
 
 
 def text_of(response) -> str:
@@ -104,9 +109,9 @@ def test_an_autonomous_category_shows_its_damage_watch_and_what_brings_the_gate_
 ):
     """By hand (tests/test_damage.py): 900 actions a month, 2 of 10 sampled wrong at 400 EUR
     each: 180 errors and 72,000 EUR expected, at least 51 errors and 20,405 EUR at 95%."""
-    category, items = autonomous_world
+    category = autonomous_world.category
     costed(category, accepted=21_000)
-    judge_all(items, alice)
+    judge(autonomous_world, alice)
     client.force_login(manager)
     page = text_of(client.get(reverse("metrics_autonomy")))
     watch = page[page.index("Damage watch") :]
@@ -129,8 +134,8 @@ def test_an_autonomous_category_shows_its_damage_watch_and_what_brings_the_gate_
 def test_an_uncosted_autonomous_category_says_only_accuracy_brings_the_gate_back(
     client, manager, autonomous_world, alice
 ):
-    _, items = autonomous_world
-    judge_all(items, alice)
+    Category.objects.filter(pk=autonomous_world.category.pk).update(cost_kind="")
+    judge(autonomous_world, alice)
     client.force_login(manager)
     page = text_of(client.get(reverse("metrics_autonomy")))
     assert "This month ~180 errors a month; at least 51 errors at 95%; cost unknown" in page

@@ -21,6 +21,7 @@ from django.utils import timezone
 from ..figures import day as figures_day
 from ..figures import pct_bar, pct_vs
 from ..models import (
+    COST_FIELDS,
     PEOPLE_CHANNELS,
     QUESTION_DECISIONS,
     Category,
@@ -44,15 +45,7 @@ from .stats import share, wilson, zero_error_sample
 # A category that never switched is judged on its escalations of this many days.
 READINESS_DAYS = 90
 # The policy fields readiness reads from the category: its sampling and what an error costs.
-POLICY_INPUTS = (
-    "sample_rate",
-    "cost_kind",
-    "cost_attribute",
-    "cost_price_attribute",
-    "cost_per_error",
-    "cost_unit",
-    "accepted_damage",
-)
+POLICY_INPUTS = ("sample_rate", *COST_FIELDS)
 
 
 @dataclass(frozen=True)
