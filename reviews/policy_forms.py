@@ -186,6 +186,8 @@ class PolicyForm(CostChecks, forms.ModelForm):
         # The category's readiness, given while it is not autonomous yet: switching it from
         # here is then the same decision as the autonomy page's button.
         self.readiness = readiness
+        # As saved: what the editor shows as today's figures, whatever is being edited.
+        self.saved_readiness = readiness
         super().__init__(*args, **kwargs)
         self.fields[
             "timeout_seconds"
@@ -211,7 +213,11 @@ class PolicyForm(CostChecks, forms.ModelForm):
         for name in ("cost_attribute", "cost_price_attribute"):
             self.fields[name].widget.attrs.update({"list": "cost-fields", "autocomplete": "off"})
         for name in ("cost_per_error", "accepted_damage"):
-            self.fields[name].widget.attrs.update({"min": 0, "step": "any"})
+            # Text, not a number input: a browser sends a mistyped number input ("30e") as
+            # empty, and on these optional fields that would quietly delete the figure.
+            self.fields[name].widget = forms.TextInput(
+                attrs={"inputmode": "decimal", "autocomplete": "off"}
+            )
         self._cost_help()
 
     # Short enough for the editor's narrow column; the model's labels say the same at length.

@@ -207,3 +207,30 @@ def test_a_cost_no_action_carries_is_said_unknown_not_within_the_budget(client, 
     assert "Accepted 2,000 EUR cost not known yet" in shown
     assert "An error costs unknown: no action carries the action's refund.total (EUR)" in shown
     assert "bound within it" not in shown
+
+
+def test_the_editor_s_figures_stay_the_saved_ones_while_an_edit_is_previewed(
+    client, admin_user, world
+):
+    costed(world, accepted=2000)
+    client.force_login(admin_user)
+    data = editor_data(world, action="preview", accepted_damage="150", cost_unit="USD")
+    page = text_of(client.post(reverse("policy_edit", args=[world.slug]), data))
+    assert "~10 errors a month, about 1,200 EUR; up to 2,179 EUR at 95%." in page
+    assert "Accepted: 2,000 EUR a month: the 95% bound is 179 EUR over it." in page
+
+
+def test_a_mistyped_accepted_damage_is_refused_not_saved_as_empty(client, admin_user, world):
+    """A number input would send "30e" as empty, and an empty accepted damage is a valid
+    choice ("readiness rests on accuracy alone"): the field is text, so the typo reaches the
+    server and is refused."""
+    costed(world, accepted=25_000)
+    client.force_login(admin_user)
+    body = client.get(reverse("policy_edit", args=[world.slug])).content.decode()
+    field = re.search(r'<input[^>]*name="accepted_damage"[^>]*>', body).group(0)
+    assert 'type="text"' in field and 'inputmode="decimal"' in field
+    data = editor_data(world, action="save", note="A typo", accepted_damage="30e")
+    response = client.post(reverse("policy_edit", args=[world.slug]), data)
+    assert response.status_code == 400 and "Enter a number." in text_of(response)
+    world.refresh_from_db()
+    assert world.accepted_damage == 25_000

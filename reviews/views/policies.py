@@ -97,7 +97,7 @@ def _edit_context(
         "known_fields": sorted(fields),
         "cost_fields": cost_attributes(category),
         "readiness": form.readiness,
-        "damage": _damage(category, form.readiness),
+        "damage": _damage(category, form.saved_readiness),
         "suggested": suggested_mode(form["reversibility"].value(), form["blast_radius"].value()),
         "suggestions": {
             f"{r}|{b}": suggested_mode(r, b)

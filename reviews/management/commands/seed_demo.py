@@ -88,6 +88,8 @@ CATEGORIES = [
         "reversibility": "irreversible",
         "blast_radius": "low",
         "mode": "rules",
+        "mode_reason": "Small refunds are routine; the rules send large, odd or key-account ones "
+        "to a person.",
         "queue": "support",
         "timeout_seconds": 4 * 3600,
         "timeout_action": "reassign",
@@ -110,6 +112,8 @@ CATEGORIES = [
         "reversibility": "irreversible",
         "blast_radius": "medium",
         "mode": "rules",
+        "mode_reason": "Routine replies go out; the rules send key accounts, legal language and "
+        "unsure drafts to a person.",
         "queue": "support",
         "timeout_seconds": 2 * 3600,
         "timeout_action": "approve",
