@@ -98,7 +98,8 @@ COUNTS = {
     ),
     "autonomy": (
         "Each category since its last switch or reinstatement: escalations decided by people; "
-        "“right” = approved as proposed; periodic review shown apart, never in the bound"
+        "“right” = approved as proposed; periodic review shown apart, never in the bound; "
+        "whole days from the rollups, which catch up every few minutes (HITL_ROLLUP_SECONDS)"
     ),
 }
 

@@ -13,7 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import rules as engine
-from .insights.damage import money
+from .insights.damage import cost_basis, money
 from .models import (
     COST_FIELDS,
     PEOPLE_CHANNELS,
@@ -112,6 +112,24 @@ def _shown(name: str, value: Any, unit: str = "") -> str:
     if value in ("", None):
         return "(empty)"
     return str(value)
+
+
+def snapshot_cost(policy: dict[str, Any]) -> str | None:
+    """How a version costs an error and what damage it accepts, in words; None for a version
+    saved before these were part of a policy."""
+    if "cost_kind" not in policy:
+        return None
+    draft = Category(**{name: policy.get(name) for name in COST_FIELDS})
+    draft.cost_kind = draft.cost_kind or ""
+    draft.cost_attribute, draft.cost_unit = draft.cost_attribute or "", draft.cost_unit or ""
+    draft.cost_price_attribute = draft.cost_price_attribute or ""
+    accepted = policy.get("accepted_damage")
+    budget = (
+        "no accepted damage"
+        if accepted is None
+        else f"accepts {money(accepted, draft.cost_unit)} a month"
+    )
+    return f"an error costs {cost_basis(draft)}; {budget}"
 
 
 def duration(seconds: int) -> str:

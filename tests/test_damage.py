@@ -200,11 +200,26 @@ def test_the_scorecard_command_prints_the_month_without_a_person(world):
     lines = out.getvalue().splitlines()
     assert lines[0] == "Refunds (refunds): Rules: a human when a rule fires"
     assert (
-        "  damage: 400 escalations a month would run without a person: ~10 errors a month, "
-        "about 1,200 EUR; up to 2,179 EUR at 95%"
+        "  a month without a person: ~10 errors a month, about 1,200 EUR; up to 2,179 EUR at 95%"
     ) in lines
-    assert "  an error costs: the mean of the 10 errors people found" in lines
-    assert "  accepted damage a month: 2,000 EUR" in lines
+    assert "  volume: 400 escalations a month (last 30 days)" in lines
+    assert (
+        "  an error costs: 120 EUR: the action's amount (EUR), the mean of the 10 errors "
+        "people found"
+    ) in lines
     assert lines[-1].startswith("  not ready: errors cost too much: bound 2,179 EUR against")
     with pytest.raises(CommandError, match="No category 'nope'"):
         call_command("scorecard", "--category", "nope")
+
+
+def test_the_scorecard_command_says_what_an_uncosted_category_puts_at_stake(world):
+    out = io.StringIO()
+    call_command("scorecard", "--category", "refunds", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert (
+        "  a month without a person: ~10 errors a month; up to 18 errors at 95%; cost unknown"
+        in lines
+    )
+    assert f"  at stake: {world.get_blast_radius_display().lower()} blast radius, " in "\n".join(
+        lines
+    )

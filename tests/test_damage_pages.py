@@ -61,13 +61,13 @@ def test_the_scorecard_prints_the_month_of_a_known_world_exactly(client, manager
         "An error costs 120 EUR: the action's amount (EUR), the mean of the 10 errors people "
         "found" in shown
     )
-    assert "Accepted 5,000 EUR a month: within it, 2,821 EUR to spare at worst" in shown
+    assert "Against the budget 5,000 EUR a month: within it, 2,821 EUR to spare at worst" in shown
 
 
 def test_the_scorecard_says_damage_blocks_and_how_far_apart_from_accuracy(client, manager, world):
     costed(world, accepted=2000, bar=0.9)
     shown = card(client, manager, "Refunds")
-    assert "Accepted 2,000 EUR a month: the 95% bound is 179 EUR over it" in shown
+    assert "Against the budget 2,000 EUR a month: the 95% bound is 179 EUR over it" in shown
     assert (
         "Not ready yet Damage: errors cost too much: bound 2,179 EUR against 2,000 EUR "
         "accepted: needs about 150 more reviewed decisions at today's accuracy" in shown
@@ -234,3 +234,20 @@ def test_a_mistyped_accepted_damage_is_refused_not_saved_as_empty(client, admin_
     assert response.status_code == 400 and "Enter a number." in text_of(response)
     world.refresh_from_db()
     assert world.accepted_damage == 25_000
+
+
+def test_a_version_s_full_policy_says_how_errors_are_costed(client, admin_user, world):
+    client.force_login(admin_user)
+    data = editor_data(
+        world,
+        action="save",
+        note="Refunds cost their amount",
+        cost_kind="attribute",
+        cost_attribute="amount",
+        cost_unit="EUR",
+        accepted_damage="2000",
+    )
+    assert client.post(reverse("policy_edit", args=[world.slug]), data).status_code == 302
+    page = text_of(client.get(reverse("policy_versions", args=[world.slug])))
+    full = page[page.index("Full policy and rules") :]
+    assert "Damage An error costs the action's amount (EUR); accepts 2,000 EUR a month" in full

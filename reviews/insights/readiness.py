@@ -182,7 +182,8 @@ class Readiness:
             out.append(
                 Blocker(
                     "sample",
-                    f"{self.human_n:,} decided escalations, {self.min_sample:,} needed "
+                    f"{self.human_n:,} decided escalation{'' if self.human_n == 1 else 's'}, "
+                    f"{self.min_sample:,} needed "
                     f"({self.min_reason})",
                 )
             )

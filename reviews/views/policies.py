@@ -311,6 +311,8 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
 def policy_versions(request: HttpRequest, slug: str) -> HttpResponse:
     category = get_object_or_404(Category, slug=slug)
     versions = list(category.versions.select_related("created_by").order_by("-number"))
+    for version in versions:
+        version.cost = policies.snapshot_cost(version.snapshot["policy"])
     context = {
         "nav_active": "policies",
         "admin_tab": "categories",

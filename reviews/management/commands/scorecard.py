@@ -34,30 +34,30 @@ class Command(BaseCommand):
 
 
 def card(state: Readiness) -> list[str]:
-    """A category's scorecard, a line per figure."""
+    """A category's scorecard, a line per figure, in the page's words."""
     category = state.category
     lines = [f"{category.name} ({category.slug}): {category.get_mode_display()}"]
     if state.is_autonomous:
         damage = monitoring.watched_damage(state.autonomy)
-        lines.append(f"  monitoring since {state.autonomy.autonomous_since:%Y-%m-%d %H:%M}")
-        lines.append(
-            f"  damage: {damage.volume:,.0f} actions a month without a person; "
-            f"{damage.judged:,} checked, {damage.errors:,} wrong; {damage.summary}"
-        )
-        if damage.cost_lower is not None:
-            lines.append(f"  at least {damage.money(damage.cost_lower)} a month at 95%")
+        lines += [
+            f"  monitoring since {state.autonomy.autonomous_since:%Y-%m-%d %H:%M}",
+            f"  this month: {damage.watch_summary}",
+        ]
     else:
         damage = state.damage
         lines.append(f"  evidence: {state.evidence}")
         if damage is not None:
-            lines.append(
-                f"  damage: {damage.volume:,.0f} escalations a month would run without a "
-                f"person: {damage.summary}"
-            )
+            lines.append(f"  a month without a person: {damage.summary}")
     if damage is not None:
-        lines.append(f"  an error costs: {damage.cost_source}")
-        accepted = "not set" if damage.accepted is None else damage.money(damage.accepted)
-        lines.append(f"  accepted damage a month: {accepted}")
+        lines += [
+            f"  volume: {damage.volume_words}",
+            f"  error rate: {damage.rate_words}",
+            f"  an error costs: {damage.cost_words}",
+        ]
+        if not damage.costed:
+            lines.append(f"  at stake: {damage.risk_words}")
+        accepted = damage.watch_words if state.is_autonomous else damage.accepted_words
+        lines.append(f"  accepted: {accepted}")
     if not state.is_autonomous:
         verdict = "ready" if state.ready else "not ready: " + "; ".join(state.blockers)
         lines.append(f"  {verdict}")
