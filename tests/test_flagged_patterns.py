@@ -163,21 +163,73 @@ def test_an_autonomous_category_is_offered_rules_mode_with_the_rule(
     assert preview.to_human == 4
 
 
+def adoption(page: str, key: str = "amount gt 700") -> str:
+    """The adoption lines of one pattern on a metrics page, as HTML."""
+    start = page.index(f'data-pattern="{key}"')
+    start = page.index("flagged-adoption", start)
+    return page[start : page.index("</ul>", start)]
+
+
 def test_saving_the_rule_through_the_editor_shows_the_pattern_caught(
     client, admin_user, agent, refunds, carol
 ):
     amount_world(agent, refunds, carol)
     client.force_login(admin_user)
-    # The admin moves the threshold to 750: it still catches most of what was flagged.
-    rules = [*rules_of(refunds), {"field": "amount", "operator": "gt", "value": "750"}]
+    # The admin moves the threshold to 710: it still catches every flagged refund (720 up).
+    rules = [*rules_of(refunds), {"field": "amount", "operator": "gt", "value": "710"}]
     data = editor_data(refunds, rules=rules, action="save", note="Periodic review flags these")
     assert client.post(reverse("policy_edit", args=[refunds.slug]), data).status_code == 302
     version = PolicyVersion.objects.filter(category=refunds).order_by("-number").first()
     page = client.get(reverse("metrics_autonomy")).content.decode()
-    assert "Caught by rule <strong>amount exceeds 750</strong>" in page
+    assert "Caught by rule <strong>amount exceeds 710</strong>" in page
     versions_url = reverse("policy_versions", args=[refunds.slug])
     assert f'href="{versions_url}#v{version.number}">version {version.number}</a>' in page
     assert 'href="/policies/refunds/edit/?' not in page  # adopted: no second offer
+
+
+def five_flagged(agent, refunds, carol) -> None:
+    """Five incorrect verdicts on refunds above 700 (two of them under 1,000), six correct ones
+    at 650 and below."""
+    for amount in (760, 880, 1200, 1500, 4000):
+        reviewed(agent, refunds, carol, "incorrect", amount=amount, correction=LARGE_REFUND)
+    for amount in (50, 90, 120, 300, 410, 650):
+        reviewed(agent, refunds, carol, "correct", amount=amount)
+
+
+def test_a_rule_that_leaves_flagged_requests_without_a_person_is_a_partial_cover(
+    client, admin_user, agent, refunds, carol
+):
+    five_flagged(agent, refunds, carol)
+    client.force_login(admin_user)
+    # The admin saves the pre-filled rule with 1,000 instead of 700: 760 and 880 still run.
+    rules = [*rules_of(refunds), {"field": "amount", "operator": "gt", "value": "1000"}]
+    data = editor_data(refunds, rules=rules, action="save", note="Only the large ones")
+    assert client.post(reverse("policy_edit", args=[refunds.slug]), data).status_code == 302
+    (pattern,) = flagged_patterns()
+    assert pattern.caught is None
+    assert (pattern.cover.covered, pattern.cover.total, pattern.cover.missed) == (3, 5, 2)
+    for name in ("metrics_autonomy", "metrics_patterns"):
+        lines = adoption(client.get(reverse(name)).content.decode())
+        assert "Caught by" not in lines
+        assert "Rule <strong>amount exceeds 1,000</strong>" in lines
+        assert "covers 3 of 5 flagged; 2 would still run without a person." in lines
+        # Not adopted: both offers stay.
+        assert 'href="/policies/refunds/edit/?' in lines and "Make it a guideline" in lines
+
+
+def test_rules_that_cover_the_pattern_together_catch_it(
+    client, admin_user, agent, refunds, carol
+):
+    five_flagged(agent, refunds, carol)
+    EscalationRule.objects.create(category=refunds, field="amount", operator="gt", value=1000)
+    EscalationRule.objects.create(category=None, field="amount", operator="in", value=[760, 880])
+    client.force_login(admin_user)
+    lines = adoption(client.get(reverse("metrics_patterns")).content.decode())
+    assert lines.startswith('flagged-adoption">\n    <li data-adoption="rule">Caught by rules ')
+    assert "<strong>amount exceeds 1,000</strong>" in lines and " and <strong>" in lines
+    assert "<strong>amount is one of 760, 880</strong>" in lines
+    assert "(a rule for every category)" in lines and "would still run" not in lines
+    assert 'href="/policies/refunds/edit/?' not in lines
 
 
 def test_a_rule_that_catches_too_little_is_not_adoption(client, admin_user, agent, refunds, carol):
@@ -186,6 +238,23 @@ def test_a_rule_that_catches_too_little_is_not_adoption(client, admin_user, agen
     client.force_login(admin_user)
     page = client.get(reverse("metrics_autonomy")).content.decode()
     assert "Caught by rule" not in page and 'href="/policies/refunds/edit/?' in page
+    assert "covers 2 of 4 flagged; 2 would still run without a person" in page
+
+
+def test_a_guideline_whose_pattern_misses_flagged_requests_is_not_adoption(
+    client, admin_user, agent, refunds, carol
+):
+    flagged = amount_world(agent, refunds, carol)
+    Guideline.objects.create(category=refunds, text="Large refunds: ask for photos",
+                             source_request=flagged[0], pattern="amount gt 1000")  # fmt: skip
+    client.force_login(admin_user)
+    lines = adoption(client.get(reverse("metrics_patterns")).content.decode())
+    assert "for <strong>amount exceeds 1,000</strong> covers 2 of 4 flagged" in lines
+    assert "Make it a guideline" in lines
+    Guideline.objects.update(pattern="amount gt 700")
+    lines = adoption(client.get(reverse("metrics_patterns")).content.decode())
+    assert "Guideline written" in lines and "covers" not in lines
+    assert "Make it a guideline" not in lines
 
 
 def test_a_global_rule_catches_it_too(client, admin_user, agent, refunds, carol):
@@ -198,28 +267,64 @@ def test_a_global_rule_catches_it_too(client, admin_user, agent, refunds, carol)
     )
 
 
+def guideline_link(page: str) -> str:
+    start = page.index('href="/requests/') + len('href="')
+    return page[start : page.index('"', start)].replace("&amp;", "&")
+
+
 def test_writing_the_guideline_records_its_pattern_and_shows_it(
     client, admin_user, agent, refunds, carol
 ):
     flagged = amount_world(agent, refunds, carol)
     client.force_login(admin_user)
     page = client.get(reverse("metrics_patterns")).content.decode()
-    start = page.index('href="/requests/') + len('href="')
-    link = page[start : page.index('"', start)].replace("&amp;", "&")
+    link = guideline_link(page)
     assert link.startswith(reverse("guideline_new", args=[flagged[-1].pk]))
     query = parse_qs(urlsplit(link).query)
     assert query["pattern"] == ["amount gt 700"]
-    assert query["text"] == [f"When amount exceeds 700: {LARGE_REFUND}; Offer store credit instead"]
+    # The pattern, then each correction as its own sentence.
+    assert query["text"] == [
+        f"When amount exceeds 700:\n{LARGE_REFUND}.\nOffer store credit instead."
+    ]
     form = client.get(link).content.decode()
     assert 'name="pattern" value="amount gt 700"' in form
+    assert "flags: <strong>amount exceeds 700</strong>" in form and "amount gt 700</" not in form
+    # Its source says why it is here, not only that the system approved it.
+    assert f"{flagged[-1].title} · marked incorrect by periodic review on" in form
+    cancel = f'<a class="btn btn-ghost" href="{reverse("metrics_patterns")}">Cancel'
+    assert cancel in form
     response = client.post(
-        urlsplit(link).path, {"text": query["text"][0], "pattern": "amount gt 700"}
+        urlsplit(link).path,
+        {"text": query["text"][0], "pattern": "amount gt 700", "back": "metrics_patterns"},
     )
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.url == reverse("metrics_patterns")
     guideline = Guideline.objects.get()
     assert (guideline.pattern, guideline.category) == ("amount gt 700", refunds)
     page = client.get(reverse("metrics_patterns")).content.decode()
     assert "Guideline written" in page and "Make it a guideline" not in page
+
+
+def test_the_guideline_form_leads_back_to_the_scorecard_and_nowhere_else(
+    client, admin_user, agent, refunds, carol
+):
+    amount_world(agent, refunds, carol)
+    client.force_login(admin_user)
+    link = guideline_link(client.get(reverse("metrics_autonomy")).content.decode())
+    assert parse_qs(urlsplit(link).query)["back"] == ["metrics_autonomy"]
+    form = client.get(link).content.decode()
+    assert f'href="{reverse("metrics_autonomy")}">Cancel' in form
+    for bad in ("https://example.com/", "logout", "/metrics/patterns/"):
+        form = client.get(urlsplit(link).path, {"back": bad}).content.decode()
+        assert ">Cancel<" not in form and "example.com" not in form
+
+
+def test_the_drafted_guideline_says_each_correction_once(agent, refunds, carol):
+    for amount, said in [(720, "ask for photos"), (850, "Ask for photos."), (990, "ask for photos")]:
+        reviewed(agent, refunds, carol, "incorrect", amount=amount, correction=said)
+    for amount in (50, 90, 120, 300):
+        reviewed(agent, refunds, carol, "correct", amount=amount)
+    (pattern,) = flagged_patterns()
+    assert pattern.guideline_draft.splitlines()[1:] == ["Ask for photos."]
 
 
 def test_a_bad_pattern_is_refused_and_writes_nothing(client, admin_user, agent, refunds, carol):

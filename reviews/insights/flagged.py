@@ -34,6 +34,8 @@ PATTERNS_PER_CATEGORY = 5
 # Text values longer than this are free text, not a value a rule would name.
 MAX_TEXT_VALUE = 60
 MAX_DEPTH = 2
+# Corrections a drafted guideline repeats: more reads as a log, not guidance.
+DRAFT_CORRECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,54 @@ class Flagged:
 
 
 @dataclass(frozen=True)
-class Caught:
-    """An enabled rule that fires on most of a pattern's flagged requests."""
+class CoveringRule:
+    """An enabled rule that fires on some of a pattern's flagged requests."""
 
     summary: str
     version: int | None  # the first policy version with the rule as it reads now
     is_global: bool
+
+
+@dataclass(frozen=True)
+class Cover:
+    """What the enabled rules do to a pattern's flagged requests: the rules that fire on any of
+    them, and how many of them would now go to a person."""
+
+    rules: tuple[CoveringRule, ...]
+    covered: int
+    total: int
     escalates: bool  # False while the category is autonomous (no rule sends anything then)
+
+    @property
+    def complete(self) -> bool:
+        return self.covered == self.total
+
+    @property
+    def missed(self) -> int:
+        """Flagged requests that would still run without a person."""
+        return self.total - self.covered
+
+    @property
+    def noun(self) -> str:
+        return "rule" if len(self.rules) == 1 else "rules"
+
+    @property
+    def verb(self) -> str:
+        return "covers" if len(self.rules) == 1 else "cover"
+
+
+@dataclass(frozen=True)
+class GuidelineCover:
+    """An active guideline written from a pattern that reaches some of this one's requests."""
+
+    guideline: Guideline
+    label: str  # the guideline's own pattern, readable
+    covered: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.covered == self.total
 
 
 @dataclass
@@ -68,8 +111,19 @@ class FlaggedPattern:
     correct_out: int
     flagged: list[Flagged] = field(default_factory=list)
     corrections: list[tuple[str, int]] = field(default_factory=list)
-    caught: Caught | None = None
-    guideline: Guideline | None = None
+    cover: Cover | None = None
+    guideline_cover: GuidelineCover | None = None
+
+    @property
+    def caught(self) -> Cover | None:
+        """Adopted as rules: together they send every flagged request to a person."""
+        return self.cover if self.cover and self.cover.complete else None
+
+    @property
+    def guideline(self) -> Guideline | None:
+        """Adopted as a guideline: one written from a pattern that holds every flagged request."""
+        cover = self.guideline_cover
+        return cover.guideline if cover and cover.complete else None
 
     @property
     def key(self) -> str:
@@ -132,9 +186,29 @@ class FlaggedPattern:
 
     @property
     def guideline_draft(self) -> str:
-        """A guideline line: the pattern, then what reviewers said to do instead."""
-        said = "; ".join(text for text, _ in self.corrections[:2])
-        return f"When {self.label}: {said}" if said else f"When {self.label}: ask a person first."
+        """A guideline as a reviewer would write it: the pattern, then each distinct thing
+        reviewers said to do instead (the commonest first), a sentence a line."""
+        lines = [f"When {self.label}:"]
+        seen: set[str] = set()
+        for text, _ in self.corrections:
+            sentence = _sentence(text)
+            same = sentence.rstrip(".!?").casefold()
+            if same in seen:
+                continue
+            seen.add(same)
+            lines.append(sentence)
+            if len(lines) > DRAFT_CORRECTIONS:
+                break
+        if len(lines) == 1:
+            lines.append("Ask a person first.")
+        return "\n".join(lines)
+
+
+def _sentence(text: str) -> str:
+    """A correction as a sentence: capitalised, with a full stop."""
+    text = " ".join(text.split())
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _share(part: int, whole: int) -> float:
@@ -191,6 +265,15 @@ def parse_pattern(text: str) -> engine.Rule:
 
 
 PATTERN_OPERATORS = {"gt", "lt", "eq", "is_true", "is_false"}
+
+
+def pattern_label(text: str) -> str:
+    """A recorded pattern as people read it ('amount exceeds 700'); as written if it is not
+    one."""
+    try:
+        return engine.rule_summary(parse_pattern(text))
+    except ValueError:
+        return text
 
 
 def _plain(value: Any) -> str:
@@ -392,16 +475,33 @@ def flagged_patterns(
 # --- adoption ------------------------------------------------------------------------------
 
 
-def _covers(rule: engine.Rule, pattern: FlaggedPattern) -> bool:
-    """A rule covers a pattern when it reads and fires on most of its flagged requests: an
-    admin who moved the threshold a little still adopted it."""
-    hits = sum(_inside(rule, f) for f in pattern.flagged)
-    return hits * 2 > len(pattern.flagged)
+def _reached(rule: engine.Rule, pattern: FlaggedPattern) -> frozenset[int]:
+    """The flagged requests (by index) the rule reads and fires on."""
+    return frozenset(i for i, f in enumerate(pattern.flagged) if _inside(rule, f))
+
+
+def _covering(
+    rules: list[tuple[EscalationRule, frozenset[int]]], total: int
+) -> tuple[list[EscalationRule], int]:
+    """The rules to name for a pattern and how many flagged requests they reach together: one
+    rule that reaches all of them when there is one, else each rule that adds a request."""
+    for rule, reached in rules:
+        if len(reached) == total:
+            return [rule], total
+    chosen: list[EscalationRule] = []
+    seen: set[int] = set()
+    for rule, reached in rules:
+        if reached - seen:
+            chosen.append(rule)
+            seen |= reached
+    return chosen, len(seen)
 
 
 def mark_adoption(patterns: list[FlaggedPattern]) -> None:
-    """Set `caught` (an enabled rule of the category, or a global one, covers the pattern) and
-    `guideline` (a guideline written from a pattern that covers the same requests)."""
+    """Set `cover` (the enabled rules of the category, and global ones, that fire on its
+    flagged requests) and `guideline_cover` (a guideline written from a pattern that reaches
+    them). Either is adoption only when it reaches every flagged request: a rule that leaves
+    some of them running without a person has not fixed what periodic review found."""
     if not patterns:
         return
     cat_ids = {p.category.pk for p in patterns}
@@ -418,24 +518,37 @@ def mark_adoption(patterns: list[FlaggedPattern]) -> None:
             guidelines[guideline.category_id].append((parse_pattern(guideline.pattern), guideline))
         except ValueError:
             continue  # written by hand in the admin: not a pattern this page can read
-    caught: list[tuple[FlaggedPattern, EscalationRule]] = []
+    covering: list[tuple[FlaggedPattern, list[EscalationRule], int]] = []
     for pattern in patterns:
-        for rule in rules:
-            if rule.category_id not in (None, pattern.category.pk):
-                continue
-            if _covers(rule.as_engine_rule(), pattern):
-                caught.append((pattern, rule))
-                break
+        total = len(pattern.flagged)
+        reaching = [
+            (rule, reached)
+            for rule in rules
+            if rule.category_id in (None, pattern.category.pk)
+            and (reached := _reached(rule.as_engine_rule(), pattern))
+        ]
+        if reaching:
+            chosen, covered = _covering(reaching, total)
+            covering.append((pattern, chosen, covered))
+        best: GuidelineCover | None = None
         for parsed, guideline in guidelines.get(pattern.category.pk, []):
-            if _covers(parsed, pattern):
-                pattern.guideline = guideline
-                break
-    versions = _first_versions([rule for _, rule in caught if rule.category_id])
-    for pattern, rule in caught:
-        pattern.caught = Caught(
-            engine.rule_summary(rule),
-            versions.get(rule.pk),
-            rule.category_id is None,
+            covered = len(_reached(parsed, pattern))
+            if covered and (best is None or covered > best.covered):
+                best = GuidelineCover(guideline, engine.rule_summary(parsed), covered, total)
+        pattern.guideline_cover = best
+    versions = _first_versions(
+        [rule for _, chosen, _ in covering for rule in chosen if rule.category_id]
+    )
+    for pattern, chosen, covered in covering:
+        pattern.cover = Cover(
+            tuple(
+                CoveringRule(
+                    engine.rule_summary(rule), versions.get(rule.pk), rule.category_id is None
+                )
+                for rule in chosen
+            ),
+            covered,
+            len(pattern.flagged),
             pattern.category.mode == Category.Mode.RULES,
         )
 

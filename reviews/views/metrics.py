@@ -250,12 +250,14 @@ def patterns(request: HttpRequest) -> HttpResponse:
     return render(request, "metrics/patterns.html", ctx)
 
 
-def _adopters(request: HttpRequest) -> dict[str, bool]:
+def _adopters(request: HttpRequest) -> dict[str, Any]:
     """Who may adopt a flagged pattern: the rule editor is an admin's, the guideline form a
-    reviewer's or an admin's; a manager sees the pattern and who may."""
+    reviewer's or an admin's; a manager sees the pattern and who may. The guideline form's
+    cancel link leads back to this page."""
     return {
         "edits_rules": has_role(request.user, ADMINS),
         "writes_guidelines": has_role(request.user, REVIEWERS, ADMINS),
+        "flagged_back": request.resolver_match.url_name,
     }
 
 
