@@ -217,9 +217,7 @@ def test_a_rule_that_leaves_flagged_requests_without_a_person_is_a_partial_cover
         assert 'href="/policies/refunds/edit/?' in lines and "Make it a guideline" in lines
 
 
-def test_rules_that_cover_the_pattern_together_catch_it(
-    client, admin_user, agent, refunds, carol
-):
+def test_rules_that_cover_the_pattern_together_catch_it(client, admin_user, agent, refunds, carol):
     five_flagged(agent, refunds, carol)
     EscalationRule.objects.create(category=refunds, field="amount", operator="gt", value=1000)
     EscalationRule.objects.create(category=None, field="amount", operator="in", value=[760, 880])
@@ -319,7 +317,8 @@ def test_the_guideline_form_leads_back_to_the_scorecard_and_nowhere_else(
 
 
 def test_the_drafted_guideline_says_each_correction_once(agent, refunds, carol):
-    for amount, said in [(720, "ask for photos"), (850, "Ask for photos."), (990, "ask for photos")]:
+    said_three_ways = [(720, "ask for photos"), (850, "Ask for photos."), (990, "ask for photos")]
+    for amount, said in said_three_ways:
         reviewed(agent, refunds, carol, "incorrect", amount=amount, correction=said)
     for amount in (50, 90, 120, 300):
         reviewed(agent, refunds, carol, "correct", amount=amount)

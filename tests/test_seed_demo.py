@@ -1,14 +1,16 @@
 """The demo data a newcomer meets with `make run`."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from reviews import precedents
-from reviews.management.commands.seed_demo import DEMO_TOKEN
+from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS
 from reviews.models import (
     Agent,
     AgentToken,
@@ -16,6 +18,7 @@ from reviews.models import (
     DailyRollup,
     Decision,
     ReviewRequest,
+    SecondReview,
     hash_token,
 )
 
@@ -113,3 +116,47 @@ def test_an_admin_can_save_every_demo_policy_as_seeded(client):
         data["description"] = f"{category.description} (reviewed)"
         response = client.post(reverse("policy_edit", args=[category.slug]), data)
         assert response.status_code == 302, (category.slug, response.content.decode()[-2000:])
+
+
+def test_the_flagged_refunds_history_agrees_with_their_dates_and_amounts(client, admin_user):
+    """A flagged demo refund's audit page: its history's submission is its "Submitted" date,
+    and its proposed action pays the refund's amount."""
+    call_command("seed_demo", requests=0, quiet=True)
+    flagged = ReviewRequest.objects.filter(idempotency_key__regex=r"^demo-flagged-[0-9]+$")
+    assert flagged.count() == 13
+    for request in flagged:
+        submitted = request.audit_events.get(verb="submitted")
+        assert abs(submitted.created_at - request.created_at) < timedelta(minutes=1), request.pk
+        for event in request.audit_events.all():
+            assert event.created_at >= submitted.created_at, event.verb
+        amount = request.attributes["amount"]
+        assert request.proposed_action == {"action": "refund", "amount": amount, "currency": "EUR"}
+    request = flagged.get(idempotency_key="demo-flagged-0")
+    assert request.periodic_review.verdict == "incorrect"
+    client.force_login(admin_user)
+    page = client.get(reverse("audit_request", args=[request.pk])).content.decode()
+    day = timezone.localtime(request.created_at).strftime("%Y-%m-%d")
+    assert f"<dt>Submitted</dt><dd>{day}" in page
+    proposed = page.split("<dt>Proposed</dt>", 1)[1].split("</dd>", 1)[0]
+    assert "amount" in proposed and "760" in proposed and "EUR" in proposed
+
+
+def test_each_category_is_rejected_for_its_own_reasons():
+    call_command("seed_demo", requests=300, quiet=True)
+    rejected = {}
+    for slug, reasons in REJECT_REASONS.items():
+        given = set(
+            Decision.objects.filter(request__category__slug=slug, outcome="rejected")
+            .exclude(channel="timeout")
+            .values_list("reason", flat=True)
+        )
+        given |= set(
+            SecondReview.objects.filter(
+                request__category__slug=slug, outcome="rejected"
+            ).values_list("reason", flat=True)
+        )
+        assert given <= set(reasons), slug
+        rejected[slug] = given
+    # The Patterns page lists purchase orders' reasons, none of them a refund's.
+    assert rejected["purchase-orders"] and rejected["refunds"]
+    assert not rejected["purchase-orders"] & set(REJECT_REASONS["refunds"])

@@ -14,7 +14,6 @@ from ..insights.flagged import parse_pattern, pattern_label
 from ..models import PeriodicReviewItem
 from ..services.guidelines import add_guideline
 
-
 # Pages that link to the form with `back=<url name>`, and what its cancel link calls them.
 BACK_TO = {"metrics_autonomy": "the Autonomy scorecard", "metrics_patterns": "Patterns"}
 

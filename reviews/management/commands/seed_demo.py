@@ -245,12 +245,45 @@ QUESTIONS = {
         ("Which budget line does this come out of?", "IT hardware, Q4; 40% left."),
     ],
 }
-REJECT_REASONS = [
-    "Outside the refund policy",
-    "Needs more evidence",
-    "Wrong amount",
-    "Customer already compensated",
-]
+# Why a person rejects, per category: the Patterns page lists them under each category. Four
+# each, so the random history draws the same numbers whatever the category.
+REJECT_REASONS = {
+    "refunds": [
+        "Outside the refund policy",
+        "Needs more evidence",
+        "Wrong amount",
+        "Customer already compensated",
+    ],
+    "customer-email": [
+        "Promises a date we cannot keep",
+        "Tone does not fit this customer",
+        "Answers a different question",
+        "Wrong recipient",
+    ],
+    "purchase-orders": [
+        "Over the budget line",
+        "Needs a second quote",
+        "Supplier not on the approved list",
+        "Duplicates an open order",
+    ],
+    "prod-config": [
+        "Outside the change window",
+        "No rollback plan",
+        "Needs a load test first",
+        "Wrong environment",
+    ],
+    "moderation": [
+        "Not against the content policy",
+        "Needs the whole thread for context",
+        "Wrong policy cited",
+        "Satire, not abuse",
+    ],
+}
+
+
+def refund_action(amount: float) -> dict[str, Any]:
+    """A refund's proposed action: what the agent would pay, in what currency."""
+    return {"action": "refund", "amount": amount, "currency": "EUR"}
 
 
 def refund_4521() -> dict[str, Any]:
@@ -539,8 +572,11 @@ class Command(BaseCommand):
     def seed_flagged_refunds(self, agent: Agent, refunds: Category) -> None:
         """Refunds above 700 EUR that ran without a person and that periodic review marked
         incorrect, beside smaller ones it found correct: the pattern the Autonomy and Patterns
-        pages offer as an escalation rule and a guideline."""
-        now = timezone.now()
+        pages offer as an escalation rule and a guideline.
+
+        The flagged and the correct ones are written at the present moment, not backdated:
+        audit events are stamped when written, so a request dated in the past would show a
+        history that disagrees with its "Submitted" date."""
         reviewer = refunds.queue.members.order_by("username").first()
         # Their own recommendation keeps them apart from the random history's precedents: a
         # decision added here must not change the count another request was given.
@@ -548,11 +584,12 @@ class Command(BaseCommand):
         spec = {
             "task": "Decide on a refund.",
             "recommendation": recommendation,
-            "proposed_action": {"action": "refund", "currency": "EUR"},
             "confidence": 0.93,
         }
-        # A person approved one of each size first, so the later ones have a precedent and
-        # no rule sends them to a person.
+        # A person approved one of each size weeks ago (part of the backdated history, past
+        # its undo window), so the later ones have a precedent and no rule sends them to a
+        # person.
+        now = timezone.now()
         for n, amount in enumerate((60, 400, 2400)):
             attributes = {"amount": amount, "currency": "EUR", "customer": "Globex",
                           "customer_tier": "standard", "policy_conflict": True}  # fmt: skip
@@ -560,7 +597,7 @@ class Command(BaseCommand):
             submission = submit_request(
                 agent, category=refunds, title=f"Refund {amount:,.2f} EUR to Globex",
                 attributes=attributes, idempotency_key=f"demo-flagged-precedent-{n}", now=at,
-                **spec,
+                proposed_action=refund_action(amount), **spec,
             )  # fmt: skip
             if submission.created and submission.request.status == ReviewRequest.Status.PENDING:
                 decide_request(
@@ -575,18 +612,18 @@ class Command(BaseCommand):
         ]  # fmt: skip
         for n, (amount, correction) in enumerate(verdicts):
             customer = ("Hooli", "Initech", "Wayne Foods", "Soylent Co")[n % 4]
-            at = now - timedelta(days=4 + 2 * n, hours=n)
             submission = submit_request(
                 agent, category=refunds, title=f"Refund {amount:,.2f} EUR to {customer}",
                 attributes={"amount": amount, "currency": "EUR", "customer": customer,
                             "customer_tier": "standard", "policy_conflict": False},
-                idempotency_key=f"demo-flagged-{n}", now=at, **spec,
+                idempotency_key=f"demo-flagged-{n}", proposed_action=refund_action(amount),
+                **spec,
             )  # fmt: skip
             request = submission.request
             if request.status != ReviewRequest.Status.AUTO_APPROVED:
                 continue
             batch, _ = PeriodicReviewBatch.objects.get_or_create(
-                category=refunds, day=timezone.localdate(at)
+                category=refunds, day=timezone.localdate(request.created_at)
             )
             item, _ = PeriodicReviewItem.objects.get_or_create(
                 request=request, defaults={"batch": batch}
@@ -598,7 +635,6 @@ class Command(BaseCommand):
                 by=reviewer,
                 verdict="incorrect" if correction else "correct",
                 correction=correction,
-                now=at + timedelta(hours=20),
             )
 
     def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
@@ -631,7 +667,7 @@ class Command(BaseCommand):
                         final["note"] = "Shorter, and no promise of a date"
                 kwargs["final_action"] = final
             elif outcome == "rejected":
-                kwargs["reason"] = rng.choice(REJECT_REASONS)
+                kwargs["reason"] = rng.choice(REJECT_REASONS[request.category.slug])
             elif request.options:
                 kwargs["chosen_option"] = first.chosen_option or request.options[0]["key"]
             answered = review.visible_from + timedelta(minutes=rng.uniform(5, 600))
@@ -696,7 +732,7 @@ class Command(BaseCommand):
                 final["note"] = "Tone softened by reviewer"
             kwargs["final_action"] = final
         if outcome == "rejected":
-            kwargs["reason"] = rng.choice(REJECT_REASONS)
+            kwargs["reason"] = rng.choice(REJECT_REASONS[request.category.slug])
         if request.options and outcome != "rejected":
             kwargs["chosen_option"] = request.recommended_option or request.options[0]["key"]
         decide_request(
