@@ -82,8 +82,11 @@ def test_an_admin_turns_a_flagged_pattern_into_a_rule(
         )
         guideline.click()
         page.wait_for_load_state("networkidle")
-        assert "amount gt 700" in page.locator("form.card").inner_text()
+        assert "flags: amount exceeds 700." in page.locator("form.card").inner_text()
+        assert "marked incorrect by periodic review" in page.locator(".page-head").inner_text()
         audit.check("the guideline form from a pattern")
+        page.get_by_role("link", name=re.compile("Cancel")).click()
+        page.wait_for_url(re.compile(r"/metrics/patterns/$"))
 
         audit.resize("phone")
         for path in ("/metrics/autonomy/", "/metrics/patterns/"):
