@@ -12,6 +12,7 @@ from django.utils import timezone
 from reviews import rollups, sampling
 from reviews.models import Category, CategoryAutonomy, PeriodicReviewItem, ReviewRequest
 from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.periodic_reviews import record_periodic_review
 
 from .known_truth import bulk
 
@@ -104,3 +105,15 @@ def reason_for(accepted: str) -> str:
         f"EUR), above the {accepted} EUR accepted; an error costs 400 EUR, the mean of the 2 "
         "errors periodic review found."
     )
+
+
+def judge(world: Watched, by) -> None:
+    """The two costly ones wrong, the other eight right; the errors last."""
+    for item in world.routine + world.costly:
+        wrong = item in world.costly
+        record_periodic_review(
+            item.pk,
+            by=by,
+            verdict="incorrect" if wrong else "correct",
+            correction="Deny: outside policy" if wrong else "",
+        )

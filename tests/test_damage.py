@@ -21,9 +21,8 @@ from reviews.models import (
 )
 from reviews.monitoring import watched_damage
 from reviews.services.autonomy import catch_up
-from reviews.services.periodic_reviews import record_periodic_review
 
-from .damage_support import autonomous_world, reason_for, with_amount
+from .damage_support import autonomous_world, judge, reason_for, with_amount
 from .known_truth import bulk
 
 pytestmark = pytest.mark.django_db
@@ -146,18 +145,6 @@ def test_the_database_refuses_a_budget_without_a_cost_and_a_negative_cost(refund
 
 
 # --- while autonomous: the damage watch -------------------------------------------------------
-
-
-def judge(world, by):
-    """The two costly ones wrong, the other eight right; the errors last."""
-    for item in world.routine + world.costly:
-        wrong = item in world.costly
-        record_periodic_review(
-            item.pk,
-            by=by,
-            verdict="incorrect" if wrong else "correct",
-            correction="Deny: outside policy" if wrong else "",
-        )
 
 
 def test_a_month_of_sampled_errors_evidently_over_the_budget_brings_the_gate_back(

@@ -12,12 +12,11 @@ import pytest
 from django.urls import reverse
 
 from reviews.models import AuditEvent, Category, Notification, PolicyVersion
-from reviews.services.periodic_reviews import record_periodic_review
 from reviews.tasks import sample_for_periodic_review
 
 from .api_support import ROUTINE_SUBMISSION, AgentClient, _no_rate_limit
 from .conftest import make_user, wait_for
-from .damage_support import autonomous_world, reason_for
+from .damage_support import autonomous_world, judge, reason_for
 from .policies_helpers import editor_data
 from .test_reinstatement_email import MailServer, use_smtp
 
@@ -107,14 +106,7 @@ def test_an_accepted_damage_lowered_in_the_editor_brings_the_gate_back_on_saving
     mail, celery_worker, agent, refunds, manager, admin_user, alice, client
 ):
     world = autonomous_world(agent, refunds, manager, accepted=25_000)
-    for item in world.routine + world.costly:
-        wrong = item in world.costly
-        record_periodic_review(
-            item.pk,
-            by=alice,
-            verdict="incorrect" if wrong else "correct",
-            correction="Deny: outside policy" if wrong else "",
-        )
+    judge(world, alice)
     refunds.refresh_from_db()
     assert refunds.mode == Category.Mode.AUTONOMOUS  # at least 20,405 EUR, 25,000 accepted
 
@@ -138,14 +130,7 @@ def test_a_budget_lowered_behind_the_editor_s_back_brings_the_gate_back_at_the_s
     mail, celery_worker, agent, refunds, manager, alice
 ):
     world = autonomous_world(agent, refunds, manager, accepted=25_000)
-    for item in world.routine + world.costly:
-        wrong = item in world.costly
-        record_periodic_review(
-            item.pk,
-            by=alice,
-            verdict="incorrect" if wrong else "correct",
-            correction="Deny: outside policy" if wrong else "",
-        )
+    judge(world, alice)
     # An UPDATE (a fix by SQL, an import) sends no signal: the sweep is the safety net.
     Category.objects.filter(pk=refunds.pk).update(accepted_damage=15_000)
     assert Category.objects.get(pk=refunds.pk).mode == Category.Mode.AUTONOMOUS

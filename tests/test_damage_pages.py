@@ -12,8 +12,9 @@ from django.urls import reverse
 from reviews.models import Category, PolicyVersion
 
 from . import damage_support, test_damage
+from .damage_support import judge
 from .policies_helpers import editor_data
-from .test_damage import costed, judge
+from .test_damage import costed
 
 pytestmark = pytest.mark.django_db
 
@@ -176,6 +177,8 @@ def test_the_version_history_reads_the_cost_changes_in_words(client, admin_user,
     assert "Accepted damage: (empty) → 2,000 EUR" in version.diff
     page = text_of(client.get(reverse("policy_versions", args=[world.slug])))
     assert "Accepted damage: (empty) → 2,000 EUR" in page
+    full = page[page.index("Full policy and rules") :]  # the version's whole policy
+    assert "Damage An error costs the action's amount (EUR); accepts 2,000 EUR a month" in full
 
 
 def test_a_refused_cost_says_each_message_once_and_saves_nothing(client, admin_user, refunds):
@@ -234,20 +237,3 @@ def test_a_mistyped_accepted_damage_is_refused_not_saved_as_empty(client, admin_
     assert response.status_code == 400 and "Enter a number." in text_of(response)
     world.refresh_from_db()
     assert world.accepted_damage == 25_000
-
-
-def test_a_version_s_full_policy_says_how_errors_are_costed(client, admin_user, world):
-    client.force_login(admin_user)
-    data = editor_data(
-        world,
-        action="save",
-        note="Refunds cost their amount",
-        cost_kind="attribute",
-        cost_attribute="amount",
-        cost_unit="EUR",
-        accepted_damage="2000",
-    )
-    assert client.post(reverse("policy_edit", args=[world.slug]), data).status_code == 302
-    page = text_of(client.get(reverse("policy_versions", args=[world.slug])))
-    full = page[page.index("Full policy and rules") :]
-    assert "Damage An error costs the action's amount (EUR); accepts 2,000 EUR a month" in full
