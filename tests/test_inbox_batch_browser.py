@@ -117,8 +117,12 @@ def test_a_batch_that_fails_brings_every_row_back_selected(page, three):
     select_the_first_two(page, first, second)
     page.route("**/inbox/batch/", lambda route: route.fulfill(status=502, body="Bad gateway"))
 
-    page.keyboard.press("Enter")
+    # The failure asks for a refresh of the list, which answers: the inbox is reconnected,
+    # and still says the batch was not recorded.
+    with page.expect_response("**/inbox/poll/**"):
+        page.keyboard.press("Enter")
 
+    expect(page.locator("#reconnecting")).to_be_hidden()
     expect(page.locator("#live-notice")).to_contain_text(
         "Not recorded: the service is reconnecting. Press ⇧A again."
     )

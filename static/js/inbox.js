@@ -672,7 +672,11 @@
     pollWait = pollBase;
     if (banner && !banner.hidden) {
       banner.hidden = true;
-      notice("Reconnected: the list is up to date.");
+      // A decision that was not recorded stays said: the refresh its failure asks for must
+      // not replace that with "Reconnected" before the reviewer has read it.
+      const box = $("#live-notice");
+      const unsent = box && !box.hidden && box.textContent.startsWith("Not recorded");
+      if (!unsent) notice("Reconnected: the list is up to date.");
     }
     schedulePoll();
   }
