@@ -119,16 +119,22 @@ def cost_problem(value: Any) -> str | None:
     return None if 0 <= value <= MAX_COST else COST_RANGE
 
 
+def recent_attributes(category_id: int) -> list[Any]:
+    """The attributes of a category's ATTRIBUTE_CHECK newest requests: what the policy editor
+    suggests attribute names from and checks a named cost attribute against."""
+    return list(
+        ReviewRequest.objects.filter(category_id=category_id)
+        .order_by("-created_at")
+        .values_list("attributes", flat=True)[:ATTRIBUTE_CHECK]
+    )
+
+
 def cost_attribute_problem(category: Category, name: str) -> str | None:
     """Why `name` cannot carry the category's cost, judged on its recent requests; None when
     it can, or when nothing was submitted yet to judge by."""
     if category.pk is None:
         return None
-    rows = list(
-        ReviewRequest.objects.filter(category_id=category.pk)
-        .order_by("-created_at")
-        .values_list("attributes", flat=True)[:ATTRIBUTE_CHECK]
-    )
+    rows = recent_attributes(category.pk)
     if not rows:
         return None
     found = (engine.lookup(a if isinstance(a, dict) else {}, None, name) for a in rows)

@@ -8,7 +8,7 @@ fires with an explanation: when in doubt, a human looks (fail safe).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +151,22 @@ def lookup(attributes: Mapping[str, Any], confidence: Any, path: str) -> Any:
             return _MISSING
         current = current[part]
     return current
+
+
+def attribute_paths(attributes: Any, max_depth: int) -> Iterator[tuple[str, Any]]:
+    """Each (dotted) path `lookup` can read in `attributes`, with its value, down to
+    `max_depth` levels; keys a path cannot name (not text, empty, with a dot) are skipped."""
+
+    def walk(prefix: str, value: Any, depth: int) -> Iterator[tuple[str, Any]]:
+        if isinstance(value, Mapping):
+            if depth < max_depth:
+                for key, inner in value.items():
+                    if isinstance(key, str) and key and "." not in key:
+                        yield from walk(f"{prefix}.{key}" if prefix else key, inner, depth + 1)
+        elif prefix:
+            yield prefix, value
+
+    yield from walk("", attributes if isinstance(attributes, Mapping) else {}, 0)
 
 
 def _fired(rule: Rule, reason: str, unevaluable: bool = False) -> FiredRule:

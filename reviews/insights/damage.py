@@ -27,7 +27,6 @@ from django.db.models.functions import RowNumber
 
 from .. import rules as engine
 from ..models import (
-    ATTRIBUTE_CHECK,
     PEOPLE_CHANNELS,
     QUESTION_DECISIONS,
     Category,
@@ -84,22 +83,17 @@ def cost_basis(category: Category) -> str:
 ATTRIBUTE_DEPTH = 3
 
 
-def cost_attributes(category: Category) -> list[str]:
-    """The (dotted) attributes of the category's recent requests that carry numbers: what the
+def cost_attributes(rows: Iterable[Any]) -> list[str]:
+    """The (dotted) attributes of requests' attributes (`rows`) that carry numbers: what the
     policy editor suggests as a cost or unit price attribute."""
-    found: set[str] = set()
-
-    def walk(value: Any, path: str, depth: int) -> None:
-        if isinstance(value, Mapping) and depth < ATTRIBUTE_DEPTH:
-            for key, inner in value.items():
-                walk(inner, f"{path}.{key}" if path else str(key), depth + 1)
-        elif path and engine.is_number(value):
-            found.add(path)
-
-    rows = category.requests.order_by("-created_at").values_list("attributes", flat=True)
-    for attributes in rows[:ATTRIBUTE_CHECK]:
-        walk(attributes, "", 0)
-    return sorted(found)
+    return sorted(
+        {
+            path
+            for attributes in rows
+            for path, value in engine.attribute_paths(attributes, ATTRIBUTE_DEPTH)
+            if engine.is_number(value)
+        }
+    )
 
 
 def money(value: float, unit: str) -> str:
@@ -264,10 +258,6 @@ class Damage:
     def errors_upper_words(self) -> str:
         return errors_words(self.errors_upper)
 
-    @property
-    def errors_lower_words(self) -> str:
-        return errors_words(self.errors_lower)
-
     def _money_or(self, value: float | None) -> str:
         if not self.costed:
             return "cost unknown"
@@ -280,10 +270,6 @@ class Damage:
     @property
     def cost_upper_words(self) -> str:
         return self._money_or(self.cost_upper)
-
-    @property
-    def cost_lower_words(self) -> str:
-        return self._money_or(self.cost_lower)
 
     @property
     def cost_words(self) -> str:

@@ -294,20 +294,13 @@ class _Verdict:
 
 def _values(confidence: Any, attributes: Any) -> dict[str, Any]:
     """The values a rule could name: confidence and the (dotted) attribute paths."""
-    found: dict[str, Any] = {}
+    found = {
+        path: value
+        for path, value in engine.attribute_paths(attributes, MAX_DEPTH)
+        if path != "confidence"
+    }
     if engine.is_number(confidence):
         found["confidence"] = confidence
-
-    def walk(prefix: str, value: Any, depth: int) -> None:
-        if isinstance(value, Mapping):
-            if depth < MAX_DEPTH:
-                for key, inner in value.items():
-                    if isinstance(key, str) and key and "." not in key:
-                        walk(f"{prefix}.{key}" if prefix else key, inner, depth + 1)
-        elif prefix and prefix != "confidence":
-            found[prefix] = value
-
-    walk("", attributes if isinstance(attributes, Mapping) else {}, 0)
     return found
 
 

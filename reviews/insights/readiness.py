@@ -214,9 +214,7 @@ class Readiness:
     def _how_far(self, target: float | None) -> str:
         """': needs about 2,100 more reviewed decisions at today's accuracy', or why no number
         of them will do."""
-        if target is None or not self.human_n:
-            return ""
-        if target <= 0:
+        if target is None or target <= 0 or not self.human_n:
             return ""
         more = decisions_needed(self.human_ok, self.human_n, target)
         if more is None:

@@ -245,13 +245,26 @@ def count_verdict(item: PeriodicReviewItem, *, now: datetime) -> bool:
         verdicts=autonomy.verdicts + 1,
         errors=autonomy.errors + (not correct),
     )
+    return _judge_period(category, autonomy, test, state, now=now)
+
+
+def _judge_period(
+    category: Category,
+    autonomy: CategoryAutonomy,
+    test: cusum.Test,
+    state: cusum.State,
+    *,
+    now: datetime | None,
+) -> bool:
+    """Bring the gate back when the sequential test fires, else when the damage watch does.
+    True if the gate was reinstated."""
     if cusum.alarmed(test, state):
         reason = monitoring.reinstatement_reason(test, state, autonomy)
-        return reinstate_gate(category_id, reason=reason, now=now)
+        return reinstate_gate(category.pk, reason=reason, now=now)
     return _watch_damage(category, autonomy, now=now)
 
 
-def _watch_damage(category: Category, autonomy: CategoryAutonomy, *, now: datetime) -> bool:
+def _watch_damage(category: Category, autonomy: CategoryAutonomy, *, now: datetime | None) -> bool:
     """Bring the gate back when the period's errors evidently cost more a month than the
     category accepts (the lower bound passed it). True if the gate was reinstated."""
     if category.accepted_damage is None:
@@ -276,13 +289,10 @@ def catch_up(category_id: int, *, now: datetime | None = None) -> bool:
         correct = PeriodicReviewItem.Verdict.CORRECT
         verdicts = [v == correct for v in judged.values_list("verdict", flat=True)]
         if len(verdicts) == autonomy.verdicts:
-            return _watch_damage(category, autonomy, now=now or timezone.now())
+            return _watch_damage(category, autonomy, now=now)
         test = monitoring.sequential_test(autonomy)
         state = cusum.fold(test, verdicts)
         CategoryAutonomy.objects.filter(pk=autonomy.pk).update(
             **monitoring.state_fields(state), verdicts=len(verdicts), errors=verdicts.count(False)
         )
-        if cusum.alarmed(test, state):
-            reason = monitoring.reinstatement_reason(test, state, autonomy)
-            return reinstate_gate(category_id, reason=reason, now=now)
-        return _watch_damage(category, autonomy, now=now or timezone.now())
+        return _judge_period(category, autonomy, test, state, now=now)

@@ -28,6 +28,7 @@ from ..models import (
     EscalationRule,
     PolicyVersion,
     Queue,
+    recent_attributes,
 )
 from ..monitoring import watched_damage
 from ..policies import RuleInput
@@ -80,10 +81,9 @@ def _edit_context(
     formset: Any,
     **extra: Any,
 ) -> dict[str, Any]:
+    recent = recent_attributes(category.pk)
     fields = {"confidence"}
-    for attrs in category.requests.order_by("-created_at").values_list("attributes", flat=True)[
-        :200
-    ]:
+    for attrs in recent:
         if isinstance(attrs, dict):
             fields.update(attrs)
     return {
@@ -95,7 +95,7 @@ def _edit_context(
         "latest": latest_version(category),
         "global_rules": EscalationRule.objects.filter(category__isnull=True).order_by("order"),
         "known_fields": sorted(fields),
-        "cost_fields": cost_attributes(category),
+        "cost_fields": cost_attributes(recent),
         "readiness": form.readiness,
         "damage": _damage(category, form.saved_readiness),
         "suggested": suggested_mode(form["reversibility"].value(), form["blast_radius"].value()),
