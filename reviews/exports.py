@@ -57,6 +57,18 @@ DECISION_COLUMNS = [
     "reviewed_at",
 ]
 
+AUDIT_COLUMNS = [
+    "id",
+    "created_at",
+    "actor",
+    "verb",
+    "request_id",
+    "category",
+    "before",
+    "after",
+    "note",
+]
+
 # What a row is: a person's decision, the rules' or the deadline's, or a periodic reviewer's
 # verdict on an action taken without a person (its decision columns are that action's).
 HUMAN_DECISION = "human_decision"

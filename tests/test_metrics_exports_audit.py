@@ -170,3 +170,14 @@ def test_guidelines_are_for_the_request_s_reviewers_and_admins(
     client.force_login(admin_user)
     assert client.get(url).status_code == 200
     assert client.put(url).status_code == 405
+
+
+def test_the_audit_export_comes_as_csv_with_its_columns(client, manager, some):
+    client.force_login(manager)
+    response = client.get(reverse("audit_export"), {"format": "csv"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(body(response))))
+    assert list(rows[0]) == [
+        "id", "created_at", "actor", "verb", "request_id", "category", "before", "after", "note"
+    ]  # fmt: skip
+    assert {"submitted", "decided.modified"} <= {r["verb"] for r in rows}
