@@ -426,8 +426,9 @@ HITL_WEBHOOK_SECRET_OVERLAP_HOURS = env_int("HITL_WEBHOOK_SECRET_OVERLAP_HOURS",
 # private address (reviews.webhook_targets); none by default.
 HITL_WEBHOOK_ALLOWED_HOSTS = env_list("HITL_WEBHOOK_ALLOWED_HOSTS")
 # Agent API: requests per agent (and, on the reviewer API, per reviewer token) per minute
-# (0: no limit), and long-polls one web process serves at once: by default three quarters of
-# the Procfile's gunicorn threads (WEB_THREADS), so waiting agents never take every thread.
+# (0: no limit), and long-polls one WSGI web process (runserver, a WSGI deployment) serves at
+# once, each blocking a thread: by default three quarters of WEB_THREADS, so waiting agents
+# never take every thread.
 HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
 HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
 # One agent's share of those: a quarter by default, so until four agents each hold their whole
@@ -435,6 +436,13 @@ HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS"
 HITL_API_MAX_WAITERS_PER_AGENT = env_int(
     "HITL_API_MAX_WAITERS_PER_AGENT", max(HITL_API_MAX_WAITERS // 4, 1)
 )
+
+# Waits the Procfile's ASGI web process parks (reviews.wait_door): no thread or connection
+# each, only memory (about 8 KB each, docs/deploy.md), so the cap is a memory bound per process;
+# an agent's share is a quarter of it.
+HITL_API_MAX_PARKED_WAITS = env_int("HITL_API_MAX_PARKED_WAITS", 20000)
+# Threads of the ASGI web process that run Django's views (hitl.asgi), as gunicorn's threads did.
+WEB_THREADS = env_int("WEB_THREADS", 64)
 
 # The MCP server (manage.py mcp_server): a waiting tool reports progress this often, and after
 # HITL_MCP_MAX_WAIT_SECONDS answers "still pending" with the request's id; hosts time tool

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -54,7 +55,15 @@ from .api_schemas import (
     ToolApprovalIn,
     interrupt_examples,
 )
-from .longpoll import Refusal, release_connection, watcher
+from .longpoll import (
+    DOOR_HEADER,
+    DOOR_KEY,
+    PARK_HEADER,
+    Refusal,
+    release_connection,
+    wait_state,
+    watcher,
+)
 from .models import (
     Agent,
     AgentToken,
@@ -255,8 +264,13 @@ def agent_status(review: ReviewRequest) -> str:
     return review.status
 
 
-def links(request: HttpRequest, review: ReviewRequest) -> dict[str, str]:
-    base = request.build_absolute_uri(url_of(review))
+def site_of(request: HttpRequest) -> str:
+    """The scheme and host this request came to, as its absolute links start."""
+    return request.build_absolute_uri("/")[:-1]
+
+
+def links(site: HttpRequest | str, review: ReviewRequest) -> dict[str, str]:
+    base = (site if isinstance(site, str) else site_of(site)) + url_of(review)
     return {
         "self": base,
         "wait": base + "/wait",
@@ -267,14 +281,11 @@ def links(request: HttpRequest, review: ReviewRequest) -> dict[str, str]:
 
 
 def request_out(
-    request: HttpRequest, review: ReviewRequest, with_messages: bool = True
+    request: HttpRequest | str, review: ReviewRequest, with_messages: bool = True
 ) -> dict[str, Any]:
+    """The agent's view of a request; `request` (or the site it came to) makes the links."""
     decision = visible_decision(review)
-    messages = (
-        [message_out(m) for m in review.messages.select_related("author", "request__agent")]
-        if with_messages
-        else []
-    )
+    messages = [message_out(m) for m in messages_of(review)] if with_messages else []
     return {
         "id": review.public_id,
         "external_ref": review.external_ref or None,
@@ -368,21 +379,70 @@ def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> Rev
     release_connection()  # hold no database connection while blocked
     outcome = watcher.wait(review.pk, agent.pk, timeout)
     if isinstance(outcome, Refusal):  # answer now; the client asks again after Retry-After
-        retry = outcome.retry_after
-        if outcome.limit == "agent":
-            code, detail = (
-                "agent_wait_share",
-                f"This agent already holds its share of waits on this server ({outcome.cap}, "
-                f"HITL_API_MAX_WAITERS_PER_AGENT); one of them ends within {retry} s.",
-            )
-        else:
-            code, detail = (
-                "too_many_waiters",
-                f"This server already serves as many waits as it may ({outcome.cap}, "
-                f"HITL_API_MAX_WAITERS); one of them ends within {retry} s.",
-            )
-        raise ApiError(429, code, detail, headers={"Retry-After": str(retry)})
+        raise refused(outcome)
     return request_for_agent(agent, review.public_id)
+
+
+def refused(refusal: Refusal) -> ApiError:
+    """The 429 of a wait no slot is free for; the client asks again after Retry-After."""
+    retry = refusal.retry_after
+    if refusal.limit == "agent":
+        code, detail = (
+            "agent_wait_share",
+            f"This agent already holds its share of waits on this server ({refusal.cap}, "
+            f"{refusal.setting}); one of them ends within {retry} s.",
+        )
+    else:
+        code, detail = (
+            "too_many_waiters",
+            f"This server already serves as many waits as it may ({refusal.cap}, "
+            f"{refusal.setting}); one of them ends within {retry} s.",
+        )
+    return ApiError(429, code, detail, headers={"Retry-After": str(retry)})
+
+
+def messages_of(review: ReviewRequest) -> Any:
+    """The request's thread: the prefetched one when there is (requests_for_answers)."""
+    if "messages" in getattr(review, "_prefetched_objects_cache", {}):
+        return review.messages.all()
+    return review.messages.select_related("author", "request__agent")
+
+
+def request_json(site: str, review: ReviewRequest) -> bytes:
+    """`request_out` as the API's body: validated by RequestOut and rendered as django-ninja
+    renders it, so an answer made outside a view (reviews.wait_door) reads the same."""
+    data = RequestOut.model_validate(request_out(site, review)).model_dump()
+    return api.renderer.render(None, data, response_status=200).encode()
+
+
+def requests_for_answers(pks: list[int]) -> dict[int, ReviewRequest]:
+    """The requests `request_json` renders, in three queries whatever their number."""
+    rows = ReviewRequest.objects.select_related(
+        "agent", "category", "queue", "assignee", "decision__decided_by"
+    ).prefetch_related(
+        Prefetch("messages", queryset=Message.objects.select_related("author", "request__agent"))
+    )
+    return {review.pk: review for review in rows.filter(pk__in=pks)}
+
+
+def park(
+    request: HttpRequest, agent: Agent, request_id: UUID, timeout: int
+) -> HttpResponse | dict[str, Any]:
+    """Hand a wait to the door (reviews.wait_door) instead of blocking this thread: an empty
+    answer carrying the ticket and the site the door renders the outcome's links for; the
+    door never passes it on. One light query decides; a wait answered now reads as a GET."""
+    state = wait_state(agent.pk, request_id)
+    if state is None:
+        raise ApiError(404, "not_found", "No such request.")
+    pk, ready = state
+    if ready or timeout <= 0:
+        return detail(request, request_id)
+    ticket = watcher.reserve(pk, agent.pk, timeout)
+    if isinstance(ticket, Refusal):
+        raise refused(ticket)
+    response = HttpResponse(status=200, content_type=api.get_content_type())
+    response[PARK_HEADER] = f"{ticket} {pk} {timeout} {site_of(request)}"
+    return response
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -465,6 +525,8 @@ def wait(
     says no wait slot is free now: `agent_wait_share` (this agent already holds its share of
     the server's waits) or `too_many_waiters` (the server's); call again after Retry-After."""
     agent: Agent = request.auth
+    if request.headers.get(DOOR_HEADER) == DOOR_KEY:
+        return park(request, agent, request_id, timeout)
     review = wait_until_settled(agent, request_for_agent(agent, request_id), timeout)
     answer = request_out(request, review)
     release_connection()

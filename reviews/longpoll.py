@@ -1,27 +1,36 @@
-"""Long-poll waits that cost a thread but no database connection per waiting agent.
+"""Long-poll waits that cost no database connection per waiting agent, and when parked no
+thread either.
 
 One watcher thread per web process looks up every waited-on request in a single query a few
 times a second and wakes the waiters whose request has settled (decided and past the undo
-window, cancelled, or auto-approved) or waits on the agent (a reviewer asked it something). A
-waiter blocks on an Event, holding no connection, so
-100 waiting agents cost 100 idle threads and one query every WATCH_INTERVAL, not 100
-connections polling. `HITL_API_MAX_WAITERS` caps the waiters of one process below its thread
-count, so waits can never take the threads that serve everything else, and
-`HITL_API_MAX_WAITERS_PER_AGENT` caps each agent's share of them, so one agent's wait loops
-cannot take every slot from the others.
+window, cancelled, or auto-approved) or waits on the agent (a reviewer asked it something).
+
+A waiter is one of two kinds. A *thread* waiter (WSGI servers, the MCP server) blocks its
+thread on an Event, holding no connection: `HITL_API_MAX_WAITERS` caps them below the
+process's thread count, so waits never take the threads that serve everything else. A
+*parked* waiter (the Procfile's ASGI server, reviews.wait_door) is a reservation the view
+makes and the door's coroutine claims: it holds an asyncio future and a few hundred bytes, so
+`HITL_API_MAX_PARKED_WAITS` is a memory bound, in the tens of thousands. Each kind caps one
+agent's share at a quarter of its cap (`HITL_API_MAX_WAITERS_PER_AGENT` for threads), so one
+agent's wait loops cannot take every slot from the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
+import secrets
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from .db_outage import database_unreachable, pool_exhausted
@@ -29,22 +38,43 @@ from .models import ReviewRequest
 
 log = logging.getLogger(__name__)
 
+# The door (reviews.wait_door) marks the waits it can park with this request header, holding a
+# value only this process knows, so no client can ask for a parked answer itself; the view
+# answers such a wait with PARK_HEADER (its ticket) instead of blocking a thread.
+DOOR_HEADER = "X-HITL-Door"
+DOOR_KEY = secrets.token_hex(16)
+PARK_HEADER = "X-HITL-Park"
+
 # How often the watcher looks; the agent hears of a decision at most this long after it
 # becomes effective (plus one query).
 WATCH_INTERVAL = 0.25
 
 
-def settled(ids: list[int]) -> set[int]:
-    """The requests an agent may now learn the outcome of, or must answer a reviewer on."""
+def _ready() -> Q:
+    """A request an agent may now learn the outcome of, or must answer a reviewer on."""
     now = timezone.now()
     pending = ReviewRequest.Status.PENDING
+    return (
+        ~Q(status=pending) & (Q(decision__isnull=True) | Q(decision__effective_at__lte=now))
+    ) | Q(status=pending, turn=ReviewRequest.Turn.AGENT)
+
+
+def settled(ids: list[int]) -> set[int]:
+    """Which of these requests a wait on them would answer now."""
     return set(
-        ReviewRequest.objects.filter(pk__in=ids)
-        .filter(
-            (~Q(status=pending) & (Q(decision__isnull=True) | Q(decision__effective_at__lte=now)))
-            | Q(status=pending, turn=ReviewRequest.Turn.AGENT)
-        )
-        .values_list("pk", flat=True)
+        ReviewRequest.objects.filter(pk__in=ids).filter(_ready()).values_list("pk", flat=True)
+    )
+
+
+def wait_state(agent_id: int, public_id: Any) -> tuple[int, bool] | None:
+    """The agent's request's id and whether a wait on it would answer now, in one light query
+    (what the door parks a wait on); None when the agent has no such request."""
+    ready = ExpressionWrapper(_ready(), output_field=BooleanField())
+    return (
+        ReviewRequest.objects.filter(agent_id=agent_id, public_id=public_id)
+        .order_by()
+        .values_list("pk", ready)
+        .first()
     )
 
 
@@ -64,6 +94,7 @@ class Refusal:
     limit: str
     cap: int
     retry_after: int
+    setting: str = "HITL_API_MAX_WAITERS"  # the setting `cap` comes from
 
 
 @dataclass(eq=False)
@@ -71,6 +102,15 @@ class _Waiter:
     agent_id: int
     ends_at: float  # time.monotonic() when its timeout runs out
     event: threading.Event = field(default_factory=threading.Event)
+    parked: bool = False
+    # A parked waiter's coroutine side, once the door has claimed it.
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future | None = None
+
+
+# A parked reservation the door has not claimed within this long after its timeout is dropped
+# (the door always claims at once; this only bounds what a failure between the two leaks).
+UNCLAIMED_GRACE = 10.0
 
 
 class Watcher:
@@ -79,12 +119,18 @@ class Watcher:
         self._lock = threading.Condition()
         self._waiters: dict[int, list[_Waiter]] = {}  # by request id, for the watcher
         self._by_agent: dict[int, list[_Waiter]] = {}  # for each agent's share
+        self._tickets: dict[str, tuple[int, _Waiter]] = {}  # parked, by the door's ticket
         self._count = 0
+        self._parked = 0
         self._thread: threading.Thread | None = None
 
     @property
     def waiting(self) -> int:
-        return self._count
+        return self._count + self._parked
+
+    @property
+    def parked(self) -> int:
+        return self._parked
 
     def wait(self, request_id: int, agent_id: int, timeout: float) -> bool | Refusal:
         """Block until the request settles or turns to the agent (True) or `timeout` passes
@@ -92,39 +138,97 @@ class Watcher:
         the agent already holds its share of this process's waits, or the process its cap."""
         waiter = _Waiter(agent_id, time.monotonic() + timeout)
         with self._lock:
-            refusal = self._refusal(agent_id)
+            refusal = self._refusal(agent_id, parked=False)
             if refusal:
                 return refusal
-            self._waiters.setdefault(request_id, []).append(waiter)
-            self._by_agent.setdefault(agent_id, []).append(waiter)
-            self._count += 1
-            if self._thread is None or not self._thread.is_alive():
-                # Started lazily, so each gunicorn worker gets its own after the fork.
-                self._thread = threading.Thread(target=self._run, name="hitl-longpoll", daemon=True)
-                self._thread.start()
-            self._lock.notify()
+            self._add(request_id, waiter)
         try:
             return waiter.event.wait(timeout)
         finally:
             with self._lock:
-                for index, key in ((self._waiters, request_id), (self._by_agent, agent_id)):
-                    waiters = index[key]
-                    waiters.remove(waiter)
-                    if not waiters:
-                        del index[key]
-                self._count -= 1
+                self._remove(request_id, waiter)
 
-    def _refusal(self, agent_id: int) -> Refusal | None:
+    def reserve(self, request_id: int, agent_id: int, timeout: float) -> str | Refusal:
+        """Park a wait for the door to claim (`claim`): its ticket, or a Refusal when the agent
+        already holds its share of this process's parked waits, or the process its cap. A
+        decision that comes before the claim is kept: the claimed future is then done."""
+        waiter = _Waiter(agent_id, time.monotonic() + timeout, parked=True)
+        with self._lock:
+            refusal = self._refusal(agent_id, parked=True)
+            if refusal:
+                return refusal
+            ticket = secrets.token_urlsafe(12)
+            self._tickets[ticket] = (request_id, waiter)
+            self._add(request_id, waiter)
+        return ticket
+
+    def claim(self, ticket: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future | None:
+        """The future the watcher resolves (on `loop`) when the reserved request settles;
+        None for a ticket this process does not hold (released, or dropped unclaimed)."""
+        with self._lock:
+            found = self._tickets.get(ticket)
+            if found is None:
+                return None
+            waiter = found[1]
+            waiter.loop, waiter.future = loop, loop.create_future()
+            if waiter.event.is_set():
+                waiter.future.set_result(True)
+            return waiter.future
+
+    def release(self, ticket: str) -> None:
+        """End a parked wait: its slot is free again."""
+        with self._lock:
+            found = self._tickets.pop(ticket, None)
+            if found is not None:
+                self._remove(*found)
+
+    def _add(self, request_id: int, waiter: _Waiter) -> None:
+        """Index a waiter (under the lock) and make sure this process's watcher runs."""
+        self._waiters.setdefault(request_id, []).append(waiter)
+        self._by_agent.setdefault(waiter.agent_id, []).append(waiter)
+        if waiter.parked:
+            self._parked += 1
+        else:
+            self._count += 1
+        if self._thread is None or not self._thread.is_alive():
+            # Started lazily, so each gunicorn worker gets its own after the fork.
+            self._thread = threading.Thread(target=self._run, name="hitl-longpoll", daemon=True)
+            self._thread.start()
+        self._lock.notify()
+
+    def _remove(self, request_id: int, waiter: _Waiter) -> None:
+        for index, key in ((self._waiters, request_id), (self._by_agent, waiter.agent_id)):
+            waiters = index[key]
+            waiters.remove(waiter)
+            if not waiters:
+                del index[key]
+        if waiter.parked:
+            self._parked -= 1
+        else:
+            self._count -= 1
+
+    def _refusal(self, agent_id: int, parked: bool) -> Refusal | None:
         """The limit a new wait of this agent would break, if any (called under the lock). The
         agent's own share is checked first: that is the limit it can do something about."""
-        mine = self._by_agent.get(agent_id, [])
-        share = settings.HITL_API_MAX_WAITERS_PER_AGENT
+        mine = [waiter for waiter in self._by_agent.get(agent_id, []) if waiter.parked == parked]
+        if parked:
+            name = "HITL_API_MAX_PARKED_WAITS"
+            cap = settings.HITL_API_MAX_PARKED_WAITS
+            share, held, share_name = max(cap // 4, 1), self._parked, f"a quarter of {name}"
+        else:
+            name, share_name = "HITL_API_MAX_WAITERS", "HITL_API_MAX_WAITERS_PER_AGENT"
+            cap = settings.HITL_API_MAX_WAITERS
+            share, held = settings.HITL_API_MAX_WAITERS_PER_AGENT, self._count
         if len(mine) >= share:
-            return Refusal("agent", share, _seconds_until_first_end(mine))
-        cap = settings.HITL_API_MAX_WAITERS
-        if self._count >= cap:
-            everyone = [waiter for waiters in self._by_agent.values() for waiter in waiters]
-            return Refusal("server", cap, _seconds_until_first_end(everyone))
+            return Refusal("agent", share, _seconds_until_first_end(mine), share_name)
+        if held >= cap:
+            everyone = [
+                waiter
+                for waiters in self._by_agent.values()
+                for waiter in waiters
+                if waiter.parked == parked
+            ]
+            return Refusal("server", cap, _seconds_until_first_end(everyone), name)
         return None
 
     def _run(self) -> None:
@@ -147,10 +251,33 @@ class Watcher:
             # pool, where request threads use it for the other 0.25 s.
             connections.close_all()
             with self._lock:
+                woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = defaultdict(list)
                 for request_id in done:
                     for waiter in self._waiters.get(request_id, []):
                         waiter.event.set()
+                        if waiter.future is not None:
+                            woken[waiter.loop].append(waiter.future)
+                self._drop_unclaimed()
+            # One callback per event loop for all its waiters: they wake in one turn of the
+            # loop, so the door renders their answers together.
+            for loop, futures in woken.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(_resolve, futures)
             time.sleep(self.interval)
+
+    def _drop_unclaimed(self) -> None:
+        """Forget parked reservations never claimed, well after their timeout (under the lock)."""
+        late = time.monotonic() - UNCLAIMED_GRACE
+        for ticket, (request_id, waiter) in list(self._tickets.items()):
+            if waiter.future is None and waiter.ends_at < late:
+                del self._tickets[ticket]
+                self._remove(request_id, waiter)
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(True)
 
 
 def _seconds_until_first_end(waiters: list[_Waiter]) -> int:

@@ -1,0 +1,205 @@
+"""The Procfile's web process parks agents' waits (hitl.asgi, reviews.wait_door): a waiting
+agent costs no thread and no database connection, hears its decision as soon as it is final,
+and reads exactly what GET /requests/{id} answers; everything else at the door (errors,
+limits, headers) is Django's as for any request."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from reviews.models import Agent, AgentToken, ReviewRequest
+from reviews.services.bulk import decide_requests_in_bulk
+from reviews.services.decisions import decide_request
+
+from .api_support import AgentClient, escalated
+from .procfile_support import ConnectionCounter, call, procfile_web
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+# Headers that differ between any two answers, whatever made them.
+PER_ANSWER = {"date", "content-length"}
+
+
+def submit(token: str, title: str) -> str:
+    return AgentClient(token).post_json("/api/v1/requests", escalated(title=title)).json()["id"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def waiting(port: int, token: str, public_id: str, timeout: int, into: dict) -> threading.Thread:
+    """A wait in its own thread; `into` gets (status, headers, body, seconds it took)."""
+
+    def run() -> None:
+        started = time.monotonic()
+        status, headers, body = call(
+            port, "GET", f"/api/v1/requests/{public_id}/wait?timeout={timeout}", bearer(token)
+        )
+        into[public_id] = (status, headers, body, time.monotonic() - started)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def normalised(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in PER_ANSWER}
+
+
+def other_agent_token(name: str) -> str:
+    return AgentToken.issue(Agent.objects.create(name=name))[1]
+
+
+def worker_threads(master_port: int) -> int:
+    """Threads of the one gunicorn worker process that listens under the master."""
+    counts = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        cmdline = (status.parent / "cmdline").read_bytes()
+        if b"hitl.asgi" in cmdline and f":{master_port}".encode() in cmdline:
+            fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+            counts.append(int(fields["Threads"]))
+    # The master has one or two threads; its worker the most.
+    return max(counts)
+
+
+def test_a_parked_wait_hears_the_decision_and_reads_as_a_get_does(
+    tmp_path, settings, agent_token, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    public_id = submit(agent_token, "parked")
+    connection.close()
+    with procfile_web(tmp_path) as port:
+        heard: dict = {}
+        thread = waiting(port, agent_token, public_id, 30, heard)
+        time.sleep(1.5)  # parked
+        assert not heard
+        decided = time.monotonic()
+        decide_request(
+            ReviewRequest.objects.get(public_id=public_id).pk, by=alice, outcome="approved"
+        )
+        connection.close()
+        thread.join(timeout=30)
+        after = time.monotonic() - decided
+        status, headers, body = call(
+            port, "GET", f"/api/v1/requests/{public_id}", bearer(agent_token)
+        )
+    wait_status, wait_headers, wait_body, _ = heard[public_id]
+    assert wait_status == status == 200
+    assert after < 5  # woken by the decision, not by the 30 s timeout
+    assert json.loads(wait_body)["status"] == "approved"
+    # The same bytes and the same headers (security headers included) as the request's GET.
+    assert wait_body == body
+    assert normalised(wait_headers) == normalised(headers)
+    assert "X-HITL-Park" not in wait_headers and "x-hitl-park" not in wait_headers
+
+
+def test_parked_waits_take_no_thread_and_no_database_connection(
+    tmp_path, settings, agent_token, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 0
+    ids = [submit(agent_token, f"many {i}") for i in range(200)]
+    connection.close()
+    counter = ConnectionCounter()
+    with procfile_web(
+        tmp_path, WEB_CONCURRENCY="1", WEB_THREADS="8", HITL_API_RATE_LIMIT="0"
+    ) as port:
+        idle = worker_threads(port)
+        heard: dict = {}
+        threads = [waiting(port, agent_token, public_id, 60, heard) for public_id in ids]
+        time.sleep(4)  # all 200 parked
+        parked_threads = worker_threads(port)
+        parked_connections = counter.count().get("hitl-web", 0)
+        assert not heard
+        pks = list(ReviewRequest.objects.filter(public_id__in=ids).values_list("pk", flat=True))
+        decide_requests_in_bulk(pks, by=alice, outcome="approved")
+        connection.close()
+        for thread in threads:
+            thread.join(timeout=30)
+    counter.db.close()
+    # 200 waits on one process of 8 view threads: no thread each, and at most the pool's
+    # connections (none is held while waiting; the pool keeps a few open).
+    assert parked_threads <= max(idle, 8) + 8, (idle, parked_threads)
+    assert parked_connections <= 10
+    assert len(heard) == 200
+    assert {json.loads(body)["status"] for _, _, body, _ in heard.values()} == {"approved"}
+    assert max(seconds for *_, seconds in heard.values()) < 30  # woken, not timed out
+
+
+def test_a_client_cannot_park_its_own_wait(tmp_path, agent_token, refunds):
+    public_id = submit(agent_token, "spoofed")
+    connection.close()
+    with procfile_web(tmp_path) as port:
+        status, headers, body = call(
+            port,
+            "GET",
+            f"/api/v1/requests/{public_id}/wait?timeout=1",
+            {**bearer(agent_token), "X-HITL-Door": "guess"},
+        )
+    assert status == 200
+    assert json.loads(body)["status"] == "pending"
+    assert not any(name.lower() == "x-hitl-park" for name in headers)
+
+
+def test_refused_and_wrong_waits_are_answered_at_once_as_json(tmp_path, agent_token, refunds):
+    mine = submit(agent_token, "first")
+    theirs_token = other_agent_token("other-bot")
+    theirs = submit(theirs_token, "second")
+    connection.close()
+    with procfile_web(tmp_path, WEB_CONCURRENCY="1", HITL_API_MAX_PARKED_WAITS="1") as port:
+        heard: dict = {}
+        holder = waiting(port, agent_token, mine, 5, heard)
+        time.sleep(1.5)
+        refused = call(
+            port, "GET", f"/api/v1/requests/{theirs}/wait?timeout=5", bearer(theirs_token)
+        )
+        unauthorised = call(port, "GET", f"/api/v1/requests/{mine}/wait", bearer("hitl_wrong"))
+        invalid = call(port, "GET", f"/api/v1/requests/{mine}/wait?timeout=x", bearer(agent_token))
+        unknown = call(
+            port,
+            "GET",
+            "/api/v1/requests/00000000-0000-4000-8000-000000000000/wait",
+            bearer(agent_token),
+        )
+        holder.join(timeout=30)
+    status, headers, body = refused
+    assert status == 429
+    assert json.loads(body)["error"] == "too_many_waiters"
+    assert "HITL_API_MAX_PARKED_WAITS" in json.loads(body)["detail"]
+    assert 1 <= int(headers["Retry-After"]) <= 5
+    assert unauthorised[0] == 401 and json.loads(unauthorised[2])["error"] == "unauthorized"
+    assert invalid[0] == 422 and "timeout" in json.loads(invalid[2])["fields"]
+    assert unknown[0] == 404 and json.loads(unknown[2])["error"] == "not_found"
+    assert heard[mine][0] == 200  # the parked one ran its course
+
+
+def test_an_agent_that_hangs_up_frees_its_slot(tmp_path, agent_token, refunds):
+    mine = submit(agent_token, "hung up")
+    theirs_token = other_agent_token("other-bot")
+    theirs = submit(theirs_token, "next")
+    connection.close()
+    with procfile_web(tmp_path, WEB_CONCURRENCY="1", HITL_API_MAX_PARKED_WAITS="1") as port:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            f"GET /api/v1/requests/{mine}/wait?timeout=60 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {agent_token}\r\n\r\n".encode()
+        )
+        time.sleep(1.5)  # parked, holding the only slot
+        sock.close()
+        time.sleep(1)
+        status, _, body = call(
+            port, "GET", f"/api/v1/requests/{theirs}/wait?timeout=1", bearer(theirs_token)
+        )
+    assert status == 200, body
+    assert json.loads(body)["status"] == "pending"
