@@ -84,6 +84,8 @@ def production_env(tmp_path: Path, port: int) -> dict[str, str]:
         SECURE_COOKIES="false",
         DATABASE_URL=database_url(),
         HITL_VAR_DIR=str(tmp_path / "var"),
+        # Its own: another test's collectstatic must not rewrite files this server scans.
+        STATIC_ROOT=str(tmp_path / "staticfiles"),
         LOG_LEVEL="WARNING",
     )
     return env

@@ -142,7 +142,7 @@ def test_a_request_that_finds_the_pool_empty_gets_a_503_with_retry_after(
     connection.close()
     # One process with one pooled connection; a lock makes the first API call hold it.
     overrides = {"WEB_CONCURRENCY": "1", "DATABASE_POOL_MAX_SIZE": "1"}
-    with procfile_web(tmp_path, DATABASE_POOL_TIMEOUT="0.5", **overrides) as port:
+    with procfile_web(tmp_path, True, DATABASE_POOL_TIMEOUT="0.5", **overrides) as port:
         locker = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
         locker.execute("LOCK TABLE reviews_agenttoken IN ACCESS EXCLUSIVE MODE")
         held = {}

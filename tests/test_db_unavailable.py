@@ -71,10 +71,11 @@ def start_web(env: dict[str, str]) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(
         [
-            *(sys.executable, "-m", "gunicorn", "hitl.wsgi", "--bind", f"127.0.0.1:{port}"),
-            *("--workers", "1", "--threads", "8", "--worker-class", "gthread"),
+            *(sys.executable, "-m", "gunicorn", "hitl.asgi:application"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "1"),
+            *("--worker-class", "uvicorn_worker.UvicornWorker"),
         ],
-        env,
+        {**env, "WEB_THREADS": "8"},
         "web",
     )
     return proc, proc.serving(port)
@@ -106,14 +107,14 @@ def assert_database_unavailable(response: requests.Response) -> None:
 @pytest.fixture
 def stack(tmp_path):
     """A migrated private cluster with a reviewer and an agent, and gunicorn serving it."""
-    if not (ROOT / "staticfiles" / "staticfiles.json").exists():  # production settings need it
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-            env={"SECRET_KEY": "x", "PATH": "/usr/bin:/bin"},
-            cwd=ROOT,
-            check=True,
-            timeout=120,
-        )
+    static_root = str(tmp_path / "staticfiles")  # production settings need it, of its own
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        env={"SECRET_KEY": "x", "PATH": "/usr/bin:/bin", "STATIC_ROOT": static_root},
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
     cluster = PgCluster()
     web = None
     try:
@@ -129,6 +130,7 @@ def stack(tmp_path):
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_COOKIES": "false",
             "HITL_VAR_DIR": str(tmp_path / "var"),
+            "STATIC_ROOT": static_root,
             "LOG_LEVEL": "WARNING",
         }
         token = seed(env)
