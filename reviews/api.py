@@ -368,13 +368,17 @@ def category_by_slug(slug: str, field: str = "category") -> Category:
     return category
 
 
+def answers_now(review: ReviewRequest) -> bool:
+    """Whether a wait on this request answers at once: its outcome is visible to the agent, or
+    a reviewer asked the agent something."""
+    return agent_status(review) != Status.PENDING or (
+        review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING
+    )
+
+
 def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> ReviewRequest:
     """Block up to `timeout` seconds for the agent-visible outcome; the request as it is then."""
-    if (
-        timeout <= 0
-        or agent_status(review) != Status.PENDING
-        or (review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING)
-    ):
+    if timeout <= 0 or answers_now(review):
         return review
     release_connection()  # hold no database connection while blocked
     outcome = watcher.wait(review.pk, agent.pk, timeout)
@@ -437,11 +441,18 @@ def park(
     pk, ready = state
     if ready or timeout <= 0:
         return detail(request, request_id)
+    return parked(request, agent, pk, timeout, "render")
+
+
+def parked(request: HttpRequest, agent: Agent, pk: int, timeout: int, then: str) -> HttpResponse:
+    """Reserve a parked wait on request `pk` and answer with its ticket (PARK_HEADER). `then`
+    tells the door what to do once it wakes or times out: "render" the request's answer
+    itself, or "ask" this view again for the time then left."""
     ticket = watcher.reserve(pk, agent.pk, timeout)
     if isinstance(ticket, Refusal):
         raise refused(ticket)
     response = HttpResponse(status=200, content_type=api.get_content_type())
-    response[PARK_HEADER] = f"{ticket} {pk} {timeout} {site_of(request)}"
+    response[PARK_HEADER] = f"{ticket} {pk} {timeout} {then} {site_of(request)}"
     return response
 
 
@@ -799,12 +810,22 @@ def interrupt_answer(
     request: HttpRequest,
     request_id: UUID,
     timeout: int = WAIT_TIMEOUT,
-) -> dict[str, Any]:
+) -> dict[str, Any] | HttpResponse:
     """`response` stays null until a person (or the deadline) has settled every request of
     the interrupt; then it is the resume value in the interrupt's own shape. Waits up to
     `timeout` seconds for that."""
     agent: Agent = request.auth
     bundle = bundle_of(request_for_agent(agent, request_id))
+    if request.headers.get(DOOR_HEADER) == DOOR_KEY:
+        # The first request still open decides: the door asks again once it settles.
+        for review in bundle:
+            if not answers_now(review):
+                if timeout > 0:
+                    return parked(request, agent, review.pk, timeout, "ask")
+                break
+            if review.status == Status.PENDING:
+                break  # a reviewer asked the agent something: it answers first
+        return interrupt_out(request, agent, bundle)
     started = time.monotonic()
     # One request at a time, in order: the interrupt is answered when its last one is.
     for index, review in enumerate(bundle):
@@ -812,10 +833,7 @@ def interrupt_answer(
         if left <= 0:
             break
         bundle[index] = wait_until_settled(agent, review, left)
-        if (
-            bundle[index].turn == ReviewRequest.Turn.AGENT
-            and bundle[index].status == Status.PENDING
-        ):
+        if answers_now(bundle[index]) and bundle[index].status == Status.PENDING:
             break  # a reviewer asked the agent something: it answers before waiting on
     answer = interrupt_out(request, agent, bundle)
     release_connection()

@@ -2,12 +2,14 @@
 WEB_THREADS threads, as under gunicorn's threads, while an agent's wait parks: it costs no
 thread and no database connection for as long as it waits, only a future and a socket.
 
-A wait goes through Django like any request (authentication, rate limit, validation, errors,
-security headers), marked with the process's DOOR_HEADER. The view answers one that must wait
-with PARK_HEADER and a ticket instead of blocking (reviews.api.park); the door swallows that
-answer, awaits the watcher's future (reviews.longpoll), and answers with the headers Django
-gave and the body `request_json` renders. The waits that wake together are rendered together,
-in three queries, so a batch of a thousand decisions is a thousand answers in one go.
+A wait (an agent's GET /requests/{id}/wait, a LangGraph agent's GET /interrupts/{id}) goes
+through Django like any request (authentication, rate limit, validation, errors, security
+headers), marked with the process's DOOR_HEADER. The view answers one that must wait with
+PARK_HEADER and a ticket instead of blocking (reviews.api.parked); the door swallows that
+answer and awaits the watcher's future (reviews.longpoll). Then, for a request's wait, it
+answers with the headers Django gave and the body `request_json` renders: the waits that wake
+together are rendered together, in three queries, so a batch of a thousand decisions is a
+thousand answers in one go. For an interrupt it asks the view again, for the time left.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -30,7 +34,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-WAIT_PATH = re.compile(r"^/api/v1/requests/[^/]+/wait/?$")
+# An agent's wait for a decision, and a LangGraph agent's wait for its interrupt's answer.
+WAIT_PATH = re.compile(r"^/api/v1/(requests/[^/]+/wait|interrupts/[^/]+)/?$")
 _DOOR = DOOR_HEADER.lower().encode()
 _PARK = PARK_HEADER.lower().encode()
 
@@ -48,51 +53,62 @@ class WaitDoor:
             return
         # Only the door may mark a wait as parkable: a client's own mark is dropped.
         headers = [(name, value) for name, value in scope["headers"] if name.lower() != _DOOR]
-        held = _Held(send)
-        await self.app(
-            {**scope, "headers": [*headers, (_DOOR, DOOR_KEY.encode())]}, receive, held.send
-        )
-        if held.park is None:
-            return  # answered at once (settled, refused, an error): already sent
-        ticket, pk, timeout, site = held.park
+        marked = {**scope, "headers": [*headers, (_DOOR, DOOR_KEY.encode())]}
+        body_of = receive
+        while True:
+            held = _Held(send)
+            await self.app(marked, body_of, held.send)
+            if held.park is None:
+                return  # answered at once (settled, refused, an error): already sent
+            started = time.monotonic()
+            try:
+                woken = await self._parked(held.park, receive)
+            finally:
+                watcher.release(held.park.ticket)
+            if woken is None:
+                return  # the agent hung up
+            if held.park.then == "render":
+                await self._answer(held, scope, headers, send)
+                return
+            # Ask the view again (an interrupt's next open request), for the time left.
+            left = max(int(held.park.timeout - (time.monotonic() - started)), 0)
+            marked, body_of = _with_timeout(marked, left), _no_body
+
+    async def _parked(self, park: _Park, receive: Receive) -> bool | None:
+        """Wait until the parked request settles (True) or the time is up (False); None when
+        the agent hung up first."""
+        loop = asyncio.get_running_loop()
+        settled = watcher.claim(park.ticket, loop)
+        if settled is None:
+            return False
+        gone = loop.create_task(_disconnected(receive))
         try:
-            body = await self._outcome(ticket, pk, timeout, site, receive)
+            done, _ = await asyncio.wait(
+                {settled, gone}, timeout=park.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            watcher.release(ticket)
-        if body is _GONE:
-            return
+            gone.cancel()
+        if gone in done:
+            return None
+        return settled in done
+
+    async def _answer(
+        self, held: _Held, scope: Scope, headers: list[tuple[bytes, bytes]], send: Send
+    ) -> None:
+        """The parked request's answer, as GET renders it, with the headers Django gave."""
+        park = held.park
+        loop = asyncio.get_running_loop()
+        renderer = self._renderers.get(loop)
+        if renderer is None:
+            renderer = self._renderers[loop] = _Renderer(loop)
+        body = await renderer.render(park.pk, park.site)
         if body is None:  # not renderable here (the database is down, say): ask Django
-            await self.app(_answer_now(scope, headers), _no_body, send)
+            await self.app(_with_timeout({**scope, "headers": headers}, 0), _no_body, send)
             return
         answer = [(n, v) for n, v in held.headers if n not in (b"content-length", _PARK)]
         answer.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": answer})
         await send({"type": "http.response.body", "body": body})
-
-    async def _outcome(
-        self, ticket: str, pk: int, timeout: float, site: str, receive: Receive
-    ) -> bytes | object | None:
-        """The body to answer with once the request settles or the time is up; _GONE when the
-        agent hung up first."""
-        loop = asyncio.get_running_loop()
-        settled = watcher.claim(ticket, loop)
-        if settled is not None:
-            gone = loop.create_task(_disconnected(receive))
-            try:
-                done, _ = await asyncio.wait(
-                    {settled, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                gone.cancel()
-            if gone in done:
-                return _GONE
-        renderer = self._renderers.get(loop)
-        if renderer is None:
-            renderer = self._renderers[loop] = _Renderer(loop)
-        return await renderer.render(pk, site)
-
-
-_GONE = object()
 
 
 def _is_wait(scope: Scope) -> bool:
@@ -103,21 +119,36 @@ def _is_wait(scope: Scope) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Park:
+    """What the view's park answer says (reviews.api.parked)."""
+
+    ticket: str
+    pk: int
+    timeout: float
+    then: str  # "render": the door answers; "ask": the door asks the view again
+    site: str
+
+    @classmethod
+    def parse(cls, value: bytes) -> _Park:
+        ticket, pk, timeout, then, site = value.decode("latin1").split(" ", 4)
+        return cls(ticket, int(pk), float(timeout), then, site)
+
+
 class _Held:
-    """Passes Django's answer through, unless it is a park: then keeps its headers and the
-    ticket, and sends nothing."""
+    """Passes Django's answer through, unless it is a park: then keeps its headers and what
+    it says, and sends nothing."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.park: tuple[str, int, float, str] | None = None
+        self.park: _Park | None = None
         self.headers: list[tuple[bytes, bytes]] = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             for name, value in message["headers"]:
                 if name == _PARK:
-                    ticket, pk, timeout, site = value.decode("latin1").split(" ", 3)
-                    self.park = (ticket, int(pk), float(timeout), site)
+                    self.park = _Park.parse(value)
                     self.headers = list(message["headers"])
                     return
         if self.park is None:
@@ -133,11 +164,11 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def _answer_now(scope: Scope, headers: list[tuple[bytes, bytes]]) -> Scope:
-    """The same wait, asking for the state at once (timeout=0), unmarked."""
+def _with_timeout(scope: Scope, seconds: int) -> Scope:
+    """The same wait asking for `seconds` (0: the state at once)."""
     query = [(k, v) for k, v in parse_qsl(scope["query_string"].decode("latin1")) if k != "timeout"]
-    query.append(("timeout", "0"))
-    return {**scope, "headers": headers, "query_string": urlencode(query).encode()}
+    query.append(("timeout", str(seconds)))
+    return {**scope, "query_string": urlencode(query).encode()}
 
 
 class _Renderer:

@@ -203,3 +203,41 @@ def test_an_agent_that_hangs_up_frees_its_slot(tmp_path, agent_token, refunds):
         )
     assert status == 200, body
     assert json.loads(body)["status"] == "pending"
+
+
+def test_an_interrupt_wait_parks_until_its_last_request_is_decided(
+    tmp_path, settings, agent_token, refunds, alice
+):
+    from .test_api_interrupts import HITL_REQUEST
+
+    settings.HITL_UNDO_SECONDS = 0
+    body = AgentClient(agent_token).post_json("/api/v1/interrupts", HITL_REQUEST).json()
+    refund, email = (ReviewRequest.objects.get(public_id=i) for i in body["requests"])
+    connection.close()
+    with procfile_web(tmp_path, WEB_CONCURRENCY="1", WEB_THREADS="2") as port:
+        heard: dict = {}
+
+        def run() -> None:
+            started = time.monotonic()
+            status, _, answer = call(
+                port, "GET", f"/api/v1/interrupts/{body['id']}?timeout=30", bearer(agent_token)
+            )
+            heard["answer"] = (status, json.loads(answer), time.monotonic() - started)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        # Parked (holding none of the two view threads), so other calls are served meanwhile.
+        time.sleep(1.5)
+        others = [call(port, "GET", "/api/v1/categories", bearer(agent_token))[0] for _ in range(3)]
+        decide_request(refund.pk, by=alice, outcome="approved")
+        connection.close()
+        time.sleep(1.5)  # the door asks again and parks on the second request
+        assert not heard
+        decide_request(email.pk, by=alice, outcome="rejected", reason="Not this time.")
+        connection.close()
+        thread.join(timeout=30)
+    status, answer, seconds = heard["answer"]
+    assert others == [200, 200, 200]
+    assert status == 200 and seconds < 20  # woken by the decisions, not the 30 s timeout
+    assert answer["status"] == "decided"
+    assert [d["type"] for d in answer["response"]["decisions"]] == ["approve", "reject"]
