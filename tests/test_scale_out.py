@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,15 +42,11 @@ from reviews.services.submission import submit_request
 from reviews.tasks import dispatch_due_work, roll_up_decisions, sweep_overdue_requests
 
 from .api_support import escalated
-from .timeouts_support import ROOT, Sink, database_url, free_port
+from .procfile_support import ROOT, free_port, procfile_line, production_env
+from .timeouts_support import Sink
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-PROCFILE = dict(
-    re.match(r"^(\w+):\s*(.+)$", line).groups()
-    for line in (ROOT / "Procfile").read_text().splitlines()
-    if re.match(r"^\w+:", line)
-)
 # Small batches, so the sweep's and the dispatch's claims are split over many tasks that race.
 BATCH = 10
 OVERDUE, REMINDED, QUEUED_WEBHOOKS = 40, 20, 40
@@ -122,18 +117,11 @@ def deployment(tmp_path, settings):
     a queue of their own; yields (node A's URL, node B's URL, the workers, every process)."""
     queue = f"hitl-scale-{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DEBUG": "false",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_COOKIES": "false",
-        "DATABASE_URL": database_url(),
+        **production_env(tmp_path, 0),
+        # One Redis for all, as in production: the broker every worker takes tasks from.
         "REDIS_URL": os.environ["REDIS_URL"],
         "CELERY_QUEUE": queue,
-        "HITL_VAR_DIR": str(tmp_path / "var"),
-        "LOG_LEVEL": "WARNING",
-        # Two cores for five processes: one gunicorn process and two task processes each.
+        # Two cores for five processes: one web process and two task processes a node.
         "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "8",
         "WORKER_CONCURRENCY": "2",
@@ -146,15 +134,15 @@ def deployment(tmp_path, settings):
     }
     ports = free_port(), free_port()
     processes = [
-        Process(f"web-{node}", PROCFILE["web"], {**env, "PORT": str(port)})
+        Process(f"web-{node}", procfile_line("web"), {**env, "PORT": str(port)})
         for node, port in zip("ab", ports, strict=True)
     ]
     # Distinct node names, as on two machines; the same queue.
     workers = [
-        Process(f"worker-{node}", f"{PROCFILE['worker']} --hostname {node}@%h", env)
+        Process(f"worker-{node}", f"{procfile_line('worker')} --hostname {node}@%h", env)
         for node in "ab"
     ]
-    processes += [*workers, Process("beat", PROCFILE["beat"], env)]
+    processes += [*workers, Process("beat", procfile_line("beat"), env)]
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue  # what this test process sends goes to the workers
     try:
