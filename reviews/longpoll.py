@@ -70,12 +70,8 @@ def wait_state(agent_id: int, public_id: Any) -> tuple[int, bool] | None:
     """The agent's request's id and whether a wait on it would answer now, in one light query
     (what the door parks a wait on); None when the agent has no such request."""
     ready = ExpressionWrapper(_ready(), output_field=BooleanField())
-    return (
-        ReviewRequest.objects.filter(agent_id=agent_id, public_id=public_id)
-        .order_by()
-        .values_list("pk", ready)
-        .first()
-    )
+    found = ReviewRequest.objects.filter(agent_id=agent_id, public_id=public_id)
+    return next(iter(found.order_by().values_list("pk", ready)[:1]), None)
 
 
 def release_connection() -> None:
