@@ -431,6 +431,10 @@ HITL_WEBHOOK_ALLOWED_HOSTS = env_list("HITL_WEBHOOK_ALLOWED_HOSTS")
 # once, each blocking a thread: by default three quarters of WEB_THREADS, so waiting agents
 # never take every thread.
 HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
+# The rate limit's fixed window, in seconds: HITL_API_RATE_LIMIT requests per window.
+HITL_API_RATE_WINDOW_SECONDS = env_int("HITL_API_RATE_WINDOW_SECONDS", 60)
+if HITL_API_RATE_WINDOW_SECONDS < 1:
+    raise ImproperlyConfigured("HITL_API_RATE_WINDOW_SECONDS must be at least 1")
 HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
 # One agent's share of those: a quarter by default, so until four agents each hold their whole
 # share, any other agent can still wait.

@@ -22,7 +22,6 @@ from .models import BearerToken, Message
 MAX_BODY_BYTES = 256 * 1024
 # last_used_at is written at most this often per token, not on every call.
 TOKEN_TOUCH_SECONDS = 60
-RATE_WINDOW_SECONDS = 60
 
 
 class ApiError(HttpError):
@@ -75,15 +74,17 @@ def throttle(subject: str, who: str) -> None:
     limit = settings.HITL_API_RATE_LIMIT
     if limit <= 0:
         return
+    seconds = settings.HITL_API_RATE_WINDOW_SECONDS
     now = time.time()
-    window = int(now // RATE_WINDOW_SECONDS)
-    count = count_hit(f"api-rate:{subject}:{window}", RATE_WINDOW_SECONDS * 2)
+    window = int(now // seconds)
+    count = count_hit(f"api-rate:{subject}:{seconds}:{window}", seconds * 2)
     if count > limit:
-        retry = max(int((window + 1) * RATE_WINDOW_SECONDS - now) + 1, 1)
+        retry = max(int((window + 1) * seconds - now) + 1, 1)
+        span = "a minute" if seconds == 60 else f"{seconds} s"
         raise ApiError(
             429,
             "rate_limited",
-            f"More than {limit} requests a minute from {who}; retry in {retry} s.",
+            f"More than {limit} requests in {span} from {who}; retry in {retry} s.",
             headers={"Retry-After": str(retry)},
         )
 
