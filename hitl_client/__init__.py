@@ -72,7 +72,14 @@ SETTLED = {"approved", "modified", "rejected", "auto_approved", "cancelled"}
 # "Not now" rather than "broken": the server's 503 (its database is restarting, say), and a
 # proxy's 502 or 504 while the server behind it restarts. A 500 is a bug: a few tries only.
 UNAVAILABLE = {502, 503, 504}
+# Busy is "not now" too: a 429 (over the rate limit, or no wait slot free) is waited out like
+# an outage, never handed to the agent as an error while its call may still wait.
+NOT_NOW = UNAVAILABLE | {429}
 BACKOFF_CAP = 10.0  # seconds: the longest pause between tries while the server is down
+# A busy spell (429s) is logged once; it is over after this long without a 429. Not at the
+# next success: while an agent's waits hold their share, its other calls are turned away and
+# served by turns, which would otherwise be a line each time.
+BUSY_QUIET_SECONDS = 60.0
 
 log = logging.getLogger("hitl_client")
 
@@ -112,8 +119,8 @@ class Cancelled(HITLError):
 
 
 class Unavailable(HITLError):
-    """The server could not be reached (refused, reset, timed out) or said it is unavailable
-    (503, or a proxy's 502 or 504) for longer than the call could wait."""
+    """The server could not be reached (refused, reset, timed out), said it is unavailable
+    (503, or a proxy's 502 or 504) or busy (429) for longer than the call could wait."""
 
 
 class ApprovalTimeout(HITLError, TimeoutError):
@@ -244,10 +251,12 @@ def _answer_of(outcome: dict[str, Any], choices: Any, default: str | None) -> st
 class Client:
     """`Client(base_url, token)`; both default to the HITL_URL and HITL_TOKEN variables.
 
-    A server that is down (refused, reset or timed-out connections, 503, a proxy's 502 or
-    504) is waited out: a call keeps trying, after the server's Retry-After or with backoff
-    and jitter, for up to `unavailable_timeout` seconds, a wait for as long as its own
-    `timeout` allows; then `Unavailable`. A 500 or a 429 is tried `retries` more times."""
+    A server that is busy (429) or down (refused, reset or timed-out connections, 503, a
+    proxy's 502 or 504) is waited out: a call keeps trying, after the server's Retry-After or
+    with backoff, with jitter either way, for up to `unavailable_timeout` seconds, a wait for
+    as long as its own `timeout` allows; then `Unavailable` (a wait: `ApprovalTimeout`). A 500
+    is tried `retries` more times; other errors (401, 403, 404, 409, 413, 422) are raised at
+    once."""
 
     def __init__(
         self,
@@ -266,6 +275,7 @@ class Client:
         self.http_timeout = http_timeout
         self.unavailable_timeout = unavailable_timeout
         self._down_since: float | None = None  # when the current outage began, if one has
+        self._busy_at: float | None = None  # the last 429, while a busy spell lasts
         self._outage_lock = threading.Lock()
 
     # --- transport ------------------------------------------------------------------------
@@ -279,9 +289,10 @@ class Client:
         headers: dict[str, str] | None = None,
         retry_429: bool = True,
     ) -> Any:
-        """One API call, retried on connection errors, 5xx and (unless retry_429 is off) 429
+        """One API call. A busy (429, unless retry_429 is off) or unavailable server is waited
+        out for `unavailable_timeout` seconds; a 500 is tried `retries` more times
         (submissions carry an Idempotency-Key, so a retried submission never makes a second
-        request); an unavailable server is waited out for `unavailable_timeout` seconds."""
+        request)."""
         deadline = time.monotonic() + self.unavailable_timeout
         return self._call(method, path, body, query, headers, retry_429, deadline)
 
@@ -343,12 +354,12 @@ class Client:
         except urllib.error.HTTPError as exc:
             payload = _json_or_none(exc.read())
             error = _error_from(exc.code, payload, exc.headers.get("Retry-After"))
-            if exc.code in UNAVAILABLE:
-                self._outage_began()
+            if exc.code in NOT_NOW and (exc.code != 429 or tries.retry_429):
+                self._outage_began(error)
                 delay = tries.after_outage(error)
-            elif exc.code >= 500 or (exc.code == 429 and tries.retry_429):
+            elif exc.code >= 500:
                 delay = tries.after_failure(error)
-            else:
+            else:  # the request itself is wrong: retrying cannot help
                 delay = None
             if delay is None:
                 raise error from None
@@ -360,7 +371,7 @@ class Client:
                 delay = tries.after_failure(error)
             else:  # refused, reset, timed out, cut off mid-answer: a restart
                 error = Unavailable(f"Cannot reach {self.base_url}: {reason}")
-                self._outage_began()
+                self._outage_began(error)
                 delay = tries.after_outage(error)
             if delay is None:
                 raise error from exc
@@ -368,11 +379,21 @@ class Client:
         self._outage_ended()
         return json.loads(raw or b"null"), None
 
-    def _outage_began(self) -> None:
-        """One warning per outage, however many calls and tries meet it."""
+    def _outage_began(self, error: HITLError) -> None:
+        """One warning per outage, and one per busy spell (429s), however many calls and tries
+        meet it."""
+        now = time.monotonic()
         with self._outage_lock:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
+            if error.status == 429:
+                if self._busy_at is None or now - self._busy_at > BUSY_QUIET_SECONDS:
+                    log.warning(
+                        "HITL server busy (%s), waiting as it asks: %s",
+                        error.error or "429",
+                        self.base_url,
+                    )
+                self._busy_at = now
+            elif self._down_since is None:
+                self._down_since = now
                 log.warning("HITL server unavailable, retrying: %s", self.base_url)
 
     def _outage_ended(self) -> None:
@@ -494,21 +515,16 @@ class Client:
 
     def _long_poll(self, path: str, deadline: float | None) -> Any:
         """One long-poll of at most MAX_WAIT seconds. A 429 (this agent's share of the server's
-        wait slots, or the server's, is taken) is no failure of the wait: ask again after its
-        Retry-After, with a little jitter so an agent's refused loops do not return in step.
+        wait slots, or the server's, is taken; or its rate limit) is no failure of the wait:
+        ask again after its Retry-After, with jitter so refused loops do not return in step.
         An unavailable server neither: ask again with backoff. None when the deadline passes
         first."""
         outage = 0
         while True:
             left = _poll_seconds(deadline)
-            try:  # one try per outage answer here, so each asks for the time then left
+            try:  # one try per "not now" answer here, so each asks for the time then left
                 return self._call(
-                    "GET",
-                    path,
-                    query={"timeout": left},
-                    retry_429=False,
-                    deadline=time.monotonic(),
-                    hold=left,
+                    "GET", path, query={"timeout": left}, deadline=time.monotonic(), hold=left
                 )
             except HITLError as exc:
                 outage = outage + 1 if isinstance(exc, Unavailable) else 0
@@ -830,18 +846,13 @@ class AsyncClient:
         return _answer_of(outcome, choices, default)
 
     async def _long_poll(self, path: str, deadline: float | None) -> Any:
-        """Client._long_poll: a 429 or an unavailable server means "not yet"."""
+        """Client._long_poll: a busy (429) or unavailable server means "not yet"."""
         outage = 0
         while True:
             left = _poll_seconds(deadline)
             try:
                 return await self._call(
-                    "GET",
-                    path,
-                    query={"timeout": left},
-                    retry_429=False,
-                    deadline=time.monotonic(),
-                    hold=left,
+                    "GET", path, query={"timeout": left}, deadline=time.monotonic(), hold=left
                 )
             except HITLError as exc:
                 outage = outage + 1 if isinstance(exc, Unavailable) else 0
@@ -1038,6 +1049,10 @@ def requires_approval(
     `on_message` answers a reviewer's question while the call waits (see `Client.wait`);
     without it the call raises ReviewerAsked. When the agent revised its proposal and the
     reviewer approved the revision, the function runs with the revised action.
+
+    A busy (429) or unavailable server is never the caller's error: the submission waits it
+    out for the client's `unavailable_timeout` (then `Unavailable`), the wait for `timeout`
+    (then `ApprovalTimeout`). Only a real error (a bad token, bad input) is raised at once.
     """
     if on_reject not in ("raise", "return"):
         raise ValueError('on_reject is "raise" or "return".')
@@ -1300,7 +1315,7 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _error_from(status: int, payload: Any, retry_after: str | None = None) -> HITLError:
     seconds = _seconds(retry_after)
-    kind = Unavailable if status in UNAVAILABLE else HITLError
+    kind = Unavailable if status in NOT_NOW else HITLError
     if isinstance(payload, dict):
         return kind(
             str(payload.get("detail", payload)),
@@ -1326,8 +1341,8 @@ def _retry_after(header: str | None, attempt: int) -> float:
 
 
 class _Tries:
-    """What is left of one call's tries: an outage is waited out until `deadline`, other
-    retryable failures (a 500, a 429) get `retries` more tries."""
+    """What is left of one call's tries: a busy or unavailable server is waited out until
+    `deadline`, other retryable failures (a 500) get `retries` more tries."""
 
     def __init__(self, retries: int, deadline: float, retry_429: bool, hold: float = 0) -> None:
         self.retries, self.deadline, self.retry_429 = retries, deadline, retry_429
@@ -1364,19 +1379,19 @@ def _poll_seconds(deadline: float | None) -> int:
 
 
 def _not_yet(error: HITLError, outage: int) -> float:
-    """The pause before a long-poll asks again, or raise the error when it is no "not yet":
-    a 429 (no wait slot free) or the `outage`-th unavailable answer in a row."""
-    if error.status == 429:
-        return (error.retry_after or 1.0) + random.uniform(0, 0.5)
+    """The pause before a long-poll asks again after the `outage`-th busy (429) or
+    unavailable answer in a row, or raise the error when it is no "not yet"."""
     if isinstance(error, Unavailable):
         return outage_pause(error, outage)
     raise error
 
 
 def outage_pause(error: HITLError, tries: int) -> float:
-    """How long to wait after the `tries`-th unavailable answer in a row: the server's
+    """How long to wait after the `tries`-th busy or unavailable answer in a row: the server's
     Retry-After when it gave one, else a backoff that doubles up to BACKOFF_CAP; with jitter
-    either way, so that agents turned away together do not come back together."""
+    either way, so that agents turned away together do not come back together. Jitter after a
+    Retry-After is up to a quarter of it (at least half a second): a thousand agents told
+    "in 2 s" come back over half a second, told "in 60 s" over fifteen."""
     if error.retry_after is not None:
-        return error.retry_after + random.uniform(0, 0.5)
+        return error.retry_after + random.uniform(0, max(0.5, error.retry_after / 4))
     return min(BACKOFF_CAP, 0.5 * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
