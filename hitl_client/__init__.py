@@ -76,6 +76,7 @@ UNAVAILABLE = {502, 503, 504}
 # an outage, never handed to the agent as an error while its call may still wait.
 NOT_NOW = UNAVAILABLE | {429}
 BACKOFF_CAP = 10.0  # seconds: the longest pause between tries while the server is down
+JITTER_CAP = 5.0  # seconds: the most a try waits past the server's Retry-After
 # A busy spell (429s) is logged once; it is over after this long without a 429. Not at the
 # next success: while an agent's waits hold their share, its other calls are turned away and
 # served by turns, which would otherwise be a line each time.
@@ -1390,8 +1391,10 @@ def outage_pause(error: HITLError, tries: int) -> float:
     """How long to wait after the `tries`-th busy or unavailable answer in a row: the server's
     Retry-After when it gave one, else a backoff that doubles up to BACKOFF_CAP; with jitter
     either way, so that agents turned away together do not come back together. Jitter after a
-    Retry-After is up to a quarter of it (at least half a second): a thousand agents told
-    "in 2 s" come back over half a second, told "in 60 s" over fifteen."""
+    Retry-After is up to a quarter of it, from half a second to JITTER_CAP: a thousand agents
+    told "in 2 s" come back over half a second, told "in 60 s" over five seconds (not fifteen:
+    a decision made meanwhile is heard no later than that)."""
     if error.retry_after is not None:
-        return error.retry_after + random.uniform(0, max(0.5, error.retry_after / 4))
+        spread = min(max(0.5, error.retry_after / 4), JITTER_CAP)
+        return error.retry_after + random.uniform(0, spread)
     return min(BACKOFF_CAP, 0.5 * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
