@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hitl_client import AsyncClient, Client, HITLError
+from hitl_client import AsyncClient, Client, HITLError, Unavailable, outage_pause
 
 from .conftest import run_coroutine
 
@@ -162,3 +162,11 @@ def test_an_async_wait_refused_a_slot_asks_again_and_gets_the_decision():
     with serving(script) as url:
         assert run_async(url, "wait", "0fdb", retries=0) == decided
     assert [path for _, path, _, _ in script.calls] == ["/api/v1/requests/0fdb/wait?timeout=60"] * 3
+
+
+@pytest.mark.parametrize(("retry_after", "spread"), [(2, 0.5), (20, 5.0), (60, 5.0)])
+def test_agents_told_to_come_back_together_come_back_spread_out(retry_after, spread):
+    busy = Unavailable("Busy.", 429, "too_many_waiters", retry_after=retry_after)
+    pauses = [outage_pause(busy, 1) for _ in range(1000)]
+    assert retry_after <= min(pauses) and max(pauses) <= retry_after + spread
+    assert max(pauses) - min(pauses) > spread * 0.8  # spread over the window, not in step
