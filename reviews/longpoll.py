@@ -232,9 +232,16 @@ class Watcher:
             with self._lock:
                 while not self._waiters:
                     self._lock.wait()
-                ids = list(self._waiters)
+                # Only the requests someone still waits on: a woken wait may take a moment to
+                # answer and go, and looking its request up again on every look until then
+                # would make each look as slow as the answers are many.
+                ids = [
+                    request_id
+                    for request_id, waiters in self._waiters.items()
+                    if not all(waiter.event.is_set() for waiter in waiters)
+                ]
             try:
-                done = settled(ids)
+                done = settled(ids) if ids else set()
             except Exception as exc:  # a database hiccup must not kill the watcher
                 if database_unreachable(exc) or pool_exhausted(exc):
                     # A restart: one line per look, not a traceback; waiters time out, and
@@ -250,6 +257,8 @@ class Watcher:
                 woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = defaultdict(list)
                 for request_id in done:
                     for waiter in self._waiters.get(request_id, []):
+                        if waiter.event.is_set():
+                            continue
                         waiter.event.set()
                         if waiter.future is not None:
                             woken[waiter.loop].append(waiter.future)
