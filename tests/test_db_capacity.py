@@ -1,7 +1,7 @@
 """The Procfile's processes, with their default settings, fit a stock PostgreSQL: under a burst
-of agents and reviewers, web, worker and beat never hold more connections than the
-documented formula allows, and a request that finds the pool empty gets a 503 with
-Retry-After, never a 500."""
+of agents and reviewers while a thousand agents wait, web, worker and beat never hold more
+connections than the documented formula allows, and a request that finds the pool empty gets
+a 503 with Retry-After, never a 500."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from reviews.models import ReviewRequest
+from reviews.models import Agent, AgentToken, ReviewRequest
+from reviews.services.submission import submit_request
 
-from .api_support import AgentClient, escalated
+from .api_support import escalated
 from .procfile_support import (
     DEFAULT_POOL_MAX_SIZE,
     RELEASE_AND_ADMIN_CONNECTIONS,
@@ -31,6 +32,13 @@ from .procfile_support import (
     procfile_web,
     production_env,
 )
+
+WAITS = 1000
+WAITING_AGENTS = 10
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.postgres
@@ -48,11 +56,27 @@ def test_the_procfile_web_process_fits_a_stock_postgresql_under_a_burst(
     reviewer = Client()
     reviewer.force_login(alice)
     session = reviewer.cookies[settings.SESSION_COOKIE_NAME].value
-    api = AgentClient(agent_token)
+    # A thousand agents waiting (one agent can hold a quarter of a process's parked waits).
+    agents = [Agent.objects.create(name=f"waiting-{i}") for i in range(WAITING_AGENTS)]
+    tokens = {agent.pk: AgentToken.issue(agent)[1] for agent in agents}
+    submission = escalated()
     waited = [
-        api.post_json("/api/v1/requests", escalated(title=f"waited on {i}")).json()["id"]
-        for i in range(9)
+        (
+            str(
+                submit_request(
+                    agents[i % WAITING_AGENTS],
+                    category=refunds,
+                    title=f"waited on {i}",
+                    proposed_action=submission["proposed_action"],
+                    confidence=submission["confidence"],
+                    attributes=submission["attributes"],
+                ).request.public_id
+            ),
+            tokens[agents[i % WAITING_AGENTS].pk],
+        )
+        for i in range(WAITS)
     ]
+    assert ReviewRequest.objects.filter(status="pending").count() == WAITS
     connection.close()
 
     env = production_env(tmp_path, 0)
@@ -79,8 +103,8 @@ def test_the_procfile_web_process_fits_a_stock_postgresql_under_a_burst(
         ]
         jobs += [("GET", "/inbox/", page_headers, None)] * 60
         jobs += [
-            ("GET", f"/api/v1/requests/{public_id}/wait?timeout=2", agent_headers, None)
-            for public_id in waited
+            ("GET", f"/api/v1/requests/{public_id}/wait?timeout=5", bearer(token), None)
+            for public_id, token in waited
         ]
         results: list[tuple[str, int, dict[str, str], bytes]] = []
         start = threading.Barrier(len(jobs))
@@ -119,6 +143,9 @@ def test_the_procfile_web_process_fits_a_stock_postgresql_under_a_burst(
     assert ReviewRequest.objects.filter(title__startswith="burst").count() == created
     assert created + statuses.count(503) == 300
     assert statuses.count(200) + statuses.count(503) == 60 + len(waited)
+    # Every wait parked and ran its course: none was refused or failed.
+    waits = [status for path, status, _, _ in results if path.endswith("/wait?timeout=5")]
+    assert waits == [200] * WAITS
     # The formula, process by process and in all, during the burst and after it.
     web_bound = procfile_default("WEB_CONCURRENCY") * DEFAULT_POOL_MAX_SIZE
     background_bound = procfile_default("WORKER_CONCURRENCY") + 2
