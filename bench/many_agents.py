@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -72,6 +73,7 @@ BATCH = 1000  # the inbox's largest batch (reviews.views.batch.BATCH_MAX)
 # 2,500 agents a client process: the default 8 MB stack each would be 20 GB of address space,
 # while an agent's call (urllib, json) needs a few tens of KB.
 STACK_SIZE = 256 * 1024
+STALLED = 60  # seconds without one more agent inside wait: the submissions are stuck
 WARM_UP = 20  # agents a node, before the run: see warm_up
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATUS = re.compile(r'"[A-Z]+ (\S+) HTTP/[\d.]+" (\d{3})')
@@ -111,15 +113,20 @@ def token(key: str, i: int) -> str:
 
 
 class CountingClient(Client):
-    """The product's client, unchanged on the wire; it notes the request's id once submitted
+    """The product's client, unchanged on the wire; its submissions take a turn of the
+    process's `in_flight` (the server is sent no more than it can take at once: a queue of
+    submissions would be measured, not the waits), it notes the request's id once submitted,
     and counts the agents inside `wait`, so the run knows when all are waiting."""
 
-    def __init__(self, url: str, raw: str, record: dict, counters: dict) -> None:
+    def __init__(
+        self, url: str, raw: str, record: dict, counters: dict, in_flight: threading.Semaphore
+    ) -> None:
         super().__init__(url, raw)
-        self.record, self.counters = record, counters
+        self.record, self.counters, self.in_flight = record, counters, in_flight
 
     def submit(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        created = super().submit(*args, **kwargs)
+        with self.in_flight:
+            created = super().submit(*args, **kwargs)
         self.record["request"] = created["id"]
         return created
 
@@ -141,9 +148,16 @@ def describe(**action: Any) -> dict[str, Any]:
     }
 
 
-def agent(url: str, raw: str, record: dict, counters: dict, timeout: float) -> None:
+def agent(
+    url: str,
+    raw: str,
+    record: dict,
+    counters: dict,
+    timeout: float,
+    in_flight: threading.Semaphore,
+) -> None:
     """One agent: a refund that needs a person's approval, called once."""
-    client = CountingClient(url, raw, record, counters)
+    client = CountingClient(url, raw, record, counters, in_flight)
 
     @requires_approval("refunds", client=client, timeout=timeout, describe=describe)
     def issue_refund(order: int, amount: int) -> str:
@@ -179,17 +193,35 @@ def warm_up(urls: list[str], key: str, first: int) -> None:
         thread.join()
 
 
+class Outages(logging.Handler):
+    """Counts the client's "HITL server unavailable" warnings (one per outage a Client met)
+    instead of printing thousands of them."""
+
+    def __init__(self, counter: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.counter = counter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "unavailable" in record.getMessage():
+            bump(self.counter)
+
+
 def client_process(
     mine: list[tuple[int, str, str]],
     rate: float,
+    in_flight: int,
     timeout: float,
     counters: dict,
     stop: Any,
     results: Any,
 ) -> None:
-    """Start this process's agents at `rate` a second, then report each agent's record once
-    all have returned or the run says stop."""
+    """Start this process's agents at `rate` a second, at most `in_flight` submitting at
+    once, then report each agent's record once all have returned or the run says stop."""
     threading.stack_size(STACK_SIZE)
+    client_log = logging.getLogger("hitl_client")
+    client_log.addHandler(Outages(counters["outages"]))
+    client_log.propagate = False
+    submitting = threading.Semaphore(in_flight)
     records = [{"agent": i, "request": None, "heard": None, "error": None} for i, _, _ in mine]
     threads = []
     started = time.monotonic()
@@ -197,7 +229,7 @@ def client_process(
         delay = started + k / rate - time.monotonic()
         if delay > 0 and stop.wait(delay):
             break
-        work = (url, raw, record, counters, timeout)
+        work = (url, raw, record, counters, timeout, submitting)
         thread = threading.Thread(target=agent, args=work, daemon=True)
         thread.start()
         threads.append(thread)
@@ -260,6 +292,21 @@ def start_node(env: dict[str, str], port: int, var_dir: str) -> Node:
             raise SystemExit(f"web on {port}: not every worker started")
         time.sleep(0.2)
     return node
+
+
+def alive(nodes: list[Node], clients: list[Any]) -> None:
+    """A harness failure when a web node or a client process is gone mid-run: the agents would
+    otherwise wait out an outage for minutes."""
+    for node in nodes:
+        if node.proc.poll() is not None:
+            tail = node.log.read_text(errors="replace").splitlines()[-3:]
+            raise SystemExit(
+                f"web on {node.port} exited ({node.proc.returncode}) mid-run; its log ends:\n  "
+                + "\n  ".join(tail)
+            )
+    for process in clients:
+        if process.exitcode not in (None, 0):
+            raise SystemExit(f"a client process exited ({process.exitcode}) mid-run")
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -344,6 +391,7 @@ class Run:
     batches_ms: list[float] = field(default_factory=list)
     waiting: int = 0
     restarts: int = 0
+    outages: int = 0  # the clients' "server unavailable" warnings
     load: tuple[str, str] = ("", "")
 
     @property
@@ -414,7 +462,8 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
 
         # Submissions, until every agent is inside wait (or has failed before).
         context = multiprocessing.get_context("spawn")
-        counters = {name: context.Value("i", 0) for name in ("waiting", "heard", "failed")}
+        names = ("waiting", "heard", "failed", "outages")
+        counters = {name: context.Value("i", 0) for name in names}
         stop, results = context.Event(), context.Queue()
         urls = [f"http://127.0.0.1:{node.port}" for node in nodes]
         everyone = [(i, urls[i % count], token(key, i)) for i in range(n)]
@@ -425,22 +474,34 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
             mine = everyone[p::processes]
             process = context.Process(
                 target=client_process,
-                args=(mine, args.ramp / processes, args.wait_timeout, counters, stop, results),
+                args=(
+                    mine,
+                    args.ramp / processes,
+                    max(args.in_flight // processes, 1),
+                    args.wait_timeout,
+                    counters,
+                    stop,
+                    results,
+                ),
                 daemon=True,
             )
             process.start()
             clients.append(process)
-        deadline = time.monotonic() + n / args.ramp + 120
-        shown = time.monotonic()
-        while counters["waiting"].value + counters["failed"].value < n:
-            if time.monotonic() > deadline:
-                print("  not every agent reached wait in time; approving those that did")
+        shown = moved = time.monotonic()
+        reached = 0
+        while reached < n:
+            alive(nodes, clients)
+            now = time.monotonic()
+            if counters["waiting"].value + counters["failed"].value > reached:
+                reached, moved = counters["waiting"].value + counters["failed"].value, now
+            elif now - moved > STALLED:
+                print(f"  no agent reached wait for {STALLED} s; approving those that did")
                 break
-            if time.monotonic() - shown > 10:
-                shown = time.monotonic()
+            if now - shown > 10:
+                shown = now
                 print(
                     f"  {counters['waiting'].value:,} waiting, {counters['failed'].value:,}"
-                    f" failed, {time.monotonic() - marks['submit']:.0f} s",
+                    f" failed, {now - marks['submit']:.0f} s",
                     flush=True,
                 )
             time.sleep(0.1)
@@ -461,6 +522,7 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         marks["hold"], cpu_at = time.monotonic(), cpu_seconds(web)
         rss = [rss_mb(workers)]
         while time.monotonic() - marks["hold"] < args.hold:
+            alive(nodes, clients)
             time.sleep(0.5)
             rss.append(rss_mb(workers))
         run.rss_waiting = max(rss)
@@ -475,12 +537,14 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         sampler.phase = "wake"
         deadline = time.monotonic() + args.undo + 60
         while counters["heard"].value + counters["failed"].value < n:
+            alive(nodes, clients)
             if time.monotonic() > deadline:
                 print("  not every agent returned within 60 s of the last batch's undo window")
                 break
             time.sleep(0.05)
         marks["end"] = time.monotonic()
         run.cpu["approve+wake"] = cpu_seconds(web) - cpu_at
+        run.outages = counters["outages"].value
         run.rss_after = rss_mb([pid for node in nodes for pid in node.workers()])
         run.restarts = len(set(workers) ^ {pid for node in nodes for pid in node.workers()})
         sampler.phase = "end"
@@ -559,6 +623,8 @@ def report(run: Run) -> None:
         print(f"    {line}")
     if run.failures:
         print(f"  server failures logged: {len(run.failures):,}, first: {run.failures[0]}")
+    if run.outages:
+        print(f"  outages the agents' clients met (retried): {run.outages:,}")
     if run.restarts:
         print(f"  gunicorn workers replaced during the run: {run.restarts}")
     if run.latency:
@@ -622,6 +688,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nodes", type=numbers, default=[1, 2], help="e.g. 1,2")
     parser.add_argument("--ramp", type=float, default=200, help="submissions a second, at most")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--in-flight", type=int, default=24, help="submissions under way at once, at most"
+    )
     parser.add_argument("--hold", type=float, default=5, help="seconds all wait before approval")
     parser.add_argument(
         "--wait-timeout", type=float, default=180, help="the agents' requires_approval timeout"
