@@ -275,7 +275,14 @@ def start_node(env: dict[str, str], port: int, var_dir: str) -> Node:
     """The Procfile's web line on `port`, its output (the access log) to a file."""
     log = Path(var_dir) / f"web-{port}.log"
     bin_dir = Path(sys.executable).parent
-    node_env = {**env, "PORT": str(port), "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+    node_env = {
+        **env,
+        "PORT": str(port),
+        "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
+        # gunicorn's control socket is ~/.gunicorn/gunicorn.ctl for every master on the
+        # machine: a `shutdown` sent there for another server stops the last master started.
+        "GUNICORN_CMD_ARGS": f"--control-socket {var_dir}/gunicorn-{port}.ctl",
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + procfile_line("web")],
@@ -283,6 +290,7 @@ def start_node(env: dict[str, str], port: int, var_dir: str) -> Node:
             env=node_env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a signal to the bench's process group is not for it
         )
     node = Node(port, proc, log)
     servers.wait_for(port, "/api/v1/ping", proc, f"web on {port}")
@@ -299,10 +307,12 @@ def alive(nodes: list[Node], clients: list[Any]) -> None:
     otherwise wait out an outage for minutes."""
     for node in nodes:
         if node.proc.poll() is not None:
-            tail = node.log.read_text(errors="replace").splitlines()[-3:]
+            lines = node.log.read_text(errors="replace").splitlines()
+            # A signal the bench did not send (another session's kill by name) says so here.
+            told = [line for line in lines if "Handling signal" in line][:1]
             raise SystemExit(
-                f"web on {node.port} exited ({node.proc.returncode}) mid-run; its log ends:\n  "
-                + "\n  ".join(tail)
+                f"web on {node.port} exited ({node.proc.returncode}) mid-run; its log:\n  "
+                + "\n  ".join([*told, "...", *lines[-2:]])
             )
     for process in clients:
         if process.exitcode not in (None, 0):
@@ -532,6 +542,7 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         sampler.phase = "approve"
         marks["approve"], cpu_at = time.monotonic(), cpu_seconds(web)
         while reviewer.pending(1):
+            alive(nodes, clients)
             run.batches_ms.append(reviewer.batch(BATCH).ms)
         marks["wake"] = time.monotonic()
         sampler.phase = "wake"
