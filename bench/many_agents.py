@@ -140,6 +140,12 @@ def bump(value: Any) -> None:
         value.value += 1
 
 
+def tally(counters: dict, *names: str) -> int:
+    """The sum of these counters, read without their lock: a client process stopped while
+    holding it (another session's kill) must not hang the run."""
+    return sum(counters[name].get_obj().value for name in names)
+
+
 def describe(**action: Any) -> dict[str, Any]:
     return {
         "situation": "Parcel arrived damaged.",
@@ -502,21 +508,21 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         while reached < n:
             alive(nodes, clients)
             now = time.monotonic()
-            if counters["waiting"].value + counters["failed"].value > reached:
-                reached, moved = counters["waiting"].value + counters["failed"].value, now
+            if tally(counters, "waiting", "failed") > reached:
+                reached, moved = tally(counters, "waiting", "failed"), now
             elif now - moved > STALLED:
                 print(f"  no agent reached wait for {STALLED} s; approving those that did")
                 break
             if now - shown > 10:
                 shown = now
                 print(
-                    f"  {counters['waiting'].value:,} waiting, {counters['failed'].value:,}"
-                    f" failed, {now - marks['submit']:.0f} s",
+                    f"  {tally(counters, 'waiting'):,} waiting,"
+                    f" {tally(counters, 'failed'):,} failed, {now - marks['submit']:.0f} s",
                     flush=True,
                 )
             time.sleep(0.1)
         time.sleep(1)  # the last agents' long-polls reach the server and park
-        run.waiting = counters["waiting"].value
+        run.waiting = tally(counters, "waiting")
         run.cpu["submit"] = cpu_seconds(web) - cpu_at
         took = time.monotonic() - marks["submit"]
         print(f"  {run.waiting:,} agents waiting ({run.waiting / took:.0f} a second)", flush=True)
@@ -547,7 +553,7 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         marks["wake"] = time.monotonic()
         sampler.phase = "wake"
         deadline = time.monotonic() + args.undo + 60
-        while counters["heard"].value + counters["failed"].value < n:
+        while tally(counters, "heard", "failed") < n:
             alive(nodes, clients)
             if time.monotonic() > deadline:
                 print("  not every agent returned within 60 s of the last batch's undo window")
@@ -555,7 +561,7 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
             time.sleep(0.05)
         marks["end"] = time.monotonic()
         run.cpu["approve+wake"] = cpu_seconds(web) - cpu_at
-        run.outages = counters["outages"].value
+        run.outages = tally(counters, "outages")
         run.rss_after = rss_mb([pid for node in nodes for pid in node.workers()])
         run.restarts = len(set(workers) ^ {pid for node in nodes for pid in node.workers()})
         sampler.phase = "end"
