@@ -3,7 +3,8 @@ Procfile starts it, all approved by a reviewer's batches; does every agent hear 
 and how fast, at what cost to the server?
 
     REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python bench/many_agents.py
-        [--agents 1000,10000] [--nodes 1,2] [--ramp 200] [--clients 4] [--hold 5]
+        [--agents 1000,10000] [--nodes 1,2] [--ramp 200] [--in-flight 24] [--clients 4]
+        [--hold 5] [--wait-timeout 180]
         [--postgres postgres://postgres@127.0.0.1:5432] [--database hitl_bench_agents]
         [--keep] [--json-out FILE]
 
@@ -17,12 +18,14 @@ off, the cache on Redis (REDIS_URL). Static files are served from the checkout
 wait needs none, and the agents have no webhook URL.
 
 The agents run in `--clients` processes, as threads (a small stack each). Each agent calls a
-function decorated with the client's `@requires_approval(timeout=180)`, exactly as an agent
-does, and counts the exception it raised, if any, by type. Submissions start at `--ramp`
-a second in all. Once every agent is inside `Client.wait`, the run holds `--hold` seconds
-(the waits' idle cost), then the reviewer, logged in through the login form of node 1,
-approves every pending request from the inbox (`POST /inbox/batch/`, 1,000 a batch, as the
-list's batch bar sends them), and the run waits for every agent to return.
+function decorated with the client's `@requires_approval(timeout=180)` (`--wait-timeout`),
+as an agent does, and counts the exception it raised, if any, by type. Submissions start at
+`--ramp` a second in all, at most `--in-flight` under way at once (a queue of submissions in front
+of the server is not what is measured). Once every agent is inside `Client.wait`, the run
+holds `--hold` seconds (the waits' idle cost), then the reviewer, logged in through the
+login form of node 1, approves every pending request from the inbox (`POST /inbox/batch/`,
+1,000 a batch, as the list's batch bar sends them), and the run waits for every agent to
+return.
 
 Printed per run: agents that heard their decision; exceptions raised to agents, by type with
 an example; 5xx answers in each node's access log (the Procfile's line logs to stdout);
@@ -32,8 +35,9 @@ gunicorn workers before the submissions and while all N wait (MB per 1,000 waits
 PostgreSQL connections to the run's database (pg_stat_activity every 100 ms); the web
 processes' CPU time in each phase; each phase's time. Then one table of every run, each
 against the goal: all heard, no exception, no 5xx, p95 <= 1 s. A missed goal is reported,
-not an exit status: only a failure of the harness exits non-zero. Databases, processes and
-Redis keys are removed at the end (`--keep` leaves the databases and logs, and says where).
+not an exit status: only a failure of the harness (a node or a client process gone mid-run)
+exits non-zero. Databases, processes and Redis keys are removed at the end (`--keep` leaves
+the databases and logs, and says where).
 """
 
 from __future__ import annotations
