@@ -68,7 +68,7 @@ class WaitDoor:
             if woken is None:
                 return  # the agent hung up
             if held.park.then == "render":
-                await self._answer(held, scope, headers, send)
+                await self._answer(held, scope, headers, send, lazy=not woken)
                 return
             # Ask the view again (an interrupt's next open request), for the time left.
             left = max(int(held.park.timeout - (time.monotonic() - started)), 0)
@@ -93,7 +93,12 @@ class WaitDoor:
         return settled in done
 
     async def _answer(
-        self, held: _Held, scope: Scope, headers: list[tuple[bytes, bytes]], send: Send
+        self,
+        held: _Held,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        send: Send,
+        lazy: bool,
     ) -> None:
         """The parked request's answer, as GET renders it, with the headers Django gave."""
         park = held.park
@@ -101,7 +106,7 @@ class WaitDoor:
         renderer = self._renderers.get(loop)
         if renderer is None:
             renderer = self._renderers[loop] = _Renderer(loop)
-        body = await renderer.render(park.pk, park.site)
+        body = await renderer.render(park.pk, park.site, lazy)
         if body is None:  # not renderable here (the database is down, say): ask Django
             await self.app(_with_timeout({**scope, "headers": headers}, 0), _no_body, send)
             return
@@ -172,22 +177,35 @@ def _with_timeout(scope: Scope, seconds: int) -> Scope:
 
 
 class _Renderer:
-    """Renders the answers of the waits that ask in the same turn of the event loop together:
-    one thread, three queries."""
+    """Renders answers in batches: one thread and three queries a batch. A woken wait's answer
+    goes in the batch of its turn of the event loop (those woken together, together); a timed-out
+    wait's waits up to LAZY_SECONDS for others, since thousands of agents each re-asking every
+    minute time out a few at a time, and a query each would cost more than all the rest."""
+
+    LAZY_SECONDS = 0.25
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.asked: dict[tuple[int, str], list[asyncio.Future]] = {}
+        self.batches: dict[bool, dict[tuple[int, str], list[asyncio.Future]]] = {}
+        self._flushing: set[asyncio.Task] = set()  # the loop keeps only weak references
 
-    async def render(self, pk: int, site: str) -> bytes | None:
-        if not self.asked:
-            self.loop.call_soon(lambda: self.loop.create_task(self._flush()))
+    async def render(self, pk: int, site: str, lazy: bool = False) -> bytes | None:
+        batch = self.batches.get(lazy)
+        if batch is None:
+            batch = self.batches[lazy] = {}
+            delay = self.LAZY_SECONDS if lazy else 0
+            self.loop.call_later(delay, self._start_flush, lazy)
         future = self.loop.create_future()
-        self.asked.setdefault((pk, site), []).append(future)
+        batch.setdefault((pk, site), []).append(future)
         return await future
 
-    async def _flush(self) -> None:
-        asked, self.asked = self.asked, {}
+    def _start_flush(self, lazy: bool) -> None:
+        task = self.loop.create_task(self._flush(lazy))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, lazy: bool) -> None:
+        asked = self.batches.pop(lazy)
         try:
             bodies = await sync_to_async(_render_many, thread_sensitive=False)(list(asked))
         except Exception:  # the database is down, say: each wait asks Django instead
