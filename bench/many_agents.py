@@ -285,14 +285,7 @@ def start_node(env: dict[str, str], port: int, var_dir: str) -> Node:
     """The Procfile's web line on `port`, its output (the access log) to a file."""
     log = Path(var_dir) / f"web-{port}.log"
     bin_dir = Path(sys.executable).parent
-    node_env = {
-        **env,
-        "PORT": str(port),
-        "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
-        # gunicorn's control socket is ~/.gunicorn/gunicorn.ctl for every master on the
-        # machine: a `shutdown` sent there for another server stops the last master started.
-        "GUNICORN_CMD_ARGS": f"--control-socket {var_dir}/gunicorn-{port}.ctl",
-    }
+    node_env = {**env, "PORT": str(port), "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + procfile_line("web")],
