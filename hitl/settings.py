@@ -443,8 +443,8 @@ HITL_API_MAX_WAITERS_PER_AGENT = env_int(
 )
 
 # Waits the Procfile's ASGI web process parks (reviews.wait_door): no thread or connection
-# each, only memory (about 8 KB each, docs/deploy.md), so the cap is a memory bound per process;
-# an agent's share is a quarter of it.
+# each, only memory (at most 30 MB a thousand, bench/many_agents.py), so the cap is a memory
+# bound per process; an agent's share is a quarter of it.
 HITL_API_MAX_PARKED_WAITS = env_int("HITL_API_MAX_PARKED_WAITS", 20000)
 # Threads of the ASGI web process that run Django's views (hitl.asgi), as gunicorn's threads did.
 WEB_THREADS = env_int("WEB_THREADS", 64)
