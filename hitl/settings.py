@@ -446,6 +446,9 @@ HITL_API_MAX_WAITERS_PER_AGENT = env_int(
 # each, only memory (at most 30 MB a thousand, bench/many_agents.py), so the cap is a memory
 # bound per process; an agent's share is a quarter of it.
 HITL_API_MAX_PARKED_WAITS = env_int("HITL_API_MAX_PARKED_WAITS", 20000)
+# A parked wait that lasts longer sends a space this often: proxies close connections idle for
+# a minute (nginx's proxy_read_timeout, a cloud load balancer's idle timeout).
+HITL_WAIT_HEARTBEAT_SECONDS = env_float("HITL_WAIT_HEARTBEAT_SECONDS", 20.0)
 # Threads of the ASGI web process that run Django's views (hitl.asgi), as gunicorn's threads did.
 WEB_THREADS = env_int("WEB_THREADS", 64)
 

@@ -67,7 +67,9 @@ __all__ = [
 ]
 __version__ = "1.0.0"
 
-MAX_WAIT = 60  # the server's longest long-poll
+MAX_WAIT = 60  # the longest long-poll any server holds, until it says it holds longer
+# A server that parks waits says how long it holds one; the client then asks for up to that.
+MAX_WAIT_HEADER = "X-HITL-Max-Wait"
 SETTLED = {"approved", "modified", "rejected", "auto_approved", "cancelled"}
 # "Not now" rather than "broken": the server's 503 (its database is restarting, say), and a
 # proxy's 502 or 504 while the server behind it restarts. A 500 is a bug: a few tries only.
@@ -276,6 +278,7 @@ class Client:
         self.http_timeout = http_timeout
         self.unavailable_timeout = unavailable_timeout
         self._down_since: float | None = None  # when the current outage began, if one has
+        self.max_wait = MAX_WAIT  # the longest long-poll this server holds, as it last said
         self._busy_at: float | None = None  # the last 429, while a busy spell lasts
         self._outage_lock = threading.Lock()
 
@@ -352,6 +355,7 @@ class Client:
         try:
             with urllib.request.urlopen(req, timeout=limit) as response:
                 raw = response.read()
+                self._note_max_wait(response.headers.get(MAX_WAIT_HEADER))
         except urllib.error.HTTPError as exc:
             payload = _json_or_none(exc.read())
             error = _error_from(exc.code, payload, exc.headers.get("Retry-After"))
@@ -379,6 +383,12 @@ class Client:
             return None, delay
         self._outage_ended()
         return json.loads(raw or b"null"), None
+
+    def _note_max_wait(self, header: str | None) -> None:
+        """Remember how long this server holds a wait (between a minute and an hour)."""
+        if header is not None:
+            with contextlib.suppress(ValueError):
+                self.max_wait = min(max(int(header), MAX_WAIT), 3600)
 
     def _outage_began(self, error: HITLError) -> None:
         """One warning per outage, and one per busy spell (429s), however many calls and tries
@@ -522,7 +532,7 @@ class Client:
         first."""
         outage = 0
         while True:
-            left = _poll_seconds(deadline)
+            left = _poll_seconds(deadline, self.max_wait)
             try:  # one try per "not now" answer here, so each asks for the time then left
                 return self._call(
                     "GET", path, query={"timeout": left}, deadline=time.monotonic(), hold=left
@@ -850,7 +860,7 @@ class AsyncClient:
         """Client._long_poll: a busy (429) or unavailable server means "not yet"."""
         outage = 0
         while True:
-            left = _poll_seconds(deadline)
+            left = _poll_seconds(deadline, self.sync.max_wait)
             try:
                 return await self._call(
                     "GET", path, query={"timeout": left}, deadline=time.monotonic(), hold=left
@@ -1370,13 +1380,13 @@ class _Tries:
         return min(outage_pause(error, self.outage), left)
 
 
-def _poll_seconds(deadline: float | None) -> int:
+def _poll_seconds(deadline: float | None, most: int = MAX_WAIT) -> int:
     """The whole seconds one long-poll asks the server to hold it: what is left of the wait,
     rounded up (a last fraction of a second is one more hold, not a loop of instant answers),
     at most the server's longest."""
     if deadline is None:
-        return MAX_WAIT
-    return min(max(math.ceil(deadline - time.monotonic()), 0), MAX_WAIT)
+        return most
+    return min(max(math.ceil(deadline - time.monotonic()), 0), most)
 
 
 def _not_yet(error: HITLError, outage: int) -> float:

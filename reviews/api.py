@@ -58,6 +58,7 @@ from .api_schemas import (
 from .longpoll import (
     DOOR_HEADER,
     DOOR_KEY,
+    MAX_PARKED_WAIT,
     PARK_HEADER,
     Refusal,
     release_connection,
@@ -85,7 +86,10 @@ from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data
 from .services.submission import evaluate_for, submit_request
 
-MAX_WAIT_SECONDS = 60
+# The longest wait asked for: the door parks it (reviews.wait_door); a thread waits at most
+# THREAD_WAIT_SECONDS of it (a WSGI server, where a wait blocks a thread) and answers.
+MAX_WAIT_SECONDS = MAX_PARKED_WAIT
+THREAD_WAIT_SECONDS = 60
 # Both long-polls (/wait and GET /interrupts/{id}) wait this long unless told otherwise: half
 # the cap, so a default wait ends well inside the 60 s idle timeout of common proxies.
 DEFAULT_WAIT_SECONDS = 30
@@ -141,7 +145,10 @@ WAIT_TIMEOUT = Query(
     DEFAULT_WAIT_SECONDS,
     ge=0,
     le=MAX_WAIT_SECONDS,
-    description=f"Seconds to wait for the decision: 0 answers at once; at most {MAX_WAIT_SECONDS}.",
+    description=(
+        f"Seconds to wait for the decision: 0 answers at once; at most {MAX_WAIT_SECONDS} "
+        f"({THREAD_WAIT_SECONDS} on a server that blocks a thread per wait)."
+    ),
 )
 CATEGORY_QUERY = Query(
     ..., min_length=1, max_length=100, description="Category slug.", examples=["refunds"]
@@ -380,6 +387,7 @@ def wait_until_settled(agent: Agent, review: ReviewRequest, timeout: int) -> Rev
     """Block up to `timeout` seconds for the agent-visible outcome; the request as it is then."""
     if timeout <= 0 or answers_now(review):
         return review
+    timeout = min(timeout, THREAD_WAIT_SECONDS)
     release_connection()  # hold no database connection while blocked
     outcome = watcher.wait(review.pk, agent.pk, timeout)
     if isinstance(outcome, Refusal):  # answer now; the client asks again after Retry-After
@@ -827,6 +835,7 @@ def interrupt_answer(
                 break  # a reviewer asked the agent something: it answers first
         return interrupt_out(request, agent, bundle)
     started = time.monotonic()
+    timeout = min(timeout, THREAD_WAIT_SECONDS)
     # One request at a time, in order: the interrupt is answered when its last one is.
     for index, review in enumerate(bundle):
         left = timeout - int(time.monotonic() - started)

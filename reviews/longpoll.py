@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 DOOR_HEADER = "X-HITL-Door"
 DOOR_KEY = secrets.token_hex(16)
 PARK_HEADER = "X-HITL-Park"
+# A parked wait may last this long (a thread's, 60 s); the door says so in this header of
+# every wait's answer, so the client asks for as much.
+MAX_PARKED_WAIT = 300
+MAX_WAIT_HEADER = "X-HITL-Max-Wait"
 
 # How often the watcher looks; the agent hears of a decision at most this long after it
 # becomes effective (plus one query).

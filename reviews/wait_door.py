@@ -24,9 +24,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
-from .longpoll import DOOR_HEADER, DOOR_KEY, PARK_HEADER, watcher
+from .longpoll import (
+    DOOR_HEADER,
+    DOOR_KEY,
+    MAX_PARKED_WAIT,
+    MAX_WAIT_HEADER,
+    PARK_HEADER,
+    watcher,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,6 +46,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 WAIT_PATH = re.compile(r"^/api/v1/(requests/[^/]+/wait|interrupts/[^/]+)/?$")
 _DOOR = DOOR_HEADER.lower().encode()
 _PARK = PARK_HEADER.lower().encode()
+_MAX_WAIT = MAX_WAIT_HEADER.lower().encode()
 
 
 class WaitDoor:
@@ -55,49 +64,63 @@ class WaitDoor:
         headers = [(name, value) for name, value in scope["headers"] if name.lower() != _DOOR]
         marked = {**scope, "headers": [*headers, (_DOOR, DOOR_KEY.encode())]}
         body_of = receive
+        answer = _Answer(send)
         while True:
-            held = _Held(send)
+            held = _Held(answer.send)
             await self.app(marked, body_of, held.send)
             if held.park is None:
                 return  # answered at once (settled, refused, an error): already sent
             started = time.monotonic()
             try:
-                woken = await self._parked(held.park, receive)
+                woken = await self._parked(held, receive, answer)
             finally:
                 watcher.release(held.park.ticket)
             if woken is None:
                 return  # the agent hung up
             if held.park.then == "render":
-                await self._answer(held, scope, headers, send, lazy=not woken)
+                await self._answer(held, scope, headers, answer, lazy=not woken)
                 return
             # Ask the view again (an interrupt's next open request), for the time left.
             left = max(int(held.park.timeout - (time.monotonic() - started)), 0)
             marked, body_of = _with_timeout(marked, left), _no_body
 
-    async def _parked(self, park: _Park, receive: Receive) -> bool | None:
+    async def _parked(self, held: _Held, receive: Receive, answer: _Answer) -> bool | None:
         """Wait until the parked request settles (True) or the time is up (False); None when
-        the agent hung up first."""
+        the agent hung up first. A wait that outlasts HITL_WAIT_HEARTBEAT_SECONDS starts its
+        answer and sends a space (JSON's leading whitespace) that often, so that proxies in
+        between, which close a connection idle for a minute, keep it."""
+        park = held.park
         loop = asyncio.get_running_loop()
         settled = watcher.claim(park.ticket, loop)
         if settled is None:
             return False
         gone = loop.create_task(_disconnected(receive))
+        ends = time.monotonic() + park.timeout
         try:
-            done, _ = await asyncio.wait(
-                {settled, gone}, timeout=park.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            while True:
+                left = ends - time.monotonic()
+                if left <= 0:
+                    return False
+                done, _ = await asyncio.wait(
+                    {settled, gone},
+                    timeout=min(left, settings.HITL_WAIT_HEARTBEAT_SECONDS),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if gone in done:
+                    return None
+                if settled in done:
+                    return True
+                if ends - time.monotonic() > 0:
+                    await answer.keep_alive(held.headers)
         finally:
             gone.cancel()
-        if gone in done:
-            return None
-        return settled in done
 
     async def _answer(
         self,
         held: _Held,
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
-        send: Send,
+        answer: _Answer,
         lazy: bool,
     ) -> None:
         """The parked request's answer, as GET renders it, with the headers Django gave."""
@@ -108,12 +131,40 @@ class WaitDoor:
             renderer = self._renderers[loop] = _Renderer(loop)
         body = await renderer.render(park.pk, park.site, lazy)
         if body is None:  # not renderable here (the database is down, say): ask Django
-            await self.app(_with_timeout({**scope, "headers": headers}, 0), _no_body, send)
+            await self.app(_with_timeout({**scope, "headers": headers}, 0), _no_body, answer.send)
             return
-        answer = [(n, v) for n, v in held.headers if n not in (b"content-length", _PARK)]
-        answer.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": answer})
-        await send({"type": "http.response.body", "body": body})
+        start = [(n, v) for n, v in held.headers if n not in (b"content-length", _PARK)]
+        start.append((b"content-length", str(len(body)).encode()))
+        await answer.send({"type": "http.response.start", "status": 200, "headers": start})
+        await answer.send({"type": "http.response.body", "body": body})
+
+
+class _Answer:
+    """The wait's answer on the wire. It advertises how long this server holds a wait
+    (MAX_WAIT_HEADER, so the client asks for that much next time), and once keep-alive
+    spaces have begun it is a 200 already started: later starts are dropped, and a later
+    error, which can no longer be said, cuts the connection (the client asks again)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.started:
+                if message["status"] != 200:
+                    raise ConnectionAbortedError("the wait's answer had already begun")
+                return
+            self.started = True
+            headers = [*message["headers"], (_MAX_WAIT, str(MAX_PARKED_WAIT).encode())]
+            message = {**message, "headers": headers}
+        await self._send(message)
+
+    async def keep_alive(self, headers: list[tuple[bytes, bytes]]) -> None:
+        if not self.started:  # no length announced: the answer goes in chunks
+            start = [(n, v) for n, v in headers if n not in (b"content-length", _PARK)]
+            await self.send({"type": "http.response.start", "status": 200, "headers": start})
+        await self._send({"type": "http.response.body", "body": b" ", "more_body": True})
 
 
 def _is_wait(scope: Scope) -> bool:

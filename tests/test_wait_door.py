@@ -101,7 +101,7 @@ def test_a_parked_wait_hears_the_decision_and_reads_as_a_get_does(
     assert json.loads(wait_body)["status"] == "approved"
     # The same bytes and the same headers (security headers included) as the request's GET.
     assert wait_body == body
-    assert normalised(wait_headers) == normalised(headers)
+    assert normalised(wait_headers) == {**normalised(headers), "x-hitl-max-wait": "300"}
     assert "X-HITL-Park" not in wait_headers and "x-hitl-park" not in wait_headers
 
 
@@ -241,3 +241,55 @@ def test_an_interrupt_wait_parks_until_its_last_request_is_decided(
     assert status == 200 and seconds < 20  # woken by the decisions, not the 30 s timeout
     assert answer["status"] == "decided"
     assert [d["type"] for d in answer["response"]["decisions"]] == ["approve", "reject"]
+
+
+def test_a_long_wait_keeps_its_connection_alive_and_the_client_asks_for_longer(
+    tmp_path, agent_token, refunds
+):
+    from hitl_client import ApprovalTimeout, Client
+
+    public_id = submit(agent_token, "long")
+    withdrawn = submit(agent_token, "withdrawn")
+    AgentClient(agent_token).post_json(f"/api/v1/requests/{withdrawn}/cancel", {})
+    connection.close()
+    with procfile_web(tmp_path, WEB_CONCURRENCY="1", HITL_WAIT_HEARTBEAT_SECONDS="1") as port:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        started = time.monotonic()
+        sock.sendall(
+            f"GET /api/v1/requests/{public_id}/wait?timeout=3 HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {agent_token}\r\nConnection: close\r\n\r\n".encode()
+        )
+        first = sock.recv(65536)
+        first_after = time.monotonic() - started
+        raw = first
+        while chunk := sock.recv(65536):
+            raw += chunk
+        sock.close()
+        _, _, detail = call(port, "GET", f"/api/v1/requests/{public_id}", bearer(agent_token))
+        longest = call(
+            port, "GET", f"/api/v1/requests/{withdrawn}/wait?timeout=300", bearer(agent_token)
+        )
+        too_long = call(
+            port, "GET", f"/api/v1/requests/{withdrawn}/wait?timeout=301", bearer(agent_token)
+        )
+        client = Client(f"http://127.0.0.1:{port}", agent_token)
+        assert client.max_wait == 60  # until the server says
+        with pytest.raises(ApprovalTimeout):
+            client.wait(public_id, timeout=1)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    # The answer began (200, chunked) with a space a second while the request was pending.
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    assert b"x-hitl-max-wait: 300" in head.lower()
+    assert 0.8 < first_after < 2.5
+    chunks, payload = body, b""
+    while chunks:
+        size, _, rest = chunks.partition(b"\r\n")
+        length = int(size, 16)
+        payload, chunks = payload + rest[:length], rest[length + 2 :]
+    assert payload.startswith(b" ") and payload.strip() == detail
+    assert json.loads(payload)["status"] == "pending"
+    # A wait may be asked for up to five minutes (a thread's is answered after one).
+    assert longest[0] == 200 and json.loads(longest[2])["status"] == "cancelled"
+    assert too_long[0] == 422 and "timeout" in json.loads(too_long[2])["fields"]
+    assert client.max_wait == 300
