@@ -66,10 +66,11 @@ def start_web(env: dict[str, str]) -> tuple[Proc, str]:
     port = free_port()
     web = Proc(
         [
-            *(sys.executable, "-m", "gunicorn", "hitl.wsgi", "--bind", f"127.0.0.1:{port}"),
-            *("--workers", "2", "--threads", "16", "--worker-class", "gthread", "--timeout", "90"),
+            *(sys.executable, "-m", "gunicorn", "hitl.asgi:application"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--no-control-socket"),
+            *("--worker-class", "uvicorn_worker.UvicornWorker", "--timeout", "90"),
         ],
-        env,
+        {**env, "WEB_THREADS": "16"},
         "web",
     )
     base = f"http://127.0.0.1:{port}"

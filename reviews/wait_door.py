@@ -58,6 +58,8 @@ class WaitDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_wait(scope):
+            if scope["type"] == "http" and scope["path"].startswith("/api/v1/"):
+                send = _Answer(send).send  # says how long a wait may be, from the submission on
             await self.app(scope, receive, send)
             return
         # Only the door may mark a wait as parkable: a client's own mark is dropped.
@@ -140,10 +142,10 @@ class WaitDoor:
 
 
 class _Answer:
-    """The wait's answer on the wire. It advertises how long this server holds a wait
-    (MAX_WAIT_HEADER, so the client asks for that much next time), and once keep-alive
-    spaces have begun it is a 200 already started: later starts are dropped, and a later
-    error, which can no longer be said, cuts the connection (the client asks again)."""
+    """An API answer on the wire. It advertises how long this server holds a wait
+    (MAX_WAIT_HEADER, so the client asks for that much from then on). A wait's answer, once
+    keep-alive spaces have begun, is a 200 already started: later starts are dropped, and a
+    later error, which can no longer be said, cuts the connection (the client asks again)."""
 
     def __init__(self, send: Send) -> None:
         self._send = send

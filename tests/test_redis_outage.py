@@ -67,26 +67,15 @@ def own_redis():
 
 
 def start_web(env: dict[str, str]) -> tuple[Proc, str]:
-    """gunicorn with the Procfile's worker class, small: one process, four threads."""
+    """gunicorn with the Procfile's worker class, small: one process, four view threads."""
     port = free_port()
     proc = Proc(
         [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "hitl.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--timeout",
-            "90",
+            *(sys.executable, "-m", "gunicorn", "hitl.asgi:application"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--no-control-socket"),
+            *("--worker-class", "uvicorn_worker.UvicornWorker", "--timeout", "90"),
         ],
-        env,
+        {**env, "WEB_THREADS": "4"},
         "web",
     )
     return proc, proc.serving(port)
