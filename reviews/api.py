@@ -427,12 +427,29 @@ def request_json(site: str, review: ReviewRequest) -> bytes:
     return api.renderer.render(None, data, response_status=200).encode()
 
 
+# What an agent's view of a request never reads: not loaded when answers are rendered in bulk.
+NOT_ANSWERED = (
+    "idempotency_key", "payload_hash", "task", "situation", "attempted", "options",
+    "recommendation", "recommended_option", "attributes", "callback_url", "bundle_id",
+    "bundle_index", "interrupt_form", "policy_version", "group_key", "precedent_key",
+    "precedents_from", "previous_assignees", "priority", "reassignment_count",
+    "escalation_level", "reminded_at", "agent_seconds", "default_answer", "first_viewed_at",
+    "decided_at",
+)  # fmt: skip
+
+
 def requests_for_answers(pks: list[int]) -> dict[int, ReviewRequest]:
     """The requests `request_json` renders, in three queries whatever their number."""
-    rows = ReviewRequest.objects.select_related(
-        "agent", "category", "queue", "assignee", "decision__decided_by"
-    ).prefetch_related(
-        Prefetch("messages", queryset=Message.objects.select_related("author", "request__agent"))
+    rows = (
+        ReviewRequest.objects.select_related(
+            "agent", "category", "queue", "assignee", "decision__decided_by"
+        )
+        .defer(*NOT_ANSWERED)
+        .prefetch_related(
+            Prefetch(
+                "messages", queryset=Message.objects.select_related("author", "request__agent")
+            )
+        )
     )
     return {review.pk: review for review in rows.filter(pk__in=pks)}
 

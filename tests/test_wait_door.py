@@ -295,3 +295,23 @@ def test_a_long_wait_keeps_its_connection_alive_and_the_client_asks_for_longer(
     assert longest[0] == 200 and json.loads(longest[2])["status"] == "cancelled"
     assert too_long[0] == 422 and "timeout" in json.loads(too_long[2])["fields"]
     assert learnt == client.max_wait == 300
+
+
+def test_answers_rendered_together_cost_three_queries_and_read_as_a_get(
+    agent_token, refunds, alice, django_assert_max_num_queries
+):
+    from reviews.api import request_json, requests_for_answers
+
+    api = AgentClient(agent_token)
+    ids = [submit(agent_token, f"together {i}") for i in range(6)]
+    api.post_json(f"/api/v1/requests/{ids[0]}/messages", {"body": "More context: VIP."})
+    decide_request(ReviewRequest.objects.get(public_id=ids[1]).pk, by=alice, outcome="approved")
+    pks = list(ReviewRequest.objects.filter(public_id__in=ids).values_list("pk", flat=True))
+    with django_assert_max_num_queries(3):
+        found = requests_for_answers(pks)
+        bodies = {
+            str(review.public_id): request_json("http://testserver", review)
+            for review in found.values()
+        }
+    for public_id in ids:
+        assert bodies[public_id] == api.get(f"/api/v1/requests/{public_id}").content
