@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -173,3 +175,55 @@ def call(port: int, method: str, path: str, headers: dict[str, str], body: bytes
         return response.status, response.headers, response.read()
     finally:
         conn.close()
+
+
+class ShellProcess:
+    """A Procfile line run by a shell as a platform runs it, in a session of its own (gunicorn's
+    and celery's children stop with it), its output in `log`."""
+
+    def __init__(
+        self, name: str, command: str, env: dict[str, str], log: Path, cwd: Path = ROOT
+    ) -> None:
+        self.name = name
+        self.log = log
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def wait_until(predicate, what: str, processes: list[ShellProcess], timeout: float = 60):
+    """The predicate's first true value; fails with the processes' logs when time is up, or at
+    once when one of them has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        for process in processes:
+            assert process.alive(), f"{process.name} exited:\n{process.output()[-3000:]}"
+        time.sleep(0.2)
+    logs = "\n".join(f"--- {p.name}:\n{p.output()[-2500:]}" for p in processes)
+    pytest.fail(f"{what}: not within {timeout} s\n{logs}")

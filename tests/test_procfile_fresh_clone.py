@@ -9,13 +9,11 @@ commands run as written by a shell (gunicorn kept small through its documented k
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -24,7 +22,14 @@ import pytest
 import requests
 from django.db import connection
 
+from .procfile_support import ShellProcess as Process
+from .procfile_support import wait_until
 from .timeouts_support import ROOT, OwnRedis, Sink, free_port
+
+
+def log_file(name: str) -> Path:
+    return Path(tempfile.mkstemp(prefix=f"hitl-fresh-{name}-", suffix=".log")[1])
+
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -49,47 +54,6 @@ MCP_LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {
 def procfile(folder: Path) -> dict[str, str]:
     lines = (folder / "Procfile").read_text().splitlines()
     return dict(line.split(": ", 1) for line in lines if re.match(r"^\w+: ", line))
-
-
-class Process:
-    def __init__(self, name: str, command: str, cwd: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log = Path(tempfile.mkstemp(prefix=f"hitl-fresh-{name}-", suffix=".log")[1])
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                ["bash", "-c", f"exec {command}"],
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # gunicorn's and celery's children stop with them
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=10)
-
-
-def wait_until(predicate, what: str, processes: list[Process], timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {p.name}:\n{p.output()[-2500:]}" for p in processes)
-    pytest.fail(f"{what}: not within {timeout} s\n{logs}")
 
 
 @pytest.fixture
@@ -152,7 +116,8 @@ def test_each_procfile_process_starts_on_a_fresh_clone_with_only_the_documented_
         run("bash", "-c", commands["release"])
 
         processes = [
-            Process(name, commands[name], app, env) for name in ("web", "worker", "beat", "mcp")
+            Process(name, commands[name], env, log_file(name), app)
+            for name in ("web", "worker", "beat", "mcp")
         ]
         base = f"http://127.0.0.1:{port}"
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -41,7 +38,8 @@ from reviews.services.submission import submit_request
 from reviews.tasks import dispatch_due_work, roll_up_decisions, sweep_overdue_requests
 
 from .api_support import escalated
-from .procfile_support import ROOT, free_port, procfile_line, production_env
+from .procfile_support import ShellProcess as Process
+from .procfile_support import free_port, procfile_line, production_env, wait_until
 from .timeouts_support import Sink
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -49,51 +47,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 # Small batches, so the sweep's and the dispatch's claims are split over many tasks that race.
 BATCH = 10
 OVERDUE, REMINDED, QUEUED_WEBHOOKS = 40, 20, 40
-
-
-class Process:
-    """One Procfile line run by a shell, as a platform runs it, its output in a log file."""
-
-    def __init__(self, name: str, command: str, env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self.log = folder / f"{name}.log"  # kept with the test's tmp_path, for a failure
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                ["bash", "-c", f"exec {command}"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # gunicorn's and celery's children stop with them
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-
-    def stop(self) -> None:
-        self.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-
-def wait_until(predicate, what: str, processes: list[Process], timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        for process in processes:
-            alive = process.proc.poll() is None
-            assert alive, f"{process.name} exited:\n{process.output()[-3000:]}"
-        time.sleep(0.2)
-    logs = "\n".join(f"--- {p.name}:\n{p.output()[-2000:]}" for p in processes)
-    pytest.fail(f"{what}: not within {timeout} s\n{logs}")
 
 
 def answers(base: str) -> bool:
@@ -132,15 +85,25 @@ def deployment(tmp_path):
     }
     ports = free_port(), free_port()
     processes = [
-        Process(f"web-{node}", procfile_line("web"), {**env, "PORT": str(port)}, tmp_path)
+        Process(
+            f"web-{node}",
+            procfile_line("web"),
+            {**env, "PORT": str(port)},
+            tmp_path / f"web-{node}.log",
+        )
         for node, port in zip("ab", ports, strict=True)
     ]
     # Distinct node names, as on two machines; the same queue.
     workers = [
-        Process(f"worker-{node}", f"{procfile_line('worker')} --hostname {node}@%h", env, tmp_path)
+        Process(
+            f"worker-{node}",
+            f"{procfile_line('worker')} --hostname {node}@%h",
+            env,
+            tmp_path / f"worker-{node}.log",
+        )
         for node in "ab"
     ]
-    processes += [*workers, Process("beat", procfile_line("beat"), env, tmp_path)]
+    processes += [*workers, Process("beat", procfile_line("beat"), env, tmp_path / "beat.log")]
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue  # what this test process sends goes to the workers
     try:
@@ -153,7 +116,7 @@ def deployment(tmp_path):
     finally:
         app.conf.task_default_queue = previous
         for process in processes:
-            if process.proc.poll() is not None:  # said with the failure it surely caused
+            if not process.alive():  # said with the failure it surely caused
                 print(f"{process.name} had exited ({process.proc.returncode}) before the end:")
                 print(process.output()[-2000:])
         for process in processes:  # all at once: each shutdown takes a second or two
