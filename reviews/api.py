@@ -90,8 +90,8 @@ from .services.submission import evaluate_for, submit_request
 # THREAD_WAIT_SECONDS of it (a WSGI server, where a wait blocks a thread) and answers.
 MAX_WAIT_SECONDS = MAX_PARKED_WAIT
 THREAD_WAIT_SECONDS = 60
-# Both long-polls (/wait and GET /interrupts/{id}) wait this long unless told otherwise: half
-# the cap, so a default wait ends well inside the 60 s idle timeout of common proxies.
+# Both long-polls (/wait and GET /interrupts/{id}) wait this long unless told otherwise, well
+# inside the 60 s idle timeout of common proxies (longer parked waits send keep-alive spaces).
 DEFAULT_WAIT_SECONDS = 30
 
 Status = ReviewRequest.Status
@@ -377,7 +377,7 @@ def category_by_slug(slug: str, field: str = "category") -> Category:
 
 def answers_now(review: ReviewRequest) -> bool:
     """Whether a wait on this request answers at once: its outcome is visible to the agent, or
-    a reviewer asked the agent something."""
+    a reviewer asked the agent something (for a loaded request what longpoll's query asks)."""
     return agent_status(review) != Status.PENDING or (
         review.turn == ReviewRequest.Turn.AGENT and review.status == Status.PENDING
     )
@@ -553,11 +553,12 @@ def wait(
     request: HttpRequest,
     request_id: UUID,
     timeout: int = WAIT_TIMEOUT,
-) -> dict[str, Any]:
+) -> dict[str, Any] | HttpResponse:
     """Answers as soon as the decision is final (or the request is cancelled), or a reviewer
     asks the agent something (`turn` is then 'agent': see `reviewer_message`, answer with
     POST …/messages, and wait again), else with the current state after `timeout` seconds
-    (at most 60). Call it again to keep waiting. A 429
+    (at most 300; 60 on a server that blocks a thread per wait). Call it again to keep
+    waiting. A 429
     says no wait slot is free now: `agent_wait_share` (this agent already holds its share of
     the server's waits) or `too_many_waiters` (the server's); call again after Retry-After."""
     agent: Agent = request.auth

@@ -9,8 +9,9 @@ A waiter is one of two kinds. A *thread* waiter (WSGI servers, the MCP server) b
 thread on an Event, holding no connection: `HITL_API_MAX_WAITERS` caps them below the
 process's thread count, so waits never take the threads that serve everything else. A
 *parked* waiter (the Procfile's ASGI server, reviews.wait_door) is a reservation the view
-makes and the door's coroutine claims: it holds an asyncio future and a few hundred bytes, so
-`HITL_API_MAX_PARKED_WAITS` is a memory bound, in the tens of thousands. Each kind caps one
+makes and the door's coroutine claims: it holds an asyncio future and its socket, some 25 KB
+in all (bench/many_agents.py), so `HITL_API_MAX_PARKED_WAITS` is a memory bound, in the tens
+of thousands. Each kind caps one
 agent's share at a quarter of its cap (`HITL_API_MAX_WAITERS_PER_AGENT` for threads), so one
 agent's wait loops cannot take every slot from the others.
 """
