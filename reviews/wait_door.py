@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
+from .api import request_json, requests_for_answers
 from .longpoll import (
     DOOR_HEADER,
     DOOR_KEY,
@@ -270,8 +271,6 @@ class _Renderer:
 
 
 def _render_many(keys: list[tuple[int, str]]) -> dict[tuple[int, str], bytes]:
-    from .api import request_json, requests_for_answers
-
     try:
         found = requests_for_answers(sorted({pk for pk, _ in keys}))
         return {(pk, site): request_json(site, found[pk]) for pk, site in keys if pk in found}

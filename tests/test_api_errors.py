@@ -171,9 +171,9 @@ def test_a_path_with_no_endpoint_is_a_404_in_json(api):
     assert response.json()["error"] == "not_found"
 
 
-def test_a_wait_longer_than_60_seconds_is_refused(api, refunds):
+def test_a_wait_longer_than_300_seconds_is_refused(api, refunds):
     created = api.post_json("/api/v1/requests", escalated()).json()
-    fields = fields_of(api.get(f"/api/v1/requests/{created['id']}/wait?timeout=61"))
+    fields = fields_of(api.get(f"/api/v1/requests/{created['id']}/wait?timeout=301"))
     assert list(fields) == ["timeout"]
 
 
