@@ -426,6 +426,8 @@ HITL_WEBHOOK_SECRET_OVERLAP_HOURS = env_int("HITL_WEBHOOK_SECRET_OVERLAP_HOURS",
 # Hosts a request's callback URL may name although they resolve to a loopback, link-local or
 # private address (reviews.webhook_targets); none by default.
 HITL_WEBHOOK_ALLOWED_HOSTS = env_list("HITL_WEBHOOK_ALLOWED_HOSTS")
+# Threads of a web process that run Django's views (hitl.asgi's pool; a WSGI server's own).
+WEB_THREADS = env_int("WEB_THREADS", 64)
 # Agent API: requests per agent (and, on the reviewer API, per reviewer token) per minute
 # (0: no limit), and long-polls one WSGI web process (runserver, a WSGI deployment) serves at
 # once, each blocking a thread: by default three quarters of WEB_THREADS, so waiting agents
@@ -435,7 +437,7 @@ HITL_API_RATE_LIMIT = env_int("HITL_API_RATE_LIMIT", 600)
 HITL_API_RATE_WINDOW_SECONDS = env_int("HITL_API_RATE_WINDOW_SECONDS", 60)
 if HITL_API_RATE_WINDOW_SECONDS < 1:
     raise ImproperlyConfigured("HITL_API_RATE_WINDOW_SECONDS must be at least 1")
-HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(env_int("WEB_THREADS", 64) * 3 // 4, 1))
+HITL_API_MAX_WAITERS = env_int("HITL_API_MAX_WAITERS", max(WEB_THREADS * 3 // 4, 1))
 # One agent's share of those: a quarter by default, so until four agents each hold their whole
 # share, any other agent can still wait.
 HITL_API_MAX_WAITERS_PER_AGENT = env_int(
@@ -449,8 +451,6 @@ HITL_API_MAX_PARKED_WAITS = env_int("HITL_API_MAX_PARKED_WAITS", 20000)
 # A parked wait that lasts longer sends a space this often: proxies close connections idle for
 # a minute (nginx's proxy_read_timeout, a cloud load balancer's idle timeout).
 HITL_WAIT_HEARTBEAT_SECONDS = env_float("HITL_WAIT_HEARTBEAT_SECONDS", 20.0)
-# Threads of the ASGI web process that run Django's views (hitl.asgi), as gunicorn's threads did.
-WEB_THREADS = env_int("WEB_THREADS", 64)
 
 # The MCP server (manage.py mcp_server): a waiting tool reports progress this often, and after
 # HITL_MCP_MAX_WAIT_SECONDS answers "still pending" with the request's id; hosts time tool

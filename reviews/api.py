@@ -843,28 +843,32 @@ def interrupt_answer(
     agent: Agent = request.auth
     bundle = bundle_of(request_for_agent(agent, request_id))
     if request.headers.get(DOOR_HEADER) == DOOR_KEY:
-        # The first request still open decides: the door asks again once it settles.
-        for review in bundle:
-            if not answers_now(review):
-                if timeout > 0:
-                    return parked(request, agent, review.pk, timeout, "ask")
-                break
-            if review.status == Status.PENDING:
-                break  # a reviewer asked the agent something: it answers first
+        # Parked on the request still open; the door asks again once it settles.
+        waiting_on = still_open(bundle)
+        if waiting_on is not None and timeout > 0:
+            return parked(request, agent, waiting_on.pk, timeout, "ask")
         return interrupt_out(request, agent, bundle)
     started = time.monotonic()
     timeout = min(timeout, THREAD_WAIT_SECONDS)
-    # One request at a time, in order: the interrupt is answered when its last one is.
-    for index, review in enumerate(bundle):
+    while (waiting_on := still_open(bundle)) is not None:
         left = timeout - int(time.monotonic() - started)
         if left <= 0:
             break
-        bundle[index] = wait_until_settled(agent, review, left)
-        if answers_now(bundle[index]) and bundle[index].status == Status.PENDING:
-            break  # a reviewer asked the agent something: it answers before waiting on
+        bundle[bundle.index(waiting_on)] = wait_until_settled(agent, waiting_on, left)
     answer = interrupt_out(request, agent, bundle)
     release_connection()
     return answer
+
+
+def still_open(bundle: list[ReviewRequest]) -> ReviewRequest | None:
+    """The interrupt's request to wait on next: the first, in order, not yet settled; None once
+    all are, or when a reviewer asked the agent something (it answers before waiting on)."""
+    for review in bundle:
+        if not answers_now(review):
+            return review
+        if review.status == Status.PENDING:
+            return None  # answers now yet pending: the agent's turn
+    return None
 
 
 # --- outside the API: a bare view --------------------------------------------------------------

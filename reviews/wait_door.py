@@ -136,8 +136,7 @@ class WaitDoor:
         if body is None:  # not renderable here (the database is down, say): ask Django
             await self.app(_with_timeout({**scope, "headers": headers}, 0), _no_body, answer.send)
             return
-        start = [(n, v) for n, v in held.headers if n not in (b"content-length", _PARK)]
-        start.append((b"content-length", str(len(body)).encode()))
+        start = [*_answer_headers(held.headers), (b"content-length", str(len(body)).encode())]
         await answer.send({"type": "http.response.start", "status": 200, "headers": start})
         await answer.send({"type": "http.response.body", "body": body})
 
@@ -165,9 +164,15 @@ class _Answer:
 
     async def keep_alive(self, headers: list[tuple[bytes, bytes]]) -> None:
         if not self.started:  # no length announced: the answer goes in chunks
-            start = [(n, v) for n, v in headers if n not in (b"content-length", _PARK)]
+            start = _answer_headers(headers)
             await self.send({"type": "http.response.start", "status": 200, "headers": start})
         await self._send({"type": "http.response.body", "body": b" ", "more_body": True})
+
+
+def _answer_headers(parked: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers Django gave the parked answer, for the real one: its ticket and its (empty)
+    length left out."""
+    return [(name, value) for name, value in parked if name not in (b"content-length", _PARK)]
 
 
 def _is_wait(scope: Scope) -> bool:
