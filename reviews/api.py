@@ -850,10 +850,12 @@ def interrupt_answer(
         return interrupt_out(request, agent, bundle)
     started = time.monotonic()
     timeout = min(timeout, THREAD_WAIT_SECONDS)
-    while (waiting_on := still_open(bundle)) is not None:
+    waited: set[int] = set()  # each request once, in order: one that timed out ends the wait
+    while (waiting_on := still_open(bundle)) is not None and waiting_on.pk not in waited:
         left = timeout - int(time.monotonic() - started)
         if left <= 0:
             break
+        waited.add(waiting_on.pk)
         bundle[bundle.index(waiting_on)] = wait_until_settled(agent, waiting_on, left)
     answer = interrupt_out(request, agent, bundle)
     release_connection()
