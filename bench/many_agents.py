@@ -330,10 +330,24 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on this machine (the server must be local to be counted)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    found.append(int(entry))
+    return found
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # gone between the listing and the read
+            continue
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLK_TCK
@@ -395,11 +409,14 @@ class Run:
     fives: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     latency: dict[str, float] = field(default_factory=dict)
+    # p95 of each batch's worth of agents, in the order their decisions became final
+    by_batch: list[float] = field(default_factory=list)
     rss_before: float = 0
     rss_waiting: float = 0
     rss_after: float = 0  # once every wait has been answered
     peak_connections: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    others: dict[str, float] = field(default_factory=dict)  # CPU seconds in approve+wake
     phases: dict[str, float] = field(default_factory=dict)
     batches_ms: list[float] = field(default_factory=list)
     waiting: int = 0
@@ -544,6 +561,7 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
         # The reviewer approves them all, 1,000 a batch; then every agent should return.
         sampler.phase = "approve"
         marks["approve"], cpu_at = time.monotonic(), cpu_seconds(web)
+        others_at = cpu_seconds([c.pid for c in clients]), cpu_seconds(postgres_pids())
         while reviewer.pending(1):
             alive(nodes, clients)
             run.batches_ms.append(reviewer.batch(BATCH).ms)
@@ -558,6 +576,10 @@ def one_run(args: argparse.Namespace, n: int, count: int) -> Run:
             time.sleep(0.05)
         marks["end"] = time.monotonic()
         run.cpu["approve+wake"] = cpu_seconds(web) - cpu_at
+        run.others = {
+            "agents' clients": cpu_seconds([c.pid for c in clients]) - others_at[0],
+            "PostgreSQL": cpu_seconds(postgres_pids()) - others_at[1],
+        }
         run.outages = tally(counters, "outages")
         run.rss_after = rss_mb([pid for node in nodes for pid in node.workers()])
         run.restarts = len(set(workers) ^ {pid for node in nodes for pid in node.workers()})
@@ -607,6 +629,7 @@ def figures(run: Run, records: list[dict], dsn: str) -> None:
             ).fetchall()
         )
     latencies = []
+    finals: dict[float, list[float]] = {}  # each heard agent's latency, by its decision's time
     for record in records:
         if record["error"]:
             kind, message = record["error"]
@@ -616,6 +639,7 @@ def figures(run: Run, records: list[dict], dsn: str) -> None:
             run.heard += 1
             if record["request"] in final:
                 latencies.append(record["heard"] - final[record["request"]])
+                finals.setdefault(final[record["request"]], []).append(latencies[-1])
     if latencies:
         run.latency = {
             "p50": percentile(latencies, 0.5),
@@ -623,6 +647,10 @@ def figures(run: Run, records: list[dict], dsn: str) -> None:
             "max": max(latencies),
             "min": min(latencies),
         }
+    # In the order the decisions became final, a batch's worth at a time.
+    ordered = [latency for moment in sorted(finals) for latency in finals[moment]]
+    for start in range(0, len(ordered), BATCH):
+        run.by_batch.append(percentile(ordered[start : start + BATCH], 0.95))
 
 
 def report(run: Run) -> None:
@@ -646,6 +674,8 @@ def report(run: Run) -> None:
             "  decision final -> agent's call returned: p50 {p50:.3f} s, p95 {p95:.3f} s, "
             "max {max:.3f} s (min {min:.3f} s)".format(**run.latency)
         )
+    if len(run.by_batch) > 1:
+        print("  p95 by batch (s): " + ", ".join(f"{p95:.2f}" for p95 in run.by_batch))
     print(
         f"  web workers' RSS: {run.rss_before:.0f} MB before, {run.rss_waiting:.0f} MB with"
         f" {run.waiting:,} waiting: {run.mb_per_1000():.1f} MB per 1,000 waits;"
@@ -660,6 +690,9 @@ def report(run: Run) -> None:
         for phase, s in run.cpu.items()
     )
     print(f"  web processes' CPU: {cpu}")
+    if run.others:
+        spent = ", ".join(f"{name} {s:.1f} s" for name, s in run.others.items())
+        print(f"  other CPU in approve+wake: {spent}")
     print("  phases: " + ", ".join(f"{phase} {s:.1f} s" for phase, s in run.phases.items()))
     batches = ", ".join(f"{ms / 1000:.1f}" for ms in run.batches_ms)
     print(f"  batches of up to {BATCH:,} (s): {batches}")

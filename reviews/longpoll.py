@@ -26,6 +26,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from django.db import connection, connections
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
+from . import among  # noqa: F401  (the __among lookup)
 from .db_outage import database_unreachable, pool_exhausted
 from .models import ReviewRequest
 
@@ -52,7 +54,7 @@ MAX_WAIT_HEADER = "X-HITL-Max-Wait"
 
 # How often the watcher looks; the agent hears of a decision at most this long after it
 # becomes effective (plus one query).
-WATCH_INTERVAL = 0.25
+WATCH_INTERVAL = 0.1
 
 
 def _ready() -> Q:
@@ -64,11 +66,31 @@ def _ready() -> Q:
     ) | Q(status=pending, turn=ReviewRequest.Turn.AGENT)
 
 
+def _upcoming() -> Q:
+    """Decided, the decision still in its undo window: final at a moment known in advance."""
+    pending = ReviewRequest.Status.PENDING
+    return ~Q(status=pending) & Q(decision__effective_at__gt=timezone.now())
+
+
 def settled(ids: list[int]) -> set[int]:
     """Which of these requests a wait on them would answer now."""
-    return set(
-        ReviewRequest.objects.filter(pk__in=ids).filter(_ready()).values_list("pk", flat=True)
+    return look(ids)[0]
+
+
+def look(ids: list[int]) -> tuple[set[int], set[int]]:
+    """Which of these requests a wait on them would answer now, and which have a decision
+    that will be final once its undo window has passed, in one query."""
+    ready = ExpressionWrapper(_ready(), output_field=BooleanField())
+    rows = (
+        ReviewRequest.objects.filter(pk__among=ids)
+        .filter(_ready() | _upcoming())
+        .order_by()
+        .values_list("pk", ready)
     )
+    now, soon = set(), set()
+    for pk, is_ready in rows:
+        (now if is_ready else soon).add(pk)
+    return now, soon
 
 
 def wait_state(agent_id: int, public_id: Any) -> tuple[int, bool] | None:
@@ -107,6 +129,9 @@ class _Waiter:
     # A parked waiter's coroutine side, once the door has claimed it.
     loop: asyncio.AbstractEventLoop | None = None
     future: asyncio.Future | None = None
+    # Called (on `loop`) once the request is decided and waits out the undo window.
+    on_decided: Callable[[], None] | None = None
+    told: bool = False
 
 
 # A parked reservation the door has not claimed within this long after its timeout is dropped
@@ -163,15 +188,23 @@ class Watcher:
             self._add(request_id, waiter)
         return ticket
 
-    def claim(self, ticket: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future | None:
+    def claim(
+        self,
+        ticket: str,
+        loop: asyncio.AbstractEventLoop,
+        on_decided: Callable[[], None] | None = None,
+    ) -> asyncio.Future | None:
         """The future the watcher resolves (on `loop`) when the reserved request settles;
-        None for a ticket this process does not hold (released, or dropped unclaimed)."""
+        None for a ticket this process does not hold (released, or dropped unclaimed).
+        `on_decided` is called on `loop` once a decision is taken and waits out its undo window
+        (the moment it becomes final is then known: the door renders its answer ahead)."""
         with self._lock:
             found = self._tickets.get(ticket)
             if found is None:
                 return None
             waiter = found[1]
             waiter.loop, waiter.future = loop, loop.create_future()
+            waiter.on_decided = on_decided
             if waiter.event.is_set():
                 waiter.future.set_result(True)
             return waiter.future
@@ -246,7 +279,7 @@ class Watcher:
                     if not all(waiter.event.is_set() for waiter in waiters)
                 ]
             try:
-                done = settled(ids) if ids else set()
+                done, soon = look(ids) if ids else (set(), set())
             except Exception as exc:  # a database hiccup must not kill the watcher
                 if database_unreachable(exc) or pool_exhausted(exc):
                     # A restart: one line per look, not a traceback; waiters time out, and
@@ -254,12 +287,18 @@ class Watcher:
                     log.warning("long-poll watcher cannot reach the database: %s", exc)
                 else:
                     log.exception("long-poll watcher query failed")
-                done = set()
+                done, soon = set(), set()
             # Hand the connection back between looks: on PostgreSQL it returns to the process's
             # pool, where request threads use it for the other 0.25 s.
             connections.close_all()
             with self._lock:
                 woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = defaultdict(list)
+                told: dict[asyncio.AbstractEventLoop, list[Callable]] = defaultdict(list)
+                for request_id in soon:
+                    for waiter in self._waiters.get(request_id, []):
+                        if waiter.on_decided is not None and not waiter.told:
+                            waiter.told = True
+                            told[waiter.loop].append(waiter.on_decided)
                 for request_id in done:
                     for waiter in self._waiters.get(request_id, []):
                         if waiter.event.is_set():
@@ -273,6 +312,9 @@ class Watcher:
             for loop, futures in woken.items():
                 with contextlib.suppress(RuntimeError):  # that loop has closed
                     loop.call_soon_threadsafe(_resolve, futures)
+            for loop, calls in told.items():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_call_each, calls)
             time.sleep(self.interval)
 
     def _drop_unclaimed(self) -> None:
@@ -282,6 +324,11 @@ class Watcher:
             if waiter.future is None and waiter.ends_at < late:
                 del self._tickets[ticket]
                 self._remove(request_id, waiter)
+
+
+def _call_each(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
 
 
 def _resolve(futures: list[asyncio.Future]) -> None:

@@ -315,3 +315,75 @@ def test_answers_rendered_together_cost_three_queries_and_read_as_a_get(
         }
     for public_id in ids:
         assert bodies[public_id] == api.get(f"/api/v1/requests/{public_id}").content
+
+
+def test_an_answer_rendered_ahead_is_sent_only_while_what_it_shows_is_unchanged(
+    settings, agent_token, refunds, alice, django_assert_num_queries
+):
+    from reviews.services.conversation import post_message
+    from reviews.services.decisions import undo_decision
+    from reviews.wait_door import _confirm, _render_final
+
+    settings.HITL_UNDO_SECONDS = 2
+    api = AgentClient(agent_token)
+    kept, noted, undone = (submit(agent_token, f"ahead {i}") for i in range(3))
+    pks = {
+        public_id: ReviewRequest.objects.get(public_id=public_id).pk
+        for public_id in (kept, noted, undone)
+    }
+    for pk in pks.values():
+        decide_request(pk, by=alice, outcome="approved")
+    site = "http://testserver"
+    rendered = _render_final([(pk, site) for pk in pks.values()])
+    # Rendered inside the undo window, as the answer will read once the decision is final.
+    assert api.get(f"/api/v1/requests/{kept}").json()["status"] == "pending"
+    assert json.loads(rendered[pks[kept], site][1])["status"] == "approved"
+    # Meanwhile a reviewer adds a note to one and takes the decision on another back.
+    note = "Refund went to the card on file."
+    post_message(
+        ReviewRequest.objects.get(pk=pks[noted]), author_kind="reviewer", author=alice, body=note
+    )
+    undo_decision(pks[undone], by=alice)
+    time.sleep(2.2)
+    with django_assert_num_queries(1):
+        confirmed = _confirm(rendered)
+    assert set(confirmed) == {(pks[kept], site)}
+    assert confirmed[pks[kept], site] == api.get(f"/api/v1/requests/{kept}").content
+
+
+def test_a_wait_hears_a_decision_after_its_undo_window_as_a_get_reads_it_then(
+    tmp_path, settings, agent_token, refunds, alice
+):
+    from reviews.services.conversation import post_message
+
+    settings.HITL_UNDO_SECONDS = 3
+    plain, noted = submit(agent_token, "undo window"), submit(agent_token, "noted meanwhile")
+    connection.close()
+    with procfile_web(tmp_path) as port:
+        heard: dict = {}
+        threads = [waiting(port, agent_token, public_id, 30, heard) for public_id in (plain, noted)]
+        time.sleep(1.5)  # parked
+        decided = time.monotonic()
+        for public_id in (plain, noted):
+            decide_request(
+                ReviewRequest.objects.get(public_id=public_id).pk, by=alice, outcome="approved"
+            )
+        time.sleep(1.5)  # the door has rendered both answers ahead
+        review = ReviewRequest.objects.get(public_id=noted)
+        post_message(review, author_kind="reviewer", author=alice, body="Paid to the card on file.")
+        connection.close()
+        for thread in threads:
+            thread.join(timeout=30)
+        after = time.monotonic() - decided
+        gets = {
+            public_id: call(port, "GET", f"/api/v1/requests/{public_id}", bearer(agent_token))[2]
+            for public_id in (plain, noted)
+        }
+    assert 3 <= after < 8  # after the undo window, not before, and not at the 30 s timeout
+    for public_id in (plain, noted):
+        status, _, body, _ = heard[public_id]
+        assert status == 200 and body == gets[public_id]
+        assert json.loads(body)["status"] == "approved"
+    assert [m["body"] for m in json.loads(heard[noted][2])["messages"]] == [
+        "Paid to the card on file."
+    ]
