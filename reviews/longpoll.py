@@ -289,7 +289,7 @@ class Watcher:
                     log.exception("long-poll watcher query failed")
                 done, soon = set(), set()
             # Hand the connection back between looks: on PostgreSQL it returns to the process's
-            # pool, where request threads use it for the other 0.25 s.
+            # pool, where request threads use it between looks.
             connections.close_all()
             with self._lock:
                 woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = defaultdict(list)
