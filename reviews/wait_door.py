@@ -312,7 +312,11 @@ class _Renderer:
     async def _flush(self, lazy: bool) -> None:
         asked = self.batches.pop(lazy)
         keys = list(asked)
-        ahead = {key: self.rendered.pop(key)[:2] for key in keys if key in self.rendered}
+        # Only a woken wait's: the watcher has seen its decision final. A wait that times out
+        # inside the undo window reads as pending, as GET does then.
+        ahead = {}
+        if not lazy:
+            ahead = {key: self.rendered.pop(key)[:2] for key in keys if key in self.rendered}
         if ahead:
             try:
                 confirmed = await sync_to_async(_confirm, thread_sensitive=False)(ahead)

@@ -387,3 +387,26 @@ def test_a_wait_hears_a_decision_after_its_undo_window_as_a_get_reads_it_then(
     assert [m["body"] for m in json.loads(heard[noted][2])["messages"]] == [
         "Paid to the card on file."
     ]
+
+
+def test_a_wait_that_times_out_inside_the_undo_window_reads_pending(
+    tmp_path, settings, agent_token, refunds, alice
+):
+    settings.HITL_UNDO_SECONDS = 6
+    public_id = submit(agent_token, "times out first")
+    connection.close()
+    with procfile_web(tmp_path) as port:
+        heard: dict = {}
+        thread = waiting(port, agent_token, public_id, 3, heard)
+        time.sleep(1)  # parked
+        decide_request(
+            ReviewRequest.objects.get(public_id=public_id).pk, by=alice, outcome="approved"
+        )
+        connection.close()
+        thread.join(timeout=30)  # its answer was rendered ahead before the wait ran out
+        status, _, body = call(port, "GET", f"/api/v1/requests/{public_id}", bearer(agent_token))
+    wait_status, _, wait_body, seconds = heard[public_id]
+    assert 2.5 < seconds < 5  # the wait's own timeout, well inside the 6 s undo window
+    assert wait_status == status == 200
+    assert json.loads(wait_body)["status"] == "pending"
+    assert json.loads(body)["status"] == "pending"
