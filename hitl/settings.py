@@ -414,6 +414,17 @@ if not 0 < HITL_MONITOR_REFERENCE < HITL_AUTONOMY_ACCEPTABLE < 1:
     )
 if HITL_MONITOR_H <= 0 or HITL_MONITOR_STALE_HOURS <= 0:
     raise ImproperlyConfigured("HITL_MONITOR_H and HITL_MONITOR_STALE_HOURS must be positive")
+# How long decisions, the requests they answer, their messages and second reviews are kept at
+# least (the audit log is append-only and kept for good): nothing deletes one younger, the
+# database refuses it too (reviews.retention). Six months at their longest is 184 days
+# (July to December), the least EU AI Act Art. 26(6) and Art. 19 allow, so less is refused.
+HITL_RETENTION_MIN_DAYS = 184
+HITL_RETENTION_DAYS = env_int("HITL_RETENTION_DAYS", HITL_RETENTION_MIN_DAYS)
+if HITL_RETENTION_DAYS < HITL_RETENTION_MIN_DAYS:
+    raise ImproperlyConfigured(
+        f"HITL_RETENTION_DAYS must be at least {HITL_RETENTION_MIN_DAYS} (six months), "
+        f"got {HITL_RETENTION_DAYS}"
+    )
 HITL_ADVICE_MIN_SAMPLE = env_int("HITL_ADVICE_MIN_SAMPLE", 50)
 HITL_PRECEDENT_ATTRIBUTES = env_list(
     "HITL_PRECEDENT_ATTRIBUTES", "customer_tier,currency,vendor,environment,service,flag"

@@ -51,6 +51,7 @@ from .models import (
     PushSubscription,
     Queue,
     RequestSighting,
+    Retention,
     ReviewerProfile,
     ReviewerRollup,
     ReviewerToken,
@@ -623,6 +624,13 @@ class PeriodicReviewItemAdmin(ReadOnlyAdmin):
     list_display = ["request", "batch", "verdict", "reviewed_by", "reviewed_at"]
     list_filter = ["verdict"]
     raw_id_fields = ["request"]
+
+
+@admin.register(Retention)
+class RetentionAdmin(ReadOnlyAdmin):
+    """The period the database enforces, written from HITL_RETENTION_DAYS by `migrate`."""
+
+    list_display = ["days", "applied_at"]
 
 
 @admin.register(SecondReview)

@@ -1664,3 +1664,15 @@ class GroupTally(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.queue_id}, group {self.group_key}: {self.n}"
+
+
+class Retention(models.Model):
+    """The retention period the database enforces: one row, written from HITL_RETENTION_DAYS
+    after every `migrate` (reviews.retention), read by the PostgreSQL trigger that refuses to
+    delete a kept record younger than it."""
+
+    days = models.PositiveIntegerField()
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"records kept {self.days} days"
