@@ -302,6 +302,8 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
         audit.resize(size)
         for path in METRICS_PAGES:
             audit.visit(path)
+        # The oversight report refusing a period, with its message.
+        audit.visit("/oversight/report/?from=2026-06-10&to=2026-06-01", status=400)
     audit.assert_clean()
 
 

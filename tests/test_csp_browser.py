@@ -33,6 +33,8 @@ METRICS_PAGES = [
     "/metrics/reviewers/",
     "/metrics/agreement/",
     "/metrics/autonomy/",
+    "/oversight/report/",
+    "/oversight/report/print/",
 ]
 
 

@@ -20,6 +20,8 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     webhook.resent, notification.resent                          an admin sends one again
     slack.linked, slack.unlinked, slack.refused                  a reviewer's Slack identity;
                                                                  an unsigned or stale request
+    oversight_report.viewed, oversight_report.downloaded         the oversight report read,
+                                                                 with its content hash
     login.locked_out, login.unlocked, admin.<added|changed|deleted|password_changed>
 """
 

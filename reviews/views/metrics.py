@@ -51,6 +51,7 @@ TABS = [
     ("metrics_autonomy", "Autonomy"),
     ("metrics_agreement", "Agreement"),
     ("audit", "Audit trail"),
+    ("oversight_report", "Oversight report"),
 ]
 
 

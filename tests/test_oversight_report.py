@@ -1,0 +1,227 @@
+"""The oversight report: its figures agree with the records, its hash is stable for the same
+records and changes with them, every view and download is audited with the hash, and bad
+filters or the wrong role get a message and write nothing."""
+
+import csv
+import hashlib
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reviews.insights.oversight_report import (
+    ReportFilterError,
+    Scope,
+    canonical,
+    oversight_report,
+    report_filters,
+)
+from reviews.insights.periods import Period
+from reviews.models import AuditEvent, Category, Decision
+from reviews.services.autonomy import switch_to_autonomous
+from reviews.services.decisions import decide_request
+from reviews.services.submission import submit_request
+
+from .conftest import ROUTINE
+
+URLS = [
+    "oversight_report",
+    "oversight_report_print",
+    "oversight_report_csv",
+    "oversight_report_json",
+]
+
+
+def escalated(agent, category, title="Refund 900 EUR"):
+    return submit_request(
+        agent, category=category, title=title, confidence=0.1, attributes=dict(ROUTINE)
+    ).request
+
+
+def decide(agent, category, reviewer, outcome, review_seconds):
+    """A final decision (its undo window over) with a known review time."""
+    request = escalated(agent, category)
+    extra = {"final_action": {"action": "refund", "amount": 50}} if outcome == "modified" else {}
+    decide_request(
+        request.pk, by=reviewer, outcome=outcome, reason="checked",
+        now=timezone.now() - timedelta(minutes=1), **extra,
+    )  # fmt: skip
+    Decision.objects.filter(request=request).update(review_seconds=review_seconds)
+    return request
+
+
+@pytest.fixture
+def seeded(agent, refunds, alice, carol):
+    """Three decisions by people, one by the rules."""
+    decide(agent, refunds, alice, "approved", 10.0)
+    decide(agent, refunds, alice, "rejected", 30.0)
+    decide(agent, refunds, carol, "modified", 40.0)
+    routine = submit_request(
+        agent, category=refunds, title="Refund 20 EUR", confidence=0.95, attributes=dict(ROUTINE)
+    ).request
+    assert routine.status == "auto_approved"
+    return refunds
+
+
+def today() -> Period:
+    day = timezone.localdate()
+    return Period(day, day)
+
+
+def section(report, key):
+    return next(s for s in report.sections if s.key == key)
+
+
+def rows_by_first(report, key):
+    return {row[0]: row for row in section(report, key).rows}
+
+
+def test_the_figures_agree_with_the_decisions(seeded, manager):
+    report = oversight_report(today(), Scope("all"))
+    volumes = rows_by_first(report, "volumes")
+    assert volumes["People"][1:5] == [3, 1, 1, 1]
+    assert volumes["People"][5:] == [0.3333, 0.3333, 0.3333]
+    assert volumes["Rules and autonomy (no person)"][1:5] == [1, 1, 0, 0]
+    assert volumes["All decisions"][1:5] == [Decision.objects.count(), 2, 1, 1]
+    assert "4 requests submitted in the period, 3 of them sent to a person" in (
+        section(report, "volumes").note
+    )
+    reviewers = rows_by_first(report, "reviewers")
+    assert reviewers["alice"][1:5] == [2, 0.5, 20.0, 28.0]  # median and p90 of 10 s and 30 s
+    assert reviewers["carol"][1:4] == [1, 0.0, 40.0]
+    assert reviewers["All people"][1] == 3
+    people = rows_by_first(report, "people")
+    assert set(people) == {"alice", "carol"}  # the agent is no person; max did nothing
+    assert people["alice"][2] == "reviewer"
+    assert people["alice"][3] == AuditEvent.objects.filter(actor_user__username="alice").count()
+
+
+def test_the_scope_narrows_every_figure(seeded, agent, finance_queue, bob):
+    other = Category.objects.create(
+        slug="invoices", name="Invoices", queue=finance_queue, mode="gate",
+        reversibility="reversible", blast_radius="low",
+    )  # fmt: skip
+    decide(agent, other, bob, "approved", 5.0)
+    report = oversight_report(today(), Scope("category", other.pk, other.name))
+    assert rows_by_first(report, "volumes")["All decisions"][1] == 1
+    assert set(rows_by_first(report, "people")) == {"bob"}
+    assert set(rows_by_first(report, "policies")) <= {"Invoices"}
+    everything = oversight_report(today(), Scope("all"))
+    assert rows_by_first(everything, "volumes")["All decisions"][1] == 5
+
+
+def test_autonomy_switches_and_policy_versions_carry_their_evidence(seeded, manager):
+    switch_to_autonomous(seeded.pk, by=manager, reason="99.4% over 600 judged decisions")
+    report = oversight_report(today(), Scope("all"))
+    (switch,) = [r for r in section(report, "autonomy").rows if r[2] == "switched to autonomous"]
+    assert switch[1:] == [
+        "Refunds",
+        "switched to autonomous",
+        "max",
+        "99.4% over 600 judged decisions",
+    ]
+    policies = section(report, "policies").rows
+    assert [row[2] for row in policies][-1] == "autonomous"
+    assert any(row[6] == "max" for row in policies)
+    assert rows_by_first(report, "people")["max"][2] == "manager"
+
+
+def test_the_retention_setting_and_its_effect_are_in_the_report(db, settings):
+    report = oversight_report(today(), Scope("all"))
+    facts = dict(section(report, "retention").rows)
+    assert facts["Retention period (HITL_RETENTION_DAYS)"] == f"{settings.HITL_RETENTION_DAYS} days"
+    assert facts["Enforced by the database"] == f"{settings.HITL_RETENTION_DAYS} days"
+    until = timezone.localdate() + timedelta(days=settings.HITL_RETENTION_DAYS)
+    assert facts["Records of this period kept at least until"] == until.isoformat()
+
+
+def test_the_hash_is_stable_for_the_same_records_and_changes_with_them(seeded, agent, alice):
+    first = oversight_report(today(), Scope("all"))
+    again = oversight_report(today(), Scope("all"))
+    assert first.sha256 == again.sha256
+    assert first.sha256 == hashlib.sha256(canonical(first.data()).encode()).hexdigest()
+    decide(agent, seeded, alice, "approved", 12.0)
+    assert oversight_report(today(), Scope("all")).sha256 != first.sha256
+
+
+def test_reading_the_report_is_audited_with_its_hash_and_does_not_change_it(
+    client, seeded, manager
+):
+    client.force_login(manager)
+    expected = oversight_report(*report_filters({})).sha256  # the last 7 days, everything
+    page = client.get(reverse("oversight_report"))
+    assert page.status_code == 200
+    assert expected in page.text
+    printed = client.get(reverse("oversight_report_print"))
+    assert expected in printed.text
+    downloaded = client.get(reverse("oversight_report_csv"))
+    assert downloaded["Content-Disposition"].startswith('attachment; filename="oversight-report-')
+    lines = list(csv.reader(io.StringIO(downloaded.content.decode())))
+    assert lines[0] == ["Oversight report", "sha256", expected]
+    as_json = json.loads(client.get(reverse("oversight_report_json")).content)
+    assert as_json["sha256"] == expected
+    assert hashlib.sha256(canonical(as_json["report"]).encode()).hexdigest() == expected
+    events = AuditEvent.objects.filter(verb__startswith="oversight_report.").order_by("id")
+    assert [(e.verb, e.after["output"], e.after["sha256"]) for e in events] == [
+        ("oversight_report.viewed", "page", expected),
+        ("oversight_report.viewed", "print", expected),
+        ("oversight_report.downloaded", "csv", expected),
+        ("oversight_report.downloaded", "json", expected),
+    ]
+    assert {e.actor_label for e in events} == {"max"}
+
+
+def test_the_default_period_is_the_last_seven_days(db):
+    period, scope = report_filters({})
+    assert (period.days, period.end, scope.kind) == (7, timezone.localdate(), "all")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"from": "2026-13-01"}, "is not a date"),
+        ({"from": "yesterday"}, "is not a date"),
+        ({"from": "2026-06-10", "to": "2026-06-01"}, "From must be on or before To"),
+        ({"from": "2024-01-01", "to": "2026-01-01"}, "at most 366 days"),
+        ({"to": "2026-06-01"}, "Give the first day"),
+        ({"days": "8"}, "Days must be one of"),
+        ({"category": "999999"}, "no such category"),
+        ({"agent": "x"}, "no such agent"),
+        ({"category": "1", "agent": "1"}, "not both"),
+        ({"from": "2026-06-01\x00"}, "NUL"),
+    ],
+)
+def test_bad_filters_get_a_message_and_write_nothing(db, params, message):
+    with pytest.raises(ReportFilterError, match=message):
+        report_filters(params)
+
+
+@pytest.mark.parametrize("name", URLS)
+def test_a_bad_filter_on_the_page_or_a_file_writes_nothing(client, manager, name):
+    client.force_login(manager)
+    response = client.get(reverse(name), {"from": "2026-06-10", "to": "2026-06-01"})
+    assert response.status_code == 400
+    assert "From must be on or before To" in response.text
+    nul = client.get(reverse(name), {"from": "2026-06-01\x00"})
+    assert nul.status_code in (400, 422)
+    assert "NUL" in nul.text
+    assert not AuditEvent.objects.filter(verb__startswith="oversight_report.").exists()
+
+
+@pytest.mark.parametrize("name", URLS)
+def test_reviewers_may_not_read_it_and_it_takes_no_post(client, alice, admin_user, name):
+    client.force_login(alice)
+    assert client.get(reverse(name)).status_code == 403
+    client.force_login(admin_user)
+    assert client.get(reverse(name)).status_code == 200
+    assert client.post(reverse(name)).status_code == 405
+    assert AuditEvent.objects.filter(verb__startswith="oversight_report.").count() == 1
+
+
+def test_the_metrics_tabs_link_to_it(client, manager):
+    client.force_login(manager)
+    page = client.get(reverse("metrics"))
+    assert reverse("oversight_report") in page.text
