@@ -62,6 +62,9 @@ def main() -> None:
         "--scroll-to", help="scroll this CSS selector to the top of the view, below the header"
     )
     parser.add_argument("--phone-scroll-to", help="the same on the phone (default: --scroll-to)")
+    parser.add_argument(
+        "--print", action="store_true", help="emulate print media (what Save as PDF shows)"
+    )
     parser.add_argument("shots", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -75,6 +78,8 @@ def main() -> None:
                 has_touch=size == "phone",
             )
             page = context.new_page()
+            if args.print:
+                page.emulate_media(media="print")
             if args.user:
                 page.goto(f"{args.base}/login/")
                 page.fill("input[name=username]", args.user)

@@ -9,6 +9,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -225,3 +227,15 @@ def test_the_metrics_tabs_link_to_it(client, manager):
     client.force_login(manager)
     page = client.get(reverse("metrics"))
     assert reverse("oversight_report") in page.text
+
+
+def test_the_demo_manager_downloads_the_week_s_report(client, db):
+    call_command("seed_demo", requests=40, quiet=True)
+    client.force_login(User.objects.get(username="manager"))
+    page = client.get(reverse("oversight_report"))
+    assert page.status_code == 200
+    response = client.get(reverse("oversight_report_csv"), {"days": "7"})
+    assert response.status_code == 200
+    lines = list(csv.reader(io.StringIO(response.content.decode())))
+    people = next(line for line in lines if line and line[0] == "People")
+    assert int(people[1]) > 0  # the seed's week has decisions by people
