@@ -32,9 +32,9 @@ METRICS_PAGES = [
     "/metrics/patterns/",
     "/metrics/reviewers/",
     "/metrics/agreement/",
-    "/metrics/autonomy/",
     "/oversight/report/",
     "/oversight/report/print/",
+    "/metrics/autonomy/",
 ]
 
 

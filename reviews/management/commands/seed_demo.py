@@ -862,6 +862,6 @@ class Command(BaseCommand):
         w("    reviewer   a reviewer of the customer support queue")
         w("    reviewer2  a reviewer of support and finance")
         w("    admin      an admin (Django admin, escalation rules)")
-        w("    manager    a manager (metrics; the week's oversight report: /oversight/report/)")
+        w("    manager    a manager (metrics)")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
         w("")
