@@ -279,6 +279,12 @@ class Category(models.Model):
         help_text="Share of human decisions shown blind to a second reviewer, to measure "
         "agreement. The first decision still rules.",
     )
+    four_eyes = models.BooleanField(
+        default=False,
+        help_text="Four eyes: an approval or modification is final only once a second "
+        "reviewer, blind to the first decision, agrees; a disagreement goes to a third. "
+        "A rejection by one reviewer stands.",
+    )
 
     class CostKind(models.TextChoices):
         """How the cost of an error is read from an action (reviews.insights.damage)."""
@@ -335,6 +341,15 @@ class Category(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(timeout_seconds__gt=0), name="category_timeout_positive"
+            ),
+            # Four eyes means no approval on fewer than two people's word: the deadline of
+            # such a category never approves (services.four_eyes).
+            models.CheckConstraint(
+                condition=models.Q(four_eyes=False)
+                | (~models.Q(timeout_action="approve") & ~models.Q(final_fallback="approve")),
+                name="category_four_eyes_never_approves_on_timeout",
+                violation_error_message="Four eyes never approves at the deadline: choose "
+                "auto-reject or reassign, and a final fallback that rejects.",
             ),
             models.CheckConstraint(
                 condition=models.Q(cost_per_error__isnull=True) | models.Q(cost_per_error__gte=0),
@@ -1617,6 +1632,58 @@ class SecondReview(models.Model):
 
     def __str__(self) -> str:
         return f"second review of #{self.request_id}: {self.outcome or 'open'}"
+
+
+class FourEyesStep(models.Model):
+    """One person's part in a four-eyes decision (Category.four_eyes): the first decision,
+    the blind confirmation and, after a disagreement, the third person's. The request stays
+    pending until a step settles it; that step carries the Decision it made (undoing that
+    decision deletes the step, and the request awaits that step again). Steps count for the
+    proposal version they were taken on: a revision starts the pair afresh."""
+
+    Outcome = Decision.Outcome
+
+    class Role(models.TextChoices):
+        FIRST = "first", "First decision"
+        SECOND = "second", "Blind confirmation"
+        THIRD = "third", "Settled a disagreement"
+
+    request = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, related_name="four_eyes_steps"
+    )
+    proposal_version = models.PositiveIntegerField()
+    role = models.CharField(max_length=6, choices=Role.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="four_eyes_steps"
+    )
+    outcome = models.CharField(max_length=10, choices=Decision.Outcome.choices)
+    final_action = models.JSONField(null=True, blank=True)
+    chosen_option = models.CharField(max_length=50, blank=True)
+    reason = models.TextField(blank=True)
+    channel = models.CharField(max_length=10, choices=Decision.Channel.choices)
+    # A confirmation's verdict on the first decision: same outcome and the same thing done.
+    agrees = models.BooleanField(null=True)
+    decision = models.OneToOneField(
+        Decision,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="four_eyes_step",
+        help_text="The final decision this step made, if it settled the request.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # One person per part, per version: of two confirmations at once one row wins.
+            models.UniqueConstraint(
+                fields=["request", "proposal_version", "role"], name="four_eyes_one_step_per_role"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.outcome} on #{self.request_id} by {self.by_id}"
 
 
 # --- tallies: the inbox's counts, kept by database triggers (reviews.tallies) ---------------

@@ -41,6 +41,7 @@ POLICY_FIELDS = [
     "answer_timeout_action",
     "sample_rate",
     "second_review_rate",
+    "four_eyes",
     *COST_FIELDS,
 ]
 LONG_TEXT_FIELDS = {"description", "guidelines"}

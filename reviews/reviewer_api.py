@@ -27,7 +27,7 @@ from ninja.security import HttpBearer
 from .access import REVIEWERS, has_role, requests_for_reviewer
 from .api_door import ApiError, check_body_size, message_out, throttle, touch_token
 from .api_schemas import PRIORITIES, ErrorOut, PriorityName, Text
-from .models import Decision, ReviewerToken, ReviewRequest, Verb, hash_token
+from .models import Decision, FourEyesStep, ReviewerToken, ReviewRequest, Verb, hash_token
 from .proposals import changed_kind
 from .reviewer_api_schemas import (
     PAGE_DEFAULT,
@@ -39,8 +39,10 @@ from .reviewer_api_schemas import (
     DecideIn,
     RequestPageOut,
     ReviewerRequestOut,
+    StepTakenOut,
     UndoneOut,
 )
+from .services import four_eyes
 from .services.bulk import decide_requests_in_bulk, undo_batch
 from .services.channel_decisions import NotYours, decide_from_channel
 from .services.deadline_plan import plan_for
@@ -51,6 +53,7 @@ from .services.errors import (
     StaleProposal,
     TransitionError,
 )
+from .services.four_eyes import FourEyesRefused
 from .services.sightings import record_first_view
 
 Status = ReviewRequest.Status
@@ -347,6 +350,8 @@ def refused(exc: TransitionError) -> ApiError:
         return ApiError(409, "already_decided", str(exc), extra=extra)
     if isinstance(exc, DecisionNotAllowed):
         return ApiError(422, "not_allowed", str(exc))
+    if isinstance(exc, FourEyesRefused):
+        return ApiError(409, "four_eyes", str(exc))
     return ApiError(409, "conflict", str(exc))
 
 
@@ -367,7 +372,7 @@ def final_action_of(payload: DecideIn, proposed: Any) -> dict[str, Any] | None:
 
 @router.post(
     "/requests/{request_id}/decision",
-    response={200: DecidedOut, 409: ConflictOut, **ERRORS},
+    response={200: DecidedOut, 202: StepTakenOut, 409: ConflictOut, **ERRORS},
     url_name="reviewer_decide",
     operation_id="decideRequest",
     summary="Approve, modify, reject or respond, on the version you read",
@@ -376,7 +381,11 @@ def decide(request: HttpRequest, request_id: UUID, payload: DecideIn) -> dict[st
     """`version` is the `proposal_version` you decided on: if the agent has revised its
     proposal since, nothing is decided (409 `stale_proposal`, with what changed). A request
     someone settled first is a 409 `already_decided` saying by whom and when; a decision the
-    request does not allow is a 422 `not_allowed`. You may undo it until `undo_until`."""
+    request does not allow is a 422 `not_allowed`. You may undo it until `undo_until`.
+
+    Four eyes: on a category that requires two reviewers, an approval or modification is a
+    step (202, `four_eyes`): the first decision, or a confirmation that disagrees with it. A
+    step by someone who took one already is a 409 `four_eyes`."""
     user = request.auth
     review = request_for_reviewer(user, request_id)
     final_action = final_action_of(payload, review.proposed_action)
@@ -395,6 +404,17 @@ def decide(request: HttpRequest, request_id: UUID, payload: DecideIn) -> dict[st
         raise refused(exc) from None
     except ValidationError as exc:
         raise invalid(exc) from None
+    if isinstance(decision, FourEyesStep):
+        return 202, {
+            "id": review.public_id,
+            "status": "pending",
+            "four_eyes": {
+                "role": decision.role,
+                "outcome": decision.outcome,
+                "detail": four_eyes.step_words(decision) + ".",
+            },
+            "links": links(request, review),
+        }
     return {
         "id": review.public_id,
         "status": decision.request.status,
@@ -455,6 +475,7 @@ def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
             {"id": public[pk], "error": result.conflict_codes[pk], "detail": why}
             for pk, why in result.conflicts
         ],
+        "first_decisions": [public[pk] for pk in result.first_decisions],
         "undo_url": undo_url,
     }
 

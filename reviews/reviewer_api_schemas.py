@@ -125,10 +125,30 @@ class DecideIn(In):
     )
 
 
+class FourEyesStepOut(Schema):
+    role: Literal["first", "second"] = Field(
+        ...,
+        description="first: your decision awaits another reviewer's blind confirmation; "
+        "second: you disagreed with the first decision, and a third reviewer decides.",
+    )
+    outcome: Literal["approved", "modified", "rejected"]
+    detail: str
+
+
 class DecidedOut(Schema):
     id: UUID
     status: STATUSES
     decision: ReviewerDecisionOut
+    links: ReviewerLinks
+
+
+class StepTakenOut(Schema):
+    """202: four eyes. Your decision is recorded as a step; the request stays pending and
+    its agent is told only once two reviewers agree (or a third settles it)."""
+
+    id: UUID
+    status: Literal["pending"]
+    four_eyes: FourEyesStepOut
     links: ReviewerLinks
 
 
@@ -159,7 +179,12 @@ class BatchDecidedOut(Schema):
 class BatchConflictOut(Schema):
     id: UUID
     error: Literal[
-        "already_decided", "stale_proposal", "unknown_version", "not_allowed", "waiting_on_agent"
+        "already_decided",
+        "stale_proposal",
+        "unknown_version",
+        "not_allowed",
+        "waiting_on_agent",
+        "four_eyes",
     ]
     detail: str
 
@@ -168,6 +193,11 @@ class BatchOut(Schema):
     batch_id: UUID | None = Field(None, description="Undo it as a whole; null if none decided.")
     decided: list[BatchDecidedOut]
     conflicts: list[BatchConflictOut] = Field(..., description="Left as they were, each with why.")
+    first_decisions: list[UUID] = Field(
+        default_factory=list,
+        description="Four eyes: approvals recorded as first decisions only; each stays pending "
+        "until another reviewer confirms it.",
+    )
     undo_url: str | None
 
 
@@ -177,7 +207,8 @@ class UndoneOut(Schema):
 
 class ConflictOut(Schema):
     error: str = Field(
-        ..., description="already_decided, stale_proposal, conflict or undo_refused."
+        ...,
+        description="already_decided, stale_proposal, four_eyes, conflict or undo_refused.",
     )
     detail: str = Field(..., description="Says why: by whom and when, or what changed.")
     fields: dict[str, list[str]] | None = None

@@ -19,7 +19,7 @@ from .access import (
     periodic_review_items_for_reviewer,
     requests_for_reviewer,
 )
-from .models import Message, PeriodicReviewItem, Queue, ReviewRequest, SecondReview
+from .models import FourEyesStep, Message, PeriodicReviewItem, Queue, ReviewRequest, SecondReview
 from .proposals import changes_since
 from .services.turns import ANSWERS_REVIEWER, ASKS_AGENT, answer_timeout_words
 
@@ -69,6 +69,9 @@ class Filters:
 
 def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[ReviewRequest]:
     qs = requests_for_reviewer(user, queue_ids).filter(status=Status.PENDING)
+    # Four eyes: what the reviewer took a step on waits for someone else (usually nothing).
+    if taken := four_eyes_taken(user):
+        qs = qs.exclude(pk__in=taken)
     if filters.queue:
         qs = qs.filter(queue__slug=filters.queue)
     if filters.category:
@@ -82,6 +85,18 @@ def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[Revie
         match = Q(title__icontains=filters.q) | Q(external_ref__iexact=filters.q)
         qs = qs.filter(match if term is None else match | Q(pk=term))
     return qs
+
+
+def four_eyes_taken(user: Any) -> list[int]:
+    """Pending requests on which the user took a four-eyes step (services.four_eyes): another
+    reviewer confirms or settles them, so they leave this reviewer's list."""
+    return list(
+        FourEyesStep.objects.filter(
+            by=user,
+            request__status=Status.PENDING,
+            proposal_version=F("request__proposal_version"),
+        ).values_list("request_id", flat=True)
+    )
 
 
 INBOX_ORDER = ("-priority", "deadline", "id")

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import validation
-from ..models import ActionLink, Decision, ReviewRequest, Verb
+from ..models import ActionLink, Decision, FourEyesStep, ReviewRequest, Verb
 from ..services.channel_decisions import decide_from_channel
 from ..services.decisions import undo_decision
 from ..services.retries import retried
@@ -19,7 +19,9 @@ from .email_links import MAX_REASON, LinkRefused, refusal
 
 
 @retried
-def decide(link: ActionLink, *, reason: str = "", now: datetime | None = None) -> Decision:
+def decide(
+    link: ActionLink, *, reason: str = "", now: datetime | None = None
+) -> Decision | FourEyesStep:
     """Decide as the link's reviewer with its verb, on the version its email showed, and use
     the link up. Raises LinkRefused, or what decide_from_channel raises; on any refusal
     nothing is written and the link stays as it was."""

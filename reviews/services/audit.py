@@ -10,6 +10,9 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     deadline_restarted                                           the deadline may not decide it
     turn.agent, turn.reviewer                                    whose move a request waits on
     second_review.assigned, second_review.<outcome>              blind second reviews
+    four_eyes.first, four_eyes.confirmed, four_eyes.disagreed,   four eyes: a first decision,
+    four_eyes.settled                                            its blind confirmation or
+                                                                 not, a third's settlement
     periodic_review.<verdict>                                    periodic review's verdicts
     category.autonomous, category.monitoring_started, category.reinstated   autonomy
     policy.saved, queue.saved, agent.created, agent.saved,

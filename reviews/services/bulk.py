@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import OUTCOME_STATUS, Decision, ReviewRequest, decision_verb
+from . import four_eyes
 from .decisions import record_decisions, take_back
 from .errors import (
     AlreadyDecided,
@@ -46,8 +47,10 @@ class BulkDecision:
     conflicts: list[tuple[int, str]]  # (request id, why it was left alone)
     batch_id: uuid.UUID | None = None  # undo_batch takes the batch back as one
     # Request id -> why, as a code a program reads: already_decided, stale_proposal, not_allowed,
-    # waiting_on_agent.
+    # waiting_on_agent, four_eyes.
     conflict_codes: dict[int, str] = field(default_factory=dict)
+    # Four eyes: approvals recorded as first decisions, pending another reviewer's confirmation.
+    first_decisions: list[int] = field(default_factory=list)
 
 
 @retried
@@ -69,7 +72,9 @@ def decide_requests_in_bulk(
     proposal is no longer the version in `versions` (what the person saw), with what changed;
     and those that do not allow the batch's verb (an agent that cannot resume with an approval
     is never approved in a batch), with DecisionNotAllowed's message; and those waiting on the
-    agent's answer to a reviewer's question. The rest are decided.
+    agent's answer to a reviewer's question. On a four-eyes category an approval is recorded
+    as a first decision only (in `first_decisions`), and a request that already holds a step
+    is left alone (services.four_eyes). The rest are decided.
     """
     if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
         raise ValidationError({"outcome": "A batch is approved or rejected."})
@@ -98,6 +103,9 @@ def decide_requests_in_bulk(
         if versions is not None:
             stale = [r for r in rows if r.proposal_version != versions.get(r.pk)]
             rows = [r for r in rows if r.proposal_version == versions.get(r.pk)]
+        rows, firsts, four_eyes_aside = four_eyes.first_decisions_in_bulk(
+            rows, by=by, outcome=outcome, channel=channel, now=now
+        )
         claimed = [r.pk for r in rows]
         # The claim: the rows are locked and pending, so the conditional UPDATE takes them all.
         if claimed and ReviewRequest.objects.filter(pk__in=claimed, status=Status.PENDING).update(
@@ -115,6 +123,7 @@ def decide_requests_in_bulk(
             batch_id=batch_id,
         )
     set_aside = {r.pk for r in stale} | {r.pk for r in refused} | {r.pk for r in waiting}
+    set_aside |= {r.pk for r in firsts} | {r.pk for r in four_eyes_aside}
     left = ReviewRequest.objects.filter(pk__in=set(ids) - set(claimed) - set_aside).select_related(
         "decision__decided_by"
     )
@@ -129,7 +138,9 @@ def decide_requests_in_bulk(
     codes.update({r.pk: "not_allowed" for r in refused})
     conflicts += [(r.pk, WAITING_ON_AGENT) for r in waiting]
     codes.update({r.pk: "waiting_on_agent" for r in waiting})
-    return BulkDecision(decisions, sorted(conflicts), batch_id, codes)
+    conflicts += [(r.pk, four_eyes.AWAITING_IN_BATCH) for r in four_eyes_aside]
+    codes.update({r.pk: "four_eyes" for r in four_eyes_aside})
+    return BulkDecision(decisions, sorted(conflicts), batch_id, codes, sorted(r.pk for r in firsts))
 
 
 @retried

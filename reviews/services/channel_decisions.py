@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from ..access import may_decide
-from ..models import Decision, Verb
+from ..models import Decision, FourEyesStep, Verb
 from .decisions import decide_request
 from .errors import TransitionError
 
@@ -41,12 +41,14 @@ def decide_from_channel(
     reason: str = "",
     chosen_option: str = "",
     final_action: dict[str, Any] | None = None,
-) -> Decision:
+) -> Decision | FourEyesStep:
     """Decide as `by` through `channel`, on the proposal version they were shown.
 
     Raises NotYours, StaleProposal, AlreadyDecided (its message says by whom and when),
-    DecisionNotAllowed, or ValidationError (a rejection without a reason, say); on any of
-    them nothing is written."""
+    DecisionNotAllowed, FourEyesRefused, or ValidationError (a rejection without a reason,
+    say); on any of them nothing is written. On a four-eyes category an approval may be a
+    step that leaves the request pending (services.four_eyes): the FourEyesStep is returned.
+    These channels never show a first decision, so they confirm blind and never settle."""
     if verb not in VERB_OUTCOME:
         raise TransitionError(f"Unknown decision {verb!r}.")
     if not may_decide(by, request_id):

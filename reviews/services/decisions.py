@@ -20,6 +20,7 @@ from ..models import (
     Agent,
     AuditEvent,
     Decision,
+    FourEyesStep,
     ReviewRequest,
     SecondReview,
     Verb,
@@ -27,6 +28,7 @@ from ..models import (
     accepts_proposal,
     decision_verb,
 )
+from . import four_eyes
 from .agreement import sample_second_reviews
 from .audit import audit, audit_event
 from .errors import (
@@ -60,8 +62,16 @@ def decide_request(
     due_by: datetime | None = None,
     version: int | None = None,
     responded: bool = False,
-) -> Decision:
+    four_eyes_seen: str | None = None,
+) -> Decision | FourEyesStep:
     """Approve, modify or reject a pending request. Raises AlreadyDecided for the losers.
+
+    On a four-eyes category (services.four_eyes) a person's approval or modification is a
+    step: the first decision, or a confirmation that disagrees, is returned as the
+    FourEyesStep it wrote and the request stays pending; a confirmation that agrees, or a
+    third person's decision, returns the Decision. `four_eyes_seen` is the stage the page
+    showed (the inbox posts it); a step by someone who took one already raises
+    FourEyesRefused and changes nothing.
 
     `responded`: a rejection whose reason is the reviewer's answer, given to the agent in the
     tool's place (Verb.RESPOND). A verb the request does not allow raises DecisionNotAllowed
@@ -102,6 +112,24 @@ def decide_request(
                     {"final_action": "Nothing was changed, and this request cannot be approved."}
                 )
             outcome, final_action = Outcome.APPROVED, None  # nothing was changed
+        taken = None
+        if four_eyes.applies(request.category.four_eyes, by, channel) or (
+            four_eyes_seen in (four_eyes.CONFIRM, four_eyes.SETTLE)
+        ):
+            taken = four_eyes.take_step(
+                request,
+                by=by,
+                outcome=outcome,
+                final_action=final_action,
+                chosen_option=chosen_option,
+                reason=reason,
+                channel=channel,
+                now=now,
+                version=version,
+                seen=four_eyes_seen,
+            )
+            if taken is not None and not taken.final:
+                return taken.step  # pending: the agent keeps waiting
         claim = ReviewRequest.objects.filter(pk=request_id, status=Status.PENDING)
         if due_by is not None:
             claim = claim.filter(deadline__lte=due_by)
@@ -122,6 +150,7 @@ def decide_request(
             chosen_option=chosen_option,
             responded=responded,
         )
+        four_eyes.link_decision(taken, decision)
     return decision
 
 

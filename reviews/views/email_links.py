@@ -24,8 +24,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from ..channels import email_link_decisions
 from ..channels.email_links import MAX_REASON, LinkRefused, find, refusal
-from ..models import ActionLink, Verb
+from ..models import ActionLink, FourEyesStep, Verb
 from ..proposals import data_points
+from ..services import four_eyes
 from ..services.channel_decisions import NotYours
 from ..services.deadline_plan import plan_for
 from ..services.errors import DecisionNotAllowed, StaleProposal, TransitionError
@@ -77,6 +78,13 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "email_links/confirm.html", context, status=422)
     except TransitionError as exc:  # decided, revised or taken off the queue just now
         return refused_page(request, from_service(exc, link))
+    if isinstance(decision, FourEyesStep):  # four eyes: the agent is told once two agree
+        context = {
+            "req": link.request,
+            "step_words": four_eyes.step_words(decision),
+            "inbox_url": inbox_item_url(link.request_id),
+        }
+        return render(request, "email_links/step_taken.html", context)
     seconds = max(round((decision.effective_at - timezone.now()).total_seconds()), 0)
     context = {
         "req": link.request,

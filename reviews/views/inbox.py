@@ -32,8 +32,9 @@ from ..access import (
 )
 from ..insights.calibration import calibration_hint
 from ..insights.patterns import option_change
-from ..models import DEFAULT_VERBS, Decision, Message, ReviewRequest, Verb
+from ..models import DEFAULT_VERBS, Decision, FourEyesStep, Message, ReviewRequest, Verb
 from ..proposals import action_delta, changed_kind, changes_since, display_value, parse_version
+from ..services import four_eyes
 from ..services.conversation import post_message
 from ..services.deadline_plan import plan_for
 from ..services.decisions import decide_request, undo_decision
@@ -106,6 +107,7 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         listed = with_turn_marks(qs.defer(*LIST_DEFERRED).annotate(seen=seen_by(user)))
         rows = inbox_rows(user, listed, LIST_SIZE)
         mark_rows(rows)
+        four_eyes.stages_of(rows)
         if shown:  # a batch of these rows is timed from their first sight
             record_sightings([r.pk for r in rows if not r.seen], by=user)
     counts = pending_counts(user, queue_ids)
@@ -284,6 +286,7 @@ def item_context(
         "reject_reasons": REJECT_REASONS,
         "blind": blind,
         "bundle": bundle_place(user, req),
+        "four_eyes": four_eyes.state_for(req, user) if not blind else None,
         **(conversation_state(req, thread) if not blind else {"turn_mark": None}),
         **extra,
     }
@@ -500,6 +503,12 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     version = parse_version(request.POST.get("version"))
     if version is None:  # a page from before versions, or a hand-made POST: show what is there
         return _refused(request, get_request_for_reviewer(request.user, pk), OUTDATED_PAGE, 409)
+    # The four-eyes stage the page showed (services.four_eyes): a confirmation names it.
+    seen_stage = request.POST.get("four_eyes", "") or None
+    if seen_stage is not None and seen_stage not in four_eyes.STAGES:
+        return _refused(
+            request, get_request_for_reviewer(request.user, pk), "Unknown four-eyes stage.", 422
+        )
     try:
         final_action = posted_final_action(
             outcome, req.proposed_action, request.POST.get("final_action", "")
@@ -514,6 +523,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             channel=Decision.Channel.WEB,
             version=version,
             responded=responded,
+            four_eyes_seen=seen_stage,
         )
     except StaleProposal as exc:  # the page showed an older proposal: show this one
         return _refused(
@@ -540,19 +550,24 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             respond_text=reason,
         )
 
-    verb = decision.verb_label.lower()
-    toast = {
-        "text": f"#{req.pk} {verb}",
-        "outcome": decision.shown_as,
-        "undo_url": reverse("inbox_undo", args=[req.pk]),
-        "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
-    }
+    if isinstance(decision, FourEyesStep):  # pending: another reviewer decides next
+        verb = decision.get_outcome_display().lower()
+        toast = {"text": four_eyes.step_words(decision), "outcome": "info"}
+    else:
+        verb = decision.verb_label.lower()
+        toast = {
+            "text": f"#{req.pk} {verb}{four_eyes.final_words(decision)}",
+            "outcome": decision.shown_as,
+            "undo_url": reverse("inbox_undo", args=[req.pk]),
+            "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
+        }
     if request.htmx and request.headers.get(NEXT_SHOWN_HEADER):
         return render(request, "inbox/_toast.html", {"toast": toast})
     filters = Filters.from_data(request.POST)
     following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req)
     if not request.htmx:
-        messages.success(request, f"#{req.pk} {verb}. You can undo it for a few seconds.")
+        undo = "" if isinstance(decision, FourEyesStep) else " You can undo it for a few seconds."
+        messages.success(request, f"{toast['text']}.{undo}")
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
         return redirect(target + (f"?{filters.querystring()}" if filters.active else ""))
     if following is not None:

@@ -25,8 +25,8 @@ from hitl.redis_outage import count_hit
 
 from ..access import REVIEWERS, may_decide, role_required
 from ..channels import slack
-from ..models import Decision, ReviewRequest, Verb
-from ..services import slack_links
+from ..models import Decision, FourEyesStep, ReviewRequest, Verb
+from ..services import four_eyes, slack_links
 from ..services.channel_decisions import decide_from_channel
 from ..services.errors import TransitionError, not_pending, refused_claim
 
@@ -246,7 +246,9 @@ def refusal(exc: Exception | None) -> str:
     return f"{slack.escape(text)} Nothing was decided."
 
 
-def done_text(decision: Decision) -> str:
+def done_text(decision: Decision | FourEyesStep) -> str:
+    if isinstance(decision, FourEyesStep):  # four eyes: the agent is told once two agree
+        return f"{slack.escape(four_eyes.step_words(decision))}."
     undo = settings.HITL_UNDO_SECONDS
     text = f"{decision.verb_label}. "
     if undo:
