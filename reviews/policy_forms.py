@@ -162,6 +162,7 @@ class PolicyForm(CostChecks, forms.ModelForm):
             "answer_timeout_action": "If the agent does not answer",
             "sample_rate": "Sample rate (0 to 1)",
             "second_review_rate": "Second review rate (0 to 1)",
+            "four_eyes": "Four eyes: two different reviewers must agree to approve",
             "cost_kind": "An error costs",
             "cost_attribute": "Cost attribute",
             "cost_price_attribute": "Unit price attribute",

@@ -38,6 +38,7 @@ def editor_data(
         "answer_timeout_action": category.answer_timeout_action,
         "sample_rate": category.sample_rate,
         "second_review_rate": category.second_review_rate,
+        **({"four_eyes": "on"} if category.four_eyes else {}),
         "cost_kind": category.cost_kind,
         "cost_attribute": category.cost_attribute,
         "cost_price_attribute": category.cost_price_attribute,

@@ -352,3 +352,50 @@ def test_the_reviewer_api_records_a_first_decision_and_refuses_its_author(
     assert "another reviewer must confirm" in again.json()["detail"]
     confirmed = api_decide(client, carol_token, request, decision="approve")
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "approved"
+
+
+# --- the policy editor -----------------------------------------------------------------------
+
+
+def test_an_admin_requires_four_eyes_on_a_category_as_a_new_audited_version(
+    client, admin_user, refunds
+):
+    from reviews.models import PolicyVersion
+
+    from .policies_helpers import editor_data
+
+    client.force_login(admin_user)
+    url = reverse("policy_edit", args=[refunds.slug])
+    assert "Four eyes: two different reviewers must agree" in client.get(url).content.decode()
+    data = editor_data(refunds, action="save", note="Compliance: four eyes", four_eyes="on")
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    refunds.refresh_from_db()
+    assert refunds.four_eyes is True
+    version = PolicyVersion.objects.get(category=refunds, number=refunds.version)
+    assert version.snapshot["policy"]["four_eyes"] is True
+    assert any("our eyes" in line for line in version.diff), version.diff
+    event = AuditEvent.objects.filter(verb="policy.saved").latest("pk")
+    assert event.after["four_eyes"] is True and event.before["four_eyes"] is False
+    history = client.get(reverse("policy_versions", args=[refunds.slug])).content.decode()
+    assert "Two reviewers must agree to approve" in history
+
+
+def test_four_eyes_with_an_approving_deadline_is_refused_and_nothing_saved(
+    client, admin_user, refunds
+):
+    from .policies_helpers import editor_data
+
+    client.force_login(admin_user)
+    version = refunds.version
+    data = editor_data(refunds, action="save", note="Try", four_eyes="on", timeout_action="approve")
+    response = client.post(reverse("policy_edit", args=[refunds.slug]), data)
+    assert response.status_code == 400
+    assert "never approves at the deadline" in response.content.decode()
+    refunds.refresh_from_db()
+    assert refunds.four_eyes is False and refunds.version == version
+
+
+def test_reviewers_cannot_open_the_policy_editor(client, alice, refunds):
+    client.force_login(alice)
+    assert client.get(reverse("policy_edit", args=[refunds.slug])).status_code == 403
