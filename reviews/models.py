@@ -1638,7 +1638,7 @@ class FourEyesStep(models.Model):
     """One person's part in a four-eyes decision (Category.four_eyes): the first decision,
     the blind confirmation and, after a disagreement, the third person's. The request stays
     pending until a step settles it; that step carries the Decision it made (undoing that
-    decision deletes the step, and the request awaits that step again). Steps count for the
+    decision deletes the step too, and the request awaits that step again). Steps count for the
     proposal version they were taken on: a revision starts the pair afresh."""
 
     Outcome = Decision.Outcome
@@ -1663,11 +1663,13 @@ class FourEyesStep(models.Model):
     channel = models.CharField(max_length=10, choices=Decision.Channel.choices)
     # A confirmation's verdict on the first decision: same outcome and the same thing done.
     agrees = models.BooleanField(null=True)
+    # Deleted with it by services.decisions.take_back, the one place decisions are deleted
+    # (DO_NOTHING: an undo of any other decision reads no steps).
     decision = models.OneToOneField(
         Decision,
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.DO_NOTHING,
         related_name="four_eyes_step",
         help_text="The final decision this step made, if it settled the request.",
     )

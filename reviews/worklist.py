@@ -69,9 +69,8 @@ class Filters:
 
 def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[ReviewRequest]:
     qs = requests_for_reviewer(user, queue_ids).filter(status=Status.PENDING)
-    # Four eyes: what the reviewer took a step on waits for someone else (usually nothing).
-    if taken := four_eyes_taken(user):
-        qs = qs.exclude(pk__in=taken)
+    # Four eyes: what the reviewer took a step on waits for someone else.
+    qs = qs.exclude(four_eyes_taken(user))
     if filters.queue:
         qs = qs.filter(queue__slug=filters.queue)
     if filters.category:
@@ -87,15 +86,14 @@ def pending(user: Any, queue_ids: list[int], filters: Filters) -> QuerySet[Revie
     return qs
 
 
-def four_eyes_taken(user: Any) -> list[int]:
-    """Pending requests on which the user took a four-eyes step (services.four_eyes): another
-    reviewer confirms or settles them, so they leave this reviewer's list."""
-    return list(
+def four_eyes_taken(user: Any) -> Exists:
+    """Whether the user took a four-eyes step on a request's current proposal
+    (services.four_eyes): another reviewer confirms or settles it, so it leaves their list.
+    A condition of the list's own statement, not a statement of its own."""
+    return Exists(
         FourEyesStep.objects.filter(
-            by=user,
-            request__status=Status.PENDING,
-            proposal_version=F("request__proposal_version"),
-        ).values_list("request_id", flat=True)
+            request=OuterRef("pk"), proposal_version=OuterRef("proposal_version"), by=user
+        )
     )
 
 

@@ -376,7 +376,8 @@ def test_an_admin_requires_four_eyes_on_a_category_as_a_new_audited_version(
     assert version.snapshot["policy"]["four_eyes"] is True
     assert any("our eyes" in line for line in version.diff), version.diff
     event = AuditEvent.objects.filter(verb="policy.saved").latest("pk")
-    assert event.after["four_eyes"] is True and event.before["four_eyes"] is False
+    assert event.after["policy"]["four_eyes"] is True
+    assert event.before["policy"]["four_eyes"] is False
     history = client.get(reverse("policy_versions", args=[refunds.slug])).content.decode()
     assert "Two reviewers must agree to approve" in history
 

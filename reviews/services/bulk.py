@@ -152,7 +152,9 @@ def undo_batch(
     now = now or timezone.now()
     with transaction.atomic():
         decisions = list(
-            Decision.objects.select_related("request").filter(batch_id=batch_id).order_by("pk")
+            Decision.objects.select_related("request__category")
+            .filter(batch_id=batch_id)
+            .order_by("pk")
         )
         if not decisions:
             raise TransitionError("There is no batch to undo.")

@@ -162,7 +162,9 @@ def undo_decision(
     now = now or timezone.now()
     with transaction.atomic():
         decision = (
-            Decision.objects.select_related("request__agent").filter(request_id=request_id).first()
+            Decision.objects.select_related("request__agent", "request__category")
+            .filter(request_id=request_id)
+            .first()
         )
         if decision is None:
             raise TransitionError("There is no decision to undo.")
@@ -181,9 +183,10 @@ def take_back(
     batch_id: uuid.UUID | None = None,
 ) -> list[ReviewRequest]:
     """Undo the decider's own decisions (one, or a whole batch) inside their undo window, in
-    the caller's transaction: every request is pending again, or none is. Their webhooks are
-    cancelled before the agents hear, and the second reviews sampled on them go too: not yet
-    shown to anyone, since they only appear once the undo window has passed."""
+    the caller's transaction (decisions read with request__category): every request is
+    pending again, or none is. Their webhooks are cancelled before the agents hear, and the
+    second reviews sampled on them go too: not yet shown to anyone, since they only appear
+    once the undo window has passed. A four-eyes step that settled a request goes too."""
     several = len(decisions) > 1
     if any(d.decided_by_id != by.pk for d in decisions):
         raise TransitionError("Only the reviewer who decided can undo it.")
@@ -209,6 +212,10 @@ def take_back(
             "decision_id", "reviewer__username"
         )
     )
+    # Four eyes: the step that settled the request goes with its decision, so the request
+    # awaits that step again (the first decision, or the pair's, stands).
+    if any(r.category.four_eyes for r in requests):
+        FourEyesStep.objects.filter(decision__in=decisions).delete()
     Decision.objects.filter(pk__in=[d.pk for d in decisions]).delete()
     events = []
     for request, before, decision in zip(requests, befores, decisions, strict=True):

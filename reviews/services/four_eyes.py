@@ -381,6 +381,8 @@ def step_words(step: FourEyesStep) -> str:
 
 def final_words(decision: Decision) -> str:
     """Said after a decision that settled a four-eyes request, naming the other person."""
+    if not decision.request.category.four_eyes:
+        return ""
     step = FourEyesStep.objects.filter(decision=decision).first()
     if step is None:
         return ""

@@ -18,6 +18,7 @@ from reviews.models import (
     AgentToken,
     Category,
     EscalationRule,
+    FourEyesStep,
     PeriodicReviewBatch,
     PeriodicReviewItem,
     Queue,
@@ -25,11 +26,13 @@ from reviews.models import (
     SecondReview,
     hash_token,
 )
+from reviews.policies import RuleInput
 from reviews.services.agreement import record_second_review
 from reviews.services.conversation import post_message, revise_proposal
 from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request
 from reviews.services.periodic_reviews import record_periodic_review
+from reviews.services.policies import save_policy
 from reviews.services.sightings import record_first_view
 from reviews.services.submission import submit_request
 
@@ -346,6 +349,7 @@ class Command(BaseCommand):
         sampling.sample()
         self.review_older_periodic_batches(users["lead"])
         self.seed_flagged_refunds(agents["support-bot"], categories["refunds"])
+        self.seed_four_eyes(users, categories["purchase-orders"])
         if not quiet:
             self.print_logins(created)
 
@@ -568,6 +572,41 @@ class Command(BaseCommand):
                 correction="Should have gone to a person" if wrong else "",
                 now=item.request.created_at + timedelta(hours=rng.uniform(20, 40)),
             )
+
+    def seed_four_eyes(self, users: dict[str, User], orders: Category) -> None:
+        """Four eyes on Purchase orders, saved by the admin as a policy version, with one order
+        awaiting a confirmation: the lead approved it, reviewer or reviewer2 confirms it blind.
+
+        After the history, which was decided by one person each. Support and finance get a
+        third member each (a disagreement needs a third person); any other category takes
+        four eyes from the policy editor."""
+        Queue.objects.get(slug="support").members.add(users["lead"])
+        Queue.objects.get(slug="finance").members.add(users["reviewer"])
+        orders.refresh_from_db()
+        if not orders.four_eyes:
+            rules = [
+                RuleInput(r.field, r.operator, r.value, r.enabled, r.description, r.pk)
+                for r in orders.rules.order_by("order", "id")
+            ]
+            save_policy(
+                orders.pk,
+                expected_version=orders.version,
+                policy={"queue": orders.queue_id, "four_eyes": True},
+                rules=rules,
+                note="Orders are signed off by two people (demo).",
+                by=users["admin"],
+            )
+        if FourEyesStep.objects.filter(request__category=orders).exists():
+            return
+        waiting = (
+            ReviewRequest.objects.filter(
+                category=orders, status=ReviewRequest.Status.PENDING, turn="reviewer"
+            )
+            .order_by("-priority", "deadline", "pk")
+            .first()
+        )
+        if waiting is not None:
+            decide_request(waiting.pk, by=users["lead"], outcome="approved", channel="web")
 
     def seed_flagged_refunds(self, agent: Agent, refunds: Category) -> None:
         """Refunds above 700 EUR that ran without a person and that periodic review marked
@@ -863,5 +902,7 @@ class Command(BaseCommand):
         w("    reviewer2  a reviewer of support and finance")
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
+        w("  Four eyes: Purchase orders needs two reviewers to approve; reviewer2 has one")
+        w("  order to confirm. Any other category: Policies, edit it, tick Four eyes.")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
         w("")
