@@ -400,3 +400,29 @@ def test_four_eyes_with_an_approving_deadline_is_refused_and_nothing_saved(
 def test_reviewers_cannot_open_the_policy_editor(client, alice, refunds):
     client.force_login(alice)
     assert client.get(reverse("policy_edit", args=[refunds.slug])).status_code == 403
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_the_agreement_page_shows_how_often_the_pairs_agreed(
+    client, manager, alice, agent, four_eyes, carol, dave
+):
+    agreed = pending_request(agent, four_eyes, "agreed")
+    decide_request(agreed.pk, by=alice, outcome="approved")
+    decide_request(agreed.pk, by=carol, outcome="approved")
+    disputed = pending_request(agent, four_eyes, "disputed")
+    decide_request(disputed.pk, by=alice, outcome="approved")
+    decide_request(disputed.pk, by=carol, outcome="rejected", reason="no")
+    decide_request(disputed.pk, by=dave, outcome="rejected", reason="no", four_eyes_seen="settle")
+    waiting = pending_request(agent, four_eyes, "waiting")
+    decide_request(waiting.pk, by=carol, outcome="approved")
+
+    client.force_login(manager)
+    response = client.get(reverse("metrics_agreement"))
+    assert response.status_code == 200
+    (row,) = response.context["four_eyes"]
+    assert (row.label, row.n, row.agreed, row.settled, row.waiting) == ("Refunds", 2, 1, 1, 1)
+    assert "Four eyes: the pairs" in response.content.decode()
+    client.force_login(alice)
+    assert client.get(reverse("metrics_agreement")).status_code == 403

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from ..models import (
     Category,
     Decision,
+    FourEyesStep,
+    ReviewRequest,
     SecondReview,
 )
 from .periods import Period
@@ -147,3 +149,78 @@ def agreement_report(period: Period, category_id: int | None = None) -> Agreemen
         ],
         waiting=waiting.count(),
     )
+
+
+@dataclass
+class PairAgreement:
+    """Four eyes (services.four_eyes) in one category: how often the blind confirmation
+    agreed with the first decision, and how many disagreements a third person settled."""
+
+    label: str
+    n: int = 0  # confirmations given
+    agreed: int = 0
+    settled: int = 0  # disagreements a third reviewer decided
+    waiting: int = 0  # first decisions now awaiting a confirmation
+
+    @property
+    def rate(self) -> float | None:
+        return share(self.agreed, self.n)
+
+    @property
+    def lower(self) -> float:
+        return wilson(self.agreed, self.n)[0]
+
+
+def four_eyes_report(period: Period, category_id: int | None = None) -> list[PairAgreement]:
+    """Per four-eyes category: confirmations given in the period and how many agreed, the
+    disagreements settled by a third person, and the first decisions waiting now. One grouped
+    query for the period's steps, one for those waiting."""
+    start, end = period.bounds
+    steps = FourEyesStep.objects.filter(
+        created_at__gte=start, created_at__lt=end, role__in=["second", "third"]
+    )
+    categories = Category.objects.filter(four_eyes=True)
+    if category_id:
+        steps = steps.filter(request__category_id=category_id)
+        categories = categories.filter(pk=category_id)
+    rows = {
+        r["request__category_id"]: r
+        for r in steps.order_by()
+        .values("request__category_id")
+        .annotate(
+            n=Count("id", filter=Q(role="second")),
+            agreed=Count("id", filter=Q(role="second", agrees=True)),
+            settled=Count("id", filter=Q(role="third")),
+        )
+    }
+    waiting = dict(
+        FourEyesStep.objects.filter(role="first", request__status=ReviewRequest.Status.PENDING)
+        .filter(proposal_version=F("request__proposal_version"))
+        .exclude(
+            Exists(
+                FourEyesStep.objects.filter(
+                    request=OuterRef("request"),
+                    proposal_version=OuterRef("proposal_version"),
+                    role="second",
+                )
+            )
+        )
+        .order_by()
+        .values_list("request__category_id")
+        .annotate(n=Count("id"))
+    )
+    labels = dict(categories.values_list("pk", "name"))
+    labels.update(Category.objects.filter(pk__in=rows).values_list("pk", "name"))
+    report = []
+    for pk, name in sorted(labels.items(), key=lambda item: item[1]):
+        row = rows.get(pk, {})
+        report.append(
+            PairAgreement(
+                name,
+                n=row.get("n", 0),
+                agreed=row.get("agreed", 0),
+                settled=row.get("settled", 0),
+                waiting=waiting.get(pk, 0),
+            )
+        )
+    return report

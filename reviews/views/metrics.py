@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import charts, exports, figures, monitoring, validation
 from ..access import ADMINS, MANAGERS, REVIEWERS, has_role, role_required
 from ..advice import threshold_advice
-from ..insights.agreement import agreement_report
+from ..insights.agreement import agreement_report, four_eyes_report
 from ..insights.calibration import calibration_bins, calibration_reading
 from ..insights.flagged import FLAGGED_DAYS, MIN_INCORRECT, by_category, flagged_patterns
 from ..insights.patterns import change_patterns
@@ -311,6 +311,7 @@ def agreement(request: HttpRequest) -> HttpResponse:
     report = agreement_report(ctx["period"], ctx["category_id"])
     ctx.update(
         report=report,
+        four_eyes=four_eyes_report(ctx["period"], ctx["category_id"]),
         counts_note=figures.counts_note("agreement", timed_out(ctx["period"], ctx["category_id"])),
         chart=charts.rate_bars(
             "Agreement per category, with 95% intervals",
