@@ -467,3 +467,57 @@ def test_the_database_unavailable_page(audit):
         if shots:
             page.screenshot(path=f"{shots}/database-unavailable-{size}.png")
     audit.assert_clean()
+
+
+def test_four_eyes_items_in_each_stage_and_the_confirm_flow(audit, demo):
+    """A confirmation awaiting the reviewer (blind), a disagreement for a third, the first
+    reviewer's own waiting item and a batch of first decisions; then a confirmation by key."""
+    from reviews.models import FourEyesStep
+
+    orders = Category.objects.get(slug="purchase-orders")
+    assert orders.four_eyes  # seed_demo turns it on
+    lead, reviewer2 = User.objects.get(username="lead"), User.objects.get(username="reviewer2")
+    bot = Agent.objects.get(name="procurement-agent")
+    awaiting = FourEyesStep.objects.get(request__category=orders, by=lead).request
+    disputed, mine, batched = (
+        submit(bot, orders, title=f"Order {n}", proposed_action={"amount": 20000 + n})
+        for n in range(3)
+    )
+    decide_request(disputed.pk, by=lead, outcome="approved")
+    decide_request(disputed.pk, by=reviewer2, outcome="rejected", reason="Second quote missing")
+    page = audit.page
+    log_in(page, "reviewer", DEMO_PASSWORD)
+    reviewer = User.objects.get(username="reviewer")
+    decide_request(mine.pk, by=reviewer, outcome="approved")
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit(f"/inbox/{awaiting.pk}/")
+        expect(page.locator("#four-eyes-h")).to_have_text("Awaiting your confirmation")
+        audit.visit(f"/inbox/{disputed.pk}/")
+        expect(page.locator("#pane")).to_contain_text("Second quote missing")
+        audit.visit(f"/inbox/{mine.pk}/")
+        expect(page.locator("#four-eyes-h")).to_contain_text("waiting for another reviewer")
+        audit.visit(f"/inbox/?category={orders.slug}")
+        expect(page.locator(f"#row-{awaiting.pk}")).to_contain_text("Confirm · 4 eyes")
+        expect(page.locator(f"#row-{mine.pk}")).to_have_count(0)
+    audit.resize("desktop")
+    page.goto(page.base + f"/inbox/?category={orders.slug}")
+    page.locator(f"#row-{batched.pk} .row-check").check()
+    page.get_by_role("button", name="Approve selected").click()
+    page.locator("#confirm-dialog [data-confirm-ok]").click()
+    expect(page.locator("[data-first-decisions]")).to_contain_text("first decision")
+    for size in SIZES:
+        audit.resize(size)
+        audit.check("/inbox/ batch of four-eyes first decisions")
+
+    # The confirm flow: the item, `a`, and the decision is final, naming whom it confirmed.
+    audit.resize("desktop")
+    page.goto(page.base + f"/inbox/{awaiting.pk}/")
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text("confirming lead (approved)")
+    audit.check("/inbox/ four-eyes confirmation toast")
+    awaiting.refresh_from_db()
+    assert awaiting.status == "approved"
+    assert awaiting.decision.decided_by == reviewer
+    audit.assert_clean()

@@ -426,3 +426,36 @@ def test_the_agreement_page_shows_how_often_the_pairs_agreed(
     assert "Four eyes: the pairs" in response.content.decode()
     client.force_login(alice)
     assert client.get(reverse("metrics_agreement")).status_code == 403
+
+
+# --- every channel goes through the same rule ------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", ["slack", "email", "api"])
+def test_every_channel_refuses_the_first_reviewers_confirmation(
+    agent, four_eyes, alice, carol, channel
+):
+    from reviews.services.channel_decisions import decide_from_channel
+
+    request = pending_request(agent, four_eyes)
+    step = decide_from_channel(request.pk, by=alice, channel=channel, verb="approve", version=1)
+    assert isinstance(step, FourEyesStep) and step.channel == channel
+    with pytest.raises(FourEyesRefused):
+        decide_from_channel(request.pk, by=alice, channel=channel, verb="approve", version=1)
+    decision = decide_from_channel(request.pk, by=carol, channel=channel, verb="approve", version=1)
+    assert isinstance(decision, Decision) and decision.channel == channel
+
+
+def test_the_inbox_batch_reports_first_decisions(client, agent, four_eyes, alice):
+    a = pending_request(agent, four_eyes, "a")
+    client.force_login(alice)
+    response = client.post(
+        reverse("inbox_batch"),
+        {"outcome": "approve", "ids": f"{a.pk}:1"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 recorded as first decision" in page and "1 first decision recorded" in page
+    a.refresh_from_db()
+    assert a.status == Status.PENDING

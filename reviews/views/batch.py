@@ -85,11 +85,16 @@ def batch(request: HttpRequest) -> HttpResponse:
     conflicts = [{"pk": pk, "message": message} for pk, message in result.conflicts]
     verb = "approved" if outcome == Outcome.APPROVED else "rejected"
     if not request.htmx:
-        messages.success(request, f"{len(decided)} {verb}; {len(conflicts)} left as they were.")
+        firsts = len(result.first_decisions)
+        held = f"{firsts} recorded as first decisions (four eyes); " if firsts else ""
+        messages.success(
+            request, f"{len(decided)} {verb}; {held}{len(conflicts)} left as they were."
+        )
         return redirect("inbox")
     context = {
         "decided": decided,
         "conflicts": conflicts,
+        "first_decisions": result.first_decisions,
         "verb": verb,
         "toast": batch_toast(result, verb),
     }
@@ -102,6 +107,9 @@ def batch_toast(result: BulkDecision, verb: str) -> dict[str, Any]:
     """The toast after a batch names the batch, and its Undo takes the whole batch back. It
     replaces any earlier toast, so U can never reach a decision older than this one."""
     if not result.decided:
+        if result.first_decisions:
+            n = len(result.first_decisions)
+            return {"text": f"{n} first decision{'s' * (n != 1)} recorded", "outcome": "info"}
         return {"text": f"Nothing {verb}", "outcome": "info"}
     ids = [d.request_id for d in result.decided]
     named = ", ".join(f"#{pk}" for pk in ids[:3])
