@@ -459,3 +459,16 @@ def test_the_inbox_batch_reports_first_decisions(client, agent, four_eyes, alice
     assert "1 recorded as first decision" in page and "1 first decision recorded" in page
     a.refresh_from_db()
     assert a.status == Status.PENDING
+
+
+def test_a_four_eyes_decision_is_not_sampled_for_a_blind_second_review(
+    agent, four_eyes, alice, carol
+):
+    from reviews.models import SecondReview
+
+    four_eyes.second_review_rate = 1.0
+    four_eyes.save()
+    request = pending_request(agent, four_eyes)
+    decide_request(request.pk, by=alice, outcome="approved")
+    decide_request(request.pk, by=carol, outcome="approved")
+    assert not SecondReview.objects.exists()

@@ -40,7 +40,9 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
     1 always samples, 0 never). The least-loaded eligible reviewer gets it; the first decider
     never does. Nobody else eligible: no second review, and nothing else changes. A response
     (an answer in the action's place) is not sampled: a second opinion is an approve, modify
-    or reject verdict, and there is no verdict to agree with.
+    or reject verdict, and there is no verdict to agree with. Nor is a decision on a
+    four-eyes category: its approvals had two people already, and their agreement is
+    counted there (insights.agreement.four_eyes_report).
     """
     picked = [
         d
@@ -49,6 +51,8 @@ def sample_second_reviews(decisions: list[Decision], *, now: datetime) -> list[S
         and not d.responded
         and d.channel in PEOPLE_CHANNELS
         and d.request.queue_id
+        # Four eyes already had two people agree (services.four_eyes): nothing to measure.
+        and not d.request.category.four_eyes
         and is_sampled(
             d.request.public_id, d.request.category.second_review_rate, SECOND_REVIEW_SALT
         )
