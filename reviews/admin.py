@@ -39,6 +39,7 @@ from .models import (
     DailyRollup,
     Decision,
     EscalationRule,
+    FourEyesStep,
     GroupTally,
     Guideline,
     Heartbeat,
@@ -640,6 +641,17 @@ class SecondReviewAdmin(ReadOnlyAdmin):
     list_display = ["request", "category", "first_reviewer", "first_outcome", "reviewer",
                     "outcome", "agrees", "actions_match", "decided_at"]  # fmt: skip
     list_filter = ["category", "agrees", "outcome"]
+    raw_id_fields = ["request", "decision"]
+
+
+@admin.register(FourEyesStep)
+class FourEyesStepAdmin(ReadOnlyAdmin):
+    """Four-eyes steps are part of a decision's record: readable here, written only by the
+    decision service (services.four_eyes)."""
+
+    list_display = ["request", "proposal_version", "role", "by", "outcome", "agrees", "channel",
+                    "created_at"]  # fmt: skip
+    list_filter = ["role", "outcome", "agrees"]
     raw_id_fields = ["request", "decision"]
 
 

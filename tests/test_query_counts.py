@@ -206,7 +206,7 @@ MANAGER_PAGES = {  # name: at most
     "metrics_patterns": 8,  # + what periodic review flags
     "metrics_reviewers": 7,
     "metrics_autonomy": 13,  # + the month's volume, the costs of errors or actions, flags
-    "metrics_agreement": 9,
+    "metrics_agreement": 10,  # + the four-eyes pairs
     "audit": 5,
 }
 

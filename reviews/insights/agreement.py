@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from ..models import (
     Category,
@@ -172,55 +173,49 @@ class PairAgreement:
 
 
 def four_eyes_report(period: Period, category_id: int | None = None) -> list[PairAgreement]:
-    """Per four-eyes category: confirmations given in the period and how many agreed, the
-    disagreements settled by a third person, and the first decisions waiting now. One grouped
-    query for the period's steps, one for those waiting."""
+    """Per four-eyes category (or one with steps in the period): confirmations given in the
+    period and how many agreed, the disagreements settled by a third person, and the first
+    decisions waiting now. One statement, a count per figure and category."""
     start, end = period.bounds
     steps = FourEyesStep.objects.filter(
-        created_at__gte=start, created_at__lt=end, role__in=["second", "third"]
+        request__category=OuterRef("pk"), created_at__gte=start, created_at__lt=end
     )
-    categories = Category.objects.filter(four_eyes=True)
+    # A first decision on the current proposal that no confirmation followed yet.
+    waiting = FourEyesStep.objects.filter(
+        request__category=OuterRef("pk"),
+        role="first",
+        request__status=ReviewRequest.Status.PENDING,
+        proposal_version=F("request__proposal_version"),
+    ).exclude(
+        Exists(
+            FourEyesStep.objects.filter(
+                request=OuterRef("request"),
+                proposal_version=OuterRef("proposal_version"),
+                role="second",
+            )
+        )
+    )
+    categories = Category.objects.filter(Q(four_eyes=True) | Exists(steps))
     if category_id:
-        steps = steps.filter(request__category_id=category_id)
         categories = categories.filter(pk=category_id)
-    rows = {
-        r["request__category_id"]: r
-        for r in steps.order_by()
-        .values("request__category_id")
-        .annotate(
-            n=Count("id", filter=Q(role="second")),
-            agreed=Count("id", filter=Q(role="second", agrees=True)),
-            settled=Count("id", filter=Q(role="third")),
-        )
-    }
-    waiting = dict(
-        FourEyesStep.objects.filter(role="first", request__status=ReviewRequest.Status.PENDING)
-        .filter(proposal_version=F("request__proposal_version"))
-        .exclude(
-            Exists(
-                FourEyesStep.objects.filter(
-                    request=OuterRef("request"),
-                    proposal_version=OuterRef("proposal_version"),
-                    role="second",
-                )
-            )
-        )
-        .order_by()
-        .values_list("request__category_id")
-        .annotate(n=Count("id"))
+    rows = categories.order_by("name").annotate(
+        n=_count(steps.filter(role="second")),
+        agreed=_count(steps.filter(role="second", agrees=True)),
+        settled=_count(steps.filter(role="third")),
+        waiting=_count(waiting),
     )
-    labels = dict(categories.values_list("pk", "name"))
-    labels.update(Category.objects.filter(pk__in=rows).values_list("pk", "name"))
-    report = []
-    for pk, name in sorted(labels.items(), key=lambda item: item[1]):
-        row = rows.get(pk, {})
-        report.append(
-            PairAgreement(
-                name,
-                n=row.get("n", 0),
-                agreed=row.get("agreed", 0),
-                settled=row.get("settled", 0),
-                waiting=waiting.get(pk, 0),
-            )
-        )
-    return report
+    return [
+        PairAgreement(c.name, n=c.n, agreed=c.agreed, settled=c.settled, waiting=c.waiting)
+        for c in rows
+    ]
+
+
+def _count(qs: Any) -> Coalesce:
+    """The number of rows of a subquery correlated with the category (0 for none)."""
+    return Coalesce(
+        Subquery(
+            qs.order_by().values("request__category").annotate(c=Count("id")).values("c")[:1],
+            output_field=IntegerField(),
+        ),
+        0,
+    )

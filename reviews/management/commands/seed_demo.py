@@ -907,7 +907,5 @@ class Command(BaseCommand):
         w("    reviewer2  a reviewer of support and finance")
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
-        w("  Four eyes: Purchase orders needs two reviewers to approve; reviewer2 has one")
-        w("  order to confirm. Any other category: Policies, edit it, tick Four eyes.")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
         w("")
