@@ -1,6 +1,6 @@
-"""Retention: decisions, the requests they answer, their messages and second reviews are kept
-at least HITL_RETENTION_DAYS (the audit log, append-only, is kept for good). Nothing in the
-product purges; what guards the period:
+"""Retention: decisions, the requests they answer, their messages, second reviews and
+four-eyes steps are kept at least HITL_RETENTION_DAYS (the audit log, append-only, is kept
+for good). Nothing in the product purges; what guards the period:
 
 - every delete through the ORM, a cascade included (deleting an agent, a category, a user),
   sends pre_delete, and `refuse_early_delete` raises RetentionError for a record younger
@@ -12,8 +12,8 @@ product purges; what guards the period:
   audit log (on_delete=PROTECT).
 
 The one early delete allowed is the undo: a decision still inside its undo window (the
-agent not told yet, `effective_at` ahead) and the second review sampled on it. Such a
-decision was never final, so it is not a kept record."""
+agent not told yet, `effective_at` ahead), the second review sampled on it and the four-eyes
+step that made it. Such a decision was never final, so it is not a kept record."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from django.db import connections
 from django.db.models.signals import pre_delete
 from django.utils import timezone
 
-from .models import Decision, Message, Retention, ReviewRequest, SecondReview
+from .models import Decision, FourEyesStep, Message, Retention, ReviewRequest, SecondReview
 
-KEPT_MODELS = (ReviewRequest, Decision, Message, SecondReview)
+KEPT_MODELS = (ReviewRequest, Decision, Message, SecondReview, FourEyesStep)
 
 
 class RetentionError(Exception):
@@ -45,6 +45,9 @@ def is_kept(instance: Any, now: datetime | None = None) -> bool:
         return False  # undone inside its undo window: never final
     if isinstance(instance, SecondReview) and instance.visible_from > now:
         return False  # goes with its decision's undo
+    stepped = isinstance(instance, FourEyesStep) and instance.decision_id is not None
+    if stepped and instance.decision.effective_at > now:
+        return False  # the four-eyes step that made a decision goes with its undo
     return instance.created_at > kept_since(now)
 
 
@@ -68,6 +71,8 @@ RETENTION_TABLE = Retention._meta.db_table
 _UNDOABLE = {
     Decision._meta.db_table: "OLD.effective_at > now()",
     SecondReview._meta.db_table: "OLD.visible_from > now()",
+    FourEyesStep._meta.db_table: f"EXISTS (SELECT 1 FROM {Decision._meta.db_table} d "
+    "WHERE d.id = OLD.decision_id AND d.effective_at > now())",
 }
 TRIGGER_TABLES = [model._meta.db_table for model in KEPT_MODELS]
 

@@ -239,3 +239,18 @@ def test_the_demo_manager_downloads_the_week_s_report(client, db):
     lines = list(csv.reader(io.StringIO(response.content.decode())))
     people = next(line for line in lines if line and line[0] == "People")
     assert int(people[1]) > 0  # the seed's week has decisions by people
+
+
+def test_four_eyes_confirmations_and_their_agreement_are_in_the_report(
+    agent, refunds, alice, carol
+):
+    refunds.four_eyes = True
+    refunds.save()
+    for second in ("approved", "approved"):
+        request = escalated(agent, refunds)
+        decide_request(request.pk, by=alice, outcome="approved")
+        decide_request(request.pk, by=carol, outcome=second)
+    report = oversight_report(today(), Scope("category", refunds.pk, refunds.name))
+    (row,) = section(report, "four_eyes").rows
+    assert row[:5] == ["Refunds", 2, 2, 2, 1.0]
+    assert row[6:] == [0, 2]  # none settled by a third; alice and carol took part

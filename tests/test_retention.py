@@ -181,3 +181,28 @@ def test_the_database_reads_the_configured_period(agent, refunds, alice, setting
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM reviews_message WHERE id = %s", [message.pk])
     assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def test_a_four_eyes_step_is_kept_and_goes_only_with_its_decision_s_undo(
+    agent, refunds, alice, carol
+):
+    from reviews.models import FourEyesStep
+
+    refunds.four_eyes = True
+    refunds.save()
+    request = escalated(agent, refunds)
+    first = decide_request(request.pk, by=alice, outcome="approved")
+    with pytest.raises(RetentionError), transaction.atomic():
+        FourEyesStep.objects.filter(pk=first.pk).delete()
+    decide_request(request.pk, by=carol, outcome="approved")
+    undo_decision(request.pk, by=carol)  # inside the window: the confirmation goes with it
+    assert list(FourEyesStep.objects.filter(request=request).values_list("role", flat=True)) == [
+        "first"
+    ]
+    if connection.vendor == "postgresql":
+        with (
+            pytest.raises(DatabaseError, match="kept for"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM reviews_foureyesstep WHERE id = %s", [first.pk])

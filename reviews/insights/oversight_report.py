@@ -8,8 +8,8 @@ auditor signs must match the records it summarises, whenever the rollups last ra
 effective decisions count (the undo window has passed); one still inside it may yet vanish.
 
 A new section is one function in SECTIONS. Still to add as those features land: hold and stop
-(who, when, why, until), reversals (the reverse rate beside approve/modify/reject), four-eyes
-confirmations and disagreements, and known-answer catch rates beside the rubber-stamp flags.
+(who, when, why, until), reversals (the reverse rate beside approve/modify/reject), and
+known-answer catch rates beside the rubber-stamp flags.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .. import retention, validation
@@ -40,6 +40,7 @@ from ..models import (
     AuditEvent,
     Category,
     Decision,
+    FourEyesStep,
     PolicyVersion,
     RequestSighting,
     ReviewRequest,
@@ -47,6 +48,7 @@ from ..models import (
 from ..rollups import TIME_BUCKETS, time_bucket
 from .periods import PERIODS, Period
 from .reviewers import ReviewerStats
+from .stats import wilson
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366  # a year, a leap year included
@@ -575,6 +577,59 @@ def policies_section(inputs: Inputs) -> Section:
     )
 
 
+def four_eyes_section(inputs: Inputs) -> Section:
+    """Per category: four-eyes first decisions, blind confirmations and how many agreed (with
+    the 95% lower bound), and the disagreements a third person settled, in the period."""
+    start, end = inputs.bounds
+    steps = FourEyesStep.objects.filter(
+        inputs.scope.requests("request__"), created_at__gte=start, created_at__lt=end
+    )
+    rows = []
+    for row in (
+        steps.order_by()
+        .values("request__category__name")
+        .annotate(
+            first=Count("id", filter=Q(role="first")),
+            confirmed=Count("id", filter=Q(role="second")),
+            agreed=Count("id", filter=Q(role="second", agrees=True)),
+            settled=Count("id", filter=Q(role="third")),
+            people=Count("by", distinct=True),
+        )
+        .order_by("request__category__name")
+    ):
+        n, agreed = row["confirmed"], row["agreed"]
+        rows.append(
+            [
+                row["request__category__name"],
+                row["first"],
+                n,
+                agreed,
+                _rate(agreed, n),
+                round(wilson(agreed, n)[0], 4) if n else None,
+                row["settled"],
+                row["people"],
+            ]
+        )
+    return Section(
+        "four_eyes",
+        "Four eyes",
+        [
+            Column("Category"),
+            Column("First decisions", "int"),
+            Column("Confirmations", "int"),
+            Column("Agreed", "int"),
+            Column("Agreement", "rate"),
+            Column("95% lower", "rate"),
+            Column("Settled by a third", "int"),
+            Column("People", "int"),
+        ],
+        rows,
+        note="In a four-eyes category an approval is final only once a second reviewer, blind "
+        "to the first decision, agrees; a disagreement goes to a third. Nobody is both.",
+        empty="No four-eyes decision in this period.",
+    )
+
+
 def retention_section(inputs: Inputs) -> Section:
     days = settings.HITL_RETENTION_DAYS
     enforced = retention.enforced_days()
@@ -606,6 +661,7 @@ SECTIONS: list[Callable[[Inputs], Section]] = [
     people_section,
     volumes_section,
     reviewers_section,
+    four_eyes_section,
     autonomy_section,
     policies_section,
     retention_section,
