@@ -70,6 +70,8 @@ __version__ = "1.0.0"
 MAX_WAIT = 60  # the longest long-poll any server holds, until it says it holds longer
 # A server that parks waits says how long it holds one; the client then asks for up to that.
 MAX_WAIT_HEADER = "X-HITL-Max-Wait"
+# A wait for reversals (GET /reversals) is a thread on the server: it holds at most this long.
+REVERSALS_WAIT = 60
 SETTLED = {"approved", "modified", "rejected", "auto_approved", "cancelled"}
 # "Not now" rather than "broken": the server's 503 (its database is restarting, say), and a
 # proxy's 502 or 504 while the server behind it restarts. A 500 is a bug: a few tries only.
@@ -558,6 +560,14 @@ class Client:
     def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
         return self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
 
+    def reversals(self, after: int = 0, timeout: float = 30) -> dict[str, Any]:
+        """The reversals of this agent's actions after cursor `after`, oldest first: a person
+        marked an action that already ran as wrong (each item's `reversal` says why and what
+        to do instead). With none yet, waits up to `timeout` seconds (at most 60) for one.
+        Returns {"reversals": [...], "cursor": n}; pass `cursor` as `after` next time."""
+        query = {"after": after, "timeout": min(max(int(timeout), 0), REVERSALS_WAIT)}
+        return self.request("GET", "/reversals", query=query)
+
     def messages(self, request_id: str) -> list[dict[str, Any]]:
         return self.request("GET", f"/requests/{request_id}/messages")
 
@@ -900,6 +910,11 @@ class AsyncClient:
 
     async def cancel(self, request_id: str, reason: str = "") -> dict[str, Any]:
         return await self.request("POST", f"/requests/{request_id}/cancel", {"reason": reason})
+
+    async def reversals(self, after: int = 0, timeout: float = 30) -> dict[str, Any]:
+        """Client.reversals."""
+        query = {"after": after, "timeout": min(max(int(timeout), 0), REVERSALS_WAIT)}
+        return await self.request("GET", "/reversals", query=query)
 
     async def messages(self, request_id: str) -> list[dict[str, Any]]:
         return await self.request("GET", f"/requests/{request_id}/messages")

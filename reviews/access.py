@@ -124,6 +124,35 @@ def may_decide(user: AbstractBaseUser | AnonymousUser, request_id: int) -> bool:
     return requests_for_reviewer(user).filter(pk=request_id).exists()
 
 
+def requests_for_reversal(user: AbstractBaseUser | AnonymousUser) -> QuerySet[ReviewRequest]:
+    """The requests whose executed action the user may reverse: any for a manager or an admin
+    (they answer for the agents' outcomes), those of their queues for a reviewer (they judge
+    that work every day, in the inbox and in periodic review); none for anyone else."""
+    if not (user.is_authenticated and user.is_active):
+        return ReviewRequest.objects.none()
+    if has_role(user, ADMINS, MANAGERS):
+        return ReviewRequest.objects.all()
+    if has_role(user, REVIEWERS):
+        # What ran without a person has no queue: its category's queue is the reviewer's
+        # way to it, as in periodic review.
+        queue_ids = reviewer_queue_ids(user)  # ids, not joins: OR-ed joins repeat rows
+        no_queue = Q(queue__isnull=True) & _in_queues_of(user, "category__queue", queue_ids)
+        return ReviewRequest.objects.filter(_in_queues_of(user, "queue", queue_ids) | no_queue)
+    return ReviewRequest.objects.none()
+
+
+def get_request_for_reversal(user: AbstractBaseUser, request_id: int) -> ReviewRequest:
+    """A request the user may reverse the action of, else 404 (never 403: no leak)."""
+    return get_object_or_404(
+        requests_for_reversal(user).select_related("category", "agent", "queue"), pk=request_id
+    )
+
+
+def may_reverse(user: AbstractBaseUser | AnonymousUser, request_id: int) -> bool:
+    """Whether a page may offer the user to reverse this request's action."""
+    return requests_for_reversal(user).filter(pk=request_id).exists()
+
+
 def get_request_for_guideline(user: AbstractBaseUser, request_id: int) -> ReviewRequest:
     """A request to write a guideline from: any one for an admin, else one of the reviewer's
     queues; 404 otherwise."""

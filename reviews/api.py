@@ -52,6 +52,7 @@ from .api_schemas import (
     MessageIn,
     MessageOut,
     RequestOut,
+    ReversalsOut,
     SubmitIn,
     Text,
     ToolApprovalIn,
@@ -74,6 +75,7 @@ from .models import (
     Decision,
     EscalationRule,
     Message,
+    Reversal,
     ReviewRequest,
     hash_token,
 )
@@ -85,7 +87,7 @@ from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
 from .services.interrupts import bundle_of
 from .services.interrupts import submit_interrupt as submit_interrupt_bundle
-from .services.outbox import decision_data
+from .services.outbox import decision_data, reversal_data
 from .services.submission import evaluate_for, submit_request
 
 # The longest wait asked for: the door parks it (reviews.wait_door); a thread waits at most
@@ -289,6 +291,12 @@ def visible_decision(review: ReviewRequest, now: datetime | None = None) -> Deci
     return decision if decision.is_effective(now) else None
 
 
+def reversal_of(review: ReviewRequest) -> Reversal | None:
+    """The request's reversal, if a person reversed its action (loaded with it by
+    request_for_agent and requests_for_answers)."""
+    return getattr(review, "reversal", None)
+
+
 def agent_status(review: ReviewRequest, now: datetime | None = None) -> str:
     if review.status in DECIDED and visible_decision(review, now) is None:
         return Status.PENDING
@@ -314,13 +322,14 @@ def links(site: HttpRequest | str, review: ReviewRequest) -> dict[str, str]:
 def request_out(
     request: HttpRequest | str,
     review: ReviewRequest,
-    with_messages: bool = True,
+    fresh: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The agent's view of a request (at `now`, by default the present); `request` (or the
-    site it came to) makes the links."""
+    site it came to) makes the links. A `fresh` one, just submitted, has no messages and no
+    reversal to read."""
     decision = visible_decision(review, now)
-    messages = [message_out(m) for m in messages_of(review)] if with_messages else []
+    messages = [message_out(m) for m in messages_of(review)] if not fresh else []
     return {
         "id": review.public_id,
         "external_ref": review.external_ref or None,
@@ -339,6 +348,7 @@ def request_out(
         "on_timeout": review.category.timeout_action,
         "created_at": review.created_at,
         "decision": decision_data(decision),
+        "reversal": reversal_data(reversal_of(review)) if decision and not fresh else None,
         **turn_out(review, now),
         "messages": messages,
         "links": links(request, review),
@@ -381,7 +391,12 @@ def request_for_agent(agent: Agent, request_id: UUID) -> ReviewRequest:
     """The agent's own request, or 404: another agent's request does not exist for it."""
     found = (
         ReviewRequest.objects.select_related(
-            "agent", "category", "queue", "assignee", "decision__decided_by"
+            "agent",
+            "category",
+            "queue",
+            "assignee",
+            "decision__decided_by",
+            "reversal__reversed_by",
         )
         .filter(agent=agent, public_id=request_id)
         .first()
@@ -462,6 +477,7 @@ def answer_fingerprint(review: ReviewRequest) -> tuple[Any, ...]:
     A request decided is otherwise frozen; its category's slug and timeout action may be as
     old as the undo window."""
     decision = getattr(review, "decision", None)
+    reversal = reversal_of(review)
     last = max((message.pk for message in messages_of(review)), default=None)
     return _fingerprint(
         review.status,
@@ -470,13 +486,23 @@ def answer_fingerprint(review: ReviewRequest) -> tuple[Any, ...]:
         review.rounds,
         review.turn,
         review.assignee_id,
+        reversal.pk if reversal else None,
         last,
     )
 
 
 def answer_fingerprints(pks: list[int]) -> dict[int, tuple[Any, ...]]:
     """answer_fingerprint of each of these requests, as they are now, in one query."""
-    fields = ("pk", "status", "decision__id", "proposal_version", "rounds", "turn", "assignee_id")
+    fields = (
+        "pk",
+        "status",
+        "decision__id",
+        "proposal_version",
+        "rounds",
+        "turn",
+        "assignee_id",
+        "reversal__id",
+    )
     rows = (
         ReviewRequest.objects.filter(pk__among=pks)
         .order_by()
@@ -505,7 +531,12 @@ def requests_for_answers(pks: list[int]) -> dict[int, ReviewRequest]:
     """The requests `request_json` renders, in three queries whatever their number."""
     rows = (
         ReviewRequest.objects.select_related(
-            "agent", "category", "queue", "assignee", "decision__decided_by"
+            "agent",
+            "category",
+            "queue",
+            "assignee",
+            "decision__decided_by",
+            "reversal__reversed_by",
         )
         .defer(*NOT_ANSWERED)
         .prefetch_related(
@@ -586,7 +617,7 @@ def submit(
         default_answer=payload.default_answer,
     )
     if submission.created:
-        return WithStatus(201, request_out(request, submission.request, with_messages=False))
+        return WithStatus(201, request_out(request, submission.request, fresh=True))
     return WithStatus(
         200, request_out(request, request_for_agent(agent, submission.request.public_id))
     )
@@ -730,6 +761,72 @@ def post_message(
             raise conflict(agent, review) from None
     message.request = review
     return WithStatus(201, message_out(message))
+
+
+# --- reversals ---------------------------------------------------------------------------------
+
+# The feed's page: an agent behind by more reads the rest at once with the cursor it is given.
+REVERSALS_PAGE = 100
+
+
+def reversals_after(agent: Agent, after: int) -> list[Reversal]:
+    return list(
+        Reversal.objects.filter(agent=agent, pk__gt=after)
+        .select_related("reversed_by", "request__category", "request__decision__decided_by")
+        .order_by("pk")[:REVERSALS_PAGE]
+    )
+
+
+def reversal_event(reversal: Reversal) -> dict[str, Any]:
+    review = reversal.request
+    return {
+        "request": review.public_id,
+        "external_ref": review.external_ref or None,
+        "category": review.category.slug,
+        "status": review.status,
+        "decision": decision_data(getattr(review, "decision", None)),
+        "reversal": reversal_data(reversal),
+    }
+
+
+@api.get(
+    "/reversals",
+    tags=["Requests"],
+    response={200: ReversalsOut, **ERRORS},
+    url_name="reversals",
+    operation_id="listReversals",
+    summary="Long-poll for reversals of this agent's executed actions",
+)
+def reversals(
+    request: HttpRequest,
+    after: int = Query(0, ge=0, description="The cursor of the last answer; 0 from the start."),
+    timeout: int = Query(
+        DEFAULT_WAIT_SECONDS,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description=f"Seconds to wait when there is none yet: 0 answers at once; at most "
+        f"{THREAD_WAIT_SECONDS} are waited.",
+    ),
+) -> dict[str, Any]:
+    """The reversals of this agent's requests with an id above `after`, oldest first: a person
+    marked an action that ran as wrong; compensate, then pass `cursor` as `after` next time.
+    With none yet, answers as soon as one lands or after `timeout` seconds (an empty list).
+    Each is also sent as a signed `decision.reversed` webhook where a URL is set."""
+    agent: Agent = request.auth
+    found = reversals_after(agent, after)
+    if not found and timeout > 0:
+        release_connection()  # hold no database connection while blocked
+        outcome = watcher.wait_for_reversals(agent.pk, after, min(timeout, THREAD_WAIT_SECONDS))
+        if isinstance(outcome, Refusal):
+            raise refused(outcome)
+        if outcome:
+            found = reversals_after(agent, after)
+    answer = {
+        "reversals": [reversal_event(reversal) for reversal in found],
+        "cursor": found[-1].pk if found else after,
+    }
+    release_connection()
+    return answer
 
 
 # --- rules and guidelines ------------------------------------------------------------------------

@@ -160,6 +160,35 @@ class DecisionOut(Schema):
     )
 
 
+class ReversalOut(Schema):
+    id: int = Field(..., description="Increases with each reversal: the feed's cursor.")
+    reversed_at: datetime
+    reversed_by: str = Field(..., description="The username of the person who reversed it.")
+    reason: str = Field(..., description="Why the action that ran was wrong.")
+    correction: str = Field(..., description="What should have happened instead (may be empty).")
+    corrected_action: dict[str, Any] | None = Field(
+        None, description="The action that should have run, when the person gave one."
+    )
+
+
+class ReversalEventOut(Schema):
+    request: UUID = Field(..., description="The reversed request's id.")
+    external_ref: str | None
+    category: str
+    status: str = Field(..., description="The request's status: its action ran.")
+    decision: DecisionOut | None
+    reversal: ReversalOut
+
+
+class ReversalsOut(Schema):
+    reversals: list[ReversalEventOut] = Field(
+        ..., description="This agent's reversals after the cursor, oldest first."
+    )
+    cursor: int = Field(
+        ..., description="Pass as `after` next time: the last reversal's id (or `after` again)."
+    )
+
+
 class MessageOut(Schema):
     id: int
     author: Literal["reviewer", "agent", "system"]
@@ -201,6 +230,11 @@ class RequestOut(Schema):
     created_at: datetime
     decision: DecisionOut | None = Field(
         None, description="Present once the decision is final (after the reviewer's undo window)."
+    )
+    reversal: ReversalOut | None = Field(
+        None,
+        description="Present once a person has reversed the action that ran: compensate, and "
+        "do what `correction` says (event decision.reversed).",
     )
     turn: Literal["reviewer", "agent"] | None = Field(
         ...,

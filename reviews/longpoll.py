@@ -32,12 +32,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 
 from . import among  # noqa: F401  (the __among lookup)
 from .db_outage import database_unreachable, pool_exhausted
-from .models import ReviewRequest
+from .models import Reversal, ReviewRequest
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,16 @@ def wait_state(agent_id: int, public_id: Any) -> tuple[int, bool] | None:
     return next(iter(found.order_by().values_list("pk", ready)[:1]), None)
 
 
+def last_reversals(after_by_agent: dict[int, int]) -> dict[int, int]:
+    """The id of the latest reversal of each of these agents that has one newer than the
+    given id, in one query."""
+    newer = Q()
+    for agent_id, after in after_by_agent.items():
+        newer |= Q(agent_id=agent_id, pk__gt=after)
+    rows = Reversal.objects.filter(newer).order_by().values("agent_id").annotate(last=Max("pk"))
+    return {row["agent_id"]: row["last"] for row in rows}
+
+
 def release_connection() -> None:
     """Give this thread's database connection back while it blocks: to the process's pool on
     PostgreSQL (not inside a transaction, as in tests that wrap each test in one)."""
@@ -132,6 +142,10 @@ class _Waiter:
     # Called (on `loop`) once the request is decided and waits out the undo window.
     on_decided: Callable[[], None] | None = None
     told: bool = False
+    # A wait on the agent's feed of reversals (GET /reversals) rather than on one request:
+    # woken by any reversal of its agent's requests with an id above `after`.
+    feed: bool = False
+    after: int = 0
 
 
 # A parked reservation the door has not claimed within this long after its timeout is dropped
@@ -144,6 +158,7 @@ class Watcher:
         self.interval = interval
         self._lock = threading.Condition()
         self._waiters: dict[int, list[_Waiter]] = {}  # by request id, for the watcher
+        self._feeds: dict[int, list[_Waiter]] = {}  # reversal feeds, by agent id
         self._by_agent: dict[int, list[_Waiter]] = {}  # for each agent's share
         self._tickets: dict[str, tuple[int, _Waiter]] = {}  # parked, by the door's ticket
         self._count = 0
@@ -173,6 +188,21 @@ class Watcher:
         finally:
             with self._lock:
                 self._remove(request_id, waiter)
+
+    def wait_for_reversals(self, agent_id: int, after: int, timeout: float) -> bool | Refusal:
+        """Block until one of the agent's requests is reversed with an id above `after` (True)
+        or `timeout` passes (False); a thread wait, under the same caps as `wait`."""
+        waiter = _Waiter(agent_id, time.monotonic() + timeout, feed=True, after=after)
+        with self._lock:
+            refusal = self._refusal(agent_id, parked=False)
+            if refusal:
+                return refusal
+            self._add(agent_id, waiter)
+        try:
+            return waiter.event.wait(timeout)
+        finally:
+            with self._lock:
+                self._remove(agent_id, waiter)
 
     def reserve(self, request_id: int, agent_id: int, timeout: float) -> str | Refusal:
         """Park a wait for the door to claim (`claim`): its ticket, or a Refusal when the agent
@@ -217,8 +247,9 @@ class Watcher:
                 self._remove(*found)
 
     def _add(self, request_id: int, waiter: _Waiter) -> None:
-        """Index a waiter (under the lock) and make sure this process's watcher runs."""
-        self._waiters.setdefault(request_id, []).append(waiter)
+        """Index a waiter (under the lock) and make sure this process's watcher runs;
+        `request_id` is the agent's id for a feed's waiter."""
+        (self._feeds if waiter.feed else self._waiters).setdefault(request_id, []).append(waiter)
         self._by_agent.setdefault(waiter.agent_id, []).append(waiter)
         if waiter.parked:
             self._parked += 1
@@ -231,7 +262,8 @@ class Watcher:
         self._lock.notify()
 
     def _remove(self, request_id: int, waiter: _Waiter) -> None:
-        for index, key in ((self._waiters, request_id), (self._by_agent, waiter.agent_id)):
+        waiters_of = self._feeds if waiter.feed else self._waiters
+        for index, key in ((waiters_of, request_id), (self._by_agent, waiter.agent_id)):
             waiters = index[key]
             waiters.remove(waiter)
             if not waiters:
@@ -268,7 +300,7 @@ class Watcher:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._waiters:
+                while not self._waiters and not self._feeds:
                     self._lock.wait()
                 # Only the requests someone still waits on: a woken wait may take a moment to
                 # answer and go, and looking its request up again on every look until then
@@ -278,8 +310,15 @@ class Watcher:
                     for request_id, waiters in self._waiters.items()
                     if not all(waiter.event.is_set() for waiter in waiters)
                 ]
+                feeds = {
+                    agent_id: min(waiter.after for waiter in waiters)
+                    for agent_id, waiters in self._feeds.items()
+                }
+            reversed_up_to: dict[int, int] = {}
             try:
                 done, soon = look(ids) if ids else (set(), set())
+                if feeds:
+                    reversed_up_to = last_reversals(feeds)
             except Exception as exc:  # a database hiccup must not kill the watcher
                 if database_unreachable(exc) or pool_exhausted(exc):
                     # A restart: one line per look, not a traceback; waiters time out, and
@@ -306,6 +345,10 @@ class Watcher:
                         waiter.event.set()
                         if waiter.future is not None:
                             woken[waiter.loop].append(waiter.future)
+                for agent_id, last in reversed_up_to.items():
+                    for waiter in self._feeds.get(agent_id, []):
+                        if waiter.after < last:
+                            waiter.event.set()
                 self._drop_unclaimed()
             # One callback per event loop for all its waiters: they wake in one turn of the
             # loop, so the door renders their answers together.

@@ -962,6 +962,32 @@ PEOPLE_CHANNELS = [
 ]
 
 
+class Reversal(models.Model):
+    """A person's mark that an action which already ran was wrong, with what should have
+    happened instead: the agent is told (a `decision.reversed` webhook, the request's
+    `reversal`, GET /api/v1/reversals) so it can compensate. One per request, never undone."""
+
+    request = models.OneToOneField(ReviewRequest, on_delete=models.PROTECT, related_name="reversal")
+    # The request's agent, kept here so an agent's feed of reversals reads one table.
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="reversals")
+    reversed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(help_text="Why the action was wrong.")
+    correction = models.TextField(blank=True, help_text="What should have happened instead.")
+    corrected_action = models.JSONField(
+        null=True, blank=True, help_text="The action that should have run, when one is given."
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["agent", "id"], name="reversal_feed")]
+
+    def __str__(self) -> str:
+        return f"reversal of #{self.request_id}"
+
+
 class RequestSighting(models.Model):
     """When one reviewer first had a request on screen: as a row of their inbox list or a
     group table (`first_seen_at`), and when they first opened it (`opened_at`). A decision's

@@ -17,6 +17,7 @@ from .views import (
     periodic_reviews,
     policies,
     push,
+    reversals,
     second_reviews,
     slack,
     status,
@@ -101,6 +102,7 @@ urlpatterns = [
         name="periodic_review_verdict",
     ),
     path("requests/<int:request_id>/guideline/", guidelines.new_guideline, name="guideline_new"),
+    path("requests/<int:request_id>/reverse/", reversals.reverse_request, name="request_reverse"),
     # --- operations status ----------------------------------------------------------------
     path("status/", status.status, name="status"),
     path("health/", status.health, name="health"),

@@ -307,6 +307,42 @@ def test_a_manager_reads_every_metrics_page(audit, demo):
     audit.assert_clean()
 
 
+def test_a_manager_reverses_an_executed_action_by_keyboard(audit, demo):
+    """The Reverse form, its refusal of bad JSON, and the reversed request, at both sizes;
+    the form is filled and sent with the keyboard alone."""
+    page = audit.page
+    log_in(page, "manager", DEMO_PASSWORD)
+    ran = ReviewRequest.objects.filter(
+        periodic_review__verdict="incorrect", reversal=None, status="auto_approved"
+    ).order_by("pk")
+    for size, request in zip(SIZES, ran[:2], strict=True):
+        audit.resize(size)
+        path = f"/requests/{request.pk}/reverse/"
+        audit.visit(path)
+        page.fill("textarea[name=corrected_action]", "{not json")
+        page.get_by_role("button", name="Reverse and tell the agent").click()
+        expect(page.locator(".alert-error")).to_contain_text("Nothing was reversed.")
+        audit.check(f"{path} refusing bad JSON")
+        page.fill("textarea[name=corrected_action]", "")
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        for _ in range(40):  # Tab from the top of the page to the reason
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.name") == "reason":
+                break
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Refunded without the photos our policy asks for.")
+        for _ in range(3):  # correction, corrected action, the button
+            page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.type") == "submit"
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        expect(page.locator("#reversed-title")).to_be_visible()
+        audit.check(f"{path} reversed")
+        audit.visit(f"/audit/requests/{request.pk}/")
+        expect(page.locator("main")).to_contain_text("decision.reversed")
+    audit.assert_clean()
+
+
 # A heading at the top of the screen, below the sticky header.
 SCROLL_TO = "(id) => { document.getElementById(id).scrollIntoView(); window.scrollBy(0, -70); }"
 

@@ -70,6 +70,7 @@ def test_it_names_every_operation_with_a_verb_in_camel_case(openapi):
         "listCategories",
         "listMessages",
         "listMyWork",
+        "listReversals",
         "postMessage",
         "readRequest",
         "submitInterrupt",

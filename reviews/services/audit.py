@@ -6,6 +6,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
 
     submitted, auto_approved, revised, cancelled, message.<kind>   an agent's request
     decided.<outcome>, decided.responded, decision.undone        a decision and its undo
+    decision.reversed                                            an action that ran, reversed
     reassigned, escalated, reminded, reviewer.away, reviewer.back  who has it, and when
     deadline_restarted                                           the deadline may not decide it
     turn.agent, turn.reviewer                                    whose move a request waits on

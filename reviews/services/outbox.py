@@ -26,7 +26,14 @@ from hitl.redis_outage import BROKER
 
 from .. import webhook_targets, webhooks
 from ..channels import push, slack
-from ..models import Decision, Notification, OutboxMessage, ReviewRequest, WebhookDelivery
+from ..models import (
+    Decision,
+    Notification,
+    OutboxMessage,
+    Reversal,
+    ReviewRequest,
+    WebhookDelivery,
+)
 from .audit import audit
 
 log = logging.getLogger(__name__)
@@ -67,12 +74,29 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
     }
 
 
+def reversal_data(reversal: Reversal | None) -> dict[str, Any] | None:
+    """A reversal as the agent reads it (its request's JSON, the webhook, the feed)."""
+    if reversal is None:
+        return None
+    return {
+        "id": reversal.pk,
+        "reversed_at": reversal.created_at.isoformat(),
+        "reversed_by": reversal.reversed_by.get_username(),
+        "reason": reversal.reason,
+        "correction": reversal.correction,
+        "corrected_action": reversal.corrected_action,
+    }
+
+
+REVERSED = "decision.reversed"
+
+
 def webhook_payload(
     request: ReviewRequest, event: str, decision: Decision | None = None
 ) -> dict[str, Any]:
     if decision is None:  # the bulk paths pass the decision they have just built
         decision = Decision.objects.filter(request=request).select_related("decided_by").first()
-    return {
+    payload = {
         "event": event,
         "request": {
             "id": str(request.public_id),
@@ -86,6 +110,10 @@ def webhook_payload(
         },
         "sent_at": timezone.now().isoformat(),
     }
+    if event == REVERSED:  # only this event reads it: the others cost no query for it
+        found = Reversal.objects.select_related("reversed_by").filter(request=request).first()
+        payload["request"]["reversal"] = reversal_data(found)
+    return payload
 
 
 def webhook_url_for(request: ReviewRequest) -> str:

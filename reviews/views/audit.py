@@ -9,7 +9,8 @@ from django.views.decorators.http import require_GET
 
 from .. import exports, precedents, validation
 from ..access import ADMINS, MANAGERS, role_required
-from ..models import AuditEvent, Category, ReviewRequest, SecondReview
+from ..models import AuditEvent, Category, Reversal, ReviewRequest, SecondReview
+from ..services.reversals import why_not_reversible
 from .metrics import TABS
 
 PAGE = 100
@@ -59,6 +60,7 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
     timeline += [(d.created_at, "delivery", d) for d in review.deliveries.all()]
     timeline.sort(key=lambda item: item[0])
     found = precedents.for_request(review)
+    reversal = Reversal.objects.filter(request=review).select_related("reversed_by").first()
     return render(
         request,
         "audit/request.html",
@@ -76,6 +78,9 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
             .select_related("reviewer")
             .first(),
             "guidelines": review.guidelines.all(),
+            "reversal": reversal,
+            # Managers and admins may reverse any request (access.requests_for_reversal).
+            "can_reverse": reversal is None and why_not_reversible(review) is None,
         },
     )
 

@@ -25,6 +25,7 @@ from ..access import (
     REVIEWERS,
     categories_for_reviewer,
     get_request_for_reviewer,
+    may_reverse,
     requests_for_reviewer,
     reviewer_queue_ids,
     reviewer_queues,
@@ -32,7 +33,15 @@ from ..access import (
 )
 from ..insights.calibration import calibration_hint
 from ..insights.patterns import option_change
-from ..models import DEFAULT_VERBS, Decision, FourEyesStep, Message, ReviewRequest, Verb
+from ..models import (
+    DEFAULT_VERBS,
+    Decision,
+    FourEyesStep,
+    Message,
+    Reversal,
+    ReviewRequest,
+    Verb,
+)
 from ..proposals import action_delta, changed_kind, changes_since, display_value, parse_version
 from ..services import four_eyes
 from ..services.conversation import post_message
@@ -45,6 +54,7 @@ from ..services.errors import (
     TransitionError,
     settled_by,
 )
+from ..services.reversals import why_not_reversible
 from ..services.sightings import record_first_view, record_first_views, record_sightings, seen_by
 from ..templatetags.inbox_tags import json_preview, json_text
 from ..worklist import (
@@ -253,12 +263,23 @@ def item_context(
     # What the reviewer is offered: what the request allows. A blind second opinion is a
     # verdict that never reaches the agent, always approve, modify or reject.
     allowed = DEFAULT_VERBS if blind else req.allowed_decisions
+    reversal = (
+        Reversal.objects.filter(request=req).select_related("reversed_by").first()
+        if decision
+        else None
+    )
     return {
         "req": req,
         "allowed": allowed,
         "options_verb": options_verb(allowed),
         "is_question": not blind and req.is_question,
         "decision": decision,
+        "reversal": reversal,
+        # Offered once the agent has acted on the decision, to those access.py lets reverse.
+        "can_reverse": decision is not None
+        and reversal is None
+        and why_not_reversible(req) is None
+        and may_reverse(user, req.pk),
         "decision_delta": action_delta(req.proposed_action, decision.final_action)
         if decision and decision.final_action
         else [],

@@ -24,6 +24,7 @@ from ..insights.patterns import change_patterns
 from ..insights.periods import PERIODS, Period, period_from
 from ..insights.questions import top_questions
 from ..insights.readiness import readiness_of
+from ..insights.reversals import reversals_in
 from ..insights.reviewers import RUBBER_STAMP_SECONDS, reviewer_stats
 from ..insights.stats import add_lists, zero_error_sample
 from ..insights.summaries import (
@@ -165,6 +166,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         # The guideline form is a reviewer's or an admin's; a manager only sees the questions.
         writes_guidelines=has_role(request.user, REVIEWERS, ADMINS),
         counts_note=figures.counts_note("overview", summary.timed_out),
+        reversals=reversals_in(period, summary.total, ctx["category_id"], ctx["agent_id"]),
     )
     return render(request, "metrics/overview.html", ctx)
 

@@ -22,6 +22,7 @@ from reviews.models import (
     PeriodicReviewBatch,
     PeriodicReviewItem,
     Queue,
+    Reversal,
     ReviewRequest,
     SecondReview,
     hash_token,
@@ -33,6 +34,7 @@ from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request
 from reviews.services.periodic_reviews import record_periodic_review
 from reviews.services.policies import save_policy
+from reviews.services.reversals import reverse_action
 from reviews.services.sightings import record_first_view
 from reviews.services.submission import submit_request
 
@@ -350,6 +352,7 @@ class Command(BaseCommand):
         self.review_older_periodic_batches(users["lead"])
         self.seed_flagged_refunds(agents["support-bot"], categories["refunds"])
         self.seed_four_eyes(users, categories["purchase-orders"])
+        self.seed_reversal(users["manager"])
         if not quiet:
             self.print_logins(created)
 
@@ -681,6 +684,30 @@ class Command(BaseCommand):
                 correction=correction,
             )
 
+    def seed_reversal(self, manager: User) -> None:
+        """Reverse one of the refunds periodic review marked incorrect, as a manager would, so
+        the reverse rate, a reversed request and the agent's reversals feed have something to
+        show; the other incorrect ones are left to reverse (Periodic review, or the audit
+        trail's *Reverse this action…*)."""
+        if Reversal.objects.exists():
+            return
+        item = (
+            PeriodicReviewItem.objects.filter(
+                verdict="incorrect", request__idempotency_key="demo-flagged-3"
+            )
+            .select_related("request")
+            .first()
+        )
+        if item is None:
+            return
+        reverse_action(
+            item.request_id,
+            by=manager,
+            reason="Periodic review found it incorrect: a refund this large needs photos.",
+            correction=item.correction,
+            corrected_action={"action": "request_photos", "refund_on_hold": True},
+        )
+
     def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
         """Give most sampled second reviews a verdict, agreeing most of the time (less so on
         customer email, where tone is a matter of taste); leave each reviewer a few to do."""
@@ -908,4 +935,7 @@ class Command(BaseCommand):
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
+        w("  Reverse an executed action: as manager, Metrics → Audit → a request's history, or")
+        w("  as reviewer, Periodic review → an 'incorrect' refund; the agent hears it on")
+        w("  GET /api/v1/reversals (Client.reversals) and by a decision.reversed webhook.")
         w("")
