@@ -72,11 +72,12 @@ def aim_at(case, pending_id: str) -> None:
         pass
     else:
         params["request_id"] = pending_id
-    if case.operation.path.endswith(("/wait", "/interrupts/{request_id}")):
+    if case.operation.path.endswith(("/wait", "/interrupts/{request_id}", "/reversals")):
         case.query = case.query if isinstance(case.query, dict) else {}
         # Any timeout the server would read as a number of seconds ("59" in a query string is
         # one) becomes 0: the test's request is invisible to the long-poll watcher, so a wait
-        # would last its whole timeout. A wrong type ("abc", 1.5, a list) stays, to be refused.
+        # would last its whole timeout (the reversals feed's too: nothing is reversed). A wrong
+        # type ("abc", 1.5, a list) stays, to be refused.
         if re.fullmatch(r"\s*[+-]?\d+\s*", str(case.query.get("timeout", 0))):
             case.query["timeout"] = 0
 
