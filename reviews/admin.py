@@ -53,6 +53,7 @@ from .models import (
     Queue,
     RequestSighting,
     Retention,
+    Reversal,
     ReviewerProfile,
     ReviewerRollup,
     ReviewerToken,
@@ -371,6 +372,15 @@ class DecisionAdmin(ReadOnlyAdmin):
     ]  # fmt: skip
     list_filter = ["outcome", "responded", "channel"]
     list_select_related = ["request", "decided_by"]
+
+
+@admin.register(Reversal)
+class ReversalAdmin(ReadOnlyAdmin):
+    """Made through the Reverse page only (services/reversals.py), so the agent is told."""
+
+    list_display = ["request", "agent", "reversed_by", "created_at"]
+    search_fields = ["reason", "correction"]
+    list_select_related = ["request", "agent", "reversed_by"]
 
 
 @admin.register(Message)
