@@ -935,7 +935,4 @@ class Command(BaseCommand):
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
-        w("  Reverse an executed action: as manager, Metrics → Audit → a request's history, or")
-        w("  as reviewer, Periodic review → an 'incorrect' refund; the agent hears it on")
-        w("  GET /api/v1/reversals (Client.reversals) and by a decision.reversed webhook.")
         w("")
