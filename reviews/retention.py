@@ -1,5 +1,5 @@
-"""Retention: decisions, the requests they answer, their messages, second reviews and
-four-eyes steps are kept at least HITL_RETENTION_DAYS (the audit log, append-only, is kept
+"""Retention: decisions, the requests they answer, their messages, second reviews, four-eyes
+steps and reversals are kept at least HITL_RETENTION_DAYS (the audit log, append-only, is kept
 for good). Nothing in the product purges; what guards the period:
 
 - every delete through the ORM, a cascade included (deleting an agent, a category, a user),
@@ -25,9 +25,17 @@ from django.db import connections
 from django.db.models.signals import pre_delete
 from django.utils import timezone
 
-from .models import Decision, FourEyesStep, Message, Retention, ReviewRequest, SecondReview
+from .models import (
+    Decision,
+    FourEyesStep,
+    Message,
+    Retention,
+    Reversal,
+    ReviewRequest,
+    SecondReview,
+)
 
-KEPT_MODELS = (ReviewRequest, Decision, Message, SecondReview, FourEyesStep)
+KEPT_MODELS = (ReviewRequest, Decision, Message, SecondReview, FourEyesStep, Reversal)
 
 
 class RetentionError(Exception):

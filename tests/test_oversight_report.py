@@ -85,7 +85,7 @@ def test_the_figures_agree_with_the_decisions(seeded, manager):
     report = oversight_report(today(), Scope("all"))
     volumes = rows_by_first(report, "volumes")
     assert volumes["People"][1:5] == [3, 1, 1, 1]
-    assert volumes["People"][5:] == [0.3333, 0.3333, 0.3333]
+    assert volumes["People"][5:] == [0, 0.3333, 0.3333, 0.3333, 0.0]  # none reversed
     assert volumes["Rules and autonomy (no person)"][1:5] == [1, 1, 0, 0]
     assert volumes["All decisions"][1:5] == [Decision.objects.count(), 2, 1, 1]
     assert "4 requests submitted in the period, 3 of them sent to a person" in (
@@ -254,3 +254,18 @@ def test_four_eyes_confirmations_and_their_agreement_are_in_the_report(
     (row,) = section(report, "four_eyes").rows
     assert row[:5] == ["Refunds", 2, 2, 2, 1.0]
     assert row[6:] == [0, 2]  # none settled by a third; alice and carol took part
+
+
+def test_a_reversal_counts_in_the_reverse_rate_and_is_listed(seeded, agent, alice, manager):
+    from reviews.services.reversals import reverse_action
+
+    request = decide(agent, seeded, alice, "approved", 15.0)
+    reverse_action(request.pk, by=manager, reason="Refunded twice", correction="Claw it back")
+    report = oversight_report(today(), Scope("all"))
+    volumes = rows_by_first(report, "volumes")
+    assert volumes["People"][1] == 4 and volumes["People"][5] == 1
+    assert volumes["People"][9] == 0.25
+    assert volumes["All decisions"][5] == 1
+    (row,) = section(report, "reversals").rows
+    assert row[1].startswith(f"#{request.pk} ")
+    assert row[4:] == ["Web", "max", "Refunded twice", "Claw it back"]

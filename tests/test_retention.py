@@ -206,3 +206,23 @@ def test_a_four_eyes_step_is_kept_and_goes_only_with_its_decision_s_undo(
             connection.cursor() as cursor,
         ):
             cursor.execute("DELETE FROM reviews_foureyesstep WHERE id = %s", [first.pk])
+
+
+def test_a_reversal_is_kept(agent, refunds, alice, manager):
+    from reviews.models import Reversal
+    from reviews.services.reversals import reverse_action
+
+    request = escalated(agent, refunds)
+    decide_request(
+        request.pk, by=alice, outcome="approved", now=timezone.now() - timedelta(minutes=1)
+    )
+    reversal = reverse_action(request.pk, by=manager, reason="wrong")
+    with pytest.raises(RetentionError), transaction.atomic():
+        Reversal.objects.filter(pk=reversal.pk).delete()
+    if connection.vendor == "postgresql":
+        with (
+            pytest.raises(DatabaseError, match="kept for"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM reviews_reversal WHERE id = %s", [reversal.pk])

@@ -8,8 +8,7 @@ auditor signs must match the records it summarises, whenever the rollups last ra
 effective decisions count (the undo window has passed); one still inside it may yet vanish.
 
 A new section is one function in SECTIONS. Still to add as those features land: hold and stop
-(who, when, why, until), reversals (the reverse rate beside approve/modify/reject), and
-known-answer catch rates beside the rubber-stamp flags.
+(who, when, why, until), and known-answer catch rates beside the rubber-stamp flags.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from ..models import (
     FourEyesStep,
     PolicyVersion,
     RequestSighting,
+    Reversal,
     ReviewRequest,
 )
 from ..rollups import TIME_BUCKETS, time_bucket
@@ -346,30 +346,46 @@ def people_section(inputs: Inputs) -> Section:
 
 OUTCOMES = [Decision.Outcome.APPROVED, Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED]
 DECIDERS = [
-    ("People", Q(channel__in=PEOPLE_CHANNELS)),
-    ("Rules and autonomy (no person)", Q(channel=Decision.Channel.AUTO)),
-    ("Deadline (timeout)", Q(channel=Decision.Channel.TIMEOUT)),
+    ("People", PEOPLE_CHANNELS),
+    ("Rules and autonomy (no person)", [Decision.Channel.AUTO]),
+    ("Deadline (timeout)", [Decision.Channel.TIMEOUT]),
 ]
+ALL = "All decisions"
 
 
 def volumes_section(inputs: Inputs) -> Section:
+    """Decisions by who made them, with their outcomes, and the actions reversed in the
+    period (by the day of the reversal, of the period's decisions, as the metrics count)."""
     counts: dict[str, dict[str, int]] = {label: defaultdict(int) for label, _ in DECIDERS}
-    decisions = inputs.decisions()
-    for label, where in DECIDERS:
-        for outcome in decisions.filter(where).values_list("outcome", flat=True).order_by():
-            counts[label][outcome] += 1
-    total: dict[str, int] = defaultdict(int)
-    rows = []
-    for label, _ in [*DECIDERS, ("All decisions", None)]:
-        tally = counts.get(label, total)
-        if label != "All decisions":
-            for outcome, n in tally.items():
-                total[outcome] += n
-        n = sum(tally.values())
-        rows.append(
-            [label, n, *(tally[o] for o in OUTCOMES), *(_rate(tally[o], n) for o in OUTCOMES)]
-        )
+    counts[ALL] = defaultdict(int)
+    decided = inputs.decisions().values_list("channel", "outcome").order_by()
     start, end = inputs.bounds
+    reversed_ = Reversal.objects.filter(
+        inputs.scope.requests("request__"), created_at__gte=start, created_at__lt=end
+    ).values_list("request__decision__channel", flat=True)
+    reversals: dict[str, int] = defaultdict(int)
+    for channel in reversed_.order_by():
+        label = next((label for label, channels in DECIDERS if channel in channels), ALL)
+        reversals[label] += 1
+        reversals[ALL] += label != ALL
+    for channel, outcome in decided:
+        for label, channels in DECIDERS:
+            if channel in channels:
+                counts[label][outcome] += 1
+        counts[ALL][outcome] += 1
+    rows = []
+    for label in [*(label for label, _ in DECIDERS), ALL]:
+        tally, n = counts[label], sum(counts[label].values())
+        rows.append(
+            [
+                label,
+                n,
+                *(tally[o] for o in OUTCOMES),
+                reversals[label],
+                *(_rate(tally[o], n) for o in OUTCOMES),
+                _rate(reversals[label], n),
+            ]
+        )
     submitted = ReviewRequest.objects.filter(
         inputs.scope.requests(), created_at__gte=start, created_at__lt=end
     )
@@ -383,14 +399,61 @@ def volumes_section(inputs: Inputs) -> Section:
             Column("Approved", "int"),
             Column("Modified", "int"),
             Column("Rejected", "int"),
+            Column("Reversed", "int"),
             Column("Approve rate", "rate"),
             Column("Modify rate", "rate"),
             Column("Reject rate", "rate"),
+            Column("Reverse rate", "rate"),
         ],
         rows,
         note=f"{submitted.count()} requests submitted in the period, {escalated} of them sent "
         "to a person by the rules. Decisions made in the period once final (undo window "
-        "passed); an answer in the tool's place counts as a rejection.",
+        "passed); an answer in the tool's place counts as a rejection. Reversed: actions "
+        "marked wrong in the period (whenever they ran), of the period's decisions.",
+    )
+
+
+def reversals_section(inputs: Inputs) -> Section:
+    start, end = inputs.bounds
+    reversals = (
+        Reversal.objects.filter(
+            inputs.scope.requests("request__"), created_at__gte=start, created_at__lt=end
+        )
+        .select_related("request__category", "agent", "reversed_by", "request__decision")
+        .order_by("created_at", "pk")
+    )
+    rows = []
+    for reversal in reversals:
+        decision = getattr(reversal.request, "decision", None)
+        rows.append(
+            [
+                _iso(reversal.created_at),
+                f"#{reversal.request_id} {reversal.request.title}"[:200],
+                reversal.request.category.name,
+                reversal.agent.name,
+                decision.get_channel_display() if decision else None,
+                reversal.reversed_by.get_username(),
+                reversal.reason,
+                reversal.correction,
+            ]
+        )
+    return Section(
+        "reversals",
+        "Reversed actions",
+        [
+            Column("When", "datetime"),
+            Column("Request"),
+            Column("Category"),
+            Column("Agent"),
+            Column("Decided through"),
+            Column("Reversed by"),
+            Column("Why"),
+            Column("Correction"),
+        ],
+        rows,
+        note="Each action that ran and a person marked wrong; the agent was told with a "
+        "signed decision.reversed event so it can compensate.",
+        empty="No action was reversed in this period.",
     )
 
 
@@ -660,6 +723,7 @@ def retention_section(inputs: Inputs) -> Section:
 SECTIONS: list[Callable[[Inputs], Section]] = [
     people_section,
     volumes_section,
+    reversals_section,
     reviewers_section,
     four_eyes_section,
     autonomy_section,
