@@ -277,3 +277,28 @@ def test_a_signed_decision_reversed_webhook_reaches_a_real_receiver(
     assert payload["request"]["reversal"]["correction"] == "Claw it back."
     delivery = WebhookDelivery.objects.get(request=request, event="decision.reversed")
     assert delivery.state == WebhookDelivery.State.SUCCEEDED
+
+
+def test_a_reversal_is_a_kept_record_the_orm_will_not_delete(agent, refunds, manager):
+    from django.db import transaction
+
+    from reviews.retention import RetentionError
+
+    reversal = reverse_action(auto_approved(agent, refunds).pk, by=manager, reason="Wrong.")
+    with pytest.raises(RetentionError, match="kept for"), transaction.atomic():
+        reversal.delete()
+    assert Reversal.objects.filter(pk=reversal.pk).exists()
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_a_raw_delete_of_a_reversal(agent, refunds, manager):
+    from django.db import DatabaseError, transaction
+
+    reversal = reverse_action(auto_approved(agent, refunds).pk, by=manager, reason="Wrong.")
+    with (
+        pytest.raises(DatabaseError, match="kept for"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM reviews_reversal WHERE id = %s", [reversal.pk])
+    assert Reversal.objects.filter(pk=reversal.pk).exists()
