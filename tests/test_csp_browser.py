@@ -55,6 +55,7 @@ def admin_pages() -> list[str]:
         "/audit/",
         f"/audit/requests/{request_id}/",
         f"/requests/{request_id}/guideline/",
+        f"/requests/{request_id}/reverse/",
     ]
 
 
