@@ -712,10 +712,10 @@ def retention_section(inputs: Inputs) -> Section:
         "Retention",
         [Column("Setting"), Column("Value")],
         rows,
-        note="Decisions, their requests, messages and second reviews younger than the period "
-        "cannot be deleted: not through the application, the admin, or (on PostgreSQL) the "
-        "database. The one exception is a reviewer's undo inside its window, before the "
-        "agent is told.",
+        note="Decisions, their requests, messages, second reviews, four-eyes steps and "
+        "reversals younger than the period cannot be deleted: not through the application, "
+        "the admin, or (on PostgreSQL) the database. The one exception is a reviewer's undo "
+        "inside its window, before the agent is told.",
     )
 
 
