@@ -393,6 +393,9 @@ HITL_SWEEP_CHAINS = env_int("HITL_SWEEP_CHAINS", 2)
 HITL_REMINDER_PERCENT = env_int("HITL_REMINDER_PERCENT", 50)
 # A reviewer can undo a decision this long after making it; the agent hears of it only after.
 HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
+# How long a process keeps the holds and stops in force before reading them again
+# (reviews.services.holds): a hold started anywhere is obeyed everywhere within this. At most 1.
+HITL_HOLD_CACHE_SECONDS = min(env_float("HITL_HOLD_CACHE_SECONDS", 0.5), 1.0)
 # Metrics and the feedback loop: the bar for autonomy, and when to take it back.
 HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
 # The bar itself sets the least sample that can show it (381 decisions at 99% with no error;

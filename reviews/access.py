@@ -30,6 +30,8 @@ from .models import (
 REVIEWERS = "reviewers"
 ADMINS = "admins"
 MANAGERS = "managers"
+# Managers in this group may hold and stop agents (admins always may); see may_hold.
+OVERSIGHT = "oversight"
 
 
 def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
@@ -63,6 +65,28 @@ def role_required(*roles: str) -> Callable:
         return wrapped
 
     return decorator
+
+
+def may_hold(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Who may hold, stop and resume: admins, and managers given the right (the oversight
+    group)."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    roles = roles_of(user)
+    return ADMINS in roles or {MANAGERS, OVERSIGHT} <= roles
+
+
+def hold_right_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login required, then the right to hold and stop, else a 403 page."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not may_hold(request.user):
+            raise PermissionDenied("Only admins, and managers in the oversight group, may hold.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 # --- who sees what -------------------------------------------------------------------------

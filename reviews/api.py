@@ -80,11 +80,13 @@ from .models import (
     hash_token,
 )
 from .reviewer_api import router as reviewer_router
+from .rules import GATE, Verdict
 from .services import conversation, turns
 from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
+from .services.holds import Stopped, is_held
 from .services.interrupts import bundle_of
 from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data, reversal_data
@@ -171,6 +173,7 @@ ERROR_CODES = {
     409: "conflict",
     413: "payload_too_large",
     422: "invalid",
+    423: "stopped",
     429: "rate_limited",
 }
 
@@ -242,6 +245,18 @@ def on_invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpRes
 def on_invalid_by_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
     fields = exc.message_dict if hasattr(exc, "error_dict") else {"body": exc.messages}
     return error_response(request, 422, "invalid", "The request is invalid; see fields.", fields)
+
+
+@api.exception_handler(Stopped)
+def on_stopped(request: HttpRequest, exc: Stopped) -> HttpResponse:
+    # 423 Locked: not a fault of the request, not "busy" (a client must not retry it).
+    return error_response(
+        request,
+        423,
+        "stopped",
+        str(exc),
+        extra={"stop": {"scope": exc.hold.scope_label, "since": exc.hold.started_at}},
+    )
 
 
 @api.exception_handler(IdempotencyConflict)
@@ -581,7 +596,7 @@ def parked(request: HttpRequest, agent: Agent, pk: int, timeout: int, then: str)
 @api.post(
     "/requests",
     tags=["Requests"],
-    response={201: RequestOut, 200: RequestOut, 409: ErrorOut, **ERRORS},
+    response={201: RequestOut, 200: RequestOut, 409: ErrorOut, 423: ErrorOut, **ERRORS},
     url_name="requests",
     operation_id="submitRequest",
     summary="Submit a proposed action",
@@ -842,6 +857,8 @@ def reversals(
 def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     category = category_by_slug(payload.category)
     verdict = evaluate_for(category, payload.confidence, payload.attributes)
+    if not verdict.needs_human and is_held(request.auth.pk, category.pk):
+        verdict = Verdict(GATE, verdict.fired)  # as submit_request judges it while held
     return {
         "category": category.slug,
         "mode": category.mode,
@@ -944,7 +961,7 @@ def interrupt_out(
 @api.post(
     "/interrupts",
     tags=["LangChain and LangGraph interrupts"],
-    response={201: InterruptOut, 200: InterruptOut, 409: ErrorOut, **ERRORS},
+    response={201: InterruptOut, 200: InterruptOut, 409: ErrorOut, 423: ErrorOut, **ERRORS},
     summary="Submit a LangChain or LangGraph interrupt as it is",
     operation_id="submitInterrupt",
     openapi_extra={

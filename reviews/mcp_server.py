@@ -54,6 +54,7 @@ from .models import Agent, Message, ReviewRequest, Verb
 from .services import conversation, turns
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
+from .services.holds import Stopped
 from .services.submission import submit_request
 
 Status = ReviewRequest.Status
@@ -231,7 +232,7 @@ class Tools:
                 raise ToolError(f"Unknown category {category!r}. Categories: {known}.")
             try:
                 submission = submit_request(agent, category=found, **fields)
-            except (ValidationError, IdempotencyConflict) as exc:
+            except (ValidationError, IdempotencyConflict, Stopped) as exc:
                 raise refused(exc) from None
             return request_for_agent(agent, submission.request.public_id)
 

@@ -1771,3 +1771,77 @@ class Retention(models.Model):
 
     def __str__(self) -> str:
         return f"records kept {self.days} days"
+
+
+class Hold(models.Model):
+    """A hold or a stop on one agent, one category, or everything: an overlay on the policies
+    (it never edits them), so ending it leaves exactly the policies in force before. While it
+    lasts nothing in its scope is approved without a person; a stop also refuses new
+    submissions. reviews.services.holds is the one place that reads it."""
+
+    class Level(models.TextChoices):
+        HOLD = "hold", "Hold"
+        STOP = "stop", "Stop"
+
+    class Scope(models.TextChoices):
+        EVERYTHING = "everything", "Everything"
+        AGENT = "agent", "One agent"
+        CATEGORY = "category", "One category"
+
+    level = models.CharField(max_length=8, choices=Level.choices)
+    scope = models.CharField(max_length=12, choices=Scope.choices)
+    # Kept while the agent or category exists: a hold is a record of oversight.
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
+    )
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
+    )
+    reason = models.TextField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    # Pending requests in scope rejected when a stop began (zero for a hold).
+    rejected_pending = models.PositiveIntegerField(default=0)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [
+            # The question every approval asks: the holds in force now (a handful of rows).
+            models.Index(
+                fields=["started_at"],
+                name="hold_in_force",
+                condition=models.Q(ended_at__isnull=True),
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="everything", agent__isnull=True, category__isnull=True)
+                    | models.Q(scope="agent", agent__isnull=False, category__isnull=True)
+                    | models.Q(scope="category", agent__isnull=True, category__isnull=False)
+                ),
+                name="hold_scope_matches_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} on {self.scope_label}"
+
+    @property
+    def in_force(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def scope_label(self) -> str:
+        if self.scope == self.Scope.AGENT:
+            return f"agent {self.agent.name}"
+        if self.scope == self.Scope.CATEGORY:
+            return f"category {self.category.name}"
+        return "everything"

@@ -25,6 +25,7 @@ from django.db import connection
 
 from reviews import rulebook
 from reviews.models import Agent, AgentToken, Category, EscalationRule, Queue
+from reviews.services import holds
 
 from . import pg_cluster
 from .pg_cluster import pg_cluster_fixture  # noqa: F401 (every test may ask for it)
@@ -172,6 +173,12 @@ def _require_services(request: pytest.FixtureRequest) -> None:
 def _fresh_rulebooks() -> None:
     # A rolled-back test can leave a category id and stamp that the next test's rows reuse.
     rulebook.forget_all()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_holds() -> None:
+    # A rolled-back test's hold must not stay in this process's cache for the next test.
+    holds.forget()
 
 
 @pytest.fixture(autouse=True)

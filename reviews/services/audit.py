@@ -16,6 +16,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
                                                                  not, a third's settlement
     periodic_review.<verdict>                                    periodic review's verdicts
     category.autonomous, category.monitoring_started, category.reinstated   autonomy
+    hold.started, hold.ended, stop.started, stop.ended           a hold or stop and its end
     policy.saved, queue.saved, agent.created, agent.saved,
     agent.token_issued, agent.token_revoked, guideline.created   admins' and reviewers' setup
     agent.webhook_secret_rotated

@@ -137,10 +137,20 @@ class Wait:
     take it; it always applies, so the request waits until a person decides or the agent
     cancels."""
 
+    # In place of an approval while a hold or stop is in force (reviews.services.holds).
+    held: bool = False
     result: ClassVar[str] = "deadline_restarted"
 
     @property
+    def reason(self) -> str:
+        if self.held:
+            return "Deadline passed while on hold: only a person may approve it."
+        return "Deadline passed; this request does not allow the deadline's decision."
+
+    @property
     def brief(self) -> str:
+        if self.held:
+            return "kept waiting for a person, as it is on hold (the deadline starts over)"
         return "kept waiting for a person (the deadline starts over)"
 
     @property
@@ -186,10 +196,24 @@ def allowed_decide(request: ReviewRequest, outcome: str, fallback: bool = False)
     return None
 
 
-def plan_for(request: ReviewRequest) -> DeadlinePlan:
+def plan_for(request: ReviewRequest, *, held: bool = False) -> DeadlinePlan:
     """The deadline's plan for this request under its category's timeout policy and the
     decisions the request allows. Callers load the category and `queue__next_queue` with the
-    request."""
+    request. `held`: a hold or stop is in force over it, so where the plan would approve, the
+    request keeps waiting for a person instead (rejections, reassignments and escalations
+    stand)."""
+    plan = _plan_for(request)
+    if not held:
+        return plan
+    return DeadlinePlan(
+        tuple(
+            Wait(held=True) if isinstance(s, Decide) and s.outcome == Outcome.APPROVED else s
+            for s in plan.steps
+        )
+    )
+
+
+def _plan_for(request: ReviewRequest) -> DeadlinePlan:
     if request.is_question and request.default_answer.strip():
         return DeadlinePlan((Answer(request.default_answer),))
     policy = request.category

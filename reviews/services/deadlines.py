@@ -16,6 +16,7 @@ from .audit import audit
 from .deadline_plan import Answer, Decide, Escalate, Reassign, Wait, plan_for
 from .decisions import decide_request, record_decisions
 from .errors import AlreadyDecided, StateChanged, TransitionError
+from .holds import is_held
 from .notify import notify_assignee
 from .retries import retried
 
@@ -38,7 +39,7 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
         # The reviewer's clock stands still while the agent answers: the deadline is moved on
         # by the agent's time when the turn comes back (turns.hand_to_reviewer).
         return "skipped"
-    for step in plan_for(request).steps:
+    for step in plan_for(request, held=is_held(request.agent_id, request.category_id)).steps:
         match step:
             case Reassign():
                 try:
@@ -56,12 +57,7 @@ def time_out_request(request_id: int, *, now: datetime | None = None) -> str:
                     return "skipped"
             case Wait():
                 try:
-                    restart_deadline(
-                        request_id,
-                        reason="Deadline passed; this request does not allow the deadline's "
-                        "decision.",
-                        now=now,
-                    )
+                    restart_deadline(request_id, reason=step.reason, now=now)
                 except (StateChanged, AlreadyDecided):
                     return "skipped"
             case Answer() | Decide():
@@ -118,7 +114,8 @@ def time_out_batch(cutoff: datetime, *, limit: int, now: datetime | None = None)
         rows = _load_for_timeout(ids)
         decided: dict[Decide, list[ReviewRequest]] = {}
         for request in rows:
-            decision = plan_for(request).decides
+            held = is_held(request.agent_id, request.category_id)
+            decision = plan_for(request, held=held).decides
             if decision is None:
                 result = _time_out_with_notice(request.pk, now)
                 tally[result] = tally.get(result, 0) + 1

@@ -33,6 +33,7 @@ from ..rulebook import rulebook_for
 from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
+from .holds import check_not_stopped
 from .notify import notify_new_request
 from .retries import retried
 
@@ -189,6 +190,8 @@ def submit_request(
     _validate_submission(
         agent, options, recommended_option, confidence, verbs, callback_url, default_answer
     )
+    # A stop refuses the submission (Stopped); a hold lets it in, for a person only.
+    hold = check_not_stopped(agent, category)
     verbs = [v for v in Verb.values if v in verbs]
     fingerprint = payload_hash(
         {
@@ -238,6 +241,10 @@ def submit_request(
         # The rules' go-ahead is an approval, which this request does not allow: only a
         # person can settle it.
         verdict = engine.Verdict(engine.GATE, verdict.fired)
+    if not verdict.needs_human and hold is not None:
+        # Held: neither the rules nor autonomy approve; a person decides. The policy itself
+        # is untouched, so it applies again as it was once the hold ends.
+        verdict = engine.Verdict(engine.GATE, verdict.fired)
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
         agent=agent,
@@ -281,7 +288,8 @@ def submit_request(
     else:
         request.status = Status.AUTO_APPROVED
         request.decided_at = now
-    events = [audit_event("submitted", request, agent, after=request.snapshot())]
+    held = f"On {hold.level} ({hold.scope_label}): {hold.reason}"[:500] if hold else ""
+    events = [audit_event("submitted", request, agent, after=request.snapshot(), note=held)]
     decision = None
     if not verdict.needs_human:
         decision = Decision(
