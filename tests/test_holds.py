@@ -22,7 +22,7 @@ from reviews.models import (
     ReviewRequest,
     WebhookDelivery,
 )
-from reviews.services import holds
+from reviews.services import hold_control, holds
 from reviews.services.deadlines import time_out_request
 from reviews.services.submission import submit_request
 from reviews.tasks import start_sweep
@@ -60,7 +60,7 @@ def policy_of(category: Category) -> tuple:
 
 
 def hold(by, level="hold", scope="everything", reason="Audit of refunds", **target):
-    return holds.start_hold(by=by, level=level, scope=scope, reason=reason, **target)
+    return hold_control.start_hold(by=by, level=level, scope=scope, reason=reason, **target)
 
 
 # --- hold: nothing is approved without a person ---------------------------------------------
@@ -82,7 +82,7 @@ def test_a_hold_on_everything_makes_a_routine_submission_wait_and_resuming_resto
     assert "Refund incident under review" in submitted.note
     assert policy_of(refunds) == before  # an overlay: the policy was never edited
 
-    holds.end_hold(held.pk, by=lead, reason="Incident closed")
+    hold_control.end_hold(held.pk, by=lead, reason="Incident closed")
 
     assert policy_of(refunds) == before
     assert routine(agent, refunds).status == "auto_approved"
@@ -168,7 +168,7 @@ def test_a_single_timeout_does_not_approve_while_held_and_does_after_resuming(
     request.refresh_from_db()
     assert request.status == "pending"
 
-    holds.end_hold(held.pk, by=admin_user, reason="Done")
+    hold_control.end_hold(held.pk, by=admin_user, reason="Done")
     overdue(request)
     assert time_out_request(request.pk) == "timed_out.approved"
 
@@ -228,7 +228,7 @@ def test_a_stop_can_reject_what_is_pending_as_the_persons_decisions(agent, refun
 
 def test_holds_are_audited_with_who_and_why(refunds, lead):
     started = hold(lead, level="stop", reason="Bad batch")
-    holds.end_hold(started.pk, by=lead, reason="Fixed")
+    hold_control.end_hold(started.pk, by=lead, reason="Fixed")
     events = AuditEvent.objects.filter(verb__in=["stop.started", "stop.ended"]).order_by("pk")
     assert [(e.verb, e.actor_user, e.note) for e in events] == [
         ("stop.started", lead, "Bad batch"),
@@ -263,7 +263,7 @@ def test_bad_input_is_refused_and_writes_nothing(admin_user, fields, field):
     before = (Hold.objects.count(), AuditEvent.objects.count())
     args = {"level": "hold", "scope": "everything", "reason": "why", **fields}
     with pytest.raises(ValidationError) as refused:
-        holds.start_hold(by=admin_user, **args)
+        hold_control.start_hold(by=admin_user, **args)
     assert field in refused.value.message_dict
     assert nothing_written(before)
 
@@ -286,19 +286,19 @@ def test_a_reviewer_or_a_manager_without_the_right_may_not_hold_or_resume(
         with pytest.raises(PermissionDenied):
             hold(person, level="stop")
         with pytest.raises(PermissionDenied):
-            holds.end_hold(started.pk, by=person, reason="Mine now")
+            hold_control.end_hold(started.pk, by=person, reason="Mine now")
     assert nothing_written(before)
     assert holds.is_held(None, None)
 
 
 def test_resuming_what_already_ended_is_refused(admin_user):
     started = hold(admin_user)
-    holds.end_hold(started.pk, by=admin_user, reason="Done")
+    hold_control.end_hold(started.pk, by=admin_user, reason="Done")
     before = (Hold.objects.count(), AuditEvent.objects.count())
-    with pytest.raises(holds.AlreadyEnded):
-        holds.end_hold(started.pk, by=admin_user, reason="Again")
+    with pytest.raises(hold_control.AlreadyEnded):
+        hold_control.end_hold(started.pk, by=admin_user, reason="Again")
     with pytest.raises(ValidationError):
-        holds.end_hold(started.pk, by=admin_user, reason=" ")
+        hold_control.end_hold(started.pk, by=admin_user, reason=" ")
     assert nothing_written(before)
 
 

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from reviews.models import AuditEvent, ReviewRequest, SweepRun
-from reviews.services import holds
+from reviews.services import hold_control, holds
 from reviews.services.submission import submit_request
 from reviews.tasks import start_sweep
 
@@ -43,7 +43,7 @@ def test_a_hold_started_here_is_obeyed_by_the_procfile_web_process_within_a_seco
             status, answer = submit(port, agent_token)
             assert (status, answer["status"]) == (201, "auto_approved"), answer
 
-        holds.start_hold(by=admin_user, level="hold", scope="everything", reason="Incident")
+        hold_control.start_hold(by=admin_user, level="hold", scope="everything", reason="Incident")
         started = time.monotonic()
         time.sleep(0.55)  # past the cache time, well inside the second
         answers = [submit(port, agent_token) for _ in range(6)]
@@ -52,15 +52,17 @@ def test_a_hold_started_here_is_obeyed_by_the_procfile_web_process_within_a_seco
         assert elapsed < 1.0, elapsed
         assert [(s, a["status"]) for s, a in answers] == [(201, "pending")] * 6
 
-        stop = holds.start_hold(by=admin_user, level="stop", scope="everything", reason="Halt")
+        stop = hold_control.start_hold(
+            by=admin_user, level="stop", scope="everything", reason="Halt"
+        )
         time.sleep(0.6)
         status, answer = submit(port, agent_token)
         assert status == 423 and answer["error"] == "stopped"
         assert "do not act" in answer["detail"]
 
-        holds.end_hold(stop.pk, by=admin_user, reason="Resumed")
+        hold_control.end_hold(stop.pk, by=admin_user, reason="Resumed")
         for hold in holds.in_force():
-            holds.end_hold(hold.pk, by=admin_user, reason="Resumed")
+            hold_control.end_hold(hold.pk, by=admin_user, reason="Resumed")
         time.sleep(0.6)
         assert submit(port, agent_token)[1]["status"] == "auto_approved"
 
@@ -90,7 +92,7 @@ def test_a_real_workers_sweep_does_not_auto_approve_a_held_categorys_overdue_req
     assert before.status == "approved"
 
     held = overdue_request("while held")
-    holds.start_hold(
+    hold_control.start_hold(
         by=admin_user, level="hold", scope="category", category=refunds, reason="Audit"
     )
     time.sleep(0.6)

@@ -1,5 +1,5 @@
-"""Hold and stop: the one place that answers "is this agent or category held or stopped now?",
-and the only writer of holds.
+"""Hold and stop: the one place that answers "is this agent or category held or stopped now?"
+(reviews.services.hold_control starts and ends them).
 
 A hold is an overlay on the policies, never an edit of them: while one is in force over an
 agent, a category or everything, nothing in its scope is approved without a person (the rules'
@@ -21,20 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.utils import timezone
 
-from ..access import may_hold
-from ..models import Agent, Category, Decision, Hold, ReviewRequest
-from ..validation import text_problem
-from .audit import audit
+from ..models import Agent, Category, Hold
 
 Level = Hold.Level
 Scope = Hold.Scope
-REASON_MAX = 2000
-NOT_ALLOWED = "Only admins, and managers in the oversight group, may hold, stop or resume."
 
 
 @dataclass(frozen=True)
@@ -76,10 +67,6 @@ class Stopped(Exception):
             f"Stopped by a person ({hold.scope_label}): do not act. Submissions are refused "
             f"until the stop ends. Why: {hold.reason}"
         )
-
-
-class AlreadyEnded(Exception):
-    """Resuming a hold that has already ended."""
 
 
 _lock = threading.Lock()
@@ -135,164 +122,6 @@ def check_not_stopped(agent: Agent, category: Category) -> InForce | None:
     return hold
 
 
-# --- starting and ending -----------------------------------------------------------------------
-
-
-def clean_reason(value: object, field: str = "reason") -> str:
-    """A reason as stored: text, stripped, bounded, NUL-free, not empty; else ValidationError."""
-    if not isinstance(value, str):
-        raise ValidationError({field: "Give the reason as text."})
-    reason = value.strip()
-    if not reason:
-        raise ValidationError({field: "Say why: the reason is shown to everyone while it lasts."})
-    problem = text_problem(reason)
-    if problem:
-        raise ValidationError({field: problem})
-    if len(reason) > REASON_MAX:
-        raise ValidationError({field: f"At most {REASON_MAX:,} characters."})
-    return reason
-
-
-def start_hold(
-    *,
-    by: AbstractBaseUser,
-    level: str,
-    scope: str,
-    reason: object,
-    agent: Agent | None = None,
-    category: Category | None = None,
-    reject_pending: bool = False,
-    now: datetime | None = None,
-) -> Hold:
-    """Put an agent, a category or everything on hold or stop it, from now. A stop with
-    `reject_pending` also rejects the pending requests in its scope, with the reason, as the
-    person's own decisions. Refuses (PermissionDenied, ValidationError) and writes nothing
-    when the person may not, the input is bad, or the same is already in force."""
-    if not may_hold(by):
-        raise PermissionDenied(NOT_ALLOWED)
-    reason = clean_reason(reason)
-    if level not in Level.values:
-        raise ValidationError({"level": "Choose hold or stop."})
-    if scope not in Scope.values:
-        raise ValidationError({"scope": "Choose everything, one agent or one category."})
-    if scope == Scope.AGENT and agent is None:
-        raise ValidationError({"agent": "Choose the agent to hold."})
-    if scope == Scope.CATEGORY and category is None:
-        raise ValidationError({"category": "Choose the category to hold."})
-    if reject_pending and level != Level.STOP:
-        raise ValidationError({"reject_pending": "Only a stop rejects what is pending."})
-    agent = agent if scope == Scope.AGENT else None
-    category = category if scope == Scope.CATEGORY else None
-    now = now or timezone.now()
-    with transaction.atomic():
-        same = Hold.objects.select_for_update().filter(
-            ended_at__isnull=True, level=level, scope=scope, agent=agent, category=category
-        )
-        if same.exists():
-            raise ValidationError({"scope": f"A {level} on this is already in force."})
-        hold = Hold.objects.create(
-            level=level,
-            scope=scope,
-            agent=agent,
-            category=category,
-            reason=reason,
-            started_by=by,
-            started_at=now,
-        )
-        audit(
-            "stop.started" if level == Level.STOP else "hold.started",
-            None,
-            by,
-            after=snapshot(hold),
-            note=reason[:500],
-        )
-        transaction.on_commit(forget)
-    forget()
-    if reject_pending:
-        hold.rejected_pending = _reject_pending(hold, by, now)
-        Hold.objects.filter(pk=hold.pk).update(rejected_pending=hold.rejected_pending)
-    return hold
-
-
-def _reject_pending(hold: Hold, by: AbstractBaseUser, now: datetime) -> int:
-    """Reject the pending requests a stop covers, with its reason: real decisions that reach
-    the agents (webhook, waits) as any person's rejection does."""
-    from .bulk import decide_requests_in_bulk  # bulk imports the decision services
-
-    pending = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING)
-    if hold.scope == Scope.AGENT:
-        pending = pending.filter(agent_id=hold.agent_id)
-    elif hold.scope == Scope.CATEGORY:
-        pending = pending.filter(category_id=hold.category_id)
-    ids = list(pending.values_list("pk", flat=True))
-    if not ids:
-        return 0
-    result = decide_requests_in_bulk(
-        ids,
-        by=by,
-        outcome=Decision.Outcome.REJECTED,
-        reason=f"Stopped ({hold.scope_label}): {hold.reason}",
-        channel=Decision.Channel.WEB,
-        now=now,
-    )
-    return len(result.decided)
-
-
-def end_hold(
-    hold_id: int, *, by: AbstractBaseUser, reason: object, now: datetime | None = None
-) -> Hold:
-    """Resume: end a hold or stop, with who, when and why. The policies in force before it
-    apply again as they are (a hold never changed them)."""
-    if not may_hold(by):
-        raise PermissionDenied(NOT_ALLOWED)
-    reason = clean_reason(reason, "end_reason")
-    now = now or timezone.now()
-    with transaction.atomic():
-        hold = (
-            Hold.objects.select_for_update(of=("self",))
-            .select_related("agent", "category")
-            .filter(pk=hold_id)
-            .first()
-        )
-        if hold is None:
-            raise Hold.DoesNotExist(f"No hold {hold_id}.")
-        if hold.ended_at is not None:
-            raise AlreadyEnded(
-                f"This {hold.level} already ended at "
-                f"{timezone.localtime(hold.ended_at):%Y-%m-%d %H:%M}."
-            )
-        before = snapshot(hold)
-        hold.ended_at, hold.ended_by, hold.end_reason = now, by, reason
-        hold.save(update_fields=["ended_at", "ended_by", "end_reason"])
-        after = snapshot(hold)
-        audit(
-            "stop.ended" if hold.level == Level.STOP else "hold.ended",
-            None,
-            by,
-            before=before,
-            after=after,
-            note=reason[:500],
-        )
-        transaction.on_commit(forget)
-    forget()
-    return hold
-
-
-def snapshot(hold: Hold) -> dict[str, object]:
-    return {
-        "hold": hold.pk,
-        "level": hold.level,
-        "scope": hold.scope,
-        "agent": hold.agent.name if hold.agent_id else None,
-        "category": hold.category.slug if hold.category_id else None,
-        "reason": hold.reason,
-        "started_at": hold.started_at.isoformat(),
-        "ended_at": hold.ended_at.isoformat() if hold.ended_at else None,
-        "end_reason": hold.end_reason,
-        "rejected_pending": hold.rejected_pending,
-    }
-
-
 def _in_force(hold: Hold) -> InForce:
     return InForce(
         pk=hold.pk,
@@ -305,11 +134,3 @@ def _in_force(hold: Hold) -> InForce:
         started_by=hold.started_by.get_username(),
         started_at=hold.started_at,
     )
-
-
-def history(limit: int = 200) -> list[Hold]:
-    """Holds and stops, in force first, then the most recent."""
-    rows = Hold.objects.select_related("agent", "category", "started_by", "ended_by")
-    current = list(rows.filter(ended_at__isnull=True).order_by("-started_at", "-pk"))
-    past = list(rows.filter(ended_at__isnull=False).order_by("-ended_at", "-pk")[:limit])
-    return current + past
