@@ -4,7 +4,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from .access import ADMINS, MANAGERS, REVIEWERS, roles_of
+from .access import ADMINS, MANAGERS, REVIEWERS, may_hold, roles_of
+from .services import hold_control, holds
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -15,5 +16,10 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "is_admin": ADMINS in roles,
             "is_manager": MANAGERS in roles,
             "is_staff": getattr(request.user, "is_staff", False),
-        }
+            "may_hold": may_hold(request.user),
+        },
+        # Called only by a page that renders them (not by a partial): the banner on every page
+        # while a hold or stop lasts, read at most every 0.5 s, and the top bar's hold form.
+        "holds_in_force": holds.in_force,
+        "hold_choices": hold_control.choices,
     }

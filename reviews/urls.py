@@ -9,6 +9,7 @@ from .views import (
     batch,
     email_links,
     guidelines,
+    holds,
     home,
     inbox,
     metrics,
@@ -107,6 +108,10 @@ urlpatterns = [
     path("status/", status.status, name="status"),
     path("health/", status.health, name="health"),
     path("away/", away.away, name="away"),
+    # --- hold and stop --------------------------------------------------------------------
+    path("oversight/holds/", holds.holds_page, name="holds"),
+    path("oversight/holds/start/", holds.start, name="hold_start"),
+    path("oversight/holds/<int:hold_id>/end/", holds.end, name="hold_end"),
     # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
     path("me/channels/", my_channels.my_channels, name="my_channels"),
     path("me/channels/slack/unlink/", slack.unlink, name="slack_unlink"),

@@ -4,6 +4,7 @@ does is read by every decision point through reviews.services.holds."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -40,6 +41,35 @@ def clean_reason(value: object, field: str = "reason") -> str:
     if len(reason) > REASON_MAX:
         raise ValidationError({field: f"At most {REASON_MAX:,} characters."})
     return reason
+
+
+def choices() -> dict[str, Any]:
+    """What a hold form offers: the agents by name, the categories by slug and name."""
+    return {
+        "agents": list(Agent.objects.order_by("name").values_list("name", flat=True)),
+        "categories": list(Category.objects.order_by("name").values_list("slug", "name")),
+    }
+
+
+def target_of(scope: object, name: object) -> tuple[Agent | None, Category | None]:
+    """The agent (by name) or category (by slug) a scope names; ValidationError when unknown.
+    Everything names nothing."""
+    if scope == Scope.EVERYTHING:
+        return None, None
+    if scope not in (Scope.AGENT, Scope.CATEGORY):
+        raise ValidationError({"scope": "Choose everything, one agent or one category."})
+    field = str(scope)
+    if not isinstance(name, str) or not name.strip() or text_problem(name):
+        raise ValidationError({field: f"Name the {field} to hold."})
+    if scope == Scope.AGENT:
+        agent = Agent.objects.filter(name=name.strip()).first()
+        if agent is None:
+            raise ValidationError({field: f"No agent named {name.strip()[:100]!r}."})
+        return agent, None
+    category = Category.objects.filter(slug=name.strip()).first()
+    if category is None:
+        raise ValidationError({field: f"No category {name.strip()[:100]!r}."})
+    return None, category
 
 
 def start_hold(

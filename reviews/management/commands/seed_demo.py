@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from reviews import rollups, sampling
+from reviews.access import OVERSIGHT
 from reviews.models import (
     Agent,
     AgentToken,
@@ -49,7 +50,10 @@ USERS = [
     ("oncall", "Omar Oncall", "reviewers", ["platform", "trust-safety"]),
     ("admin", "Ada Admin", "admins", []),
     ("manager", "Max Manager", "managers", []),
+    ("compliance", "Cleo Compliance", "managers", []),
 ]
+# Managers who may also hold and stop agents (reviews.access.may_hold).
+OVERSIGHT_USERS = ["compliance"]
 
 QUEUES = [
     ("support-leads", "Support leads", None),
@@ -386,6 +390,9 @@ class Command(BaseCommand):
             for slug in member_of:
                 queues[slug].members.add(user)
             users[username] = user
+        oversight = Group.objects.get_or_create(name=OVERSIGHT)[0]
+        for username in OVERSIGHT_USERS:
+            users[username].groups.add(oversight)
         return users
 
     def seed_policies(self) -> dict[str, Category]:
@@ -934,5 +941,6 @@ class Command(BaseCommand):
         w("    reviewer2  a reviewer of support and finance")
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
+        w("    compliance a compliance lead: a manager who may hold and stop (Hold, top bar)")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
         w("")

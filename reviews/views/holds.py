@@ -1,0 +1,93 @@
+"""Hold and stop from any page (the top bar's control posts here), the holds page with Resume,
+and nothing else: what a hold does lives in reviews.services.holds and hold_control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from ..access import ADMINS, MANAGERS, hold_right_required, may_hold, role_required
+from ..models import Hold
+from ..services import hold_control
+
+
+def _page(request: HttpRequest, status: int = 200, **context: Any) -> HttpResponse:
+    context = {
+        "nav_active": "holds",
+        "holds": hold_control.history(),
+        "may_hold": may_hold(request.user),
+        "form": context.pop("form", {}),
+        "errors": context.pop("errors", {}),
+        "choices": hold_control.choices(),
+        **context,
+    }
+    return render(request, "holds/page.html", context, status=status)
+
+
+@require_GET
+@role_required(ADMINS, MANAGERS)
+def holds_page(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+def _back(request: HttpRequest) -> str:
+    """Where the person was (the page they held from), if it is this site's; else the holds."""
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        return back
+    return "holds"
+
+
+@require_POST
+@hold_right_required
+def start(request: HttpRequest) -> HttpResponse:
+    post = request.POST
+    target = post.get("target", "")
+    scope, _, name = target.partition(":")
+    try:
+        agent, category = hold_control.target_of(scope, name)
+        hold = hold_control.start_hold(
+            by=request.user,
+            level=post.get("level", ""),
+            scope=scope,
+            reason=post.get("reason", ""),
+            agent=agent,
+            category=category,
+            reject_pending=post.get("reject_pending") == "on",
+        )
+    except ValidationError as exc:
+        errors = exc.message_dict
+        messages.error(request, " ".join(m for ms in errors.values() for m in ms))
+        return _page(request, status=422, form=post, errors=errors)
+    words = f"{hold.get_level_display()} on {hold.scope_label} from now"
+    if hold.rejected_pending:
+        words += f"; {hold.rejected_pending} pending rejected"
+    messages.success(request, words + ".")
+    return redirect(_back(request))
+
+
+@require_POST
+@hold_right_required
+def end(request: HttpRequest, hold_id: int) -> HttpResponse:
+    try:
+        reason = request.POST.get("reason", "")
+        hold = hold_control.end_hold(hold_id, by=request.user, reason=reason)
+    except Hold.DoesNotExist:
+        messages.error(request, "No such hold.")
+        return _page(request, status=404)
+    except hold_control.AlreadyEnded as exc:
+        messages.error(request, str(exc))
+        return _page(request, status=409)
+    except ValidationError as exc:
+        errors = exc.message_dict
+        messages.error(request, " ".join(m for ms in errors.values() for m in ms))
+        return _page(request, status=422, end_errors={hold_id: errors})
+    level = hold.get_level_display().lower()
+    messages.success(request, f"Resumed: the {level} on {hold.scope_label} ended.")
+    return redirect("holds")
