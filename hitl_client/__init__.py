@@ -59,6 +59,7 @@ __all__ = [
     "Reply",
     "ReviewerAddedFields",
     "ReviewerAsked",
+    "Stopped",
     "Unavailable",
     "changed_action",
     "interrupt_key",
@@ -79,6 +80,8 @@ UNAVAILABLE = {502, 503, 504}
 # Busy is "not now" too: a 429 (over the rate limit, or no wait slot free) is waited out like
 # an outage, never handed to the agent as an error while its call may still wait.
 NOT_NOW = UNAVAILABLE | {429}
+# A person stopped the agent (reviews.services.holds): not "not now" but "do not act".
+STOPPED = 423
 BACKOFF_CAP = 10.0  # seconds: the longest pause between tries while the server is down
 JITTER_CAP = 5.0  # seconds: the most a try waits past the server's Retry-After
 # A busy spell (429s) is logged once; it is over after this long without a 429. Not at the
@@ -126,6 +129,12 @@ class Cancelled(HITLError):
 class Unavailable(HITLError):
     """The server could not be reached (refused, reset, timed out), said it is unavailable
     (503, or a proxy's 502 or 504) or busy (429) for longer than the call could wait."""
+
+
+class Stopped(HITLError):
+    """A person stopped this agent, its category or everything (HTTP 423 `stopped`): do not
+    act, and do not retry until the stop ends; `detail` says who stopped what, and why. Never
+    waited out like a busy server, and raised by `requires_approval` before the function runs."""
 
 
 class ApprovalTimeout(HITLError, TimeoutError):
@@ -1078,7 +1087,8 @@ def requires_approval(
 
     A busy (429) or unavailable server is never the caller's error: the submission waits it
     out for the client's `unavailable_timeout` (then `Unavailable`), the wait for `timeout`
-    (then `ApprovalTimeout`). Only a real error (a bad token, bad input) is raised at once.
+    (then `ApprovalTimeout`). Only a real error (a bad token, bad input) is raised at once,
+    and a stop: `Stopped`, the function not run.
     """
     if on_reject not in ("raise", "return"):
         raise ValueError('on_reject is "raise" or "return".')
@@ -1341,7 +1351,7 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _error_from(status: int, payload: Any, retry_after: str | None = None) -> HITLError:
     seconds = _seconds(retry_after)
-    kind = Unavailable if status in NOT_NOW else HITLError
+    kind = Unavailable if status in NOT_NOW else Stopped if status == STOPPED else HITLError
     if isinstance(payload, dict):
         return kind(
             str(payload.get("detail", payload)),

@@ -79,6 +79,7 @@ from .models import (
     ReviewRequest,
     hash_token,
 )
+from .oversight_api import router as oversight_router
 from .reviewer_api import router as reviewer_router
 from .rules import GATE, Verdict
 from .services import conversation, turns
@@ -1061,3 +1062,4 @@ def ping(request: HttpRequest) -> JsonResponse:
 
 # The reviewer API: its own tag and bearer scheme in this one schema, with these errors.
 api.add_router("/reviewer/", reviewer_router)
+api.add_router("/oversight/", oversight_router)

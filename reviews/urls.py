@@ -112,6 +112,12 @@ urlpatterns = [
     path("oversight/holds/", holds.holds_page, name="holds"),
     path("oversight/holds/start/", holds.start, name="hold_start"),
     path("oversight/holds/<int:hold_id>/end/", holds.end, name="hold_end"),
+    path("oversight/holds/token/", holds.token_issue, name="hold_token_issue"),
+    path(
+        "oversight/holds/token/<int:token_id>/revoke/",
+        holds.token_revoke,
+        name="hold_token_revoke",
+    ),
     # --- a reviewer's channels (Slack, phone, reviewer API) --------------------------------
     path("me/channels/", my_channels.my_channels, name="my_channels"),
     path("me/channels/slack/unlink/", slack.unlink, name="slack_unlink"),

@@ -8,20 +8,25 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ..access import ADMINS, MANAGERS, hold_right_required, may_hold, role_required
-from ..models import Hold
+from ..models import Hold, ReviewerToken
+from ..policy_forms import TokenForm
 from ..services import hold_control
+from ..services.setup import issue_reviewer_token, revoke_reviewer_token
 
 
 def _page(request: HttpRequest, status: int = 200, **context: Any) -> HttpResponse:
+    mine = may_hold(request.user)
     context = {
+        "tokens": list(ReviewerToken.objects.filter(user=request.user)) if mine else [],
+        "token_form": context.pop("token_form", TokenForm()),
         "nav_active": "holds",
         "holds": hold_control.history(),
-        "may_hold": may_hold(request.user),
+        "may_hold": mine,
         "form": context.pop("form", {}),
         "errors": context.pop("errors", {}),
         "choices": hold_control.choices(),
@@ -90,4 +95,27 @@ def end(request: HttpRequest, hold_id: int) -> HttpResponse:
         return _page(request, status=422, end_errors={hold_id: errors})
     level = hold.get_level_display().lower()
     messages.success(request, f"Resumed: the {level} on {hold.scope_label} ended.")
+    return redirect("holds")
+
+
+@require_POST
+@hold_right_required
+def token_issue(request: HttpRequest) -> HttpResponse:
+    """A personal token for the oversight API (the reviewer API's kind: it acts as its owner)."""
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _page(request, status=400, token_form=form)
+    token, raw = issue_reviewer_token(request.user, form.cleaned_data["name"])
+    # Rendered, not redirected: the raw token must never sit in a session or a message cookie.
+    response = _page(request, new_token=token, raw_token=raw)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@hold_right_required
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(ReviewerToken, pk=token_id, user=request.user)
+    revoke_reviewer_token(token, by=request.user)
+    messages.success(request, f"Revoked the token {token.prefix}…; calls with it now fail.")
     return redirect("holds")
