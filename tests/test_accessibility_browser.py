@@ -35,6 +35,7 @@ from reviews.models import (
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
+from reviews.services.hold_control import start_hold
 from reviews.services.notify import notify_assignee
 from reviews.services.push_devices import add_device
 from reviews.services.sightings import record_first_view
@@ -556,4 +557,36 @@ def test_four_eyes_items_in_each_stage_and_the_confirm_flow(audit, demo):
     awaiting.refresh_from_db()
     assert awaiting.status == "approved"
     assert awaiting.decision.decided_by == reviewer
+
+
+def test_a_compliance_lead_s_hold_control_banner_and_holds_page(audit, demo):
+    """The top bar's Hold control open, a refused form, the banner, and the holds page with
+    a hold in force and one ended, at both sizes."""
+    log_in(audit.page, "compliance", DEMO_PASSWORD)
+    page = audit.page
+    for size in SIZES:
+        audit.resize(size)
+        page.goto(page.base + "/metrics/")
+        page.locator(".hold-control > summary").click()
+        expect(page.locator(".hold-popover")).to_be_visible()
+        audit.check("/metrics/ with the Hold control open")
+        page.locator(".hold-popover button[type=submit]").click()  # no reason: refused
+        expect(page.locator(".field-error").first).to_be_visible()
+        audit.check("/oversight/holds/start/ refused")
+        page.locator("#page-reason").fill(f"Incident drill ({size})")
+        page.locator(".holds-page .hold-form button[type=submit]").click()
+        expect(page.locator(".hold-banner")).to_be_visible()
+        audit.visit("/metrics/")
+        audit.visit("/oversight/holds/")
+        page.get_by_label("Why resume").first.fill("Drill over")
+        page.get_by_role("button", name="Resume").first.click()
+        expect(page.locator(".hold-banner")).to_have_count(0)
+        audit.check("/oversight/holds/ after Resume")
+    lead = Group.objects.get(name="managers").user_set.get(username="compliance")
+    start_hold(by=lead, level="stop", scope="everything", reason="Stop for the reviewer")
+    page.context.clear_cookies()
+    log_in(audit.page, "reviewer", DEMO_PASSWORD)
+    for size in SIZES:
+        audit.resize(size)
+        audit.visit("/inbox/")  # the banner as a reviewer sees it
     audit.assert_clean()

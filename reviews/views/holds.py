@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,6 +31,8 @@ def _page(request: HttpRequest, status: int = 200, **context: Any) -> HttpRespon
         "form": context.pop("form", {}),
         "errors": context.pop("errors", {}),
         "choices": hold_control.choices(),
+        # A form on this page, rendered at another URL (a refused POST), comes back here.
+        "next_url": reverse("holds"),
         **context,
     }
     return render(request, "holds/page.html", context, status=status)
