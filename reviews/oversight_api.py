@@ -16,7 +16,7 @@ from ninja.security import HttpBearer
 
 from .access import may_hold
 from .api_door import ApiError, check_body_size, throttle, touch_token
-from .api_schemas import ErrorOut, In
+from .api_schemas import ErrorOut, In, example
 from .models import Hold, ReviewerToken, hash_token
 from .services import hold_control
 
@@ -58,6 +58,15 @@ router = Router(auth=OversightBearer(), tags=["Oversight API"])
 
 
 class HoldIn(In):
+    model_config = example(
+        {
+            "level": "hold",
+            "scope": "category",
+            "category": "refunds",
+            "reason": "Refund incident INC-2291: every refund waits for a person.",
+        }
+    )
+
     level: Literal["hold", "stop"] = Field(
         ..., description="hold: nothing approved without a person; stop: also refuse submissions."
     )
@@ -71,6 +80,8 @@ class HoldIn(In):
 
 
 class EndIn(In):
+    model_config = example({"reason": "INC-2291 closed: refund amounts are right again."})
+
     reason: str = Field(..., description="Why it ends.")
 
 

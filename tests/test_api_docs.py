@@ -8,6 +8,7 @@ from reviews import api as agent_api
 from reviews.management.commands.seed_demo import DEMO_TOKEN
 from reviews.models import AgentToken, ReviewerToken
 from reviews.services.conversation import post_message
+from reviews.services.hold_control import start_hold
 from reviews.services.submission import submit_request
 
 from .api_support import AgentClient, _no_rate_limit, escalated
@@ -26,6 +27,8 @@ EXAMPLE_STATUS = {
 }
 # The reviewer API's, sent with a reviewer's token on a request of their queue.
 REVIEWER_EXAMPLE_STATUS = {"decideRequest": 200, "decideBatch": 200}
+# The oversight API's, sent with an admin's token.
+OVERSIGHT_EXAMPLE_STATUS = {"startHold": 201, "endHold": 200}
 
 
 @pytest.fixture
@@ -63,16 +66,19 @@ def test_it_names_every_operation_with_a_verb_in_camel_case(openapi):
         "cancelRequest",
         "decideBatch",
         "decideRequest",
+        "endHold",
         "evaluateRules",
         "getGuidelines",
         "getInterruptResponse",
         "getRequest",
         "listCategories",
+        "listHolds",
         "listMessages",
         "listMyWork",
         "listReversals",
         "postMessage",
         "readRequest",
+        "startHold",
         "submitInterrupt",
         "submitRequest",
         "undoBatch",
@@ -87,7 +93,22 @@ def test_every_operation_with_a_body_has_an_example(openapi):
         for name, (_, _, operation) in operations(openapi).items()
         if "requestBody" in operation
     }
-    assert with_body == set(EXAMPLE_STATUS) | set(REVIEWER_EXAMPLE_STATUS)
+    assert with_body == set(EXAMPLE_STATUS) | set(REVIEWER_EXAMPLE_STATUS) | set(
+        OVERSIGHT_EXAMPLE_STATUS
+    )
+
+
+@pytest.mark.parametrize("operation_id", sorted(OVERSIGHT_EXAMPLE_STATUS))
+def test_each_oversight_body_example_works_with_an_admins_token(
+    openapi, admin_user, agent, refunds, operation_id
+):
+    method, path, operation = operations(openapi)[operation_id]
+    assert method == "post"
+    hold = start_hold(by=admin_user, level="stop", scope="everything", reason="A drill")
+    tooling = AgentClient(ReviewerToken.issue(admin_user, "ops")[1])
+    for example in body_examples(openapi, operation):
+        response = tooling.post_json(path.replace("{hold_id}", str(hold.pk)), example)
+        assert response.status_code == OVERSIGHT_EXAMPLE_STATUS[operation_id], response.content
 
 
 @pytest.mark.parametrize("operation_id", sorted(EXAMPLE_STATUS))
