@@ -5,7 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from .access import ADMINS, MANAGERS, REVIEWERS, may_hold, roles_of
-from .services import hold_control, holds
+from .services import holds
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -18,8 +18,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "is_staff": getattr(request.user, "is_staff", False),
             "may_hold": may_hold(request.user),
         },
-        # Called only by a page that renders them (not by a partial): the banner on every page
-        # while a hold or stop lasts, read at most every 0.5 s, and the top bar's hold form.
+        # Called only by a page that renders it (not by a partial): the banner on every page
+        # while a hold or stop lasts, read at most every 0.5 s.
         "holds_in_force": holds.in_force,
-        "hold_choices": hold_control.choices,
     }

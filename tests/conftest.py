@@ -176,8 +176,12 @@ def _fresh_rulebooks() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_holds() -> None:
-    # A rolled-back test's hold must not stay in this process's cache for the next test.
+def _fresh_holds(settings) -> None:
+    # A rolled-back test's hold must not stay in this process's cache for the next test; and
+    # a test reads the holds once, not again whenever half a second passed (statement counts
+    # would vary with the machine's speed). The services forget on every change, so a test's
+    # own holds are seen at once; other processes (Procfile, Celery) keep the real setting.
+    settings.HITL_HOLD_CACHE_SECONDS = 60
     holds.forget()
 
 

@@ -568,7 +568,7 @@ def test_a_compliance_lead_s_hold_control_banner_and_holds_page(audit, demo):
         audit.resize(size)
         page.goto(page.base + "/metrics/")
         page.locator(".hold-control > summary").click()
-        expect(page.locator(".hold-popover")).to_be_visible()
+        expect(page.locator(".hold-popover .hold-form")).to_be_visible()
         audit.check("/metrics/ with the Hold control open")
         page.locator(".hold-popover button[type=submit]").click()  # no reason: refused
         expect(page.locator(".field-error").first).to_be_visible()

@@ -64,7 +64,7 @@ def test_the_hold_control_is_reached_and_used_from_the_keyboard(page, lead):
     summary = page.locator(".hold-control summary")
     summary.focus()
     page.keyboard.press("Enter")
-    expect(page.locator(".hold-popover")).to_be_visible()
+    expect(page.locator(".hold-popover .hold-form")).to_be_visible()
     page.keyboard.press("Tab")  # the first level: Hold
     page.keyboard.press("ArrowDown")  # Stop
     page.keyboard.press("Tab")

@@ -33,8 +33,11 @@ def start(client, **fields):
 def test_a_lead_holds_from_a_page_and_the_banner_shows_on_every_page(client, lead, refunds):
     client.force_login(lead)
     page = client.get("/metrics/").content.decode()
-    assert 'action="/oversight/holds/start/"' in page  # the top bar's control
+    assert 'class="hold-control"' in page  # the top bar's control, its form fetched on opening
     assert "hold-banner" not in page
+    form = client.get("/oversight/holds/form/?next=/metrics/").content.decode()
+    assert 'action="/oversight/holds/start/"' in form and 'value="/metrics/"' in form
+    assert 'value="category:refunds"' in form
 
     response = start(client, target="category:refunds", reason="  Refund incident  ")
 
@@ -57,7 +60,8 @@ def test_the_banner_shows_to_reviewers_too_but_not_the_control(client, alice, ad
     client.force_login(alice)
     page = client.get("/inbox/").content.decode()
     assert "is stopped" in page and "Halt all" in page
-    assert 'action="/oversight/holds/start/"' not in page
+    assert "hold-control" not in page
+    assert client.get("/oversight/holds/form/").status_code == 403
 
 
 def test_resume_ends_it_and_the_banner_goes(client, lead):

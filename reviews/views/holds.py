@@ -44,9 +44,21 @@ def holds_page(request: HttpRequest) -> HttpResponse:
     return _page(request)
 
 
-def _back(request: HttpRequest) -> str:
+@require_GET
+@hold_right_required
+def form(request: HttpRequest) -> HttpResponse:
+    """The top bar's form, fetched when the Hold control first opens on any page."""
+    context = {
+        "prefix": "topbar",
+        "choices": hold_control.choices(),
+        "next_url": _back(request, request.GET.get("next", "")),
+    }
+    return render(request, "holds/_form.html", context)
+
+
+def _back(request: HttpRequest, back: str | None = None) -> str:
     """Where the person was (the page they held from), if it is this site's; else the holds."""
-    back = request.POST.get("next", "")
+    back = request.POST.get("next", "") if back is None else back
     if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
         return back
     return "holds"

@@ -941,6 +941,7 @@ class Command(BaseCommand):
         w("    reviewer2  a reviewer of support and finance")
         w("    admin      an admin (Django admin, escalation rules)")
         w("    manager    a manager (metrics)")
-        w("    compliance a compliance lead: a manager who may hold and stop (Hold, top bar)")
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
+        # After the lines the README quotes word for word.
+        w("  Also: compliance  a compliance lead, a manager who may hold and stop (Hold, top bar)")
         w("")
