@@ -269,3 +269,20 @@ def test_a_reversal_counts_in_the_reverse_rate_and_is_listed(seeded, agent, alic
     (row,) = section(report, "reversals").rows
     assert row[1].startswith(f"#{request.pk} ")
     assert row[4:] == ["Web", "max", "Refunded twice", "Claw it back"]
+
+
+def test_holds_and_stops_in_the_period_carry_who_when_and_why(agent, refunds, admin_user):
+    from reviews.services.hold_control import end_hold, start_hold
+
+    hold = start_hold(by=admin_user, level="hold", scope="everything", reason="Audit week")
+    end_hold(hold.pk, by=admin_user, reason="Audit done")
+    start_hold(
+        by=admin_user, level="stop", scope="category", category=refunds, reason="Bad refunds"
+    )
+    report = oversight_report(today(), Scope("category", refunds.pk, refunds.name))
+    rows = section(report, "holds").rows
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+        ("Hold", "everything", "ada", "Audit week"),
+        ("Stop", "category Refunds", "ada", "Bad refunds"),
+    ]
+    assert rows[0][7:] == ["ada", "Audit done"] and rows[1][6] is None

@@ -7,8 +7,8 @@ Figures come from the decisions and the audit log themselves, not the rollups: a
 auditor signs must match the records it summarises, whenever the rollups last ran. Only
 effective decisions count (the undo window has passed); one still inside it may yet vanish.
 
-A new section is one function in SECTIONS. Still to add as those features land: hold and stop
-(who, when, why, until), and known-answer catch rates beside the rubber-stamp flags.
+A new section is one function in SECTIONS. Still to add as that feature lands: known-answer
+catch rates beside the rubber-stamp flags (and checks left out of the volumes).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from ..models import (
     Category,
     Decision,
     FourEyesStep,
+    Hold,
     PolicyVersion,
     RequestSighting,
     Reversal,
@@ -693,6 +694,54 @@ def four_eyes_section(inputs: Inputs) -> Section:
     )
 
 
+def holds_section(inputs: Inputs) -> Section:
+    """Each hold or stop in force at some point of the period over the scope: on everything,
+    or on the scope's category or agent (or, for everything, on any)."""
+    start, end = inputs.bounds
+    holds = Hold.objects.filter(started_at__lt=end).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gte=start)
+    )
+    if inputs.scope.kind == "category":
+        holds = holds.filter(Q(scope=Hold.Scope.EVERYTHING) | Q(category_id=inputs.scope.pk))
+    elif inputs.scope.kind == "agent":
+        holds = holds.filter(Q(scope=Hold.Scope.EVERYTHING) | Q(agent_id=inputs.scope.pk))
+    rows = [
+        [
+            hold.get_level_display(),
+            hold.scope_label,
+            _iso(hold.started_at),
+            hold.started_by.get_username(),
+            hold.reason,
+            hold.rejected_pending,
+            _iso(hold.ended_at),
+            hold.ended_by.get_username() if hold.ended_by else None,
+            hold.end_reason,
+        ]
+        for hold in holds.select_related("agent", "category", "started_by", "ended_by").order_by(
+            "started_at", "pk"
+        )
+    ]
+    return Section(
+        "holds",
+        "Holds and stops",
+        [
+            Column("Level"),
+            Column("On"),
+            Column("Started", "datetime"),
+            Column("By"),
+            Column("Why"),
+            Column("Pending rejected", "int"),
+            Column("Ended", "datetime"),
+            Column("Ended by"),
+            Column("Why ended"),
+        ],
+        rows,
+        note="While a hold lasts nothing in its scope is approved without a person; a stop "
+        "also refuses new submissions. Ending one restores the policies in force before.",
+        empty="No hold or stop in this period.",
+    )
+
+
 def retention_section(inputs: Inputs) -> Section:
     days = settings.HITL_RETENTION_DAYS
     enforced = retention.enforced_days()
@@ -726,6 +775,7 @@ SECTIONS: list[Callable[[Inputs], Section]] = [
     reversals_section,
     reviewers_section,
     four_eyes_section,
+    holds_section,
     autonomy_section,
     policies_section,
     retention_section,
