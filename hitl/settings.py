@@ -396,6 +396,11 @@ HITL_UNDO_SECONDS = env_int("HITL_UNDO_SECONDS", 5)
 # How long a process keeps the holds and stops in force before reading them again
 # (reviews.services.holds): a hold started anywhere is obeyed everywhere within this. At most 1.
 HITL_HOLD_CACHE_SECONDS = min(env_float("HITL_HOLD_CACHE_SECONDS", 0.5), 1.0)
+# Known-answer checks (reviews/services/known_answers.py): how far back people's rejections
+# are copied from, and the catch rate a reviewer is flagged under once its upper confidence
+# bound falls below it (so a single miss flags nobody, and a run of them does).
+HITL_KNOWN_ANSWER_SOURCE_DAYS = env_int("HITL_KNOWN_ANSWER_SOURCE_DAYS", 180)
+HITL_KNOWN_ANSWER_CATCH_BAR = env_float("HITL_KNOWN_ANSWER_CATCH_BAR", 0.9)
 # Metrics and the feedback loop: the bar for autonomy, and when to take it back.
 HITL_AUTONOMY_BAR = env_float("HITL_AUTONOMY_BAR", 0.99)
 # The bar itself sets the least sample that can show it (381 decisions at 99% with no error;

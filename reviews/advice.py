@@ -292,6 +292,7 @@ def rule_sample(
         created_at__lt=end,
         effective_at__lte=timezone.now(),  # as in the rollups: an undone decision never counts
         channel__in=PEOPLE_CHANNELS,  # timeouts and rules decided nothing
+        request__is_check=False,  # a known-answer copy is no agent's proposal
     ).exclude(request__allowed_decisions=QUESTION_DECISIONS)  # as in the rollups
     if rule.category_id:
         decisions = decisions.filter(request__category_id=rule.category_id)

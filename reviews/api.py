@@ -414,7 +414,7 @@ def request_for_agent(agent: Agent, request_id: UUID) -> ReviewRequest:
             "decision__decided_by",
             "reversal__reversed_by",
         )
-        .filter(agent=agent, public_id=request_id)
+        .filter(agent=agent, public_id=request_id, is_check=False)
         .first()
     )
     if found is None:

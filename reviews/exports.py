@@ -110,7 +110,9 @@ def decision_rows(
     told), by when they were taken, and periodic reviewers' verdicts on actions taken without a
     person, by when they were given. A sampled action nobody judged yet is not a signal."""
     start, end = period.bounds
-    decisions = Decision.objects.filter(created_at__gte=start, created_at__lt=end)
+    decisions = Decision.objects.filter(
+        created_at__gte=start, created_at__lt=end, request__is_check=False
+    )
     reviews = PeriodicReviewItem.objects.exclude(verdict="").filter(
         reviewed_at__gte=start, reviewed_at__lt=end
     )

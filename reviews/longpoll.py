@@ -97,7 +97,7 @@ def wait_state(agent_id: int, public_id: Any) -> tuple[int, bool] | None:
     """The agent's request's id and whether a wait on it would answer now, in one light query
     (what the door parks a wait on); None when the agent has no such request."""
     ready = ExpressionWrapper(_ready(), output_field=BooleanField())
-    found = ReviewRequest.objects.filter(agent_id=agent_id, public_id=public_id)
+    found = ReviewRequest.objects.filter(agent_id=agent_id, public_id=public_id, is_check=False)
     return next(iter(found.order_by().values_list("pk", ready)[:1]), None)
 
 

@@ -167,7 +167,7 @@ def people_precedents(
             # Decided by then, as every decision in effect by then was (it takes effect at
             # its decision or after its undo window): the walk starts at `as_of` instead of
             # stepping over every decision since, for a request submitted long ago.
-            " AND r.decided_at <= %s AND r.id <> %s"
+            " AND r.decided_at <= %s AND r.id <> %s AND NOT r.is_check"
             " ORDER BY r.decided_at DESC LIMIT %s",
             [
                 *channels,

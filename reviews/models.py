@@ -60,6 +60,15 @@ class Queue(models.Model):
         default=False,
         help_text="Put one-tap Approve and Reject links in assignment and reminder emails.",
     )
+    # Known-answer checks (services/known_answers.py): off until an admin turns them on.
+    known_answers = models.BooleanField(
+        default=False, help_text="Show reviewers copies of past proposals whose answer is known."
+    )
+    known_answer_rate = models.FloatField(
+        default=0.02,
+        validators=[MinValueValidator(0.001), MaxValueValidator(0.1)],
+        help_text="Checks per real item arriving in the queue (0.02: one in fifty).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -717,6 +726,9 @@ class ReviewRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     first_viewed_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # A known-answer copy of a past proposal (KnownAnswerCheck): reviewers see it as any other
+    # item, no agent ever does, and no figure about agents counts it.
+    is_check = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -1712,6 +1724,72 @@ class FourEyesStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.outcome} on #{self.request_id} by {self.by_id}"
+
+
+class KnownAnswerSource(models.Model):
+    """A past request an admin marked as a known answer, with its right outcome. People's
+    rejections are sources without a row (their right answer is reject); a row overrides."""
+
+    Outcome = Decision.Outcome
+
+    request = models.OneToOneField(
+        ReviewRequest, on_delete=models.CASCADE, related_name="known_answer_source"
+    )
+    outcome = models.CharField(
+        max_length=10, choices=[(Outcome.APPROVED, "Approve"), (Outcome.REJECTED, "Reject")]
+    )
+    marked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"known answer #{self.request_id}: {self.outcome}"
+
+
+class KnownAnswerCheck(models.Model):
+    """One known-answer item shown in a queue, and how the reviewer who decided it did:
+    `caught` is whether their outcome was the right one (empty until a person decides it;
+    a check the deadline settled is nobody's result)."""
+
+    Outcome = Decision.Outcome
+
+    request = models.OneToOneField(
+        ReviewRequest, on_delete=models.CASCADE, related_name="known_answer"
+    )
+    source = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, related_name="known_answer_copies"
+    )
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+")
+    expected = models.CharField(max_length=10, choices=Decision.Outcome.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="known_answer_checks",
+    )
+    outcome = models.CharField(
+        max_length=10, choices=Decision.Outcome.choices, blank=True, default=""
+    )
+    caught = models.BooleanField(null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # When the reviewer was told the result (the inbox tells at once, or on their next visit
+    # when they decided through another channel).
+    told_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["reviewer", "decided_at"], name="known_answer_by_reviewer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"known-answer check #{self.request_id} of #{self.source_id}"
 
 
 # --- tallies: the inbox's counts, kept by database triggers (reviews.tallies) ---------------

@@ -280,7 +280,7 @@ def preview_policy(
         if _key(rule) not in saved_keys
     }
     rows = (
-        ReviewRequest.objects.filter(category=category, created_at__gte=since)
+        ReviewRequest.objects.filter(category=category, created_at__gte=since, is_check=False)
         .order_by("-created_at")
         .values_list(
             "id", "title", "status", "confidence", "attributes", "decision__outcome",
@@ -371,7 +371,7 @@ def recent_figures(days: int = 30, now: datetime | None = None) -> dict[int, dic
     since = (now or timezone.now()) - timedelta(days=days)
     human = Q(decision__channel__in=PEOPLE_CHANNELS)
     rows = (
-        ReviewRequest.objects.filter(created_at__gte=since)
+        ReviewRequest.objects.filter(created_at__gte=since, is_check=False)
         .values("category_id")
         .annotate(
             volume=Count("id"),

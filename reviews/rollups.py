@@ -146,7 +146,9 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
     """The rollup rows of one day, from that day's effective decisions."""
     start, end = day_bounds(day)
     rows = (
+        # A known-answer check is no agent's work and measures the reviewer apart.
         Decision.objects.filter(created_at__gte=start, created_at__lt=end, effective_at__lte=cutoff)
+        .filter(request__is_check=False)
         .values_list(
             "outcome",
             "as_proposed",
@@ -263,6 +265,7 @@ def _unopened_in_batches(
             created_at__lt=end,
             effective_at__lte=cutoff,
             decided_by__isnull=False,
+            request__is_check=False,
         )
         .filter(Q(channel=Decision.Channel.BATCH) | Q(batch_id__isnull=False))
         .filter(~Exists(opened))
@@ -297,7 +300,7 @@ def compute_submission_day(day: date) -> list[SubmissionRollup]:
     by created_at), whatever became of them since."""
     start, end = day_bounds(day)
     rows = (
-        ReviewRequest.objects.filter(created_at__gte=start, created_at__lt=end)
+        ReviewRequest.objects.filter(created_at__gte=start, created_at__lt=end, is_check=False)
         .order_by()
         .values("category_id", "agent_id")
         .annotate(submitted=Count("id"), escalated=Count("id", filter=ESCALATED))

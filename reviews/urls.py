@@ -49,6 +49,21 @@ urlpatterns = [
     path("policies/", policies.policy_list, name="policies"),
     path("policies/queues/", policies.queue_list, name="queues"),
     path("policies/queues/<int:pk>/", policies.queue_edit, name="queue_edit"),
+    path(
+        "policies/queues/<int:pk>/known-answers/",
+        policies.queue_known_answers,
+        name="queue_known_answers",
+    ),
+    path(
+        "policies/queues/<int:pk>/known-answers/sources/",
+        policies.queue_known_answer_source,
+        name="queue_known_answer_source",
+    ),
+    path(
+        "policies/queues/<int:pk>/known-answers/sources/<int:source_id>/remove/",
+        policies.queue_known_answer_unmark,
+        name="queue_known_answer_unmark",
+    ),
     path("policies/reviewers/<int:user_id>/away/", policies.reviewer_away, name="reviewer_away"),
     path("policies/agents/", policies.agent_list, name="agents"),
     path("policies/agents/<int:pk>/", policies.agent_detail, name="agent_detail"),

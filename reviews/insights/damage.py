@@ -410,7 +410,10 @@ def escalations_a_month(now: datetime) -> dict[int, float]:
     since = now - timedelta(days=MONTH_DAYS)
     rows = (
         ReviewRequest.objects.filter(
-            created_at__gte=since, created_at__lt=now, verdict__in=[engine.GATE, engine.ESCALATE]
+            created_at__gte=since,
+            created_at__lt=now,
+            verdict__in=[engine.GATE, engine.ESCALATE],
+            is_check=False,
         )
         .exclude(allowed_decisions=QUESTION_DECISIONS)
         .order_by()
@@ -447,7 +450,11 @@ def damages_at_stake(
             windows |= Q(request__category_id=e.category.pk, created_at__gte=e.since)
         found = _newest_per_category(
             Decision.objects.filter(
-                windows, channel__in=PEOPLE_CHANNELS, as_proposed=False, created_at__lte=now
+                windows,
+                channel__in=PEOPLE_CHANNELS,
+                as_proposed=False,
+                created_at__lte=now,
+                request__is_check=False,
             ).exclude(request__allowed_decisions=QUESTION_DECISIONS),
             "request__category_id",
             "request__attributes",
@@ -461,6 +468,7 @@ def damages_at_stake(
                 category_id__in=bare,
                 created_at__gte=now - timedelta(days=MONTH_DAYS),
                 verdict__in=[engine.GATE, engine.ESCALATE],
+                is_check=False,
             ),
             "category_id",
             "attributes",

@@ -94,6 +94,7 @@ def change_patterns(
                 channel__in=PEOPLE_CHANNELS,
                 created_at__gte=start,
                 created_at__lt=end,
+                request__is_check=False,
             )
             .exclude(request__allowed_decisions=QUESTION_DECISIONS)  # answers change nothing
             .order_by("-created_at")

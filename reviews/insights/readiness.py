@@ -326,7 +326,7 @@ def readiness_of(now: datetime | None = None, category_id: int | None = None) ->
     # As in the rollups: an answer to a question is no judgement of a proposal.
     people = Q(channel__in=PEOPLE_CHANNELS) & ~Q(request__allowed_decisions=QUESTION_DECISIONS)
     first_rows = (
-        Decision.objects.filter(first_day, effective_at__lte=now)
+        Decision.objects.filter(first_day, effective_at__lte=now, request__is_check=False)
         .order_by()
         .values("request__category_id")
         .annotate(

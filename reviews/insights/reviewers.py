@@ -1,4 +1,5 @@
-"""How each reviewer works: volume, review time, and signs of rubber-stamping."""
+"""How each reviewer works: volume, review time, signs of rubber-stamping, and how often they
+catch a known-answer check (services/known_answers.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
+from django.conf import settings
+from django.db.models import Count, Q
+
 from ..models import (
+    KnownAnswerCheck,
     ReviewerRollup,
 )
 from .periods import Period
-from .stats import add_lists, percentile, share
+from .stats import add_lists, percentile, share, wilson
 
 # A reviewer who approves nearly everything this fast is probably not reading.
 RUBBER_STAMP_SECONDS = 5.0
@@ -37,6 +42,9 @@ class ReviewerStats:
     review_hist: list[int]
     batched: int = 0
     unopened: int = 0
+    # Known-answer checks they decided in the period, and how many they got right.
+    checks: int = 0
+    caught: int = 0
 
     @property
     def per_day(self) -> float:
@@ -76,6 +84,26 @@ class ReviewerStats:
             return "rejects everything"
         return ""
 
+    @property
+    def catch_rate(self) -> float | None:
+        return share(self.caught, self.checks)
+
+    @property
+    def catch_bounds(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of their catch rate, as readiness bounds accuracy."""
+        return wilson(self.caught, self.checks) if self.checks else None
+
+    @property
+    def catch_flag(self) -> str:
+        """Flagged once even the interval's upper bound is under HITL_KNOWN_ANSWER_CATCH_BAR:
+        the data then says, with 95% confidence, that they catch fewer than the bar. A lower
+        bound would flag everyone with few checks (one miss of two) for want of evidence,
+        and a point rate would flag on a single slip."""
+        bounds = self.catch_bounds
+        if bounds is None or bounds[1] >= settings.HITL_KNOWN_ANSWER_CATCH_BAR:
+            return ""
+        return "misses known answers"
+
 
 def reviewer_stats(period: Period, category_id: int | None = None) -> list[ReviewerStats]:
     rows = ReviewerRollup.objects.filter(day__gte=period.start, day__lte=period.end)
@@ -109,4 +137,25 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
         days[row["reviewer_id"]].add(row["day"])
     for reviewer_id, s in stats.items():
         s.active_days = len(days[reviewer_id])
-    return sorted(stats.values(), key=lambda s: -s.decided)
+    for row in catch_counts(period, category_id):
+        s = stats.setdefault(
+            row["reviewer_id"],
+            ReviewerStats(row["reviewer_id"], row["reviewer__username"], 0, 0, 0, 0, 0, []),
+        )
+        s.checks, s.caught = row["checks"], row["caught"]
+    return sorted(stats.values(), key=lambda s: (-s.decided, -s.checks))
+
+
+def catch_counts(period: Period, category_id: int | None = None) -> list[dict]:
+    """Per reviewer: the known-answer checks they decided in the period, and those caught."""
+    start, end = period.bounds
+    rows = KnownAnswerCheck.objects.filter(
+        decided_at__gte=start, decided_at__lt=end, caught__isnull=False, reviewer__isnull=False
+    )
+    if category_id:
+        rows = rows.filter(request__category_id=category_id)
+    return list(
+        rows.order_by()
+        .values("reviewer_id", "reviewer__username")
+        .annotate(checks=Count("id"), caught=Count("id", filter=Q(caught=True)))
+    )

@@ -28,6 +28,10 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     oversight_report.viewed, oversight_report.downloaded         the oversight report read,
                                                                  with its content hash
     login.locked_out, login.unlocked, admin.<added|changed|deleted|password_changed>
+    known_answer.configured, known_answer.source_marked,        an admin's known-answer checks
+    known_answer.source_unmarked
+    known_answer.shown, known_answer.caught, known_answer.missed,  a check shown in a queue, and
+    known_answer.expired                                         its result (the deadline's: none)
 """
 
 from __future__ import annotations

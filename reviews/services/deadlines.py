@@ -156,6 +156,8 @@ _TIMEOUT_FIELDS = (
     "proposal_version",
     "recommended_option",
     "options",
+    # A known-answer check: no webhook, and the deadline's decision is nobody's result.
+    "is_check",
 )
 
 
@@ -172,7 +174,7 @@ def _load_for_timeout(ids: list[int]) -> list[ReviewRequest]:
     hooked = {
         r.assignee_id
         for r in rows
-        if r.assignee_id and (r.callback_url or agents[r.agent_id].webhook_url)
+        if r.assignee_id and not r.is_check and (r.callback_url or agents[r.agent_id].webhook_url)
     }
     users = get_user_model().objects.in_bulk(hooked) if hooked else {}
     for row in rows:

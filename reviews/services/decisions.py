@@ -28,7 +28,7 @@ from ..models import (
     accepts_proposal,
     decision_verb,
 )
-from . import four_eyes
+from . import four_eyes, known_answers
 from .agreement import sample_second_reviews
 from .audit import audit, audit_event
 from .errors import (
@@ -351,6 +351,8 @@ def record_decisions(
     if deliveries:
         delivery_ids = [d.pk for d in deliveries]
         transaction.on_commit(lambda: enqueue(WebhookDelivery, delivery_ids, effective_at))
-    sample_second_reviews(decisions, now=now)
+    known_answers.score(requests, decisions, now)
+    # A check's decision is no agent's: nobody to measure agreement on.
+    sample_second_reviews([d for d in decisions if not d.request.is_check], now=now)
     notify_settled([r.pk for r in requests], now)
     return decisions

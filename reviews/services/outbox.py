@@ -119,7 +119,10 @@ def webhook_payload(
 def webhook_url_for(request: ReviewRequest) -> str:
     """Where the request's events go: its own callback URL instead of its agent's webhook URL,
     so a receiver waiting on this request hears of it once and the agent's hears nothing of it
-    (two receivers would both resume the work). Empty: nowhere."""
+    (two receivers would both resume the work). Empty: nowhere, as for a known-answer check,
+    which no agent ever hears of."""
+    if request.is_check:
+        return ""
     return request.callback_url or request.agent.webhook_url
 
 

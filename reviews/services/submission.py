@@ -30,6 +30,7 @@ from ..models import (
     Verb,
 )
 from ..rulebook import rulebook_for
+from . import known_answers
 from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
@@ -316,6 +317,7 @@ def submit_request(
         raise
     if request.status == Status.PENDING:
         notify_new_request(request, now)
+        known_answers.after_submission(request, now)
     return Submission(request, created=True)
 
 

@@ -43,7 +43,7 @@ from ..models import (
     Verb,
 )
 from ..proposals import action_delta, changed_kind, changes_since, display_value, parse_version
-from ..services import four_eyes
+from ..services import four_eyes, known_answers
 from ..services.conversation import post_message
 from ..services.deadline_plan import plan_for
 from ..services.decisions import decide_request, undo_decision
@@ -358,6 +358,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
     context = list_context(request.user, filters)
     if request.htmx and request.htmx.target == "list":
         return render(request, "inbox/_list.html", context)
+    # Checks decided elsewhere (Slack, an email link, the reviewer API) are told here.
+    for told in known_answers.untold(request.user):
+        (messages.success if told.caught else messages.error)(request, told.text)
     return render(request, "inbox/page.html", {**context, "nav_active": "inbox"})
 
 
@@ -582,13 +585,26 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             "undo_url": reverse("inbox_undo", args=[req.pk]),
             "seconds": max(round((decision.effective_at - timezone.now()).total_seconds()), 0),
         }
+    # Only a known-answer check has a result to tell: the others pay no query for it.
+    told = None
+    if not isinstance(decision, FourEyesStep) and decision.request.is_check:
+        told = known_answers.result_for(req.pk, request.user)
+    if told:
+        # A known-answer check: the reviewer hears how they did at once; told, it is no
+        # longer a test, so there is nothing to undo.
+        toast.update(check=told.text, caught=told.caught, undo_url="", seconds=0)
     if request.htmx and request.headers.get(NEXT_SHOWN_HEADER):
         return render(request, "inbox/_toast.html", {"toast": toast})
     filters = Filters.from_data(request.POST)
     following = next_item(request.user, queue_ids, filters, request.POST.get("next", ""), req)
     if not request.htmx:
-        undo = "" if isinstance(decision, FourEyesStep) else " You can undo it for a few seconds."
-        messages.success(request, f"{toast['text']}.{undo}")
+        if told:
+            (messages.success if told.caught else messages.error)(request, told.text)
+        else:
+            undo = (
+                "" if isinstance(decision, FourEyesStep) else " You can undo it for a few seconds."
+            )
+            messages.success(request, f"{toast['text']}.{undo}")
         target = reverse("inbox_item", args=[following.pk]) if following else reverse("inbox")
         return redirect(target + (f"?{filters.querystring()}" if filters.active else ""))
     if following is not None:

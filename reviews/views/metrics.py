@@ -280,6 +280,7 @@ def reviewers(request: HttpRequest) -> HttpResponse:
         if combined
         else None,
         rubber_stamp_seconds=RUBBER_STAMP_SECONDS,
+        catch_bar=settings.HITL_KNOWN_ANSWER_CATCH_BAR,
         counts_note=figures.counts_note("reviewers", timed_out(ctx["period"], ctx["category_id"])),
     )
     return render(request, "metrics/reviewers.html", ctx)

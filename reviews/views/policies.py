@@ -26,6 +26,7 @@ from ..models import (
     Category,
     CategoryAutonomy,
     EscalationRule,
+    KnownAnswerSource,
     PolicyVersion,
     Queue,
     recent_attributes,
@@ -43,6 +44,7 @@ from ..policy_forms import (
     rule_initial,
     suggested_mode,
 )
+from ..services import known_answers
 from ..services.assignment import set_away
 from ..services.policies import (
     NothingChanged,
@@ -408,8 +410,78 @@ def queue_edit(request: HttpRequest, pk: int) -> HttpResponse:
         save_queue(form, by=request.user)
         messages.success(request, f"Saved the queue {queue.name}.")
         return redirect("queues")
-    context = {"nav_active": "policies", "admin_tab": "queues", "queue": queue, "form": form}
-    return render(request, "policies/queue_edit.html", context, status=400 if form.errors else 200)
+    return _queue_page(request, queue, form, status=400 if form.errors else 200)
+
+
+def _queue_page(
+    request: HttpRequest,
+    queue: Queue,
+    form: QueueForm | None = None,
+    status: int = 200,
+    **extra: Any,
+) -> HttpResponse:
+    # A refused known-answer form shows the queue as saved, not what the queue form last held.
+    queue.refresh_from_db()
+    context = {
+        "nav_active": "policies",
+        "admin_tab": "queues",
+        "queue": queue,
+        "form": form or QueueForm(instance=queue),
+        "known": known_answers.queue_summary(queue),
+        "known_rate": extra.pop("known_rate", f"{queue.known_answer_rate * 100:g}"),
+        **extra,
+    }
+    return render(request, "policies/queue_edit.html", context, status=status)
+
+
+@require_POST
+@role_required(ADMINS)
+def queue_known_answers(request: HttpRequest, pk: int) -> HttpResponse:
+    """Turn the queue's known-answer checks on or off, and set their rate (a percentage)."""
+    queue = get_object_or_404(Queue, pk=pk)
+    rate = request.POST.get("rate", "")
+    try:
+        queue = known_answers.configure(
+            queue, enabled=request.POST.get("enabled") == "on", rate=rate, by=request.user
+        )
+    except ValidationError as exc:
+        return _queue_page(
+            request, queue, status=400, known_error=" ".join(exc.messages), known_rate=rate[:40]
+        )
+    state = f"on, at {queue.known_answer_rate * 100:g}%" if queue.known_answers else "off"
+    messages.success(request, f"Known-answer checks in {queue.name} are {state}.")
+    return redirect(reverse("queue_edit", args=[queue.pk]) + "#known-answers")
+
+
+@require_POST
+@role_required(ADMINS)
+def queue_known_answer_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """Mark a past request of the queue as a known answer, with its right outcome."""
+    queue = get_object_or_404(Queue, pk=pk)
+    try:
+        source = known_answers.mark_source(
+            queue, request.POST.get("request", ""), request.POST.get("outcome", ""), by=request.user
+        )
+    except ValidationError as exc:
+        return _queue_page(request, queue, status=400, source_error=" ".join(exc.messages))
+    messages.success(
+        request,
+        f"#{source.request_id} is a known answer: the right answer is "
+        f"{'approve' if source.outcome == KnownAnswerSource.Outcome.APPROVED else 'reject'}.",
+    )
+    return redirect(reverse("queue_edit", args=[queue.pk]) + "#known-answers")
+
+
+@require_POST
+@role_required(ADMINS)
+def queue_known_answer_unmark(request: HttpRequest, pk: int, source_id: int) -> HttpResponse:
+    queue = get_object_or_404(Queue, pk=pk)
+    source = get_object_or_404(
+        KnownAnswerSource.objects.select_related("request"), pk=source_id, request__queue=queue
+    )
+    known_answers.unmark_source(source, by=request.user)
+    messages.success(request, f"#{source.request_id} is no longer a marked known answer.")
+    return redirect(reverse("queue_edit", args=[queue.pk]) + "#known-answers")
 
 
 @require_POST

@@ -132,6 +132,7 @@
     // old toast's attributes (it settles them a moment later), hidden if that one had hidden.
     if (!toast || !$(".toast-text", toast)) return;
     toast.classList.add("is-shown");
+    if ($("[data-check-result]", toast)) return; // a known-answer result stays until read
     if (!count) {
       startCountdown.hide = setTimeout(() => toast.classList.remove("is-shown"), 3000);
       return;
@@ -755,10 +756,11 @@
 
   document.addEventListener("click", (event) => {
     const el = event.target.closest(
-      "[data-open-dialog], [data-close-dialog], [data-reason], [data-focus], [data-set-filter], [data-clear-selection], [data-poll-now]"
+      "[data-open-dialog], [data-close-dialog], [data-reason], [data-focus], [data-set-filter], [data-clear-selection], [data-poll-now], [data-dismiss-toast]"
     );
     if (!el) return;
     if (el.hasAttribute("data-poll-now")) htmx.trigger(poller, "inbox:poll");
+    else if (el.hasAttribute("data-dismiss-toast")) el.closest("#toast").classList.remove("is-shown");
     else if (el.dataset.openDialog) openDialog(el.dataset.openDialog);
     else if (el.hasAttribute("data-close-dialog")) el.closest("dialog").close();
     else if (el.dataset.reason) {
