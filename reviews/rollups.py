@@ -346,7 +346,7 @@ def rebuild_submissions(now: datetime) -> int:
     cursor = _lock_cursor(SUBMISSIONS_CURSOR)
     newest = ReviewRequest.objects.aggregate(m=Max("id"))["m"] or 0
     rows = (
-        ReviewRequest.objects.filter(id__lte=newest)
+        ReviewRequest.objects.filter(id__lte=newest, is_check=False)
         .order_by()
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         .values("day", "category_id", "agent_id")

@@ -1,0 +1,401 @@
+"""Known-answer checks: copies of past proposals whose right answer is known, shown to a
+queue's reviewers at the admin's rate, never to an agent nor in any agent figure; each result
+is told to the reviewer at once and counted in their catch rate on the reviewers page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reviews import exports, precedents, rollups
+from reviews.insights.periods import Period
+from reviews.models import (
+    AuditEvent,
+    DailyRollup,
+    Decision,
+    KnownAnswerCheck,
+    KnownAnswerSource,
+    Queue,
+    ReviewerRollup,
+    ReviewRequest,
+    SecondReview,
+    SubmissionRollup,
+    WebhookDelivery,
+)
+from reviews.sampling import is_sampled
+from reviews.services import known_answers
+from reviews.services.decisions import decide_request
+
+from .api_support import AgentClient
+from .conftest import make_user
+from .test_inbox_views import HX, submit
+
+pytestmark = pytest.mark.django_db
+
+
+def rejected_request(agent, refunds, by, title="Refund 9,000 EUR to a closed account"):
+    """A request people rejected: the right answer of its copies is reject."""
+    request = submit(agent, refunds, title=title)
+    decide_request(request.pk, by=by, outcome="rejected", reason="The account is closed.")
+    return request
+
+
+def turn_on(queue: Queue, rate: float = 0.02) -> None:
+    Queue.objects.filter(pk=queue.pk).update(known_answers=True, known_answer_rate=rate)
+    queue.refresh_from_db()
+
+
+@pytest.fixture
+def check(agent, refunds, support_queue, carol, alice):
+    """One check in the support queue, for alice (carol rejected its source)."""
+    rejected_request(agent, refunds, carol)
+    turn_on(support_queue)
+    made = known_answers.add_check(support_queue, seed="x")
+    assert made is not None and made.is_check
+    return made
+
+
+# --- the admin's setting ---------------------------------------------------------------------
+
+
+def test_an_admin_turns_checks_on_for_a_queue_at_a_rate_and_it_is_audited(
+    client, admin_user, support_queue
+):
+    client.force_login(admin_user)
+    url = reverse("queue_known_answers", args=[support_queue.pk])
+    response = client.post(url, {"enabled": "on", "rate": "2.5"})
+    assert response.status_code == 302
+    support_queue.refresh_from_db()
+    assert (support_queue.known_answers, support_queue.known_answer_rate) == (True, 0.025)
+    event = AuditEvent.objects.get(verb="known_answer.configured")
+    assert event.actor_user == admin_user
+    assert event.before["enabled"] is False and event.after == {
+        "queue": "support",
+        "enabled": True,
+        "rate": 0.025,
+    }
+    page = client.get(reverse("queue_edit", args=[support_queue.pk])).content.decode()
+    assert "Known-answer checks" in page and "On, at 2.5%." in page
+
+
+@pytest.mark.parametrize(
+    "rate, message",
+    [
+        ("", "Give the rate"),
+        ("abc", "is not a number"),
+        ("nan", "between 0.1% and 10%"),
+        ("0", "between 0.1% and 10%"),
+        ("50", "between 0.1% and 10%"),
+        ("-2", "between 0.1% and 10%"),
+        ("2\x00", "NUL"),
+    ],
+)
+def test_a_bad_rate_is_refused_with_a_message_and_writes_nothing(
+    client, admin_user, support_queue, rate, message
+):
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("queue_known_answers", args=[support_queue.pk]), {"enabled": "on", "rate": rate}
+    )
+    # NUL is refused before the view, by the site-wide input guard (422, its own page).
+    assert response.status_code == (422 if "\x00" in rate else 400)
+    assert message in response.content.decode()
+    support_queue.refresh_from_db()
+    assert support_queue.known_answers is False
+    assert not AuditEvent.objects.filter(verb__startswith="known_answer").exists()
+
+
+def test_only_admins_set_checks_or_mark_sources(client, alice, manager, support_queue):
+    for user in (alice, manager):
+        client.force_login(user)
+        for url, data in (
+            (reverse("queue_known_answers", args=[support_queue.pk]), {"enabled": "on", "rate": 5}),
+            (reverse("queue_known_answer_source", args=[support_queue.pk]), {"request": "1"}),
+        ):
+            assert client.post(url, data).status_code == 403
+    support_queue.refresh_from_db()
+    assert support_queue.known_answers is False
+    assert not AuditEvent.objects.filter(verb__startswith="known_answer").exists()
+
+
+def test_an_admin_marks_a_decided_request_as_a_known_answer(
+    client, admin_user, agent, refunds, support_queue
+):
+    approved = submit(agent, refunds, title="A refund that was right")
+    decide_request(approved.pk, by=admin_user, outcome="approved")
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("queue_known_answer_source", args=[support_queue.pk]),
+        {"request": str(approved.pk), "outcome": "approved"},
+    )
+    assert response.status_code == 302
+    source = KnownAnswerSource.objects.get(request=approved)
+    assert (source.outcome, source.marked_by) == ("approved", admin_user)
+    assert AuditEvent.objects.get(verb="known_answer.source_marked").request_id == approved.pk
+    # Its copies' right answer is the marked one.
+    turn_on(support_queue)
+    copy = known_answers.add_check(support_queue, seed="y")
+    assert copy.known_answer.source == approved and copy.known_answer.expected == "approved"
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("pending", "never decided by a person"),
+        ("timed_out", "never decided by a person"),
+        ("unknown", "There is no request"),
+        ("nul", "NUL"),
+        ("words", "Give the request"),
+        ("other_queue", "There is no request"),
+    ],
+)
+def test_a_source_that_was_never_decided_or_unknown_is_refused_and_writes_nothing(
+    client, admin_user, agent, refunds, support_queue, finance_queue, kind, message
+):
+    pending = submit(agent, refunds)
+    timed_out = submit(agent, refunds)
+    decide_request(timed_out.pk, by=None, outcome="rejected", channel="timeout")
+    other = ReviewRequest.objects.create(
+        agent=agent, category=refunds, title="Elsewhere", queue=finance_queue
+    )
+    value = {
+        "pending": str(pending.pk),
+        "timed_out": str(timed_out.pk),
+        "unknown": "999999",
+        "nul": "1\x00",
+        "words": "the big one",
+        "other_queue": str(other.pk),
+    }[kind]
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("queue_known_answer_source", args=[support_queue.pk]),
+        {"request": value, "outcome": "rejected"},
+    )
+    assert response.status_code == (422 if kind == "nul" else 400)
+    assert message in response.content.decode()
+    assert not KnownAnswerSource.objects.exists()
+    assert not AuditEvent.objects.filter(verb__startswith="known_answer").exists()
+
+
+# --- shown at the rate, like any other item ---------------------------------------------------
+
+
+def test_checks_appear_at_the_queue_s_rate_drawn_from_the_arriving_requests(
+    agent, refunds, support_queue, admin_user
+):
+    # Rejected by someone outside the queue: a reviewer is never shown a copy of their own.
+    rejected_request(agent, refunds, admin_user)
+    turn_on(support_queue, rate=0.1)
+    arrived = [submit(agent, refunds, title=f"Refund #{i}") for i in range(300)]
+    checks = ReviewRequest.objects.filter(is_check=True)
+    drawn = [r for r in arrived if is_sampled(r.public_id, 0.1, known_answers.SALT)]
+    # The draw is the hash of each arriving request's id: exactly those brought a check.
+    assert checks.count() == len(drawn)
+    assert 15 <= len(drawn) <= 45  # 10% of 300, give or take the draw
+    assert set(checks.values_list("queue_id", flat=True)) == {support_queue.pk}
+    assert set(checks.values_list("status", flat=True)) == {"pending"}
+    assert KnownAnswerCheck.objects.count() == len(drawn)
+    assert AuditEvent.objects.filter(verb="known_answer.shown").count() == len(drawn)
+
+
+def test_a_queue_with_checks_off_or_without_a_source_gets_none(agent, refunds, support_queue, carol):
+    for _ in range(30):
+        submit(agent, refunds)
+    assert not ReviewRequest.objects.filter(is_check=True).exists()
+    turn_on(support_queue, rate=0.1)  # on, but nothing was ever rejected here
+    for _ in range(30):
+        submit(agent, refunds)
+    assert not ReviewRequest.objects.filter(is_check=True).exists()
+
+
+def test_a_check_looks_like_any_other_item_in_the_list_and_the_pane(client, alice, check):
+    source = check.known_answer.source
+    client.force_login(alice)
+    listing = client.get(reverse("inbox")).content.decode()
+    assert f'id="row-{check.pk}"' in listing
+    pane = client.get(reverse("inbox_item", args=[check.pk]), **HX).content.decode()
+    assert source.title in pane and source.situation in pane
+    for word in ("known-answer", "known answer", "copy of"):
+        assert word not in pane.lower()
+    # The same agent, category and proposal as the original.
+    assert (check.agent_id, check.category_id, check.proposed_action) == (
+        source.agent_id,
+        source.category_id,
+        source.proposed_action,
+    )
+
+
+# --- never sent to an agent --------------------------------------------------------------------
+
+
+def test_a_check_never_reaches_the_agent_api_its_waits_or_its_webhook(
+    client, alice, check, agent, agent_token
+):
+    agent.webhook_url = "https://agent.example.com/hook"
+    agent.save()
+    api = AgentClient(agent_token)
+    public_id = check.public_id
+    assert api.get(f"/api/v1/requests/{public_id}").status_code == 404
+    assert api.get(f"/api/v1/requests/{public_id}/wait?timeout=1").status_code == 404
+    assert api.post_json(f"/api/v1/requests/{public_id}/cancel", {}).status_code == 404
+    before = WebhookDelivery.objects.count()
+    client.force_login(alice)
+    response = client.post(
+        reverse("inbox_decide", args=[check.pk]), {"version": 1, "outcome": "approve"}, **HX
+    )
+    assert response.status_code == 200
+    assert check.decision.outcome == "approved"
+    assert WebhookDelivery.objects.count() == before
+    assert not WebhookDelivery.objects.filter(request=check).exists()
+
+
+def test_a_check_the_deadline_settles_sends_nothing_and_is_nobody_s_result(check, agent):
+    from reviews.services.deadlines import time_out_batch
+
+    agent.webhook_url = "https://agent.example.com/hook"
+    agent.save()
+    ReviewRequest.objects.filter(pk=check.pk).update(
+        deadline=timezone.now() - timedelta(minutes=1), reassignment_count=5
+    )
+    refunds = check.category
+    refunds.max_reassignments = 0
+    refunds.timeout_action = "reject"
+    refunds.save()
+    time_out_batch(timezone.now(), limit=100)
+    check.refresh_from_db()
+    assert check.status == "rejected"
+    assert not WebhookDelivery.objects.filter(request=check).exists()
+    result = KnownAnswerCheck.objects.get(request=check)
+    assert result.caught is None and result.reviewer is None
+    assert AuditEvent.objects.filter(verb="known_answer.expired", request=check).exists()
+
+
+# --- never in agent figures --------------------------------------------------------------------
+
+
+def test_a_decided_check_is_in_no_rollup_precedent_export_or_second_review(
+    alice, carol, check, agent, refunds, settings
+):
+    settings.HITL_UNDO_SECONDS = 0  # every decision in effect at once, for the export
+    refunds.second_review_rate = 1.0
+    refunds.save()
+    rollups.roll_up(now=timezone.now() + timedelta(minutes=1))
+    daily = list(DailyRollup.objects.values_list("total", "rejected", "approved"))
+    per_reviewer = list(ReviewerRollup.objects.values_list("reviewer_id", "decided"))
+    submitted = list(SubmissionRollup.objects.values_list("submitted", flat=True))
+    source = check.known_answer.source
+    key_before = precedents.as_of(source.precedent_key, timezone.now() + timedelta(minutes=1))
+
+    decide_request(check.pk, by=alice, outcome="approved")
+    later = timezone.now() + timedelta(minutes=1)
+    rollups.rebuild(now=later)
+    rollups.rebuild_submissions(now=later)
+    assert list(DailyRollup.objects.values_list("total", "rejected", "approved")) == daily
+    assert list(ReviewerRollup.objects.values_list("reviewer_id", "decided")) == per_reviewer
+    assert list(SubmissionRollup.objects.values_list("submitted", flat=True)) == submitted
+    assert precedents.as_of(source.precedent_key, later).rows == key_before.rows
+    Decision.objects.filter(request=source).update(effective_at=timezone.now())
+    today = timezone.localdate()
+    exported = [row["request_id"] for row in exports.decision_rows(Period(today, today))]
+    assert exported == [str(source.public_id)]  # the source's rejection; not the check
+    assert not SecondReview.objects.filter(request=check).exists()
+
+
+# --- the result, told at once ------------------------------------------------------------------
+
+
+def test_a_miss_is_told_at_once_with_the_right_answer_and_audited(client, alice, check):
+    client.force_login(alice)
+    response = client.post(
+        reverse("inbox_decide", args=[check.pk]), {"version": 1, "outcome": "approve"}, **HX
+    )
+    page = response.content.decode()
+    source = check.known_answer.source
+    assert "Known-answer check missed." in page
+    assert f"copy of #{source.pk}, whose right answer is reject; you approved it" in page
+    assert 'role="alert"' in page and "toast-undo" in page and "Undo<" not in page
+    result = KnownAnswerCheck.objects.get(request=check)
+    assert (result.caught, result.reviewer, result.outcome) == (False, alice, "approved")
+    assert result.told_at is not None
+    event = AuditEvent.objects.get(verb="known_answer.missed")
+    assert event.actor_user == alice and event.after["expected"] == "rejected"
+    # Told once: the next inbox visit does not repeat it.
+    assert "Known-answer" not in client.get(reverse("inbox")).content.decode()
+
+
+def test_a_catch_is_told_too(client, alice, check):
+    client.force_login(alice)
+    response = client.post(
+        reverse("inbox_decide", args=[check.pk]),
+        {"version": 1, "outcome": "reject", "reason": "Closed account."},
+        **HX,
+    )
+    assert "Known-answer check: caught." in response.content.decode()
+    assert KnownAnswerCheck.objects.get(request=check).caught is True
+    assert AuditEvent.objects.filter(verb="known_answer.caught").count() == 1
+
+
+def test_a_check_decided_in_another_channel_is_told_on_the_next_inbox_visit(client, alice, check):
+    decide_request(check.pk, by=alice, outcome="approved", channel=Decision.Channel.API)
+    client.force_login(alice)
+    page = client.get(reverse("inbox")).content.decode()
+    assert f"#{check.pk} was a copy of #{check.known_answer.source_id}" in page
+    assert "whose right answer is reject; you approved it" in page
+
+
+def test_a_check_undone_and_decided_again_keeps_its_first_result(client, alice, check):
+    from reviews.services.decisions import undo_decision
+
+    decide_request(check.pk, by=alice, outcome="approved")
+    undo_decision(check.pk, by=alice)
+    decide_request(check.pk, by=alice, outcome="rejected", reason="Now I see it.")
+    assert KnownAnswerCheck.objects.get(request=check).caught is False
+    assert AuditEvent.objects.filter(verb__in=["known_answer.caught", "known_answer.missed"]).count() == 1
+
+
+# --- the catch rate on the reviewers page ------------------------------------------------------
+
+
+def results(reviewer, caught: int, missed: int, source, queue):
+    now = timezone.now()
+    for i in range(caught + missed):
+        copy = ReviewRequest.objects.create(
+            agent=source.agent, category=source.category, title="copy", is_check=True, queue=queue
+        )
+        KnownAnswerCheck.objects.create(
+            request=copy,
+            source=source,
+            queue=queue,
+            expected="rejected",
+            reviewer=reviewer,
+            outcome="rejected" if i < caught else "approved",
+            caught=i < caught,
+            decided_at=now,
+        )
+
+
+def test_the_reviewers_page_shows_each_catch_rate_with_its_bounds_and_flags_a_low_one(
+    client, manager, alice, carol, agent, refunds, support_queue
+):
+    source = rejected_request(agent, refunds, carol)
+    results(alice, caught=9, missed=1, source=source, queue=support_queue)
+    dave = make_user("dave", "reviewers")
+    results(dave, caught=2, missed=8, source=source, queue=support_queue)
+    client.force_login(manager)
+    page = client.get(reverse("metrics_reviewers")).content.decode()
+    assert "Catch rate" in page
+    # alice: 9 of 10, Wilson 95% interval 60%–98%; dave: 2 of 10, 6%–51%.
+    assert "9 of 10" in page and "90% <span class=\"muted small\">(60%–98%)</span>" in page
+    assert "2 of 10" in page and "20% <span class=\"muted small\">(6%–51%)</span>" in page
+    dave_row = page.split("<td>dave</td>")[1].split("</tr>")[0]
+    alice_row = page.split("<td>alice</td>")[1].split("</tr>")[0]
+    assert "misses known answers" in dave_row
+    assert "misses known answers" not in alice_row
+
+
+def test_a_reviewer_cannot_read_the_catch_rates(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("metrics_reviewers")).status_code == 403
