@@ -205,19 +205,24 @@ def after_submission(request: ReviewRequest, now: datetime) -> ReviewRequest | N
         return None
 
 
-def add_check(queue: Queue, *, now: datetime | None = None, seed: str = "") -> ReviewRequest | None:
-    """Add one check to the queue: a copy of a source, picked by `seed`, for the member the
-    queue would give the next item to. None when the queue has no source yet."""
+def add_check(
+    queue: Queue, *, now: datetime | None = None, seed: str = "", assignee: Any = None
+) -> ReviewRequest | None:
+    """Add one check to the queue: a copy of a source, picked by `seed`, for `assignee` or
+    else the member the queue would give the next item to. None when there is nothing to
+    copy for them."""
     now = now or timezone.now()
     with transaction.atomic():
-        assignee = pick_assignee(queue)
+        assignee = assignee or pick_assignee(queue)
         pool = source_pool(queue, now)
+        ids: list[int] = []
         if assignee is not None:
-            # Not their own past decision, nor one already shown to them: either gives it away.
-            pool = pool.exclude(decision__decided_by=assignee).exclude(
-                known_answer_copies__reviewer=assignee
-            )
-        ids = list(pool.order_by("pk").values_list("pk", flat=True)[:5000])
+            # Never their own past decision, which gives it away; one they already had as a
+            # check only once nothing else is left.
+            pool = pool.exclude(decision__decided_by=assignee)
+            unseen = pool.exclude(known_answer_copies__reviewer=assignee)
+            ids = list(unseen.order_by("pk").values_list("pk", flat=True)[:5000])
+        ids = ids or list(pool.order_by("pk").values_list("pk", flat=True)[:5000])
         if not ids:
             return None
         draw = int(hashlib.sha256(f"{SALT}:{seed}".encode()).hexdigest()[:12], 16)

@@ -276,6 +276,7 @@ def reviewers(request: HttpRequest) -> HttpResponse:
     cut = max((i for i, c in enumerate(combined) if c), default=0) + 2
     ctx.update(
         stats=stats,
+        checked=[s for s in stats if s.checks],
         chart=charts.histogram("Review time of all reviewers", labels[:cut], combined[:cut])
         if combined
         else None,

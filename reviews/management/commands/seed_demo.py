@@ -20,6 +20,7 @@ from reviews.models import (
     Category,
     EscalationRule,
     FourEyesStep,
+    KnownAnswerCheck,
     PeriodicReviewBatch,
     PeriodicReviewItem,
     Queue,
@@ -29,6 +30,7 @@ from reviews.models import (
     hash_token,
 )
 from reviews.policies import RuleInput
+from reviews.services import known_answers
 from reviews.services.agreement import record_second_review
 from reviews.services.conversation import post_message, revise_proposal
 from reviews.services.deadlines import time_out_request
@@ -349,6 +351,7 @@ class Command(BaseCommand):
             categories = self.seed_policies()
             agents = self.seed_agents(users["admin"])
         created = self.seed_requests(agents, categories, users, requests)
+        self.seed_known_answers(users)
         # What beat would do within minutes, done now: the metrics pages and the periodic
         # review tab show the demo history on the first visit.
         rollups.roll_up()
@@ -715,6 +718,47 @@ class Command(BaseCommand):
             corrected_action={"action": "request_photos", "refund_on_hold": True},
         )
 
+    def seed_known_answers(self, users: dict[str, User]) -> None:
+        """Three weeks of known-answer checks in the support queue, on at 2%: Riley catches
+        nearly all, Sam misses enough to be flagged on the reviewers page. Finance is left off,
+        for an admin to turn on."""
+        support = Queue.objects.get(slug="support")
+        if KnownAnswerCheck.objects.filter(queue=support).exists():
+            return
+        rng = random.Random(24)
+        now = timezone.now()
+        # A few approvals marked as right, beside the rejections every queue draws from.
+        approved = ReviewRequest.objects.filter(
+            queue=support, status=ReviewRequest.Status.APPROVED, decision__channel="web"
+        ).order_by("pk")[:14]
+        for request in approved:
+            known_answers.mark_source(support, request.pk, "approved", by=users["admin"])
+        catch = {"reviewer": 0.92, "reviewer2": 0.45}
+        for n in range(24):
+            person = users["reviewer" if n % 2 else "reviewer2"]
+            shown = now - timedelta(days=21 - n * 0.8, minutes=rng.randint(0, 300))
+            check = known_answers.add_check(support, now=shown, seed=f"demo-{n}", assignee=person)
+            if check is None:
+                continue  # nothing left they have not seen
+            expected = check.known_answer.expected
+            right = rng.random() < catch[person.username]
+            outcome = expected if right else ("approved" if expected == "rejected" else "rejected")
+            kwargs: dict[str, Any] = {}
+            if outcome == "rejected":
+                kwargs["reason"] = "Does not match the policy."
+            viewed = shown + timedelta(minutes=rng.uniform(2, 60))
+            record_first_view(check, by=person, now=viewed)
+            decide_request(
+                check.pk,
+                by=person,
+                outcome=outcome,
+                now=viewed + timedelta(seconds=rng.lognormvariate(2.0, 0.7)),
+                **kwargs,
+            )
+        # Told long ago: their first visit is not a pile of old results.
+        KnownAnswerCheck.objects.filter(queue=support).update(told_at=now)
+        Queue.objects.filter(pk=support.pk).update(known_answers=True, known_answer_rate=0.02)
+
     def answer_second_reviews(self, rng: random.Random, now: datetime) -> None:
         """Give most sampled second reviews a verdict, agreeing most of the time (less so on
         customer email, where tone is a matter of taste); leave each reviewer a few to do."""
@@ -944,4 +988,6 @@ class Command(BaseCommand):
         w(f"  Demo agent API token (support-bot): {DEMO_TOKEN}")
         # After the lines the README quotes word for word.
         w("  Also: compliance  a compliance lead, a manager who may hold and stop (Hold, top bar)")
+        w("  Known-answer checks: admin turns them on per queue (Policies > Queues > a queue);")
+        w("    the catch rates are on Metrics > Reviewers (manager or admin).")
         w("")
