@@ -32,6 +32,7 @@ from reviews.models import (
     ReviewRequest,
     SecondReview,
 )
+from reviews.services import known_answers
 from reviews.services.autonomy import switch_to_autonomous
 from reviews.services.conversation import revise_proposal
 from reviews.services.decisions import decide_request
@@ -268,6 +269,43 @@ def test_a_reviewer_inbox_in_every_state(audit, demo):
             "/away/",
         ]:
             audit.visit(path)
+    audit.assert_clean()
+
+
+def test_a_missed_known_answer_check_told_in_the_inbox(audit, demo):
+    """The message a reviewer gets right after missing a check, at both sizes."""
+    page = audit.page
+    reviewer = User.objects.get(username="reviewer")
+    category = Category.objects.filter(queue__members=reviewer).order_by("pk").first()
+    bot = Agent.objects.get(name="support-bot")
+    for n in range(2):  # sources nobody in the queue decided: rejected by the lead
+        source = submit(bot, category, title=f"Refund to a closed account {n}")
+        decide_request(
+            source.pk, by=User.objects.get(username="lead"), outcome="rejected", reason="Closed."
+        )
+    log_in(page, "reviewer", DEMO_PASSWORD)
+    for size in SIZES:
+        audit.resize(size)
+        check = known_answers.add_check(category.queue, seed=size, assignee=reviewer)
+        page.goto(page.base + f"/inbox/{check.pk}/")
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("a")
+        expect(page.locator("#toast [data-check-result]")).to_contain_text("right answer")
+        audit.check("/inbox/ a missed known-answer check")
+    audit.assert_clean()
+
+
+def test_a_queue_s_known_answer_setting_refusing_a_rate(audit, demo):
+    page = audit.page
+    category = Category.objects.order_by("pk").first()
+    log_in(page, "admin", DEMO_PASSWORD)
+    for size in SIZES:
+        audit.resize(size)
+        page.goto(page.base + f"/policies/queues/{category.queue_id}/")
+        page.fill("#known-rate", "50")
+        page.get_by_role("button", name="Save known-answer checks").click()
+        expect(page.locator("#known-error")).to_contain_text("between")
+        audit.check("/policies/queues/ a refused known-answer rate")
     audit.assert_clean()
 
 
