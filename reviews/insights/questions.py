@@ -47,6 +47,7 @@ def top_questions(
         kind=Message.Kind.QUESTION,
         created_at__gte=start,
         created_at__lt=end,
+        request__is_check=False,  # asked of no agent: a known-answer copy
     )
     if category_id:
         rows = rows.filter(request__category_id=category_id)
