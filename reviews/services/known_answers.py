@@ -31,6 +31,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .. import precedents
+from .. import rules as engine
 from ..models import (
     PEOPLE_CHANNELS,
     QUESTION_DECISIONS,
@@ -40,6 +42,7 @@ from ..models import (
     Queue,
     ReviewRequest,
 )
+from ..rulebook import rulebook_for
 from ..sampling import is_sampled
 from ..validation import text_problem
 from .assignment import pick_assignee
@@ -176,7 +179,8 @@ def unmark_source(source: KnownAnswerSource, *, by: AbstractBaseUser) -> None:
 def source_pool(queue: Queue, now: datetime | None = None) -> QuerySet[ReviewRequest]:
     """The queue's past requests a check may copy: people's rejections of the last
     HITL_KNOWN_ANSWER_SOURCE_DAYS, and every request an admin marked."""
-    since = (now or timezone.now()) - timedelta(days=settings.HITL_KNOWN_ANSWER_SOURCE_DAYS)
+    now = now or timezone.now()
+    since = now - timedelta(days=settings.HITL_KNOWN_ANSWER_SOURCE_DAYS)
     rejected = Q(
         status=ReviewRequest.Status.REJECTED,
         decided_at__gte=since,
@@ -184,7 +188,7 @@ def source_pool(queue: Queue, now: datetime | None = None) -> QuerySet[ReviewReq
         decision__responded=False,
     )
     return (
-        ReviewRequest.objects.filter(queue=queue, is_check=False)
+        ReviewRequest.objects.filter(queue=queue, is_check=False, decided_at__lte=now)
         .filter(rejected | Q(known_answer_source__isnull=False))
         .exclude(allowed_decisions=QUESTION_DECISIONS)
     )
@@ -229,8 +233,10 @@ def add_check(
         source = ReviewRequest.objects.select_related("category").get(pk=ids[draw % len(ids)])
         marked = KnownAnswerSource.objects.filter(request=source).first()
         expected = marked.outcome if marked else Outcome.REJECTED
+        fields = {field: getattr(source, field) for field in COPIED_FIELDS}
+        fields.update(_as_if_submitted_now(source, now))
         copy = ReviewRequest(
-            **{field: getattr(source, field) for field in COPIED_FIELDS},
+            **fields,
             is_check=True,
             status=ReviewRequest.Status.PENDING,
             queue=queue,
@@ -256,6 +262,30 @@ def add_check(
         copy.queue = queue
         notify_new_request(copy, now)
     return copy
+
+
+def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]:
+    """What a submission of the source's proposal would be given now: the precedent figures
+    the server counts (a stale count would show on the item as counted differently) and the
+    rules in force. The rules that fired on the source are kept when none would fire now (a
+    check is shown all the same), so the item still says why a person is asked."""
+    attributes = dict(source.attributes)
+    given_by = source.precedents_from
+    if given_by != precedents.AGENT:
+        attributes.pop("matching_precedents", None)
+        attributes.pop("no_matching_precedent", None)
+        given_by = precedents.annotate(attributes, source.precedent_key, now)
+    rulebook = rulebook_for(source.category)
+    verdict = engine.evaluate(source.category.mode, rulebook.rules, source.confidence, attributes)
+    fresh = {"attributes": attributes, "precedents_from": given_by}
+    if not verdict.needs_human or source.allowed_decisions == QUESTION_DECISIONS:
+        return fresh
+    return {
+        **fresh,
+        "verdict": verdict.outcome,
+        "fired_rules": [f.as_dict() for f in verdict.fired],
+        "policy_version_id": rulebook.policy_version_id,
+    }
 
 
 def score(requests: list[ReviewRequest], decisions: list[Decision], now: datetime) -> None:

@@ -351,7 +351,6 @@ class Command(BaseCommand):
             categories = self.seed_policies()
             agents = self.seed_agents(users["admin"])
         created = self.seed_requests(agents, categories, users, requests)
-        self.seed_known_answers(users)
         # What beat would do within minutes, done now: the metrics pages and the periodic
         # review tab show the demo history on the first visit.
         rollups.roll_up()
@@ -360,6 +359,9 @@ class Command(BaseCommand):
         self.seed_flagged_refunds(agents["support-bot"], categories["refunds"])
         self.seed_four_eyes(users, categories["purchase-orders"])
         self.seed_reversal(users["manager"])
+        # Last: a check counts the precedents in effect when it is shown, so nothing dated
+        # earlier may be recorded after it.
+        self.seed_known_answers(users)
         if not quiet:
             self.print_logins(created)
 
@@ -745,7 +747,7 @@ class Command(BaseCommand):
             outcome = expected if right else ("approved" if expected == "rejected" else "rejected")
             kwargs: dict[str, Any] = {}
             if outcome == "rejected":
-                kwargs["reason"] = "Does not match the policy."
+                kwargs["reason"] = rng.choice(REJECT_REASONS[check.category.slug])
             viewed = shown + timedelta(minutes=rng.uniform(2, 60))
             record_first_view(check, by=person, now=viewed)
             decide_request(
