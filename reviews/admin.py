@@ -43,6 +43,8 @@ from .models import (
     GroupTally,
     Guideline,
     Heartbeat,
+    KnownAnswerCheck,
+    KnownAnswerSource,
     Message,
     Notification,
     PendingTally,
@@ -525,6 +527,17 @@ class SweepRunAdmin(ReadOnlyAdmin):
         "reminders",
         "skipped",
     ]
+
+
+# Written by services/known_answers.py, audited there; the queue's page changes them.
+@admin.register(KnownAnswerSource)
+class KnownAnswerSourceAdmin(ReadOnlyAdmin):
+    list_display = ["request", "outcome", "marked_by", "created_at"]
+
+
+@admin.register(KnownAnswerCheck)
+class KnownAnswerCheckAdmin(ReadOnlyAdmin):
+    list_display = ["request", "source", "queue", "expected", "reviewer", "outcome", "caught"]
 
 
 # Kept by the database's triggers; `manage.py check_tallies --repair` recounts them.
