@@ -43,6 +43,7 @@ from .models import (
     GroupTally,
     Guideline,
     Heartbeat,
+    Hold,
     KnownAnswerCheck,
     KnownAnswerSource,
     Message,
@@ -383,6 +384,17 @@ class ReversalAdmin(ReadOnlyAdmin):
     list_display = ["request", "agent", "reversed_by", "created_at"]
     search_fields = ["reason", "correction"]
     list_select_related = ["request", "agent", "reversed_by"]
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdmin):
+    """Started and ended on the holds page or the oversight API only (services/hold_control.py),
+    so each is audited and every process obeys it within a second."""
+
+    list_display = ["level", "scope", "agent", "category", "started_by", "started_at", "ended_at"]
+    list_filter = ["level", "scope"]
+    search_fields = ["reason", "end_reason"]
+    list_select_related = ["agent", "category", "started_by"]
 
 
 @admin.register(Message)
