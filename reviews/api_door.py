@@ -8,15 +8,17 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.errors import HttpError
 from ninja.parser import Parser
+from ninja.security import HttpBearer
 
 from hitl.redis_outage import count_hit
 
 from . import validation
-from .models import BearerToken, Message
+from .models import BearerToken, Message, ReviewerToken, hash_token
 
 # Bodies above this are refused with 413 before they are parsed.
 MAX_BODY_BYTES = 256 * 1024
@@ -105,3 +107,34 @@ def message_out(message: Message) -> dict[str, Any]:
         "payload": message.payload,
         "created_at": message.created_at,
     }
+
+
+class PersonBearer(HttpBearer):
+    """`Authorization: Bearer hitlr_…`: an unrevoked personal token of an active user whom
+    `allowed` still lets in (403 with `refused` otherwise). An agent's token is no person's
+    (401), and a person's is no agent's."""
+
+    refused = "This token's owner may not use this API."
+
+    def allowed(self, user: AbstractBaseUser) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, request: HttpRequest) -> AbstractBaseUser | None:
+        check_body_size(request)
+        return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
+        if not token.startswith(ReviewerToken.TOKEN_PREFIX):
+            return None
+        found = (
+            ReviewerToken.objects.select_related("user")
+            .filter(token_hash=hash_token(token), revoked_at=None, user__is_active=True)
+            .first()
+        )
+        if found is None:
+            return None
+        if not self.allowed(found.user):
+            raise ApiError(403, "forbidden", self.refused)
+        throttle(f"reviewer-token:{found.pk}", "this token")
+        touch_token(ReviewerToken, found)
+        return found.user

@@ -12,46 +12,28 @@ from typing import Any, Literal
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
-from ninja.security import HttpBearer
 
 from .access import may_hold
-from .api_door import ApiError, check_body_size, throttle, touch_token
+from .api_door import ApiError, PersonBearer
 from .api_schemas import ErrorOut, In, example
-from .models import Hold, ReviewerToken, hash_token
+from .models import Hold
 from .services import hold_control
 
 ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 ERRORS |= {429: ErrorOut}
 
 
-class OversightBearer(HttpBearer):
-    """`Authorization: Bearer hitlr_…`: an unrevoked personal token of an active user who may
-    hold and stop (admins, and managers in the oversight group)."""
+class OversightBearer(PersonBearer):
+    """A personal token of an active user who may hold and stop (admins, and managers in the
+    oversight group)."""
 
-    def __call__(self, request: HttpRequest) -> AbstractBaseUser | None:
-        check_body_size(request)
-        return super().__call__(request)
+    refused = (
+        "This token's owner may not hold or stop (admins, and managers in the oversight group, "
+        "may)."
+    )
 
-    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
-        if not token.startswith(ReviewerToken.TOKEN_PREFIX):
-            return None
-        found = (
-            ReviewerToken.objects.select_related("user")
-            .filter(token_hash=hash_token(token), revoked_at=None, user__is_active=True)
-            .first()
-        )
-        if found is None:
-            return None
-        if not may_hold(found.user):
-            raise ApiError(
-                403,
-                "forbidden",
-                "This token's owner may not hold or stop (admins, and "
-                "managers in the oversight group, may).",
-            )
-        throttle(f"reviewer-token:{found.pk}", "this token")
-        touch_token(ReviewerToken, found)
-        return found.user
+    def allowed(self, user: AbstractBaseUser) -> bool:
+        return may_hold(user)
 
 
 router = Router(auth=OversightBearer(), tags=["Oversight API"])

@@ -22,12 +22,11 @@ from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router
-from ninja.security import HttpBearer
 
 from .access import REVIEWERS, has_role, requests_for_reviewer
-from .api_door import ApiError, check_body_size, message_out, throttle, touch_token
+from .api_door import ApiError, PersonBearer, message_out
 from .api_schemas import PRIORITIES, ErrorOut, PriorityName, Text
-from .models import Decision, FourEyesStep, ReviewerToken, ReviewRequest, Verb, hash_token
+from .models import Decision, FourEyesStep, ReviewRequest, Verb
 from .proposals import changed_kind
 from .reviewer_api_schemas import (
     PAGE_DEFAULT,
@@ -64,29 +63,13 @@ ERRORS |= {422: ErrorOut, 429: ErrorOut}
 INVALID = "The request is invalid; see fields."
 
 
-class ReviewerBearer(HttpBearer):
-    """`Authorization: Bearer hitlr_…`: an unrevoked reviewer token of an active user who is
-    still a reviewer. An agent's token is no reviewer's (401), and this one is no agent's."""
+class ReviewerBearer(PersonBearer):
+    """A reviewer's personal token, of a user who is still a reviewer."""
 
-    def __call__(self, request: HttpRequest) -> AbstractBaseUser | None:
-        check_body_size(request)
-        return super().__call__(request)
+    refused = "This token's owner is not a reviewer (any more)."
 
-    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
-        if not token.startswith(ReviewerToken.TOKEN_PREFIX):
-            return None
-        found = (
-            ReviewerToken.objects.select_related("user")
-            .filter(token_hash=hash_token(token), revoked_at=None, user__is_active=True)
-            .first()
-        )
-        if found is None:
-            return None
-        if not has_role(found.user, REVIEWERS):
-            raise ApiError(403, "forbidden", "This token's owner is not a reviewer (any more).")
-        throttle(f"reviewer-token:{found.pk}", "this token")
-        touch_token(ReviewerToken, found)
-        return found.user
+    def allowed(self, user: AbstractBaseUser) -> bool:
+        return has_role(user, REVIEWERS)
 
 
 router = Router(auth=ReviewerBearer(), tags=["Reviewer API"])
