@@ -72,11 +72,6 @@ def _upcoming() -> Q:
     return ~Q(status=pending) & Q(decision__effective_at__gt=timezone.now())
 
 
-def settled(ids: list[int]) -> set[int]:
-    """Which of these requests a wait on them would answer now."""
-    return look(ids)[0]
-
-
 def look(ids: list[int]) -> tuple[set[int], set[int]]:
     """Which of these requests a wait on them would answer now, and which have a decision
     that will be final once its undo window has passed, in one query."""
