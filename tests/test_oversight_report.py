@@ -286,3 +286,43 @@ def test_holds_and_stops_in_the_period_carry_who_when_and_why(agent, refunds, ad
         ("Stop", "category Refunds", "ada", "Bad refunds"),
     ]
     assert rows[0][7:] == ["ada", "Audit done"] and rows[1][6] is None
+
+
+def test_known_answer_results_have_their_section_and_no_other_figure_counts_checks(
+    agent, refunds, support_queue, alice, carol, settings
+):
+    """Real checks decided by a person: caught and missed per reviewer with the Wilson bounds
+    and the flag, while volumes, reviewers and submissions leave the copies out."""
+    from reviews.models import Agent, Queue
+    from reviews.services import known_answers
+
+    settings.HITL_KNOWN_ANSWER_CATCH_BAR = 0.9
+    source = escalated(agent, refunds, title="Refund 9,000 EUR to a closed account")
+    decide_request(source.pk, by=carol, outcome="rejected", reason="The account is closed.")
+    Queue.objects.filter(pk=support_queue.pk).update(known_answers=True, known_answer_rate=0.02)
+    support_queue.refresh_from_db()
+    before = oversight_report(today(), Scope("all"))
+    for n, outcome in enumerate(["rejected", "approved", "approved", "approved"]):
+        check = known_answers.add_check(support_queue, seed=str(n), assignee=alice)
+        assert check is not None and check.is_check
+        decide_request(
+            check.pk, by=alice, outcome=outcome, reason="looked",
+            now=timezone.now() - timedelta(minutes=1),
+        )  # fmt: skip
+
+    report = oversight_report(today(), Scope("all"))
+    rows = rows_by_first(report, "known_answers")
+    # 1 of 4: Wilson 95% interval 4.6% to 69.9%, wholly under the 90% bar: flagged.
+    assert rows["alice"] == [
+        "alice", 4, 1, 3, 0.25, 0.0456, 0.6994, "misses known answers",
+    ]  # fmt: skip
+    assert rows["All people"][1:4] == [4, 1, 3]
+    assert "Support (2%)" in section(report, "known_answers").note
+    for key in ("volumes", "reviewers"):
+        assert section(report, key).rows == section(before, key).rows, key
+    assert section(report, "volumes").note == section(before, "volumes").note
+    scoped = oversight_report(today(), Scope("category", refunds.pk, refunds.name))
+    assert rows_by_first(scoped, "known_answers")["alice"][1] == 4
+    other = Agent.objects.create(name="billing-bot")
+    elsewhere = oversight_report(today(), Scope("agent", other.pk, other.name))
+    assert section(elsewhere, "known_answers").rows == []

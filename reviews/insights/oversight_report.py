@@ -7,8 +7,8 @@ Figures come from the decisions and the audit log themselves, not the rollups: a
 auditor signs must match the records it summarises, whenever the rollups last ran. Only
 effective decisions count (the undo window has passed); one still inside it may yet vanish.
 
-A new section is one function in SECTIONS. Still to add as that feature lands: known-answer
-catch rates beside the rubber-stamp flags (and checks left out of the volumes).
+A new section is one function in SECTIONS. Known-answer checks (copies no agent ever sees)
+are left out of every figure about agents' actions and counted in their own section.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from ..models import (
     Decision,
     FourEyesStep,
     Hold,
+    KnownAnswerCheck,
     PolicyVersion,
+    Queue,
     RequestSighting,
     Reversal,
     ReviewRequest,
@@ -244,6 +246,7 @@ class Inputs:
         start, end = self.bounds
         return Decision.objects.filter(
             self.scope.requests("request__"),
+            request__is_check=False,
             created_at__gte=start,
             created_at__lt=end,
             effective_at__lte=timezone.now(),
@@ -388,7 +391,7 @@ def volumes_section(inputs: Inputs) -> Section:
             ]
         )
     submitted = ReviewRequest.objects.filter(
-        inputs.scope.requests(), created_at__gte=start, created_at__lt=end
+        inputs.scope.requests(), is_check=False, created_at__gte=start, created_at__lt=end
     )
     escalated = submitted.filter(verdict__in=["gate", "escalate"]).count()
     return Section(
@@ -641,6 +644,63 @@ def policies_section(inputs: Inputs) -> Section:
     )
 
 
+def known_answers_section(inputs: Inputs) -> Section:
+    """Per reviewer: the known-answer checks they decided in the period, how many they caught,
+    the 95% interval of that rate and the flag the metrics' reviewers page shows."""
+    start, end = inputs.bounds
+    checks = KnownAnswerCheck.objects.filter(
+        inputs.scope.requests("request__"), decided_at__gte=start, decided_at__lt=end
+    )
+    judged = (
+        checks.filter(caught__isnull=False, reviewer__isnull=False)
+        .order_by()
+        .values("reviewer_id", "reviewer__username")
+        .annotate(n=Count("id"), caught=Count("id", filter=Q(caught=True)))
+        .order_by("reviewer__username")
+    )
+    stats = [
+        ReviewerStats(
+            row["reviewer_id"], row["reviewer__username"], 0, 0, 0, 0, 0, [],
+            checks=row["n"], caught=row["caught"],
+        )
+        for row in judged
+    ]
+    rows = [_catch_row(s.username, s.checks, s.caught, s.catch_flag) for s in stats]
+    if rows:
+        n, caught = sum(s.checks for s in stats), sum(s.caught for s in stats)
+        rows.append(_catch_row("All people", n, caught, ""))
+    expired = checks.filter(caught__isnull=True).count()
+    queues = Queue.objects.filter(known_answers=True).order_by("name")
+    on = ", ".join(f"{q.name} ({q.known_answer_rate * 100:g}%)" for q in queues) or "none"
+    return Section(
+        "known_answers",
+        "Known-answer checks",
+        [
+            Column("Reviewer"),
+            Column("Checks decided", "int"),
+            Column("Caught", "int"),
+            Column("Missed", "int"),
+            Column("Catch rate", "rate"),
+            Column("95% lower", "rate"),
+            Column("95% upper", "rate"),
+            Column("Flag"),
+        ],
+        rows,
+        note="Copies of past proposals whose right answer is known, shown to reviewers like "
+        "any other item; no agent sees one and no other section counts them. Flagged when "
+        "even the 95% upper bound is under "
+        f"{settings.HITL_KNOWN_ANSWER_CATCH_BAR:.0%} (HITL_KNOWN_ANSWER_CATCH_BAR). "
+        f"{expired} checks in the period were settled by their deadline, nobody's result. "
+        f"Queues with checks on now: {on}.",
+        empty="No known-answer check was decided in this period.",
+    )
+
+
+def _catch_row(name: str, n: int, caught: int, flag: str) -> list[Any]:
+    low, high = wilson(caught, n)
+    return [name, n, caught, n - caught, _rate(caught, n), round(low, 4), round(high, 4), flag]
+
+
 def four_eyes_section(inputs: Inputs) -> Section:
     """Per category: four-eyes first decisions, blind confirmations and how many agreed (with
     the 95% lower bound), and the disagreements a third person settled, in the period."""
@@ -774,6 +834,7 @@ SECTIONS: list[Callable[[Inputs], Section]] = [
     volumes_section,
     reversals_section,
     reviewers_section,
+    known_answers_section,
     four_eyes_section,
     holds_section,
     autonomy_section,
