@@ -655,13 +655,17 @@ def known_answers_section(inputs: Inputs) -> Section:
         checks.filter(caught__isnull=False, reviewer__isnull=False)
         .order_by()
         .values("reviewer_id", "reviewer__username")
-        .annotate(n=Count("id"), caught=Count("id", filter=Q(caught=True)))
+        .annotate(checks=Count("id"), caught=Count("id", filter=Q(caught=True)))
         .order_by("reviewer__username")
     )
     stats = [
         ReviewerStats(
-            row["reviewer_id"], row["reviewer__username"], 0, 0, 0, 0, 0, [],
-            checks=row["n"], caught=row["caught"],
+            row["reviewer_id"],
+            row["reviewer__username"],
+            **NO_DECISIONS,
+            review_hist=[],
+            checks=row["checks"],
+            caught=row["caught"],
         )
         for row in judged
     ]
@@ -694,6 +698,15 @@ def known_answers_section(inputs: Inputs) -> Section:
         f"Queues with checks on now: {on}.",
         empty="No known-answer check was decided in this period.",
     )
+
+
+NO_DECISIONS = {
+    "decided": 0,
+    "approved": 0,
+    "modified": 0,
+    "rejected": 0,
+    "active_days": 0,
+}
 
 
 def _catch_row(name: str, n: int, caught: int, flag: str) -> list[Any]:
