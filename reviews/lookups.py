@@ -134,12 +134,12 @@ def category_with_queue(slug: str) -> Category | None:
 
 
 def people_precedents(
-    precedent_key: str, as_of: datetime, limit: int, exclude: int = 0
+    precedent_key: str, as_of: datetime, limit: int, exclude: Sequence[int] = ()
 ) -> list[tuple[int, str, bool]]:
     """The precedents of a key as of a moment, newest first, at most `limit`: requests with
     this key that a person approved, modified or rejected, whose decision took effect by
     `as_of` (a decision inside its undo window is not one yet; an undone one is deleted).
-    Each row: request id, outcome, as proposed; never the request `exclude`. The one
+    Each row: request id, outcome, as proposed; never a request in `exclude`. The one
     definition of a precedent: the count at submission and the item and audit pages read it
     (reviews.precedents).
 
@@ -150,6 +150,7 @@ def people_precedents(
     precedent of the key: 40 ms at 40,000 decisions, growing with the history, against
     about 1 ms for a hundred lookups."""
     channels = [str(c) for c in PEOPLE_CHANNELS]
+    exclude = list(exclude) or [0]
     decisions = Decision._meta.db_table
     effective = f"d.channel IN ({', '.join(['%s'] * len(channels))}) AND d.effective_at <= %s"
     if connection.vendor == "postgresql":
@@ -167,7 +168,8 @@ def people_precedents(
             # Decided by then, as every decision in effect by then was (it takes effect at
             # its decision or after its undo window): the walk starts at `as_of` instead of
             # stepping over every decision since, for a request submitted long ago.
-            " AND r.decided_at <= %s AND r.id <> %s AND NOT r.is_check"
+            " AND r.decided_at <= %s AND NOT r.is_check"
+            f" AND r.id NOT IN ({', '.join(['%s'] * len(exclude))})"
             " ORDER BY r.decided_at DESC LIMIT %s",
             [
                 *channels,
@@ -175,7 +177,7 @@ def people_precedents(
                 precedent_key,
                 *DECIDED_STATUSES,
                 connection.ops.adapt_datetimefield_value(as_of),
-                exclude,
+                *exclude,
                 limit,
             ],
         )

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from . import lookups
 from . import rules as engine
-from .models import Category, Decision, ReviewRequest, judged_outcome
+from .models import Category, Decision, KnownAnswerCheck, ReviewRequest, judged_outcome
 
 
 def amount_band(value: Any) -> str | None:
@@ -133,8 +134,9 @@ class Precedents:
         return text
 
 
-def as_of(key: str, moment: datetime, exclude: int = 0) -> Precedents:
-    """The precedents of `key` that had taken effect at `moment` (never request `exclude`)."""
+def as_of(key: str, moment: datetime, exclude: Sequence[int] = ()) -> Precedents:
+    """The precedents of `key` that had taken effect at `moment` (never a request in
+    `exclude`)."""
     if not key:
         return Precedents()
     rows = lookups.people_precedents(key, moment, MATCHING_PRECEDENTS_CAP, exclude)
@@ -145,13 +147,15 @@ AGENT = "agent"
 SERVER = "server"
 
 
-def annotate(attributes: dict[str, Any], key: str, now: datetime) -> str:
+def annotate(
+    attributes: dict[str, Any], key: str, now: datetime, exclude: Sequence[int] = ()
+) -> str:
     """Add `matching_precedents` (at most MATCHING_PRECEDENTS_CAP) and `no_matching_precedent`
     unless the agent sent them. Returns who gave the rules these figures, for
     ReviewRequest.precedents_from: AGENT if it sent either (what it sent wins), else SERVER."""
     sent = [name in attributes for name in ("matching_precedents", "no_matching_precedent")]
     if not all(sent):
-        count = as_of(key, now).matching
+        count = as_of(key, now, exclude).matching
         attributes.setdefault("matching_precedents", count)
         attributes.setdefault("no_matching_precedent", count == 0)
     return AGENT if any(sent) else SERVER
@@ -161,7 +165,16 @@ def for_request(request: ReviewRequest) -> Precedents:
     """The precedents the rules were given for this request: those in effect when it was
     submitted (annotate ran at that very moment), never itself. A second reviewer sees
     nothing decided after the first."""
-    return as_of(request.precedent_key, request.created_at, exclude=request.pk)
+    return as_of(request.precedent_key, request.created_at, exclude=hidden_from(request))
+
+
+def hidden_from(request: ReviewRequest) -> list[int]:
+    """Never a precedent of itself; and a known-answer check never shows the request it
+    copies, whose decision is its answer."""
+    if not request.is_check:
+        return [request.pk]
+    source = KnownAnswerCheck.objects.filter(request_id=request.pk).values_list("source_id")
+    return [request.pk, *(pk for (pk,) in source)]
 
 
 def since(
@@ -170,7 +183,7 @@ def since(
     """The tally of precedents that took effect after this request was submitted, for the
     person deciding it now (a colleague's fresh rejection matters): not what the rules were
     given, so shown apart from `found` (for_request), never added to it."""
-    later = as_of(request.precedent_key, now or timezone.now(), exclude=request.pk)
+    later = as_of(request.precedent_key, now or timezone.now(), exclude=hidden_from(request))
     known = set(found.ids)
     return Precedents([row for row in later.rows if row[0] not in known]).tally
 

@@ -228,6 +228,35 @@ def test_a_check_looks_like_any_other_item_in_the_list_and_the_pane(client, alic
     )
 
 
+def test_a_check_never_shows_the_request_it_copies_among_its_precedents(
+    client, alice, carol, agent, refunds, support_queue
+):
+    """The source's decision is the check's answer: listed as a precedent (same title, same
+    amount, "Rejected"), it would give the check away; the count the rules are given leaves
+    it out too. Other decisions alike are shown as for any item."""
+    counted = {"attributes": {"amount": 120, "customer_tier": "standard"}}  # by the server
+    source = submit(agent, refunds, title="Refund 9,000 EUR to a closed account", **counted)
+    earlier = timezone.now() - timedelta(minutes=10)
+    decide_request(source.pk, by=carol, outcome="rejected", reason="Closed.", now=earlier)
+    alike = submit(agent, refunds, title="Refund 120 EUR to Globex", **counted)
+    decide_request(alike.pk, by=carol, outcome="approved", reason="Fine.", now=earlier)
+    turn_on(support_queue)
+    check = known_answers.add_check(support_queue, seed="x", assignee=alice)
+    assert check.known_answer.source_id == source.pk
+    assert check.precedent_key == source.precedent_key == alike.precedent_key
+
+    client.force_login(alice)
+    pane = client.get(reverse("inbox_item", args=[check.pk]), **HX).content.decode()
+    cards = pane.split('class="card precedents"')[1].split("</section>")[0]
+    assert f"/{source.pk}/" not in cards and "Closed." not in cards
+    assert f"/{alike.pk}/" in cards and "Matching precedents 1" in cards
+    assert check.attributes["matching_precedents"] == 1
+    # The same for a real request of the same kind: both precedents are there.
+    real = submit(agent, refunds, title="Refund 300 EUR", **counted)
+    real_pane = client.get(reverse("inbox_item", args=[real.pk]), **HX).content.decode()
+    assert f"/{source.pk}/" in real_pane.split('class="card precedents"')[1]
+
+
 # --- never sent to an agent --------------------------------------------------------------------
 
 
@@ -324,6 +353,31 @@ def test_a_miss_is_told_at_once_with_the_right_answer_and_audited(client, alice,
     assert event.actor_user == alice and event.after["expected"] == "rejected"
     # Told once: the next inbox visit does not repeat it.
     assert "Known-answer" not in client.get(reverse("inbox")).content.decode()
+
+
+def test_in_a_four_eyes_category_a_check_is_one_reviewer_s_result_and_no_pair(client, alice, check):
+    """A check measures the one reviewer who decides it: their approval is final and scored,
+    not a first decision waiting for a confirmer, and no four-eyes figure counts it."""
+    from reviews.insights.agreement import four_eyes_report
+    from reviews.models import FourEyesStep
+
+    check.category.four_eyes = True
+    check.category.save()
+    client.force_login(alice)
+    before = client.get(reverse("inbox_item", args=[check.pk])).content.decode()
+    assert "Four eyes" in before  # it looks like any item of its category until decided
+    page = client.post(
+        reverse("inbox_decide", args=[check.pk]), {"version": 1, "outcome": "approve"}, **HX
+    ).content.decode()
+    assert "Known-answer check missed." in page
+    assert "confirm" not in page.lower()
+    assert not FourEyesStep.objects.filter(request=check).exists()
+    check.refresh_from_db()
+    assert check.status == ReviewRequest.Status.APPROVED
+    result = KnownAnswerCheck.objects.get(request=check)
+    assert (result.caught, result.reviewer) == (False, alice)
+    day = timezone.localdate()
+    assert all(row.n == 0 for row in four_eyes_report(Period(day, day)))
 
 
 def test_a_catch_is_told_too(client, alice, check):

@@ -125,7 +125,7 @@ def test_precedents_are_people_s_effective_decisions_as_the_orm_reads_them(agent
         .order_by("-decided_at")
         .values_list("pk", "decision__outcome", "decision__as_proposed")
     )
-    found = lookups.people_precedents(alike_key, now, limit=10, exclude=probe.pk)
+    found = lookups.people_precedents(alike_key, now, limit=10, exclude=[probe.pk])
     assert found == list(orm)
     assert [outcome for _, outcome, _ in found] == ["modified", "rejected", "approved"]
     assert lookups.people_precedents(alike_key, now, limit=2) == list(orm[:2])

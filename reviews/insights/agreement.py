@@ -178,7 +178,10 @@ def four_eyes_report(period: Period, category_id: int | None = None) -> list[Pai
     decisions waiting now. One statement, a count per figure and category."""
     start, end = period.bounds
     steps = FourEyesStep.objects.filter(
-        request__category=OuterRef("pk"), created_at__gte=start, created_at__lt=end
+        request__category=OuterRef("pk"),
+        request__is_check=False,
+        created_at__gte=start,
+        created_at__lt=end,
     )
     # A first decision on the current proposal that no confirmation followed yet.
     waiting = FourEyesStep.objects.filter(

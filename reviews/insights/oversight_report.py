@@ -719,7 +719,10 @@ def four_eyes_section(inputs: Inputs) -> Section:
     the 95% lower bound), and the disagreements a third person settled, in the period."""
     start, end = inputs.bounds
     steps = FourEyesStep.objects.filter(
-        inputs.scope.requests("request__"), created_at__gte=start, created_at__lt=end
+        inputs.scope.requests("request__"),
+        request__is_check=False,
+        created_at__gte=start,
+        created_at__lt=end,
     )
     rows = []
     for row in (

@@ -113,7 +113,7 @@ def decide_request(
                 )
             outcome, final_action = Outcome.APPROVED, None  # nothing was changed
         taken = None
-        if four_eyes.applies(request.category.four_eyes, by, channel) or (
+        if four_eyes.applies(request, by, channel) or (
             four_eyes_seen in (four_eyes.CONFIRM, four_eyes.SETTLE)
         ):
             taken = four_eyes.take_step(

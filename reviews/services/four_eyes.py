@@ -65,9 +65,16 @@ class FourEyesState:
         }[self.stage]
 
 
-def applies(category_four_eyes: bool, by: AbstractBaseUser | None, channel: str) -> bool:
-    """Whether a decision goes through four eyes: a person's, on a four-eyes category."""
-    return category_four_eyes and by is not None and channel in PEOPLE_CHANNELS
+def needs_two(request: ReviewRequest) -> bool:
+    """Whether the request's approval needs two people: its category says so, unless it is a
+    known-answer check, which measures the one reviewer who decides it and runs nothing (it
+    still looks like any item of its category until then)."""
+    return request.category.four_eyes and not request.is_check
+
+
+def applies(request: ReviewRequest, by: AbstractBaseUser | None, channel: str) -> bool:
+    """Whether a decision goes through four eyes: a person's, on a request that needs two."""
+    return needs_two(request) and by is not None and channel in PEOPLE_CHANNELS
 
 
 def current_steps(request: ReviewRequest) -> list[FourEyesStep]:
@@ -167,7 +174,7 @@ def take_step(
     request.proposal_version, request.assignee_id = locked
     steps = current_steps(request)
     stage = stage_of(steps)
-    if not request.category.four_eyes:
+    if not needs_two(request):
         stage = FIRST
     if seen is not None and seen != stage:
         if stage == FIRST:
@@ -182,7 +189,7 @@ def take_step(
                 "decisions. Nothing was recorded.",
             }[stage]
         )
-    if not request.category.four_eyes:
+    if not needs_two(request):
         return None
     names = {s.role: s for s in steps}
     if stage == FIRST:
@@ -309,7 +316,7 @@ def first_decisions_in_bulk(
     rows already holding a step are set aside (confirming or settling is done one by one,
     blind or shown both). A batch rejection of a row without steps is final, as one
     person's rejection is."""
-    four_eyes = [r for r in rows if applies(r.category.four_eyes, by, channel)]
+    four_eyes = [r for r in rows if applies(r, by, channel)]
     if not four_eyes:
         return rows, [], []
     with_steps = set(

@@ -266,7 +266,8 @@ def add_check(
 
 def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]:
     """What a submission of the source's proposal would be given now: the precedent figures
-    the server counts (a stale count would show on the item as counted differently) and the
+    the server counts, without the source, as the item shows them (a stale count would show
+    on the item as counted differently; the source's own decision is the answer), and the
     rules in force. The rules that fired on the source are kept when none would fire now (a
     check is shown all the same), so the item still says why a person is asked."""
     attributes = dict(source.attributes)
@@ -274,7 +275,7 @@ def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]
     if given_by != precedents.AGENT:
         attributes.pop("matching_precedents", None)
         attributes.pop("no_matching_precedent", None)
-        given_by = precedents.annotate(attributes, source.precedent_key, now)
+        given_by = precedents.annotate(attributes, source.precedent_key, now, [source.pk])
     rulebook = rulebook_for(source.category)
     verdict = engine.evaluate(source.category.mode, rulebook.rules, source.confidence, attributes)
     fresh = {"attributes": attributes, "precedents_from": given_by}
