@@ -4,8 +4,10 @@ filters or the wrong role get a message and write nothing."""
 
 import csv
 import hashlib
+import html
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -227,6 +229,32 @@ def test_the_metrics_tabs_link_to_it(client, manager):
     client.force_login(manager)
     page = client.get(reverse("metrics"))
     assert reverse("oversight_report") in page.text
+
+
+def _report_link(page_text: str) -> str:
+    match = re.search(r'href="(' + re.escape(reverse("oversight_report")) + r'[^"]*)"', page_text)
+    assert match, "no link to the oversight report"
+    return html.unescape(match.group(1))
+
+
+def _selected_periods(page_text: str) -> list[str]:
+    return re.findall(r'aria-current="true" href="\?days=(\d+)', page_text)
+
+
+def test_from_the_metrics_tabs_it_opens_at_its_own_default_week(client, manager):
+    client.force_login(manager)
+    report = client.get(_report_link(client.get(reverse("metrics")).text))
+    assert report.context["period"].days == 7
+    assert _selected_periods(report.text) == ["7"]
+
+
+def test_a_period_picked_on_the_metrics_pages_carries_over_and_shows_as_selected(client, manager):
+    client.force_login(manager)
+    report = client.get(_report_link(client.get(reverse("metrics"), {"days": "90"}).text))
+    assert report.context["period"].days == 90
+    assert _selected_periods(report.text) == ["90"]
+    picked = client.get(reverse("oversight_report"), {"from": "2026-06-01", "to": "2026-06-07"})
+    assert _selected_periods(picked.text) == []
 
 
 def test_the_demo_manager_downloads_the_week_s_report(client, db):

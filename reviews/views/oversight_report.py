@@ -44,7 +44,10 @@ def _render(request: HttpRequest, output: str) -> HttpResponse:
         return render(request, "oversight/report.html", ctx, status=400)
     report = oversight_report(period, scope)
     record_report_read(report, by=request.user, output=output)
-    ctx.update(report=report, period=period, scope=scope)
+    picked_dates = request.GET.get("from", "").strip() or request.GET.get("to", "").strip()
+    # The period button shown as selected: the last-N-days one, unless dates were picked.
+    days = None if picked_dates else period.days
+    ctx.update(report=report, period=period, scope=scope, days=days)
     return render(request, template, ctx)
 
 
