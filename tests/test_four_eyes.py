@@ -4,17 +4,22 @@ service every channel decides with, then the inbox, the batch and the reviewer A
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from reviews.models import AuditEvent, Category, Decision, FourEyesStep, ReviewRequest
+from reviews.services.assignment import hand_over_away_requests, reassign_request, set_away
 from reviews.services.bulk import decide_requests_in_bulk
 from reviews.services.decisions import decide_request, undo_decision
-from reviews.services.errors import AlreadyDecided, StateChanged
+from reviews.services.errors import AlreadyDecided, StateChanged, TransitionError
 from reviews.services.four_eyes import FourEyesRefused
 from reviews.services.submission import submit_request
+from reviews.tasks import start_sweep
 
 from .conftest import make_user
 
@@ -206,6 +211,75 @@ def test_four_eyes_never_approves_at_the_deadline(four_eyes):
         four_eyes.full_clean()
     with pytest.raises(IntegrityError), transaction.atomic():
         Category.objects.filter(pk=four_eyes.pk).update(timeout_action="approve")
+
+
+# --- deadlines and hand-overs ---------------------------------------------------------------
+
+
+def overdue(request):
+    ReviewRequest.objects.filter(pk=request.pk).update(
+        deadline=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def test_the_deadline_never_reassigns_a_request_to_its_first_reviewer(
+    agent, four_eyes, alice, carol
+):
+    request = pending_request(agent, four_eyes)
+    assert request.assignee == alice
+    decide_request(request.pk, by=alice, outcome="approved")  # back to the queue, unassigned
+    overdue(request)
+    assert start_sweep(chains=0)[1] == {"reassigned": 1}
+    request.refresh_from_db()
+    # alice and carol hold nothing, and alice comes first on a tie: only her step excludes her.
+    assert request.assignee == carol
+
+
+def test_an_escalation_never_gives_the_request_to_someone_who_took_a_step(
+    agent, four_eyes, alice, leads_queue, django_user_model
+):
+    lee = django_user_model.objects.create_user("lee", "lee@example.com")
+    leads_queue.members.add(alice, lee)
+    four_eyes.max_reassignments = 0
+    four_eyes.save()
+    request = pending_request(agent, four_eyes)
+    decide_request(request.pk, by=alice, outcome="approved")
+    overdue(request)
+    assert start_sweep(chains=0)[1] == {"escalated": 1}
+    request.refresh_from_db()
+    assert request.queue == leads_queue and request.assignee == lee
+
+
+def test_an_away_assignee_hands_over_to_someone_who_took_no_step(
+    agent, four_eyes, alice, carol, dave
+):
+    request = pending_request(agent, four_eyes)
+    ReviewRequest.objects.filter(pk=request.pk).update(assignee=carol)
+    decide_request(request.pk, by=alice, outcome="approved")  # carol keeps it: not hers
+    set_away(carol, timezone.now() + timedelta(days=1))
+    assert hand_over_away_requests() == 1
+    request.refresh_from_db()
+    assert request.assignee == dave
+
+
+def test_a_reassignment_naming_a_step_taker_is_refused_and_writes_nothing(
+    agent, four_eyes, alice, carol
+):
+    request = pending_request(agent, four_eyes)
+    decide_request(request.pk, by=alice, outcome="approved")
+    events = AuditEvent.objects.count()
+    with pytest.raises(TransitionError, match="another reviewer must take the next step"):
+        reassign_request(request.pk, to=alice)
+    assert AuditEvent.objects.count() == events
+    request.refresh_from_db()
+    assert request.assignee_id is None and request.reassignment_count == 0
+
+
+def test_after_a_revision_the_first_reviewer_may_be_given_it_again(agent, four_eyes, alice, carol):
+    request = pending_request(agent, four_eyes)
+    decide_request(request.pk, by=alice, outcome="approved")
+    ReviewRequest.objects.filter(pk=request.pk).update(proposal_version=2)
+    assert reassign_request(request.pk).assignee == alice  # a new proposal, a new pair
 
 
 # --- batch -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .. import lookups
 from ..models import Notification, Queue, ReviewerProfile, ReviewRequest
 from .audit import Actor, audit
 from .errors import AlreadyDecided, TransitionError, not_pending
+from .four_eyes import step_takers
 from .notify import notify_assignee
 from .outbox import queue_webhook
 from .retries import retried
@@ -143,10 +144,16 @@ def reassign_request(
         had = [*request.previous_assignees]
         if request.assignee_id and request.assignee_id not in had:
             had.append(request.assignee_id)
+        decided = step_takers(request)
         if to is None:
-            to = pick_assignee(request.queue, exclude=had)
+            to = pick_assignee(request.queue, exclude=_not_again(had, decided))
             if to is None:
                 raise TransitionError("No other reviewer of this queue is available.")
+        elif to.pk in decided:
+            raise TransitionError(
+                f"{to.get_username()} already decided on this request under four eyes: "
+                "another reviewer must take the next step."
+            )
         return _move(
             request,
             "reassigned",
@@ -184,13 +191,19 @@ def escalate_request(
             by or "system:timeout",
             reason,
             queue=target,
-            assignee=pick_assignee(target, exclude=had),
+            assignee=pick_assignee(target, exclude=_not_again(had, step_takers(request))),
             previous_assignees=had,
             reassignment_count=0,
             escalation_level=request.escalation_level + 1,
             deadline=now + timedelta(seconds=request.category.timeout_seconds),
             reminded_at=None,
         )
+
+
+def _not_again(had: list[int], decided: set[int]) -> list[int]:
+    """Who a reassignment passes over: its earlier assignees, and under four eyes whoever
+    took a step on it (kept apart: they were not necessarily ever its assignee)."""
+    return [*had, *(pk for pk in sorted(decided) if pk not in had)]
 
 
 @retried

@@ -86,6 +86,19 @@ def current_steps(request: ReviewRequest) -> list[FourEyesStep]:
     )
 
 
+def step_takers(request: ReviewRequest) -> set[int]:
+    """Who took a step on the request's current proposal: none of them may be given it again,
+    by a deadline, an escalation or a hand-over, since none of them may take the next step.
+    Callers load the category with the request."""
+    if not request.category.four_eyes:
+        return set()
+    return set(
+        FourEyesStep.objects.filter(
+            request_id=request.pk, proposal_version=request.proposal_version
+        ).values_list("by_id", flat=True)
+    )
+
+
 def stage_of(steps: list[FourEyesStep]) -> str:
     roles = {s.role for s in steps}
     if Role.SECOND in roles:
