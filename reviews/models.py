@@ -1721,6 +1721,11 @@ class FourEyesStep(models.Model):
                 fields=["request", "proposal_version", "role"], name="four_eyes_one_step_per_role"
             ),
         ]
+        indexes = [
+            # A reviewer's latest steps, newest first: what their inbox counts leave out
+            # (worklist.Hidden) is read from here, a bounded walk whatever their history.
+            models.Index(fields=["by", "-id"], name="four_eyes_step_by_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} {self.outcome} on #{self.request_id} by {self.by_id}"

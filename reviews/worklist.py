@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.db.models import Count, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -350,10 +351,82 @@ def work_rows(user: Any, queue_ids: list[int], filters: Filters) -> dict[str, An
     return {"periodic_rows": list(batches.order_by("day", "id")[:LIST_SIZE])}
 
 
-def pending_counts(user: Any, queue_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Pending requests per queue, and how many of them are assigned to the user: read from
-    the tallies the database keeps (reviews.tallies), exact and the same cost at any backlog."""
-    return tallies.queue_counts(queue_ids, user.pk)
+# How many of a reviewer's latest four-eyes steps their counts look at. A step older than
+# this many of theirs whose request still awaits another reviewer (a long wait amid a flood
+# of first decisions) is counted as if shown: the counts then say a little more than the
+# list holds, as they did before, rather than every count reading a growing history.
+HIDDEN_FROM = 2000
+
+
+_HIDDEN_SQL = f"""
+SELECT r.queue_id, r.group_key, COUNT(*), SUM(CASE WHEN r.assignee_id = %s THEN 1 ELSE 0 END)
+FROM (
+    SELECT request_id, proposal_version FROM {FourEyesStep._meta.db_table}
+    WHERE by_id = %s ORDER BY id DESC LIMIT %s
+) latest
+JOIN {ReviewRequest._meta.db_table} r ON r.id = latest.request_id
+WHERE r.proposal_version = latest.proposal_version AND r.status = %s
+    AND r.queue_id IN ({{among}})
+GROUP BY r.queue_id, r.group_key
+"""
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """The pending requests of the reviewer's queues that their list leaves out (they took a
+    four-eyes step on them), per queue, per group, and among those assigned to them. The
+    tallies count every pending request; these are taken off what the reviewer is told."""
+
+    queues: dict[int, int]
+    mine: dict[int, int]
+    groups: dict[tuple[int, str], int]  # by queue and group key
+
+    def in_groups(self, queue_ids: list[int]) -> dict[str, int]:
+        """Per group key, over these queues (a group's requests can be in several)."""
+        keys: dict[str, int] = {}
+        for (queue_id, key), n in self.groups.items():
+            if queue_id in queue_ids:
+                keys[key] = keys.get(key, 0) + n
+        return keys
+
+    @classmethod
+    def of(cls, user: Any, queue_ids: list[int]) -> Hidden:
+        """One statement: the reviewer's latest HIDDEN_FROM steps (four_eyes_step_by_latest),
+        each looked up by id among the pending requests of their queues. The LIMIT keeps the
+        subquery apart, so the work is bounded by HIDDEN_FROM, not by their history, and the
+        planner reads the queue's pending rows instead only when there are fewer."""
+        if not queue_ids:
+            return cls({}, {}, {})
+        among = ", ".join(["%s"] * len(queue_ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _HIDDEN_SQL.format(among=among),
+                [user.pk, user.pk, HIDDEN_FROM, Status.PENDING, *queue_ids],
+            )
+            rows = cursor.fetchall()
+        queues: dict[int, int] = {}
+        mine: dict[int, int] = {}
+        groups: dict[tuple[int, str], int] = {}
+        for queue_id, key, n, assigned in rows:
+            queues[queue_id] = queues.get(queue_id, 0) + n
+            mine[queue_id] = mine.get(queue_id, 0) + assigned
+            if key:
+                groups[queue_id, key] = n
+        return cls(queues, mine, groups)
+
+
+def pending_counts(user: Any, queue_ids: list[int], hidden: Hidden) -> dict[int, dict[str, int]]:
+    """Pending requests per queue that the reviewer's list holds, and how many of them are
+    assigned to them: the tallies the database keeps (reviews.tallies, the same cost at any
+    backlog) less what their list leaves out (`hidden`), so each count is what they can open."""
+    counts = tallies.queue_counts(queue_ids, user.pk)
+    for queue_id, n in hidden.queues.items():
+        if queue_id in counts:
+            counts[queue_id] = {
+                "n": counts[queue_id]["n"] - n,
+                "mine": counts[queue_id]["mine"] - hidden.mine.get(queue_id, 0),
+            }
+    return {queue_id: c for queue_id, c in counts.items() if c["n"] > 0}
 
 
 GROUPS_SHOWN = 4
@@ -363,13 +436,13 @@ FILTERED_GROUPS_FROM = 1000
 
 
 def group_summaries(
-    user: Any, queue_ids: list[int], filters: Filters, qs: QuerySet[ReviewRequest], total: int
+    user: Any, queue_ids: list[int], filters: Filters, qs: QuerySet[ReviewRequest], hidden: Hidden
 ) -> list[dict[str, Any]]:
     """The four largest groups of alike pending requests, labelled from one member each.
 
-    Unfiltered (or by queue), from the group tallies, exact. Otherwise counted among the
-    first FILTERED_GROUPS_FROM matching requests; `at_least` then holds that number when more
-    matched than were counted."""
+    Unfiltered (or by queue), from the group tallies less what the reviewer's list leaves out
+    (`hidden`), exact. Otherwise counted among the first FILTERED_GROUPS_FROM matching
+    requests; `at_least` then holds that number when more matched than were counted."""
     if filters.category or filters.who or filters.q:
         groups = _groups_among_matches(qs)
     else:
@@ -379,7 +452,7 @@ def group_summaries(
                     "pk", flat=True
                 )
             )
-        groups = tallies.largest_groups(queue_ids, GROUPS_SHOWN)
+        groups = _less_hidden(queue_ids, hidden.in_groups(queue_ids))
     samples = {
         r.pk: r
         for r in ReviewRequest.objects.filter(pk__in=[g["sample_id"] for g in groups])
@@ -397,6 +470,20 @@ def group_summaries(
         g["recommendation"] = sample.recommendation or sample.recommended_option
         g["why"] = ", ".join(fired_summary(sample.fired_rules))
     return [g for g in groups if "why" in g]
+
+
+def _less_hidden(queue_ids: list[int], hidden: dict[str, int]) -> list[dict[str, Any]]:
+    """The GROUPS_SHOWN largest groups once the hidden requests are taken off. With k groups
+    smaller by some, the true top GROUPS_SHOWN are among the GROUPS_SHOWN + k largest as
+    tallied: only those k can have dropped below the others."""
+    if not hidden:
+        return tallies.largest_groups(queue_ids, GROUPS_SHOWN)
+    groups = [
+        {**g, "n": g["n"] - hidden.get(g["group_key"], 0)}
+        for g in tallies.largest_groups(queue_ids, GROUPS_SHOWN + len(hidden))
+    ]
+    ranked = sorted((g for g in groups if g["n"] >= 2), key=lambda g: (-g["n"], g["group_key"]))
+    return ranked[:GROUPS_SHOWN]
 
 
 def _groups_among_matches(qs: QuerySet[ReviewRequest]) -> list[dict[str, Any]]:

@@ -348,6 +348,46 @@ def test_the_inbox_hides_an_item_from_its_first_reviewer_and_marks_it_for_the_ot
     assert request.status == Status.APPROVED
 
 
+def test_the_counts_a_first_reviewer_is_told_leave_out_what_waits_for_another_reviewer(
+    client, agent, four_eyes, alice, carol
+):
+    alike = [pending_request(agent, four_eyes, f"Refund {n}") for n in range(4)]
+    assert len({r.group_key for r in alike}) == 1
+    decide_request(alike[0].pk, by=alice, outcome="approved")
+    # Assigned to her anyway (as before a deadline stopped handing it back): still not hers.
+    ReviewRequest.objects.filter(pk=alike[0].pk).update(assignee=alice)
+    mine = ReviewRequest.objects.filter(assignee=alice).exclude(pk=alike[0].pk).count()
+
+    client.force_login(alice)
+    page = client.get(reverse("inbox")).content.decode()
+    assert '<span class="chip-n" data-total>3</span>' in page
+    assert 'Support <span class="chip-n">3</span>' in page
+    assert f'Mine <span class="chip-n">{mine}</span>' in page
+    assert '<span class="group-n">3</span>' in page
+    table = client.get(reverse("inbox_group", args=[alike[0].group_key])).content.decode()
+    assert 'value="approve" class="btn btn-approve">Approve <span data-group-count>3<' in table
+    assert f'aria-label="Include #{alike[0].pk}"' not in table
+
+    client.force_login(carol)  # the confirmer is told of all four, and can open each
+    page = client.get(reverse("inbox")).content.decode()
+    assert '<span class="chip-n" data-total>4</span>' in page
+    assert '<span class="group-n">4</span>' in page
+
+
+def test_a_group_that_is_all_first_decisions_is_not_offered_to_their_reviewer(
+    client, agent, four_eyes, alice, carol
+):
+    pair = [pending_request(agent, four_eyes, f"Refund {n}") for n in range(2)]
+    for request in pair:
+        decide_request(request.pk, by=alice, outcome="approved")
+    client.force_login(alice)
+    page = client.get(reverse("inbox")).content.decode()
+    assert 'class="group-n"' not in page
+    assert '<span class="chip-n" data-total>0</span>' in page
+    client.force_login(carol)
+    assert '<span class="group-n">2</span>' in client.get(reverse("inbox")).content.decode()
+
+
 def test_the_inbox_refuses_the_first_reviewers_confirmation_with_a_message(
     client, agent, four_eyes, alice
 ):

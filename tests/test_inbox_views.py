@@ -133,11 +133,14 @@ def test_the_counts_are_kept_not_counted_and_current_on_every_load(client, alice
     with CaptureQueriesContext(connection) as ctx:
         again = client.get(reverse("inbox")).content.decode()
     # The counts per queue and per group come from the tallies (reviews.tallies), which the
-    # database keeps on each write: no page counts the pending requests themselves.
+    # database keeps on each write: no page counts the pending requests themselves (only
+    # the reviewer's own four-eyes steps, worklist.Hidden, read from the steps' side).
     counting = [
         q["sql"]
         for q in ctx.captured_queries
-        if "GROUP BY" in q["sql"] and "reviews_reviewrequest" in q["sql"]
+        if "GROUP BY" in q["sql"]
+        and "reviews_reviewrequest" in q["sql"]
+        and "reviews_foureyesstep" not in q["sql"]
     ]
     assert not counting, counting
     assert 'Support <span class="chip-n">3</span>' in first
@@ -869,7 +872,7 @@ def test_query_counts_stay_the_same_with_10_or_1000_pending(
             call()
     with django_assert_max_num_queries(small["decide"]):
         decide_next()
-    assert small["inbox"] <= 13 and small["item"] <= 12 and small["decide"] <= 25, small
+    assert small["inbox"] <= 14 and small["item"] <= 12 and small["decide"] <= 25, small
 
 
 def test_a_batch_queues_one_held_back_webhook_per_request(client, alice, agent, refunds):

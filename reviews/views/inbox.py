@@ -63,9 +63,11 @@ from ..worklist import (
     LIST_DEFERRED,
     LIST_SIZE,
     Filters,
+    Hidden,
     bundle_place,
     conversation_state,
     fired_summary,
+    four_eyes_taken,
     group_summaries,
     inbox_rows,
     mark_rows,
@@ -120,7 +122,8 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         four_eyes.stages_of(rows)
         if shown:  # a batch of these rows is timed from their first sight
             record_sightings([r.pk for r in rows if not r.seen], by=user)
-    counts = pending_counts(user, queue_ids)
+    hidden = Hidden.of(user, queue_ids)
+    counts = pending_counts(user, queue_ids, hidden)
     for queue in queues:
         queue.pending_count = counts.get(queue.pk, {}).get("n", 0)
     total = sum(c["n"] for c in counts.values())
@@ -133,7 +136,7 @@ def list_context(user: Any, filters: Filters, *, shown: bool = True) -> dict[str
         "total": total,
         "mine_total": sum(c["mine"] for c in counts.values()),
         "shown_total": total if not filters.active else None,
-        "groups": group_summaries(user, queue_ids, filters, qs, total) if not filters.tab else [],
+        "groups": group_summaries(user, queue_ids, filters, qs, hidden) if not filters.tab else [],
         "filters": filters,
         "categories": categories_for_reviewer(user, queue_ids).order_by("name"),
         **work,
@@ -478,6 +481,7 @@ def group(request: HttpRequest, key: str) -> HttpResponse:
     visible = requests_for_reviewer(request.user).filter(group_key=key)
     rows = list(
         visible.filter(status=Status.PENDING)
+        .exclude(four_eyes_taken(request.user))  # as the list: it waits for someone else
         .select_related("category", "assignee")
         .order_by(*INBOX_ORDER)[:GROUP_TABLE_SIZE]
     )
