@@ -90,7 +90,7 @@ def step_takers(request: ReviewRequest) -> set[int]:
     """Who took a step on the request's current proposal: none of them may be given it again,
     by a deadline, an escalation or a hand-over, since none of them may take the next step.
     Callers load the category with the request."""
-    if not request.category.four_eyes:
+    if not needs_two(request):
         return set()
     return set(
         FourEyesStep.objects.filter(
