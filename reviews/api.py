@@ -87,7 +87,7 @@ from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
-from .services.holds import Stopped, is_held
+from .services.holds import Stopped, holding, is_held
 from .services.interrupts import bundle_of
 from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data, reversal_data
@@ -362,12 +362,29 @@ def request_out(
         "assignee": review.assignee.get_username() if review.assignee_id else None,
         "deadline": review.deadline,
         "on_timeout": review.category.timeout_action,
+        "held": held_out(review, now),
         "created_at": review.created_at,
         "decision": decision_data(decision),
         "reversal": reversal_data(reversal_of(review)) if decision and not fresh else None,
         **turn_out(review, now),
         "messages": messages,
         "links": links(request, review),
+    }
+
+
+def held_out(review: ReviewRequest, now: datetime | None = None) -> dict[str, Any] | None:
+    """The hold or stop a pending request waits under, if any (as every decision point reads
+    it: services.holds)."""
+    if agent_status(review, now) != Status.PENDING:
+        return None
+    hold = holding(review.agent_id, review.category_id)
+    if hold is None:
+        return None
+    return {
+        "level": hold.level,
+        "on": hold.scope_label,
+        "since": hold.started_at,
+        "reason": hold.reason,
     }
 
 

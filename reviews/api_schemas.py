@@ -207,6 +207,13 @@ class Links(Schema):
     review: str = Field(..., description="Where reviewers work on it.")
 
 
+class HeldOut(Schema):
+    level: Literal["hold", "stop"]
+    on: str = Field(..., description="What is held: everything, a category or an agent.")
+    since: datetime
+    reason: str = Field(..., description="Why, in the words of the person who held it.")
+
+
 class RequestOut(Schema):
     id: UUID
     external_ref: str | None
@@ -226,7 +233,16 @@ class RequestOut(Schema):
     queue: str | None
     assignee: str | None
     deadline: datetime | None
-    on_timeout: str = Field(..., description="What happens at the deadline.")
+    on_timeout: str = Field(
+        ...,
+        description="What happens at the deadline (while `held`, a deadline that would "
+        "approve starts over instead: only a person approves).",
+    )
+    held: HeldOut | None = Field(
+        None,
+        description="While pending under a hold or stop: why it waits for a person whatever "
+        "the rules say. Keep waiting; nothing is approved without a person until it ends.",
+    )
     created_at: datetime
     decision: DecisionOut | None = Field(
         None, description="Present once the decision is final (after the reviewer's undo window)."

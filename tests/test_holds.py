@@ -122,6 +122,32 @@ def test_the_dry_run_says_a_person_is_needed_while_held(agent, agent_token, refu
     assert api.post_json("/api/v1/evaluate", body).json()["needs_human"] is True
 
 
+def test_the_agent_reads_why_its_request_waits_while_held_and_not_after(
+    agent, agent_token, refunds, lead
+):
+    api = AgentClient(agent_token)
+    body = {
+        "category": "refunds", "title": "Refund 120 EUR", "confidence": 0.95,
+        "attributes": ROUTINE,
+    }  # fmt: skip
+    assert api.post_json("/api/v1/requests", body).json()["held"] is None
+    held = hold(lead, reason="Refund incident under review")
+
+    answer = api.post_json("/api/v1/requests", body).json()
+    assert answer["status"] == "pending"
+    assert answer["held"] == {
+        "level": "hold",
+        "on": "everything",
+        "since": answer["held"]["since"],
+        "reason": "Refund incident under review",
+    }
+    url = f"/api/v1/requests/{answer['id']}"
+    assert api.get(url).json()["held"]["reason"] == "Refund incident under review"
+    hold_control.end_hold(held.pk, by=lead, reason="Incident closed")
+    holds.forget()
+    assert api.get(url).json()["held"] is None  # still pending, for a person, no longer held
+
+
 # --- the deadline: a timeout that would approve keeps the request waiting --------------------
 
 
