@@ -19,6 +19,7 @@ from reviews.models import (
     Category,
     Decision,
     Hold,
+    KnownAnswerCheck,
     ReviewRequest,
     WebhookDelivery,
 )
@@ -250,6 +251,23 @@ def test_a_stop_can_reject_what_is_pending_as_the_persons_decisions(agent, refun
         assert "do not" not in request.decision.reason  # the stop's own reason, told as is
         assert "Audit of refunds" in request.decision.reason
         assert WebhookDelivery.objects.filter(request=request, event="request.decided").exists()
+
+
+def test_a_stop_rejects_agents_requests_only_not_known_answer_checks(agent, refunds, lead):
+    waiting = submit_request(agent, category=refunds, title="t", confidence=0.1).request
+    check = ReviewRequest.objects.create(
+        agent=agent, category=refunds, queue=refunds.queue, title="copy", is_check=True,
+        deadline=timezone.now() + timedelta(hours=1),
+    )  # fmt: skip
+    KnownAnswerCheck.objects.create(
+        request=check, source=waiting, queue=refunds.queue, expected="approved"
+    )
+    stop = hold(lead, level="stop", scope="agent", agent=agent, reject_pending=True)
+
+    assert stop.rejected_pending == 1  # what the holds page and the report say it rejected
+    check.refresh_from_db()
+    assert check.status == "pending"
+    assert not AuditEvent.objects.filter(verb__startswith="known_answer.", actor_user=lead)
 
 
 def test_holds_are_audited_with_who_and_why(refunds, lead):

@@ -72,6 +72,26 @@ def test_the_backlog_counts_what_is_due_within_an_hour_and_what_nobody_has(
     assert (backlog["pending"], backlog["due_soon"], backlog["unassigned"]) == (3, 1, 1)
 
 
+def test_the_backlog_is_agents_waiting_and_counts_known_answer_checks_apart(
+    client, admin_user, agent, refunds
+):
+    make_pending(agent, refunds, 1)
+    for _ in range(2):  # overdue and nobody's: would raise the alert if they were counted
+        ReviewRequest.objects.create(
+            agent=agent, category=refunds, queue=refunds.queue, title="copy", is_check=True,
+            deadline=timezone.now() - timedelta(minutes=5),
+        )  # fmt: skip
+    client.force_login(admin_user)
+    response = client.get(reverse("status"))
+    backlog = response.context["backlog"]
+    assert (backlog["pending"], backlog["overdue"], backlog["unassigned"]) == (1, 0, 0)
+    assert backlog["oldest_overdue"] is None and backlog["checks"] == 2
+    body = response.content.decode()
+    assert "pending from agents" in body
+    assert "plus 2 known-answer checks for reviewers (no agent waits on them)" in body
+    assert "stat-alert" not in body
+
+
 def test_an_unfinished_run_is_shown_as_such(client, admin_user):
     SweepRun.objects.create(cutoff=timezone.now(), open_chains=1)
     client.force_login(admin_user)

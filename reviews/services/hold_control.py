@@ -135,8 +135,10 @@ def start_hold(
 
 def _reject_pending(hold: Hold, by: AbstractBaseUser, now: datetime) -> int:
     """Reject the pending requests a stop covers, with its reason: real decisions that reach
-    the agents (webhook, waits) as any person's rejection does."""
-    pending = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING)
+    the agents (webhook, waits) as any person's rejection does. Known-answer checks are not
+    agents' requests: they run nothing, and the stopper's rejection would be scored as their
+    catch or miss. They stay with their reviewers; their deadline settles them unscored."""
+    pending = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING, is_check=False)
     if hold.scope == Scope.AGENT:
         pending = pending.filter(agent_id=hold.agent_id)
     elif hold.scope == Scope.CATEGORY:

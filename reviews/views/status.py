@@ -24,12 +24,19 @@ State = OutboxMessage.State
 def status(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     day_ago = now - timedelta(days=1)
+    # The backlog is agents waiting on people: known-answer checks (no agent waits on them)
+    # are counted apart, and no figure or alert here includes them.
+    agents = Q(is_check=False)
+    overdue = agents & Q(deadline__lte=now)
     backlog = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING).aggregate(
-        pending=Count("pk"),
-        overdue=Count("pk", filter=Q(deadline__lte=now)),
-        due_soon=Count("pk", filter=Q(deadline__gt=now, deadline__lte=now + timedelta(hours=1))),
-        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
-        oldest_overdue=Min("deadline", filter=Q(deadline__lte=now)),
+        pending=Count("pk", filter=agents),
+        overdue=Count("pk", filter=overdue),
+        due_soon=Count(
+            "pk", filter=agents & Q(deadline__gt=now, deadline__lte=now + timedelta(hours=1))
+        ),
+        unassigned=Count("pk", filter=agents & Q(assignee__isnull=True)),
+        oldest_overdue=Min("deadline", filter=overdue),
+        checks=Count("pk", filter=Q(is_check=True)),
     )
     webhooks = WebhookDelivery.objects.aggregate(
         pending=Count("pk", filter=Q(state=State.PENDING)),
