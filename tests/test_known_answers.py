@@ -228,6 +228,33 @@ def test_a_check_looks_like_any_other_item_in_the_list_and_the_pane(client, alic
     )
 
 
+def test_a_check_is_only_made_from_a_proposal_that_would_still_come_to_a_person(
+    client, alice, carol, agent, refunds, support_queue
+):
+    """Its rules fired on "no matching precedent"; one alike was approved since, so no rule
+    would fire now. Copied, the item said the rule fired beside "No matching precedent: No"."""
+    bare = {"amount": 120, "customer_tier": "standard"}  # the server counts the precedents
+    stale = submit(agent, refunds, confidence=0.95, attributes=dict(bare))
+    assert [f["field"] for f in stale.fired_rules] == ["no_matching_precedent"]
+    decide_request(stale.pk, by=carol, outcome="rejected", reason="Closed account.")
+    alike = submit(agent, refunds, confidence=0.95, attributes=dict(bare), title="Alike")
+    decide_request(alike.pk, by=carol, outcome="approved")
+    turn_on(support_queue)
+    later = timezone.now() + timedelta(hours=1)  # past the undo window: a precedent
+    assert known_answers.add_check(support_queue, seed="x", now=later) is None
+
+    current = rejected_request(agent, refunds, carol)  # below the confidence bar: still fires
+    check = known_answers.add_check(support_queue, seed="x", now=later)
+    assert check is not None and check.known_answer.source == current
+    fired = {f["field"] for f in check.fired_rules}
+    assert fired and all(
+        check.attributes.get(name, True) is not False for name in fired
+    )  # no rule beside a figure that says it could not have fired
+    client.force_login(alice)
+    pane = client.get(reverse("inbox_item", args=[check.pk]), **HX).content.decode()
+    assert "no_matching_precedent is true" not in pane
+
+
 def test_a_check_never_shows_the_request_it_copies_among_its_precedents(
     client, alice, carol, agent, refunds, support_queue
 ):

@@ -60,6 +60,9 @@ SALT = "known-answer"
 MIN_RATE = 0.001
 MAX_RATE = 0.1
 ACTOR = "system:known_answers"
+# Sources tried from the drawn one on before a queue gets no check this time: each costs a
+# precedent count and a rule evaluation.
+SOURCE_TRIES = 10
 # Copied from the source: everything the item pane shows about a proposal.
 COPIED_FIELDS = (
     "agent_id",
@@ -230,11 +233,21 @@ def add_check(
         if not ids:
             return None
         draw = int(hashlib.sha256(f"{SALT}:{seed}".encode()).hexdigest()[:12], 16)
-        source = ReviewRequest.objects.select_related("category").get(pk=ids[draw % len(ids)])
+        # From the drawn source on, the first that a submission now would still bring to a
+        # person: its copy then shows the rules in force beside the figures they read.
+        for n in range(min(len(ids), SOURCE_TRIES)):
+            source = ReviewRequest.objects.select_related("category").get(
+                pk=ids[(draw + n) % len(ids)]
+            )
+            fresh = _as_if_submitted_now(source, now)
+            if fresh is not None:
+                break
+        else:
+            return None
         marked = KnownAnswerSource.objects.filter(request=source).first()
         expected = marked.outcome if marked else Outcome.REJECTED
         fields = {field: getattr(source, field) for field in COPIED_FIELDS}
-        fields.update(_as_if_submitted_now(source, now))
+        fields.update(fresh)
         copy = ReviewRequest(
             **fields,
             is_check=True,
@@ -264,12 +277,12 @@ def add_check(
     return copy
 
 
-def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]:
+def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any] | None:
     """What a submission of the source's proposal would be given now: the precedent figures
     the server counts, without the source, as the item shows them (a stale count would show
     on the item as counted differently; the source's own decision is the answer), and the
-    rules in force. The rules that fired on the source are kept when none would fire now (a
-    check is shown all the same), so the item still says why a person is asked."""
+    rules in force. None when no rule would fire now: such a proposal no longer comes to a
+    person, and its old rules beside today's figures would contradict them on the item."""
     attributes = dict(source.attributes)
     given_by = source.precedents_from
     if given_by != precedents.AGENT:
@@ -279,8 +292,10 @@ def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]
     rulebook = rulebook_for(source.category)
     verdict = engine.evaluate(source.category.mode, rulebook.rules, source.confidence, attributes)
     fresh = {"attributes": attributes, "precedents_from": given_by}
-    if not verdict.needs_human or source.allowed_decisions == QUESTION_DECISIONS:
+    if source.allowed_decisions == QUESTION_DECISIONS:
         return fresh
+    if not verdict.needs_human:
+        return None
     return {
         **fresh,
         "verdict": verdict.outcome,
