@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import precedents
-from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS
+from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS, USERS
 from reviews.models import (
     Agent,
     AgentToken,
@@ -86,12 +86,23 @@ def test_its_pending_items_show_the_precedents_the_rules_were_given(client):
 
 
 def test_make_run_prints_what_the_readme_shows(capsys):
-    """The README quotes seed_demo's output word for word: the count, the logins, the token."""
+    """The README quotes seed_demo's output word for word and whole: the count, the logins,
+    the token, the hints."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     shown = readme.split("Demo data ready", 1)[1].split("```", 1)[0]
     call_command("seed_demo")
     printed = capsys.readouterr().out
-    assert "Demo data ready" + shown.rstrip() in printed
+    assert "Demo data ready" + printed.split("Demo data ready", 1)[1].rstrip() == (
+        "Demo data ready" + shown.rstrip()
+    )
+
+
+def test_the_printed_logins_name_every_demo_user_with_a_word_on_their_role(capsys):
+    call_command("seed_demo", requests=40)
+    printed = capsys.readouterr().out
+    logins = {line.split()[0]: line for line in printed.splitlines() if line.startswith("    ")}
+    for username, *_ in USERS:
+        assert len(logins[username].split()) > 2, username
 
 
 def test_the_demo_inbox_has_a_conversation_in_every_state():
