@@ -299,6 +299,19 @@ def test_a_reversal_counts_in_the_reverse_rate_and_is_listed(seeded, agent, alic
     assert row[4:] == ["Web", "max", "Refunded twice", "Claw it back"]
 
 
+def test_what_each_person_did_reads_in_words_an_auditor_knows(seeded, agent, alice, admin_user):
+    """A reversal is not shown as one more "decision", nor a hold by a code word."""
+    from reviews.services.hold_control import start_hold
+    from reviews.services.reversals import reverse_action
+
+    request = decide(agent, seeded, alice, "approved", 15.0)
+    reverse_action(request.pk, by=admin_user, reason="Refunded twice", correction="Claw it back")
+    start_hold(by=admin_user, level="hold", scope="everything", reason="Audit week")
+    people = rows_by_first(oversight_report(today(), Scope("all")), "people")
+    assert people["alice"][3:] == [3, "decided 3"]
+    assert people["ada"][3:] == [2, "reversed 1, holds 1"]
+
+
 def test_holds_and_stops_in_the_period_carry_who_when_and_why(agent, refunds, admin_user):
     from reviews.services.hold_control import end_hold, start_hold
 

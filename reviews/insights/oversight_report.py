@@ -59,6 +59,38 @@ MAX_DAYS = 366  # a year, a leap year included
 # the report (and its hash) each time someone reads it.
 OWN_VERBS = "oversight_report."
 AUTONOMY_VERBS = ["category.autonomous", "category.monitoring_started", "category.reinstated"]
+# How the people section names what a person did, in this order: a verb, or a family of verbs
+# by its prefix (reviews.services.audit lists them). Another verb is shown as written.
+ACTION_LABELS = [
+    ("decided.", "decided"),
+    ("decision.reversed", "reversed"),
+    ("decision.undone", "undid"),
+    ("four_eyes.", "four-eyes steps"),
+    ("second_review.", "second reviews"),
+    ("periodic_review.", "periodic review verdicts"),
+    ("known_answer.", "known-answer checks"),
+    ("message.", "messages"),
+    ("turn.", "turns passed"),
+    ("reassigned", "reassigned"),
+    ("escalated", "escalated"),
+    ("deadline_restarted", "deadlines restarted"),
+    ("reviewer.away", "away"),
+    ("reviewer.back", "back"),
+    ("hold.", "holds"),
+    ("stop.", "stops"),
+    ("category.", "autonomy changes"),
+    ("policy.", "policy changes"),
+    ("queue.", "queue changes"),
+    ("guideline.", "guidelines"),
+    ("agent.", "agent setup"),
+    ("reviewer.token_", "API tokens"),
+    ("push.", "phone notifications"),
+    ("slack.", "Slack links"),
+    ("webhook.resent", "resends"),
+    ("notification.resent", "resends"),
+    ("login.", "logins locked or unlocked"),
+    ("admin.", "Django admin changes"),
+]
 
 
 class ReportFilterError(ValueError):
@@ -300,6 +332,14 @@ def _roles(user: Any) -> str:
 ROLE_LABELS = [(ADMINS, "admin"), (MANAGERS, "manager"), (REVIEWERS, "reviewer")]
 
 
+def action_label(verb: str) -> str:
+    """The people section's name for an audited verb, e.g. `decision.reversed` -> reversed."""
+    for prefix, label in ACTION_LABELS:
+        if verb == prefix or (prefix.endswith((".", "_")) and verb.startswith(prefix)):
+            return label
+    return verb.replace("_", " ")
+
+
 def people_section(inputs: Inputs) -> Section:
     """Everyone who acted in the period (every audited action of theirs in scope)."""
     start, end = inputs.bounds
@@ -314,7 +354,8 @@ def people_section(inputs: Inputs) -> Section:
         )
     acted: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for user_id, verb in events.values_list("actor_user_id", "verb").order_by():
-        acted[user_id][verb.split(".")[0]] += 1
+        acted[user_id][action_label(verb)] += 1
+    order = {label: n for n, (_, label) in enumerate(ACTION_LABELS)}
     users = (
         get_user_model()
         .objects.filter(pk__in=acted)
@@ -327,7 +368,12 @@ def people_section(inputs: Inputs) -> Section:
             user.get_full_name(),
             _roles(user),
             sum(acted[user.pk].values()),
-            ", ".join(f"{verb} {n}" for verb, n in sorted(acted[user.pk].items())),
+            ", ".join(
+                f"{label} {n}"
+                for label, n in sorted(
+                    acted[user.pk].items(), key=lambda item: (order.get(item[0], 99), item[0])
+                )
+            ),
         ]
         for user in users
     ]
