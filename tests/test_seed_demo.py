@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from reviews import precedents
 from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS, USERS
+from reviews.insights.oversight_report import oversight_report, report_filters
 from reviews.models import (
     Agent,
     AgentToken,
+    AuditEvent,
     Category,
     DailyRollup,
     Decision,
@@ -174,3 +176,23 @@ def test_each_category_is_rejected_for_its_own_reasons():
     # The Patterns page lists purchase orders' reasons, none of them a refund's.
     assert rejected["purchase-orders"] and rejected["refunds"]
     assert not rejected["purchase-orders"] & set(REJECT_REASONS["refunds"])
+
+
+def test_the_demo_history_is_audited_at_the_time_it_happened():
+    """A backdated decision's audit event carries the decision's time, so the oversight
+    report's people section counts the week's decisions, not every decision seeded today."""
+    call_command("seed_demo", requests=40, quiet=True)
+    decided_at = dict(Decision.objects.values_list("request_id", "created_at"))
+    events = AuditEvent.objects.filter(verb__startswith="decided.")
+    assert events.count() > 20
+    assert [e for e in events if e.created_at != decided_at[e.request_id]] == []
+    period, scope = report_filters({"days": "7"})
+    start, end = period.bounds
+    people = oversight_report(period, scope).sections[0]
+    assert people.key == "people"
+    for username, *_, did in people.rows:
+        decided = Decision.objects.filter(
+            decided_by__username=username, created_at__gte=start, created_at__lt=end
+        ).count()
+        shown = dict(part.rsplit(" ", 1) for part in did.split(", ")).get("decided", "0")
+        assert int(shown) == decided, username

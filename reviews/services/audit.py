@@ -38,6 +38,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -46,6 +50,21 @@ from django.core.serializers.json import DjangoJSONEncoder
 from ..models import Agent, AuditEvent, ReviewRequest
 
 Actor = AbstractBaseUser | Agent | str | None
+
+_stamp: ContextVar[datetime | None] = ContextVar("audit_stamp", default=None)
+
+
+@contextmanager
+def stamped_at(when: datetime) -> Iterator[None]:
+    """Stamp the events written inside with `when` instead of the present. Only the demo's
+    history (seed_demo) uses it: its changes are made now but dated in the past, and an event
+    must carry the time of what it records or the trail and the figures built on it disagree
+    with the decisions. Real changes happen now and are stamped when written."""
+    token = _stamp.set(when)
+    try:
+        yield
+    finally:
+        _stamp.reset(token)
 
 
 def actor_fields(actor: Actor) -> dict[str, Any]:
@@ -72,10 +91,15 @@ def audit_event(
     note: str = "",
 ) -> AuditEvent:
     """An unsaved audit event, for writers that insert several in one statement. Like every
-    event it is stamped when it is written, whatever time the change it records says."""
-    return AuditEvent(
+    event it is stamped when it is written, whatever time the change it records says (but
+    inside `stamped_at`)."""
+    event = AuditEvent(
         verb=verb, request=request, before=before, after=after, note=note, **actor_fields(actor)
     )
+    stamp = _stamp.get()
+    if stamp is not None:
+        event.created_at = stamp
+    return event
 
 
 # Stored in audit events only as a fingerprint: enough to see that it changed, nothing more.

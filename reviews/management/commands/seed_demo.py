@@ -32,6 +32,7 @@ from reviews.models import (
 from reviews.policies import RuleInput
 from reviews.services import known_answers
 from reviews.services.agreement import record_second_review
+from reviews.services.audit import stamped_at
 from reviews.services.conversation import post_message, revise_proposal
 from reviews.services.deadlines import time_out_request
 from reviews.services.decisions import cancel_request, decide_request
@@ -484,13 +485,14 @@ class Command(BaseCommand):
         # pages recompute as of created_at. The index keeps each one's idempotency key stable.
         in_time = sorted(enumerate(specs), key=lambda pair: pair[1][2])
         for index, (slug, spec, created_at, outcome) in in_time:
-            submission = submit_request(
-                agents[agent_for[slug]],
-                category=categories[slug],
-                idempotency_key=f"demo-{index}",
-                now=created_at,
-                **spec,
-            )
+            with stamped_at(created_at):
+                submission = submit_request(
+                    agents[agent_for[slug]],
+                    category=categories[slug],
+                    idempotency_key=f"demo-{index}",
+                    now=created_at,
+                    **spec,
+                )
             if not submission.created:
                 continue
             created += 1
@@ -519,33 +521,40 @@ class Command(BaseCommand):
         if pending:
             waiting = pending[0]
             record_first_view(waiting, by=reviewer, now=now - timedelta(minutes=6))
-            post_message(
-                waiting,
-                author_kind="reviewer",
-                author=reviewer,
-                kind="question",
-                body="Did the customer send photos of the damage?",
-                now=now - timedelta(minutes=5),
-            )
+            with stamped_at(now - timedelta(minutes=5)):
+                post_message(
+                    waiting,
+                    author_kind="reviewer",
+                    author=reviewer,
+                    kind="question",
+                    body="Did the customer send photos of the damage?",
+                    now=now - timedelta(minutes=5),
+                )
         if len(pending) > 1:
             answered = pending[1]
             record_first_view(answered, by=reviewer, now=now - timedelta(minutes=9))
-            post_message(
-                answered,
-                author_kind="reviewer",
-                author=reviewer,
-                kind="instructions",
-                body="Offer store credit instead of a cash refund.",
-                now=now - timedelta(minutes=8),
-            )
+            with stamped_at(now - timedelta(minutes=8)):
+                post_message(
+                    answered,
+                    author_kind="reviewer",
+                    author=reviewer,
+                    kind="instructions",
+                    body="Offer store credit instead of a cash refund.",
+                    now=now - timedelta(minutes=8),
+                )
             action = {**answered.proposed_action, "method": "store_credit"}
-            revise_proposal(
-                answered.pk,
-                agent=answered.agent,
-                proposed_action=action,
-                body="Switched to store credit; the customer agreed by chat.",
-                now=now - timedelta(minutes=3),
-            )
+            with stamped_at(now - timedelta(minutes=3)):
+                revise_proposal(
+                    answered.pk,
+                    agent=answered.agent,
+                    proposed_action=action,
+                    body="Switched to store credit; the customer agreed by chat.",
+                    now=now - timedelta(minutes=3),
+                )
+        with stamped_at(now - timedelta(minutes=2)):
+            self.submit_question(agent, refunds, now - timedelta(minutes=2))
+
+    def submit_question(self, agent: Agent, refunds: Category, at: datetime) -> None:
         submit_request(
             agent,
             category=refunds,
@@ -563,7 +572,7 @@ class Command(BaseCommand):
             # Not urgent (the default answer stands in): below the reviewer's requests to decide.
             priority=ReviewRequest.Priority.LOW,
             idempotency_key="demo-question-1077",
-            now=now - timedelta(minutes=2),
+            now=at,
         )
 
     def review_older_periodic_batches(self, fallback: User) -> None:
@@ -580,13 +589,15 @@ class Command(BaseCommand):
         for item in items:
             reviewer = item.batch.category.queue.members.first() or fallback
             wrong = rng.random() < 0.03
-            record_periodic_review(
-                item.pk,
-                by=reviewer,
-                verdict="incorrect" if wrong else "correct",
-                correction="Should have gone to a person" if wrong else "",
-                now=item.request.created_at + timedelta(hours=rng.uniform(20, 40)),
-            )
+            at = item.request.created_at + timedelta(hours=rng.uniform(20, 40))
+            with stamped_at(at):
+                record_periodic_review(
+                    item.pk,
+                    by=reviewer,
+                    verdict="incorrect" if wrong else "correct",
+                    correction="Should have gone to a person" if wrong else "",
+                    now=at,
+                )
 
     def seed_four_eyes(self, users: dict[str, User], orders: Category) -> None:
         """Four eyes on Purchase orders, saved by the admin as a policy version, with one order
@@ -653,16 +664,18 @@ class Command(BaseCommand):
             attributes = {"amount": amount, "currency": "EUR", "customer": "Globex",
                           "customer_tier": "standard", "policy_conflict": True}  # fmt: skip
             at = now - timedelta(days=40, hours=n)
-            submission = submit_request(
-                agent, category=refunds, title=f"Refund {amount:,.2f} EUR to Globex",
-                attributes=attributes, idempotency_key=f"demo-flagged-precedent-{n}", now=at,
-                proposed_action=refund_action(amount), **spec,
-            )  # fmt: skip
-            if submission.created and submission.request.status == ReviewRequest.Status.PENDING:
-                decide_request(
-                    submission.request.pk, by=reviewer, outcome="approved", channel="web",
-                    now=at + timedelta(minutes=20),
+            with stamped_at(at):
+                submission = submit_request(
+                    agent, category=refunds, title=f"Refund {amount:,.2f} EUR to Globex",
+                    attributes=attributes, idempotency_key=f"demo-flagged-precedent-{n}", now=at,
+                    proposed_action=refund_action(amount), **spec,
                 )  # fmt: skip
+            if submission.created and submission.request.status == ReviewRequest.Status.PENDING:
+                with stamped_at(at + timedelta(minutes=20)):
+                    decide_request(
+                        submission.request.pk, by=reviewer, outcome="approved", channel="web",
+                        now=at + timedelta(minutes=20),
+                    )  # fmt: skip
         photos = "Above 700 EUR, ask for photos of the damage before refunding"
         credit = "Offer store credit instead of a cash refund this large"
         verdicts = [
@@ -739,7 +752,10 @@ class Command(BaseCommand):
         for n in range(24):
             person = users["reviewer" if n % 2 else "reviewer2"]
             shown = now - timedelta(days=21 - n * 0.8, minutes=rng.randint(0, 300))
-            check = known_answers.add_check(support, now=shown, seed=f"demo-{n}", assignee=person)
+            with stamped_at(shown):
+                check = known_answers.add_check(
+                    support, now=shown, seed=f"demo-{n}", assignee=person
+                )
             if check is None:
                 continue  # nothing left they have not seen
             expected = check.known_answer.expected
@@ -750,13 +766,9 @@ class Command(BaseCommand):
                 kwargs["reason"] = rng.choice(REJECT_REASONS[check.category.slug])
             viewed = shown + timedelta(minutes=rng.uniform(2, 60))
             record_first_view(check, by=person, now=viewed)
-            decide_request(
-                check.pk,
-                by=person,
-                outcome=outcome,
-                now=viewed + timedelta(seconds=rng.lognormvariate(2.0, 0.7)),
-                **kwargs,
-            )
+            decided = viewed + timedelta(seconds=rng.lognormvariate(2.0, 0.7))
+            with stamped_at(decided):
+                decide_request(check.pk, by=person, outcome=outcome, now=decided, **kwargs)
         # Told long ago: their first visit is not a pile of old results.
         KnownAnswerCheck.objects.filter(queue=support).update(told_at=now)
         Queue.objects.filter(pk=support.pk).update(known_answers=True, known_answer_rate=0.02)
@@ -794,10 +806,11 @@ class Command(BaseCommand):
                 kwargs["reason"] = rng.choice(REJECT_REASONS[request.category.slug])
             elif request.options:
                 kwargs["chosen_option"] = first.chosen_option or request.options[0]["key"]
-            answered = review.visible_from + timedelta(minutes=rng.uniform(5, 600))
-            record_second_review(
-                review.pk, by=review.reviewer, outcome=outcome, now=min(answered, now), **kwargs
-            )
+            answered = min(review.visible_from + timedelta(minutes=rng.uniform(5, 600)), now)
+            with stamped_at(answered):
+                record_second_review(
+                    review.pk, by=review.reviewer, outcome=outcome, now=answered, **kwargs
+                )
 
     def finish(
         self,
@@ -818,7 +831,9 @@ class Command(BaseCommand):
                 request.refresh_from_db()
                 if request.status != ReviewRequest.Status.PENDING:
                     break
-                time_out_request(request.pk, now=request.deadline + timedelta(seconds=5))
+                at = request.deadline + timedelta(seconds=5)
+                with stamped_at(at):
+                    time_out_request(request.pk, now=at)
             return
         # Any member of the queue may take it. Not the assignee: in time order nobody has
         # pending work yet, so the least-loaded pick would give every decision to one person.
@@ -829,23 +844,25 @@ class Command(BaseCommand):
             # The reviewer asks before deciding; the agent's answer comes back minutes later.
             question, answer = rng.choice(asked)
             at = viewed + timedelta(seconds=rng.uniform(10, 60))
-            post_message(
-                request,
-                author_kind="reviewer",
-                author=reviewer,
-                kind="question",
-                body=question,
-                now=at,
-            )
+            with stamped_at(at):
+                post_message(
+                    request,
+                    author_kind="reviewer",
+                    author=reviewer,
+                    kind="question",
+                    body=question,
+                    now=at,
+                )
             at += timedelta(minutes=rng.lognormvariate(1.5, 0.8))
-            post_message(
-                request,
-                author_kind="agent",
-                agent=request.agent,
-                kind="answer",
-                body=answer,
-                now=at,
-            )
+            with stamped_at(at):
+                post_message(
+                    request,
+                    author_kind="agent",
+                    agent=request.agent,
+                    kind="answer",
+                    body=answer,
+                    now=at,
+                )
             decided = at + timedelta(seconds=rng.lognormvariate(2.2, 0.8))
         kwargs: dict[str, Any] = {}
         if outcome == "modified":
@@ -859,9 +876,10 @@ class Command(BaseCommand):
             kwargs["reason"] = rng.choice(REJECT_REASONS[request.category.slug])
         if request.options and outcome != "rejected":
             kwargs["chosen_option"] = request.recommended_option or request.options[0]["key"]
-        decide_request(
-            request.pk, by=reviewer, outcome=outcome, channel="web", now=decided, **kwargs
-        )
+        with stamped_at(decided):
+            decide_request(
+                request.pk, by=reviewer, outcome=outcome, channel="web", now=decided, **kwargs
+            )
 
     def make_request(self, slug: str, rng: random.Random) -> dict[str, Any]:
         customer, tier = rng.choice(CUSTOMERS)
