@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reviews import precedents
-from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS, USERS
 from reviews.insights.oversight_report import oversight_report, report_filters
+from reviews.management.commands.seed_demo import DEMO_TOKEN, REJECT_REASONS, USERS
 from reviews.models import (
     Agent,
     AgentToken,
