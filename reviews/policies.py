@@ -99,6 +99,8 @@ COST_KIND_WORDS = {
     "fixed": "a fixed cost per error",
 }
 MONEY_FIELDS = ("cost_per_error", "accepted_damage")
+# A switch in the history reads "Four eyes: off → on", not Python's False and True.
+BOOLEAN_WORDS = {False: "off", True: "on"}
 
 
 def _shown(name: str, value: Any, unit: str = "") -> str:
@@ -110,6 +112,8 @@ def _shown(name: str, value: Any, unit: str = "") -> str:
         return money(value, unit)  # 2,500 EUR, not 2500.0
     if name in ("sample_rate", "second_review_rate"):
         return f"{value:.0%}" if isinstance(value, (int, float)) else str(value)
+    if isinstance(value, bool):
+        return BOOLEAN_WORDS[value]
     if value in ("", None):
         return "(empty)"
     return str(value)

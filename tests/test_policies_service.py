@@ -1,9 +1,11 @@
 """Policy versions, the optimistic lock, restore, and the what-if preview's numbers."""
 
+import importlib
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from reviews import policies
 from reviews.models import AuditEvent, EscalationRule, PolicyVersion
@@ -78,6 +80,28 @@ def test_the_diff_writes_costs_as_amounts(refunds, admin_user):
     )
     assert "Cost per error: (empty) → 1,250 EUR" in version.diff
     assert "Accepted damage: (empty) → 20,000 EUR" in version.diff
+
+
+def test_the_history_names_a_switch_on_or_off_not_true_or_false(refunds, admin_user, client):
+    version = save_policy(
+        refunds.pk,
+        expected_version=1,
+        policy=policy_of(refunds, four_eyes=True),
+        rules=saved_rules(refunds),
+        note="Two people sign refunds off",
+        by=admin_user,
+    )
+    assert version.diff == ["Four eyes: off → on"]
+    client.force_login(admin_user)
+    page = client.get(reverse("policy_versions", args=[refunds.slug])).content.decode()
+    assert "Four eyes: off → on" in page and "False" not in page
+
+
+def test_versions_saved_before_read_on_and_off_too():
+    migration = importlib.import_module("reviews.migrations.0019_policy_history_booleans_in_words")
+    assert migration._reworded("Four eyes: False → True") == "Four eyes: off → on"
+    assert migration._reworded("Four eyes: True → False") == "Four eyes: on → off"
+    assert migration._reworded("Mode: rules → gate") == "Mode: rules → gate"
 
 
 def test_it_adds_removes_reorders_and_disables_rules(refunds, admin_user):
