@@ -54,6 +54,7 @@ from .services.errors import (
 )
 from .services.four_eyes import FourEyesRefused
 from .services.sightings import record_first_view
+from .worklist import four_eyes_taken
 
 Status = ReviewRequest.Status
 Outcome = Decision.Outcome
@@ -271,7 +272,10 @@ def list_requests(
     nearest deadline and age, as the inbox lists them. Reading the list starts no review
     clock; reading one request does."""
     user = request.auth
-    pending = requests_for_reviewer(user).filter(status=Status.PENDING)
+    # As the inbox: what they took a four-eyes step on waits for another reviewer.
+    pending = (
+        requests_for_reviewer(user).filter(status=Status.PENDING).exclude(four_eyes_taken(user))
+    )
     if category:
         pending = pending.filter(category__slug=category)
     if priority:

@@ -464,6 +464,16 @@ def test_the_reviewer_api_records_a_first_decision_and_refuses_its_author(
     again = api_decide(client, alice_token, request, decision="approve")
     assert again.status_code == 409 and again.json()["error"] == "four_eyes"
     assert "another reviewer must confirm" in again.json()["detail"]
+
+    # As in the inbox, the list no longer offers it to its first reviewer, only to others.
+    def listed(token):
+        answer = client.get(
+            "/api/v1/reviewer/requests", headers={"Authorization": f"Bearer {token}"}
+        )
+        return [item["id"] for item in answer.json()["items"]]
+
+    assert str(request.public_id) not in listed(alice_token)
+    assert str(request.public_id) in listed(carol_token)
     confirmed = api_decide(client, carol_token, request, decision="approve")
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "approved"
 
