@@ -152,8 +152,15 @@ class DecisionOut(Schema):
         description="The reviewer's answer, given in the action's place (outcome stays "
         "rejected: the action did not run); null for any other decision.",
     )
-    decided_by: str = Field(..., description="A reviewer's username, or 'system'.")
-    channel: str
+    decided_by: str = Field(
+        ..., description="A reviewer's username (for a stop, who stopped), or 'system'."
+    )
+    channel: str = Field(
+        ...,
+        description="How it was decided: web, batch, slack, email or api (a person), timeout "
+        "(the deadline), auto (the rules), or stop (rejected by a person's stop; the reason "
+        "is the stop's).",
+    )
     decided_at: datetime
     proposal_version: int | None = Field(
         None, description="The version of the proposal the decision is on."

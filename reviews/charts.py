@@ -16,6 +16,7 @@ COLORS = {
     "modified": "#2f5bea",
     "rejected": "#b42318",
     "timed_out": "#9a5b00",
+    "stopped": "#5d3a9b",
     "auto_approved": "#9aa4b2",
     "p50": "#2f5bea",
     "p90": "#b42318",

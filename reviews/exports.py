@@ -73,6 +73,7 @@ AUDIT_COLUMNS = [
 # verdict on an action taken without a person (its decision columns are that action's).
 HUMAN_DECISION = "human_decision"
 SYSTEM_DECISION = "system_decision"
+STOP_DECISION = "stop_decision"
 PERIODIC_REVIEW = "periodic_review"
 # How an action was taken without a person: no escalation rule fired in a rules-mode category,
 # or the category ran autonomously.
@@ -154,6 +155,9 @@ def _read(queryset: Any, names: list[tuple[str, str]]) -> Iterator[dict[str, Any
 
 
 def _decision_kind(channel: str) -> str:
+    # A stop's rejection names the person who stopped, yet judged nothing: its own kind.
+    if channel == Decision.Channel.STOP:
+        return STOP_DECISION
     return HUMAN_DECISION if channel in PEOPLE_CHANNELS else SYSTEM_DECISION
 
 

@@ -854,6 +854,10 @@ class Decision(models.Model):
         SLACK = "slack", "Slack"
         EMAIL = "email", "Email link"
         API = "api", "Reviewer API"
+        # A person's stop rejecting what was pending in its scope (services.hold_control): who
+        # stopped is on the record, but nobody judged these proposals, so no figure of
+        # people's judgement (PEOPLE_CHANNELS) counts them.
+        STOP = "stop", "Stop (a person's stop)"
 
     request = models.OneToOneField(ReviewRequest, on_delete=models.CASCADE, related_name="decision")
     decided_by = models.ForeignKey(
@@ -861,7 +865,7 @@ class Decision(models.Model):
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
-        help_text="Empty: the system (timeout or rules).",
+        help_text="Empty: the system (timeout or rules). A stop's rejection: who stopped.",
     )
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     final_action = models.JSONField(null=True, blank=True)
@@ -925,6 +929,18 @@ class Decision(models.Model):
             return self.decided_by.get_username()
         return "system"
 
+    @property
+    def by_stop(self) -> bool:
+        return self.channel == self.Channel.STOP
+
+    @property
+    def attribution(self) -> str:
+        """'by carol via Web', or 'by a stop, by lena': who decided and how, as pages say it
+        after the verb. A stop's rejection is nobody's review, so it never reads as one."""
+        if self.by_stop:
+            return f"by a stop, by {self.decided_by_label}"
+        return f"by {self.decided_by_label} via {self.get_channel_display()}"
+
 
 def accepts_proposal(outcome: str, chosen_option: str, recommended_option: str) -> bool:
     """Whether a decision took what the agent proposed: approved, and with the option it
@@ -963,8 +979,9 @@ OUTCOME_STATUS = {
 DECIDED_STATUSES = list(OUTCOME_STATUS.values())
 
 # The channels through which a person decides; the others, TIMEOUT and AUTO, are the deadline
-# and the rules deciding for no one. The one list of them: precedents, agreement, reviewer
-# rollups, threshold advice and the undo window (services) all mean this set.
+# and the rules deciding for no one, and STOP a person's stop rejecting what was pending
+# without judging it. The one list of them: precedents, agreement, reviewer rollups, known
+# answers, readiness, threshold advice and the undo window (services) all mean this set.
 PEOPLE_CHANNELS = [
     Decision.Channel.WEB,
     Decision.Channel.BATCH,
@@ -1399,6 +1416,8 @@ class DailyRollup(models.Model):
     modified = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     timed_out = models.PositiveIntegerField(default=0)
+    # Like timeouts, in `total` but in no outcome: nobody judged what a stop rejected.
+    stopped = models.PositiveIntegerField(default=0, help_text="Rejected by a person's stop.")
     auto_approved = models.PositiveIntegerField(default=0)
     # Histograms over reviews.rollups.TIME_EDGES, and tallies over 20 confidence buckets.
     review_hist = models.JSONField(default=list, help_text="First view to decision.")

@@ -35,7 +35,9 @@ class ReviewerDecisionOut(Schema):
     chosen_option: str | None
     reason: str
     decided_by: str = Field(..., description="A reviewer's username, or 'system'.")
-    channel: str = Field(..., description="web, batch, slack, email, api, timeout or auto.")
+    channel: str = Field(
+        ..., description="web, batch, slack, email, api, timeout, auto or stop (a person's stop)."
+    )
     decided_at: datetime
     proposal_version: int | None = Field(None, description="The version decided on.")
     batch_id: UUID | None = Field(None, description="Set when it was decided in a batch.")

@@ -66,6 +66,7 @@ class Tally:
     modified: int = 0
     rejected: int = 0
     timed_out: int = 0
+    stopped: int = 0
     auto_approved: int = 0
     review_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
     decision_hist: list[int] = field(default_factory=lambda: [0] * TIME_BUCKETS)
@@ -124,6 +125,10 @@ def _count(
     tally.human_hist[time_bucket(wait_seconds - turns.agent_seconds)] += 1
     if channel == Decision.Channel.TIMEOUT:
         tally.timed_out += 1
+        return
+    if channel == Decision.Channel.STOP:
+        # A person's stop rejected it without judging it: no outcome, no review time.
+        tally.stopped += 1
         return
     tally.rounds += turns.rounds
     tally.with_rounds += turns.rounds > 0
@@ -216,6 +221,7 @@ def compute_day(day: date, cutoff: datetime) -> tuple[list[DailyRollup], list[Re
             modified=t.modified,
             rejected=t.rejected,
             timed_out=t.timed_out,
+            stopped=t.stopped,
             auto_approved=t.auto_approved,
             review_hist=t.review_hist,
             decision_hist=t.decision_hist,
@@ -266,6 +272,8 @@ def _unopened_in_batches(
             effective_at__lte=cutoff,
             decided_by__isnull=False,
             request__is_check=False,
+            # A stop's rejections share a batch id but are no reviewer's batch.
+            channel__in=PEOPLE_CHANNELS,
         )
         .filter(Q(channel=Decision.Channel.BATCH) | Q(batch_id__isnull=False))
         .filter(~Exists(opened))

@@ -241,6 +241,8 @@ def settled_line(request: ReviewRequest) -> str:
         if decision.decided_by_id:
             user = decision.decided_by
             who = escape(user.get_full_name() or user.get_username())
+            if decision.by_stop:
+                who = f"a stop, by {who}"
         elif decision.channel == Decision.Channel.TIMEOUT:
             who = "the deadline"
         else:

@@ -26,6 +26,7 @@ ROLLUP_FIELDS = [
     "modified",
     "rejected",
     "timed_out",
+    "stopped",
     "auto_approved",
     "review_hist",
     "decision_hist",
@@ -40,8 +41,8 @@ ROLLUP_FIELDS = [
 ]
 # A Summary adds up these counts, and these histograms and tallies element by element.
 COUNTS = [
-    "total", "approved", "modified", "rejected", "timed_out", "auto_approved", "answered",
-    "rounds", "with_rounds",
+    "total", "approved", "modified", "rejected", "timed_out", "stopped", "auto_approved",
+    "answered", "rounds", "with_rounds",
 ]  # fmt: skip
 LISTS = [
     "review_hist", "decision_hist", "conf_n", "conf_ok", "conf_sum", "agent_hist", "human_hist",
@@ -55,6 +56,7 @@ class Summary:
     modified: int = 0
     rejected: int = 0
     timed_out: int = 0
+    stopped: int = 0
     auto_approved: int = 0
     review_hist: list[int] = field(default_factory=list)
     decision_hist: list[int] = field(default_factory=list)
@@ -86,9 +88,9 @@ class Summary:
 
     @property
     def escalated(self) -> int:
-        """Decisions on escalated requests that judge a proposal: by people or by the
-        deadline; answers to questions are neither approvals nor rejections, so not here.
-        (The escalation rate is over submissions: see Submissions.)"""
+        """Decisions on escalated requests that judge a proposal: by people, or by the
+        deadline or a stop for no one; answers to questions are neither approvals nor
+        rejections, so not here. (The escalation rate is over submissions: see Submissions.)"""
         return self.total - self.auto_approved - self.answered
 
     @property

@@ -188,6 +188,9 @@ def take_back(
     second reviews sampled on them go too: not yet shown to anyone, since they only appear
     once the undo window has passed. A four-eyes step that settled a request goes too."""
     several = len(decisions) > 1
+    if any(d.by_stop for d in decisions):
+        # Told to the agent at once, and a review nobody made is nobody's to take back.
+        raise TransitionError("A stop's rejection is not undone: the agent was told at once.")
     if any(d.decided_by_id != by.pk for d in decisions):
         raise TransitionError("Only the reviewer who decided can undo it.")
     if any(d.is_effective(now) for d in decisions):
@@ -293,9 +296,10 @@ def record_decisions(
     effective_at = now + timedelta(seconds=undo_window)
     befores, decisions = [], []
     # A batch through the reviewer API is timed as the inbox's batch is: by the batch, not
-    # by the channel it came through.
+    # by the channel it came through. A stop's rejections are no review: never timed.
     batched = channel == Channel.BATCH or batch_id is not None
-    starts = review_starts([r.pk for r in requests], by, batched)
+    reviewed = channel in PEOPLE_CHANNELS
+    starts = review_starts([r.pk for r in requests], by, batched) if reviewed else {}
     for request in requests:
         befores.append(request.snapshot())
         request.status, request.decided_at = status, now
@@ -312,7 +316,9 @@ def record_decisions(
                 channel=channel,
                 review_seconds=_human_seconds(
                     review_seconds_for(starts, request.pk, batched, now), request
-                ),
+                )
+                if reviewed
+                else None,
                 created_at=now,
                 effective_at=effective_at,
                 proposal_version=request.proposal_version,

@@ -22,7 +22,9 @@ def settled_by(request: ReviewRequest) -> str:
     a request that is no longer pending, and who or what did it."""
     decision = getattr(request, "decision", None)
     if decision is not None:
-        if decision.decided_by_id:
+        if decision.by_stop:
+            who = f"a stop, by {decision.decided_by_label}"
+        elif decision.decided_by_id:
             who = decision.decided_by.get_username()
         elif decision.channel == Channel.TIMEOUT:
             who = "the deadline"

@@ -135,9 +135,11 @@ def start_hold(
 
 def _reject_pending(hold: Hold, by: AbstractBaseUser, now: datetime) -> int:
     """Reject the pending requests a stop covers, with its reason: real decisions that reach
-    the agents (webhook, waits) as any person's rejection does. Known-answer checks are not
-    agents' requests: they run nothing, and the stopper's rejection would be scored as their
-    catch or miss. They stay with their reviewers; their deadline settles them unscored."""
+    the agents (webhook, waits) at once, with no undo window. Channel STOP, decided by the
+    person who stopped: on the record as theirs, yet no review of theirs, so no reviewer,
+    known-answer, agreement or readiness figure counts them, and no four-eyes step delays
+    them. Known-answer checks are not agents' requests: they run nothing. They stay with
+    their reviewers; their deadline settles them unscored."""
     pending = ReviewRequest.objects.filter(status=ReviewRequest.Status.PENDING, is_check=False)
     if hold.scope == Scope.AGENT:
         pending = pending.filter(agent_id=hold.agent_id)
@@ -151,7 +153,7 @@ def _reject_pending(hold: Hold, by: AbstractBaseUser, now: datetime) -> int:
         by=by,
         outcome=Decision.Outcome.REJECTED,
         reason=f"Stopped ({hold.scope_label}): {hold.reason}",
-        channel=Decision.Channel.WEB,
+        channel=Decision.Channel.STOP,
         now=now,
     )
     return len(result.decided)

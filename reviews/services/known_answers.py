@@ -181,7 +181,8 @@ def unmark_source(source: KnownAnswerSource, *, by: AbstractBaseUser) -> None:
 
 def source_pool(queue: Queue, now: datetime | None = None) -> QuerySet[ReviewRequest]:
     """The queue's past requests a check may copy: people's rejections of the last
-    HITL_KNOWN_ANSWER_SOURCE_DAYS, and every request an admin marked."""
+    HITL_KNOWN_ANSWER_SOURCE_DAYS, and every request an admin marked. A stop's rejection is
+    none: nobody judged that request bad."""
     now = now or timezone.now()
     since = now - timedelta(days=settings.HITL_KNOWN_ANSWER_SOURCE_DAYS)
     rejected = Q(
@@ -307,7 +308,7 @@ def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]
 def score(requests: list[ReviewRequest], decisions: list[Decision], now: datetime) -> None:
     """Compare the decisions on checks among `requests` with their known outcomes, in the
     caller's transaction. The first decision on a check is its result: one undone and taken
-    again is not scored twice. A check the deadline settled is nobody's result."""
+    again is not scored twice. A check the deadline or a stop settled is nobody's result."""
     decided = {r.pk: d for r, d in zip(requests, decisions, strict=True) if r.is_check}
     if not decided:
         return
@@ -322,13 +323,15 @@ def score(requests: list[ReviewRequest], decisions: list[Decision], now: datetim
             check.reviewer_id = decision.decided_by_id
             check.caught = decision.outcome == check.expected
             verb = "known_answer.caught" if check.caught else "known_answer.missed"
+        elif decision.by_stop:
+            verb = "known_answer.stopped"  # rejected unjudged: nobody's result either
         else:
             verb = "known_answer.expired"
         check.save(update_fields=["outcome", "decided_at", "reviewer", "caught"])
         audit(
             verb,
             check.request,
-            decision.decided_by if by_person else f"system:{decision.channel}",
+            decision.decided_by if decision.decided_by_id else f"system:{decision.channel}",
             after={
                 "source": check.source_id,
                 "expected": check.expected,

@@ -124,7 +124,13 @@ def overview(request: HttpRequest) -> HttpResponse:
             ("rejected", charts.COLORS["rejected"], [b.rejected for b in buckets]),
             ("timed out", charts.COLORS["timed_out"], [b.timed_out for b in buckets]),
             ("auto-approved", charts.COLORS["auto_approved"], [b.auto_approved for b in buckets]),
-        ],
+        ]
+        # Only a period with a stop's rejections has the series: most never do.
+        + (
+            [("stopped", charts.COLORS["stopped"], [b.stopped for b in buckets])]
+            if summary.stopped
+            else []
+        ),
     )
     times = charts.lines(
         "Review time (first view to decision)",
