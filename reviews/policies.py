@@ -306,12 +306,12 @@ def preview_policy(
             if (key := _key(fired)) in hits:
                 hits[key] += 1
             if (catch := catches.get(_key(fired))) is not None:
-                _count_catch(catch, status, outcome, by_human, reviewed)
+                _count_catch(catch, status, outcome, channel, reviewed)
         result.escalated_now += was.needs_human
         result.escalated_then += then.needs_human
         if was.needs_human and not then.needs_human:
             result.to_auto += 1
-            key = _outcome_key(status, outcome, by_human)
+            key = _outcome_key(status, outcome, channel)
             result.to_auto_outcomes[key] = result.to_auto_outcomes.get(key, 0) + 1
             if by_human and outcome in (Decision.Outcome.MODIFIED, Decision.Outcome.REJECTED):
                 result.risky += 1
@@ -329,7 +329,7 @@ def preview_policy(
 
 
 def _count_catch(
-    catch: RuleCatch, status: str, outcome: str | None, by_human: bool, reviewed: str | None
+    catch: RuleCatch, status: str, outcome: str | None, channel: str | None, reviewed: str | None
 ) -> None:
     if status == ReviewRequest.Status.AUTO_APPROVED:
         # Ran without a person: periodic review's verdict, if it was sampled and reviewed.
@@ -340,7 +340,7 @@ def _count_catch(
         catch.verdicts[key] = catch.verdicts.get(key, 0) + 1
     else:
         catch.escalated += 1
-        key = _outcome_key(status, outcome, by_human)
+        key = _outcome_key(status, outcome, channel)
         catch.outcomes[key] = catch.outcomes.get(key, 0) + 1
 
 
@@ -350,8 +350,8 @@ def _key(rule: engine.Rule | engine.FiredRule) -> tuple:
             rule.operator, repr(rule.value))  # fmt: skip
 
 
-def _outcome_key(status: str, outcome: str | None, by_human: bool) -> str:
-    if by_human and outcome:
+def _outcome_key(status: str, outcome: str | None, channel: str | None) -> str:
+    if channel in PEOPLE_CHANNELS and outcome:
         return {"approved": "approved unchanged", "modified": "modified", "rejected": "rejected"}[
             outcome
         ]
@@ -361,6 +361,8 @@ def _outcome_key(status: str, outcome: str | None, by_human: bool) -> str:
         return "cancelled"
     if status == ReviewRequest.Status.AUTO_APPROVED:
         return "auto-approved"
+    if channel == Decision.Channel.STOP:
+        return "rejected by a stop"
     return "timed out"
 
 

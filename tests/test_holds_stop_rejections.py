@@ -6,6 +6,7 @@ four-eyes category does not hold them back, and nobody undoes them. Real service
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -210,3 +211,23 @@ def test_the_migration_relabels_a_stop_s_earlier_rejections_and_nothing_else(age
     relabel(apps, None)
     assert Decision.objects.get(request=stopped).channel == "stop"
     assert Decision.objects.get(request=own).channel == "web"
+
+
+def test_the_export_and_the_overview_tell_a_stop_s_rejections_apart(
+    client, agent, refunds, lead, manager
+):
+    for n in range(2):
+        escalated(agent, refunds, n)
+    at = timezone.now() - timedelta(minutes=5)
+    stop(lead, agent, at)
+    rollups.roll_up()
+
+    client.force_login(manager)
+    export = client.get(reverse("metrics_export"), {"format": "jsonl", "days": "7"})
+    rows = [json.loads(line) for line in b"".join(export.streaming_content).splitlines()]
+    assert [(r["kind"], r["channel"], r["decided_by"]) for r in rows] == [
+        ("stop_decision", "stop", "lena")
+    ] * 2
+    overview = client.get(reverse("metrics")).content.decode()
+    assert "100% rejected by a stop" in overview
+    assert "0% rejected ·" in overview  # no person's rejection

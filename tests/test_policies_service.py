@@ -323,3 +323,17 @@ def test_recent_figures_count_volume_escalations_and_human_outcomes(agent, refun
     assert fig["approved_rate"] == 0.5 and fig["modified_rate"] == 0.5
     assert fig["rejected_rate"] == 0
     assert fig["timeouts"] == 1
+
+
+def test_the_preview_names_a_stop_s_rejections_apart_and_never_as_a_person_s(agent, refunds, alice):
+    """A stop rejected it without judging it: not a person's rejection (not risky to hand
+    over), nor a timeout."""
+    routine = {"amount": 50, "customer_tier": "standard"}
+    make_request(agent, refunds, confidence=0.65, attributes=routine, status="rejected",
+                 outcome="rejected", channel="stop", by=alice, verdict="escalate")  # fmt: skip
+
+    preview = policies.preview_policy(
+        refunds, mode="rules", rules=with_threshold(refunds, 0.6), days=7
+    )
+    assert preview.to_auto_outcomes == {"rejected by a stop": 1}
+    assert preview.risky == 0
