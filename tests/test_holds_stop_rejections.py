@@ -11,18 +11,26 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
 from reviews import rollups
+from reviews.channels.slack import settled_line
 from reviews.insights.oversight_report import Scope, oversight_report
 from reviews.insights.periods import Period
 from reviews.insights.readiness import readiness_of
 from reviews.insights.reviewers import reviewer_stats
-from reviews.models import DailyRollup, Decision, ReviewerRollup, WebhookDelivery
+from reviews.models import (
+    DailyRollup,
+    Decision,
+    KnownAnswerSource,
+    ReviewerRollup,
+    WebhookDelivery,
+)
 from reviews.services import hold_control, known_answers
 from reviews.services.decisions import decide_request, undo_decision
-from reviews.services.errors import TransitionError
+from reviews.services.errors import AlreadyDecided, TransitionError
 from reviews.services.submission import submit_request
 
 from .api_support import AgentClient
@@ -231,3 +239,21 @@ def test_the_export_and_the_overview_tell_a_stop_s_rejections_apart(
     overview = client.get(reverse("metrics")).content.decode()
     assert "100% rejected by a stop" in overview
     assert "0% rejected ·" in overview  # no person's rejection
+
+
+def test_a_stopped_request_cannot_be_marked_a_known_answer_and_says_why(
+    agent, refunds, support_queue, lead, admin_user
+):
+    stopped = escalated(agent, refunds)
+    stop(lead, agent, timezone.now())
+    with pytest.raises(ValidationError, match="rejected by a stop"):
+        known_answers.mark_source(support_queue, stopped.pk, "rejected", by=admin_user)
+    assert not KnownAnswerSource.objects.exists()
+
+
+def test_slack_and_a_late_decision_say_rejected_by_a_stop_by_the_person(agent, refunds, lead):
+    request = escalated(agent, refunds)
+    stop(lead, agent, timezone.now())
+    request.refresh_from_db()
+    assert settled_line(request).startswith("*Rejected* by a stop, by lena")
+    assert str(AlreadyDecided(request)).startswith("Already rejected by a stop, by lena at ")

@@ -152,6 +152,9 @@ def mark_source(
         if request.allowed_decisions == QUESTION_DECISIONS:
             raise ValidationError({"request": f"#{raw} is a question: nothing to approve."})
         decision = getattr(request, "decision", None)
+        if decision is not None and decision.by_stop:
+            never = f"#{raw} was rejected by a stop, never judged: its answer is not known."
+            raise ValidationError({"request": never})
         if decision is None or decision.channel not in PEOPLE_CHANNELS:
             raise ValidationError(
                 {"request": f"#{raw} was never decided by a person, so its answer is not known."}
