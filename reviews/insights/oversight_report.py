@@ -742,8 +742,7 @@ def known_answers_section(inputs: Inputs) -> Section:
         "any other item; no agent sees one and no other section counts them. Flagged when "
         "even the 95% upper bound is under "
         f"{settings.HITL_KNOWN_ANSWER_CATCH_BAR:.0%} (HITL_KNOWN_ANSWER_CATCH_BAR). "
-        f"{expired} checks in the period were settled by their deadline or a "
-        "stop, nobody's result. "
+        f"{expired} checks in the period were settled by their deadline, nobody's result. "
         f"Queues with checks on now: {on}.",
         empty="No known-answer check was decided in this period.",
     )

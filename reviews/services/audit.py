@@ -31,8 +31,7 @@ listed here (tests/test_architecture.py checks it), so a new one follows the pat
     known_answer.configured, known_answer.source_marked,        an admin's known-answer checks
     known_answer.source_unmarked
     known_answer.shown, known_answer.caught, known_answer.missed,  a check shown in a queue, and
-    known_answer.expired, known_answer.stopped                   its result (the deadline's or a
-                                                                 stop's: none)
+    known_answer.expired                                         its result (the deadline's: none)
 """
 
 from __future__ import annotations

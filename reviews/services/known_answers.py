@@ -311,7 +311,7 @@ def _as_if_submitted_now(source: ReviewRequest, now: datetime) -> dict[str, Any]
 def score(requests: list[ReviewRequest], decisions: list[Decision], now: datetime) -> None:
     """Compare the decisions on checks among `requests` with their known outcomes, in the
     caller's transaction. The first decision on a check is its result: one undone and taken
-    again is not scored twice. A check the deadline or a stop settled is nobody's result."""
+    again is not scored twice. A check the deadline settled is nobody's result."""
     decided = {r.pk: d for r, d in zip(requests, decisions, strict=True) if r.is_check}
     if not decided:
         return
@@ -326,8 +326,6 @@ def score(requests: list[ReviewRequest], decisions: list[Decision], now: datetim
             check.reviewer_id = decision.decided_by_id
             check.caught = decision.outcome == check.expected
             verb = "known_answer.caught" if check.caught else "known_answer.missed"
-        elif decision.by_stop:
-            verb = "known_answer.stopped"  # rejected unjudged: nobody's result either
         else:
             verb = "known_answer.expired"
         check.save(update_fields=["outcome", "decided_at", "reviewer", "caught"])
