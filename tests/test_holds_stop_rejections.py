@@ -209,7 +209,7 @@ def test_the_migration_relabels_a_stop_s_earlier_rejections_and_nothing_else(age
 
     from django.apps import apps
 
-    relabel = importlib.import_module("reviews.migrations.0019_stop_channel").relabel_stops
+    relabel = importlib.import_module("reviews.migrations.0020_stop_channel").relabel_stops
     own = escalated(agent, refunds, 2)
     decide_request(own.pk, by=lead, outcome="rejected", reason="Stopped (my own words)")
     stopped = escalated(agent, refunds, 1)
