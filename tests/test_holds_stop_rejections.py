@@ -200,6 +200,8 @@ def test_the_item_and_its_audit_trail_say_rejected_by_a_stop_by_the_person(
         page = client.get(url).content.decode()
         assert "by a stop, by lena" in page, url
         assert "via Web" not in page, url
+    # A stop's reason is no reviewer's judgement to write a guideline from.
+    assert "Write a guideline from this decision" not in page
 
 
 def test_the_migration_relabels_a_stop_s_earlier_rejections_and_nothing_else(agent, refunds, lead):

@@ -9,7 +9,14 @@ from django.views.decorators.http import require_GET
 
 from .. import exports, precedents, validation
 from ..access import ADMINS, MANAGERS, role_required
-from ..models import AuditEvent, Category, Reversal, ReviewRequest, SecondReview
+from ..models import (
+    PEOPLE_CHANNELS,
+    AuditEvent,
+    Category,
+    Reversal,
+    ReviewRequest,
+    SecondReview,
+)
 from ..services.reversals import why_not_reversible
 from .metrics import TABS
 
@@ -70,6 +77,8 @@ def request_history(request: HttpRequest, request_id: int) -> HttpResponse:
             "tab": "audit",
             "review": review,
             "decision": decision,
+            # A person's judgement, not a rule's, a deadline's or a stop's, teaches something.
+            "guideline_from_decision": decision is not None and decision.channel in PEOPLE_CHANNELS,
             "timeline": timeline,
             "precedents": found,
             "precedent_rules_used": precedents.rules_were_given(review, found),
