@@ -187,9 +187,10 @@ def test_a_hundred_waiters_hold_no_database_connections_and_all_wake(
     # 100 blocked waiters add none, at most the watcher's mid-look: had each kept its
     # connection, the pool's 10 would all be taken.
     wait_for(lambda: in_use() <= before + 1, timeout=5)
-    decided = time.monotonic()
     for pk in ReviewRequest.objects.filter(public_id__in=ids).values_list("pk", flat=True):
         decide_request(pk, by=alice, outcome="approved", channel="batch")
+    # Timed from the last decision: deciding a hundred one by one is not the waiters' time.
+    decided = time.monotonic()
     for thread in threads:
         thread.join(timeout=30)
     assert time.monotonic() - decided < 10
