@@ -126,7 +126,6 @@ urlpatterns = [
     # --- hold and stop --------------------------------------------------------------------
     path("oversight/holds/", holds.holds_page, name="holds"),
     path("oversight/holds/form/", holds.form, name="hold_form"),
-    path("oversight/holds/start/", holds.start, name="hold_start"),
     path("oversight/holds/<int:hold_id>/end/", holds.end, name="hold_end"),
     path("oversight/holds/token/", holds.token_issue, name="hold_token_issue"),
     path(

@@ -27,7 +27,7 @@ def counts() -> tuple[int, int]:
 
 def start(client, **fields):
     body = {"level": "hold", "target": "everything", "reason": "Incident", "next": "/metrics/"}
-    return client.post("/oversight/holds/start/", {**body, **fields})
+    return client.post("/oversight/holds/", {**body, **fields})
 
 
 def test_a_lead_holds_from_a_page_and_the_banner_shows_on_every_page(client, lead, refunds):
@@ -36,7 +36,7 @@ def test_a_lead_holds_from_a_page_and_the_banner_shows_on_every_page(client, lea
     assert 'class="hold-control"' in page  # the top bar's control, its form fetched on opening
     assert "hold-banner" not in page
     form = client.get("/oversight/holds/form/?next=/metrics/").content.decode()
-    assert 'action="/oversight/holds/start/"' in form and 'value="/metrics/"' in form
+    assert 'action="/oversight/holds/"' in form and 'value="/metrics/"' in form
     assert 'value="category:refunds"' in form
 
     response = start(client, target="category:refunds", reason="  Refund incident  ")
@@ -99,6 +99,16 @@ def test_a_bad_form_gets_a_message_and_writes_nothing(client, lead, fields, mess
     assert counts() == before
 
 
+def test_a_refused_form_stays_at_the_holds_page_s_address(client, lead):
+    """Not at a POST-only address a reload or a bookmark cannot open."""
+    client.force_login(lead)
+    response = start(client, reason="")
+    assert response.status_code == 422
+    assert response.request["PATH_INFO"] == "/oversight/holds/"
+    assert 'action="/oversight/holds/"' in response.content.decode()
+    assert client.get(response.request["PATH_INFO"]).status_code == 200
+
+
 def test_resuming_twice_or_without_a_reason_is_refused(client, lead):
     client.force_login(lead)
     start(client)
@@ -126,7 +136,7 @@ def test_those_without_the_right_may_neither_hold_nor_resume(client, alice, mana
     assert client.get("/oversight/holds/").status_code == 403  # a reviewer's page it is not
     client.force_login(manager)
     page = client.get("/oversight/holds/").content.decode()  # managers read it
-    assert "Resume" not in page and 'action="/oversight/holds/start/"' not in page
+    assert "Resume" not in page and 'class="stack hold-form"' not in page
 
 
 def test_it_goes_back_only_to_a_page_of_this_site(client, lead):

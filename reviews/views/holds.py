@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..access import ADMINS, MANAGERS, hold_right_required, may_hold, role_required
 from ..models import Hold, ReviewerToken
@@ -38,9 +38,13 @@ def _page(request: HttpRequest, status: int = 200, **context: Any) -> HttpRespon
     return render(request, "holds/page.html", context, status=status)
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @role_required(ADMINS, MANAGERS)
 def holds_page(request: HttpRequest) -> HttpResponse:
+    """The page, and where the Hold forms post: a refused one comes back at this page's own
+    address, which a reload or a bookmark opens again."""
+    if request.method == "POST":
+        return start(request)
     return _page(request)
 
 
@@ -64,7 +68,6 @@ def _back(request: HttpRequest, back: str | None = None) -> str:
     return "holds"
 
 
-@require_POST
 @hold_right_required
 def start(request: HttpRequest) -> HttpResponse:
     post = request.POST
