@@ -91,6 +91,34 @@ def test_a_reviewer_reaches_an_auto_approved_action_of_their_category(
     assert client.get(reverse_url(request)).status_code == 200
 
 
+def test_the_page_leads_back_to_the_request_for_each_who_may_reverse(
+    client, agent, refunds, alice, carol, manager
+):
+    decided = approved_long_ago(agent, refunds, carol)
+    ran_alone = auto_approved(agent, refunds)
+    batch = PeriodicReviewBatch.objects.create(category=refunds, day=timezone.localdate())
+    PeriodicReviewItem.objects.create(batch=batch, request=ran_alone)
+    for person, request, back in (
+        (manager, decided, reverse("audit_request", args=[decided.pk])),
+        (alice, decided, reverse("inbox_item", args=[decided.pk])),
+        (alice, ran_alone, reverse("inbox_periodic_review_batch", args=[batch.pk])),
+    ):
+        client.force_login(person)
+        page = client.get(reverse_url(request)).content.decode()
+        assert f'<a href="{back}">' in page, person
+        assert client.get(back).status_code == 200
+
+
+def test_the_corrected_action_s_example_is_the_item_s_own_action(client, agent, refunds, manager):
+    request = auto_approved(agent, refunds)
+    request.proposed_action = {"action": "hide_post", "post_id": 77, "note": "<b>"}
+    request.save(update_fields=["proposed_action"])
+    client.force_login(manager)
+    page = client.get(reverse_url(request)).content.decode()
+    example = "{&quot;action&quot;: &quot;hide_post&quot;, &quot;post_id&quot;: 77, "
+    assert f'placeholder="{example}&quot;note&quot;: &quot;&lt;b&gt;&quot;}}"' in page
+
+
 def test_a_reviewer_of_another_queue_gets_404_and_a_user_without_a_role_403(
     client, agent, refunds, bob
 ):
