@@ -3,6 +3,8 @@ audit trail, periodic review), and the reverse rate on the metrics overview."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 
 import pytest
@@ -115,8 +117,9 @@ def test_the_corrected_action_s_example_is_the_item_s_own_action(client, agent, 
     request.save(update_fields=["proposed_action"])
     client.force_login(manager)
     page = client.get(reverse_url(request)).content.decode()
-    example = "{&quot;action&quot;: &quot;hide_post&quot;, &quot;post_id&quot;: 77, "
-    assert f'placeholder="{example}&quot;note&quot;: &quot;&lt;b&gt;&quot;}}"' in page
+    field = re.search(r'<textarea name="corrected_action"[^>]*placeholder="([^"]*)"', page)
+    assert "&lt;b&gt;" in field.group(1)  # escaped: the agent wrote it
+    assert json.loads(html.unescape(field.group(1))) == request.proposed_action
 
 
 def test_a_reviewer_of_another_queue_gets_404_and_a_user_without_a_role_403(
