@@ -81,17 +81,16 @@ from .models import (
 )
 from .oversight_api import router as oversight_router
 from .reviewer_api import router as reviewer_router
-from .rules import GATE, Verdict
 from .services import conversation, turns
 from .services.deadline_plan import plan_for
 from .services.decisions import cancel_request
 from .services.errors import IdempotencyConflict, TransitionError
 from .services.guidelines import guidelines_for
-from .services.holds import Stopped, holding, is_held
+from .services.holds import Stopped, holding
 from .services.interrupts import bundle_of
 from .services.interrupts import submit_interrupt as submit_interrupt_bundle
 from .services.outbox import decision_data, reversal_data
-from .services.submission import evaluate_for, submit_request
+from .services.submission import dry_run, precedents_note, submit_request
 
 # The longest wait asked for: the door parks it (reviews.wait_door); a thread waits at most
 # THREAD_WAIT_SECONDS of it (a WSGI server, where a wait blocks a thread) and answers.
@@ -870,19 +869,39 @@ def reversals(
     tags=["Rules and guidelines"],
     response={200: EvaluateOut, **ERRORS},
     summary="Dry run of the rules (nothing is stored)",
+    description="Would this submission need a person? Judged by the same code as "
+    "`POST /requests`, now, with nothing written: send the fields of the submission you are "
+    "about to make (`recommendation`, `recommended_option`, `proposed_action`, "
+    "`allowed_decisions` with `confidence` and `attributes`) and the answer is the verdict it "
+    "would get. A field left out is judged as absent: the precedent figures "
+    "(`matching_precedents`, `no_matching_precedent`) are then counted for the category and "
+    "attributes alone, and `precedents_note` says so. A hold answers `needs_human: true`.",
     operation_id="evaluateRules",
 )
 def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
     category = category_by_slug(payload.category)
-    verdict = evaluate_for(category, payload.confidence, payload.attributes)
-    if not verdict.needs_human and is_held(request.auth.pk, category.pk):
-        verdict = Verdict(GATE, verdict.fired)  # as submit_request judges it while held
+    judged = dry_run(
+        request.auth,
+        category,
+        confidence=payload.confidence,
+        attributes=payload.attributes,
+        recommendation=payload.recommendation,
+        recommended_option=payload.recommended_option,
+        proposed_action=payload.proposed_action,
+        allowed_decisions=payload.allowed_decisions,
+    )
+    verdict = judged.verdict
     return {
         "category": category.slug,
         "mode": category.mode,
         "verdict": verdict.outcome,
         "needs_human": verdict.needs_human,
         "fired_rules": [fired.as_dict() for fired in verdict.fired],
+        "attributes": judged.attributes,
+        "precedents_from": judged.precedents_from,
+        "precedents_note": precedents_note(
+            judged, payload.recommendation, payload.recommended_option, payload.proposed_action
+        ),
     }
 
 

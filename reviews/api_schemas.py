@@ -27,6 +27,23 @@ CALLBACK_URL = (
 CALLBACK_URL_EXAMPLE = "https://agent.example.com/hitl/runs/order-1042"
 
 
+# The fields of a proposal that decide its verdict, defined once: a submission and its dry run
+# (EvaluateIn) accept and refuse exactly the same values.
+Recommendation = Annotated[Text, Field(max_length=20_000)]
+RecommendedOption = Annotated[Text, Field(max_length=50)]
+ProposedAction = Annotated[JSONObject, Field(description="What the agent will do once approved.")]
+AllowedDecisions = Annotated[
+    list[VerbName] | None,
+    Field(
+        min_length=1,
+        max_length=4,
+        description="The decisions a reviewer may make, the only ones the inbox offers "
+        "(default: approve, modify, reject). 'respond' lets the reviewer answer in the "
+        "action's place: the decision is then rejected, with the answer in decision.response.",
+    ),
+]
+
+
 class In(Schema):
     # Strict about what agents send: an unknown field is a typo the agent should hear about,
     # and a number sent as "0.5" or true is a bug in the agent, not something to guess at.
@@ -65,11 +82,9 @@ class SubmitIn(In):
         default_factory=list, max_length=50, description="Steps already tried."
     )
     options: list[OptionIn] = Field(default_factory=list, max_length=20)
-    recommendation: Text = Field("", max_length=20_000)
-    recommended_option: Text = Field("", max_length=50)
-    proposed_action: JSONObject = Field(
-        default_factory=dict, description="What the agent will do once approved."
-    )
+    recommendation: Recommendation = ""
+    recommended_option: RecommendedOption = ""
+    proposed_action: ProposedAction = Field(default_factory=dict)
     confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     attributes: JSONObject = Field(
         default_factory=dict, description="Key data points the rules read (amount, tier, ...)."
@@ -86,14 +101,7 @@ class SubmitIn(In):
     idempotency_key: Text = Field(
         "", max_length=200, description="Same as the Idempotency-Key header (which wins)."
     )
-    allowed_decisions: list[VerbName] | None = Field(
-        None,
-        min_length=1,
-        max_length=4,
-        description="The decisions a reviewer may make, the only ones the inbox offers "
-        "(default: approve, modify, reject). 'respond' lets the reviewer answer in the "
-        "action's place: the decision is then rejected, with the answer in decision.response.",
-    )
+    allowed_decisions: AllowedDecisions = None
     callback_url: Text = Field(
         "", max_length=2_000, description=CALLBACK_URL, examples=[CALLBACK_URL_EXAMPLE]
     )
@@ -103,14 +111,22 @@ class EvaluateIn(In):
     model_config = example(
         {
             "category": "refunds",
+            "proposed_action": {"action": "refund", "order": 1042, "amount": 120},
             "confidence": 0.62,
             "attributes": {"amount": 120, "customer_tier": "standard"},
+            "allowed_decisions": ["approve", "reject"],
         }
     )
 
     category: Text = Field(..., min_length=1, max_length=100)
     confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     attributes: JSONObject = Field(default_factory=dict)
+    # The proposal as it will be submitted: the precedent figures the rules read are counted
+    # for it, and a question or a request that cannot be approved always needs a person.
+    recommendation: Recommendation = ""
+    recommended_option: RecommendedOption = ""
+    proposed_action: ProposedAction = Field(default_factory=dict)
+    allowed_decisions: AllowedDecisions = None
 
 
 class CancelIn(In):
@@ -281,9 +297,29 @@ class RequestOut(Schema):
 class EvaluateOut(Schema):
     category: str
     mode: str
-    verdict: str
-    needs_human: bool
+    verdict: Literal["gate", "escalate", "autonomous"] = Field(
+        ...,
+        description="What a submission of the same fields would get now: 'gate', a person "
+        "decides (the category is gated, something holds it, or it cannot be approved); "
+        "'escalate', a rule fired (rules mode); 'autonomous', nothing sends it to a person "
+        "and it would be auto_approved (in rules mode: no rule fired).",
+    )
+    needs_human: bool = Field(..., description="True for 'gate' and 'escalate'.")
     fired_rules: list[FiredRuleOut]
+    attributes: dict[str, Any] = Field(
+        ...,
+        description="What the rules read: the attributes sent, a tool call's plain arguments, "
+        "and matching_precedents and no_matching_precedent unless they were sent.",
+    )
+    precedents_from: Literal["server", "agent"] = Field(
+        ..., description="'agent' when the agent sent either precedent figure (what it sends wins)."
+    )
+    precedents_note: str = Field(
+        ...,
+        description="What the precedent figures were counted for: without recommendation, "
+        "recommended_option and a tool call in proposed_action, the category and attributes "
+        "alone, exactly as a submission without them.",
+    )
 
 
 class GuidelineOut(Schema):

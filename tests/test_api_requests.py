@@ -10,6 +10,7 @@ from reviews.services.conversation import post_message
 from reviews.services.decisions import decide_request
 
 from .api_support import ROUTINE_SUBMISSION, AgentClient, _no_rate_limit, api, escalated
+from .bad_input import row_counts
 
 __all__ = ["_no_rate_limit", "api"]
 
@@ -267,6 +268,121 @@ def test_evaluate_is_a_dry_run_that_stores_nothing(api, refunds):
     reasons = [rule["reason"] for rule in body["fired_rules"]]
     assert "amount 12,400 exceeds 10,000" in reasons
     assert ReviewRequest.objects.count() == 0
+
+
+# What the tester sent: nothing but the refunds rules would escalate it, except that no person
+# has approved anything alike yet (the rule "no_matching_precedent is true").
+UNPRECEDENTED = {
+    "category": "refunds",
+    "confidence": 0.95,
+    "attributes": {"amount": 20, "customer_tier": "standard"},
+}
+TOOL_CALL = {"action": "issue_refund", "args": {"order": 1042, "amount": 20}}
+PROPOSAL = {**UNPRECEDENTED, "recommendation": "Refund in full.", "proposed_action": TOOL_CALL}
+
+
+def dry_run_then_submit(api, body):
+    """The dry run's answer, and the submission of the same fields right after."""
+    judged = api.post_json("/api/v1/evaluate", body)
+    assert judged.status_code == 200, judged.content
+    submitted = submit(api, {**body, "title": "Refund 20 EUR on order 1042"})
+    return judged.json(), submitted
+
+
+def assert_judged_alike(judged, submitted):
+    assert judged["verdict"] == submitted["verdict"]
+    assert judged["fired_rules"] == submitted["fired_rules"]
+    assert judged["needs_human"] == (submitted["status"] == "pending")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        UNPRECEDENTED,
+        PROPOSAL,
+        {**PROPOSAL, "recommended_option": "A"},
+        {**PROPOSAL, "allowed_decisions": ["reject", "approve"]},
+    ],
+    ids=["attributes-only", "tool-call", "option", "approve-or-reject"],
+)
+def test_the_dry_run_counts_precedents_as_the_submission_does(api, refunds, body):
+    judged, submitted = dry_run_then_submit(api, body)
+    assert submitted["status"] == "pending"
+    assert [rule["reason"] for rule in submitted["fired_rules"]] == [
+        "no_matching_precedent is true"
+    ]
+    assert_judged_alike(judged, submitted)
+    assert judged["attributes"]["no_matching_precedent"] is True
+    assert judged["precedents_from"] == "server"
+
+
+def test_after_a_person_approved_one_alike_the_dry_run_and_the_submission_both_go_ahead(
+    api, refunds, alice
+):
+    first = submit(api, {**PROPOSAL, "title": "Refund 20 EUR on order 1041"})
+    decide(ReviewRequest.objects.get(public_id=first["id"]).pk, alice, "approved")
+
+    judged, submitted = dry_run_then_submit(api, PROPOSAL)
+    assert submitted["status"] == "auto_approved"
+    assert_judged_alike(judged, submitted)
+    assert (judged["verdict"], judged["fired_rules"]) == ("autonomous", [])
+    assert judged["attributes"]["matching_precedents"] == 1
+    assert "counted for this proposal" in judged["precedents_note"]
+
+    # Without the proposal the key is another (no recommendation, no tool): nothing alike was
+    # approved for that, and the answer says what it counted for, as the submission agrees.
+    judged, submitted = dry_run_then_submit(api, UNPRECEDENTED)
+    assert submitted["status"] == "pending"
+    assert_judged_alike(judged, submitted)
+    assert "for the category and attributes alone" in judged["precedents_note"]
+
+
+def test_a_question_is_for_a_person_in_the_dry_run_as_when_submitted(api, refunds):
+    judged, submitted = dry_run_then_submit(api, {**PROPOSAL, "allowed_decisions": ["respond"]})
+    assert_judged_alike(judged, submitted)
+    assert (judged["verdict"], judged["needs_human"]) == ("gate", True)
+
+
+def test_figures_the_agent_sends_win_in_the_dry_run_too(api, refunds):
+    sent = {**UNPRECEDENTED["attributes"], "no_matching_precedent": False}
+    body = {**UNPRECEDENTED, "attributes": sent}
+    judged, submitted = dry_run_then_submit(api, body)
+    assert submitted["status"] == "auto_approved"
+    assert_judged_alike(judged, submitted)
+    assert judged["precedents_from"] == "agent"
+    assert "as sent" in judged["precedents_note"]
+
+
+def test_a_dry_run_of_a_whole_proposal_writes_nothing(api, refunds, alice):
+    first = submit(api, {**PROPOSAL, "title": "Refund 20 EUR on order 1041"})
+    decide(ReviewRequest.objects.get(public_id=first["id"]).pk, alice, "approved")
+    before = row_counts()
+    response = api.post_json("/api/v1/evaluate", {**PROPOSAL, "allowed_decisions": ["approve"]})
+    assert response.status_code == 200
+    assert response.json()["verdict"] == "autonomous"
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("allowed_decisions", []),
+        ("allowed_decisions", ["approve", "ship"]),
+        ("allowed_decisions", "approve"),
+        ("recommended_option", "x" * 51),
+        ("recommendation", 7),
+        ("proposed_action", ["issue_refund"]),
+        ("proposed_action", {"note": "a\x00b"}),
+    ],
+)
+def test_a_bad_proposal_field_in_the_dry_run_is_a_422_naming_it(api, refunds, field, value):
+    good = {**PROPOSAL, "recommended_option": "A", "allowed_decisions": ["approve", "reject"]}
+    assert api.post_json("/api/v1/evaluate", good).status_code == 200
+    before = row_counts()
+    response = api.post_json("/api/v1/evaluate", {**good, field: value})
+    assert response.status_code == 422
+    assert {name.split(".")[0] for name in response.json()["fields"]} == {field}
+    assert row_counts() == before
 
 
 def test_guidelines_give_the_category_text_and_its_active_guidelines(api, refunds):

@@ -90,7 +90,15 @@ def body_endpoints(pending: ReviewRequest) -> dict[str, dict[str, Any]]:
             "body": "Lower amount.",
             "proposed_action": {"action": "refund", "amount": 90, "lines": [1, {"sku": "a"}]},
         },
-        "/api/v1/evaluate": {"category": "refunds", "confidence": 0.5, "attributes": {"a": 1}},
+        "/api/v1/evaluate": {
+            "category": "refunds",
+            "confidence": 0.5,
+            "attributes": {"a": 1},
+            "recommendation": "Refund in full.",
+            "recommended_option": "A",
+            "proposed_action": {"action": "refund", "args": {"amount": 90}},
+            "allowed_decisions": ["approve", "reject"],
+        },
         "/api/v1/interrupts": INTERRUPT,
     }
 

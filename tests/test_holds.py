@@ -149,6 +149,16 @@ def test_the_agent_reads_why_its_request_waits_while_held_and_not_after(
     assert api.get(url).json()["held"] is None  # still pending, for a person, no longer held
 
 
+def test_the_dry_run_says_a_person_is_needed_while_stopped(agent, agent_token, refunds, lead):
+    api = AgentClient(agent_token)
+    body = {"category": "refunds", "confidence": 0.95, "attributes": ROUTINE}
+    hold(lead, level="stop", scope="category", category=refunds)
+    judged = api.post_json("/api/v1/evaluate", body)
+    assert (judged.status_code, judged.json()["verdict"]) == (200, "gate")
+    submitted = api.post_json("/api/v1/requests", {**body, "title": "Refund 120 EUR"})
+    assert submitted.status_code == 423
+
+
 # --- the deadline: a timeout that would approve keeps the request waiting --------------------
 
 

@@ -34,7 +34,7 @@ from . import known_answers
 from .assignment import pick_assignee
 from .audit import audit_event
 from .errors import IdempotencyConflict
-from .holds import check_not_stopped
+from .holds import check_not_stopped, is_held
 from .notify import notify_new_request
 from .retries import retried
 
@@ -47,12 +47,6 @@ Channel = Decision.Channel
 class Submission:
     request: ReviewRequest
     created: bool
-
-
-def evaluate_for(
-    category: Category, confidence: float | None, attributes: dict[str, Any]
-) -> engine.Verdict:
-    return engine.evaluate(category.mode, rulebook_for(category).rules, confidence, attributes)
 
 
 def group_key_for(
@@ -151,6 +145,131 @@ def _validate_submission(
         raise ValidationError(errors)
 
 
+def in_verb_order(verbs: list[str]) -> list[str]:
+    """Allowed decisions in Verb order whatever order they came in (each once), so a retry
+    listing them otherwise matches and a question is recognised however it was spelled."""
+    return [v for v in Verb.values if v in verbs]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the rules decide for a submission, and what they read to decide it."""
+
+    verdict: engine.Verdict
+    # What the rules read: the agent's attributes with a tool call's arguments and the
+    # precedent figures (precedents.annotate) added.
+    attributes: dict[str, Any]
+    precedent_key: str
+    precedents_from: str
+    policy_version_id: int | None
+
+
+def judge(
+    category: Category,
+    *,
+    confidence: float | None,
+    attributes: dict[str, Any],
+    recommendation: str,
+    recommended_option: str,
+    proposed_action: dict[str, Any],
+    verbs: list[str],
+    held: bool,
+    now: datetime,
+) -> Judgement:
+    """The verdict on a validated proposal (`attributes` as attributes_for gives them, `verbs`
+    in_verb_order): submission records it, the API's dry run answers with it, so the two can
+    never disagree. It only reads: the agent's `attributes` are left as they are."""
+    attributes = dict(attributes)
+    rulebook = rulebook_for(category)
+    # A question (it cannot be approved, only answered) proposes nothing to be right or wrong
+    # about: it is nobody's precedent, and has none.
+    precedent_key = (
+        precedents.key_for(
+            category, recommended_option or recommendation, attributes, tool_of(proposed_action)
+        )
+        if Verb.APPROVE in verbs
+        else ""
+    )
+    # Only the flags the agent did not send; who gave them is kept for the item page's note.
+    precedents_from = precedents.annotate(attributes, precedent_key, now)
+    if verbs == QUESTION_DECISIONS:
+        # A question for a person: the rules judge proposed actions, and there is none here;
+        # only a person can answer it.
+        verdict = engine.Verdict(engine.GATE)
+    else:
+        verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
+    if not verdict.needs_human and Verb.APPROVE not in verbs:
+        # The rules' go-ahead is an approval, which this request does not allow: only a
+        # person can settle it.
+        verdict = engine.Verdict(engine.GATE, verdict.fired)
+    if not verdict.needs_human and held:
+        # Held: neither the rules nor autonomy approve; a person decides. The policy itself
+        # is untouched, so it applies again as it was once the hold ends.
+        verdict = engine.Verdict(engine.GATE, verdict.fired)
+    return Judgement(
+        verdict, attributes, precedent_key, precedents_from, rulebook.policy_version_id
+    )
+
+
+def dry_run(
+    agent: Agent,
+    category: Category,
+    *,
+    confidence: float | None = None,
+    attributes: dict[str, Any] | None = None,
+    recommendation: str = "",
+    recommended_option: str = "",
+    proposed_action: dict[str, Any] | None = None,
+    allowed_decisions: list[str] | None = None,
+    now: datetime | None = None,
+) -> Judgement:
+    """What submit_request would decide for a submission with these fields, now; nothing is
+    written. A field left out is judged as a submission without it: the precedent figures
+    are then counted for the category and attributes alone (see precedents_note)."""
+    verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
+    _validate_submission(agent, [], recommended_option, confidence, verbs, "")
+    return judge(
+        category,
+        confidence=confidence,
+        attributes=attributes_for(proposed_action, attributes),
+        recommendation=recommendation,
+        recommended_option=recommended_option,
+        proposed_action=proposed_action if proposed_action is not None else {},
+        verbs=in_verb_order(verbs),
+        # A stop refuses the submission itself; asked ahead, it is a person's call like a hold.
+        held=is_held(agent.pk, category.pk),
+        now=now or timezone.now(),
+    )
+
+
+def precedents_note(
+    judged: Judgement, recommendation: str, recommended_option: str, proposed_action: Any
+) -> str:
+    """In words, what the precedent figures the rules read were counted for, so an agent
+    asking ahead knows what its answer assumed."""
+    attributes = judged.attributes
+    figures = (
+        f"matching_precedents {engine.format_value(attributes['matching_precedents'])}, "
+        f"no_matching_precedent {engine.format_value(attributes['no_matching_precedent'])}"
+    )
+    if judged.precedents_from == precedents.AGENT:
+        return f"{figures}: as sent (what the agent sends wins; a figure left out is counted)."
+    if not judged.precedent_key:
+        return f"{figures}: a request that cannot be approved is nobody's precedent, and has none."
+    if not (recommended_option or recommendation or tool_of(proposed_action)):
+        return (
+            f"{figures}: counted for the category and attributes alone, as for a submission "
+            "with no recommendation, recommended_option or tool call in proposed_action. A "
+            "submission with them is counted for them too: send them here to be judged as it "
+            "will be."
+        )
+    return (
+        f"{figures}: counted for this proposal (the category, recommended_option or else "
+        "recommendation, the tool of proposed_action, the key attributes), as for a "
+        "submission of the same fields."
+    )
+
+
 @retried
 def submit_request(
     agent: Agent,
@@ -186,14 +305,13 @@ def submit_request(
     options = list(options or [])
     attributes = attributes_for(proposed_action, attributes)
     proposed_action = proposed_action if proposed_action is not None else {}
-    # In Verb order whatever order they came in, so a retry listing them otherwise matches.
     verbs = DEFAULT_VERBS if allowed_decisions is None else allowed_decisions
     _validate_submission(
         agent, options, recommended_option, confidence, verbs, callback_url, default_answer
     )
     # A stop refuses the submission (Stopped); a hold lets it in, for a person only.
     hold = check_not_stopped(agent, category)
-    verbs = [v for v in Verb.values if v in verbs]
+    verbs = in_verb_order(verbs)
     fingerprint = payload_hash(
         {
             "category": category.slug,
@@ -220,32 +338,18 @@ def submit_request(
     # A retry with an Idempotency-Key is found by the unique constraint at insert time below,
     # not looked up first: the first try of every submission pays no extra query.
     now = now or timezone.now()
-    rulebook = rulebook_for(category)
-    # A question (it cannot be approved, only answered) proposes nothing to be right or wrong
-    # about: it is nobody's precedent, and has none.
-    precedent_key = (
-        precedents.key_for(
-            category, recommended_option or recommendation, attributes, tool_of(proposed_action)
-        )
-        if Verb.APPROVE in verbs
-        else ""
+    judged = judge(
+        category,
+        confidence=confidence,
+        attributes=attributes,
+        recommendation=recommendation,
+        recommended_option=recommended_option,
+        proposed_action=proposed_action,
+        verbs=verbs,
+        held=hold is not None,
+        now=now,
     )
-    # Only the flags the agent did not send; who gave them is kept for the item page's note.
-    precedents_from = precedents.annotate(attributes, precedent_key, now)
-    if verbs == QUESTION_DECISIONS:
-        # A question for a person: the rules judge proposed actions, and there is none here;
-        # only a person can answer it.
-        verdict = engine.Verdict(engine.GATE)
-    else:
-        verdict = engine.evaluate(category.mode, rulebook.rules, confidence, attributes)
-    if not verdict.needs_human and Verb.APPROVE not in verbs:
-        # The rules' go-ahead is an approval, which this request does not allow: only a
-        # person can settle it.
-        verdict = engine.Verdict(engine.GATE, verdict.fired)
-    if not verdict.needs_human and hold is not None:
-        # Held: neither the rules nor autonomy approve; a person decides. The policy itself
-        # is untouched, so it applies again as it was once the hold ends.
-        verdict = engine.Verdict(engine.GATE, verdict.fired)
+    verdict = judged.verdict
     fired = [f.as_dict() for f in verdict.fired]
     request = ReviewRequest(
         agent=agent,
@@ -262,13 +366,13 @@ def submit_request(
         recommended_option=recommended_option,
         proposed_action=proposed_action,
         confidence=confidence,
-        attributes=attributes,
+        attributes=judged.attributes,
         verdict=verdict.outcome,
-        policy_version_id=rulebook.policy_version_id,
+        policy_version_id=judged.policy_version_id,
         fired_rules=fired,
         group_key=group_key_for(category, recommended_option or recommendation, fired, verbs),
-        precedent_key=precedent_key,
-        precedents_from=precedents_from,
+        precedent_key=judged.precedent_key,
+        precedents_from=judged.precedents_from,
         priority=priority,
         allowed_decisions=verbs,
         callback_url=callback_url,
