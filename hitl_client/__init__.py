@@ -195,6 +195,19 @@ def _reply_body(reply: ReplyLike, current: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "revision", "body": reply.answer, "proposed_action": action}
 
 
+def _evaluate_body(
+    category: str,
+    confidence: float | None,
+    attributes: dict[str, Any] | None,
+    **proposal: Any,
+) -> dict[str, Any]:
+    """The dry run's body: the proposal fields only when given, so a server that predates
+    them still answers a call without them."""
+    body = {"category": category, "confidence": confidence, "attributes": attributes or {}}
+    body.update({name: value for name, value in proposal.items() if value is not None})
+    return body
+
+
 def changed_action(request: dict[str, Any]) -> dict[str, Any] | None:
     """The action a settled go-ahead stands for when it is not the one first submitted: the
     reviewer's modification, else the agent's own revision (made on a reviewer's question)
@@ -600,13 +613,25 @@ class Client:
         category: str,
         confidence: float | None = None,
         attributes: dict[str, Any] | None = None,
+        *,
+        recommendation: str | None = None,
+        recommended_option: str | None = None,
+        proposed_action: dict[str, Any] | None = None,
+        allowed_decisions: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Would this need a human? A dry run of the rules; nothing is stored."""
-        return self.request(
-            "POST",
-            "/evaluate",
-            {"category": category, "confidence": confidence, "attributes": attributes or {}},
+        """Would this submission need a human? Judged as `submit` with the same fields would
+        be, now; nothing is stored. Pass the proposal you are about to submit: its precedents
+        are counted for it (left out, for the category and attributes alone)."""
+        body = _evaluate_body(
+            category,
+            confidence,
+            attributes,
+            recommendation=recommendation,
+            recommended_option=recommended_option,
+            proposed_action=proposed_action,
+            allowed_decisions=allowed_decisions,
         )
+        return self.request("POST", "/evaluate", body)
 
     def categories(self) -> list[dict[str, Any]]:
         """The categories to submit to: slug, the attributes their rules read, the deadline."""
@@ -947,12 +972,22 @@ class AsyncClient:
         category: str,
         confidence: float | None = None,
         attributes: dict[str, Any] | None = None,
+        *,
+        recommendation: str | None = None,
+        recommended_option: str | None = None,
+        proposed_action: dict[str, Any] | None = None,
+        allowed_decisions: list[str] | None = None,
     ) -> dict[str, Any]:
-        return await self.request(
-            "POST",
-            "/evaluate",
-            {"category": category, "confidence": confidence, "attributes": attributes or {}},
+        body = _evaluate_body(
+            category,
+            confidence,
+            attributes,
+            recommendation=recommendation,
+            recommended_option=recommended_option,
+            proposed_action=proposed_action,
+            allowed_decisions=allowed_decisions,
         )
+        return await self.request("POST", "/evaluate", body)
 
     async def categories(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/categories")

@@ -75,6 +75,39 @@ def test_the_client_reads_categories_guidelines_and_evaluates(client, refunds):
     assert client.evaluate("refunds", 0.2, {"amount": 5})["needs_human"] is True
 
 
+def test_the_client_asks_ahead_about_the_exact_submission_sync_and_async(
+    client, async_client, refunds, alice
+):
+    proposal = {
+        "recommendation": "Refund in full.",
+        "proposed_action": {"action": "issue_refund", "args": {"order": 1042, "amount": 20}},
+        "allowed_decisions": ["approve", "reject"],
+    }
+    attributes = {"customer_tier": "standard"}
+    first = client.submit(
+        "refunds", "Refund 20 EUR", confidence=0.95, attributes=attributes, **proposal
+    )
+    assert first["status"] == "pending"  # nothing alike was approved before
+    decide_request(
+        ReviewRequest.objects.get(public_id=first["id"]).pk, by=alice, outcome="approved"
+    )
+
+    async def ask_async():
+        async with async_client:
+            return await async_client.evaluate("refunds", 0.95, attributes, **proposal)
+
+    for judged in (
+        client.evaluate("refunds", 0.95, attributes, **proposal),
+        run_coroutine(ask_async()),
+    ):
+        assert (judged["verdict"], judged["attributes"]["matching_precedents"]) == ("autonomous", 1)
+    assert client.evaluate("refunds", 0.95, attributes)["verdict"] == "escalate"
+    again = client.submit(
+        "refunds", "Refund 20 EUR", confidence=0.95, attributes=attributes, **proposal
+    )
+    assert again["status"] == "auto_approved"
+
+
 @concurrent
 def test_the_decorator_runs_the_function_with_the_humans_modified_arguments(client, refunds, alice):
     calls = []
