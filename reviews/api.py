@@ -376,7 +376,12 @@ def held_out(review: ReviewRequest, now: datetime | None = None) -> dict[str, An
     it: services.holds)."""
     if agent_status(review, now) != Status.PENDING:
         return None
-    hold = holding(review.agent_id, review.category_id)
+    return hold_over(review.agent_id, review.category_id)
+
+
+def hold_over(agent_id: int, category_id: int) -> dict[str, Any] | None:
+    """The hold or stop in force over this agent and category, as the agent reads it."""
+    hold = holding(agent_id, category_id)
     if hold is None:
         return None
     return {
@@ -902,6 +907,7 @@ def evaluate(request: HttpRequest, payload: EvaluateIn) -> dict[str, Any]:
         "precedents_note": precedents_note(
             judged, payload.recommendation, payload.recommended_option, payload.proposed_action
         ),
+        "held": hold_over(request.auth.pk, category.pk),
     }
 
 

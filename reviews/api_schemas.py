@@ -314,6 +314,11 @@ class EvaluateOut(Schema):
     precedents_from: Literal["server", "agent"] = Field(
         ..., description="'agent' when the agent sent either precedent figure (what it sends wins)."
     )
+    held: HeldOut | None = Field(
+        None,
+        description="The hold or stop in force over this agent and category, if any: why a "
+        "person decides whatever the rules say (a stop refuses the submission itself).",
+    )
     precedents_note: str = Field(
         ...,
         description="What the precedent figures were counted for: without recommendation, "

@@ -119,8 +119,11 @@ def test_the_dry_run_says_a_person_is_needed_while_held(agent, agent_token, refu
     api = AgentClient(agent_token)
     body = {"category": "refunds", "confidence": 0.95, "attributes": ROUTINE}
     assert api.post_json("/api/v1/evaluate", body).json()["needs_human"] is False
+    assert api.post_json("/api/v1/evaluate", body).json()["held"] is None
     hold(admin_user, scope="agent", agent=agent)
-    assert api.post_json("/api/v1/evaluate", body).json()["needs_human"] is True
+    answer = api.post_json("/api/v1/evaluate", body).json()
+    assert answer["needs_human"] is True
+    assert answer["held"]["level"] == "hold" and answer["held"]["reason"] == "Audit of refunds"
 
 
 def test_the_agent_reads_why_its_request_waits_while_held_and_not_after(

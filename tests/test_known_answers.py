@@ -187,7 +187,9 @@ def test_checks_appear_at_the_queue_s_rate_drawn_from_the_arriving_requests(
     agent, refunds, support_queue, admin_user
 ):
     # Rejected by someone outside the queue: a reviewer is never shown a copy of their own.
-    rejected_request(agent, refunds, admin_user)
+    # Enough of them that nobody is ever given a second copy of one still in their list.
+    for i in range(40):
+        rejected_request(agent, refunds, admin_user, title=f"Refund 9,00{i} EUR, closed account")
     turn_on(support_queue, rate=0.1)
     arrived = [submit(agent, refunds, title=f"Refund #{i}") for i in range(300)]
     checks = ReviewRequest.objects.filter(is_check=True)
@@ -199,6 +201,25 @@ def test_checks_appear_at_the_queue_s_rate_drawn_from_the_arriving_requests(
     assert set(checks.values_list("status", flat=True)) == {"pending"}
     assert KnownAnswerCheck.objects.count() == len(drawn)
     assert AuditEvent.objects.filter(verb="known_answer.shown").count() == len(drawn)
+
+
+def test_a_reviewer_is_never_given_a_second_copy_of_what_waits_in_their_list(
+    agent, refunds, support_queue, alice, carol
+):
+    """Two alike items, one told as a check once decided, would give the other away."""
+    first_source = rejected_request(agent, refunds, carol, title="Refund 9,000 EUR, closed")
+    turn_on(support_queue)
+    first = known_answers.add_check(support_queue, seed="a", assignee=alice)
+    assert first.known_answer.source == first_source
+    assert known_answers.add_check(support_queue, seed="b", assignee=alice) is None
+    second_source = rejected_request(agent, refunds, carol, title="Refund 8,000 EUR, closed")
+    second = known_answers.add_check(support_queue, seed="c", assignee=alice)
+    assert second.known_answer.source == second_source
+    shown = AuditEvent.objects.filter(verb="known_answer.shown", request=second).get()
+    # Who got it and what it copies, readable on the audit trail (managers and admins only).
+    assert shown.note == (
+        f"A known-answer copy of #{second_source.pk} (right answer: rejected) for alice."
+    )
 
 
 def test_a_queue_with_checks_off_or_without_a_source_gets_none(agent, refunds, support_queue):

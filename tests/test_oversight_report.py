@@ -309,7 +309,38 @@ def test_what_each_person_did_reads_in_words_an_auditor_knows(seeded, agent, ali
     start_hold(by=admin_user, level="hold", scope="everything", reason="Audit week")
     people = rows_by_first(oversight_report(today(), Scope("all")), "people")
     assert people["alice"][3:] == [3, "decided 3"]
-    assert people["ada"][3:] == [2, "reversed 1, holds 1"]
+    assert people["ada"][3:] == [2, "reversed 1, holds started 1"]
+
+
+def test_a_stop_s_rejections_and_a_check_s_decision_are_not_counted_as_decided(
+    agent, refunds, support_queue, alice, carol, admin_user
+):
+    """What a stop rejected is the stop, not the person's reviews; a known-answer check is
+    counted once, as a check decided; a hold's start and end are two actions of one hold."""
+    from reviews.models import Queue
+    from reviews.services import known_answers
+    from reviews.services.hold_control import end_hold, start_hold
+
+    source = escalated(agent, refunds, title="Refund 9,000 EUR to a closed account")
+    decide_request(source.pk, by=carol, outcome="rejected", reason="The account is closed.")
+    Queue.objects.filter(pk=support_queue.pk).update(known_answers=True, known_answer_rate=0.02)
+    support_queue.refresh_from_db()
+    check = known_answers.add_check(support_queue, seed="x", assignee=alice)
+    decide_request(check.pk, by=alice, outcome="approved", reason="looked")
+    escalated(agent, refunds)
+    escalated(agent, refunds)
+    held = start_hold(by=admin_user, level="hold", scope="everything", reason="Audit week")
+    end_hold(held.pk, by=admin_user, reason="Audit done")
+    start_hold(
+        by=admin_user, level="stop", scope="agent", agent=agent, reason="Incident",
+        reject_pending=True,
+    )  # fmt: skip
+
+    people = rows_by_first(oversight_report(today(), Scope("all")), "people")
+    assert people["alice"][3:] == [1, "known-answer checks decided 1"]
+    assert people["ada"][3:] == [
+        5, "rejected by a stop 2, holds started 1, holds ended 1, stops started 1",
+    ]  # fmt: skip
 
 
 def test_holds_and_stops_in_the_period_carry_who_when_and_why(agent, refunds, admin_user):

@@ -61,14 +61,20 @@ OWN_VERBS = "oversight_report."
 AUTONOMY_VERBS = ["category.autonomous", "category.monitoring_started", "category.reinstated"]
 # How the people section names what a person did, in this order: a verb, or a family of verbs
 # by its prefix (reviews.services.audit lists them). Another verb is shown as written.
+# A decision a stop made (services.hold_control): the person's stop, not their review.
+STOP_REJECTED = "decided.by_stop"
 ACTION_LABELS = [
+    (STOP_REJECTED, "rejected by a stop"),
     ("decided.", "decided"),
     ("decision.reversed", "reversed"),
     ("decision.undone", "undid"),
     ("four_eyes.", "four-eyes steps"),
     ("second_review.", "second reviews"),
     ("periodic_review.", "periodic review verdicts"),
-    ("known_answer.", "known-answer checks"),
+    ("known_answer.caught", "known-answer checks decided"),
+    ("known_answer.missed", "known-answer checks decided"),
+    ("known_answer.configured", "known-answer settings"),
+    ("known_answer.source_", "known-answer sources marked or unmarked"),
     ("message.", "messages"),
     ("turn.", "turns passed"),
     ("reassigned", "reassigned"),
@@ -76,8 +82,10 @@ ACTION_LABELS = [
     ("deadline_restarted", "deadlines restarted"),
     ("reviewer.away", "away"),
     ("reviewer.back", "back"),
-    ("hold.", "holds"),
-    ("stop.", "stops"),
+    ("hold.started", "holds started"),
+    ("hold.ended", "holds ended"),
+    ("stop.started", "stops started"),
+    ("stop.ended", "stops ended"),
     ("category.", "autonomy changes"),
     ("policy.", "policy changes"),
     ("queue.", "queue changes"),
@@ -352,8 +360,13 @@ def people_section(inputs: Inputs) -> Section:
         events = events.filter(
             inputs.scope.requests("request__") | Q(request__isnull=True, after__category__in=slugs)
         )
+    # A decision on a known-answer check is counted once, as the check's result.
+    events = events.exclude(Q(request__is_check=True, verb__startswith="decided."))
     acted: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for user_id, verb in events.values_list("actor_user_id", "verb").order_by():
+    rows = events.values_list("actor_user_id", "verb", "after__decision__channel").order_by()
+    for user_id, verb, channel in rows:
+        if verb.startswith("decided.") and channel == Decision.Channel.STOP:
+            verb = STOP_REJECTED
         acted[user_id][action_label(verb)] += 1
     order = {label: n for n, (_, label) in enumerate(ACTION_LABELS)}
     users = (
@@ -388,8 +401,9 @@ def people_section(inputs: Inputs) -> Section:
             Column("What they did"),
         ],
         rows,
-        note="Everyone who acted in the period, from the audit log; reading this report is "
-        "not counted.",
+        note="Everyone who acted in the period, from the audit log, as it happened: a "
+        "decision later undone counts, and so does its undo, where the volumes count final "
+        "decisions only. Reading this report is not counted.",
         empty="No person acted in this period.",
     )
 
@@ -459,9 +473,10 @@ def volumes_section(inputs: Inputs) -> Section:
         ],
         rows,
         note=f"{submitted.count()} requests submitted in the period, {escalated} of them sent "
-        "to a person by the rules. Decisions made in the period once final (undo window "
-        "passed); an answer in the tool's place counts as a rejection. Reversed: actions "
-        "marked wrong in the period (whenever they ran), of the period's decisions.",
+        "to a person (by the rules, the category's mode or a hold). Decisions made in the "
+        "period once final (undo window passed); an answer in the tool's place counts as a "
+        "rejection. Reversed: actions marked wrong in the period (whenever they ran), of the "
+        "period's decisions.",
     )
 
 

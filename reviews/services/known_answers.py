@@ -28,7 +28,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .. import precedents
@@ -60,6 +60,7 @@ SALT = "known-answer"
 MIN_RATE = 0.001
 MAX_RATE = 0.1
 ACTOR = "system:known_answers"
+PENDING = ReviewRequest.Status.PENDING
 # Sources tried from the drawn one on before a queue gets no check this time: each costs a
 # precedent count and a rule evaluation.
 SOURCE_TRIES = 10
@@ -231,7 +232,15 @@ def add_check(
             # Never their own past decision, which gives it away; one they already had as a
             # check only once nothing else is left.
             pool = pool.exclude(decision__decided_by=assignee)
-            unseen = pool.exclude(known_answer_copies__reviewer=assignee)
+            # Never a second copy of what waits in their list already: two alike items, one
+            # told as a check, give the other away.
+            copies = KnownAnswerCheck.objects.filter(source=OuterRef("pk"))
+            pool = pool.exclude(
+                Exists(copies.filter(request__assignee=assignee, request__status=PENDING))
+            )
+            unseen = pool.exclude(
+                Exists(copies.filter(Q(reviewer=assignee) | Q(request__assignee=assignee)))
+            )
             ids = list(unseen.order_by("pk").values_list("pk", flat=True)[:5000])
         ids = ids or list(pool.order_by("pk").values_list("pk", flat=True)[:5000])
         if not ids:
@@ -265,6 +274,7 @@ def add_check(
         KnownAnswerCheck.objects.create(
             request=copy, source=source, queue=queue, expected=expected, created_at=now
         )
+        shown_to = assignee.get_username() if assignee else None
         audit(
             "known_answer.shown",
             copy,
@@ -274,7 +284,10 @@ def add_check(
                 "expected": expected,
                 "queue": queue.slug,
                 "assignee": assignee.pk if assignee else None,
+                "assignee_name": shown_to,
             },
+            note=f"A known-answer copy of #{source.pk} (right answer: {expected}) for "
+            f"{shown_to or 'the queue'}.",
         )
         copy.queue = queue
         notify_new_request(copy, now)
