@@ -836,7 +836,12 @@ def reversal_event(reversal: Reversal) -> dict[str, Any]:
 )
 def reversals(
     request: HttpRequest,
-    after: int = Query(0, ge=0, description="The cursor of the last answer; 0 from the start."),
+    after: int = Query(
+        0,
+        ge=0,
+        le=validation.MAX_ID,
+        description="The cursor of the last answer; 0 from the start.",
+    ),
     timeout: int = Query(
         DEFAULT_WAIT_SECONDS,
         ge=0,

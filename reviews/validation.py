@@ -14,6 +14,8 @@ from typing import Any
 # Real actions are a few levels deep; the limit keeps parsing, storing and rendering cheap
 # and far from Python's recursion limit.
 MAX_JSON_DEPTH = 32
+# The largest id a bigint column holds: a cursor or id past it names no row that can exist.
+MAX_ID = 2**63 - 1
 
 
 class InvalidInput(ValueError):

@@ -199,6 +199,8 @@ def test_the_feed_lists_only_this_agents_reversals_after_the_cursor(
     assert empty == {"reversals": [], "cursor": page["cursor"]}
     bad = api.get("/api/v1/reversals?after=-1")
     assert bad.status_code == 422 and bad.json()["error"] == "invalid"
+    past_any_id = api.get(f"/api/v1/reversals?timeout=0&after={2**63}")
+    assert past_any_id.status_code == 422 and "after" in past_any_id.json()["fields"]
     assert AgentClient("hitl_nope").get("/api/v1/reversals?timeout=0").status_code == 401
 
 
