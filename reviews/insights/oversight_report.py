@@ -50,7 +50,7 @@ from ..models import (
 )
 from ..rollups import TIME_BUCKETS, time_bucket
 from .periods import PERIODS, Period
-from .reviewers import ReviewerStats
+from .reviewers import ReviewerStats, catch_counts
 from .stats import wilson
 
 DEFAULT_DAYS = 7
@@ -714,12 +714,9 @@ def known_answers_section(inputs: Inputs) -> Section:
     checks = KnownAnswerCheck.objects.filter(
         inputs.scope.requests("request__"), decided_at__gte=start, decided_at__lt=end
     )
-    judged = (
-        checks.filter(caught__isnull=False, reviewer__isnull=False)
-        .order_by()
-        .values("reviewer_id", "reviewer__username")
-        .annotate(checks=Count("id"), caught=Count("id", filter=Q(caught=True)))
-        .order_by("reviewer__username")
+    judged = sorted(
+        catch_counts(inputs.period, inputs.scope.requests("request__")),
+        key=lambda row: row["reviewer__username"],
     )
     stats = [
         ReviewerStats(

@@ -137,7 +137,8 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
         days[row["reviewer_id"]].add(row["day"])
     for reviewer_id, s in stats.items():
         s.active_days = len(days[reviewer_id])
-    for row in catch_counts(period, category_id):
+    scope = Q(request__category_id=category_id) if category_id else Q()
+    for row in catch_counts(period, scope):
         s = stats.setdefault(
             row["reviewer_id"],
             ReviewerStats(row["reviewer_id"], row["reviewer__username"], 0, 0, 0, 0, 0, []),
@@ -146,14 +147,17 @@ def reviewer_stats(period: Period, category_id: int | None = None) -> list[Revie
     return sorted(stats.values(), key=lambda s: (-s.decided, -s.checks))
 
 
-def catch_counts(period: Period, category_id: int | None = None) -> list[dict]:
-    """Per reviewer: the known-answer checks they decided in the period, and those caught."""
+def catch_counts(period: Period, scope: Q | None = None) -> list[dict]:
+    """Per reviewer: the known-answer checks they decided in the period, and those caught;
+    `scope` narrows the checks (a category's, an agent's)."""
     start, end = period.bounds
     rows = KnownAnswerCheck.objects.filter(
-        decided_at__gte=start, decided_at__lt=end, caught__isnull=False, reviewer__isnull=False
+        scope or Q(),
+        decided_at__gte=start,
+        decided_at__lt=end,
+        caught__isnull=False,
+        reviewer__isnull=False,
     )
-    if category_id:
-        rows = rows.filter(request__category_id=category_id)
     return list(
         rows.order_by()
         .values("reviewer_id", "reviewer__username")
