@@ -86,7 +86,7 @@ def start(request: HttpRequest) -> HttpResponse:
         )
     except ValidationError as exc:
         errors = exc.message_dict
-        messages.error(request, " ".join(m for ms in errors.values() for m in ms))
+        messages.error(request, " ".join(exc.messages))
         return _page(request, status=422, form=post, errors=errors)
     words = f"{hold.get_level_display()} on {hold.scope_label} from now"
     if hold.rejected_pending:
@@ -109,7 +109,7 @@ def end(request: HttpRequest, hold_id: int) -> HttpResponse:
         return _page(request, status=409)
     except ValidationError as exc:
         errors = exc.message_dict
-        messages.error(request, " ".join(m for ms in errors.values() for m in ms))
+        messages.error(request, " ".join(exc.messages))
         return _page(request, status=422, end_errors={hold_id: errors})
     level = hold.get_level_display().lower()
     messages.success(request, f"Resumed: the {level} on {hold.scope_label} ended.")
